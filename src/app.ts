@@ -1,0 +1,118 @@
+// Builds the Fastify app from its plugins in an explicit order. Listening is server.ts's job.
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Caller } from './auth.js';
+import type { Config } from './config.js';
+import { GatewayError, errorBody } from './errors.js';
+import { createLogger } from './logger.js';
+import { adminPlugin } from './plugins/admin.js';
+import { healthPlugin } from './plugins/health.js';
+import { relayPlugin } from './plugins/relay.js';
+import { Pool } from './pool/pool.js';
+import { createOutbound } from './relay/outbound.js';
+import { type Target, checkTarget } from './relay/path.js';
+import { createUpgradeHandler } from './relay/websocket.js';
+import type { Services } from './services.js';
+import { createMemoryStore } from './store/memory.js';
+import type { Store } from './store/types.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    target: Target;
+    caller: Caller | null;
+  }
+}
+
+export interface AppOptions {
+  log?: Logger;
+  store?: Store;
+}
+
+function toGatewayError(err: FastifyError | GatewayError | Error): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const fe = err as FastifyError;
+  if (fe.validation) {
+    const first = fe.validation[0];
+    const param = first?.instancePath ? first.instancePath.slice(1).replace(/\//g, '.') : null;
+    return new GatewayError('invalid_request', { message: `Invalid request: ${fe.message}`, param });
+  }
+  switch (fe.code) {
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new GatewayError('invalid_json', { cause: err });
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new GatewayError('request_too_large', { cause: err });
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new GatewayError('invalid_request', { message: 'Unsupported Content-Type.', cause: err });
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new GatewayError('invalid_request', { message: fe.message, cause: err });
+  }
+  return new GatewayError('internal_error', { cause: err });
+}
+
+export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
+  const log = options.log ?? createLogger(config.logLevel);
+  const store = options.store ?? createMemoryStore();
+  const services: Services = { config, log, store, pool: new Pool(config), outbound: createOutbound(config) };
+  let closing = false;
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // The relay writes its own line per request (one line, one request).
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    // Room for an oversized Authorization header to reach the 401 of RELIABILITY.md case 1.
+    http: { maxHeaderSize: 64 * 1024 },
+    routerOptions: { maxParamLength: 2048 },
+    return503OnClosing: false,
+    // KEYRELAY_TLS_CERT/KEY: serve HTTPS and WSS directly. Fastify's types tie `https` to a
+    // different server type; the request path is the same either way.
+    ...(config.tls ? { https: { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } } : {}),
+  }) as unknown as FastifyInstance;
+
+  app.decorateRequest('target', null as unknown as Target);
+  app.decorateRequest('caller', null);
+
+  // One check of the raw target for every route, before routing decisions matter.
+  app.addHook('onRequest', async (request) => {
+    request.target = checkTarget(request.raw.url ?? '');
+  });
+
+  app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
+    const error = toGatewayError(err);
+    if (error.status >= 500) request.log.error({ err: error.cause ?? error, requestId: request.id }, 'request failed');
+    // An unread body would be drained by Node after the answer; close instead of reading it.
+    if (!request.raw.complete) reply.header('connection', 'close');
+    reply
+      .code(error.status)
+      .headers({ ...error.headers, 'x-request-id': request.id, 'x-keyrelay-request-id': request.id })
+      .type('application/json')
+      .send(errorBody(error));
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const error = new GatewayError('unknown_url', { message: `Unknown request URL: ${request.method} ${request.target?.path ?? ''}.` });
+    reply.code(404).headers({ 'x-request-id': request.id, 'x-keyrelay-request-id': request.id }).type('application/json').send(errorBody(error));
+  });
+
+  await app.register(healthPlugin, { ...services, isClosing: () => closing });
+  if (config.adminToken) await app.register(adminPlugin, { ...services, prefix: '/admin' });
+  await app.register(relayPlugin, services);
+
+  const onUpgrade = createUpgradeHandler({ ...services, newRequestId: () => randomUUID() });
+  app.server.on('upgrade', onUpgrade);
+
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onClose', async () => {
+    app.server.off('upgrade', onUpgrade);
+    await services.outbound.close();
+    await store.close();
+  });
+  return app;
+}

@@ -1,0 +1,214 @@
+// Settings: one TypeBox schema, validated once at start. The type is derived from the schema so
+// the two cannot drift. Sources, weakest first: schema defaults, the YAML file, the environment.
+import { existsSync, readFileSync } from 'node:fs';
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { parse as parseYaml } from 'yaml';
+
+const MB = 1024 * 1024;
+
+const PoolKeySchema = Type.Object(
+  {
+    id: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$' }),
+    key: Type.String({ minLength: 1 }),
+    weight: Type.Integer({ minimum: 1, default: 1 }),
+    models: Type.Optional(Type.Array(Type.String())),
+    organization: Type.Optional(Type.String()),
+    project: Type.Optional(Type.String()),
+    proxy: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+const UpstreamSchema = Type.Object(
+  {
+    id: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$' }),
+    baseUrl: Type.String({ pattern: '^https?://' }),
+    // Glob patterns of the models this upstream serves; requests are routed to the first match.
+    models: Type.Array(Type.String(), { default: ['*'] }),
+    proxy: Type.Optional(Type.String()),
+    strategy: Type.Union([Type.Literal('round-robin')], { default: 'round-robin' }),
+    keys: Type.Array(PoolKeySchema, { default: [] }),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    host: Type.String({ default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+    adminToken: Type.Optional(Type.String({ minLength: 16 })),
+    logLevel: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info' },
+    ),
+    tls: Type.Optional(
+      Type.Object({ cert: Type.String(), key: Type.String() }, { additionalProperties: false }),
+    ),
+    redis: Type.Object(
+      {
+        url: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+        clusterNodes: Type.Optional(Type.Array(Type.String({ pattern: '^[^:]+:[0-9]+$' }))),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    // Outbound proxy for every upstream that names none (KEYRELAY_PROXY).
+    proxy: Type.Optional(Type.String()),
+    limits: Type.Object(
+      {
+        jsonBodyBytes: Type.Integer({ minimum: 1024, default: 50 * MB }),
+        multipartBodyBytes: Type.Integer({ minimum: 1024, default: 512 * MB }),
+        // Any other content type (raw audio, SDP, octet streams).
+        otherBodyBytes: Type.Integer({ minimum: 1024, default: 512 * MB }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    timeouts: Type.Object(
+      {
+        connectMs: Type.Integer({ minimum: 1, default: 10_000 }),
+        // Until the upstream's status line and headers arrive; long reasoning calls take minutes.
+        headersMs: Type.Integer({ minimum: 1, default: 600_000 }),
+        // Longest silence between two body chunks of an answer.
+        bodyIdleMs: Type.Integer({ minimum: 1, default: 300_000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    upstreams: Type.Array(UpstreamSchema, { default: [] }),
+  },
+  { additionalProperties: false },
+);
+
+export type Config = Static<typeof ConfigSchema>;
+export type UpstreamConfig = Static<typeof UpstreamSchema>;
+export type PoolKeyConfig = Static<typeof PoolKeySchema>;
+
+export const DEFAULT_UPSTREAM_URL = 'https://api.openai.com/v1';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Record<string, string | undefined>;
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+/** Replaces every `env:NAME` string in the file with that variable's value. */
+function resolveSecrets(value: Json, env: Env, path: string): Json {
+  if (typeof value === 'string' && value.startsWith('env:')) {
+    const name = value.slice(4);
+    const resolved = env[name];
+    if (resolved === undefined || resolved === '') {
+      throw new ConfigError(`setting ${path || '/'}: environment variable ${name} is not set`);
+    }
+    return resolved;
+  }
+  if (Array.isArray(value)) return value.map((v, i) => resolveSecrets(v, env, `${path}/${i}`));
+  if (value !== null && typeof value === 'object') {
+    const out: { [k: string]: Json } = {};
+    for (const [k, v] of Object.entries(value)) out[k] = resolveSecrets(v, env, `${path}/${k}`);
+    return out;
+  }
+  return value;
+}
+
+function readFile(env: Env): { [k: string]: Json } {
+  const explicit = env.KEYRELAY_CONFIG;
+  const path = explicit ?? 'config/keyrelay.yaml';
+  if (!existsSync(path)) {
+    if (explicit) throw new ConfigError(`KEYRELAY_CONFIG: file not found: ${explicit}`);
+    return {};
+  }
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`${path}: not valid YAML: ${(err as Error).message}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError(`${path}: the top level must be a mapping of settings`);
+  }
+  return resolveSecrets(parsed as Json, env, '') as { [k: string]: Json };
+}
+
+function intFromEnv(env: Env, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^[0-9]+$/.test(raw)) throw new ConfigError(`${name}: expected a whole number, got "${raw}"`);
+  return Number(raw);
+}
+
+/** Applies the environment variables of CONTRACT.md over the file's settings. */
+function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } {
+  const out: { [k: string]: Json } = { ...file };
+  const set = (key: string, value: Json | undefined) => {
+    if (value !== undefined && value !== '') out[key] = value;
+  };
+  set('host', env.HOST);
+  set('port', intFromEnv(env, 'PORT'));
+  set('adminToken', env.KEYRELAY_ADMIN_TOKEN);
+  set('logLevel', env.LOG_LEVEL);
+  if (env.KEYRELAY_TLS_CERT || env.KEYRELAY_TLS_KEY) {
+    out.tls = { cert: env.KEYRELAY_TLS_CERT ?? '', key: env.KEYRELAY_TLS_KEY ?? '' };
+  }
+  const redis = { ...((out.redis as { [k: string]: Json } | undefined) ?? {}) };
+  if (env.REDIS_URL) redis.url = env.REDIS_URL;
+  if (env.REDIS_CLUSTER_NODES) {
+    redis.clusterNodes = env.REDIS_CLUSTER_NODES.split(',').map((s) => s.trim()).filter(Boolean);
+  }
+  out.redis = redis;
+
+  // OPENAI_API_KEYS, KEYRELAY_UPSTREAM_URL and KEYRELAY_PROXY describe the default upstream:
+  // the first one the file lists, or one called "default" when it lists none.
+  const upstreams = Array.isArray(out.upstreams) ? [...out.upstreams] : [];
+  const envKeys = env.OPENAI_API_KEYS?.split(',').map((s) => s.trim()).filter(Boolean);
+  if (envKeys?.length || env.KEYRELAY_UPSTREAM_URL || env.KEYRELAY_PROXY || upstreams.length === 0) {
+    const first = (upstreams[0] as { [k: string]: Json } | undefined) ?? {
+      id: 'default',
+      baseUrl: DEFAULT_UPSTREAM_URL,
+    };
+    const upstream: { [k: string]: Json } = { ...first };
+    if (env.KEYRELAY_UPSTREAM_URL) upstream.baseUrl = env.KEYRELAY_UPSTREAM_URL;
+    if (env.KEYRELAY_PROXY) upstream.proxy = env.KEYRELAY_PROXY;
+    if (envKeys?.length) upstream.keys = envKeys.map((key, i) => ({ id: `env-${i + 1}`, key }));
+    upstreams[0] = upstream;
+  }
+  out.upstreams = upstreams;
+  return out;
+}
+
+function describe(error: { path: string; message: string; value: unknown }): string {
+  const setting = error.path.replace(/^\//, '') || '(top level)';
+  return `setting ${setting}: ${error.message}`;
+}
+
+/** Loads, merges and validates the settings; throws ConfigError naming the first bad setting. */
+export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
+  const merged = { ...applyEnv(readFile(env), env), ...overrides } as unknown;
+  const withDefaults = Value.Default(ConfigSchema, Value.Clone(merged));
+  const firstError = Value.Errors(ConfigSchema, withDefaults).First();
+  if (firstError) throw new ConfigError(describe(firstError));
+  const config = withDefaults as Config;
+  checkConsistency(config);
+  return config;
+}
+
+function checkConsistency(config: Config): void {
+  const seen = new Set<string>();
+  config.upstreams.forEach((upstream, i) => {
+    if (seen.has(upstream.id)) throw new ConfigError(`setting upstreams/${i}/id: duplicate id "${upstream.id}"`);
+    seen.add(upstream.id);
+    try {
+      new URL(upstream.baseUrl);
+    } catch {
+      throw new ConfigError(`setting upstreams/${i}/baseUrl: not a URL`);
+    }
+    const keyIds = new Set<string>();
+    upstream.keys.forEach((key, j) => {
+      if (keyIds.has(key.id)) throw new ConfigError(`setting upstreams/${i}/keys/${j}/id: duplicate id "${key.id}"`);
+      keyIds.add(key.id);
+    });
+  });
+  if (config.tls && (!config.tls.cert || !config.tls.key)) {
+    throw new ConfigError('setting tls: KEYRELAY_TLS_CERT and KEYRELAY_TLS_KEY must be set together');
+  }
+}

@@ -1,0 +1,79 @@
+// The catalogue of errors the gateway itself produces. Each has a stable code; every one is sent
+// OpenAI-shaped ({error: {message, type, param, code}}) so that SDKs raise their usual classes.
+
+export interface ErrorSpec {
+  status: number;
+  type: string;
+  message: string;
+}
+
+export const ERRORS = {
+  invalid_api_key: {
+    status: 401,
+    type: 'invalid_request_error',
+    message: 'Incorrect API key provided. Use a key issued by this keyrelay gateway.',
+  },
+  model_not_allowed: { status: 403, type: 'invalid_request_error', message: 'This key may not use the requested model.' },
+  invalid_request: { status: 400, type: 'invalid_request_error', message: 'The request is malformed.' },
+  invalid_json: { status: 400, type: 'invalid_request_error', message: 'The request body is not valid JSON.' },
+  invalid_path: { status: 400, type: 'invalid_request_error', message: 'The request path is not allowed.' },
+  invalid_header: { status: 400, type: 'invalid_request_error', message: 'A request header is not allowed.' },
+  invalid_multipart: { status: 400, type: 'invalid_request_error', message: 'The multipart body is malformed.' },
+  request_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is too large.' },
+  unknown_url: { status: 404, type: 'invalid_request_error', message: 'Unknown request URL.' },
+  not_found: { status: 404, type: 'invalid_request_error', message: 'Not found.' },
+  conflict: { status: 409, type: 'invalid_request_error', message: 'It already exists.' },
+  rate_limit_exceeded: { status: 429, type: 'requests', message: 'Rate limit reached.' },
+  insufficient_quota: { status: 429, type: 'insufficient_quota', message: 'Quota exceeded for this window.' },
+  no_upstream_key_available: {
+    status: 503,
+    type: 'server_error',
+    message: 'No upstream key is available right now. Try again later.',
+  },
+  quota_backend_unavailable: {
+    status: 503,
+    type: 'server_error',
+    message: 'The quota store is unreachable. Try again later.',
+  },
+  shutting_down: { status: 503, type: 'server_error', message: 'The gateway is shutting down.' },
+  upstream_proxy_error: { status: 502, type: 'server_error', message: 'The outbound proxy failed.' },
+  upstream_unreachable: { status: 502, type: 'server_error', message: 'The upstream could not be reached.' },
+  upstream_timeout: { status: 504, type: 'server_error', message: 'The upstream did not answer in time.' },
+  upstream_stream_interrupted: {
+    status: 502,
+    type: 'server_error',
+    message: 'The upstream stream broke off before it was complete.',
+  },
+  internal_error: { status: 500, type: 'server_error', message: 'The gateway failed to handle the request.' },
+} satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error the gateway answers with. `cause` is kept for the log, never sent to the client. */
+export class GatewayError extends Error {
+  override name = 'GatewayError';
+  readonly status: number;
+  readonly type: string;
+  readonly param: string | null;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    readonly code: ErrorCode,
+    options: { message?: string; param?: string | null; headers?: Record<string, string>; cause?: unknown; type?: string } = {},
+  ) {
+    const spec: ErrorSpec = ERRORS[code];
+    super(options.message ?? spec.message, { cause: options.cause });
+    this.status = spec.status;
+    this.type = options.type ?? spec.type;
+    this.param = options.param ?? null;
+    this.headers = options.headers ?? {};
+  }
+
+  body(): { error: { message: string; type: string; param: string | null; code: string } } {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+export function errorBody(err: GatewayError): string {
+  return JSON.stringify(err.body());
+}

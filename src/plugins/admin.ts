@@ -1,0 +1,145 @@
+// The admin API (CONTRACT.md, Admin API): users and their keys. Guarded by KEYRELAY_ADMIN_TOKEN;
+// without one the routes do not exist at all and answer 404.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { bearerToken } from '../auth.js';
+import { GatewayError } from '../errors.js';
+import { digestKey, displayPrefix, newGatewayKey, newId } from '../keys.js';
+import type { Services } from '../services.js';
+import type { KeyRecord, User } from '../store/types.js';
+
+const IsoTime = Type.String({ format: 'date-time' });
+const LimitsSchema = Type.Object(
+  {
+    rpm: Type.Optional(Type.Integer({ minimum: 0 })),
+    tpm: Type.Optional(Type.Integer({ minimum: 0 })),
+    tokensPerDay: Type.Optional(Type.Integer({ minimum: 0 })),
+    tokensPerMonth: Type.Optional(Type.Integer({ minimum: 0 })),
+    usdPerDay: Type.Optional(Type.Number({ minimum: 0 })),
+    usdPerMonth: Type.Optional(Type.Number({ minimum: 0 })),
+    maxConcurrent: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+const CreateUser = Type.Object(
+  {
+    id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$' }),
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    models: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 100 })),
+    expiresAt: Type.Optional(IsoTime),
+    limits: Type.Optional(LimitsSchema),
+  },
+  { additionalProperties: false },
+);
+const PatchUser = Type.Object(
+  {
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    models: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 100 })),
+    expiresAt: Type.Optional(Type.Union([IsoTime, Type.Null()])),
+    limits: Type.Optional(LimitsSchema),
+  },
+  { additionalProperties: false },
+);
+const CreateKey = Type.Object(
+  {
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    expiresAt: Type.Optional(IsoTime),
+  },
+  { additionalProperties: false },
+);
+const IdParams = Type.Object({ id: Type.String() });
+const KeyParams = Type.Object({ keyId: Type.String() });
+
+function digestOf(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+/** The key as the API shows it: never the digest. */
+export function publicKey(key: KeyRecord): Omit<KeyRecord, 'digest'> {
+  const { digest: _digest, ...shown } = key;
+  return shown;
+}
+
+function notFound(what: string): GatewayError {
+  return new GatewayError('not_found', { message: `No ${what} with that id.` });
+}
+
+export async function adminPlugin(app: FastifyInstance, services: Services): Promise<void> {
+  const { store } = services;
+  const expected = digestOf(services.config.adminToken ?? '');
+
+  app.addHook('onRequest', async (request) => {
+    const token = bearerToken(request.raw);
+    // Compare digests so the comparison takes the same time whatever the token's length.
+    if (token === undefined || !timingSafeEqual(digestOf(token), expected)) {
+      throw new GatewayError('invalid_api_key', { message: 'The admin API needs the admin token.' });
+    }
+  });
+
+  app.post<{ Body: Static<typeof CreateUser> }>('/users', { schema: { body: CreateUser } }, async (request, reply) => {
+    const { id, name, models, expiresAt, limits } = request.body;
+    const user: User = { id, name, models, expiresAt, limits: limits ?? {}, createdAt: new Date().toISOString() };
+    if (!(await store.createUser(user))) throw new GatewayError('conflict', { message: `A user with id "${id}" exists.`, param: 'id' });
+    reply.code(201);
+    return user;
+  });
+
+  app.get('/users', async () => ({ data: await store.listUsers() }));
+
+  app.get<{ Params: Static<typeof IdParams> }>('/users/:id', async (request) => {
+    const user = await store.getUser(request.params.id);
+    if (!user) throw notFound('user');
+    return user;
+  });
+
+  app.patch<{ Params: Static<typeof IdParams>; Body: Static<typeof PatchUser> }>(
+    '/users/:id',
+    { schema: { body: PatchUser } },
+    async (request) => {
+      const { expiresAt, ...rest } = request.body;
+      const patch = expiresAt === null ? { ...rest, expiresAt: undefined } : { ...rest, ...(expiresAt ? { expiresAt } : {}) };
+      const user = await store.updateUser(request.params.id, patch);
+      if (!user) throw notFound('user');
+      return user;
+    },
+  );
+
+  app.delete<{ Params: Static<typeof IdParams> }>('/users/:id', async (request) => {
+    if (!(await store.deleteUser(request.params.id))) throw notFound('user');
+    return { id: request.params.id, deleted: true };
+  });
+
+  app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof CreateKey> | undefined }>(
+    '/users/:id/keys',
+    { schema: { body: Type.Union([CreateKey, Type.Null()]) } },
+    async (request, reply) => {
+      const user = await store.getUser(request.params.id);
+      if (!user) throw notFound('user');
+      const key = newGatewayKey();
+      const record: KeyRecord = {
+        id: newId('key'),
+        userId: user.id,
+        name: request.body?.name,
+        prefix: displayPrefix(key),
+        digest: digestKey(key),
+        createdAt: new Date().toISOString(),
+        expiresAt: request.body?.expiresAt,
+      };
+      await store.createKey(record);
+      reply.code(201);
+      return { ...publicKey(record), key };
+    },
+  );
+
+  app.get<{ Params: Static<typeof IdParams> }>('/users/:id/keys', async (request) => {
+    if (!(await store.getUser(request.params.id))) throw notFound('user');
+    return { data: (await store.listKeys(request.params.id)).map(publicKey) };
+  });
+
+  app.delete<{ Params: Static<typeof KeyParams> }>('/keys/:keyId', async (request) => {
+    const key = await store.revokeKey(request.params.keyId, new Date().toISOString());
+    if (!key) throw notFound('key');
+    return publicKey(key);
+  });
+}

@@ -1,0 +1,15 @@
+// Liveness and readiness (CONTRACT.md, Operations).
+import type { FastifyInstance } from 'fastify';
+import type { Services } from '../services.js';
+
+export async function healthPlugin(app: FastifyInstance, services: Services & { isClosing: () => boolean }): Promise<void> {
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const store = await services.store.ping().catch(() => false);
+    const keys = services.pool.size > 0;
+    const closing = services.isClosing();
+    const ready = store && keys && !closing;
+    reply.code(ready ? 200 : 503);
+    return { status: ready ? 'ready' : 'not_ready', store, poolKeys: keys, closing };
+  });
+}

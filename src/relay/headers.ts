@@ -1,0 +1,106 @@
+// Which headers cross the gateway, in each direction.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { PoolKey } from '../pool/pool.js';
+
+// RFC 9110 section 7.6.1, plus the proxy headers that are hop-by-hop in practice.
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+// Never sent upstream: the client's credentials and identity, where the client came from (the
+// upstream has no business knowing), and what undici sets itself.
+const NOT_FORWARDED = new Set([
+  'host',
+  'authorization',
+  'cookie',
+  'openai-organization',
+  'openai-project',
+  'forwarded',
+  'x-real-ip',
+  'api-key',
+  'x-api-key',
+  'content-length',
+  'expect',
+  'accept-encoding',
+]);
+
+// Never passed back: cookies, the pool key's account, the pool key's own rate limits (a user
+// sees their own), and auth challenges.
+const NOT_RETURNED = new Set([
+  'set-cookie',
+  'set-cookie2',
+  'openai-organization',
+  'openai-project',
+  'www-authenticate',
+  'content-length',
+]);
+
+function namedByConnection(value: string | string[] | undefined): Set<string> | undefined {
+  if (!value) return undefined;
+  const names = (Array.isArray(value) ? value.join(',') : value).split(',');
+  return new Set(names.map((n) => n.trim().toLowerCase()).filter(Boolean));
+}
+
+/** The headers of the upstream request: the client's, less the above, plus the pool key's. */
+export function upstreamRequestHeaders(
+  client: IncomingHttpHeaders,
+  key: PoolKey,
+  contentLength: number | undefined,
+): Record<string, string | string[]> {
+  const dropped = namedByConnection(client.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in client) {
+    const value = client[name];
+    if (value === undefined) continue;
+    if (HOP_BY_HOP.has(name) || NOT_FORWARDED.has(name) || name.startsWith('x-forwarded-')) continue;
+    if (dropped?.has(name)) continue;
+    out[name] = value;
+  }
+  out.authorization = `Bearer ${key.secret}`;
+  if (key.organization) out['openai-organization'] = key.organization;
+  if (key.project) out['openai-project'] = key.project;
+  // The gateway reads usage from answers, and SSE must never be compressed (CONTRACT.md).
+  out['accept-encoding'] = 'identity';
+  if (contentLength !== undefined) out['content-length'] = String(contentLength);
+  return out;
+}
+
+export function isEventStream(contentType: string | string[] | undefined): boolean {
+  const value = Array.isArray(contentType) ? contentType[0] : contentType;
+  return value !== undefined && value.toLowerCase().startsWith('text/event-stream');
+}
+
+/** The headers of the answer to the client. */
+export function clientResponseHeaders(
+  upstream: Record<string, string | string[] | undefined>,
+  requestId: string,
+): OutgoingHttpHeaders {
+  const dropped = namedByConnection(upstream.connection);
+  const out: OutgoingHttpHeaders = {};
+  for (const name in upstream) {
+    const value = upstream[name];
+    if (value === undefined) continue;
+    if (HOP_BY_HOP.has(name) || NOT_RETURNED.has(name) || name.startsWith('x-ratelimit-')) continue;
+    if (dropped?.has(name)) continue;
+    out[name] = value;
+  }
+  const stream = isEventStream(upstream['content-type']);
+  if (stream) {
+    out['cache-control'] = 'no-cache';
+    out['x-accel-buffering'] = 'no';
+    delete out['content-encoding'];
+  } else if (upstream['content-length'] !== undefined && upstream['transfer-encoding'] === undefined) {
+    out['content-length'] = upstream['content-length'] as string;
+  }
+  out['x-request-id'] ??= requestId;
+  out['x-keyrelay-request-id'] = requestId;
+  return out;
+}

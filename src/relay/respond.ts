@@ -1,0 +1,20 @@
+// Gateway-made answers written straight to the Node response (the relay path bypasses Fastify's
+// reply once it has taken the request over).
+import type { ServerResponse } from 'node:http';
+import { type GatewayError, errorBody } from '../errors.js';
+
+export function writeError(res: ServerResponse, error: GatewayError, requestId: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = errorBody(error);
+  res.writeHead(error.status, {
+    ...error.headers,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': requestId,
+    'x-keyrelay-request-id': requestId,
+  });
+  res.end(body);
+}

@@ -1,0 +1,67 @@
+// The embedded store: one process, nothing kept across restarts.
+import type { KeyRecord, Store, User, UserPatch } from './types.js';
+
+export function createMemoryStore(): Store {
+  const users = new Map<string, User>();
+  const keys = new Map<string, KeyRecord>();
+  const byDigest = new Map<string, string>();
+
+  return {
+    kind: 'memory',
+    async createUser(user) {
+      if (users.has(user.id)) return false;
+      users.set(user.id, structuredClone(user));
+      return true;
+    },
+    async getUser(id) {
+      const user = users.get(id);
+      return user && structuredClone(user);
+    },
+    async listUsers() {
+      return [...users.values()].map((u) => structuredClone(u));
+    },
+    async updateUser(id, patch: UserPatch) {
+      const user = users.get(id);
+      if (!user) return undefined;
+      const next: User = { ...user, ...patch, limits: patch.limits ?? user.limits };
+      users.set(id, next);
+      return structuredClone(next);
+    },
+    async deleteUser(id) {
+      if (!users.delete(id)) return false;
+      for (const [keyId, key] of keys) {
+        if (key.userId === id) {
+          keys.delete(keyId);
+          byDigest.delete(key.digest);
+        }
+      }
+      return true;
+    },
+    async createKey(key: KeyRecord) {
+      keys.set(key.id, { ...key });
+      byDigest.set(key.digest, key.id);
+    },
+    async findKeyByDigest(digest) {
+      const id = byDigest.get(digest);
+      const key = id === undefined ? undefined : keys.get(id);
+      return key && { ...key };
+    },
+    async getKey(id) {
+      const key = keys.get(id);
+      return key && { ...key };
+    },
+    async listKeys(userId) {
+      return [...keys.values()].filter((k) => k.userId === userId).map((k) => ({ ...k }));
+    },
+    async revokeKey(id, at) {
+      const key = keys.get(id);
+      if (!key) return undefined;
+      key.revokedAt ??= at;
+      return { ...key };
+    },
+    async ping() {
+      return true;
+    },
+    async close() {},
+  };
+}
