@@ -1,6 +1,6 @@
 // One upstream exchange: send the request with the pool key, stream the answer back chunk by
 // chunk with backpressure, abort the upstream the moment the client goes away.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
@@ -33,6 +33,19 @@ export interface RelayRequest {
   choice: PoolChoice;
   dispatcher: Dispatcher;
   timeouts: Config['timeouts'];
+  /** Headers the gateway adds to the answer (such as the user's own x-ratelimit-*). */
+  extraHeaders?: OutgoingHttpHeaders;
+  /** Sees the answer as it passes (usage accounting); may rewrite a chunk before it is sent. */
+  tap?: ResponseTap;
+}
+
+export interface ResponseTap {
+  /** Called once with the upstream's status and headers, before any body byte. */
+  start(status: number, headers: Record<string, string | string[] | undefined>): void;
+  /** Returns the bytes to send for this upstream chunk (the chunk itself when unchanged). */
+  chunk(chunk: Buffer): Buffer;
+  /** The answer ended: cleanly, or not (`complete` false: cut, aborted or failed). */
+  end(complete: boolean): void;
 }
 
 function bodyFor(body: RequestBody): { payload: Dispatcher.DispatchOptions['body']; length?: number } {
@@ -87,6 +100,8 @@ export async function relay(r: RelayRequest): Promise<RelayResult> {
   }
 
   const headers = clientResponseHeaders(answer.headers, r.requestId);
+  if (r.extraHeaders) Object.assign(headers, r.extraHeaders);
+  r.tap?.start(answer.statusCode, answer.headers);
   const sse = isEventStream(answer.headers['content-type']);
   res.writeHead(answer.statusCode, headers);
   if (sse) res.flushHeaders();
@@ -101,12 +116,18 @@ function pump(answer: Dispatcher.ResponseData, r: RelayRequest, sse: boolean, st
   let atBoundary = true;
 
   return new Promise((resolve) => {
+    let done = false;
     const finish = () => {
+      if (done) return;
+      done = true;
       res.off('drain', onDrain);
       body.off('data', onData);
+      r.tap?.end(result.outcome === 'ok');
       resolve(result);
     };
-    const onData = (chunk: Buffer) => {
+    const onData = (upstreamChunk: Buffer) => {
+      const chunk = r.tap ? r.tap.chunk(upstreamChunk) : upstreamChunk;
+      if (chunk.length === 0) return;
       if (result.bytesOut === 0) result.ttfbMs = performance.now() - started;
       result.bytesOut += chunk.length;
       if (sse) atBoundary = endsEvent(chunk);

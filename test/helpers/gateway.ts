@@ -1,0 +1,82 @@
+// Starts a real gateway on port 0 in this process, with its logs captured for the secret scan.
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/app.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import type { Store } from '../../src/store/types.js';
+import { captureLogLine } from './log-capture.js';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+export interface TestGateway {
+  app: FastifyInstance;
+  url: string;
+  /** `url + '/v1'`, the base URL SDKs take. */
+  baseUrl: string;
+  port: number;
+  /** Every log line this gateway wrote, parsed. */
+  logs: Array<Record<string, unknown>>;
+  admin(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }>;
+  /** Creates a user (with optional fields) and one key; resolves the key. */
+  createUserKey(id: string, user?: Record<string, unknown>): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface TestGatewayOptions {
+  /** Environment as `keyrelay serve` would read it (OPENAI_API_KEYS, KEYRELAY_UPSTREAM_URL, ...). */
+  env?: Record<string, string | undefined>;
+  /** Settings laid over the environment's. */
+  config?: Partial<Config>;
+  store?: Store;
+}
+
+export async function startGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+  const config = loadConfig(
+    { KEYRELAY_CONFIG: undefined, KEYRELAY_ADMIN_TOKEN: ADMIN_TOKEN, LOG_LEVEL: 'info', ...options.env },
+    { host: '127.0.0.1', port: 0, ...options.config },
+  );
+  const logs: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        captureLogLine(line);
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  const app = await buildApp(config, { log: createLogger(config.logLevel, sink), store: options.store });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const url = `http://127.0.0.1:${port}`;
+
+  async function admin(method: string, path: string, body?: unknown) {
+    const res = await fetch(`${url}/admin${path}`, {
+      method,
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, json: text ? JSON.parse(text) : undefined };
+  }
+
+  return {
+    app,
+    url,
+    baseUrl: `${url}/v1`,
+    port,
+    logs,
+    admin,
+    async createUserKey(id, user = {}) {
+      const created = await admin('POST', '/users', { id, ...user });
+      if (created.status !== 201) throw new Error(`create user ${id}: ${created.status} ${JSON.stringify(created.json)}`);
+      const key = await admin('POST', `/users/${id}/keys`, {});
+      if (key.status !== 201) throw new Error(`create key for ${id}: ${key.status}`);
+      return key.json.key as string;
+    },
+    close: () => app.close(),
+  };
+}
