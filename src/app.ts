@@ -1,7 +1,7 @@
 // Builds the Fastify app from its plugins in an explicit order. Listening is server.ts's job.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import type { Caller } from './auth.js';
 import type { Config } from './config.js';
@@ -53,6 +53,14 @@ function toGatewayError(err: FastifyError | GatewayError | Error): GatewayError 
   return new GatewayError('internal_error', { cause: err });
 }
 
+function sendError(reply: FastifyReply, error: GatewayError, requestId: string): void {
+  // A Buffer, so that Fastify sends the content type exactly as the relay path does.
+  reply
+    .code(error.status)
+    .headers({ ...error.headers, 'content-type': 'application/json', 'x-request-id': requestId, 'x-keyrelay-request-id': requestId })
+    .send(Buffer.from(errorBody(error)));
+}
+
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const log = options.log ?? createLogger(config.logLevel);
   const store = options.store ?? createMemoryStore();
@@ -69,6 +77,12 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     http: { maxHeaderSize: 64 * 1024 },
     routerOptions: { maxParamLength: 2048 },
     return503OnClosing: false,
+    // Errors Fastify raises before routing (a malformed URL, a bad header) get the same shape.
+    frameworkErrors: (err, request, reply) => {
+      const error = err.code === 'FST_ERR_BAD_URL' ? new GatewayError('invalid_path', { cause: err }) : toGatewayError(err);
+      reply.header('connection', 'close');
+      sendError(reply, error, request.id);
+    },
     // KEYRELAY_TLS_CERT/KEY: serve HTTPS and WSS directly. Fastify's types tie `https` to a
     // different server type; the request path is the same either way.
     ...(config.tls ? { https: { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } } : {}),
@@ -87,16 +101,12 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     if (error.status >= 500) request.log.error({ err: error.cause ?? error, requestId: request.id }, 'request failed');
     // An unread body would be drained by Node after the answer; close instead of reading it.
     if (!request.raw.complete) reply.header('connection', 'close');
-    reply
-      .code(error.status)
-      .headers({ ...error.headers, 'x-request-id': request.id, 'x-keyrelay-request-id': request.id })
-      .type('application/json')
-      .send(errorBody(error));
+    sendError(reply, error, request.id);
   });
 
   app.setNotFoundHandler((request, reply) => {
-    const error = new GatewayError('unknown_url', { message: `Unknown request URL: ${request.method} ${request.target?.path ?? ''}.` });
-    reply.code(404).headers({ 'x-request-id': request.id, 'x-keyrelay-request-id': request.id }).type('application/json').send(errorBody(error));
+    const path = request.target?.path ?? '';
+    sendError(reply, new GatewayError('unknown_url', { message: `Unknown request URL: ${request.method} ${path}.` }), request.id);
   });
 
   await app.register(healthPlugin, { ...services, isClosing: () => closing });

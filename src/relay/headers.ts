@@ -100,7 +100,7 @@ export function clientResponseHeaders(
   } else if (upstream['content-length'] !== undefined && upstream['transfer-encoding'] === undefined) {
     out['content-length'] = upstream['content-length'] as string;
   }
-  out['x-request-id'] ??= requestId;
+  if (!out['x-request-id']) out['x-request-id'] = requestId;
   out['x-keyrelay-request-id'] = requestId;
   return out;
 }

@@ -9,6 +9,8 @@ export function writeError(res: ServerResponse, error: GatewayError, requestId: 
     return;
   }
   const body = errorBody(error);
+  // A request whose body was not read to its end cannot share its connection with the next one.
+  if (!res.req.complete) res.shouldKeepAlive = false;
   res.writeHead(error.status, {
     ...error.headers,
     'content-type': 'application/json',
