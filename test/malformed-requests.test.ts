@@ -1,5 +1,6 @@
 // Bad bodies and smuggling attempts get a clear OpenAI-shaped error and never reach the upstream
 // (RELIABILITY.md cases 30, 31, 32 and 35).
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
@@ -32,7 +33,7 @@ async function post(path: string, contentType: string, body: string | Buffer | A
   const res = await request(`${gateway.url}${path}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${key}`, 'content-type': contentType },
-    body,
+    body: typeof body === 'string' || Buffer.isBuffer(body) ? body : Readable.from(body),
   });
   const text = await res.body.text();
   return { status: res.statusCode, headers: res.headers, json: JSON.parse(text) as { error: Record<string, unknown> } };

@@ -1,0 +1,20 @@
+// The table of keyrelay's commands. A new command (`usage`, `upstreams`) is a new module with
+// its rows, added here; main() and the help text need no change.
+import type { Command } from './command.js';
+import { keysCommands } from './keys.js';
+import { usersCommands } from './users.js';
+
+const serveCommand: Command = {
+  path: ['serve'],
+  args: [],
+  admin: false,
+  summary: 'start the gateway (settings: environment, then config/keyrelay.yaml)',
+  async run() {
+    // Loaded only here, so that the admin commands start without loading the whole gateway.
+    const { serve } = await import('../server.js');
+    await serve();
+    return -1;
+  },
+};
+
+export const COMMANDS: readonly Command[] = [serveCommand, ...usersCommands, ...keysCommands];

@@ -1,0 +1,40 @@
+// Turns option strings into the values the admin API takes, or a UsageError naming the option.
+import { type OptionValues, UsageError } from './command.js';
+
+export function text(options: OptionValues, name: string): string | undefined {
+  const value = options[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+export function wholeNumber(options: OptionValues, name: string): number | undefined {
+  const raw = text(options, name);
+  if (raw === undefined) return undefined;
+  if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(Number(raw))) throw new UsageError(`--${name}: expected a whole number, got "${raw}"`);
+  return Number(raw);
+}
+
+export function amount(options: OptionValues, name: string): number | undefined {
+  const raw = text(options, name);
+  if (raw === undefined) return undefined;
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(raw)) throw new UsageError(`--${name}: expected an amount in US dollars like 12.5, got "${raw}"`);
+  return Number(raw);
+}
+
+/** An ISO 8601 time, sent as the full UTC form the API stores (so `2030-01-01` works too). */
+export function isoTime(options: OptionValues, name: string): string | undefined {
+  const raw = text(options, name);
+  if (raw === undefined) return undefined;
+  const ms = Date.parse(raw);
+  if (!/^[0-9]{4}-[0-9]{2}-[0-9]{2}/.test(raw) || Number.isNaN(ms)) {
+    throw new UsageError(`--${name}: expected an ISO 8601 time like 2030-01-31T00:00:00Z, got "${raw}"`);
+  }
+  return new Date(ms).toISOString();
+}
+
+export function list(options: OptionValues, name: string): string[] | undefined {
+  const raw = text(options, name);
+  if (raw === undefined) return undefined;
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new UsageError(`--${name}: expected a comma-separated list, got "${raw}"`);
+  return items;
+}

@@ -1,0 +1,39 @@
+// The relay tests' common setup: a fake upstream, a gateway whose default upstream it is with one
+// pool key, and one user key, all registered as secrets for the log scan.
+import { type FakeUpstream, type FakeUpstreamOptions, startFakeUpstream } from '../../src/dev/fake-upstream.js';
+import { type TestGateway, startGateway } from './gateway.js';
+import { registerSecret } from './log-capture.js';
+
+export interface RelayFixture {
+  fake: FakeUpstream;
+  gateway: TestGateway;
+  poolKey: string;
+  userKey: string;
+  close(): Promise<void>;
+}
+
+export async function startRelay(poolKey: string, fakeOptions: FakeUpstreamOptions = {}): Promise<RelayFixture> {
+  registerSecret(poolKey);
+  const fake = await startFakeUpstream(fakeOptions);
+  const gateway = await startGateway({ env: { OPENAI_API_KEYS: poolKey, KEYRELAY_UPSTREAM_URL: fake.baseUrl } });
+  const userKey = await gateway.createUserKey('relay-user');
+  registerSecret(userKey);
+  return {
+    fake,
+    gateway,
+    poolKey,
+    userKey,
+    async close() {
+      await gateway.close();
+      await fake.close();
+    },
+  };
+}
+
+/** Cuts bytes into pieces of `size` bytes, without regard for lines or UTF-8 characters. */
+export function cutEvery(bytes: Buffer | string, size: number): Buffer[] {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes, 'utf8');
+  const out: Buffer[] = [];
+  for (let i = 0; i < buf.length; i += size) out.push(buf.subarray(i, i + size));
+  return out;
+}
