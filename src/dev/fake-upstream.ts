@@ -134,21 +134,15 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
           // not JSON after all: json stays undefined
         }
       }
-      answer(ex, length).catch((err: unknown) => {
-        const message = `fake upstream handler failed: ${err instanceof Error ? err.message : String(err)}`;
-        if (!res.headersSent && !ex.done) {
-          void send(ex, { status: 500, body: { error: { message, type: 'server_error', param: null, code: null } } }, false);
-        } else {
-          res.destroy();
-        }
-      });
+      answer(ex, length).catch((err: unknown) => fail(ex, err));
     });
   }
 
   async function answer(ex: Exchange, bodyLength: number): Promise<void> {
     // Handlers see everything first, so tests can script any answer, including to bad keys.
-    for (let i = handlers.length - 1; i >= 0; i--) {
-      const handler = handlers[i];
+    const list = handlers; // reset() during an async handler must not shift the indexes
+    for (let i = list.length - 1; i >= 0; i--) {
+      const handler = list[i];
       const scripted = handler ? await handler(ex.rec) : undefined;
       if (scripted) return send(ex, scripted, false);
     }
@@ -276,6 +270,17 @@ async function send(ex: Exchange, fake: FakeResponse, isDefault: boolean): Promi
   }
   if (cutAfter !== undefined) return destroyWhenFlushed(ex);
   res.end();
+}
+
+/** A handler threw: answer 500 with the reason if nothing was sent yet, else cut the connection. */
+function fail(ex: Exchange, err: unknown): void {
+  if (ex.res.headersSent || ex.done) {
+    ex.res.destroy();
+    return;
+  }
+  const message = `fake upstream handler failed: ${err instanceof Error ? err.message : String(err)}`;
+  const body = { error: { message, type: 'server_error', param: null, code: null } };
+  send(ex, { status: 500, body }, false).catch(() => ex.res.destroy());
 }
 
 /** Destroys the socket once what was written reached the kernel, so the client gets it before the cut. */
