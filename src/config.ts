@@ -4,8 +4,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
+import { proxyEnvFrom } from './proxy/env.js';
+import { DIRECT, ProxyUrlError, parseProxyUrl } from './proxy/url.js';
 
 const MB = 1024 * 1024;
+
+// One proxy URL, or a list tried in order (a failing one is set aside for `proxyOptions.cooldownMs`).
+// `direct` names no proxy. Checked by checkProxies below, whose messages never quote a URL.
+const ProxySetting = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })]);
 
 const PoolKeySchema = Type.Object(
   {
@@ -15,7 +21,16 @@ const PoolKeySchema = Type.Object(
     models: Type.Optional(Type.Array(Type.String())),
     organization: Type.Optional(Type.String()),
     project: Type.Optional(Type.String()),
-    proxy: Type.Optional(Type.String()),
+    proxy: Type.Optional(ProxySetting),
+  },
+  { additionalProperties: false },
+);
+
+const PriceSchema = Type.Object(
+  {
+    input: Type.Number({ minimum: 0 }),
+    cachedInput: Type.Optional(Type.Number({ minimum: 0 })),
+    output: Type.Optional(Type.Number({ minimum: 0 })),
   },
   { additionalProperties: false },
 );
@@ -26,7 +41,7 @@ const UpstreamSchema = Type.Object(
     baseUrl: Type.String({ pattern: '^https?://' }),
     // Glob patterns of the models this upstream serves; requests are routed to the first match.
     models: Type.Array(Type.String(), { default: ['*'] }),
-    proxy: Type.Optional(Type.String()),
+    proxy: Type.Optional(ProxySetting),
     strategy: Type.Union([Type.Literal('round-robin')], { default: 'round-robin' }),
     keys: Type.Array(PoolKeySchema, { default: [] }),
   },
@@ -52,8 +67,27 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    // Outbound proxy for every upstream that names none (KEYRELAY_PROXY).
-    proxy: Type.Optional(Type.String()),
+    // Outbound proxy for every upstream that names none (KEYRELAY_PROXY sets the default upstream's).
+    proxy: Type.Optional(ProxySetting),
+    proxyOptions: Type.Object(
+      {
+        // PEM file of the CA that signed an https:// proxy's certificate, trusted besides Node's own.
+        caFile: Type.Optional(Type.String({ minLength: 1 })),
+        // How long a proxy that failed is passed over while its list has another.
+        cooldownMs: Type.Integer({ minimum: 0, default: 30_000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    // HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY as curl reads them (src/proxy/env.ts).
+    proxyEnv: Type.Object(
+      {
+        httpsProxy: Type.Optional(Type.String()),
+        httpProxy: Type.Optional(Type.String()),
+        allProxy: Type.Optional(Type.String()),
+        noProxy: Type.Optional(Type.String()),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     limits: Type.Object(
       {
         jsonBodyBytes: Type.Integer({ minimum: 1024, default: 50 * MB }),
@@ -74,6 +108,19 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     upstreams: Type.Array(UpstreamSchema, { default: [] }),
+    // Model prices in US dollars per million tokens, over the built-in table (src/quota/prices.ts).
+    prices: Type.Record(Type.String({ minLength: 1 }), PriceSchema, { default: {} }),
+    quota: Type.Object(
+      {
+        // A Redis that answers slower than this counts as down: 503, not a hung request.
+        redisCommandTimeoutMs: Type.Integer({ minimum: 10, default: 500 }),
+        // How long a reservation holds when its process dies before settling it.
+        leaseMs: Type.Integer({ minimum: 1000, default: 3_600_000 }),
+        // The output worst case of a request that sets no max_tokens, for a model of unknown cap.
+        defaultMaxOutputTokens: Type.Integer({ minimum: 1, default: 16_384 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false },
 );
@@ -81,6 +128,7 @@ export const ConfigSchema = Type.Object(
 export type Config = Static<typeof ConfigSchema>;
 export type UpstreamConfig = Static<typeof UpstreamSchema>;
 export type PoolKeyConfig = Static<typeof PoolKeySchema>;
+export type PriceConfig = Static<typeof PriceSchema>;
 
 export const DEFAULT_UPSTREAM_URL = 'https://api.openai.com/v1';
 
@@ -156,6 +204,7 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
     redis.clusterNodes = env.REDIS_CLUSTER_NODES.split(',').map((s) => s.trim()).filter(Boolean);
   }
   out.redis = redis;
+  out.proxyEnv = { ...((out.proxyEnv as { [k: string]: Json } | undefined) ?? {}), ...proxyEnvFrom(env) };
 
   // OPENAI_API_KEYS, KEYRELAY_UPSTREAM_URL and KEYRELAY_PROXY describe the default upstream:
   // the first one the file lists, or one called "default" when it lists none.
@@ -208,7 +257,43 @@ function checkConsistency(config: Config): void {
       keyIds.add(key.id);
     });
   });
+  checkProxies(config);
   if (config.tls && (!config.tls.cert || !config.tls.key)) {
     throw new ConfigError('setting tls: KEYRELAY_TLS_CERT and KEYRELAY_TLS_KEY must be set together');
+  }
+}
+
+const ENV_NAMES = { httpsProxy: 'HTTPS_PROXY', httpProxy: 'HTTP_PROXY', allProxy: 'ALL_PROXY' } as const;
+
+/** Every proxy URL must parse; the message names the setting and never echoes the URL (it may hold a password). */
+function checkProxies(config: Config): void {
+  const check = (setting: string, value: string | string[] | undefined) => {
+    if (value === undefined) return;
+    const urls = typeof value === 'string' ? [value] : value;
+    urls.forEach((url, i) => {
+      const where = typeof value === 'string' ? setting : `${setting}/${i}`;
+      if (url.trim() === DIRECT) {
+        if (urls.length > 1) throw new ConfigError(`setting ${where}: "${DIRECT}" cannot be listed with proxies`);
+        return;
+      }
+      try {
+        parseProxyUrl(url);
+      } catch (err) {
+        if (err instanceof ProxyUrlError) throw new ConfigError(`setting ${where}: ${err.message}`);
+        throw err;
+      }
+    });
+  };
+  check('proxy', config.proxy);
+  config.upstreams.forEach((upstream, i) => {
+    check(`upstreams/${i}/proxy`, upstream.proxy);
+    upstream.keys.forEach((key, j) => check(`upstreams/${i}/keys/${j}/proxy`, key.proxy));
+  });
+  for (const [field, name] of Object.entries(ENV_NAMES)) {
+    check(`proxyEnv/${field} (${name})`, config.proxyEnv[field as keyof typeof ENV_NAMES]);
+  }
+  const caFile = config.proxyOptions.caFile;
+  if (caFile !== undefined && !existsSync(caFile)) {
+    throw new ConfigError(`setting proxyOptions/caFile: file not found: ${caFile}`);
   }
 }

@@ -59,11 +59,19 @@ export class GatewayError extends Error {
 
   constructor(
     readonly code: ErrorCode,
-    options: { message?: string; param?: string | null; headers?: Record<string, string>; cause?: unknown; type?: string } = {},
+    options: {
+      message?: string;
+      param?: string | null;
+      headers?: Record<string, string>;
+      cause?: unknown;
+      type?: string;
+      /** For a code that CONTRACT.md gives two statuses (upstream_proxy_error: 502, 504 on a timeout). */
+      status?: number;
+    } = {},
   ) {
     const spec: ErrorSpec = ERRORS[code];
     super(options.message ?? spec.message, { cause: options.cause });
-    this.status = spec.status;
+    this.status = options.status ?? spec.status;
     this.type = options.type ?? spec.type;
     this.param = options.param ?? null;
     this.headers = options.headers ?? {};

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
+import { proxyPlan } from './proxy/plan.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -25,6 +26,12 @@ function describeStart(config: Config, log: Logger): void {
   for (const upstream of config.upstreams) {
     log.info({ upstream: upstream.id, baseUrl: upstream.baseUrl, keys: upstream.keys.map((k) => `${k.id} (…${k.key.slice(-4)})`) }, 'upstream');
     if (upstream.keys.length === 0) log.warn({ upstream: upstream.id }, 'this upstream has no keys: set OPENAI_API_KEYS or list keys in the settings file');
+  }
+  // Which egress each upstream and pool key uses, passwords masked (src/proxy/url.ts).
+  for (const line of proxyPlan(config)) {
+    const { source, describe } = line.route;
+    if (line.poolKeyId === undefined) log.info({ upstream: line.upstream, proxy: describe, source }, 'upstream egress');
+    else log.info({ upstream: line.upstream, poolKeyId: line.poolKeyId, proxy: describe, source }, 'pool key egress');
   }
 }
 

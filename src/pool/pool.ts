@@ -12,7 +12,7 @@ export interface PoolKey {
   readonly weight: number;
   readonly organization?: string;
   readonly project?: string;
-  readonly proxy?: string;
+  readonly proxy?: string | readonly string[];
   readonly allowsModel: (model: string) => boolean;
 }
 
@@ -23,7 +23,7 @@ export interface Upstream {
   readonly origin: string;
   /** The base URL's path without a trailing slash, such as `/v1`. */
   readonly basePath: string;
-  readonly proxy?: string;
+  readonly proxy?: string | readonly string[];
   readonly servesModel: (model: string) => boolean;
   readonly keys: readonly PoolKey[];
 }

@@ -1,22 +1,84 @@
-// The undici dispatchers that carry upstream traffic, built once at start and chosen per request.
+// The undici dispatchers that carry upstream traffic, built once at start and chosen per request:
+// one Agent for direct connections and one per distinct proxy list, each used by every upstream and
+// pool key whose most specific proxy setting names that list (src/proxy/plan.ts).
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import type { Logger } from 'pino';
 import { Agent, type Dispatcher } from 'undici';
 import type { Config } from '../config.js';
 import type { PoolChoice } from '../pool/pool.js';
+import { chainConnector } from '../proxy/connector.js';
+import { ProxyHealth } from '../proxy/health.js';
+import { HttpConnectTunnel } from '../proxy/http-tunnel.js';
+import { proxyRouteFor } from '../proxy/plan.js';
+import { Socks5Tunnel } from '../proxy/socks5-tunnel.js';
+import type { Tunnel } from '../proxy/tunnel.js';
+import type { ProxyEndpoint } from '../proxy/url.js';
 
 export interface Outbound {
   dispatcherFor(choice: PoolChoice): Dispatcher;
   close(): Promise<void>;
 }
 
-export function createOutbound(config: Config): Outbound {
-  const direct = new Agent({
-    connect: { timeout: config.timeouts.connectMs },
-    headersTimeout: config.timeouts.headersMs,
-    bodyTimeout: config.timeouts.bodyIdleMs,
+const routeId = (upstreamId: string, keyId = '') => `${upstreamId}\n${keyId}`;
+
+export function createOutbound(config: Config, log?: Logger): Outbound {
+  const { timeouts } = config;
+  const agentOptions = {
+    headersTimeout: timeouts.headersMs,
+    bodyTimeout: timeouts.bodyIdleMs,
     keepAliveTimeout: 30_000,
-  });
+  };
+  const direct = new Agent({ connect: { timeout: timeouts.connectMs }, ...agentOptions });
+
+  const caFile = config.proxyOptions.caFile;
+  const ca = caFile === undefined ? undefined : [...rootCertificates, readFileSync(caFile, 'utf8')];
+  const health = new ProxyHealth(config.proxyOptions.cooldownMs, Date.now, ({ proxy, code, untilMs }) =>
+    log?.warn({ proxy: proxy.masked, code, until: new Date(untilMs).toISOString() }, 'outbound proxy failed: passed over while its list has another'),
+  );
+
+  const tunnels = new Map<string, Tunnel>();
+  const tunnelFor = (proxy: ProxyEndpoint): Tunnel => {
+    let tunnel = tunnels.get(proxy.id);
+    if (!tunnel) {
+      tunnel = proxy.kind === 'http' || proxy.kind === 'https'
+        ? new HttpConnectTunnel(proxy, { connectMs: timeouts.connectMs, ca })
+        : new Socks5Tunnel(proxy);
+      tunnels.set(proxy.id, tunnel);
+    }
+    return tunnel;
+  };
+
+  const chains = new Map<string, Agent>();
+  const dispatcherOf = (proxies: readonly ProxyEndpoint[]): Dispatcher => {
+    if (proxies.length === 0) return direct;
+    const chainId = JSON.stringify(proxies.map((p) => p.id));
+    let agent = chains.get(chainId);
+    if (!agent) {
+      for (const proxy of proxies) tunnelFor(proxy);
+      agent = new Agent({ ...agentOptions, connect: chainConnector({ proxies, tunnelFor, health, connectMs: timeouts.connectMs }) });
+      chains.set(chainId, agent);
+    }
+    return agent;
+  };
+
+  const routes = new Map<string, Dispatcher>();
+  for (const upstream of config.upstreams) {
+    routes.set(routeId(upstream.id), dispatcherOf(proxyRouteFor(config, upstream).proxies));
+    for (const key of upstream.keys) {
+      routes.set(routeId(upstream.id, key.id), dispatcherOf(proxyRouteFor(config, upstream, key).proxies));
+    }
+  }
+
   return {
-    dispatcherFor: () => direct,
-    close: () => direct.close(),
+    dispatcherFor(choice) {
+      const dispatcher = routes.get(routeId(choice.upstream.id, choice.key.id)) ?? routes.get(routeId(choice.upstream.id));
+      // Never fall back to a direct connection: an unknown upstream is a bug, not a reason to go around a proxy.
+      if (!dispatcher) throw new Error(`no outbound route for upstream "${choice.upstream.id}"`);
+      return dispatcher;
+    },
+    async close() {
+      await Promise.all([direct.close(), ...[...chains.values()].map((a) => a.close()), ...[...tunnels.values()].map((t) => t.close())]);
+    },
   };
 }
