@@ -1,11 +1,43 @@
-// The upstreams and their key pools, built once from the settings. Selection is by model (the
-// first upstream whose globs match), then round robin over that upstream's keys that allow it.
-import type { Config, PoolKeyConfig, UpstreamConfig } from '../config.js';
+// The upstreams and their key pools, built once from the settings. A request goes to the first
+// upstream whose model globs match (strictly: a busy upstream does not spill over to the next,
+// which may not serve the model), then to one of that upstream's keys: those that allow the model,
+// are usable now (health.ts) and were not tried yet by this request, picked by the upstream's
+// strategy (strategies.ts). A recovering key due for its probe takes the request first.
 import { compileGlobs } from '../glob.js';
+import { type AttemptTicket, type HealthOptions, KeyHealth, type KeyView } from './health.js';
+import { type AttemptResult, type Verdict, classifyAttempt } from './outcome.js';
+import { headroom } from './rate-headers.js';
+import { type Candidate, type Strategy, type StrategyName, createStrategy } from './strategies.js';
+
+export interface PoolKeySettings {
+  id: string;
+  key: string;
+  weight?: number;
+  models?: readonly string[];
+  organization?: string;
+  project?: string;
+  proxy?: string | readonly string[];
+}
+
+export interface UpstreamSettings {
+  id: string;
+  baseUrl: string;
+  models?: readonly string[];
+  proxy?: string | readonly string[];
+  strategy?: StrategyName;
+  keys: readonly PoolKeySettings[];
+}
+
+/** What the pool needs of the settings; `Config` fits it. */
+export interface PoolSettings {
+  upstreams: readonly UpstreamSettings[];
+}
 
 export interface PoolKey {
   readonly id: string;
   readonly upstreamId: string;
+  /** `upstreamId/keyId`: unique in the pool (key ids are unique only within their upstream). */
+  readonly ref: string;
   /** The upstream API key. Never logged, never sent to a client. */
   readonly secret: string;
   readonly last4: string;
@@ -24,6 +56,7 @@ export interface Upstream {
   /** The base URL's path without a trailing slash, such as `/v1`. */
   readonly basePath: string;
   readonly proxy?: string | readonly string[];
+  readonly strategy: StrategyName;
   readonly servesModel: (model: string) => boolean;
   readonly keys: readonly PoolKey[];
 }
@@ -31,17 +64,60 @@ export interface Upstream {
 export interface PoolChoice {
   upstream: Upstream;
   key: PoolKey;
+  /** The key is recovering and this request is its trial (health.ts). */
+  probe?: boolean;
+}
+
+export interface SelectRequest {
+  model?: string;
+  /** Refs (`PoolKey.ref`) of the keys this request already tried. */
+  exclude?: ReadonlySet<string>;
+  /** The key that holds an object the request names (objects.ts): that key or none. */
+  pinned?: { upstreamId: string; keyId: string };
+}
+
+export type Selection =
+  | { ok: true; choice: PoolChoice }
+  /**
+   * `no_upstream`: no upstream serves the model. `no_key`: none of its keys may serve it.
+   * `pinned_missing`: the pinned key is no longer configured. `exhausted`: this request tried every
+   * key there is. `unavailable`: every key is cooling or disabled; `retryAt` is the earliest
+   * recovery (absent when only an admin can bring one back).
+   */
+  | { ok: false; reason: 'no_upstream' | 'no_key' | 'pinned_missing' | 'exhausted' | 'unavailable'; retryAt?: number };
+
+/** One request on one key. `finish` counts it and applies its outcome to the key's health, once. */
+export interface Attempt {
+  readonly choice: PoolChoice;
+  readonly startedAt: number;
+  finish(result: AttemptResult): Verdict;
+}
+
+export interface KeyDescription extends KeyView {
+  id: string;
+  last4: string;
+}
+
+export interface UpstreamDescription {
+  id: string;
+  strategy: StrategyName;
+  keys: KeyDescription[];
 }
 
 const any = () => true;
 
-function buildKey(upstream: UpstreamConfig, key: PoolKeyConfig): PoolKey {
+export function keyRef(upstreamId: string, keyId: string): string {
+  return `${upstreamId}/${keyId}`;
+}
+
+function buildKey(upstream: UpstreamSettings, key: PoolKeySettings): PoolKey {
   return {
     id: key.id,
     upstreamId: upstream.id,
+    ref: keyRef(upstream.id, key.id),
     secret: key.key,
     last4: key.key.slice(-4),
-    weight: key.weight,
+    weight: Math.max(1, key.weight ?? 1),
     organization: key.organization,
     project: key.project,
     proxy: key.proxy,
@@ -49,7 +125,7 @@ function buildKey(upstream: UpstreamConfig, key: PoolKeyConfig): PoolKey {
   };
 }
 
-function buildUpstream(config: UpstreamConfig): Upstream {
+function buildUpstream(config: UpstreamSettings): Upstream {
   const url = new URL(config.baseUrl);
   return {
     id: config.id,
@@ -57,21 +133,43 @@ function buildUpstream(config: UpstreamConfig): Upstream {
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ''),
     proxy: config.proxy,
+    strategy: config.strategy ?? 'round-robin',
     servesModel: compileGlobs(config.models) ?? any,
     keys: config.keys.map((k) => buildKey(config, k)),
   };
 }
 
+interface Usable extends Candidate {
+  key: PoolKey;
+}
+
 export class Pool {
   readonly upstreams: readonly Upstream[];
-  private readonly cursors = new Map<string, number>();
+  readonly health: KeyHealth;
+  private readonly strategies = new Map<string, Strategy>();
+  private readonly now: () => number;
 
-  constructor(config: Pick<Config, 'upstreams'>) {
+  constructor(config: PoolSettings, options: HealthOptions = {}) {
     this.upstreams = config.upstreams.map(buildUpstream);
+    this.health = new KeyHealth(options);
+    this.now = options.now ?? Date.now;
+    for (const upstream of this.upstreams) this.strategies.set(upstream.id, createStrategy(upstream.strategy));
   }
 
   get size(): number {
     return this.upstreams.reduce((n, u) => n + u.keys.length, 0);
+  }
+
+  /** Keys that could take a request now, probes included (`GET /readyz`: at least one usable pool key). */
+  usableCount(): number {
+    let usable = 0;
+    for (const u of this.upstreams) for (const k of u.keys) if (this.health.availability(k.ref).kind !== 'resting') usable++;
+    return usable;
+  }
+
+  /** Every pool key's secret, for masking (src/relay/mask.ts). */
+  secrets(): string[] {
+    return this.upstreams.flatMap((u) => u.keys.map((k) => k.secret));
   }
 
   /** The upstream for a model: the first whose globs match; without a model, the first. */
@@ -80,15 +178,93 @@ export class Pool {
     return this.upstreams.find((u) => u.servesModel(model));
   }
 
-  /** The next key for this request, or undefined when no key can serve it. */
-  select(model: string | undefined): PoolChoice | undefined {
-    const upstream = this.upstreamFor(model);
-    if (!upstream) return undefined;
-    const keys = model === undefined ? upstream.keys : upstream.keys.filter((k) => k.allowsModel(model));
-    if (keys.length === 0) return undefined;
-    const cursor = this.cursors.get(upstream.id) ?? 0;
-    this.cursors.set(upstream.id, (cursor + 1) % 1_000_000_007);
-    const key = keys[cursor % keys.length];
-    return key && { upstream, key };
+  find(upstreamId: string, keyId: string): PoolChoice | undefined {
+    const upstream = this.upstreams.find((u) => u.id === upstreamId);
+    const key = upstream?.keys.find((k) => k.id === keyId);
+    return upstream && key ? { upstream, key } : undefined;
+  }
+
+  /** The next key for this request, or undefined when none can serve it now. */
+  select(model: string | undefined, request: Omit<SelectRequest, 'model'> = {}): PoolChoice | undefined {
+    const selection = this.choose({ ...request, model });
+    return selection.ok ? selection.choice : undefined;
+  }
+
+  choose(request: SelectRequest): Selection {
+    const { model, exclude, pinned } = request;
+    let upstream: Upstream | undefined;
+    let keys: readonly PoolKey[];
+    if (pinned) {
+      const found = this.find(pinned.upstreamId, pinned.keyId);
+      if (!found) return { ok: false, reason: 'pinned_missing' };
+      upstream = found.upstream;
+      keys = [found.key];
+    } else {
+      upstream = this.upstreamFor(model);
+      if (!upstream) return { ok: false, reason: 'no_upstream' };
+      keys = upstream.keys;
+    }
+    const allowed = model === undefined ? keys : keys.filter((k) => k.allowsModel(model));
+    if (allowed.length === 0) return { ok: false, reason: 'no_key' };
+    const untried = exclude ? allowed.filter((k) => !exclude.has(k.ref)) : allowed;
+    if (untried.length === 0) return { ok: false, reason: 'exhausted' };
+
+    const now = this.now();
+    const usable: Usable[] = [];
+    let retryAt: number | undefined;
+    for (const key of untried) {
+      const availability = this.health.availability(key.ref);
+      if (availability.kind === 'probe') {
+        this.health.claimProbe(key.ref);
+        return { ok: true, choice: { upstream, key, probe: true } };
+      }
+      if (availability.kind === 'resting') {
+        if (availability.until !== undefined) retryAt = Math.min(retryAt ?? Infinity, availability.until);
+        continue;
+      }
+      const stats = this.health.stats(key.ref);
+      usable.push({ key, index: upstream.keys.indexOf(key), weight: key.weight, inFlight: stats.inFlight, headroom: headroom(this.health.rate(key.ref), now) });
+    }
+    const picked = this.strategies.get(upstream.id)?.pick(usable);
+    if (!picked) return { ok: false, reason: 'unavailable', ...(retryAt === undefined ? {} : { retryAt }) };
+    return { ok: true, choice: { upstream, key: picked.key } };
+  }
+
+  /** Starts a request on the chosen key; call `finish` with its outcome, whatever it is. */
+  start(choice: PoolChoice): Attempt {
+    const ticket: AttemptTicket = this.health.begin(choice.key.ref, choice.probe === true);
+    let verdict: Verdict | undefined;
+    return {
+      choice,
+      startedAt: ticket.startedAt,
+      finish: (result) => {
+        if (verdict) return verdict;
+        verdict = classifyAttempt(result);
+        this.health.end(ticket, verdict, result.headers);
+        return verdict;
+      },
+    };
+  }
+
+  /** The admin's enable/disable; false when there is no such key. */
+  setEnabled(upstreamId: string, keyId: string, enabled: boolean): boolean {
+    const found = this.find(upstreamId, keyId);
+    if (!found) return false;
+    if (enabled) this.health.enable(found.key.ref);
+    else this.health.disable(found.key.ref);
+    return true;
+  }
+
+  /** Each upstream and key as `GET /admin/upstreams` shows them (no secret, last 4 characters only). */
+  describe(): UpstreamDescription[] {
+    return this.upstreams.map((u) => ({
+      id: u.id,
+      strategy: u.strategy,
+      keys: u.keys.map((k) => ({ id: k.id, last4: k.last4, ...this.health.view(k.ref) })),
+    }));
+  }
+
+  close(): void {
+    this.health.close();
   }
 }

@@ -1,0 +1,247 @@
+// Objects that live on one upstream key (a file uploaded with key A is not visible through key B):
+// which ids an answer creates, which ids a request names, and which list answers hold them.
+// Pure functions over parsed JSON and paths; object-owners.ts keeps who owns what.
+//
+// Only top-level objects are tracked: those addressed on their own (`/files/{id}`) or named in
+// bodies. Objects inside another (a thread's runs and messages `run_`, `msg_`, `step_`; a container's
+// files `cfile_`; a vector store's file batches `vsfb_`; an eval's runs `evalrun_`, `outputitem_`;
+// checkpoints `ftckpt_`; upload parts `part_`) are always reached through their parent's path, so
+// the parent's owner answers for them, and a stream that created one unseen cannot lock its
+// creator out. Ids come from shared/openai/routes.tsv paths and openapi.yaml examples.
+
+export type ObjectKind =
+  | 'file'
+  | 'upload'
+  | 'batch'
+  | 'vector_store'
+  | 'assistant'
+  | 'thread'
+  | 'response'
+  | 'fine_tuning_job'
+  | 'container'
+  | 'video'
+  | 'video_character'
+  | 'conversation'
+  | 'eval'
+  | 'chat_completion'
+  | 'skill'
+  | 'voice'
+  | 'voice_consent'
+  | 'chatkit_session';
+
+const PREFIXES: ReadonlyArray<readonly [string, ObjectKind]> = [
+  ['file-', 'file'],
+  ['upload_', 'upload'],
+  ['batch_', 'batch'],
+  ['vs_', 'vector_store'],
+  ['asst_', 'assistant'],
+  ['thread_', 'thread'],
+  ['resp_', 'response'],
+  ['ftjob-', 'fine_tuning_job'],
+  ['ftjob_', 'fine_tuning_job'],
+  ['cntr_', 'container'],
+  ['video_', 'video'],
+  ['char_', 'video_character'],
+  ['conv_', 'conversation'],
+  ['eval_', 'eval'],
+  ['chatcmpl-', 'chat_completion'],
+  ['skill_', 'skill'],
+  ['voice_', 'voice'],
+  ['cons_', 'voice_consent'],
+  ['cksess_', 'chatkit_session'],
+];
+
+const ID_SHAPE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,255}$/;
+const ID_BODY = /^[A-Za-z0-9]/;
+
+/** The kind of a tracked object id, or undefined for anything else. */
+export function objectKindOf(id: string): ObjectKind | undefined {
+  if (!ID_SHAPE.test(id)) return undefined;
+  for (const [prefix, kind] of PREFIXES) {
+    if (id.startsWith(prefix) && ID_BODY.test(id.slice(prefix.length))) return kind;
+  }
+  return undefined;
+}
+
+// Path segments of routes.tsv that merely look like ids (`voice_` + `consents`).
+const STATIC_SEGMENTS = new Set(['voice_consents']);
+
+/** The path below `/v1`, without a query: `/v1/files/x?y` and `/files/x` both give `/files/x`. */
+function routeOf(path: string): string {
+  const q = path.indexOf('?');
+  const bare = q === -1 ? path : path.slice(0, q);
+  return bare === '/v1' || bare.startsWith('/v1/') ? bare.slice(3) : bare;
+}
+
+/** The tracked ids a request path names, in path order: `/v1/vector_stores/vs_1/files/file-2` names both. */
+export function idsInPath(path: string): string[] {
+  const ids: string[] = [];
+  for (const segment of routeOf(path).split('/')) {
+    if (segment === '' || STATIC_SEGMENTS.has(segment)) continue;
+    if (objectKindOf(segment) && !ids.includes(segment)) ids.push(segment);
+  }
+  return ids;
+}
+
+// Body fields whose string values (or arrays of strings) name objects: batches' input_file_id,
+// fine-tuning's training_file, Responses' previous_response_id and conversation, file_search's
+// vector_store_ids, Assistants' thread_id / assistant_id / attachments[].file_id /
+// tool_resources.*.file_ids, chat and Responses input parts' file_id, containers' skill_id …
+const ID_FIELDS = new Set([
+  'file_id',
+  'file_ids',
+  'input_file_id',
+  'training_file',
+  'validation_file',
+  'previous_response_id',
+  'response_id',
+  'vector_store_id',
+  'vector_store_ids',
+  'thread_id',
+  'assistant_id',
+  'conversation',
+  'conversation_id',
+  'container',
+  'container_id',
+  'batch_id',
+  'upload_id',
+  'video_id',
+  'eval_id',
+  'skill_id',
+  'voice_id',
+]);
+// Fields whose object value names an object by its `id`: `conversation: {id}`, `video: {id}` (video
+// edits and extensions), `voice: {id}` (custom voices).
+const REFERENCE_FIELDS = new Set(['conversation', 'video', 'voice']);
+// The caller's own data, where a key called file_id means nothing to the gateway: metadata,
+// vector store file attributes, JSON schemas of tools and structured outputs.
+const OPAQUE_FIELDS = new Set(['metadata', 'attributes', 'parameters', 'schema', 'properties', 'input_schema', '$defs', 'definitions']);
+const MAX_DEPTH = 64;
+
+type Json = Record<string, unknown>;
+
+function isObject(value: unknown): value is Json {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** The tracked ids a JSON request body names, in document order. Multipart bodies stream: only their path counts. */
+export function idsInBody(body: unknown): string[] {
+  const ids: string[] = [];
+  const add = (value: unknown) => {
+    if (typeof value === 'string' && objectKindOf(value) && !ids.includes(value)) ids.push(value);
+  };
+  const visit = (value: unknown, depth: number): void => {
+    if (depth > MAX_DEPTH) return;
+    if (Array.isArray(value)) {
+      for (const item of value) if (typeof item === 'object') visit(item, depth + 1);
+      return;
+    }
+    if (!isObject(value)) return;
+    // Evals' data sources name a file as {type: "file_id", id}.
+    if (value.type === 'file_id') add(value.id);
+    for (const [field, child] of Object.entries(value)) {
+      if (OPAQUE_FIELDS.has(field)) continue;
+      if (ID_FIELDS.has(field)) {
+        if (typeof child === 'string') add(child);
+        else if (Array.isArray(child)) child.forEach(add);
+      }
+      if (REFERENCE_FIELDS.has(field) && isObject(child)) add(child.id);
+      if (typeof child === 'object') visit(child, depth + 1);
+    }
+  };
+  visit(body, 0);
+  return ids;
+}
+
+/** Every tracked id a request names: its path's, then its JSON body's. */
+export function namedObjectIds(path: string, body?: unknown): string[] {
+  const ids = idsInPath(path);
+  for (const id of body === undefined ? [] : idsInBody(body)) if (!ids.includes(id)) ids.push(id);
+  return ids;
+}
+
+function storedByUpstream(kind: ObjectKind, object: Json, request: unknown): boolean {
+  const asked = isObject(request) ? request.store : undefined;
+  // Chat completions are kept upstream only with `store: true`; responses unless `store: false`.
+  if (kind === 'chat_completion') return asked === true;
+  if (kind === 'response') return object.store !== false && asked !== false;
+  return true;
+}
+
+/**
+ * The ids of the objects an answer (or one SSE event's JSON) brings into being: its own `id`, and
+ * the objects made along with it: the thread of a run made by `POST /threads/runs`, a batch's
+ * output and error files, a fine-tuning job's result files, the file of a completed upload, vector
+ * stores made inline through tool_resources, containers a Responses code interpreter started.
+ * List answers and deletion answers create nothing. `request` is the request's JSON body, if any.
+ */
+export function createdObjectIds(answer: unknown, request?: unknown): string[] {
+  if (!isObject(answer) || answer.object === 'list' || answer.deleted === true) return [];
+  const ids: string[] = [];
+  const add = (value: unknown) => {
+    if (typeof value === 'string' && objectKindOf(value) && !ids.includes(value)) ids.push(value);
+  };
+  // A Responses stream event carries the response (response.created …) or an output item.
+  const eventType = typeof answer.type === 'string' ? answer.type : '';
+  const object = eventType.startsWith('response.') && isObject(answer.response) ? answer.response : answer;
+  if (eventType.startsWith('response.') && isObject(answer.item)) add(answer.item.container_id);
+
+  if (typeof object.id === 'string') {
+    const kind = objectKindOf(object.id);
+    if (kind && storedByUpstream(kind, object, request)) add(object.id);
+  }
+  if (object.object === 'thread.run') add(object.thread_id);
+  add(object.output_file_id);
+  add(object.error_file_id);
+  if (Array.isArray(object.result_files)) object.result_files.forEach(add);
+  if (isObject(object.file)) add(object.file.id);
+  const toolResources = isObject(object.tool_resources) ? object.tool_resources : undefined;
+  const fileSearch = toolResources && isObject(toolResources.file_search) ? toolResources.file_search : undefined;
+  if (fileSearch && Array.isArray(fileSearch.vector_store_ids)) fileSearch.vector_store_ids.forEach(add);
+  if (Array.isArray(object.output)) {
+    for (const item of object.output) if (isObject(item)) add(item.container_id);
+  }
+  return ids;
+}
+
+/** The id a deletion answer (`{id, object, deleted: true}`) says is gone, if it is tracked. */
+export function deletedObjectId(answer: unknown): string | undefined {
+  if (!isObject(answer) || answer.deleted !== true || typeof answer.id !== 'string') return undefined;
+  return objectKindOf(answer.id) ? answer.id : undefined;
+}
+
+// GET on these collections lists objects of the key's whole project, every user's together.
+const LISTS: ReadonlyMap<string, ObjectKind> = new Map([
+  ['/files', 'file'],
+  ['/batches', 'batch'],
+  ['/vector_stores', 'vector_store'],
+  ['/assistants', 'assistant'],
+  ['/fine_tuning/jobs', 'fine_tuning_job'],
+  ['/containers', 'container'],
+  ['/videos', 'video'],
+  ['/evals', 'eval'],
+  ['/chat/completions', 'chat_completion'],
+  ['/skills', 'skill'],
+  ['/audio/voice_consents', 'voice_consent'],
+]);
+
+/** The kind of owned objects a request lists (to be filtered per user), or undefined when it lists none. */
+export function listedObjectKind(method: string, path: string): ObjectKind | undefined {
+  if (method.toUpperCase() !== 'GET') return undefined;
+  return LISTS.get(routeOf(path).replace(/\/+$/, ''));
+}
+
+/**
+ * A list answer (`{object: "list", data, first_id, last_id, has_more}`) with only the items `keep`
+ * accepts; `first_id`/`last_id` follow the kept items. Undefined when the answer is not a list.
+ */
+export function filterListAnswer(answer: unknown, keep: (id: string) => boolean): Json | undefined {
+  if (!isObject(answer) || answer.object !== 'list' || !Array.isArray(answer.data)) return undefined;
+  const data = answer.data.filter((item) => isObject(item) && typeof item.id === 'string' && keep(item.id));
+  const out: Json = { ...answer, data };
+  const first = data[0] as Json | undefined;
+  const last = data[data.length - 1] as Json | undefined;
+  if ('first_id' in answer) out.first_id = first ? first.id : null;
+  if ('last_id' in answer) out.last_id = last ? last.id : null;
+  return out;
+}

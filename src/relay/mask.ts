@@ -1,0 +1,69 @@
+// Masks key material in text the gateway passes on or logs: upstream error bodies such as
+// "Incorrect API key provided: sk-proj-****…abcd" (RELIABILITY.md 12). Any OpenAI-style token
+// (`sk-…`, `sk-proj-…`, `sk-svcacct-…`, `sess-…`, and OpenAI's own partly starred form) becomes its
+// prefix, `***` and at most its last 4 characters, as OpenAI itself shows a key; a configured pool
+// secret of any other shape is replaced wherever it appears verbatim. Meant for whole bodies held
+// in memory (an error body, a log field), not for a stream cut into chunks.
+
+// Not preceded by a letter or digit, so `task-force` is prose while `key=sk-…` and `"sk-…` are keys.
+// Six characters or more after the dash, as the log scan of the tests counts them.
+const TOKEN = /(?<![A-Za-z0-9])(sk|sess)-[A-Za-z0-9_*-]{6,}/g;
+const LAST4 = /^[A-Za-z0-9]{4}$/;
+// What this module writes: left as it is, so masking twice changes nothing.
+const MASKED = /^(sk|sess)-\*\*\*([A-Za-z0-9]{4})?$/;
+// Shorter tokens keep no tail: four characters of a short token are too much of it.
+const MIN_LENGTH_FOR_TAIL = 20;
+// A configured value shorter than this is no key, and masking it would garble ordinary words.
+const MIN_SECRET_LENGTH = 8;
+
+function tail(token: string): string {
+  const last4 = token.slice(-4);
+  return token.length >= MIN_LENGTH_FOR_TAIL && LAST4.test(last4) ? last4 : '';
+}
+
+function maskToken(token: string, prefix: string): string {
+  return `${prefix}-***${tail(token)}`;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+export interface Masker {
+  text(value: string): string;
+  /** The same bytes when nothing is to be masked; a UTF-8 body otherwise. */
+  bytes(value: Buffer): Buffer;
+}
+
+export function createMasker(secrets: Iterable<string> = []): Masker {
+  const verbatim = [...new Set(secrets)].filter((s) => s.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length);
+  const verbatimRe = verbatim.length === 0 ? undefined : new RegExp(verbatim.map(escapeRegExp).join('|'), 'g');
+  // Secrets a fast look for `sk-`/`sess-` would not find.
+  const otherShapes = verbatim.filter((s) => !s.includes('sk-') && !s.includes('sess-'));
+
+  const text = (value: string): string => {
+    const marked = value.includes('sk-') || value.includes('sess-');
+    if (!marked && !otherShapes.some((s) => value.includes(s))) return value;
+    let out = value;
+    if (verbatimRe) {
+      out = out.replace(verbatimRe, (secret) => {
+        const prefix = /^(sk|sess)-/.exec(secret)?.[1];
+        return prefix ? maskToken(secret, prefix) : `***${tail(secret)}`;
+      });
+    }
+    return out.replace(TOKEN, (token, prefix: string) => (MASKED.test(token) ? token : maskToken(token, prefix)));
+  };
+
+  const bytes = (value: Buffer): Buffer => {
+    const marked = value.includes('sk-') || value.includes('sess-') || otherShapes.some((s) => value.includes(s));
+    if (!marked) return value;
+    const before = value.toString('utf8');
+    const after = text(before);
+    return after === before ? value : Buffer.from(after, 'utf8');
+  };
+
+  return { text, bytes };
+}
+
+/** Masks tokens of the OpenAI shapes only (no configured secrets). */
+export const maskKeyMaterial = createMasker().text;
