@@ -15,7 +15,7 @@ import { createOutbound } from './relay/outbound.js';
 import { type Target, checkTarget } from './relay/path.js';
 import { createUpgradeHandler } from './relay/websocket.js';
 import type { Services } from './services.js';
-import { createMemoryStore } from './store/memory.js';
+import { createStore } from './store/index.js';
 import type { Store } from './store/types.js';
 
 declare module 'fastify' {
@@ -63,7 +63,7 @@ function sendError(reply: FastifyReply, error: GatewayError, requestId: string):
 
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const log = options.log ?? createLogger(config.logLevel);
-  const store = options.store ?? createMemoryStore();
+  const store = options.store ?? (await createStore(config, log));
   const services: Services = { config, log, store, pool: new Pool(config), outbound: createOutbound(config) };
   let closing = false;
 

@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { parse as parseYaml } from 'yaml';
+import { STRATEGIES } from './pool/strategies.js';
 import { proxyEnvFrom } from './proxy/env.js';
 import { DIRECT, ProxyUrlError, parseProxyUrl } from './proxy/url.js';
 
@@ -42,7 +43,7 @@ const UpstreamSchema = Type.Object(
     // Glob patterns of the models this upstream serves; requests are routed to the first match.
     models: Type.Array(Type.String(), { default: ['*'] }),
     proxy: Type.Optional(ProxySetting),
-    strategy: Type.Union([Type.Literal('round-robin')], { default: 'round-robin' }),
+    strategy: Type.Union(STRATEGIES.map((name) => Type.Literal(name)), { default: 'round-robin' }),
     keys: Type.Array(PoolKeySchema, { default: [] }),
   },
   { additionalProperties: false },
@@ -109,11 +110,45 @@ export const ConfigSchema = Type.Object(
     ),
     upstreams: Type.Array(UpstreamSchema, { default: [] }),
     // Model prices in US dollars per million tokens, over the built-in table (src/quota/prices.ts).
+    // Processes sharing the port (node:cluster). More than one needs a shared store (Redis).
+    workers: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+    pool: Type.Object(
+      {
+        health: Type.Object(
+          {
+            defaultCooldownMs: Type.Integer({ minimum: 0, default: 20_000 }),
+            maxCooldownMs: Type.Integer({ minimum: 0, default: 600_000 }),
+            failureThreshold: Type.Integer({ minimum: 1, default: 3 }),
+            circuitBaseMs: Type.Integer({ minimum: 0, default: 5_000 }),
+            circuitMaxMs: Type.Integer({ minimum: 0, default: 300_000 }),
+            probeBaseMs: Type.Integer({ minimum: 0, default: 60_000 }),
+            probeMaxMs: Type.Integer({ minimum: 0, default: 1_800_000 }),
+            probeLeaseMs: Type.Integer({ minimum: 0, default: 60_000 }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+        retry: Type.Object(
+          {
+            maxAttempts: Type.Integer({ minimum: 1, maximum: 10, default: 3 }),
+            deadlineMs: Type.Integer({ minimum: 0, default: 30_000 }),
+            baseDelayMs: Type.Integer({ minimum: 0, default: 50 }),
+            maxDelayMs: Type.Integer({ minimum: 0, default: 1_000 }),
+            budgetRatio: Type.Number({ minimum: 0, maximum: 1, default: 0.2 }),
+            budgetMinPerSecond: Type.Number({ minimum: 0, default: 5 }),
+            budgetWindowMs: Type.Integer({ minimum: 1000, default: 10_000 }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+        // Objects the gateway did not see created: false answers 404 (CONTRACT.md), true lets any user reach them.
+        shareUnknownObjects: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     prices: Type.Record(Type.String({ minLength: 1 }), PriceSchema, { default: {} }),
     quota: Type.Object(
       {
         // A Redis that answers slower than this counts as down: 503, not a hung request.
-        redisCommandTimeoutMs: Type.Integer({ minimum: 10, default: 500 }),
+        redisCommandTimeoutMs: Type.Integer({ minimum: 10, default: 1000 }),
         // How long a reservation holds when its process dies before settling it.
         leaseMs: Type.Integer({ minimum: 1000, default: 3_600_000 }),
         // The output worst case of a request that sets no max_tokens, for a model of unknown cap.
@@ -195,6 +230,7 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   set('port', intFromEnv(env, 'PORT'));
   set('adminToken', env.KEYRELAY_ADMIN_TOKEN);
   set('logLevel', env.LOG_LEVEL);
+  set('workers', intFromEnv(env, 'KEYRELAY_WORKERS'));
   if (env.KEYRELAY_TLS_CERT || env.KEYRELAY_TLS_KEY) {
     out.tls = { cert: env.KEYRELAY_TLS_CERT ?? '', key: env.KEYRELAY_TLS_KEY ?? '' };
   }
@@ -238,6 +274,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   if (firstError) throw new ConfigError(describe(firstError));
   const config = withDefaults as Config;
   checkConsistency(config);
+  if (config.workers > 1 && !config.redis.url && !config.redis.clusterNodes) {
+    throw new ConfigError('setting workers: more than one worker needs a shared store: set REDIS_URL or REDIS_CLUSTER_NODES');
+  }
   return config;
 }
 

@@ -238,10 +238,11 @@ async function exercise(route: Route, i: number): Promise<void> {
   expect(fake.requests).toHaveLength(1);
   const rec = fake.requests[0]!;
   expect(`${rec.method} ${rec.url}`).toBe(`${route.method} ${sent.target}`);
-  expect(rec.body).toEqual(sent.body ?? Buffer.alloc(0));
+  const upstreamBody = expectedUpstreamBody(route, kind, sent.body);
+  expect(rec.body).toEqual(upstreamBody);
   const { authorization: _userAuth, cookie: _c, 'openai-organization': _o, 'openai-project': _p, ...forwarded } = sent.headers;
   expect(omit(rec.headers, (n) => SET_BY_GATEWAY_UP.includes(n))).toEqual({ ...forwarded, authorization: `Bearer ${POOL_KEY}` });
-  expect(rec.headers['content-length'] ?? '0').toBe(String(sent.body?.length ?? 0));
+  expect(rec.headers['content-length'] ?? '0').toBe(String(upstreamBody.length));
 
   expect(res.statusCode).toBe(scripted.answer.status);
   expect(omit(res.headers, (n) => HOP_BY_HOP.includes(n) || n.startsWith('x-ratelimit-'))).toEqual(
@@ -253,6 +254,16 @@ async function exercise(route: Route, i: number): Promise<void> {
   expect(res.headers['x-request-id']).toBe(`req_conformance_${i}`);
   expect(received).toEqual(scripted.bytes);
   exercised.add(`${route.method} ${route.path}`);
+}
+
+// For usage accounting the gateway asks a streamed chat or completions call for its usage chunk
+// (and strips that chunk from the answer, so the client still gets the upstream's bytes).
+const ASKS_FOR_USAGE = new Set(['/v1/chat/completions', '/v1/completions']);
+
+function expectedUpstreamBody(route: Route, kind: Kind, body: Buffer | undefined): Buffer {
+  if (!body) return Buffer.alloc(0);
+  if (kind !== 'sse' || route.method !== 'POST' || !ASKS_FOR_USAGE.has(route.path)) return body;
+  return Buffer.concat([Buffer.from('{"stream_options":{"include_usage":true},'), body.subarray(1)]);
 }
 
 const KINDS: Array<[Kind, string]> = [

@@ -6,6 +6,8 @@ import type { FastifyInstance } from 'fastify';
 import { bearerToken } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { digestKey, displayPrefix, newGatewayKey, newId } from '../keys.js';
+import { quotaLimits } from '../quota/gate.js';
+import { usageView } from '../quota/view.js';
 import type { Services } from '../services.js';
 import type { KeyRecord, User } from '../store/types.js';
 
@@ -90,7 +92,8 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
   app.get<{ Params: Static<typeof IdParams> }>('/users/:id', async (request) => {
     const user = await store.getUser(request.params.id);
     if (!user) throw notFound('user');
-    return user;
+    const usage = await store.usage(user.id, quotaLimits(user), Date.now());
+    return { ...user, usage: usageView(usage, user.limits) };
   });
 
   app.patch<{ Params: Static<typeof IdParams>; Body: Static<typeof PatchUser> }>(

@@ -1,10 +1,21 @@
 // The embedded store: one process, nothing kept across restarts.
+import { MemoryLedger } from '../quota/ledger.js';
 import type { KeyRecord, Store, User, UserPatch } from './types.js';
+
+const PRUNE_EVERY_MS = 60_000;
+
+/** Oldest first, as every backend lists them. */
+export function byCreation<T extends { createdAt: string; id: string }>(a: T, b: T): number {
+  return a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
 
 export function createMemoryStore(): Store {
   const users = new Map<string, User>();
   const keys = new Map<string, KeyRecord>();
   const byDigest = new Map<string, string>();
+  const ledger = new MemoryLedger();
+  const pruner = setInterval(() => ledger.prune(Date.now()), PRUNE_EVERY_MS);
+  pruner.unref();
 
   return {
     kind: 'memory',
@@ -18,7 +29,7 @@ export function createMemoryStore(): Store {
       return user && structuredClone(user);
     },
     async listUsers() {
-      return [...users.values()].map((u) => structuredClone(u));
+      return [...users.values()].map((u) => structuredClone(u)).sort(byCreation);
     },
     async updateUser(id, patch: UserPatch) {
       const user = users.get(id);
@@ -51,7 +62,7 @@ export function createMemoryStore(): Store {
       return key && { ...key };
     },
     async listKeys(userId) {
-      return [...keys.values()].filter((k) => k.userId === userId).map((k) => ({ ...k }));
+      return [...keys.values()].filter((k) => k.userId === userId).map((k) => ({ ...k })).sort(byCreation);
     },
     async revokeKey(id, at) {
       const key = keys.get(id);
@@ -59,9 +70,20 @@ export function createMemoryStore(): Store {
       key.revokedAt ??= at;
       return { ...key };
     },
+    async reserve(input) {
+      return ledger.reserve(input);
+    },
+    async settle(input) {
+      ledger.settle(input);
+    },
+    async usage(userId, limits, now) {
+      return ledger.usage(userId, limits, now);
+    },
     async ping() {
       return true;
     },
-    async close() {},
+    async close() {
+      clearInterval(pruner);
+    },
   };
 }

@@ -1,5 +1,5 @@
-// The store keeps users and their keys (and, later, quota counters and usage). One interface,
-// several backends: the tests run the same suite against each so they cannot drift.
+// The store keeps users, their keys, and the quota ledger. One interface, several backends: the
+// tests run the same suite against each (test/store-contract.test.ts) so they cannot drift.
 
 export interface Limits {
   rpm?: number;
@@ -35,6 +35,107 @@ export interface KeyRecord {
   revokedAt?: string;
 }
 
+/** A user's limits as the ledger applies them: whole numbers, money in micro-dollars. */
+export interface QuotaLimits {
+  rpm?: number;
+  tpm?: number;
+  tokensPerDay?: number;
+  tokensPerMonth?: number;
+  microsPerDay?: number;
+  microsPerMonth?: number;
+  maxConcurrent?: number;
+}
+
+export interface ReserveInput {
+  userId: string;
+  /** The gateway's request id: a reserve or settle sent twice for it counts once. */
+  requestId: string;
+  limits: QuotaLimits;
+  /** The request's worst case. */
+  tokens: number;
+  micros: number;
+  now: number;
+  /** How long the reservation holds when its process never settles it (a crash). */
+  leaseMs: number;
+}
+
+/** What a reservation holds, as the caller keeps it until it settles. */
+export interface Reservation {
+  userId: string;
+  requestId: string;
+  tokens: number;
+  micros: number;
+  /** The ids of the day and month it was made in: it settles into those. */
+  day: string;
+  month: string;
+}
+
+export type Denial =
+  | 'tokens_per_day'
+  | 'tokens_per_month'
+  | 'usd_per_day'
+  | 'usd_per_month'
+  | 'max_concurrent'
+  | 'rpm'
+  | 'tpm'
+  /** The worst case is larger than the whole tpm limit: waiting cannot help. */
+  | 'tpm_exceeded'
+  /** The request id was already settled (a reserve resent after its cancel). */
+  | 'settled';
+
+export interface RateWindow {
+  limit: number;
+  remaining: number;
+  /** ms until the bucket is full again. */
+  resetMs: number;
+}
+
+/** The user's per-minute limits after this decision, for the x-ratelimit-* headers. */
+export interface RateState {
+  requests?: RateWindow;
+  tokens?: RateWindow;
+}
+
+export type Admission =
+  | { admitted: true; reservation: Reservation; rate: RateState }
+  | { admitted: false; denial: Denial; retryAfterMs: number; rate: RateState };
+
+export interface SettleInput {
+  reservation: Reservation;
+  /** The limits now: a token bucket takes back what the request did not use. */
+  limits: QuotaLimits;
+  /** Real usage; `estimated` when it was counted by the gateway, not reported by the upstream. */
+  tokens: number;
+  micros: number;
+  estimated: boolean;
+  /** The request does not count at all (the upstream failed before answering): it leaves the
+   * windows' request counts and goes back to the rpm bucket. */
+  refundRequest: boolean;
+  now: number;
+  /** The lease the reservation was made with (how long its bookkeeping must be kept). */
+  leaseMs: number;
+}
+
+export interface WindowUsage {
+  window: string;
+  /** ISO 8601: when the window ends. */
+  resetsAt: string;
+  requests: number;
+  tokens: number;
+  micros: number;
+  reservedTokens: number;
+  reservedMicros: number;
+  /** Requests whose usage the gateway counted itself (a broken or aborted stream). */
+  estimatedRequests: number;
+}
+
+export interface UsageSnapshot {
+  day: WindowUsage;
+  month: WindowUsage;
+  rate: RateState;
+  inFlight: number;
+}
+
 export type UserPatch = Partial<Pick<User, 'name' | 'models' | 'expiresAt' | 'limits'>>;
 
 export interface Store {
@@ -53,6 +154,13 @@ export interface Store {
   listKeys(userId: string): Promise<KeyRecord[]>;
   /** Marks the key revoked; resolves the updated record, or undefined when there is none. */
   revokeKey(id: string, at: string): Promise<KeyRecord | undefined>;
+
+  /** Checks every limit and, when all hold, reserves the worst case: one atomic step. */
+  reserve(input: ReserveInput): Promise<Admission>;
+  /** Releases the reservation and charges the real usage; a second settle is a no-op. */
+  settle(input: SettleInput): Promise<void>;
+  /** The user's counters in the current windows. */
+  usage(userId: string, limits: QuotaLimits, now: number): Promise<UsageSnapshot>;
 
   /** True when the backend answers (readiness). */
   ping(): Promise<boolean>;

@@ -1,0 +1,29 @@
+// A streamed chat or completions request reports its usage only when it sets
+// `stream_options.include_usage`; when the client did not, the gateway sets it for the upstream
+// (and the usage tap takes the extra chunk out of the client's stream again). The client's bytes
+// are kept as they were, with one member inserted at the start of the object; a request that
+// already has `stream_options` is re-serialised with the flag set instead.
+import type { RequestBody } from '../relay/body.js';
+
+const STREAMS_USAGE_ON_REQUEST = new Set(['/chat/completions', '/completions']);
+const INSERT = Buffer.from('"stream_options":{"include_usage":true},');
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** The body to send upstream instead, or undefined when it needs no change. */
+export function askForUsage(route: string, body: RequestBody): (RequestBody & { kind: 'buffered' }) | undefined {
+  if (body.kind !== 'buffered' || !body.json || body.facts.stream !== true || !STREAMS_USAGE_ON_REQUEST.has(route)) return undefined;
+  const options = body.json.stream_options;
+  if (isObject(options) && options.include_usage === true) return undefined;
+  if (options !== undefined && options !== null && !isObject(options)) return undefined; // the upstream will answer 400
+
+  if (options === undefined) {
+    const open = body.bytes.indexOf(0x7b);
+    if (open !== -1) {
+      const bytes = Buffer.concat([body.bytes.subarray(0, open + 1), INSERT, body.bytes.subarray(open + 1)]);
+      return { ...body, bytes, json: { stream_options: { include_usage: true }, ...body.json } };
+    }
+  }
+  const json = { ...body.json, stream_options: { ...(isObject(options) ? options : {}), include_usage: true } };
+  return { ...body, bytes: Buffer.from(JSON.stringify(json)), json };
+}

@@ -1,0 +1,31 @@
+// The admission rules both backends apply (Lua in scripts.ts, JavaScript in ledger.ts), and the
+// constants they share. A window limit admits a request when something is left and the
+// request's worst case fits in what is left; checks run in the order below, so a spent quota
+// (which waiting a few seconds cannot fix) is reported before a rate limit.
+import type { Denial, QuotaLimits } from '../store/types.js';
+
+/** Expired leases released per admission: bounded work inside the atomic step. */
+export const SWEEP_LIMIT = 64;
+/** How long a settled request id is remembered, so that a resent reserve or settle is a no-op. */
+export const SETTLED_MEMORY_MS = 10 * 60 * 1000;
+/** A concurrency slot frees when some request ends, which no clock predicts: retry soon. */
+export const CONCURRENCY_RETRY_MS = 1000;
+/** A limit of zero blocks; tell the client to come back in a minute rather than never. */
+export const BLOCKED_RETRY_MS = 60_000;
+
+export const WINDOW_CHECKS: ReadonlyArray<{
+  denial: Denial;
+  window: 'day' | 'month';
+  unit: 'tokens' | 'micros';
+  limit: keyof QuotaLimits;
+}> = [
+  { denial: 'tokens_per_day', window: 'day', unit: 'tokens', limit: 'tokensPerDay' },
+  { denial: 'tokens_per_month', window: 'month', unit: 'tokens', limit: 'tokensPerMonth' },
+  { denial: 'usd_per_day', window: 'day', unit: 'micros', limit: 'microsPerDay' },
+  { denial: 'usd_per_month', window: 'month', unit: 'micros', limit: 'microsPerMonth' },
+];
+
+/** True when a window with `left` still free cannot take `need`. */
+export function windowDenies(left: number, need: number): boolean {
+  return left <= 0 || need > left;
+}

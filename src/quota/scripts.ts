@@ -1,0 +1,203 @@
+// The Lua scripts of the Redis ledger, registered with ioredis `defineCommand` (EVALSHA, and EVAL
+// again after a Redis restart flushed the script cache). Each script is one atomic step over
+// the keys of one user, which all share the hash tag `{u:<id>}` and so one cluster slot.
+// ledger.ts is the same algorithm in JavaScript; rules.ts names the order of the checks.
+//
+// KEYS, for all three: 1 day counters, 2 month counters, 3 rpm bucket, 4 tpm bucket,
+// 5 held reservations (hash id -> record), 6 leases (zset id -> deadline), 7 settled ids (zset).
+//
+// Numbers handed to redis.call go through fmt(): Lua would print 15 digits and more in
+// exponent form, which HINCRBY and ZADD refuse or round.
+
+const COMMON = `
+local SCALE = 60000
+local now = tonumber(ARGV[2])
+-- Adding 0 turns -0 into 0: HINCRBY refuses "-0".
+local function fmt(x) return string.format('%.0f', x + 0) end
+local function num(v) if v then return tonumber(v) end return 0 end
+local function level(key, limit)
+  if limit < 0 then return 0 end
+  local cap = limit * SCALE
+  local v = redis.call('HMGET', key, 's', 't')
+  if not v[1] then return cap end
+  local elapsed = now - tonumber(v[2])
+  if elapsed < 0 then elapsed = 0 end
+  local s = tonumber(v[1]) + elapsed * limit
+  if s > cap then return cap end
+  return s
+end
+local function save(key, limit, s)
+  local cap = limit * SCALE
+  if s >= cap then
+    redis.call('DEL', key)
+    return
+  end
+  redis.call('HSET', key, 's', fmt(s), 't', fmt(now))
+  redis.call('PEXPIRE', key, fmt(math.ceil((cap - s) / limit) + 1000))
+end
+local HELD = '^(%-?%d+):(%-?%d+):([^:]+):([^:]+):(%d):(%d)$'
+`;
+
+/** ARGV: 1 id, 2 now, 3 tokens, 4 micros, 5 rpm, 6 tpm, 7 tokensPerDay, 8 tokensPerMonth,
+ * 9 microsPerDay, 10 microsPerMonth, 11 maxConcurrent (-1: no limit), 12 day id, 13 month id,
+ * 14 day end, 15 month end, 16 lease ms, 17 window grace ms, 18 settled memory ms,
+ * 19 sweep limit, 20 concurrency retry ms, 21 blocked retry ms.
+ * Returns {code, denial, retry ms, rpm level, tpm level}: code 1 admitted, 2 already held, 0 denied. */
+export const RESERVE_LUA = `${COMMON}
+local id = ARGV[1]
+local tokens = tonumber(ARGV[3])
+local micros = tonumber(ARGV[4])
+local rpm = tonumber(ARGV[5])
+local tpm = tonumber(ARGV[6])
+local dayId = ARGV[12]
+local monthId = ARGV[13]
+local dayEnd = tonumber(ARGV[14])
+local monthEnd = tonumber(ARGV[15])
+local leaseMs = tonumber(ARGV[16])
+local grace = tonumber(ARGV[17])
+local keep = leaseMs + tonumber(ARGV[18])
+
+local rpmLevel = level(KEYS[3], rpm)
+local tpmLevel = level(KEYS[4], tpm)
+if redis.call('HEXISTS', KEYS[5], id) == 1 then return {2, '', 0, rpmLevel, tpmLevel} end
+if redis.call('ZSCORE', KEYS[7], id) then return {0, 'settled', 0, rpmLevel, tpmLevel} end
+
+-- Leases whose holder never settled (a crashed process) are charged in full, as estimated.
+local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', fmt(now), 'LIMIT', 0, tonumber(ARGV[19]))
+for _, eid in ipairs(expired) do
+  local rec = redis.call('HGET', KEYS[5], eid)
+  if rec then
+    local t, m, d, mo = string.match(rec, HELD)
+    local windows = {}
+    if d == dayId then windows[#windows + 1] = KEYS[1] end
+    if mo == monthId then windows[#windows + 1] = KEYS[2] end
+    for _, key in ipairs(windows) do
+      if redis.call('EXISTS', key) == 1 then
+        redis.call('HINCRBY', key, 'rt', fmt(-tonumber(t)))
+        redis.call('HINCRBY', key, 'rm', fmt(-tonumber(m)))
+        redis.call('HINCRBY', key, 't', t)
+        redis.call('HINCRBY', key, 'm', m)
+        redis.call('HINCRBY', key, 'e', 1)
+      end
+    end
+    redis.call('HDEL', KEYS[5], eid)
+  end
+  redis.call('ZREM', KEYS[6], eid)
+  redis.call('ZADD', KEYS[7], fmt(now), eid)
+end
+
+local function denied(reason, retry) return {0, reason, retry, rpmLevel, tpmLevel} end
+local function denies(left, need) return left <= 0 or need > left end
+local d = redis.call('HMGET', KEYS[1], 't', 'm', 'rt', 'rm')
+local mo = redis.call('HMGET', KEYS[2], 't', 'm', 'rt', 'rm')
+local limit = tonumber(ARGV[7])
+if limit >= 0 and denies(limit - num(d[1]) - num(d[3]), tokens) then return denied('tokens_per_day', dayEnd - now) end
+limit = tonumber(ARGV[8])
+if limit >= 0 and denies(limit - num(mo[1]) - num(mo[3]), tokens) then return denied('tokens_per_month', monthEnd - now) end
+limit = tonumber(ARGV[9])
+if limit >= 0 and denies(limit - num(d[2]) - num(d[4]), micros) then return denied('usd_per_day', dayEnd - now) end
+limit = tonumber(ARGV[10])
+if limit >= 0 and denies(limit - num(mo[2]) - num(mo[4]), micros) then return denied('usd_per_month', monthEnd - now) end
+limit = tonumber(ARGV[11])
+if limit >= 0 and redis.call('ZCARD', KEYS[6]) >= limit then return denied('max_concurrent', tonumber(ARGV[20])) end
+if rpm >= 0 and rpmLevel < SCALE then
+  if rpm == 0 then return denied('rpm', tonumber(ARGV[21])) end
+  return denied('rpm', math.ceil((SCALE - rpmLevel) / rpm))
+end
+if tpm >= 0 then
+  if tokens > tpm then return denied('tpm_exceeded', tonumber(ARGV[21])) end
+  local need = tokens * SCALE - tpmLevel
+  if need > 0 then
+    if tpm == 0 then return denied('tpm', tonumber(ARGV[21])) end
+    return denied('tpm', math.ceil(need / tpm))
+  end
+end
+
+for k, expireAt in ipairs({dayEnd + grace, monthEnd + grace}) do
+  redis.call('HINCRBY', KEYS[k], 'rt', ARGV[3])
+  redis.call('HINCRBY', KEYS[k], 'rm', ARGV[4])
+  redis.call('HINCRBY', KEYS[k], 'n', 1)
+  redis.call('PEXPIREAT', KEYS[k], fmt(expireAt))
+end
+local rpmTaken = 0
+local tpmTaken = 0
+if rpm >= 0 then
+  rpmLevel = rpmLevel - SCALE
+  save(KEYS[3], rpm, rpmLevel)
+  rpmTaken = 1
+end
+if tpm >= 0 then
+  tpmLevel = tpmLevel - tokens * SCALE
+  save(KEYS[4], tpm, tpmLevel)
+  tpmTaken = 1
+end
+redis.call('HSET', KEYS[5], id, ARGV[3] .. ':' .. ARGV[4] .. ':' .. dayId .. ':' .. monthId .. ':' .. rpmTaken .. ':' .. tpmTaken)
+redis.call('ZADD', KEYS[6], fmt(now + leaseMs), id)
+for k = 5, 7 do redis.call('PEXPIRE', KEYS[k], fmt(keep)) end
+return {1, '', 0, rpmLevel, tpmLevel}
+`;
+
+/** ARGV: 1 id, 2 now, 3 tokens, 4 micros, 5 estimated (0/1), 6 give the request back (0/1:
+ * it does not count, in the windows' request counts nor in the rpm bucket),
+ * 7 rpm, 8 tpm (-1: no limit), 9 day counters expire at, 10 month counters expire at,
+ * 11 lease ms, 12 settled memory ms. Returns 1 when it settled, 0 when it had already. */
+export const SETTLE_LUA = `${COMMON}
+local id = ARGV[1]
+local tokens = tonumber(ARGV[3])
+local rpm = tonumber(ARGV[7])
+local tpm = tonumber(ARGV[8])
+local memory = tonumber(ARGV[12])
+if redis.call('ZSCORE', KEYS[7], id) then return 0 end
+
+local rec = redis.call('HGET', KEYS[5], id)
+if rec then
+  local t, m, _, _, rpmTaken, tpmTaken = string.match(rec, HELD)
+  for k = 1, 2 do
+    redis.call('HINCRBY', KEYS[k], 'rt', fmt(-tonumber(t)))
+    redis.call('HINCRBY', KEYS[k], 'rm', fmt(-tonumber(m)))
+  end
+  if tpmTaken == '1' and tpm > 0 then
+    local s = level(KEYS[4], tpm) + (tonumber(t) - tokens) * SCALE
+    if s > tpm * SCALE then s = tpm * SCALE end
+    save(KEYS[4], tpm, s)
+  end
+  if ARGV[6] == '1' then
+    for k = 1, 2 do redis.call('HINCRBY', KEYS[k], 'n', -1) end
+  end
+  if ARGV[6] == '1' and rpmTaken == '1' and rpm > 0 then
+    local s = level(KEYS[3], rpm) + SCALE
+    if s > rpm * SCALE then s = rpm * SCALE end
+    save(KEYS[3], rpm, s)
+  end
+  redis.call('HDEL', KEYS[5], id)
+  redis.call('ZREM', KEYS[6], id)
+end
+for k = 1, 2 do
+  redis.call('HINCRBY', KEYS[k], 't', ARGV[3])
+  redis.call('HINCRBY', KEYS[k], 'm', ARGV[4])
+  if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[k], 'e', 1) end
+  redis.call('PEXPIREAT', KEYS[k], ARGV[8 + k])
+end
+redis.call('ZADD', KEYS[7], fmt(now), id)
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', fmt(now - memory))
+for k = 5, 7 do redis.call('PEXPIRE', KEYS[k], fmt(tonumber(ARGV[11]) + memory)) end
+return 1
+`;
+
+/** Read only. ARGV: 1 now. Returns the day and month counters (t m rt rm n e), both buckets
+ * (s t, '' when full) and the number of leases still running. */
+export const USAGE_LUA = `
+local now = ARGV[1]
+local out = {}
+for k = 1, 2 do
+  local v = redis.call('HMGET', KEYS[k], 't', 'm', 'rt', 'rm', 'n', 'e')
+  for i = 1, 6 do out[#out + 1] = v[i] or '0' end
+end
+for k = 3, 4 do
+  local v = redis.call('HMGET', KEYS[k], 's', 't')
+  out[#out + 1] = v[1] or ''
+  out[#out + 1] = v[2] or ''
+end
+out[#out + 1] = redis.call('ZCOUNT', KEYS[5], '(' .. now, '+inf')
+return out
+`;

@@ -1,0 +1,115 @@
+// ioredis clients that fail fast: no offline queue (a command while disconnected fails at once
+// instead of waiting for a reconnect), a short command timeout (a frozen Redis costs one timeout,
+// not a hang), one retry per request, and endless reconnects in the background so that the
+// gateway recovers by itself (RELIABILITY.md 25-29).
+import { Cluster, Redis, type RedisOptions, type Result } from 'ioredis';
+import type { Logger } from 'pino';
+import { RESERVE_LUA, SETTLE_LUA, USAGE_LUA } from '../quota/scripts.js';
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    krReserve(...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
+    krSettle(...keysAndArgs: Array<string | number>): Result<number, Context>;
+    krUsage(...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
+  }
+}
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisTarget {
+  url?: string;
+  clusterNodes?: string[];
+}
+
+const reconnectDelay = (times: number): number => Math.min(100 * times, 2000);
+
+function nodeOf(hostPort: string): { host: string; port: number } {
+  const i = hostPort.lastIndexOf(':');
+  return { host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) };
+}
+
+/** Where the client connects, for log lines: never the URL itself, which may hold a password. */
+export function describeTarget(target: RedisTarget): string {
+  if (target.clusterNodes?.length) return `cluster ${target.clusterNodes.join(',')}`;
+  try {
+    const url = new URL(target.url ?? '');
+    return `${url.protocol}//${url.host}`;
+  } catch {
+    return 'redis';
+  }
+}
+
+export function createRedisClient(target: RedisTarget, name: string, commandTimeoutMs: number, log: Logger): RedisClient {
+  const options: RedisOptions = {
+    connectionName: `keyrelay-${name}`,
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: Math.max(1000, commandTimeoutMs * 4),
+    maxRetriesPerRequest: 1,
+    // A command that got no answer before the connection dropped has already failed its caller;
+    // the store resends what must still happen (settles), idempotently, by itself.
+    autoResendUnfulfilledCommands: false,
+  };
+  const client: RedisClient = target.clusterNodes?.length
+    ? new Cluster(target.clusterNodes.map(nodeOf), {
+        enableOfflineQueue: false,
+        clusterRetryStrategy: reconnectDelay,
+        slotsRefreshTimeout: Math.max(1000, commandTimeoutMs * 2),
+        redisOptions: options,
+      })
+    : new Redis(target.url ?? '', { ...options, enableOfflineQueue: false, retryStrategy: reconnectDelay });
+
+  client.defineCommand('krReserve', { numberOfKeys: 7, lua: RESERVE_LUA });
+  client.defineCommand('krSettle', { numberOfKeys: 7, lua: SETTLE_LUA });
+  client.defineCommand('krUsage', { numberOfKeys: 5, lua: USAGE_LUA, readOnly: true });
+
+  // One line when Redis goes away and one when it is back, not one per reconnect attempt.
+  let healthy = true;
+  const where = describeTarget(target);
+  client.on('error', (err: NodeJS.ErrnoException) => {
+    if (!healthy) return;
+    healthy = false;
+    log.warn({ redis: where, client: name, code: err.code, reason: err.message }, 'redis unreachable: quota-gated requests get 503 until it is back');
+  });
+  client.on('ready', () => {
+    if (healthy) return;
+    healthy = true;
+    log.info({ redis: where, client: name }, 'redis reachable again');
+  });
+  return client;
+}
+
+/** Resolves true once the client is ready, false after `ms` (the gateway starts either way). */
+export function waitReady(client: RedisClient, ms: number): Promise<boolean> {
+  if (client.status === 'ready') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      client.off('ready', onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), ms);
+    timer.unref();
+    client.once('ready', onReady);
+  });
+}
+
+/** Redis may evict any key under memory pressure unless its policy is `noeviction`: the volatile-*
+ * policies pick among keys with a TTL, which is every quota counter. */
+export async function checkEvictionPolicy(client: RedisClient, log: Logger, where: string): Promise<void> {
+  const nodes: Redis[] = client instanceof Cluster ? client.nodes('master') : [client];
+  for (const node of nodes) {
+    try {
+      const reply = (await node.config('GET', 'maxmemory-policy')) as unknown as string[];
+      const policy = reply[1];
+      if (policy !== undefined && policy !== 'noeviction') {
+        log.warn(
+          { redis: where, node: `${node.options.host}:${node.options.port}`, maxmemoryPolicy: policy },
+          'redis maxmemory-policy is not noeviction: under memory pressure Redis may evict quota counters and reservations, and quotas stop holding; set maxmemory-policy noeviction',
+        );
+      }
+    } catch (err) {
+      log.info({ redis: where, reason: (err as Error).message }, 'could not read redis maxmemory-policy (CONFIG may be disabled): make sure it is noeviction');
+    }
+  }
+}

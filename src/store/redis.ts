@@ -1,0 +1,290 @@
+// The Redis store (REDIS_URL) and the Redis Cluster store (REDIS_CLUSTER_NODES): users and keys as
+// JSON values, the quota ledger as the Lua scripts of src/quota/scripts.ts. Every key of one user
+// carries the hash tag `{u:<id>}`, so each script's keys sit in one cluster slot. Any Redis
+// failure becomes 503 quota_backend_unavailable: the store fails closed, never open.
+import type { Logger } from 'pino';
+import { GatewayError } from '../errors.js';
+import { levelAt, rateWindow } from '../quota/bucket.js';
+import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, SETTLED_MEMORY_MS, SWEEP_LIMIT } from '../quota/rules.js';
+import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from '../quota/windows.js';
+import { byCreation } from './memory.js';
+import { PendingSettles } from './pending-settles.js';
+import {
+  type RedisClient,
+  type RedisTarget,
+  checkEvictionPolicy,
+  createRedisClient,
+  describeTarget,
+  waitReady,
+} from './redis-client.js';
+import type {
+  Admission,
+  Denial,
+  KeyRecord,
+  QuotaLimits,
+  RateState,
+  ReserveInput,
+  SettleInput,
+  Store,
+  User,
+  UserPatch,
+  WindowUsage,
+} from './types.js';
+
+export interface RedisStoreOptions extends RedisTarget {
+  commandTimeoutMs: number;
+  log: Logger;
+}
+
+/** The hash tag of a user's keys; an id with braces would break the tag, so it is hex-encoded. */
+export function userTag(userId: string): string {
+  return /[{}]/.test(userId) ? `{x:${Buffer.from(userId).toString('hex')}}` : `{u:${userId}}`;
+}
+
+const USERS = 'kr:users';
+const userKey = (id: string): string => `kr:${userTag(id)}:user`;
+const userKeysKey = (id: string): string => `kr:${userTag(id)}:keys`;
+const keyKey = (keyId: string): string => `kr:key:${keyId}`;
+const digestKey = (digest: string): string => `kr:digest:${digest}`;
+
+/** The seven keys of the reserve and settle scripts, in the order scripts.ts documents. */
+export function quotaKeys(userId: string, day: string, month: string): string[] {
+  const q = `kr:${userTag(userId)}:q`;
+  return [`${q}:d:${day}`, `${q}:m:${month}`, `${q}:rpm`, `${q}:tpm`, `${q}:held`, `${q}:leases`, `${q}:settled`];
+}
+
+const limitArg = (value: number | undefined): number => (value === undefined ? -1 : value);
+
+function unavailable(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  return new GatewayError('quota_backend_unavailable', { headers: { 'retry-after': '1' }, cause: err });
+}
+
+/** Redis answered, with an error: the command did not run. Anything else (a timeout, a dropped
+ * connection) leaves open whether it ran. */
+function redisAnswered(err: unknown): boolean {
+  return err instanceof Error && err.name === 'ReplyError';
+}
+
+function rateOf(limits: QuotaLimits, rpmLevel: number, tpmLevel: number): RateState {
+  const rate: RateState = {};
+  if (limits.rpm !== undefined) rate.requests = rateWindow(rpmLevel, limits.rpm);
+  if (limits.tpm !== undefined) rate.tokens = rateWindow(tpmLevel, limits.tpm);
+  return rate;
+}
+
+export async function createRedisStore(options: RedisStoreOptions): Promise<Store> {
+  const { log, commandTimeoutMs } = options;
+  const where = describeTarget(options);
+  const data = createRedisClient(options, 'data', commandTimeoutMs, log);
+  // Quota calls get a connection of their own, so that admin traffic never queues ahead of them.
+  const quota = createRedisClient(options, 'quota', commandTimeoutMs, log);
+
+  async function runSettle(input: SettleInput): Promise<void> {
+    const r = input.reservation;
+    await quota.krSettle(
+      ...quotaKeys(r.userId, r.day, r.month),
+      r.requestId,
+      input.now,
+      input.tokens,
+      input.micros,
+      input.estimated ? 1 : 0,
+      input.refundRequest ? 1 : 0,
+      limitArg(input.limits.rpm),
+      limitArg(input.limits.tpm),
+      windowEnd(r.day) + WINDOW_GRACE_MS,
+      windowEnd(r.month) + WINDOW_GRACE_MS,
+      input.leaseMs,
+      SETTLED_MEMORY_MS,
+    );
+  }
+  const pending = new PendingSettles(runSettle, log);
+  quota.on('ready', () => pending.flush());
+
+  const ready = await Promise.all([waitReady(data, Math.max(1000, commandTimeoutMs * 2)), waitReady(quota, Math.max(1000, commandTimeoutMs * 2))]);
+  if (ready.every(Boolean)) await checkEvictionPolicy(data, log, where);
+  else log.warn({ redis: where }, 'redis is not reachable at start: quota-gated requests get 503 until it is');
+
+  async function getJson<T>(key: string): Promise<T | undefined> {
+    const raw = await data.get(key);
+    return raw === null ? undefined : (JSON.parse(raw) as T);
+  }
+
+  async function guard<T>(op: () => Promise<T>): Promise<T> {
+    try {
+      return await op();
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  return {
+    kind: options.clusterNodes?.length ? 'cluster' : 'redis',
+
+    createUser: (user: User) =>
+      guard(async () => {
+        if ((await data.set(userKey(user.id), JSON.stringify(user), 'NX')) !== 'OK') return false;
+        await data.sadd(USERS, user.id);
+        return true;
+      }),
+    getUser: (id) => guard(() => getJson<User>(userKey(id))),
+    listUsers: () =>
+      guard(async () => {
+        const ids = await data.smembers(USERS);
+        const users = await Promise.all(ids.map((id) => getJson<User>(userKey(id))));
+        return users.filter((u): u is User => u !== undefined).sort(byCreation);
+      }),
+    updateUser: (id, patch: UserPatch) =>
+      guard(async () => {
+        const user = await getJson<User>(userKey(id));
+        if (!user) return undefined;
+        const next: User = { ...user, ...patch, limits: patch.limits ?? user.limits };
+        // XX: a user deleted meanwhile stays deleted.
+        if ((await data.set(userKey(id), JSON.stringify(next), 'XX')) !== 'OK') return undefined;
+        return next;
+      }),
+    deleteUser: (id) =>
+      guard(async () => {
+        // The user record goes first: from then on authentication fails for every key of theirs.
+        if ((await data.del(userKey(id))) === 0) return false;
+        await data.srem(USERS, id);
+        const keyIds = await data.smembers(userKeysKey(id));
+        const records = await Promise.all(keyIds.map((keyId) => getJson<KeyRecord>(keyKey(keyId))));
+        await Promise.all(
+          records.flatMap((k) => (k ? [data.del(digestKey(k.digest)), data.del(keyKey(k.id))] : [])),
+        );
+        await data.del(userKeysKey(id));
+        return true;
+      }),
+
+    createKey: (key: KeyRecord) =>
+      guard(async () => {
+        await data.set(keyKey(key.id), JSON.stringify(key));
+        await data.sadd(userKeysKey(key.userId), key.id);
+        // Last: the key works only once everything about it is written.
+        await data.set(digestKey(key.digest), key.id);
+      }),
+    findKeyByDigest: (digest) =>
+      guard(async () => {
+        const id = await data.get(digestKey(digest));
+        return id === null ? undefined : getJson<KeyRecord>(keyKey(id));
+      }),
+    getKey: (id) => guard(() => getJson<KeyRecord>(keyKey(id))),
+    listKeys: (userId) =>
+      guard(async () => {
+        const ids = await data.smembers(userKeysKey(userId));
+        const keys = await Promise.all(ids.map((id) => getJson<KeyRecord>(keyKey(id))));
+        return keys.filter((k): k is KeyRecord => k !== undefined).sort(byCreation);
+      }),
+    revokeKey: (id, at) =>
+      guard(async () => {
+        const key = await getJson<KeyRecord>(keyKey(id));
+        if (!key) return undefined;
+        if (key.revokedAt === undefined) {
+          key.revokedAt = at;
+          await data.set(keyKey(id), JSON.stringify(key), 'XX');
+        }
+        return key;
+      }),
+
+    async reserve(input: ReserveInput): Promise<Admission> {
+      const { limits, now } = input;
+      const day = dayWindow(now);
+      const month = monthWindow(now);
+      const reservation = { userId: input.userId, requestId: input.requestId, tokens: input.tokens, micros: input.micros, day: day.id, month: month.id };
+      let reply: unknown[];
+      try {
+        reply = await quota.krReserve(
+          ...quotaKeys(input.userId, day.id, month.id),
+          input.requestId,
+          now,
+          input.tokens,
+          input.micros,
+          limitArg(limits.rpm),
+          limitArg(limits.tpm),
+          limitArg(limits.tokensPerDay),
+          limitArg(limits.tokensPerMonth),
+          limitArg(limits.microsPerDay),
+          limitArg(limits.microsPerMonth),
+          limitArg(limits.maxConcurrent),
+          day.id,
+          month.id,
+          day.end,
+          month.end,
+          input.leaseMs,
+          WINDOW_GRACE_MS,
+          SETTLED_MEMORY_MS,
+          SWEEP_LIMIT,
+          CONCURRENCY_RETRY_MS,
+          BLOCKED_RETRY_MS,
+        );
+      } catch (err) {
+        // The script may have run (a timeout on a frozen Redis runs it once Redis thaws): release it
+        // then. Settling is idempotent, and a reserve that arrives after this cancel is refused.
+        if (!redisAnswered(err)) {
+          const cancel = { reservation, limits, tokens: 0, micros: 0, estimated: false, refundRequest: true, now, leaseMs: input.leaseMs };
+          pending.add(cancel, now + input.leaseMs);
+        }
+        throw unavailable(err);
+      }
+      const [code, denial, retryMs, rpmLevel, tpmLevel] = reply as [number, string, number, number, number];
+      const rate = rateOf(limits, rpmLevel, tpmLevel);
+      if (code === 0) return { admitted: false, denial: denial as Denial, retryAfterMs: retryMs, rate };
+      return { admitted: true, reservation, rate };
+    },
+
+    async settle(input: SettleInput): Promise<void> {
+      try {
+        await runSettle(input);
+      } catch (err) {
+        // Kept and retried until Redis takes it: the request happened, its usage must land.
+        pending.add(input, input.now + input.leaseMs);
+        log.warn({ requestId: input.reservation.requestId, reason: (err as Error).message }, 'settle failed: retrying when redis answers');
+      }
+    },
+
+    usage: (userId, limits, now) =>
+      guard(async () => {
+        const day = dayWindow(now);
+        const month = monthWindow(now);
+        const keys = quotaKeys(userId, day.id, month.id);
+        const raw = (await quota.krUsage(keys[0] as string, keys[1] as string, keys[2] as string, keys[3] as string, keys[5] as string, now)) as Array<string | number>;
+        const n = (i: number): number => Number(raw[i] ?? 0);
+        const window = (offset: number, id: string, end: number): WindowUsage => ({
+          window: id,
+          resetsAt: new Date(end).toISOString(),
+          tokens: n(offset),
+          micros: n(offset + 1),
+          reservedTokens: n(offset + 2),
+          reservedMicros: n(offset + 3),
+          requests: n(offset + 4),
+          estimatedRequests: n(offset + 5),
+        });
+        const bucket = (i: number) => (raw[i] === '' ? undefined : { s: n(i), t: n(i + 1) });
+        const rpmLevel = limits.rpm === undefined ? 0 : levelAt(bucket(12), limits.rpm, now);
+        const tpmLevel = limits.tpm === undefined ? 0 : levelAt(bucket(14), limits.tpm, now);
+        return {
+          day: window(0, day.id, day.end),
+          month: window(6, month.id, month.end),
+          rate: rateOf(limits, rpmLevel, tpmLevel),
+          inFlight: n(16),
+        };
+      }),
+
+    async ping() {
+      try {
+        await Promise.all([data.ping(), quota.ping()]);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+
+    async close() {
+      await pending.close();
+      data.disconnect();
+      quota.disconnect();
+    },
+  };
+}
+

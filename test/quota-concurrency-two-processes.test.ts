@@ -1,0 +1,106 @@
+// RELIABILITY.md 7: the same quota of exactly 10 requests, 50 fired at once split across two
+// gateways sharing one Redis: (a) two gateways in this process, each with Redis connections of
+// its own, and (b) this process and a real second `node` process.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FAKE_COMPLETION_TOKENS } from '../src/dev/fake-openai-answers.js';
+import type { FakeUpstream } from '../src/dev/fake-upstream.js';
+import { estimateRequest } from '../src/quota/estimate.js';
+import { factsOf } from '../src/relay/body.js';
+import { type ChildGateway, startChildGateway } from './helpers/child-gateway.js';
+import type { TestGateway } from './helpers/gateway.js';
+import { type Answer, POOL_KEY, QUOTA_SETTINGS, latch, post, startFake, startQuotaGateway, until, usageOf, userWithKey } from './helpers/quota-fixture.js';
+import { type RedisServer, startRedis } from './helpers/redis-server.js';
+
+const BODY = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 };
+const estimate = estimateRequest('/chat/completions', BODY, factsOf(BODY), QUOTA_SETTINGS.defaultMaxOutputTokens);
+const LIMIT = 10 * (estimate.promptTokens + estimate.maxOutputTokens);
+const REAL = 1 + FAKE_COMPLETION_TOKENS;
+
+let fake: FakeUpstream;
+let redis: RedisServer;
+let first: TestGateway;
+
+beforeAll(async () => {
+  fake = await startFake();
+  redis = await startRedis();
+  first = await startQuotaGateway(fake, redis.url);
+});
+afterAll(async () => {
+  await first.close();
+  await fake.close();
+  await redis.stop();
+});
+
+/** Fires 25 requests at each base URL at once, holding the admitted ones at the upstream until
+ * every request has been decided; returns the answers and the ledger at its peak. */
+async function fiftyAtOnce(userId: string, key: string, urls: [string, string]) {
+  fake.reset();
+  const release = latch();
+  let arrived = 0;
+  fake.handle(async () => {
+    arrived++;
+    await release.wait;
+    return undefined;
+  });
+  let refused = 0;
+  const answers: Array<Promise<Answer & { via: number }>> = [];
+  for (let i = 0; i < 50; i++) {
+    const via = i % 2;
+    answers.push(
+      post(urls[via] as string, key, '/chat/completions', BODY).then((a) => {
+        if (a.status === 429) refused++;
+        return { ...a, via };
+      }),
+    );
+  }
+  await until(() => arrived + refused === 50, 'all 50 requests to be admitted or refused');
+  const peak = await usageOf(first, userId);
+  release.open();
+  const results = await Promise.all(answers);
+  await until(async () => (await usageOf(first, userId)).concurrent.inFlight === 0, 'every request to settle');
+  return { results, peak, settled: await usageOf(first, userId) };
+}
+
+function check(label: string, run: Awaited<ReturnType<typeof fiftyAtOnce>>): void {
+  const ok = run.results.filter((a) => a.status === 200);
+  const no = run.results.filter((a) => a.status === 429);
+  expect(ok).toHaveLength(10);
+  expect(no).toHaveLength(40);
+  expect(fake.requests).toHaveLength(10);
+  for (const a of no) {
+    expect(a.json.error.code).toBe('insufficient_quota');
+    expect(a.headers['x-should-retry']).toBe('false');
+  }
+  expect(run.peak.day).toMatchObject({ requests: 10, tokens: 0, reservedTokens: LIMIT });
+  expect(run.settled.day).toMatchObject({ requests: 10, tokens: 10 * REAL, reservedTokens: 0 });
+  const per = [0, 1].map((via) => ok.filter((a) => a.via === via).length);
+  console.info(
+    `quota concurrency, two processes (${label}): 50 sent (25 each), ${ok.length} admitted (${per[0]} + ${per[1]}), ${no.length} refused; ` +
+      `reserved at peak ${run.peak.day.reservedTokens} of ${LIMIT} tokens; charged ${run.settled.day.tokens} tokens (limit ${LIMIT})`,
+  );
+}
+
+describe('two gateways sharing one Redis', () => {
+  it('admit exactly 10 of 50 between them: two app instances, each with its own Redis connections', async () => {
+    const second = await startQuotaGateway(fake, redis.url);
+    try {
+      const key = await userWithKey(first, 'shared-a', { tokensPerDay: LIMIT });
+      check('two app instances', await fiftyAtOnce('shared-a', key, [first.url, second.url]));
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('admit exactly 10 of 50 between them: this process and a second node process', async () => {
+    const child: ChildGateway = await startChildGateway({ REDIS_URL: redis.url, OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl });
+    try {
+      // One request first, so that the child's first answers do not include its warm-up.
+      const warm = await userWithKey(first, 'warm-up', {});
+      expect((await post(child.url, warm, '/chat/completions', BODY)).status).toBe(200);
+      const key = await userWithKey(first, 'shared-b', { tokensPerDay: LIMIT });
+      check('two OS processes', await fiftyAtOnce('shared-b', key, [first.url, child.url]));
+    } finally {
+      await child.stop();
+    }
+  });
+});
