@@ -1,10 +1,12 @@
 // The only side-effecting entry: reads the settings, builds the app, listens, and shuts down
 // gracefully on SIGTERM/SIGINT.
+import cluster from 'node:cluster';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
+import { runPrimary } from './workers.js';
 import { proxyPlan } from './proxy/plan.js';
 
 export interface RunningServer {
@@ -60,6 +62,10 @@ export async function serve(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
+  if (config.workers > 1 && cluster.isPrimary) {
+    runPrimary(config.workers, log);
+    return;
+  }
   const server = await startServer(config, log);
   let stopping = false;
   const stop = (signal: string) => {
@@ -83,5 +89,6 @@ export async function serve(): Promise<void> {
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  // A worker hears Ctrl-C from the terminal and the primary's SIGTERM: only the latter counts.
+  process.on('SIGINT', () => (cluster.isWorker ? undefined : stop('SIGINT')));
 }
