@@ -22,7 +22,7 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     {
       level,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      base: { service: 'keyrelay' },
+      base: { service: 'keyrelay', pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination,
