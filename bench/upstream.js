@@ -1,0 +1,81 @@
+// The benchmark's upstream: the project's fake OpenAI upstream (record: false), with four answers
+// scripted through its handle() API, chosen by the request's `metadata.bench`. The answers are
+// built once, so the fake spends as little as it can per request: it is target (A), the floor.
+//
+//   json    a chat.completion of about 500 bytes
+//   stream  a streamed chat answer of 20 SSE events (the last one `[DONE]`), written back to back
+//   paced   the same 20 events, 20 ms apart (time to first byte)
+//   hold    an event every 500 ms for ten minutes (open streams, for memory per stream)
+//
+// node bench/upstream.js [--port N]; when forked, it tells the parent its port over IPC.
+import { startFakeUpstream } from '../dist/dev/fake-upstream.js';
+
+const MODEL = 'gpt-4o-mini';
+const CREATED = 1_750_000_000;
+const JSON_BYTES = 500;
+const STREAM_EVENTS = 20;
+
+/** A chat.completion padded with words to exactly JSON_BYTES. */
+function chatCompletion() {
+  const answer = (content) =>
+    JSON.stringify({
+      id: 'chatcmpl-bench0000000000000000000000',
+      object: 'chat.completion',
+      created: CREATED,
+      model: MODEL,
+      system_fingerprint: 'fp_bench',
+      choices: [{ index: 0, message: { role: 'assistant', content, refusal: null, annotations: [] }, logprobs: null, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 24, completion_tokens: 48, total_tokens: 72 },
+    });
+  const room = JSON_BYTES - Buffer.byteLength(answer(''));
+  const words = 'The quick brown fox jumps over the lazy dog. '.repeat(20);
+  return Buffer.from(answer(words.slice(0, room)));
+}
+
+/** 20 SSE events as OpenAI sends them with stream_options.include_usage: role, deltas, stop, usage, [DONE]. */
+function streamChunks() {
+  const base = { id: 'chatcmpl-bench0000000000000000000000', object: 'chat.completion.chunk', created: CREATED, model: MODEL, system_fingerprint: 'fp_bench' };
+  const chunk = (delta, finish) => ({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], usage: null });
+  const events = [chunk({ role: 'assistant', content: '', refusal: null }, null)];
+  const deltas = STREAM_EVENTS - 4; // role, stop, usage and [DONE] are the other four
+  for (let i = 0; i < deltas; i++) events.push(chunk({ content: ` word${i}` }, null));
+  events.push(chunk({}, 'stop'));
+  events.push({ ...base, choices: [], usage: { prompt_tokens: 24, completion_tokens: deltas, total_tokens: 24 + deltas } });
+  const lines = events.map((e) => `data: ${JSON.stringify(e)}\n\n`);
+  lines.push('data: [DONE]\n\n');
+  return lines.map((l) => Buffer.from(l));
+}
+
+const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
+const CHUNKS = streamChunks();
+const HOLD_CHUNKS = Array.from({ length: 1200 }, (_, i) => CHUNKS[Math.min(i, 1)]);
+
+/** @type {Record<string, import('../dist/dev/fake-upstream.js').FakeResponse>} */
+const ANSWERS = {
+  json: { headers: { 'content-type': 'application/json' }, body: chatCompletion() },
+  stream: { headers: SSE_HEADERS, chunks: CHUNKS },
+  paced: { headers: SSE_HEADERS, chunks: CHUNKS, chunkIntervalMs: 20 },
+  hold: { headers: SSE_HEADERS, chunks: HOLD_CHUNKS, chunkIntervalMs: 500 },
+};
+
+const args = process.argv.slice(2);
+const portArg = args.indexOf('--port');
+const port = portArg === -1 ? 0 : Number(args[portArg + 1]);
+
+const upstream = await startFakeUpstream({ host: '127.0.0.1', port, record: false });
+upstream.handle((req) => {
+  const json = /** @type {{metadata?: {bench?: string}} | undefined} */ (req.json);
+  const which = json?.metadata?.bench;
+  return which === undefined ? undefined : ANSWERS[which];
+});
+
+const stop = () => void upstream.close().then(() => process.exit(0));
+process.once('SIGINT', stop);
+process.once('SIGTERM', stop);
+if (process.send) {
+  // Forked by the harness: its end is ours too, even when it could not say so (SIGKILL).
+  process.once('disconnect', stop);
+  process.send({ ready: true, port: upstream.port });
+} else {
+  process.stdout.write(`bench upstream listening on ${upstream.baseUrl}\n`);
+}

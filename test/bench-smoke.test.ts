@@ -1,0 +1,74 @@
+// `npm run bench` in its smallest form (--quick): the harness starts every target it can, runs
+// every workload on each, reports why any target could not run, and stops what it started.
+// Figures from a quick run mean nothing, so none is asserted; only that each one is there.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+
+const run = promisify(execFile);
+
+interface Row {
+  target: string;
+  label: string;
+  status: 'ok' | 'unavailable';
+  reason?: string;
+  metrics?: Record<string, number>;
+  rounds: Array<{ metrics: Record<string, number>; errors: Record<string, unknown> }>;
+}
+interface Result {
+  mode: string;
+  workloads: Array<{ id: string; metrics: string[] }>;
+  targets: string[];
+  rows: Row[];
+  goals: Array<{ id: string; results: Record<string, { value: number; met: boolean }> }>;
+  logs: Record<string, { lines: number; leaksSecret: boolean }>;
+}
+
+const WORKLOADS = ['json', 'stream', 'sequential', 'ttfb', 'memory', 'cpu'];
+const TARGETS = ['direct', 'bare', 'keyrelay-memory', 'keyrelay-redis', 'keyrelay-workers', 'peer'];
+const dir = mkdtempSync(join(tmpdir(), 'keyrelay-bench-'));
+
+beforeAll(async () => {
+  await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: process.cwd() });
+}, 120_000);
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('npm run bench --quick', () => {
+  it('measures every workload on every target that runs, and says why the others do not', async () => {
+    const jsonPath = join(dir, 'latest.json');
+    const { stdout } = await run(process.execPath, ['bench/run.js', '--quick', '--json', jsonPath], { timeout: 150_000 });
+    const result = JSON.parse(readFileSync(jsonPath, 'utf8')) as Result;
+
+    expect(result.mode).toBe('quick');
+    expect(result.workloads.map((w) => w.id)).toEqual(WORKLOADS);
+    expect(result.targets).toEqual(TARGETS);
+    expect(result.rows.map((r) => r.target)).toEqual(TARGETS);
+    const metrics = result.workloads.flatMap((w) => w.metrics);
+
+    for (const row of result.rows) {
+      if (row.status === 'unavailable') {
+        expect(row.reason, row.target).toMatch(/\w/);
+        continue;
+      }
+      expect(row.rounds, row.target).toHaveLength(1);
+      for (const metric of metrics) expect(Number.isFinite(row.metrics?.[metric]), `${row.target} ${metric}`).toBe(true);
+      // Every answer was a 200 of the right length.
+      expect(row.rounds[0]?.errors, row.target).toEqual({});
+      expect(stdout).toContain(row.label);
+    }
+    // These three depend on nothing but this checkout.
+    for (const id of ['direct', 'bare', 'keyrelay-memory']) expect(result.rows.find((r) => r.target === id)?.status, id).toBe('ok');
+    expect(result.rows.find((r) => r.target === 'peer')?.reason).toBe('no peer gateway is installed on this machine (the harness installs none)');
+
+    expect(result.goals.map((g) => g.id)).toEqual(['json-rps', 'stream-rps', 'latency-p50', 'latency-p99', 'ttfb-p50', 'rss', 'cpu-json', 'cpu-stream']);
+    for (const goal of result.goals) expect(Object.keys(goal.results)).toContain('keyrelay-memory');
+
+    // keyrelay logged every request, at info level, to its file, and no secret of the run is in it.
+    expect(result.logs['keyrelay-memory']?.lines).toBeGreaterThan(100);
+    for (const log of Object.values(result.logs)) expect(log.leaksSecret).toBe(false);
+  }, 180_000);
+});
