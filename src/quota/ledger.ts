@@ -58,6 +58,23 @@ const emptyCounters = (expiresAt: number): Counters => ({
   expiresAt,
 });
 
+/** True when some lease has passed its deadline; no allocation on the common path of none. */
+function hasExpired(leases: Map<string, number>, now: number): boolean {
+  for (const deadline of leases.values()) if (deadline <= now) return true;
+  return false;
+}
+
+/**
+ * Forgets settled request ids older than SETTLED_MEMORY_MS. The map is in settling order, so the
+ * walk stops at the first one still remembered: O(forgotten), not O(remembered), per settle.
+ */
+function forgetSettled(settled: Map<string, number>, now: number): void {
+  for (const [id, at] of settled) {
+    if (at > now - SETTLED_MEMORY_MS) return;
+    settled.delete(id);
+  }
+}
+
 export class MemoryLedger {
   private readonly users = new Map<string, UserLedger>();
 
@@ -105,6 +122,7 @@ export class MemoryLedger {
 
   /** Releases leases whose holder never settled (a crashed process): charged in full, as estimated. */
   private sweep(ledger: UserLedger, now: number, day: string, month: string): void {
+    if (!hasExpired(ledger.leases, now)) return;
     const expired = [...ledger.leases]
       .filter(([, deadline]) => deadline <= now)
       .sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
@@ -239,7 +257,7 @@ export class MemoryLedger {
       if (input.estimated) c.estimated += 1;
     }
     ledger.settled.set(r.requestId, now);
-    for (const [id, at] of ledger.settled) if (at <= now - SETTLED_MEMORY_MS) ledger.settled.delete(id);
+    forgetSettled(ledger.settled, now);
   }
 
   usage(userId: string, limits: QuotaLimits, now: number): UsageSnapshot {
@@ -273,7 +291,7 @@ export class MemoryLedger {
       for (const [key, c] of ledger.windows) if (c.expiresAt <= now) ledger.windows.delete(key);
       this.bucket(ledger, 'rpm', now);
       this.bucket(ledger, 'tpm', now);
-      for (const [rid, at] of ledger.settled) if (at <= now - SETTLED_MEMORY_MS) ledger.settled.delete(rid);
+      forgetSettled(ledger.settled, now);
       if (!ledger.windows.size && !ledger.rpm && !ledger.tpm && !ledger.held.size && !ledger.settled.size) this.users.delete(id);
     }
   }
