@@ -38,12 +38,15 @@ export function orDash(value: string | undefined | null): string {
   return value === undefined || value === null || value === '' ? '-' : value;
 }
 
-/** Nested objects as `a.b=1 c=2`, for the usage counters whatever their shape. */
-export function flatten(value: unknown, prefix = ''): Array<[string, string]> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    return [[prefix, Array.isArray(value) ? value.join(', ') : String(value)]];
-  }
-  return Object.entries(value).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k));
+/**
+ * Integer micro-dollars as US dollars with all six decimals, computed on integers so that the
+ * figure is the ledger's own (CONTRACT.md: money is kept in integer micro-dollars).
+ */
+export function dollars(micros: number): string {
+  if (!Number.isSafeInteger(micros)) return (micros / 1_000_000).toFixed(6);
+  const sign = micros < 0 ? '-' : '';
+  const abs = Math.abs(micros);
+  return `${sign}${Math.trunc(abs / 1_000_000)}.${String(abs % 1_000_000).padStart(6, '0')}`;
 }
 
 /** Prints the API's answer: as JSON with --json, else as `render` words it. Resolves exit code 0. */

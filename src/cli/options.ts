@@ -6,17 +6,22 @@ export function text(options: OptionValues, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-export function wholeNumber(options: OptionValues, name: string): number | undefined {
+/** `or` names another value the caller accepts, for the message: `"unlimited"`. */
+export function wholeNumber(options: OptionValues, name: string, or?: string): number | undefined {
   const raw = text(options, name);
   if (raw === undefined) return undefined;
-  if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(Number(raw))) throw new UsageError(`--${name}: expected a whole number, got "${raw}"`);
+  if (!/^[0-9]+$/.test(raw) || !Number.isSafeInteger(Number(raw))) {
+    throw new UsageError(`--${name}: expected a whole number${or ? ` or ${or}` : ''}, got "${raw}"`);
+  }
   return Number(raw);
 }
 
-export function amount(options: OptionValues, name: string): number | undefined {
+export function amount(options: OptionValues, name: string, or?: string): number | undefined {
   const raw = text(options, name);
   if (raw === undefined) return undefined;
-  if (!/^[0-9]+(\.[0-9]+)?$/.test(raw)) throw new UsageError(`--${name}: expected an amount in US dollars like 12.5, got "${raw}"`);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(raw)) {
+    throw new UsageError(`--${name}: expected an amount in US dollars like 12.5${or ? ` or ${or}` : ''}, got "${raw}"`);
+  }
   return Number(raw);
 }
 

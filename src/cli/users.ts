@@ -1,71 +1,87 @@
-// keyrelay users create|list|show|delete
-import type { Limits, User } from '../store/types.js';
-import type { Command, OptionSpec, OptionValues } from './command.js';
-import { answer, fields, flatten, orDash, table } from './format.js';
-import { amount, isoTime, list, text, wholeNumber } from './options.js';
+// keyrelay users create|list|show|update|delete
+import type { User } from '../store/types.js';
+import { type Command, type Context, type OptionSpec, type OptionValues, UsageError } from './command.js';
+import { answer, fields, orDash, table } from './format.js';
+import { describeLimits, limitChanges, limitOptions, limitsFrom, mergeLimits } from './limits.js';
+import { isoTime, list, text } from './options.js';
+import { type UserUsage, usageTable } from './user-usage.js';
 
 /** A user as the admin API shows it; `usage` (the current windows) only on `GET /admin/users/{id}`. */
 export interface ApiUser extends User {
-  usage?: unknown;
+  usage?: UserUsage;
 }
-
-interface LimitFlag {
-  flag: string;
-  field: keyof Limits;
-  money: boolean;
-  help: string;
-}
-
-// In the order of CONTRACT.md, which is also the order shown.
-const LIMIT_FLAGS: readonly LimitFlag[] = [
-  { flag: 'rpm', field: 'rpm', money: false, help: 'requests per minute' },
-  { flag: 'tpm', field: 'tpm', money: false, help: 'tokens per minute' },
-  { flag: 'tokens-per-day', field: 'tokensPerDay', money: false, help: 'tokens per UTC day' },
-  { flag: 'tokens-per-month', field: 'tokensPerMonth', money: false, help: 'tokens per UTC month' },
-  { flag: 'usd-per-day', field: 'usdPerDay', money: true, help: 'US dollars per UTC day' },
-  { flag: 'usd-per-month', field: 'usdPerMonth', money: true, help: 'US dollars per UTC month' },
-  { flag: 'max-concurrent', field: 'maxConcurrent', money: false, help: 'requests in flight at once' },
-];
 
 const CREATE_OPTIONS: Record<string, OptionSpec> = {
   name: { type: 'string', value: 'NAME', help: 'a display name' },
   models: { type: 'string', value: 'a,b', help: 'allowed models, glob patterns (default: any)' },
   'expires-at': { type: 'string', value: 'ISO', help: 'when the user and all its keys stop working' },
+  ...limitOptions(false),
 };
-for (const l of LIMIT_FLAGS) CREATE_OPTIONS[l.flag] = { type: 'string', value: l.money ? 'USD' : 'N', help: `limit: ${l.help}` };
 
-function limitsFrom(options: OptionValues): Limits {
-  const limits: Limits = {};
-  for (const l of LIMIT_FLAGS) {
-    const value = l.money ? amount(options, l.flag) : wholeNumber(options, l.flag);
-    if (value !== undefined) limits[l.field] = value;
-  }
-  return limits;
-}
-
-export function describeLimits(limits: Limits | undefined): string {
-  const set = LIMIT_FLAGS.filter((l) => limits?.[l.field] !== undefined).map((l) => `${l.field}=${limits?.[l.field]}`);
-  return set.length ? set.join(' ') : 'unlimited';
-}
+const UPDATE_OPTIONS: Record<string, OptionSpec> = {
+  name: { type: 'string', value: 'NAME', help: 'a new display name' },
+  models: { type: 'string', value: 'a,b', help: 'allowed models, glob patterns, in place of the current list' },
+  'any-model': { type: 'boolean', help: 'allow every model again' },
+  'expires-at': { type: 'string', value: 'ISO', help: 'when the user and all its keys stop working' },
+  'no-expiry': { type: 'boolean', help: 'the user no longer expires' },
+  ...limitOptions(true),
+  'clear-limits': { type: 'boolean', help: 'remove every limit not given on this line' },
+};
 
 function describeModels(models: string[] | undefined): string {
   return models?.length ? models.join(', ') : 'any';
 }
 
 function userFields(user: ApiUser): string {
-  const rows: Array<[string, string]> = [
+  return fields([
     ['id', user.id],
     ['name', orDash(user.name)],
     ['models', describeModels(user.models)],
     ['expiresAt', user.expiresAt ?? 'never'],
     ['createdAt', user.createdAt],
     ['limits', describeLimits(user.limits)],
-  ];
-  if (user.usage !== undefined) rows.push(...flatten(user.usage, 'usage'));
-  return fields(rows);
+  ]);
+}
+
+function shown(user: ApiUser): string {
+  const usage = user.usage === undefined ? '' : usageTable(user.usage);
+  return userFields(user) + (usage ? `\n${usage}` : '');
 }
 
 const id = (value: string): string => encodeURIComponent(value);
+
+function either(options: OptionValues, a: string, b: string): void {
+  if (options[a] !== undefined && options[b] !== undefined) throw new UsageError(`--${a} and --${b} contradict each other`);
+}
+
+/**
+ * The body of PATCH /admin/users/{id}. PATCH replaces `limits` whole, so limits given one by one
+ * are merged into the user's current ones, read first; --clear-limits starts from none instead.
+ */
+async function userPatch(ctx: Context, userId: string, options: OptionValues): Promise<Record<string, unknown>> {
+  either(options, 'models', 'any-model');
+  either(options, 'expires-at', 'no-expiry');
+  // Every value is checked before anything is sent.
+  const changes = limitChanges(options, true);
+  const patch: Record<string, unknown> = {};
+  const name = text(options, 'name');
+  if (name !== undefined) patch.name = name;
+  // An empty list is what the API stores for "any model".
+  const models = options['any-model'] === true ? [] : list(options, 'models');
+  if (models !== undefined) patch.models = models;
+  const expiresAt = options['no-expiry'] === true ? null : isoTime(options, 'expires-at');
+  if (expiresAt !== undefined) patch.expiresAt = expiresAt;
+  const clear = options['clear-limits'] === true;
+  if (!clear && Object.keys(changes).length === 0) {
+    if (Object.keys(patch).length === 0) throw new UsageError('nothing to change; "keyrelay users update --help" lists the options');
+    return patch;
+  }
+  // Between this read and the PATCH another change of the limits would be lost: the API has no
+  // conditional update to prevent it.
+  const current = clear ? {} : (await ctx.admin().get<ApiUser>(`/users/${id(userId)}`)).limits;
+  patch.limits = mergeLimits(current ?? {}, changes);
+  return patch;
+}
 
 export const usersCommands: readonly Command[] = [
   {
@@ -101,10 +117,21 @@ export const usersCommands: readonly Command[] = [
   {
     path: ['users', 'show'],
     args: ['<id>'],
-    summary: 'show one user: models, expiry, limits, usage',
+    summary: 'show one user: models, expiry, limits, and usage in the current windows',
     async run(ctx, [userId]) {
       const user = await ctx.admin().get<ApiUser>(`/users/${id(userId ?? '')}`);
-      return answer(ctx, user, userFields);
+      return answer(ctx, user, shown);
+    },
+  },
+  {
+    path: ['users', 'update'],
+    args: ['<id>'],
+    options: UPDATE_OPTIONS,
+    summary: "change a user's name, models, expiry or limits; limits not named are kept",
+    async run(ctx, [userId = ''], options) {
+      const patch = await userPatch(ctx, userId, options);
+      const user = await ctx.admin().patch<ApiUser>(`/users/${id(userId)}`, patch);
+      return answer(ctx, user, (u) => `Updated user ${u.id}.\n${userFields(u)}`);
     },
   },
   {
