@@ -225,3 +225,16 @@ describe("the admin's view", () => {
     expect(JSON.stringify(p.describe())).not.toContain('sk-test');
   });
 });
+
+describe('pinned requests and the strategy', () => {
+  it.each<StrategyName>(['round-robin', 'weighted'])('%s: pinned picks do not move the cursor of the unpinned ones', (strategy) => {
+    const { pool: p } = pool({ upstreams: [upstream('openai', ['a', 'b'], { strategy })] });
+    const unpinned: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      expect(p.select('gpt-4o', { pinned: { upstreamId: 'openai', keyId: 'a' } })?.key.id).toBe('a');
+      unpinned.push(p.select('gpt-4o')?.key.id ?? '');
+    }
+    expect(unpinned.filter((k) => k === 'a')).toHaveLength(3);
+    expect(unpinned.filter((k) => k === 'b')).toHaveLength(3);
+  });
+});

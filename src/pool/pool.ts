@@ -225,7 +225,9 @@ export class Pool {
       const stats = this.health.stats(key.ref);
       usable.push({ key, index: upstream.keys.indexOf(key), weight: key.weight, inFlight: stats.inFlight, headroom: headroom(this.health.rate(key.ref), now) });
     }
-    const picked = this.strategies.get(upstream.id)?.pick(usable);
+    // A pinned request has one candidate: asking the strategy would move its cursor (round robin,
+    // smooth weights) for a pick it did not make, skewing the unpinned traffic.
+    const picked = pinned ? usable[0] : this.strategies.get(upstream.id)?.pick(usable);
     if (!picked) return { ok: false, reason: 'unavailable', ...(retryAt === undefined ? {} : { retryAt }) };
     return { ok: true, choice: { upstream, key: picked.key } };
   }
