@@ -6,11 +6,17 @@ import type { Logger } from 'pino';
 import type { Caller } from './auth.js';
 import type { Config } from './config.js';
 import { GatewayError, errorBody } from './errors.js';
-import { createLogger } from './logger.js';
+import { createLogger, loggerOptions } from './logger.js';
+import { createMetrics } from './metrics.js';
+import { createObservability } from './observability/index.js';
 import { adminPlugin } from './plugins/admin.js';
 import { healthPlugin } from './plugins/health.js';
+import { observabilityAdminPlugin, observabilityPlugin } from './plugins/observability.js';
 import { relayPlugin } from './plugins/relay.js';
+import type { HealthRecord } from './pool/health-sync.js';
 import { Pool } from './pool/pool.js';
+import { RetryPolicy } from './pool/retry.js';
+import { createMasker } from './relay/mask.js';
 import { createOutbound } from './relay/outbound.js';
 import { type Target, checkTarget } from './relay/path.js';
 import { createUpgradeHandler } from './relay/websocket.js';
@@ -54,6 +60,8 @@ function toGatewayError(err: FastifyError | GatewayError | Error): GatewayError 
 }
 
 function sendError(reply: FastifyReply, error: GatewayError, requestId: string): void {
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  reply.request.observation?.failed(error.code, error.status >= 500 ? cause : undefined);
   // A Buffer, so that Fastify sends the content type exactly as the relay path does.
   reply
     .code(error.status)
@@ -61,15 +69,55 @@ function sendError(reply: FastifyReply, error: GatewayError, requestId: string):
     .send(Buffer.from(errorBody(error)));
 }
 
+/** One line per change of a pool key's state, whichever process made it (never per request). */
+function logKeyState(log: Logger) {
+  return (keyRef: string, record: HealthRecord, previous: HealthRecord) => {
+    if (record.state === previous.state && record.reason === previous.reason && record.until === previous.until) return;
+    const slash = keyRef.indexOf('/');
+    const line = {
+      upstream: keyRef.slice(0, slash),
+      poolKeyId: keyRef.slice(slash + 1),
+      state: record.state,
+      reason: record.reason,
+      until: record.until === undefined ? undefined : new Date(record.until).toISOString(),
+      was: previous.state,
+    };
+    if (record.state === 'active') log.info(line, 'pool key active');
+    else log.warn(line, `pool key ${record.state}`);
+  };
+}
+
+/** The key pool, its health shared through the store, caught up with what other processes saw. */
+async function buildPool(config: Config, store: Store, log: Logger): Promise<Pool> {
+  const pool = new Pool(config, {
+    settings: config.pool.health,
+    sync: store.keyHealth,
+    onChange: logKeyState(log),
+    onSyncError: (err) => log.warn({ reason: (err as Error).message }, 'pool key health: could not share a change with the other processes'),
+  });
+  await pool.health.refresh().catch((err: unknown) => log.warn({ reason: (err as Error).message }, 'pool key health: could not read the shared records at start'));
+  return pool;
+}
+
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
-  const log = options.log ?? createLogger(config.logLevel);
+  const log = options.log ?? createLogger(config.logLevel, undefined, loggerOptions(config));
   const store = options.store ?? (await createStore(config, log));
-  const services: Services = { config, log, store, pool: new Pool(config), outbound: createOutbound(config) };
+  const pool = await buildPool(config, store, log);
+  const services: Services = {
+    config,
+    log,
+    store,
+    pool,
+    retry: new RetryPolicy(config.pool.retry),
+    masker: createMasker(pool.secrets()),
+    outbound: createOutbound(config),
+  };
+  const observability = createObservability(config, log, createMetrics({ userLabels: config.logging.userLabelsInMetrics }));
   let closing = false;
 
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
-    // The relay writes its own line per request (one line, one request).
+    // Observability writes one line per request (plugins/observability.ts).
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
@@ -80,6 +128,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     // Errors Fastify raises before routing (a malformed URL, a bad header) get the same shape.
     frameworkErrors: (err, request, reply) => {
       const error = err.code === 'FST_ERR_BAD_URL' ? new GatewayError('invalid_path', { cause: err }) : toGatewayError(err);
+      app.observe(request, reply);
       reply.header('connection', 'close');
       sendError(reply, error, request.id);
     },
@@ -90,6 +139,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   app.decorateRequest('target', null as unknown as Target);
   app.decorateRequest('caller', null);
+  // First, so that its hooks see every request, even one refused by the next hook.
+  await app.register(observabilityPlugin, { pool, observability });
 
   // One check of the raw target for every route, before routing decisions matter.
   app.addHook('onRequest', async (request) => {
@@ -98,7 +149,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
     const error = toGatewayError(err);
-    if (error.status >= 500) request.log.error({ err: error.cause ?? error, requestId: request.id }, 'request failed');
+    // Other errors are in the request's own line; a bug needs its stack on a line of its own.
+    if (error.code === 'internal_error') request.log.error({ err: error.cause ?? error, requestId: request.id }, 'request failed');
     // An unread body would be drained by Node after the answer; close instead of reading it.
     if (!request.raw.complete) reply.header('connection', 'close');
     sendError(reply, error, request.id);
@@ -111,6 +163,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   await app.register(healthPlugin, { ...services, isClosing: () => closing });
   if (config.adminToken) await app.register(adminPlugin, { ...services, prefix: '/admin' });
+  if (config.adminToken) await app.register(observabilityAdminPlugin, { config, observability, prefix: '/admin' });
   await app.register(relayPlugin, services);
 
   const onUpgrade = createUpgradeHandler({ ...services, newRequestId: () => randomUUID() });
@@ -121,6 +174,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   });
   app.addHook('onClose', async () => {
     app.server.off('upgrade', onUpgrade);
+    pool.close();
+    await observability.close();
     await services.outbound.close();
     await store.close();
   });

@@ -156,6 +156,22 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    // The access log, the kept request log and metrics (docs/observability.md).
+    logging: Type.Object(
+      {
+        // Requests kept for GET /admin/requests: a ring in memory, a capped Redis Stream (MAXLEN ~).
+        requestLogSize: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000 }),
+        // Request and response bodies in the kept request log: off unless an operator turns it on.
+        bodies: Type.Boolean({ default: false }),
+        // With `bodies`, each body is cut to this many bytes (after key material is masked).
+        bodyBytes: Type.Integer({ minimum: 0, maximum: 1024 * 1024, default: 4096 }),
+        // A `user` label on the token metrics: one series per user, so off by default.
+        userLabelsInMetrics: Type.Boolean({ default: false }),
+        // Human-readable lines instead of JSON; `auto` when stdout is a terminal.
+        pretty: Type.Union([Type.Literal('auto'), Type.Boolean()], { default: 'auto' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
   { additionalProperties: false },
 );

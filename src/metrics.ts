@@ -5,8 +5,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 const LABEL_CAP = 200;
 const OTHER = 'other';
 // A segment made only of lower-case letters and underscores is a resource name
-// (`chat`, `completions`, `vector_stores`); anything else is an id.
-const STATIC_SEGMENT = /^[a-z_]+$/;
+// (`chat`, `completions`, `vector_stores`), as is an API version (`v1`); anything else is an id.
+const STATIC_SEGMENT = /^(?:[a-z_]+|v[0-9]+)$/;
 
 /** Keeps at most LABEL_CAP distinct values; the rest count as `other`. */
 class BoundedLabels {
@@ -91,6 +91,12 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
     labelNames: ['operation'] as const,
     registers: [registry],
   });
+  const dropped = new Counter({
+    name: 'keyrelay_observability_dropped_total',
+    help: 'Request-log records and usage updates dropped because the store stayed unreachable too long.',
+    labelNames: ['sink'] as const,
+    registers: [registry],
+  });
   const poolKeys = new Gauge({
     name: 'keyrelay_pool_key_state',
     help: '1 for the state each pool key is in (active, cooling, disabled).',
@@ -123,6 +129,9 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
     },
     storeFailed(operation: string): void {
       storeErrors.inc({ operation });
+    },
+    observabilityDropped(sink: string, count: number): void {
+      dropped.inc({ sink }, count);
     },
     inFlight,
     openStreams,

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
-import { createLogger } from './logger.js';
+import { createLogger, loggerOptions } from './logger.js';
 import { runPrimary } from './workers.js';
 import { proxyPlan } from './proxy/plan.js';
 
@@ -37,7 +37,7 @@ function describeStart(config: Config, log: Logger): void {
   }
 }
 
-export async function startServer(config: Config, log: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+export async function startServer(config: Config, log: Logger = createLogger(config.logLevel, undefined, loggerOptions(config))): Promise<RunningServer> {
   const app = await buildApp(config, { log });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
@@ -61,7 +61,7 @@ export async function serve(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, loggerOptions(config));
   if (config.workers > 1 && cluster.isPrimary) {
     runPrimary(config.workers, log);
     return;

@@ -2,6 +2,8 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Pool } from './pool/pool.js';
+import type { RetryPolicy } from './pool/retry.js';
+import type { Masker } from './relay/mask.js';
 import type { Outbound } from './relay/outbound.js';
 import type { Store } from './store/types.js';
 
@@ -10,5 +12,9 @@ export interface Services {
   log: Logger;
   store: Store;
   pool: Pool;
+  /** Failover of every request, with the pool-wide retry budget. */
+  retry: RetryPolicy;
+  /** Masks pool keys and other key material in upstream error texts (src/relay/mask.ts). */
+  masker: Masker;
   outbound: Outbound;
 }

@@ -4,6 +4,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { type Dispatcher, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../src/config.js';
 import type { FakeResponse } from '../src/dev/fake-upstream.js';
 import { type RelayFixture, cutEvery, startRelay } from './helpers/relay-fixture.js';
 import { type Route, loadRoutes } from './helpers/routes.js';
@@ -24,7 +25,9 @@ const exercised = new Set<string>();
 let relay: RelayFixture;
 
 beforeAll(async () => {
-  relay = await startRelay(POOL_KEY);
+  // The operations name made-up objects (`file-abc123` ...) that the gateway never saw created:
+  // shared, they reach the upstream like any other, which is what this file proves.
+  relay = await startRelay(POOL_KEY, {}, { pool: { shareUnknownObjects: true } as Config['pool'] });
 });
 afterAll(() => relay.close());
 

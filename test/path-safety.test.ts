@@ -1,6 +1,7 @@
 // Paths are checked once, raw, so that auth and dispatch see the same one and nothing but the
 // upstream's /v1 is ever reached (RELIABILITY.md case 33).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../src/config.js';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
 import { checkTarget } from '../src/relay/path.js';
 import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
@@ -15,7 +16,11 @@ let key: string;
 beforeAll(async () => {
   registerSecret(POOL_KEY);
   fake = await startFakeUpstream();
-  gateway = await startGateway({ env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: `${fake.url}/base/v1` } });
+  // Paths below name made-up objects (`resp_1`): shared, they reach the upstream unchanged.
+  gateway = await startGateway({
+    env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: `${fake.url}/base/v1` },
+    config: { pool: { shareUnknownObjects: true } as Config['pool'] },
+  });
   key = await gateway.createUserKey('alice');
   registerSecret(key);
 });

@@ -5,6 +5,7 @@
 import { lookup } from 'node:dns/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import type { Config } from '../src/config.js';
 import { FAKE_TEXT, fakeFileContent } from '../src/dev/fake-openai-answers.js';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
 import { type TestGateway, startGateway } from './helpers/gateway.js';
@@ -36,6 +37,8 @@ function gatewayVia(proxy: string | undefined): Promise<TestGateway> {
       KEYRELAY_UPSTREAM_URL: `http://${HOST}:${up.port}/v1`,
       KEYRELAY_PROXY: proxy,
     },
+    // The download below names a made-up file (`file-abc`): shared, it reaches the upstream.
+    config: { pool: { shareUnknownObjects: true } as Config['pool'] },
   });
 }
 

@@ -3,8 +3,10 @@
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/logger.js';
+import type { HealthRecord } from '../src/pool/health-sync.js';
 import { createMemoryStore } from '../src/store/memory.js';
 import { createRedisStore, quotaKeys } from '../src/store/redis.js';
+import { HEALTH_KEY, OBJECT_TTL_MS, objectKey } from '../src/store/redis-pool.js';
 import type { KeyRecord, QuotaLimits, ReserveInput, Store, User } from '../src/store/types.js';
 import { captureLogLine } from './helpers/log-capture.js';
 import { type RedisCluster, type RedisServer, redisCli, startRedis, startRedisCluster } from './helpers/redis-server.js';
@@ -317,6 +319,62 @@ describe.each(BACKENDS)('the %s store', (name, make) => {
     });
   });
 
+  describe('pool key health', () => {
+    const cooling = (updatedAt: number, extra: Partial<HealthRecord> = {}): HealthRecord => ({
+      state: 'cooling',
+      reason: 'rate_limited',
+      until: updatedAt + 60_000,
+      since: updatedAt,
+      strikes: 0,
+      updatedAt,
+      ...extra,
+    });
+
+    it('keeps the newer record of each key, and loads them all', async () => {
+      const ref = `main/${fresh()}`;
+      const other = `main/${fresh()}`;
+      await store.keyHealth.publish(ref, cooling(NOON + 2));
+      // Older than what is stored: a late write from a process that saw less.
+      await store.keyHealth.publish(ref, cooling(NOON + 1, { state: 'disabled', reason: 'invalid_api_key' }));
+      await store.keyHealth.publish(other, cooling(NOON + 1, { state: 'disabled', reason: 'manual', until: undefined }));
+      let loaded = await store.keyHealth.load();
+      expect(loaded.get(ref)).toEqual(cooling(NOON + 2));
+      expect(loaded.get(other)).toEqual({ state: 'disabled', reason: 'manual', since: NOON + 1, strikes: 0, updatedAt: NOON + 1 });
+      await store.keyHealth.publish(ref, { state: 'active', since: NOON + 3, strikes: 0, updatedAt: NOON + 3 });
+      loaded = await store.keyHealth.load();
+      expect(loaded.get(ref)).toEqual({ state: 'active', since: NOON + 3, strikes: 0, updatedAt: NOON + 3 });
+    });
+
+    it('tells a subscriber of the records published', async () => {
+      const ref = `main/${fresh()}`;
+      let stop: (() => void) | undefined;
+      const heard = new Promise<HealthRecord>((resolve) => {
+        stop = store.keyHealth.subscribe?.((keyRef, record) => {
+          if (keyRef === ref) resolve(record);
+        });
+      });
+      await store.keyHealth.publish(ref, cooling(NOON + 5));
+      expect(await heard).toEqual(cooling(NOON + 5));
+      stop?.();
+    });
+  });
+
+  describe('object owners', () => {
+    it('records who owns an object, finds one or many, and forgets a deleted one', async () => {
+      const alice = { userId: fresh(), upstreamId: 'main', keyId: 'a' };
+      const bob = { userId: fresh(), upstreamId: 'main', keyId: 'b' };
+      const [file, batch, unknown] = [`file-${fresh()}`, `batch_${fresh()}`, `file-${fresh()}`];
+      await store.objectOwners.record(file, alice);
+      await store.objectOwners.record(batch, bob);
+      expect(await store.objectOwners.lookup(file)).toEqual(alice);
+      expect(await store.objectOwners.lookup(unknown)).toBeUndefined();
+      expect(await store.objectOwners.lookupMany([file, unknown, batch])).toEqual(new Map([[file, alice], [batch, bob]]));
+      await store.objectOwners.forget(file);
+      expect(await store.objectOwners.lookup(file)).toBeUndefined();
+      expect(await store.objectOwners.lookup(batch)).toEqual(bob);
+    });
+  });
+
   if (name !== 'memory') {
     it('gives every quota key a time to live, and every script its keys in one slot', async () => {
       const id = fresh();
@@ -336,6 +394,16 @@ describe.each(BACKENDS)('the %s store', (name, make) => {
         const slots = new Set(await Promise.all(quotaKeys(id, b.reservation.day, b.reservation.month).map((k) => backend.slot!(k))));
         expect(slots.size).toBe(1);
       }
+    });
+
+    it('keeps an object owner 30 days from its last use, and the health records in one hash without expiry', async () => {
+      const id = `file-${fresh()}`;
+      await store.objectOwners.record(id, { userId: fresh(), upstreamId: 'main', keyId: 'a' });
+      const [owner] = await backend.keys!(objectKey(id));
+      expect(owner?.pttl).toBeGreaterThan(OBJECT_TTL_MS - 60_000);
+      expect(owner?.pttl).toBeLessThanOrEqual(OBJECT_TTL_MS);
+      await store.keyHealth.publish(`main/${fresh()}`, { state: 'active', since: NOON, strikes: 0, updatedAt: NOON });
+      expect(await backend.keys!(HEALTH_KEY)).toEqual([{ key: HEALTH_KEY, pttl: -1 }]);
     });
   }
 });

@@ -2,6 +2,7 @@
 // its rows, added here; main() and the help text need no change.
 import type { Command } from './command.js';
 import { keysCommands } from './keys.js';
+import { usageCommands } from './usage.js';
 import { usersCommands } from './users.js';
 
 const serveCommand: Command = {
@@ -17,4 +18,4 @@ const serveCommand: Command = {
   },
 };
 
-export const COMMANDS: readonly Command[] = [serveCommand, ...usersCommands, ...keysCommands];
+export const COMMANDS: readonly Command[] = [serveCommand, ...usersCommands, ...keysCommands, ...usageCommands];

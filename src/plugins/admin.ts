@@ -1,13 +1,14 @@
-// The admin API (CONTRACT.md, Admin API): users and their keys. Guarded by KEYRELAY_ADMIN_TOKEN;
-// without one the routes do not exist at all and answer 404.
+// The admin API (CONTRACT.md, Admin API): users and their keys, and the pool's upstream keys.
+// Guarded by KEYRELAY_ADMIN_TOKEN; without one the routes do not exist at all and answer 404.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Type, type Static } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { bearerToken } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { digestKey, displayPrefix, newGatewayKey, newId } from '../keys.js';
 import { quotaLimits } from '../quota/gate.js';
 import { usageView } from '../quota/view.js';
+import type { KeyDescription, Pool } from '../pool/pool.js';
 import type { Services } from '../services.js';
 import type { KeyRecord, User } from '../store/types.js';
 
@@ -52,6 +53,7 @@ const CreateKey = Type.Object(
 );
 const IdParams = Type.Object({ id: Type.String() });
 const KeyParams = Type.Object({ keyId: Type.String() });
+const PoolKeyParams = Type.Object({ upstream: Type.String(), keyId: Type.String() });
 
 function digestOf(value: string): Buffer {
   return createHash('sha256').update(value).digest();
@@ -67,17 +69,45 @@ function notFound(what: string): GatewayError {
   return new GatewayError('not_found', { message: `No ${what} with that id.` });
 }
 
-export async function adminPlugin(app: FastifyInstance, services: Services): Promise<void> {
-  const { store } = services;
-  const expected = digestOf(services.config.adminToken ?? '');
+/**
+ * A pool key as `GET /admin/upstreams` shows it: never the secret, its last 4 characters only.
+ * `until` (ISO 8601) is when a cooling key is usable again or a disabled key is next probed; null
+ * when it is active, or disabled by hand. Counts are this process's, since it started.
+ */
+function poolKeyView(key: KeyDescription) {
+  return {
+    id: key.id,
+    last4: key.last4,
+    state: key.state,
+    until: key.until === undefined ? null : new Date(key.until).toISOString(),
+    reason: key.reason ?? null,
+    inFlight: key.inFlight,
+    requests: key.requests,
+    failures: key.failures,
+    consecutiveFailures: key.consecutiveFailures,
+  };
+}
 
-  app.addHook('onRequest', async (request) => {
+function describePool(pool: Pool) {
+  return pool.describe().map((u) => ({ id: u.id, strategy: u.strategy, keys: u.keys.map(poolKeyView) }));
+}
+
+/** The onRequest hook of every /admin route: the admin token, or 401. */
+export function adminGuard(adminToken: string): (request: FastifyRequest) => Promise<void> {
+  const expected = digestOf(adminToken);
+  return async (request) => {
     const token = bearerToken(request.raw);
     // Compare digests so the comparison takes the same time whatever the token's length.
     if (token === undefined || !timingSafeEqual(digestOf(token), expected)) {
       throw new GatewayError('invalid_api_key', { message: 'The admin API needs the admin token.' });
     }
-  });
+  };
+}
+
+export async function adminPlugin(app: FastifyInstance, services: Services): Promise<void> {
+  const { store } = services;
+
+  app.addHook('onRequest', adminGuard(services.config.adminToken ?? ''));
 
   app.post<{ Body: Static<typeof CreateUser> }>('/users', { schema: { body: CreateUser } }, async (request, reply) => {
     const { id, name, models, expiresAt, limits } = request.body;
@@ -145,4 +175,17 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     if (!key) throw notFound('key');
     return publicKey(key);
   });
+
+  const { pool } = services;
+  app.get('/upstreams', async () => ({ data: describePool(pool) }));
+
+  // Manual control: a key disabled here stays disabled, in every process, until enabled here.
+  for (const action of ['enable', 'disable'] as const) {
+    app.post<{ Params: Static<typeof PoolKeyParams> }>(`/upstreams/:upstream/keys/:keyId/${action}`, async (request) => {
+      const { upstream, keyId } = request.params;
+      if (!pool.setEnabled(upstream, keyId, action === 'enable')) throw notFound('pool key');
+      const key = pool.describe().find((u) => u.id === upstream)?.keys.find((k) => k.id === keyId);
+      return { upstream, ...poolKeyView(key as KeyDescription) };
+    });
+  }
 }

@@ -6,7 +6,8 @@ export async function healthPlugin(app: FastifyInstance, services: Services & { 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     const store = await services.store.ping().catch(() => false);
-    const keys = services.pool.size > 0;
+    // A pool whose every key is cooling or disabled cannot serve: out of the load balancer until one recovers.
+    const keys = services.pool.usableCount() > 0;
     const closing = services.isClosing();
     const ready = store && keys && !closing;
     reply.code(ready ? 200 : 503);

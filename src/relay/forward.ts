@@ -1,14 +1,10 @@
-// One upstream exchange: send the request with the pool key, stream the answer back chunk by
-// chunk with backpressure, abort the upstream the moment the client goes away.
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
-import type { Config } from '../config.js';
+// Delivery of an upstream answer that streams: status and headers as soon as they are in, then
+// the body chunk by chunk with backpressure both ways; the upstream is aborted the moment the
+// client goes away. Once this starts, bytes reach the client and the request is never retried.
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { GatewayError } from '../errors.js';
-import type { PoolChoice } from '../pool/pool.js';
-import type { RequestBody } from './body.js';
-import { clientResponseHeaders, isEventStream, upstreamRequestHeaders } from './headers.js';
-import { mapUpstreamError } from './upstream-errors.js';
-import { writeError } from './respond.js';
+import type { UpstreamAnswer } from './exchange.js';
+import { clientResponseHeaders, isEventStream } from './headers.js';
 
 export type Outcome = 'ok' | 'client_aborted' | 'upstream_error' | 'stream_interrupted';
 
@@ -22,21 +18,15 @@ export interface RelayResult {
   error?: GatewayError;
 }
 
-export interface RelayRequest {
-  req: IncomingMessage;
+export interface Delivery {
   res: ServerResponse;
   requestId: string;
-  method: string;
-  /** The path below `/v1`, such as `/chat/completions`, plus the query string. */
-  rest: string;
-  body: RequestBody;
-  choice: PoolChoice;
-  dispatcher: Dispatcher;
-  timeouts: Config['timeouts'];
   /** Headers the gateway adds to the answer (such as the user's own x-ratelimit-*). */
   extraHeaders?: OutgoingHttpHeaders;
   /** Sees the answer as it passes (usage accounting); may rewrite a chunk before it is sent. */
   tap?: ResponseTap;
+  /** `performance.now()` when the client's request began, for the time to first byte. */
+  started: number;
 }
 
 export interface ResponseTap {
@@ -46,17 +36,6 @@ export interface ResponseTap {
   chunk(chunk: Buffer): Buffer;
   /** The answer ended: cleanly, or not (`complete` false: cut, aborted or failed). */
   end(complete: boolean): void;
-}
-
-function bodyFor(body: RequestBody): { payload: Dispatcher.DispatchOptions['body']; length?: number } {
-  switch (body.kind) {
-    case 'none':
-      return { payload: undefined };
-    case 'buffered':
-      return { payload: body.bytes, length: body.bytes.length };
-    case 'stream':
-      return { payload: body.stream, length: body.contentLength };
-  }
 }
 
 /** SSE error event for a stream the upstream broke off (CONTRACT.md, Errors). */
@@ -70,49 +49,26 @@ function endsEvent(chunk: Buffer): boolean {
   return n >= 2 && chunk[n - 1] === 0x0a && (chunk[n - 2] === 0x0a || (n >= 3 && chunk[n - 2] === 0x0d && chunk[n - 3] === 0x0a));
 }
 
-export async function relay(r: RelayRequest): Promise<RelayResult> {
-  const { res, choice } = r;
-  const started = performance.now();
-  const controller = new AbortController();
-  const onClientClose = () => {
-    if (!res.writableFinished) controller.abort();
-  };
-  res.once('close', onClientClose);
+/** The client's answer headers for an upstream answer. */
+export function answerHeaders(answer: UpstreamAnswer, d: Pick<Delivery, 'requestId' | 'extraHeaders'>): OutgoingHttpHeaders {
+  const headers = clientResponseHeaders(answer.headers, d.requestId);
+  if (d.extraHeaders) Object.assign(headers, d.extraHeaders);
+  return headers;
+}
 
-  const { payload, length } = bodyFor(r.body);
-  let answer: Dispatcher.ResponseData;
-  try {
-    answer = await r.dispatcher.request({
-      origin: choice.upstream.origin,
-      path: choice.upstream.basePath + r.rest,
-      method: r.method as Dispatcher.HttpMethod,
-      headers: upstreamRequestHeaders(r.req.headers, choice.key, length),
-      body: payload,
-      signal: controller.signal,
-      headersTimeout: r.timeouts.headersMs,
-      bodyTimeout: r.timeouts.bodyIdleMs,
-    });
-  } catch (err) {
-    if (controller.signal.aborted || res.destroyed) return { outcome: 'client_aborted', status: 499, bytesOut: 0 };
-    const error = mapUpstreamError(err);
-    writeError(res, error, r.requestId);
-    return { outcome: 'upstream_error', status: error.status, bytesOut: 0, error };
-  }
-
-  const headers = clientResponseHeaders(answer.headers, r.requestId);
-  if (r.extraHeaders) Object.assign(headers, r.extraHeaders);
-  r.tap?.start(answer.statusCode, answer.headers);
+export function deliverStream(answer: UpstreamAnswer, d: Delivery): Promise<RelayResult> {
+  d.tap?.start(answer.status, answer.headers);
   const sse = isEventStream(answer.headers['content-type']);
-  res.writeHead(answer.statusCode, headers);
-  if (sse) res.flushHeaders();
-  return pump(answer, r, sse, started);
+  d.res.writeHead(answer.status, answerHeaders(answer, d));
+  if (sse) d.res.flushHeaders();
+  return pump(answer, d, sse);
 }
 
 /** Copies the upstream body to the client, chunk by chunk, honouring backpressure both ways. */
-function pump(answer: Dispatcher.ResponseData, r: RelayRequest, sse: boolean, started: number): Promise<RelayResult> {
-  const { res } = r;
+function pump(answer: UpstreamAnswer, r: Delivery, sse: boolean): Promise<RelayResult> {
+  const { res, started } = r;
   const body = answer.body;
-  const result: RelayResult = { outcome: 'ok', status: answer.statusCode, upstreamStatus: answer.statusCode, bytesOut: 0 };
+  const result: RelayResult = { outcome: 'ok', status: answer.status, upstreamStatus: answer.status, bytesOut: 0 };
   let atBoundary = true;
 
   return new Promise((resolve) => {
@@ -164,4 +120,23 @@ function pump(answer: Dispatcher.ResponseData, r: RelayRequest, sse: boolean, st
       }
     });
   });
+}
+
+/** Two taps as one: the first may rewrite what is sent; the second sees the upstream's own bytes. */
+export function joinTaps(first: ResponseTap, second: ResponseTap | undefined): ResponseTap {
+  if (!second) return first;
+  return {
+    start(status, headers) {
+      first.start(status, headers);
+      second.start(status, headers);
+    },
+    chunk(chunk) {
+      second.chunk(chunk);
+      return first.chunk(chunk);
+    },
+    end(complete) {
+      first.end(complete);
+      second.end(complete);
+    },
+  };
 }

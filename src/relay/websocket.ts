@@ -1,7 +1,9 @@
 // WebSocket relay for `GET /v1/realtime` and `GET /v1/responses` upgrades. The handshake is
 // forwarded with the key swapped, then the two sockets are joined byte for byte: frames are never
-// decoded, so every extension and message type passes unchanged.
-import type { IncomingMessage } from 'node:http';
+// decoded, so every extension and message type passes unchanged. A handshake the upstream refuses
+// for its key (401, 403, 429, 5xx) is tried on another key before the client hears of it, as an
+// HTTP request is (attempts.ts); a refusal that stands reaches the client with its status, masked.
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -9,11 +11,16 @@ import type { Dispatcher } from 'undici';
 import { type Caller, authenticate, bearerToken } from '../auth.js';
 import { GatewayError, errorBody } from '../errors.js';
 import { modelAllowed } from '../models.js';
-import type { Pool } from '../pool/pool.js';
+import { parseUpstreamError } from '../pool/outcome.js';
+import type { Pool, PoolChoice } from '../pool/pool.js';
+import type { RetryPolicy } from '../pool/retry.js';
 import type { Store } from '../store/types.js';
-import { upstreamRequestHeaders } from './headers.js';
+import { Failover, type TriedKey, backoff, noKeyError, transportResult } from './failover.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import type { Masker } from './mask.js';
 import type { Outbound } from './outbound.js';
-import { checkTarget } from './path.js';
+import { type Target, checkTarget } from './path.js';
+import { type UpgradeResult, upgradeUpstream } from './upstream-upgrade.js';
 import { mapUpstreamError } from './upstream-errors.js';
 
 const WS_PATHS = new Set(['/v1/realtime', '/v1/responses']);
@@ -23,23 +30,32 @@ const KEY_PROTOCOL = 'openai-insecure-api-key.';
 export interface UpgradeDeps {
   store: Store;
   pool: Pool;
+  retry: RetryPolicy;
+  masker: Masker;
   outbound: Outbound;
   log: Logger;
   newRequestId: () => string;
 }
 
+/** A plain HTTP answer on the raw socket of a refused upgrade; the connection closes after it. */
+function writeHttpAnswer(socket: Duplex, status: number, headers: OutgoingHttpHeaders, body: Buffer): void {
+  const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name === 'content-length' || name === 'connection') continue;
+    for (const v of Array.isArray(value) ? value : [value]) head.push(`${name}: ${v}`);
+  }
+  head.push(`content-length: ${body.length}`, 'connection: close');
+  socket.end(Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n\r\n`), body]));
+}
+
 function writeHttpError(socket: Duplex, error: GatewayError, requestId: string): void {
-  const body = errorBody(error);
-  const head = [
-    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}`,
-    'content-type: application/json',
-    `content-length: ${Buffer.byteLength(body)}`,
-    `x-request-id: ${requestId}`,
-    `x-keyrelay-request-id: ${requestId}`,
-    'connection: close',
-  ];
-  for (const [name, value] of Object.entries(error.headers)) head.push(`${name}: ${value}`);
-  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  const headers = { ...error.headers, 'content-type': 'application/json', 'x-request-id': requestId, 'x-keyrelay-request-id': requestId };
+  writeHttpAnswer(socket, error.status, headers, Buffer.from(errorBody(error)));
+}
+
+/** The upstream's own refusal, as the client gets it: its status, its headers less what never crosses, its body masked. */
+function writeRefusal(socket: Duplex, refusal: Extract<UpgradeResult, { kind: 'refused' }>, masker: Masker, requestId: string): void {
+  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(refusal.headers, requestId), masker.bytes(refusal.body));
 }
 
 /** Splits the offered subprotocols into the key (if the browser form is used) and the rest. */
@@ -76,11 +92,85 @@ function join(client: Duplex, upstream: Duplex): void {
   upstream.pipe(client);
 }
 
+/** The client's handshake, as far as the upstream's depends on it. */
+interface Handshake {
+  req: IncomingMessage;
+  socket: Duplex;
+  target: Target;
+  model?: string;
+  /** The subprotocols offered, less the browser's key. */
+  protocols: string[];
+  requestId: string;
+}
+
+function handshakeRequest(h: Handshake, choice: PoolChoice): Dispatcher.DispatchOptions {
+  const headers = upstreamRequestHeaders(h.req.headers, choice.key, undefined);
+  delete headers['accept-encoding'];
+  delete headers['sec-websocket-protocol'];
+  if (h.protocols.length > 0) headers['sec-websocket-protocol'] = h.protocols.join(', ');
+  return {
+    origin: choice.upstream.origin,
+    path: choice.upstream.basePath + h.target.path.slice(3) + h.target.search,
+    method: 'GET',
+    headers,
+    upgrade: 'websocket',
+  };
+}
+
+interface Opened {
+  choice: PoolChoice;
+  headers: IncomingHttpHeaders;
+  socket: Duplex;
+}
+
+/** Opens the upstream connection on the first key that takes it; answers the client itself otherwise. */
+async function openUpstream(deps: UpgradeDeps, h: Handshake, tried: TriedKey[]): Promise<Opened | undefined> {
+  const { socket, model, requestId } = h;
+  const controller = new AbortController();
+  const abort = () => controller.abort();
+  socket.once('close', abort);
+  const failover = new Failover(deps.pool, deps.retry, { model, method: 'GET', replayable: () => true });
+  let fallback: (() => void) | undefined;
+  try {
+    for (;;) {
+      const selection = failover.choose();
+      if (!selection.ok) {
+        if (!fallback) throw noKeyError(selection, model);
+        fallback();
+        return undefined;
+      }
+      const attempt = failover.start(selection);
+      const { choice } = attempt;
+      const result = await upgradeUpstream(deps.outbound.dispatcherFor(choice), handshakeRequest(h, choice), controller.signal);
+      if (result.kind === 'upgraded') {
+        attempt.finish({ status: result.status, headers: result.headers });
+        return { choice, headers: result.headers, socket: result.socket };
+      }
+      if (result.kind === 'failed' && result.aborted) {
+        attempt.finish({ clientAborted: true });
+        return undefined;
+      }
+      const decision =
+        result.kind === 'refused'
+          ? failover.fail(attempt, { status: result.status, headers: result.headers, error: parseUpstreamError(result.body) }, true)
+          : failover.fail(attempt, transportResult(result.error), result.written);
+      fallback = result.kind === 'refused' ? () => writeRefusal(socket, result, deps.masker, requestId) : () => writeHttpError(socket, mapUpstreamError(result.error), requestId);
+      if (decision.retry && (await backoff(decision.delayMs, controller.signal))) continue;
+      if (!controller.signal.aborted) fallback();
+      return undefined;
+    }
+  } finally {
+    socket.off('close', abort);
+    tried.push(...failover.tried);
+  }
+}
+
 export function createUpgradeHandler(deps: UpgradeDeps) {
   return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const requestId = deps.newRequestId();
     socket.on('error', () => socket.destroy());
     let caller: Caller | undefined;
+    const tried: TriedKey[] = [];
     try {
       const target = checkTarget(req.url ?? '');
       if (!WS_PATHS.has(target.path) || req.method !== 'GET') {
@@ -90,44 +180,29 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       caller = await authenticate(deps.store, bearerToken(req) ?? protocols.key);
       const model = new URLSearchParams(target.search).get('model') ?? undefined;
       if (model !== undefined && !modelAllowed(caller.user, model)) throw new GatewayError('model_not_allowed');
-      const choice = deps.pool.select(model);
-      if (!choice) throw new GatewayError('no_upstream_key_available', { headers: { 'retry-after': '60' } });
 
-      const headers = upstreamRequestHeaders(req.headers, choice.key, undefined);
-      delete headers['accept-encoding'];
-      delete headers['sec-websocket-protocol'];
-      if (protocols.others.length > 0) headers['sec-websocket-protocol'] = protocols.others.join(', ');
-
-      const controller = new AbortController();
-      const abort = () => controller.abort();
-      socket.once('close', abort);
-      // `origin` is read by Agent at run time; undici's UpgradeOptions type leaves it out.
-      const options: Dispatcher.UpgradeOptions & { origin: string } = {
-        origin: choice.upstream.origin,
-        path: choice.upstream.basePath + target.path.slice(3) + target.search,
-        method: 'GET',
-        headers,
-        protocol: 'websocket',
-        signal: controller.signal,
-      };
-      const upgraded = await deps.outbound.dispatcherFor(choice).upgrade(options);
-      socket.off('close', abort);
-      if (socket.destroyed) {
-        upgraded.socket.destroy();
+      const opened = await openUpstream(deps, { req, socket, target, model, protocols: protocols.others, requestId }, tried);
+      if (!opened) {
+        deps.log.info({ requestId, userId: caller.user.id, route: target.path, model, tried }, 'websocket refused');
         return;
       }
-      socket.write(handshakeHead(upgraded.headers, requestId));
-      if (head.length > 0) upgraded.socket.write(head);
-      join(socket, upgraded.socket);
+      const upstream = opened.socket;
+      if (socket.destroyed) {
+        upstream.destroy();
+        return;
+      }
+      socket.write(handshakeHead(opened.headers, requestId));
+      if (head.length > 0) upstream.write(head);
+      join(socket, upstream);
       deps.log.info(
-        { requestId, userId: caller.user.id, keyId: caller.key.id, poolKeyId: choice.key.id, route: target.path, model },
+        { requestId, userId: caller.user.id, keyId: caller.key.id, poolKeyId: opened.choice.key.id, upstream: opened.choice.upstream.id, route: target.path, model, retries: tried.length },
         'websocket opened',
       );
-      upgraded.socket.once('close', () => deps.log.info({ requestId }, 'websocket closed'));
+      upstream.once('close', () => deps.log.info({ requestId }, 'websocket closed'));
     } catch (err) {
       if (socket.destroyed) return;
       const error = err instanceof GatewayError ? err : mapUpstreamError(err);
-      deps.log.info({ requestId, userId: caller?.user.id, status: error.status, code: error.code }, 'websocket refused');
+      deps.log.info({ requestId, userId: caller?.user.id, status: error.status, code: error.code, tried: tried.length > 0 ? tried : undefined }, 'websocket refused');
       writeHttpError(socket, error, requestId);
     }
   };

@@ -1,4 +1,6 @@
 // The embedded store: one process, nothing kept across restarts.
+import { MemoryHealthSync } from '../pool/health-sync.js';
+import { MemoryObjectOwners } from '../pool/object-owners.js';
 import { MemoryLedger } from '../quota/ledger.js';
 import type { KeyRecord, Store, User, UserPatch } from './types.js';
 
@@ -79,6 +81,8 @@ export function createMemoryStore(): Store {
     async usage(userId, limits, now) {
       return ledger.usage(userId, limits, now);
     },
+    keyHealth: new MemoryHealthSync(),
+    objectOwners: new MemoryObjectOwners(),
     async ping() {
       return true;
     },

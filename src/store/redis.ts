@@ -9,6 +9,7 @@ import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, SETTLED_MEMORY_MS, SWEEP_LIMIT 
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from '../quota/windows.js';
 import { byCreation } from './memory.js';
 import { PendingSettles } from './pending-settles.js';
+import { redisKeyHealth, redisObjectOwners } from './redis-pool.js';
 import {
   type RedisClient,
   type RedisTarget,
@@ -270,6 +271,9 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
           inFlight: n(16),
         };
       }),
+
+    keyHealth: redisKeyHealth(data, log),
+    objectOwners: redisObjectOwners(data, guard),
 
     async ping() {
       try {

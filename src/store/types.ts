@@ -1,5 +1,8 @@
-// The store keeps users, their keys, and the quota ledger. One interface, several backends: the
-// tests run the same suite against each (test/store-contract.test.ts) so they cannot drift.
+// The store keeps users, their keys, the quota ledger, and what the key pool shares between
+// processes (key health, object owners). One interface, several backends: the tests run the same
+// suite against each (test/store-contract.test.ts) so they cannot drift.
+import type { HealthSync } from '../pool/health-sync.js';
+import type { ObjectOwners } from '../pool/object-owners.js';
 
 export interface Limits {
   rpm?: number;
@@ -161,6 +164,11 @@ export interface Store {
   settle(input: SettleInput): Promise<void>;
   /** The user's counters in the current windows. */
   usage(userId: string, limits: QuotaLimits, now: number): Promise<UsageSnapshot>;
+
+  /** Pool key health records, shared by every gateway process on this store (src/pool/health-sync.ts). */
+  readonly keyHealth: HealthSync;
+  /** The user and pool key behind each object created through the gateway (src/pool/object-owners.ts). */
+  readonly objectOwners: ObjectOwners;
 
   /** True when the backend answers (readiness). */
   ping(): Promise<boolean>;

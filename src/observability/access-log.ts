@@ -1,0 +1,57 @@
+// The access log: one pino line per request, built from its record. Everything a client or an
+// upstream chose is escaped and cut (escape.ts) before it is logged or kept, so one request is
+// one line of bounded size whatever was sent.
+import type { Masker } from '../relay/mask.js';
+import { LIMITS, cleanText, escapeText } from './escape.js';
+import { type RequestRecord, microsToUsd } from './record.js';
+
+const tenth = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : Math.round(ms * 10) / 10);
+
+/** The record with every free-text field escaped and bounded, error text masked, in the order a
+ * reader scans a line: who, what, how it ended, how long, how much. */
+export function sanitize(record: RequestRecord, masker: Masker): RequestRecord {
+  const clean: RequestRecord = {
+    requestId: escapeText(record.requestId, LIMITS.id),
+    upstreamRequestId: cleanText(record.upstreamRequestId, LIMITS.id),
+    time: record.time,
+    userId: cleanText(record.userId, LIMITS.id),
+    keyId: cleanText(record.keyId, LIMITS.id),
+    poolKeyId: cleanText(record.poolKeyId, LIMITS.id),
+    upstream: cleanText(record.upstream, LIMITS.id),
+    method: escapeText(record.method, LIMITS.id),
+    route: escapeText(record.route, LIMITS.route),
+    model: cleanText(record.model, LIMITS.model),
+    endUser: cleanText(record.endUser, LIMITS.endUser),
+    userAgent: cleanText(record.userAgent, LIMITS.userAgent),
+    stream: record.stream,
+    status: record.status,
+    outcome: record.outcome,
+    errorCode: record.errorCode,
+    errorMessage: record.errorMessage === undefined ? undefined : escapeText(masker.text(record.errorMessage), LIMITS.message),
+    retries: record.retries,
+    tried: record.tried,
+    ttfbMs: tenth(record.ttfbMs),
+    durationMs: tenth(record.durationMs) ?? 0,
+    tokens: record.tokens,
+    costMicros: record.costMicros,
+    bytesIn: record.bytesIn,
+    bytesOut: record.bytesOut,
+    requestBody: record.requestBody,
+    responseBody: record.responseBody,
+  };
+  for (const key of Object.keys(clean) as Array<keyof RequestRecord>) if (clean[key] === undefined) delete clean[key];
+  return clean;
+}
+
+/** The fields of the line (pino adds level, time, service and msg). Bodies are never logged. */
+export function accessLine(record: RequestRecord): Record<string, unknown> {
+  const { requestBody: _request, responseBody: _response, time: _time, tokens, costMicros, bytesIn, bytesOut, ...rest } = record;
+  return {
+    ...rest,
+    tokens: tokens && { ...tokens, total: tokens.input + tokens.output },
+    costUsd: costMicros === undefined ? undefined : microsToUsd(costMicros),
+    costMicros,
+    bytesIn,
+    bytesOut,
+  };
+}

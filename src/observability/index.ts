@@ -1,0 +1,92 @@
+// "Who spent what, on which model, with which key, and why did it fail": one call per request
+// writes its access log line, keeps it in the request log, moves the usage counters and the
+// metrics. Nothing here waits on a store: Redis writes go out in the background.
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { Metrics } from '../metrics.js';
+import { type Masker, createMasker } from '../relay/mask.js';
+import { accessLine, sanitize } from './access-log.js';
+import { type BodyCapture, createBodyCapture } from './bodies.js';
+import type { RequestRecord } from './record.js';
+import { createObservabilityRedis } from './redis.js';
+import { type RequestLogStore, createMemoryRequestLog } from './request-log.js';
+import { createRedisRequestLog } from './request-log-redis.js';
+import { configSecrets } from './secrets.js';
+import { ModelCap, NO_MODEL, type UsageStore, createMemoryUsage, utcDay } from './usage.js';
+import { createRedisUsage } from './usage-redis.js';
+
+export interface Observability {
+  /** Never throws and never waits. */
+  record(record: RequestRecord): void;
+  readonly requests: RequestLogStore;
+  readonly usage: UsageStore;
+  readonly bodies: BodyCapture;
+  readonly metrics: Metrics;
+  readonly masker: Masker;
+  close(): Promise<void>;
+}
+
+/** Only API requests are kept, counted and measured; other routes (admin, unknown URLs) are logged. */
+const isApiRoute = (route: string): boolean => route === '/v1' || route.startsWith('/v1/');
+
+export function createObservability(config: Config, log: Logger, metrics: Metrics): Observability {
+  const masker = createMasker(configSecrets(config));
+  const redis = createObservabilityRedis(config, log);
+  const size = config.logging.requestLogSize;
+  const requests = redis ? createRedisRequestLog(redis, size, metrics) : createMemoryRequestLog(size);
+  const usage = redis ? createRedisUsage(redis, metrics) : createMemoryUsage();
+  const models = new ModelCap();
+
+  function count(record: RequestRecord): void {
+    // Reached an upstream: a key answered, or keys were tried and failed.
+    const relayed = record.poolKeyId !== undefined || (record.tried?.length ?? 0) > 0;
+    metrics.request(record.route, record.status, record.outcome);
+    if (record.outcome === 'quota_rejected') metrics.quotaRejected(record.errorCode ?? 'unknown');
+    if (!relayed) return;
+    // The first `retries` keys tried were each followed by another attempt.
+    for (const tried of record.tried?.slice(0, record.retries) ?? []) metrics.retried(tried.code ?? String(tried.status ?? 'unknown'));
+    metrics.timing(record.stream, record.ttfbMs, record.durationMs);
+    const tokens = record.tokens;
+    const micros = record.costMicros ?? 0;
+    if (tokens) metrics.usage(record.model ?? NO_MODEL, tokens.input, tokens.output, micros / 1_000_000, record.userId);
+    if (record.userId === undefined) return;
+    const day = utcDay(Date.parse(record.time));
+    usage.add({
+      day,
+      user: record.userId,
+      model: models.label(day, record.model ?? NO_MODEL),
+      requests: 1,
+      errors: record.status >= 400 || record.outcome !== 'ok' ? 1 : 0,
+      input: tokens?.input ?? 0,
+      cachedInput: tokens?.cachedInput ?? 0,
+      output: tokens?.output ?? 0,
+      micros,
+      estimated: tokens?.estimated ? 1 : 0,
+    });
+  }
+
+  return {
+    record(raw) {
+      try {
+        const record = sanitize(raw, masker);
+        const line = accessLine(record);
+        if (record.status >= 500) log.warn(line, 'request');
+        else log.info(line, 'request');
+        if (!isApiRoute(raw.route)) return;
+        requests.append(record);
+        count(record);
+      } catch (err) {
+        log.error({ err, requestId: raw.requestId }, 'recording the request failed');
+      }
+    },
+    requests,
+    usage,
+    bodies: createBodyCapture(config.logging.bodies, config.logging.bodyBytes, masker),
+    metrics,
+    masker,
+    async close() {
+      await Promise.all([requests.close(), usage.close()]);
+      await redis?.close();
+    },
+  };
+}

@@ -1,0 +1,180 @@
+// One request from arrival to its record. The relay tells it what it learns (the body's model and
+// `stream`, that it takes the answer over, how it ended); an answer the gateway made itself is
+// recorded when its connection closes. Either way a request gives exactly one record.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { RequestBody } from '../relay/body.js';
+import type { ResponseTap } from '../relay/forward.js';
+import type { Observability } from './index.js';
+import { type Outcome, type RequestRecord, type TokenCounts, outcomeOf } from './record.js';
+
+/** What the relay knows when the answer has ended. */
+export interface RelayEnd {
+  userId?: string;
+  keyId?: string;
+  poolKeyId?: string;
+  upstream?: string;
+  status: number;
+  outcome: Outcome;
+  retries?: number;
+  tried?: RequestRecord['tried'];
+  /** ms from the start of the relay (forward.ts) to the first byte sent. */
+  ttfbMs?: number;
+  bytesOut: number;
+  tokens?: TokenCounts;
+  costMicros?: number;
+  errorCode?: string;
+  errorMessage?: string;
+}
+
+/** What is known of an answer the gateway made itself. */
+export interface LocalEnd {
+  status: number;
+  userId?: string;
+  keyId?: string;
+  bytesOut: number;
+  /** The client went away before the answer was complete. */
+  aborted: boolean;
+}
+
+const headerText = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value.join(', ') : value);
+
+export class Observation {
+  readonly time = new Date().toISOString();
+  private readonly started = performance.now();
+  private relayStarted: number | undefined;
+  private model: string | undefined;
+  private stream = false;
+  private endUser: string | undefined;
+  private bytesIn: number | undefined;
+  private requestBody: string | undefined;
+  private responseBody: (() => string | undefined) | undefined;
+  private upstreamRequestId: string | undefined;
+  private relayed = false;
+  private open = true;
+  private recorded = false;
+  private errorCode: string | undefined;
+  private errorMessage: string | undefined;
+
+  constructor(
+    private readonly observability: Observability,
+    private readonly requestId: string,
+    private readonly method: string,
+    private readonly url: string,
+    private readonly headers: IncomingHttpHeaders,
+  ) {
+    const length = Number(headers['content-length']);
+    if (Number.isSafeInteger(length) && length >= 0) this.bytesIn = length;
+  }
+
+  /** The path: what the router and the relay saw, without the query string. */
+  get route(): string {
+    const q = this.url.indexOf('?');
+    return q === -1 ? this.url : this.url.slice(0, q);
+  }
+
+  /** The relay read the body (its model and `stream`, and the body itself when bodies are kept). */
+  sawBody(body: RequestBody): void {
+    if (body.kind === 'buffered') {
+      this.model = body.facts.model;
+      this.stream = body.facts.stream ?? false;
+      const user = body.json?.user;
+      this.endUser = typeof user === 'string' ? user : undefined;
+      this.bytesIn = body.bytes.length;
+    }
+    this.requestBody = this.observability.bodies.request(body);
+  }
+
+  /** The gateway answered with an error of its own (errors.ts code). */
+  failed(code: string, message?: string): void {
+    this.errorCode = code;
+    this.errorMessage = message;
+  }
+
+  /** The relay takes the answer over (reply.hijack()); it will call `finish`. */
+  relaying(): void {
+    this.relayed = true;
+    this.relayStarted = performance.now();
+    if (this.open) {
+      this.observability.metrics.inFlight.inc();
+      if (this.stream) this.observability.metrics.openStreams.inc();
+    }
+  }
+
+  /** The tap to relay an attempt's answer through. The last attempt's is the answer the client got:
+   * its x-request-id is the upstream's, and its body the one kept when bodies are. */
+  tap(inner: ResponseTap): ResponseTap {
+    const captured = this.observability.bodies.response(inner);
+    this.responseBody = captured.text;
+    this.upstreamRequestId = undefined;
+    const through = captured.tap;
+    return {
+      start: (status, headers) => {
+        const id = headers['x-request-id'];
+        this.upstreamRequestId = typeof id === 'string' ? id : undefined;
+        through.start(status, headers);
+      },
+      chunk: through.chunk.bind(through),
+      end: through.end.bind(through),
+    };
+  }
+
+  /** The relayed answer has ended and been charged. */
+  finish(end: RelayEnd): void {
+    if (this.recorded) return;
+    this.recorded = true;
+    const offset = (this.relayStarted ?? this.started) - this.started;
+    this.observability.record({
+      ...this.base(),
+      ...end,
+      upstreamRequestId: this.upstreamRequestId,
+      // The relay's own answers (no usable key, proxy down ...) say which in their code.
+      outcome: end.outcome === 'upstream_error' && end.errorCode ? outcomeOf(end.status, end.errorCode) : end.outcome,
+      retries: end.retries ?? 0,
+      ttfbMs: end.ttfbMs === undefined ? undefined : end.ttfbMs + offset,
+      durationMs: performance.now() - this.started,
+      requestBody: this.requestBody,
+      responseBody: this.responseBody?.(),
+    });
+  }
+
+  /** The client connection closed: the end of an answer the gateway made itself, if it was one. */
+  closed(local: () => LocalEnd): void {
+    if (!this.open) return;
+    this.open = false;
+    if (this.relayed) {
+      this.observability.metrics.inFlight.dec();
+      if (this.stream) this.observability.metrics.openStreams.dec();
+      return;
+    }
+    if (this.recorded) return;
+    this.recorded = true;
+    const end = local();
+    this.observability.record({
+      ...this.base(),
+      userId: end.userId,
+      keyId: end.keyId,
+      status: end.aborted ? 499 : end.status,
+      outcome: end.aborted ? 'client_aborted' : outcomeOf(end.status, this.errorCode),
+      errorCode: this.errorCode,
+      errorMessage: this.errorMessage,
+      retries: 0,
+      durationMs: performance.now() - this.started,
+      bytesOut: end.bytesOut,
+      requestBody: this.requestBody,
+    });
+  }
+
+  private base(): Omit<RequestRecord, 'status' | 'outcome' | 'retries' | 'durationMs' | 'bytesOut'> {
+    return {
+      requestId: this.requestId,
+      time: this.time,
+      method: this.method,
+      route: this.route,
+      model: this.model,
+      endUser: this.endUser,
+      userAgent: headerText(this.headers['user-agent']),
+      stream: this.stream,
+      bytesIn: this.bytesIn,
+    };
+  }
+}

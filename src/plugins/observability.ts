@@ -1,0 +1,143 @@
+// Wires observability in: an Observation per request (one record each: see observation.ts) and
+// `GET /metrics`, registered before every other plugin so that its hook sees every request; and
+// the admin routes over the request log and the usage counters (CONTRACT.md, Admin API and
+// Operations), registered beside the admin API.
+import { Readable } from 'node:stream';
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Config } from '../config.js';
+import { GatewayError } from '../errors.js';
+import type { Observability } from '../observability/index.js';
+import { Observation } from '../observability/observation.js';
+import { before, requestFilter, usageSpan } from '../observability/queries.js';
+import { buildReport } from '../observability/usage-report.js';
+import type { Pool } from '../pool/pool.js';
+import { adminGuard } from './admin.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    observation: Observation;
+  }
+  interface FastifyInstance {
+    /** Starts observing a request Fastify answers without running hooks (frameworkErrors). */
+    observe(request: FastifyRequest, reply: FastifyReply): void;
+  }
+}
+
+export interface ObservabilityPluginOptions {
+  pool: Pool;
+  observability: Observability;
+}
+
+// Probes and scrapes every few seconds would drown the access log.
+const UNRECORDED = new Set(['/healthz', '/readyz', '/metrics']);
+const MAX_PAGE = 1000;
+
+const RequestsQuerySchema = Type.Object({
+  user: Type.Optional(Type.String({ maxLength: 200 })),
+  status: Type.Optional(Type.String({ maxLength: 3 })),
+  outcome: Type.Optional(Type.String({ maxLength: 40 })),
+  limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: 100 }),
+  before: Type.Optional(Type.String({ maxLength: 64 })),
+});
+const ExportQuerySchema = Type.Omit(RequestsQuerySchema, ['limit', 'before']);
+const UsageQuerySchema = Type.Object({
+  user: Type.Optional(Type.String({ maxLength: 200 })),
+  from: Type.Optional(Type.String({ maxLength: 40 })),
+  to: Type.Optional(Type.String({ maxLength: 40 })),
+  groupBy: Type.Optional(Type.String({ maxLength: 40 })),
+});
+
+/** The store (Redis) did not answer: the same 503 the quota path gives. */
+function unavailable(err: unknown): GatewayError {
+  return new GatewayError('quota_backend_unavailable', {
+    message: 'The store is unreachable. Try again later.',
+    headers: { 'retry-after': '1' },
+    cause: err,
+  });
+}
+
+async function fromStore<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    throw err instanceof GatewayError ? err : unavailable(err);
+  }
+}
+
+async function plugin(app: FastifyInstance, options: ObservabilityPluginOptions): Promise<void> {
+  const { pool, observability } = options;
+  const { metrics } = observability;
+
+  app.decorateRequest('observation', null as unknown as Observation);
+
+  function observe(request: FastifyRequest, reply: FastifyReply): void {
+    if (request.observation) return;
+    const observation = new Observation(observability, request.id, request.method, request.raw.url ?? '', request.headers);
+    request.observation = observation;
+    if (UNRECORDED.has(observation.route)) return;
+    reply.raw.once('close', () =>
+      observation.closed(() => ({
+        status: reply.statusCode,
+        userId: request.caller?.user.id,
+        keyId: request.caller?.key.id,
+        bytesOut: Number(reply.getHeader('content-length') ?? 0) || 0,
+        aborted: !reply.raw.writableFinished,
+      })),
+    );
+  }
+  app.decorate('observe', observe);
+
+  app.addHook('onRequest', (request, reply, done) => {
+    observe(request, reply);
+    done();
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    metrics.poolKeyStates(pool.describe().flatMap((u) => u.keys.map((k) => ({ upstream: u.id, key: k.id, state: k.state }))));
+    reply.header('content-type', metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+
+}
+
+/** GET /admin/requests, /admin/requests/export and /admin/usage; registered with the admin API,
+ * under its prefix and only when it exists (CONTRACT.md: without a token it answers 404). */
+export async function observabilityAdminPlugin(app: FastifyInstance, options: { config: Config; observability: Observability }): Promise<void> {
+  const { requests, usage } = options.observability;
+  app.addHook('onRequest', adminGuard(options.config.adminToken ?? ''));
+
+  app.get<{ Querystring: Static<typeof RequestsQuerySchema> }>('/requests', { schema: { querystring: RequestsQuerySchema } }, async (request) => {
+    const query = { ...requestFilter(request.query), limit: request.query.limit, before: before(request.query) };
+    return fromStore(async () => {
+      await requests.flush();
+      return requests.page(query);
+    });
+  });
+
+  app.get<{ Querystring: Static<typeof ExportQuerySchema> }>(
+    '/requests/export',
+    { schema: { querystring: ExportQuerySchema } },
+    async (request, reply) => {
+      const filter = requestFilter(request.query);
+      await fromStore(() => requests.flush());
+      async function* lines(): AsyncGenerator<string> {
+        for await (const record of requests.scan(filter)) yield `${JSON.stringify(record)}\n`;
+      }
+      reply.header('content-type', 'application/x-ndjson').header('content-disposition', 'attachment; filename="keyrelay-requests.ndjson"');
+      return Readable.from(lines());
+    },
+  );
+
+  app.get<{ Querystring: Static<typeof UsageQuerySchema> }>('/usage', { schema: { querystring: UsageQuerySchema } }, async (request) => {
+    const span = usageSpan(request.query);
+    const rows = await fromStore(async () => {
+      await usage.flush();
+      return usage.read(span.days, span.user);
+    });
+    return buildReport(rows, span);
+  });
+}
+
+export const observabilityPlugin = fp(plugin, { name: 'keyrelay-observability' });

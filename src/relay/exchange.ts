@@ -1,0 +1,81 @@
+// One HTTP exchange with the upstream, on undici's dispatch API rather than `request()`, because
+// failover needs to know one thing `request()` hides: whether undici had begun writing the request
+// on a connected socket (`onRequestStart`). A failure before that (a refused or reset connection,
+// a failed TLS handshake, a proxy that would not tunnel) carried nothing to the upstream and may go
+// to another key whatever the method; after it the upstream may have the request (retry.ts).
+import type { IncomingHttpHeaders } from 'node:http';
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+
+export interface UpstreamAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** The answer's body; destroyed with the transport error when the answer breaks off. */
+  body: Readable;
+}
+
+export type ExchangeResult =
+  | { ok: true; answer: UpstreamAnswer }
+  /** `written`: the request had begun to go out; `aborted`: the caller's signal ended it. */
+  | { ok: false; error: Error; written: boolean; aborted: boolean };
+
+export class ClientAbortError extends Error {
+  override name = 'ClientAbortError';
+  constructor() {
+    super('the client went away');
+  }
+}
+
+/** Sends the request; resolves once the status and headers are in, or the exchange failed. */
+export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, signal: AbortSignal): Promise<ExchangeResult> {
+  return new Promise((resolve) => {
+    let controller: Dispatcher.DispatchController | undefined;
+    let written = false;
+    let body: Readable | undefined;
+    let settled = false;
+    const settle = (result: ExchangeResult) => {
+      signal.removeEventListener('abort', onAbort);
+      if (settled) return;
+      settled = true;
+      resolve(result);
+    };
+    // Before undici has a socket for the request there is nothing to abort yet: the caller is
+    // answered at once, and the request is aborted the moment undici would start it.
+    const onAbort = () => {
+      if (controller) controller.abort(new ClientAbortError());
+      else settle({ ok: false, error: new ClientAbortError(), written: false, aborted: true });
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+
+    dispatcher.dispatch(options, {
+      onRequestStart(c) {
+        controller = c;
+        written = true;
+        if (signal.aborted) c.abort(new ClientAbortError());
+      },
+      onResponseStart(c, status, headers) {
+        if (status < 200) return; // 1xx informational answers come before the real one
+        body = new Readable({
+          read: () => c.resume(),
+          // Whoever destroys the body (the client went away) ends the upstream request with it.
+          destroy: (err, callback) => {
+            c.abort(err ?? new ClientAbortError());
+            callback(err);
+          },
+        });
+        settle({ ok: true, answer: { status, headers, body } });
+      },
+      onResponseData(c, chunk) {
+        if (body && !body.push(chunk)) c.pause();
+      },
+      onResponseEnd() {
+        body?.push(null);
+      },
+      onResponseError(_c, error) {
+        if (body) body.destroy(error);
+        else settle({ ok: false, error, written, aborted: signal.aborted });
+      },
+    });
+  });
+}
