@@ -17,6 +17,7 @@ import type { HealthRecord } from './pool/health-sync.js';
 import { Pool } from './pool/pool.js';
 import { RetryPolicy } from './pool/retry.js';
 import { createMasker } from './relay/mask.js';
+import { OpenStreams } from './relay/open-streams.js';
 import { createOutbound } from './relay/outbound.js';
 import { type Target, checkTarget } from './relay/path.js';
 import { createUpgradeHandler } from './relay/websocket.js';
@@ -25,11 +26,17 @@ import { createStore } from './store/index.js';
 import type { Store } from './store/types.js';
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Ends every open stream and WebSocket now; resolves how many there were. */
+    interruptStreams(): number;
+  }
   interface FastifyRequest {
     target: Target;
     caller: Caller | null;
   }
 }
+
+const HEALTH_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 export interface AppOptions {
   log?: Logger;
@@ -110,7 +117,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     pool,
     retry: new RetryPolicy(config.pool.retry),
     masker: createMasker(pool.secrets()),
-    outbound: createOutbound(config),
+    outbound: createOutbound(config, log),
+    streams: new OpenStreams(),
   };
   const observability = createObservability(config, log, createMetrics({ userLabels: config.logging.userLabelsInMetrics }));
   let closing = false;
@@ -143,8 +151,13 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(observabilityPlugin, { pool, observability });
 
   // One check of the raw target for every route, before routing decisions matter.
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
     request.target = checkTarget(request.raw.url ?? '');
+    if (closing) {
+      // A request on a connection kept alive from before the shutdown: answered, then closed.
+      reply.header('connection', 'close');
+      if (!HEALTH_PATHS.has(request.target.path)) throw new GatewayError('shutting_down', { headers: { 'retry-after': '1' } });
+    }
   });
 
   app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
@@ -172,6 +185,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.addHook('preClose', async () => {
     closing = true;
   });
+  // For the shutdown's end of grace (src/server.ts): streams get their last event, WebSockets close.
+  app.decorate('interruptStreams', () => services.streams.interruptAll());
   app.addHook('onClose', async () => {
     app.server.off('upgrade', onUpgrade);
     pool.close();

@@ -109,7 +109,8 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     upstreams: Type.Array(UpstreamSchema, { default: [] }),
-    // Model prices in US dollars per million tokens, over the built-in table (src/quota/prices.ts).
+    // SIGTERM: requests in flight get this long to finish; then streams get a last error event.
+    shutdownGraceMs: Type.Integer({ minimum: 0, default: 10_000 }),
     // Processes sharing the port (node:cluster). More than one needs a shared store (Redis).
     workers: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
     pool: Type.Object(
@@ -144,6 +145,7 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    // Model prices in US dollars per million tokens, over the built-in table (src/quota/prices.ts).
     prices: Type.Record(Type.String({ minLength: 1 }), PriceSchema, { default: {} }),
     quota: Type.Object(
       {
@@ -247,6 +249,7 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   set('adminToken', env.KEYRELAY_ADMIN_TOKEN);
   set('logLevel', env.LOG_LEVEL);
   set('workers', intFromEnv(env, 'KEYRELAY_WORKERS'));
+  set('shutdownGraceMs', intFromEnv(env, 'KEYRELAY_SHUTDOWN_GRACE_MS'));
   if (env.KEYRELAY_TLS_CERT || env.KEYRELAY_TLS_KEY) {
     out.tls = { cert: env.KEYRELAY_TLS_CERT ?? '', key: env.KEYRELAY_TLS_KEY ?? '' };
   }

@@ -35,7 +35,7 @@ export const ERRORS = {
     type: 'server_error',
     message: 'The quota store is unreachable. Try again later.',
   },
-  shutting_down: { status: 503, type: 'server_error', message: 'The gateway is shutting down.' },
+  shutting_down: { status: 503, type: 'server_error', message: 'The gateway is shutting down. Retry the request.' },
   upstream_proxy_error: { status: 502, type: 'server_error', message: 'The outbound proxy failed.' },
   upstream_unreachable: { status: 502, type: 'server_error', message: 'The upstream could not be reached.' },
   upstream_timeout: { status: 504, type: 'server_error', message: 'The upstream did not answer in time.' },

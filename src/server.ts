@@ -16,7 +16,10 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-const GRACE_MS = 10_000;
+// After the grace period: time for ended streams to settle their reservations and close.
+const SETTLE_MS = 2_000;
+// Keep-alive connections that fall idle during the shutdown are closed this often.
+const IDLE_SWEEP_MS = 100;
 
 function describeStart(config: Config, log: Logger): void {
   if (!config.redis.url && !config.redis.clusterNodes) {
@@ -49,6 +52,51 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   return { app, url, close: () => app.close() };
 }
 
+/**
+ * SIGTERM (RELIABILITY.md 37-39): readiness turns false and the port stops taking connections at
+ * once; requests in flight may finish within the grace period, idle keep-alive connections close
+ * as they fall idle; at the end of the grace period (or at a second signal) open streams get a
+ * last SSE error event and WebSockets close, their reservations settle, and the process exits 0.
+ * If something still hangs SETTLE_MS later, it exits anyway.
+ */
+export function gracefulShutdown(server: RunningServer, graceMs: number, log: Logger): (signal: string) => Promise<void> {
+  let stopping = false;
+  let graceOver: (() => void) | undefined;
+  return async (signal) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: ending the grace period now');
+      graceOver?.();
+      return;
+    }
+    stopping = true;
+    log.info({ signal, graceMs }, 'shutting down: no new requests, waiting for those in flight');
+    const { app } = server;
+    const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+    const endGrace = () => {
+      graceOver = undefined;
+      clearTimeout(graceTimer);
+      const interrupted = app.interruptStreams();
+      if (interrupted > 0) log.warn({ interrupted }, 'grace period over: open streams ended');
+      setTimeout(() => {
+        log.error('still not closed: exiting');
+        process.exit(0);
+      }, SETTLE_MS).unref();
+    };
+    graceOver = endGrace;
+    const graceTimer = setTimeout(endGrace, graceMs);
+    graceTimer.unref();
+    try {
+      await server.close();
+      clearInterval(sweep);
+      log.info('shut down');
+      process.exit(0);
+    } catch (err) {
+      log.error({ err }, 'error while closing');
+      process.exit(1);
+    }
+  };
+}
+
 /** `keyrelay serve`: runs until a signal, then closes within the grace period and exits 0. */
 export async function serve(): Promise<void> {
   let config: Config;
@@ -67,27 +115,8 @@ export async function serve(): Promise<void> {
     return;
   }
   const server = await startServer(config, log);
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    stopping = true;
-    log.info({ signal, graceMs: GRACE_MS }, 'shutting down');
-    const timer = setTimeout(() => {
-      log.warn('grace period over: exiting');
-      process.exit(0);
-    }, GRACE_MS);
-    timer.unref();
-    server.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'error while closing');
-        process.exit(1);
-      },
-    );
-  };
+  const shutdown = gracefulShutdown(server, config.shutdownGraceMs, log);
+  const stop = (signal: string) => void shutdown(signal);
   process.on('SIGTERM', () => stop('SIGTERM'));
   // A worker hears Ctrl-C from the terminal and the primary's SIGTERM: only the latter counts.
   process.on('SIGINT', () => (cluster.isWorker ? undefined : stop('SIGINT')));

@@ -4,6 +4,7 @@ import type { Config } from './config.js';
 import type { Pool } from './pool/pool.js';
 import type { RetryPolicy } from './pool/retry.js';
 import type { Masker } from './relay/mask.js';
+import type { OpenStreams } from './relay/open-streams.js';
 import type { Outbound } from './relay/outbound.js';
 import type { Store } from './store/types.js';
 
@@ -17,4 +18,6 @@ export interface Services {
   /** Masks pool keys and other key material in upstream error texts (src/relay/mask.ts). */
   masker: Masker;
   outbound: Outbound;
+  /** Streams and WebSockets open now: what a shutdown ends when its grace period is over. */
+  streams: OpenStreams;
 }

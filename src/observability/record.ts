@@ -7,6 +7,8 @@ export type Outcome =
   | 'client_aborted'
   | 'upstream_error'
   | 'stream_interrupted'
+  | 'shutdown_interrupted'
+  | 'shutting_down'
   | 'auth_failed'
   | 'forbidden'
   | 'bad_request'
@@ -81,6 +83,7 @@ const BY_CODE: Record<string, Outcome> = {
   upstream_unreachable: 'upstream_error',
   upstream_timeout: 'upstream_error',
   upstream_stream_interrupted: 'stream_interrupted',
+  shutting_down: 'shutting_down',
   unknown_url: 'not_found',
   not_found: 'not_found',
 };

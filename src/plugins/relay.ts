@@ -23,7 +23,7 @@ const NOTHING = { input: 0, cachedInput: 0, output: 0 };
 
 export async function relayPlugin(app: FastifyInstance, services: Services): Promise<void> {
   const { config, store, pool, retry, outbound, masker } = services;
-  const deps = { pool, retry, outbound, masker, timeouts: config.timeouts };
+  const deps = { pool, retry, outbound, masker, timeouts: config.timeouts, streams: services.streams };
   const objects: ObjectAccess = { owners: store.objectOwners, shareUnknown: config.pool.shareUnknownObjects };
   const quota = new QuotaGate({ store, prices: new PriceTable(config.prices), leaseMs: config.quota.leaseMs, log: services.log });
 

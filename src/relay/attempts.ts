@@ -23,6 +23,7 @@ import { type RelayResult, type ResponseTap, answerHeaders, deliverStream } from
 import { type Held, readBounded, writeHeld } from './held.js';
 import { upstreamRequestHeaders } from './headers.js';
 import type { Masker } from './mask.js';
+import type { OpenStreams } from './open-streams.js';
 import type { Outbound } from './outbound.js';
 import { writeError } from './respond.js';
 import { errorCode, mapUpstreamError } from './upstream-errors.js';
@@ -57,6 +58,8 @@ export interface RelayDeps {
   outbound: Outbound;
   masker: Masker;
   timeouts: Config['timeouts'];
+  /** Streams being delivered, for a shutdown to end (src/relay/open-streams.ts). */
+  streams?: OpenStreams;
 }
 
 export interface RelayOutcome extends RelayResult {
@@ -114,7 +117,7 @@ async function attempts(r: RelayRequest, deps: RelayDeps, failover: Failover, si
     }
 
     const { answer } = sent;
-    if (answer.status < 400) return deliver(answer, attempt, r, signal, started);
+    if (answer.status < 400) return deliver(answer, attempt, r, signal, started, deps.streams);
     const held = await hold(answer, ERROR_BODY_LIMIT, signal);
     if (signal.aborted) return aborted(attempt);
     const result: AttemptResult = { status: answer.status, headers: answer.headers, error: parseUpstreamError(held.bytes) };
@@ -176,12 +179,12 @@ function sendHeldError(r: RelayRequest, masker: Masker, answer: UpstreamAnswer, 
 }
 
 /** The answer the client gets: streamed, or (a list to filter) held and written whole. */
-async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest, signal: AbortSignal, started: number): Promise<Outcome> {
+async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest, signal: AbortSignal, started: number, streams?: OpenStreams): Promise<Outcome> {
   const choice = attempt.choice;
   const tap = r.tap?.(choice);
   const json = String(answer.headers['content-type'] ?? '').toLowerCase().includes('json');
   if (r.filterList && answer.status < 300 && json) return deliverList(answer, attempt, r, tap, signal, started);
-  const result = await deliverStream(answer, { res: r.res, requestId: r.requestId, extraHeaders: r.extraHeaders, tap, started });
+  const result = await deliverStream(answer, { res: r.res, requestId: r.requestId, extraHeaders: r.extraHeaders, tap, started, streams });
   if (result.outcome === 'client_aborted') attempt.finish({ clientAborted: true });
   else attempt.finish({ status: answer.status, headers: answer.headers, transportCode: result.error ? errorCode(result.error.cause) : undefined });
   return { ...result, choice };

@@ -2,11 +2,12 @@
 // the body chunk by chunk with backpressure both ways; the upstream is aborted the moment the
 // client goes away. Once this starts, bytes reach the client and the request is never retried.
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { GatewayError } from '../errors.js';
+import { type ErrorCode, GatewayError } from '../errors.js';
 import type { UpstreamAnswer } from './exchange.js';
 import { clientResponseHeaders, isEventStream } from './headers.js';
+import type { OpenStreams } from './open-streams.js';
 
-export type Outcome = 'ok' | 'client_aborted' | 'upstream_error' | 'stream_interrupted';
+export type Outcome = 'ok' | 'client_aborted' | 'upstream_error' | 'stream_interrupted' | 'shutdown_interrupted';
 
 export interface RelayResult {
   outcome: Outcome;
@@ -27,6 +28,8 @@ export interface Delivery {
   tap?: ResponseTap;
   /** `performance.now()` when the client's request began, for the time to first byte. */
   started: number;
+  /** Where the stream registers itself so a shutdown can end it (src/relay/open-streams.ts). */
+  streams?: OpenStreams;
 }
 
 export interface ResponseTap {
@@ -38,9 +41,9 @@ export interface ResponseTap {
   end(complete: boolean): void;
 }
 
-/** SSE error event for a stream the upstream broke off (CONTRACT.md, Errors). */
-function interruptionEvent(atEventBoundary: boolean): string {
-  const error = new GatewayError('upstream_stream_interrupted');
+/** SSE error event for a stream that ends early (CONTRACT.md, Errors): cut upstream, or a shutdown. */
+function interruptionEvent(atEventBoundary: boolean, code: ErrorCode = 'upstream_stream_interrupted'): string {
+  const error = new GatewayError(code);
   return `${atEventBoundary ? '' : '\n\n'}data: ${JSON.stringify(error.body())}\n\n`;
 }
 
@@ -76,6 +79,7 @@ function pump(answer: UpstreamAnswer, r: Delivery, sse: boolean): Promise<RelayR
     const finish = () => {
       if (done) return;
       done = true;
+      unregister?.();
       res.off('drain', onDrain);
       body.off('data', onData);
       r.tap?.end(result.outcome === 'ok');
@@ -90,6 +94,18 @@ function pump(answer: UpstreamAnswer, r: Delivery, sse: boolean): Promise<RelayR
       if (!res.write(chunk)) body.pause();
     };
     const onDrain = () => body.resume();
+    // A shutdown's grace period is over: SSE gets a last error event, anything else is cut, and the
+    // upstream is aborted; the tap is told the answer is incomplete, so what was streamed is charged.
+    const unregister = r.streams?.add(() => {
+      if (done) return;
+      result.outcome = 'shutdown_interrupted';
+      result.error = new GatewayError('shutting_down');
+      res.shouldKeepAlive = false;
+      if (sse && !res.writableEnded) res.end(interruptionEvent(atBoundary, 'shutting_down'));
+      else res.destroy();
+      body.destroy();
+      finish();
+    });
     body.on('data', onData);
     res.on('drain', onDrain);
     body.once('end', () => {

@@ -18,6 +18,7 @@ import type { Store } from '../store/types.js';
 import { Failover, type TriedKey, backoff, noKeyError, transportResult } from './failover.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { Masker } from './mask.js';
+import type { OpenStreams } from './open-streams.js';
 import type { Outbound } from './outbound.js';
 import { type Target, checkTarget } from './path.js';
 import { type UpgradeResult, upgradeUpstream } from './upstream-upgrade.js';
@@ -35,6 +36,7 @@ export interface UpgradeDeps {
   outbound: Outbound;
   log: Logger;
   newRequestId: () => string;
+  streams: OpenStreams;
 }
 
 /** A plain HTTP answer on the raw socket of a refused upgrade; the connection closes after it. */
@@ -81,8 +83,11 @@ function handshakeHead(headers: Record<string, string | string[] | undefined>, r
   return `${lines.join('\r\n')}\r\n\r\n`;
 }
 
-function join(client: Duplex, upstream: Duplex): void {
+function join(client: Duplex, upstream: Duplex, streams: OpenStreams): void {
+  // WebSocket frames are never decoded here, so a shutdown can only close the connection.
+  const unregister = streams.add(() => closeBoth());
   const closeBoth = () => {
+    unregister();
     client.destroy();
     upstream.destroy();
   };
@@ -193,7 +198,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       }
       socket.write(handshakeHead(opened.headers, requestId));
       if (head.length > 0) upstream.write(head);
-      join(socket, upstream);
+      join(socket, upstream, deps.streams);
       deps.log.info(
         { requestId, userId: caller.user.id, keyId: caller.key.id, poolKeyId: opened.choice.key.id, upstream: opened.choice.upstream.id, route: target.path, model, retries: tried.length },
         'websocket opened',
