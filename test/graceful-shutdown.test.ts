@@ -1,66 +1,26 @@
 // SIGTERM with requests in flight (RELIABILITY.md 37-39): no new connections, idle keep-alive
 // sockets closed at once, a stream that ends within the grace period ends whole, one that does not
 // gets a last SSE error event, every reservation settles, and the process exits 0.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { tmpdir } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Client, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeUpstream, sseEvents, startFakeUpstream } from '../src/dev/fake-upstream.js';
+import { type ChildGateway, startChildGateway } from './helpers/child-gateway.js';
 import { ADMIN_TOKEN, startGateway } from './helpers/gateway.js';
-import { captureLogLine, registerSecret } from './helpers/log-capture.js';
+import { registerSecret } from './helpers/log-capture.js';
 import { until } from './helpers/quota-fixture.js';
-import { type RedisServer, freePort, startRedis } from './helpers/redis-server.js';
+import { type RedisServer, startRedis } from './helpers/redis-server.js';
 
 const POOL_KEY = 'sk-pool-shutdown-test-000001';
-const REGISTER = fileURLToPath(new URL('./helpers/ts-register.mjs', import.meta.url));
-const ENTRY = fileURLToPath(new URL('./helpers/serve-process.ts', import.meta.url));
 const GRACE_MS = 1500;
 
 let redis: RedisServer;
 let fake: FakeUpstream;
 
-interface Served {
-  child: ChildProcess;
-  url: string;
-  logs: Array<Record<string, unknown>>;
-  exit: Promise<{ code: number | null; at: number }>;
-}
-
-async function serve(): Promise<Served> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', REGISTER, ENTRY], {
-    cwd: tmpdir(),
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      REDIS_URL: redis.url,
-      KEYRELAY_ADMIN_TOKEN: ADMIN_TOKEN,
-      KEYRELAY_SHUTDOWN_GRACE_MS: String(GRACE_MS),
-      OPENAI_API_KEYS: POOL_KEY,
-      KEYRELAY_UPSTREAM_URL: fake.baseUrl,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logs: Array<Record<string, unknown>> = [];
-  const exit = new Promise<{ code: number | null; at: number }>((resolve) => child.once('exit', (code) => resolve({ code, at: Date.now() })));
-  let carry = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (chunk: Buffer) => {
-      const lines = (carry + chunk.toString('utf8')).split('\n');
-      carry = lines.pop() ?? '';
-      for (const line of lines) {
-        if (!line.startsWith('{')) continue;
-        captureLogLine(line);
-        const entry = JSON.parse(line) as Record<string, unknown>;
-        logs.push(entry);
-        if (entry.msg === 'keyrelay listening') resolve();
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`keyrelay exited (${code}) before listening`)));
-  });
-  return { child, url: `http://127.0.0.1:${port}`, logs, exit };
+function serve(): Promise<ChildGateway> {
+  return startChildGateway(
+    { REDIS_URL: redis.url, KEYRELAY_SHUTDOWN_GRACE_MS: String(GRACE_MS), OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl },
+    { entry: 'serve' },
+  );
 }
 
 /** Opens a streamed chat request and resolves once its first event has arrived. */
@@ -156,7 +116,7 @@ describe('SIGTERM with two streams open and an idle connection', () => {
       error: { message: 'The gateway is shutting down. Retry the request.', type: 'server_error', param: null, code: 'shutting_down' },
     });
 
-    const exit = await served.exit;
+    const exit = await served.exited;
     expect(exit.code).toBe(0);
     expect(exit.at - sigterm).toBeLessThan(GRACE_MS + 3000);
     await idle.close();
@@ -189,7 +149,7 @@ describe('SIGTERM with two streams open and an idle connection', () => {
     await until(() => served.logs.some((l) => String(l.msg).startsWith('shutting down')), 'the first SIGTERM taken');
     served.child.kill('SIGTERM');
     expect(await long.ended).toContain('"code":"shutting_down"');
-    const exit = await served.exit;
+    const exit = await served.exited;
     expect(exit.code).toBe(0);
     expect(exit.at - sigterm).toBeLessThan(GRACE_MS);
   });

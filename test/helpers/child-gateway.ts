@@ -1,4 +1,5 @@
-// Spawns test/helpers/gateway-process.ts in a child `node` process and resolves once it listens.
+// Runs a gateway in a child `node` process and resolves once it listens. `gateway-process.ts`
+// starts one server; `serve-process.ts` runs `keyrelay serve` itself (signals, workers).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -8,15 +9,28 @@ import { captureLogLine } from './log-capture.js';
 export interface ChildGateway {
   url: string;
   pid: number;
+  child: ChildProcess;
+  /** Every log line the process wrote, parsed (each also goes to the secret scan). */
   logs: Array<Record<string, unknown>>;
+  /** Resolves with the exit code and when it came. */
+  exited: Promise<{ code: number | null; at: number }>;
   stop(): Promise<void>;
 }
 
-const REGISTER = fileURLToPath(new URL('./ts-register.mjs', import.meta.url));
-const ENTRY = fileURLToPath(new URL('./gateway-process.ts', import.meta.url));
+export interface ChildOptions {
+  entry?: 'gateway' | 'serve';
+  /** How many `keyrelay listening` lines to wait for (one per worker). */
+  listening?: number;
+}
 
-export function startChildGateway(env: Record<string, string>): Promise<ChildGateway> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', REGISTER, ENTRY], {
+const REGISTER = fileURLToPath(new URL('./ts-register.mjs', import.meta.url));
+const ENTRIES = {
+  gateway: fileURLToPath(new URL('./gateway-process.ts', import.meta.url)),
+  serve: fileURLToPath(new URL('./serve-process.ts', import.meta.url)),
+};
+
+export function startChildGateway(env: Record<string, string>, options: ChildOptions = {}): Promise<ChildGateway> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', REGISTER, ENTRIES[options.entry ?? 'gateway']], {
     // A directory without config/keyrelay.yaml: the child is configured by `env` alone.
     cwd: tmpdir(),
     env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', KEYRELAY_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
@@ -27,25 +41,29 @@ export function startChildGateway(env: Record<string, string>): Promise<ChildGat
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString('utf8');
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<{ code: number | null; at: number }>((resolve) => child.once('exit', (code) => resolve({ code, at: Date.now() })));
+  const wanted = options.listening ?? 1;
 
   return new Promise((resolve, reject) => {
     let carry = '';
+    let listening = 0;
     child.stdout?.on('data', (chunk: Buffer) => {
       const lines = (carry + chunk.toString('utf8')).split('\n');
       carry = lines.pop() ?? '';
       for (const line of lines) {
-        if (!line) continue;
+        if (!line.startsWith('{')) continue;
         captureLogLine(line);
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
-        if (entry.msg === 'keyrelay listening') {
+        if (entry.msg === 'keyrelay listening' && ++listening === wanted) {
           resolve({
             url: String(entry.url),
             pid: child.pid ?? 0,
+            child,
             logs,
+            exited,
             async stop() {
-              child.kill('SIGTERM');
+              if (child.exitCode === null) child.kill('SIGTERM');
               await exited;
             },
           });
