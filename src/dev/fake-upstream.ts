@@ -366,7 +366,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   };
   const port = Number(arg('--port') ?? 0);
   const upstream = await startFakeUpstream({ host: arg('--host'), port, record: false });
-  console.log(`fake upstream listening on ${upstream.baseUrl}`);
+  process.stdout.write(`fake upstream listening on ${upstream.baseUrl}\n`);
   const stop = (): void => void upstream.close().then(() => process.exit(0));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
