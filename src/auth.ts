@@ -38,9 +38,10 @@ function isPast(iso: string | undefined, now: number): boolean {
 /** Resolves the caller of a gateway key or throws the one 401 every failure shares. */
 export async function authenticate(store: Store, token: string | undefined, now = Date.now()): Promise<Caller> {
   if (token === undefined || !isGatewayKeyShape(token)) throw rejected();
-  const key = await store.findKeyByDigest(digestKey(token));
+  const found = await store.findCaller(digestKey(token));
+  const key = found?.key;
   if (!key || key.revokedAt !== undefined || isPast(key.expiresAt, now)) throw rejected();
-  const user = await store.getUser(key.userId);
+  const user = found.user;
   if (!user || isPast(user.expiresAt, now)) throw rejected();
   return { user, key };
 }

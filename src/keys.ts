@@ -1,5 +1,5 @@
 // Gateway keys: `sk-kr-` and 40 random base62 characters, kept only as a SHA-256 digest.
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 export const KEY_PREFIX = 'sk-kr-';
@@ -24,8 +24,9 @@ export function isGatewayKeyShape(value: string): boolean {
   return KEY_PATTERN.test(value);
 }
 
+/** One-shot `hash` (Node 20.12+): no Hash object per request. */
 export function digestKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+  return hash('sha256', key, 'hex');
 }
 
 export function displayPrefix(key: string): string {

@@ -170,7 +170,8 @@ keyrelay process are in \`bench/results/logs/\`. Close other work first: the loa
 fake upstream and the relay share the machine's cores, so anything else running moves the figures.
 `;
 
-export function renderMarkdown(result) {
+/** `analysis`: markdown placed after the targets (bench/analysis.md: where the time goes). */
+export function renderMarkdown(result, analysis) {
   const m = result.machine;
   const busy = Math.max(...m.loadAverage) > m.cores * 0.5;
   const parts = [
@@ -198,6 +199,7 @@ export function renderMarkdown(result) {
   if (workers) parts.push(`${workers}.`, '');
   const notes = [...unavailableLines(result), ...errorLines(result)];
   if (notes.length) parts.push('### Notes', '', ...notes.map((n) => `- ${n}`), '');
+  if (analysis) parts.push(analysis.trimEnd(), '');
   parts.push(HOW);
   return parts.join('\n');
 }

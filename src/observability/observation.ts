@@ -123,9 +123,28 @@ export class Observation {
     if (this.recorded) return;
     this.recorded = true;
     const offset = (this.relayStarted ?? this.started) - this.started;
+    // Spelled out rather than spread (this runs for every request); `end` and `base()` share no field.
     this.observability.record({
-      ...this.base(),
-      ...end,
+      requestId: this.requestId,
+      time: this.time,
+      method: this.method,
+      route: this.route,
+      model: this.model,
+      endUser: this.endUser,
+      userAgent: headerText(this.headers['user-agent']),
+      stream: this.stream,
+      bytesIn: this.bytesIn,
+      userId: end.userId,
+      keyId: end.keyId,
+      poolKeyId: end.poolKeyId,
+      upstream: end.upstream,
+      status: end.status,
+      tried: end.tried,
+      bytesOut: end.bytesOut,
+      tokens: end.tokens,
+      costMicros: end.costMicros,
+      errorCode: end.errorCode,
+      errorMessage: end.errorMessage,
       upstreamRequestId: this.upstreamRequestId,
       // The relay's own answers (no usable key, proxy down ...) say which in their code.
       outcome: end.outcome === 'upstream_error' && end.errorCode ? outcomeOf(end.status, end.errorCode) : end.outcome,

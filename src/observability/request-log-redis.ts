@@ -39,6 +39,8 @@ export function createRedisRequestLog(redis: ObservabilityRedis, capacity: numbe
     maxPending: Math.min(capacity, 10_000),
     maxBatch: 200,
     retryMs: 1000,
+    // Readers flush first (and the admin routes do), so waiting costs them nothing.
+    batchMs: 5,
     onError(err) {
       metrics.storeFailed('request_log');
       redis.failed(err, 'request log');

@@ -10,6 +10,8 @@ export interface WriterOptions<T> {
   maxBatch: number;
   /** Wait before trying again after a failed batch. */
   retryMs: number;
+  /** How long a record waits for others to go with it (one write for many requests). */
+  batchMs?: number;
   onError(err: unknown): void;
   onDrop(count: number): void;
   /** A batch went through (after failures: the backend is back). */
@@ -35,7 +37,7 @@ export class BackgroundWriter<T> {
     }
     this.pending.push(item);
     this.trim();
-    this.schedule(0);
+    this.schedule(this.options.batchMs ?? 0);
   }
 
   /** Tries to write what is pending now; resolves after one attempt, whether it worked or not. */
@@ -80,7 +82,7 @@ export class BackgroundWriter<T> {
     const run = this.drain().then((ok) => {
       this.running = undefined;
       if (!ok) this.schedule(this.options.retryMs);
-      else if (this.pending.length > 0) this.schedule(0);
+      else if (this.pending.length > 0) this.schedule(this.options.batchMs ?? 0);
     });
     this.running = run;
     return run;

@@ -43,6 +43,27 @@ export function countText(text: string): number {
   return text.length === 0 ? 0 : countTokens(text, { disallowedSpecial: new Set() });
 }
 
+// Prompts repeat from request to request (a system prompt, tool definitions, a conversation's
+// earlier turns): their counts are remembered, within a bound on the text kept.
+const REMEMBERED_TEXT_CHARS = 16 * 1024;
+const REMEMBERED_CHARS = 4 * 1024 * 1024;
+const remembered = new Map<string, number>();
+let rememberedChars = 0;
+
+function countPromptText(text: string): number {
+  if (text.length > REMEMBERED_TEXT_CHARS) return countText(text);
+  const known = remembered.get(text);
+  if (known !== undefined) return known;
+  const tokens = countText(text);
+  if (rememberedChars + text.length > REMEMBERED_CHARS) {
+    remembered.clear();
+    rememberedChars = 0;
+  }
+  remembered.set(text, tokens);
+  rememberedChars += text.length;
+  return tokens;
+}
+
 class Counter {
   tokens = 0;
   private budget = TOKENIZE_BUDGET;
@@ -54,7 +75,7 @@ class Counter {
       return;
     }
     this.budget -= s.length;
-    this.tokens += countText(s);
+    this.tokens += countPromptText(s);
   }
 
   /** Every string in the value, less ids, URLs and binary data. */

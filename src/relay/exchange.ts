@@ -33,6 +33,7 @@ export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOpt
     let written = false;
     let body: Readable | undefined;
     let settled = false;
+    let ended = false;
     const settle = (result: ExchangeResult) => {
       signal.removeEventListener('abort', onAbort);
       if (settled) return;
@@ -60,7 +61,9 @@ export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOpt
           read: () => c.resume(),
           // Whoever destroys the body (the client went away) ends the upstream request with it.
           destroy: (err, callback) => {
-            c.abort(err ?? new ClientAbortError());
+            // After the last byte (the stream destroys itself once read to its end) there is
+            // nothing left to abort, and an Error's stack is not free.
+            if (err || !ended) c.abort(err ?? new ClientAbortError());
             callback(err);
           },
         });
@@ -70,6 +73,7 @@ export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOpt
         if (body && !body.push(chunk)) c.pause();
       },
       onResponseEnd() {
+        ended = true;
         body?.push(null);
       },
       onResponseError(_c, error) {

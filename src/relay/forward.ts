@@ -63,7 +63,6 @@ export function deliverStream(answer: UpstreamAnswer, d: Delivery): Promise<Rela
   d.tap?.start(answer.status, answer.headers);
   const sse = isEventStream(answer.headers['content-type']);
   d.res.writeHead(answer.status, answerHeaders(answer, d));
-  if (sse) d.res.flushHeaders();
   return pump(answer, d, sse);
 }
 
@@ -108,6 +107,14 @@ function pump(answer: UpstreamAnswer, r: Delivery, sse: boolean): Promise<RelayR
     });
     body.on('data', onData);
     res.on('drain', onDrain);
+    // An SSE client (an SDK) waits for the headers, so they must not wait for a first event that
+    // is slow to come. But that event usually came in with them: written in this turn of the event
+    // loop, it carries the headers in the same write, one syscall instead of two.
+    if (sse) {
+      setImmediate(() => {
+        if (!done && result.bytesOut === 0 && !res.destroyed) res.flushHeaders();
+      });
+    }
     body.once('end', () => {
       res.end();
       finish();

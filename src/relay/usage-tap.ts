@@ -22,8 +22,45 @@ const TEXT_FLUSH_CHARS = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 const DATA = Buffer.from('data:');
 
+// Text of events not read at once is read when the stream ends without usage, or once this much
+// of it has waited this long (bounded memory per stream).
+const DEFERRED_BYTES = 8 * 1024;
+const DEFERRED_MS = 200;
+const USAGE_KEY = Buffer.from('"usage"');
+const FINISH_KEY = Buffer.from('"finish_reason"');
+
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isObjectStart = (byte: number | undefined): boolean => byte === 0x7b;
+const isNotNull = (byte: number | undefined): boolean => byte !== undefined && byte !== 0x6e;
+
+function skipSpace(buf: Buffer, i: number, end: number): number {
+  while (i < end && (buf[i] === 0x20 || buf[i] === 0x09 || buf[i] === 0x0a || buf[i] === 0x0d)) i++;
+  return i;
+}
+
+/**
+ * Whether the JSON text `json` has the key `key` (quotes included) with a value whose first byte
+ * passes `test`. Inside a JSON string every quote is escaped, so these bytes followed by a colon
+ * are a key; a false yes only costs a parse.
+ */
+function keyWithValue(json: Buffer, key: Buffer, test: (byte: number | undefined) => boolean): boolean {
+  const end = json.length;
+  for (let at = json.indexOf(key); at !== -1; at = json.indexOf(key, at + 1)) {
+    const colon = skipSpace(json, at + key.length, end);
+    if (json[colon] === 0x3a && test(json[skipSpace(json, colon + 1, end)])) return true;
+  }
+  return false;
+}
+
+function parseEvent(buf: Buffer, start: number, end: number): Json | undefined {
+  try {
+    const event: unknown = JSON.parse(buf.toString('utf8', start, end));
+    return isObject(event) ? event : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface Measured {
   usage: TokenUsage;
@@ -56,6 +93,10 @@ export class UsageTap implements ResponseTap {
   private textTokens = 0;
   private tail: Buffer[] = [];
   private tailBytes = 0;
+  /** Events whose text is not read yet, and text of later events, in stream order. */
+  private deferred: Array<Piece | string> = [];
+  private deferredBytes = 0;
+  private deferredSince = 0;
 
   private strip: boolean;
   private out: Piece[] = [];
@@ -117,6 +158,7 @@ export class UsageTap implements ResponseTap {
   measure(promptTokens: () => number): Measured | undefined {
     if (!this.started || this.status < 200 || this.status >= 300) return undefined;
     if (this.reported) return { usage: this.reported, estimated: false };
+    if (this.deferred.length > 0) this.readDeferred();
     if (this.textChars > 0) this.flushText();
     return { usage: { input: promptTokens(), cachedInput: 0, output: this.textTokens }, estimated: true };
   }
@@ -143,37 +185,67 @@ export class UsageTap implements ResponseTap {
     if (end - start < 7 || buf.compare(DATA, 0, 5, start, start + 5) !== 0) return false;
     const value = buf[start + 5] === 0x20 ? start + 6 : start + 5;
     if (buf[value] !== 0x7b) return false; // `[DONE]`, or not an object
-    let event: unknown;
-    try {
-      event = JSON.parse(buf.toString('utf8', value, end));
-    } catch {
+    const json = buf.subarray(value, end);
+    // A finished choice matters only to the rewrite (the usage chunk may come next).
+    if (!keyWithValue(json, USAGE_KEY, isObjectStart) && !(this.strip && keyWithValue(json, FINISH_KEY, isNotNull))) {
+      // Only its text can matter, and only if no usage comes: kept as it is, read if needed.
+      this.defer({ buf, start: value, end });
       return false;
     }
-    if (!isObject(event)) return false;
+    const event = parseEvent(buf, value, end);
+    if (!event) return false;
     const usage = eventUsage(event);
     if (usage) this.reported = usage;
-    this.collectText(event);
+    this.collectText(event, this.deferred.length === 0 ? this.addText : this.deferText);
     return Array.isArray(event.choices) && event.choices.length === 0 && isObject(event.usage);
   }
 
-  private collectText(event: Json): void {
+  private defer(piece: Piece): void {
+    const now = performance.now();
+    if (this.deferred.length === 0) this.deferredSince = now;
+    this.deferred.push(piece);
+    this.deferredBytes += piece.end - piece.start;
+    // A slow stream would hold its events' buffers for its whole life: read as they come instead.
+    if (this.deferredBytes > DEFERRED_BYTES || now - this.deferredSince > DEFERRED_MS) this.readDeferred();
+  }
+
+  private readonly deferText = (text: string): void => {
+    this.deferred.push(text);
+  };
+
+  /** Collects the text of the deferred events, in order, as if each had been read when it came. */
+  private readDeferred(): void {
+    const deferred = this.deferred;
+    this.deferred = [];
+    this.deferredBytes = 0;
+    for (const item of deferred) {
+      if (typeof item === 'string') {
+        this.addText(item);
+        continue;
+      }
+      const event = parseEvent(item.buf, item.start, item.end);
+      if (event) this.collectText(event, this.addText);
+    }
+  }
+
+  private collectText(event: Json, addText: (text: string) => void): void {
     const choices = event.choices;
     if (!Array.isArray(choices)) {
       // Responses, transcription, and other typed events stream their text as `delta`.
-      if (typeof event.delta === 'string') this.addText(event.delta);
+      if (typeof event.delta === 'string') addText(event.delta);
       return;
     }
     for (const choice of choices) {
       if (!isObject(choice)) continue;
-      if (typeof choice.text === 'string') this.addText(choice.text);
+      if (typeof choice.text === 'string') addText(choice.text);
       const delta = choice.delta;
       if (isObject(delta)) {
-        if (typeof delta.content === 'string') this.addText(delta.content);
-        if (typeof delta.refusal === 'string') this.addText(delta.refusal);
-        if (typeof delta.reasoning_content === 'string') this.addText(delta.reasoning_content);
+        if (typeof delta.content === 'string') addText(delta.content);
+        if (typeof delta.refusal === 'string') addText(delta.refusal);
+        if (typeof delta.reasoning_content === 'string') addText(delta.reasoning_content);
         if (Array.isArray(delta.tool_calls)) {
           for (const call of delta.tool_calls) {
-            if (isObject(call) && isObject(call.function) && typeof call.function.arguments === 'string') this.addText(call.function.arguments);
+            if (isObject(call) && isObject(call.function) && typeof call.function.arguments === 'string') addText(call.function.arguments);
           }
         }
       }
@@ -181,11 +253,11 @@ export class UsageTap implements ResponseTap {
     }
   }
 
-  private addText(text: string): void {
+  private readonly addText = (text: string): void => {
     this.textParts.push(text);
     this.textChars += text.length;
     if (this.textChars >= TEXT_FLUSH_CHARS) this.flushText();
-  }
+  };
 
   private flushText(): void {
     this.textTokens += countText(this.textParts.join(''));

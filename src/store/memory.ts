@@ -59,6 +59,13 @@ export function createMemoryStore(): Store {
       const key = id === undefined ? undefined : keys.get(id);
       return key && { ...key };
     },
+    async findCaller(digest) {
+      const id = byDigest.get(digest);
+      const key = id === undefined ? undefined : keys.get(id);
+      if (!key) return undefined;
+      const user = users.get(key.userId);
+      return { key: { ...key }, user: user && structuredClone(user) };
+    },
     async getKey(id) {
       const key = keys.get(id);
       return key && { ...key };

@@ -2,12 +2,14 @@
 // JSON values, the quota ledger as the Lua scripts of src/quota/scripts.ts. Every key of one user
 // carries the hash tag `{u:<id>}`, so each script's keys sit in one cluster slot. Any Redis
 // failure becomes 503 quota_backend_unavailable: the store fails closed, never open.
+import { Cluster } from 'ioredis';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import { levelAt, rateWindow } from '../quota/bucket.js';
 import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, SETTLED_MEMORY_MS, SWEEP_LIMIT } from '../quota/rules.js';
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from '../quota/windows.js';
 import { byCreation } from './memory.js';
+import { CallerCache, type FoundCaller } from './caller-cache.js';
 import { PendingSettles } from './pending-settles.js';
 import { redisKeyHealth, redisObjectOwners } from './redis-pool.js';
 import {
@@ -53,6 +55,8 @@ export function quotaKeys(userId: string, day: string, month: string): string[] 
   const q = `kr:${userTag(userId)}:q`;
   return [`${q}:d:${day}`, `${q}:m:${month}`, `${q}:rpm`, `${q}:tpm`, `${q}:held`, `${q}:leases`, `${q}:settled`];
 }
+
+const MAX_OWNERS = 100_000;
 
 const limitArg = (value: number | undefined): number => (value === undefined ? -1 : value);
 
@@ -111,6 +115,42 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     return raw === null ? undefined : (JSON.parse(raw) as T);
   }
 
+  // A digest names one key id and that key one user for as long as the key exists (ids are never
+  // reused): remembering the pair saves two of the three sequential reads of authentication
+  // without remembering anything that can change.
+  const owners = new Map<string, { id: string; userId: string }>();
+  function rememberOwner(digest: string, ids: { id: string; userId: string }): void {
+    if (owners.size >= MAX_OWNERS) owners.clear();
+    owners.set(digest, ids);
+  }
+
+  // One MGET on a single Redis; a cluster keeps the two keys in different slots, so two GETs
+  // (sent in one write by auto-pipelining).
+  const single = !(data instanceof Cluster);
+  async function getTwo<A, B>(a: string, b: string): Promise<[A | undefined, B | undefined]> {
+    const [rawA, rawB] = single ? await data.mget(a, b) : await Promise.all([data.get(a), data.get(b)]);
+    return [rawA == null ? undefined : (JSON.parse(rawA) as A), rawB == null ? undefined : (JSON.parse(rawB) as B)];
+  }
+
+  const callers = new CallerCache();
+  async function readCaller(digest: string): Promise<FoundCaller | undefined> {
+    const known = owners.get(digest);
+    if (known === undefined) {
+      const id = await data.get(digestKey(digest));
+      if (id === null) return undefined;
+      const key = await getJson<KeyRecord>(keyKey(id));
+      if (!key) return undefined;
+      rememberOwner(digest, { id, userId: key.userId });
+      return { key, user: await getJson<User>(userKey(key.userId)) };
+    }
+    const [key, user] = await getTwo<KeyRecord, User>(keyKey(known.id), userKey(known.userId));
+    if (!key) {
+      owners.delete(digest);
+      return undefined;
+    }
+    return { key, user };
+  }
+
   async function guard<T>(op: () => Promise<T>): Promise<T> {
     try {
       return await op();
@@ -141,13 +181,13 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
         if (!user) return undefined;
         const next: User = { ...user, ...patch, limits: patch.limits ?? user.limits };
         // XX: a user deleted meanwhile stays deleted.
-        if ((await data.set(userKey(id), JSON.stringify(next), 'XX')) !== 'OK') return undefined;
-        return next;
+        const written = await data.set(userKey(id), JSON.stringify(next), 'XX').finally(() => callers.clear());
+        return written === 'OK' ? next : undefined;
       }),
     deleteUser: (id) =>
       guard(async () => {
         // The user record goes first: from then on authentication fails for every key of theirs.
-        if ((await data.del(userKey(id))) === 0) return false;
+        if ((await data.del(userKey(id)).finally(() => callers.clear())) === 0) return false;
         await data.srem(USERS, id);
         const keyIds = await data.smembers(userKeysKey(id));
         const records = await Promise.all(keyIds.map((keyId) => getJson<KeyRecord>(keyKey(keyId))));
@@ -170,6 +210,15 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
         const id = await data.get(digestKey(digest));
         return id === null ? undefined : getJson<KeyRecord>(keyKey(id));
       }),
+    async findCaller(digest) {
+      const now = Date.now();
+      const cached = callers.get(digest, now);
+      if (cached) return cached;
+      const ticket = callers.ticket;
+      const found = await guard(() => readCaller(digest));
+      if (found) callers.set(digest, found, now, ticket);
+      return found;
+    },
     getKey: (id) => guard(() => getJson<KeyRecord>(keyKey(id))),
     listKeys: (userId) =>
       guard(async () => {
@@ -183,7 +232,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
         if (!key) return undefined;
         if (key.revokedAt === undefined) {
           key.revokedAt = at;
-          await data.set(keyKey(id), JSON.stringify(key), 'XX');
+          await data.set(keyKey(id), JSON.stringify(key), 'XX').finally(() => callers.clear());
         }
         return key;
       }),

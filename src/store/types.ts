@@ -153,6 +153,8 @@ export interface Store {
 
   createKey(key: KeyRecord): Promise<void>;
   findKeyByDigest(digest: string): Promise<KeyRecord | undefined>;
+  /** The key of a digest and its user (undefined when either is missing), read as currently stored. */
+  findCaller(digest: string): Promise<{ key: KeyRecord; user: User | undefined } | undefined>;
   getKey(id: string): Promise<KeyRecord | undefined>;
   listKeys(userId: string): Promise<KeyRecord[]>;
   /** Marks the key revoked; resolves the updated record, or undefined when there is none. */
