@@ -119,8 +119,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     masker: createMasker(pool.secrets()),
     outbound: createOutbound(config, log),
     streams: new OpenStreams(),
+    metrics: createMetrics({ userLabels: config.logging.userLabelsInMetrics }),
   };
-  const observability = createObservability(config, log, createMetrics({ userLabels: config.logging.userLabelsInMetrics }));
+  const observability = createObservability(config, log, services.metrics);
   let closing = false;
 
   const app = Fastify({

@@ -1,6 +1,7 @@
 // What the request path needs, built once at start and handed to each plugin.
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
+import type { Metrics } from './metrics.js';
 import type { Pool } from './pool/pool.js';
 import type { RetryPolicy } from './pool/retry.js';
 import type { Masker } from './relay/mask.js';
@@ -20,4 +21,5 @@ export interface Services {
   outbound: Outbound;
   /** Streams and WebSockets open now: what a shutdown ends when its grace period is over. */
   streams: OpenStreams;
+  metrics: Metrics;
 }

@@ -48,6 +48,10 @@ describe('Redis killed mid-traffic', () => {
       expect(answer.status).toBe(503);
       expect(answer.json.error.code).toBe('quota_backend_unavailable');
     }
+    // Each refused request counted a store failure (authentication or reservation) in /metrics.
+    const metrics = await (await fetch(`${gateway.url}/metrics`)).text();
+    const failures = [...metrics.matchAll(/^keyrelay_store_errors_total\{operation="(auth|reserve)"\} (\d+)$/gm)];
+    expect(failures.reduce((n, m) => n + Number(m[2]), 0)).toBeGreaterThanOrEqual(5);
     // The request admitted before the kill completes; its settle waits for Redis.
     release.open();
     expect((await inFlight).status).toBe(200);

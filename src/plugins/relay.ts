@@ -25,14 +25,23 @@ export async function relayPlugin(app: FastifyInstance, services: Services): Pro
   const { config, store, pool, retry, outbound, masker } = services;
   const deps = { pool, retry, outbound, masker, timeouts: config.timeouts, streams: services.streams };
   const objects: ObjectAccess = { owners: store.objectOwners, shareUnknown: config.pool.shareUnknownObjects };
-  const quota = new QuotaGate({ store, prices: new PriceTable(config.prices), leaseMs: config.quota.leaseMs, log: services.log });
+  const quota = new QuotaGate({
+    store,
+    prices: new PriceTable(config.prices),
+    leaseMs: config.quota.leaseMs,
+    log: services.log,
+    onStoreError: (operation) => services.metrics.storeFailed(operation),
+  });
 
   // Leave the body stream untouched for the handler.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
   app.addHook('onRequest', async (request) => {
-    request.caller = await authenticate(store, bearerToken(request.raw));
+    request.caller = await authenticate(store, bearerToken(request.raw)).catch((err: unknown) => {
+      if (err instanceof GatewayError && err.code === 'quota_backend_unavailable') services.metrics.storeFailed('auth');
+      throw err;
+    });
   });
 
   async function handler(request: FastifyRequest, reply: FastifyReply): Promise<void> {

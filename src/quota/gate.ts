@@ -17,6 +17,8 @@ export interface QuotaGateOptions {
   leaseMs: number;
   log: Logger;
   now?: () => number;
+  /** Told of each store call that failed (the `keyrelay_store_errors_total` metric). */
+  onStoreError?: (operation: 'reserve' | 'settle') => void;
 }
 
 /** An admitted request: what it holds, until it settles. */
@@ -127,15 +129,12 @@ export class QuotaGate {
     const tokens = prompt + output;
     const worstMicros = price ? costMicros(price, { input: prompt, cachedInput: 0, output }) : 0;
     const now = this.now();
-    const admission = await this.options.store.reserve({
-      userId: user.id,
-      requestId,
-      limits,
-      tokens,
-      micros: worstMicros,
-      now,
-      leaseMs: this.options.leaseMs,
-    });
+    const admission = await this.options.store
+      .reserve({ userId: user.id, requestId, limits, tokens, micros: worstMicros, now, leaseMs: this.options.leaseMs })
+      .catch((err: unknown) => {
+        this.options.onStoreError?.('reserve');
+        throw err;
+      });
     const headers = rateLimitHeaders(admission.rate);
     if (!admission.admitted) throw refusal(admission.denial, admission.retryAfterMs, headers, { tokens, micros: worstMicros }, now);
     return { reservation: admission.reservation, limits, price, headers };
@@ -161,6 +160,7 @@ export class QuotaGate {
         leaseMs: this.options.leaseMs,
       });
     } catch (err) {
+      this.options.onStoreError?.('settle');
       this.options.log.error({ err, requestId: ticket.reservation.requestId }, 'settle failed');
     }
     return charge;
