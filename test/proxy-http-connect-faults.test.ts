@@ -6,9 +6,10 @@ import { createServer } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
-import { type TestGateway, startGateway } from './helpers/gateway.js';
+import type { TestGateway } from './helpers/gateway.js';
 import { type TestHttpProxy, startHttpProxy, withCredentials } from './helpers/http-proxy.js';
 import { registerSecret } from './helpers/log-capture.js';
+import { PROXY_FAILED, PROXY_TIMEOUT, chat, gatewayVia as sharedGatewayVia } from './helpers/proxy-faults.js';
 
 const POOL_KEY = 'sk-pool-connect-faults-0123456789';
 const USER = 'relay-user';
@@ -17,13 +18,6 @@ const WRONG_PASSWORD = 'Wr0ng-Secret-Passw0rd!';
 registerSecret(POOL_KEY);
 registerSecret(PASSWORD);
 registerSecret(WRONG_PASSWORD);
-
-const PROXY_FAILED = {
-  error: { message: 'The outbound proxy failed.', type: 'server_error', param: null, code: 'upstream_proxy_error' },
-};
-const PROXY_TIMEOUT = {
-  error: { message: 'The outbound proxy did not answer in time.', type: 'server_error', param: null, code: 'upstream_proxy_error' },
-};
 
 let up: FakeUpstream;
 let proxy: TestHttpProxy;
@@ -45,24 +39,8 @@ beforeEach(() => {
   proxy.behaviour = 'tunnel';
 });
 
-async function gatewayVia(proxyUrl: string): Promise<{ gw: TestGateway; userKey: string }> {
-  const gw = await startGateway({
-    env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: up.baseUrl, KEYRELAY_PROXY: proxyUrl },
-    // A short connect deadline: the proxy that never answers must be given up on quickly.
-    config: { timeouts: { connectMs: 400, headersMs: 600_000, bodyIdleMs: 300_000 } },
-  });
-  gateways.push(gw);
-  return { gw, userKey: await gw.createUserKey('user') };
-}
-
-async function chat(gw: TestGateway, userKey: string, extra: object = {}) {
-  const res = await fetch(`${gw.baseUrl}/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${userKey}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], ...extra }),
-  });
-  const text = await res.text();
-  return { status: res.status, headers: Object.fromEntries(res.headers), text };
+function gatewayVia(proxyUrl: string) {
+  return sharedGatewayVia(gateways, { poolKey: POOL_KEY, upstreamUrl: up.baseUrl, proxyUrl });
 }
 
 /** The answer carries no credential of the proxy, in its body or its headers. */

@@ -5,8 +5,9 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
-import { type TestGateway, startGateway } from './helpers/gateway.js';
+import type { TestGateway } from './helpers/gateway.js';
 import { registerSecret } from './helpers/log-capture.js';
+import { PROXY_FAILED, PROXY_TIMEOUT, chat as sharedChat, gatewayVia as sharedGatewayVia } from './helpers/proxy-faults.js';
 import { type TestSocks5Server, startSocks5Server } from './helpers/socks5-server.js';
 
 const POOL_KEY = 'sk-pool-socks-faults-0123456789ab';
@@ -16,13 +17,6 @@ const WRONG_PASSWORD = 'Wr0ng-S0cks-Passw0rd!';
 registerSecret(POOL_KEY);
 registerSecret(PASSWORD);
 registerSecret(WRONG_PASSWORD);
-
-const PROXY_FAILED = {
-  error: { message: 'The outbound proxy failed.', type: 'server_error', param: null, code: 'upstream_proxy_error' },
-};
-const PROXY_TIMEOUT = {
-  error: { message: 'The outbound proxy did not answer in time.', type: 'server_error', param: null, code: 'upstream_proxy_error' },
-};
 
 let up: FakeUpstream;
 let socks: TestSocks5Server;
@@ -49,23 +43,13 @@ function socksUrl(port: number, password: string, scheme = 'socks5h'): string {
   return `${scheme}://${USER}:${encodeURIComponent(password)}@127.0.0.1:${port}`;
 }
 
-async function gatewayVia(proxyUrl: string, upstreamUrl = up.baseUrl): Promise<{ gw: TestGateway; userKey: string }> {
-  const gw = await startGateway({
-    env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: upstreamUrl, KEYRELAY_PROXY: proxyUrl },
-    config: { timeouts: { connectMs: 400, headersMs: 600_000, bodyIdleMs: 300_000 } },
-  });
-  gateways.push(gw);
-  return { gw, userKey: await gw.createUserKey('user') };
+function gatewayVia(proxyUrl: string, upstreamUrl = up.baseUrl) {
+  return sharedGatewayVia(gateways, { poolKey: POOL_KEY, upstreamUrl, proxyUrl });
 }
 
+/** A chat call whose answer must carry no credential of the proxy, in its body or its headers. */
 async function chat(gw: TestGateway, userKey: string) {
-  const res = await fetch(`${gw.baseUrl}/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${userKey}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
-  });
-  const text = await res.text();
-  const answer = { status: res.status, headers: Object.fromEntries(res.headers), text };
+  const answer = await sharedChat(gw, userKey);
   expect(JSON.stringify(answer)).not.toContain(PASSWORD);
   expect(JSON.stringify(answer)).not.toContain(WRONG_PASSWORD);
   return answer;
