@@ -1,7 +1,16 @@
 // Builds the Fastify app from its plugins in an explicit order. Listening is server.ts's job.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyServerOptions,
+} from 'fastify';
 import type { Logger } from 'pino';
 import type { Caller } from './auth.js';
 import type { Config } from './config.js';
@@ -16,8 +25,10 @@ import { relayPlugin } from './plugins/relay.js';
 import type { HealthRecord } from './pool/health-sync.js';
 import { Pool } from './pool/pool.js';
 import { RetryPolicy } from './pool/retry.js';
+import { createLane } from './relay/lane.js';
 import { createMasker } from './relay/mask.js';
 import { OpenStreams } from './relay/open-streams.js';
+import { createRelayRoute } from './relay/route.js';
 import { createOutbound } from './relay/outbound.js';
 import { type Target, checkTarget } from './relay/path.js';
 import { createUpgradeHandler } from './relay/websocket.js';
@@ -64,6 +75,30 @@ function toGatewayError(err: FastifyError | GatewayError | Error): GatewayError 
     return new GatewayError('invalid_request', { message: fe.message, cause: err });
   }
   return new GatewayError('internal_error', { cause: err });
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * The server Fastify would make (HTTP, or HTTPS with KEYRELAY_TLS_CERT/KEY), with the lane in
+ * front of Fastify's handler: `lane` takes the API requests it can (src/relay/lane.ts).
+ */
+function serverWithLane(config: Config, lane: () => ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined) {
+  return (handler: Handler, options: FastifyServerOptions) => {
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+      if (!lane()?.(req, res)) handler(req, res);
+    };
+    // Room for an oversized Authorization header to reach the 401 of RELIABILITY.md case 1.
+    const http = { maxHeaderSize: 64 * 1024 };
+    const server = config.tls
+      ? createTlsServer({ ...http, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, onRequest)
+      : createServer(http, onRequest);
+    // What Fastify sets on a server it makes itself, from its defaults.
+    server.keepAliveTimeout = options.keepAliveTimeout ?? 72_000;
+    server.requestTimeout = options.requestTimeout ?? 0;
+    server.setTimeout(options.connectionTimeout ?? 0);
+    return server;
+  };
 }
 
 function sendError(reply: FastifyReply, error: GatewayError, requestId: string): void {
@@ -122,7 +157,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     metrics: createMetrics({ userLabels: config.logging.userLabelsInMetrics }),
   };
   const observability = createObservability(config, log, services.metrics);
+  const route = createRelayRoute(services);
   let closing = false;
+  const lane = createLane({ route, observability, log, isClosing: () => closing });
 
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -130,8 +167,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    // Room for an oversized Authorization header to reach the 401 of RELIABILITY.md case 1.
-    http: { maxHeaderSize: 64 * 1024 },
+    serverFactory: serverWithLane(config, () => lane),
     routerOptions: { maxParamLength: 2048 },
     return503OnClosing: false,
     // Errors Fastify raises before routing (a malformed URL, a bad header) get the same shape.
@@ -141,9 +177,6 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       reply.header('connection', 'close');
       sendError(reply, error, request.id);
     },
-    // KEYRELAY_TLS_CERT/KEY: serve HTTPS and WSS directly. Fastify's types tie `https` to a
-    // different server type; the request path is the same either way.
-    ...(config.tls ? { https: { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) } } : {}),
   }) as unknown as FastifyInstance;
 
   app.decorateRequest('target', null as unknown as Target);
@@ -178,7 +211,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(healthPlugin, { ...services, isClosing: () => closing });
   if (config.adminToken) await app.register(adminPlugin, { ...services, prefix: '/admin' });
   if (config.adminToken) await app.register(observabilityAdminPlugin, { config, observability, prefix: '/admin' });
-  await app.register(relayPlugin, services);
+  await app.register(relayPlugin, { route });
 
   const onUpgrade = createUpgradeHandler({ ...services, newRequestId: () => randomUUID() });
   app.server.on('upgrade', onUpgrade);

@@ -3,10 +3,11 @@
 import type { ServerResponse } from 'node:http';
 import { type GatewayError, errorBody } from '../errors.js';
 
-export function writeError(res: ServerResponse, error: GatewayError, requestId: string): void {
+/** Writes the error answer; returns its body's size (0 when it could only cut the connection). */
+export function writeError(res: ServerResponse, error: GatewayError, requestId: string): number {
   if (res.headersSent) {
     res.destroy();
-    return;
+    return 0;
   }
   const body = errorBody(error);
   // A request whose body was not read to its end cannot share its connection with the next one.
@@ -19,4 +20,5 @@ export function writeError(res: ServerResponse, error: GatewayError, requestId: 
     'x-keyrelay-request-id': requestId,
   });
   res.end(body);
+  return Buffer.byteLength(body);
 }
