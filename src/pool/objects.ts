@@ -139,8 +139,10 @@ export function idsInBody(body: unknown): string[] {
     if (!isObject(value)) return;
     // Evals' data sources name a file as {type: "file_id", id}.
     if (value.type === 'file_id') add(value.id);
-    for (const [field, child] of Object.entries(value)) {
+    // for-in over own data (parsed JSON has no inherited fields): no entries array per object.
+    for (const field in value) {
       if (OPAQUE_FIELDS.has(field)) continue;
+      const child = value[field];
       if (ID_FIELDS.has(field)) {
         if (typeof child === 'string') add(child);
         else if (Array.isArray(child)) child.forEach(add);

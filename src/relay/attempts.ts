@@ -17,6 +17,7 @@ import { type AttemptResult, parseUpstreamError } from '../pool/outcome.js';
 import type { Attempt, Pool, PoolChoice, SelectRequest } from '../pool/pool.js';
 import type { RetryPolicy } from '../pool/retry.js';
 import type { RequestBody } from './body.js';
+import { type AbortLike, ClientGone } from './client-gone.js';
 import { ClientAbortError, type UpstreamAnswer, exchange } from './exchange.js';
 import { Failover, type TriedKey, backoff, noKeyError, transportResult } from './failover.js';
 import { type RelayResult, type ResponseTap, answerHeaders, deliverStream } from './forward.js';
@@ -77,9 +78,9 @@ const ABORTED: Outcome = { outcome: 'client_aborted', status: 499, bytesOut: 0 }
 
 export async function relay(r: RelayRequest, deps: RelayDeps): Promise<RelayOutcome> {
   const started = performance.now();
-  const controller = new AbortController();
+  const gone = new ClientGone();
   const onClose = () => {
-    if (!r.res.writableFinished) controller.abort();
+    if (!r.res.writableFinished) gone.abort();
   };
   r.res.once('close', onClose);
   const failover = new Failover(deps.pool, deps.retry, {
@@ -89,14 +90,14 @@ export async function relay(r: RelayRequest, deps: RelayDeps): Promise<RelayOutc
     replayable: (written) => r.body.kind !== 'stream' || !written,
   });
   try {
-    const outcome = await attempts(r, deps, failover, controller.signal, started);
+    const outcome = await attempts(r, deps, failover, gone, started);
     return { ...outcome, attempts: failover.attempts, tried: failover.tried };
   } finally {
     r.res.off('close', onClose);
   }
 }
 
-async function attempts(r: RelayRequest, deps: RelayDeps, failover: Failover, signal: AbortSignal, started: number): Promise<Outcome> {
+async function attempts(r: RelayRequest, deps: RelayDeps, failover: Failover, signal: AbortLike, started: number): Promise<Outcome> {
   // What the client gets if no other key does better: the last failure, held back.
   let fallback: (() => Outcome) | undefined;
   for (;;) {
@@ -149,7 +150,7 @@ function upstreamRequest(r: RelayRequest, choice: PoolChoice, timeouts: Config['
 }
 
 /** Reads an answer whole (bounded); a client that goes away meanwhile aborts the upstream. */
-async function hold(answer: UpstreamAnswer, limit: number, signal: AbortSignal): Promise<Held> {
+async function hold(answer: UpstreamAnswer, limit: number, signal: AbortLike): Promise<Held> {
   const stop = () => answer.body.destroy(new ClientAbortError());
   signal.addEventListener('abort', stop, { once: true });
   try {
@@ -179,7 +180,7 @@ function sendHeldError(r: RelayRequest, masker: Masker, answer: UpstreamAnswer, 
 }
 
 /** The answer the client gets: streamed, or (a list to filter) held and written whole. */
-async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest, signal: AbortSignal, started: number, streams?: OpenStreams): Promise<Outcome> {
+async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest, signal: AbortLike, started: number, streams?: OpenStreams): Promise<Outcome> {
   const choice = attempt.choice;
   const tap = r.tap?.(choice);
   const json = String(answer.headers['content-type'] ?? '').toLowerCase().includes('json');
@@ -190,7 +191,7 @@ async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest
   return { ...result, choice };
 }
 
-async function deliverList(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest, tap: ResponseTap | undefined, signal: AbortSignal, started: number): Promise<Outcome> {
+async function deliverList(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest, tap: ResponseTap | undefined, signal: AbortLike, started: number): Promise<Outcome> {
   const held = await hold(answer, LIST_BODY_LIMIT, signal);
   if (signal.aborted) return aborted(attempt);
   attempt.finish({ status: answer.status, headers: answer.headers, transportCode: held.error ? errorCode(held.error) : undefined });

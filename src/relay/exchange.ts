@@ -6,6 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import type { AbortLike } from './client-gone.js';
 
 export interface UpstreamAnswer {
   status: number;
@@ -27,7 +28,7 @@ export class ClientAbortError extends Error {
 }
 
 /** Sends the request; resolves once the status and headers are in, or the exchange failed. */
-export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, signal: AbortSignal): Promise<ExchangeResult> {
+export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, signal: AbortLike): Promise<ExchangeResult> {
   return new Promise((resolve) => {
     let controller: Dispatcher.DispatchController | undefined;
     let written = false;

@@ -1,11 +1,11 @@
 // The keys one client request goes through: each attempt takes a key this request has not tried
 // yet, and a failed one is judged by the retry policy (src/pool/retry.ts) and its key set aside.
 // Shared by the HTTP relay (attempts.ts) and the WebSocket relay (websocket.ts).
-import { setTimeout as sleep } from 'node:timers/promises';
 import { GatewayError } from '../errors.js';
 import type { AttemptResult } from '../pool/outcome.js';
 import type { Attempt, Pool, SelectRequest, Selection } from '../pool/pool.js';
 import type { RetryDecision, RetryPolicy, RetryRun } from '../pool/retry.js';
+import type { AbortLike } from './client-gone.js';
 import { errorCode, proxyErrorOf } from './upstream-errors.js';
 
 /** One failed attempt, for the request's log line (never a secret: ids and codes only). */
@@ -70,8 +70,18 @@ export function transportResult(err: unknown): AttemptResult {
 }
 
 /** Waits out a retry's backoff; false when the client went away meanwhile. */
-export async function backoff(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (ms > 0) await sleep(ms, undefined, { signal }).catch(() => undefined);
+export async function backoff(ms: number, signal: AbortLike): Promise<boolean> {
+  if (ms > 0 && !signal.aborted) {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
   return !signal.aborted;
 }
 

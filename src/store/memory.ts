@@ -11,6 +11,18 @@ export function byCreation<T extends { createdAt: string; id: string }>(a: T, b:
   return a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
+/** A user as kept here: frozen, so that a request may hold it without a copy of its own. */
+function kept(user: User): User {
+  const copy = structuredClone(user);
+  const freeze = (value: unknown): void => {
+    if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return;
+    for (const inner of Object.values(value)) freeze(inner);
+    Object.freeze(value);
+  };
+  freeze(copy);
+  return copy;
+}
+
 export function createMemoryStore(): Store {
   const users = new Map<string, User>();
   const keys = new Map<string, KeyRecord>();
@@ -23,7 +35,7 @@ export function createMemoryStore(): Store {
     kind: 'memory',
     async createUser(user) {
       if (users.has(user.id)) return false;
-      users.set(user.id, structuredClone(user));
+      users.set(user.id, kept(user));
       return true;
     },
     async getUser(id) {
@@ -36,7 +48,7 @@ export function createMemoryStore(): Store {
     async updateUser(id, patch: UserPatch) {
       const user = users.get(id);
       if (!user) return undefined;
-      const next: User = { ...user, ...patch, limits: patch.limits ?? user.limits };
+      const next = kept({ ...user, ...patch, limits: patch.limits ?? user.limits });
       users.set(id, next);
       return structuredClone(next);
     },
@@ -64,7 +76,8 @@ export function createMemoryStore(): Store {
       const key = id === undefined ? undefined : keys.get(id);
       if (!key) return undefined;
       const user = users.get(key.userId);
-      return { key: { ...key }, user: user && structuredClone(user) };
+      // Every request authenticates: the user is handed out frozen rather than copied.
+      return { key: { ...key }, user };
     },
     async getKey(id) {
       const key = keys.get(id);
