@@ -47,8 +47,9 @@ const FULL = {
   heldStreams: 1000,
   memoryWarmup: 20,
   cpuConnections: 16,
-  cpuJsonRequests: 3000,
-  cpuStreamRequests: 1500,
+  cpuWarmupRequests: 2000,
+  cpuJsonRequests: 6000,
+  cpuStreamRequests: 4000,
   warmUpMs: 1000,
 };
 const QUICK = {
@@ -63,6 +64,7 @@ const QUICK = {
   heldStreams: 50,
   memoryWarmup: 20,
   cpuConnections: 4,
+  cpuWarmupRequests: 50,
   cpuJsonRequests: 200,
   cpuStreamRequests: 100,
   warmUpMs: 200,

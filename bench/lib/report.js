@@ -97,7 +97,7 @@ function settingsLine(s) {
   return (
     `${s.connections} connections for ${s.rateMs / 1000} s per rate workload; concurrency 1 for ${s.sequentialMs / 1000} s; ` +
     `${s.ttfbStreams} paced streams over ${s.ttfbConnections} connections; ${n(s.heldStreams)} open streams; ` +
-    `${n(s.cpuJsonRequests)} JSON and ${n(s.cpuStreamRequests)} streamed requests for CPU`
+    `${n(s.cpuJsonRequests)} JSON and ${n(s.cpuStreamRequests)} streamed requests for CPU, after ${n(s.cpuWarmupRequests)} of each unmeasured`
   );
 }
 

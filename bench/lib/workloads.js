@@ -162,6 +162,10 @@ export const measure = {
       const requests = Math.max(1, r.requests);
       return { perRequest: (cpuMs(pids) - before) / requests, redisPerRequest: (cpuMs(redis) - redisBefore) / requests, errors: r.errors };
     };
+    // Warmed first, unmeasured: a target that sat idle through the memory workload may have had its
+    // compiled code dropped, and recompiling it is no part of what a request costs in steady use.
+    await loadgen.call('fixed', { spec: spec(target, 'json'), count: s.cpuWarmupRequests, connections: s.cpuConnections });
+    await loadgen.call('fixed', { spec: spec(target, 'stream'), count: s.cpuWarmupRequests, connections: s.cpuConnections });
     const json = await run('json', s.cpuJsonRequests);
     const stream = await run('stream', s.cpuStreamRequests);
     const notes = redis.length ? { redisCpuPerJsonMs: json.redisPerRequest, redisCpuPerStreamMs: stream.redisPerRequest } : undefined;
