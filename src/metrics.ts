@@ -1,22 +1,34 @@
 // Prometheus metrics (prom-client). Every label value is bounded: routes are reduced to a
 // template and capped, models are capped, user ids appear only when an operator enables them.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
 
 const LABEL_CAP = 200;
 const OTHER = 'other';
+// Raw paths remembered with their template; past this the memo starts over (ids in paths make
+// every path new, so it must not grow with them).
+const ROUTE_MEMO = 1000;
 // A segment made only of lower-case letters and underscores is a resource name
 // (`chat`, `completions`, `vector_stores`), as is an API version (`v1`); anything else is an id.
 const STATIC_SEGMENT = /^(?:[a-z_]+|v[0-9]+)$/;
 
-/** Keeps at most LABEL_CAP distinct values; the rest count as `other`. */
-class BoundedLabels {
-  private readonly seen = new Set<string>();
-  constructor(private readonly cap = LABEL_CAP) {}
-  label(value: string): string {
-    if (this.seen.has(value)) return value;
-    if (this.seen.size >= this.cap) return OTHER;
-    this.seen.add(value);
-    return value;
+/** Keeps at most `cap` distinct values, each with what is counted under it; the rest share the
+ * entry of `other`. A value's entry never changes once given (the set only grows), so callers may
+ * keep it. */
+class BoundedLabels<T> {
+  private readonly seen = new Map<string, T>();
+  private overflow: T | undefined;
+  constructor(
+    private readonly make: (label: string) => T,
+    private readonly cap = LABEL_CAP,
+  ) {}
+  get(value: string): T {
+    const known = this.seen.get(value);
+    if (known !== undefined) return known;
+    // A value spelled `other` that came in under the cap is the same series as the overflow.
+    if (this.seen.size >= this.cap) return (this.overflow ??= this.seen.get(OTHER) ?? this.make(OTHER));
+    const made = this.make(value);
+    this.seen.set(value, made);
+    return made;
   }
 }
 
@@ -32,45 +44,217 @@ export function routeTemplate(path: string): string {
 
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
+type Labels = Readonly<Record<string, string>>;
+
+interface Series {
+  readonly labels: Labels;
+  /** The metric's generation it was last listed in (a reset unlists every series). */
+  generation: number;
+}
+
+interface CounterSeries extends Series {
+  value: number;
+}
+
+interface HistogramSeries extends Series {
+  /** Observations per bucket, not cumulative; the last holds those above every bound. */
+  readonly buckets: number[];
+  sum: number;
+  count: number;
+}
+
+interface MetricValue {
+  value: number;
+  labels: Record<string, string | number>;
+  metricName?: string;
+}
+
+/**
+ * The counters and histograms every request moves. prom-client's own hash and check a label
+ * object on each call; a series here is found once, kept by the caller, and moved with a number
+ * add. The Registry renders them as it renders its own: on each scrape it reads a metric's name,
+ * help and type and the values of `get()`, in the shape prom-client's Counter and Histogram give
+ * (lib/registry.js), so /metrics reads the same, series in the order they were first moved.
+ */
+abstract class RequestPathMetric<S extends Series> {
+  readonly aggregator = 'sum';
+  abstract readonly type: 'counter' | 'histogram';
+  protected listed: S[] = [];
+  private generation = 0;
+
+  constructor(
+    // Not readonly: the Registry renames counters when it writes OpenMetrics.
+    public name: string,
+    readonly help: string,
+    registry: Registry,
+  ) {
+    // registerMetric is typed for prom-client's own classes; at run time it takes any object with
+    // a name and `get()` (lib/registry.js).
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  protected abstract values(): MetricValue[];
+
+  /** Lists the series on its first move after creation or a reset, as prom-client adds one. */
+  protected touch(series: S): void {
+    if (series.generation === this.generation) return;
+    series.generation = this.generation;
+    this.clear(series);
+    this.listed.push(series);
+  }
+
+  protected abstract clear(series: S): void;
+
+  async get(): Promise<{ name: string; help: string; type: string; values: MetricValue[]; aggregator: string }> {
+    return { name: this.name, help: this.help, type: this.type, values: this.values(), aggregator: this.aggregator };
+  }
+
+  reset(): void {
+    this.listed = [];
+    this.generation += 1;
+  }
+}
+
+// prom-client refuses a value that is not a finite number with this error.
+function finite(value: number): void {
+  if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`);
+}
+
+class RequestCounter extends RequestPathMetric<CounterSeries> {
+  readonly type = 'counter';
+
+  series(labels: Labels): CounterSeries {
+    return { labels, value: 0, generation: -1 };
+  }
+
+  inc(series: CounterSeries, value: number): void {
+    finite(value);
+    this.touch(series);
+    series.value += value;
+  }
+
+  protected clear(series: CounterSeries): void {
+    series.value = 0;
+  }
+
+  protected values(): MetricValue[] {
+    return this.listed.map((s) => ({ value: s.value, labels: s.labels }));
+  }
+}
+
+class RequestHistogram extends RequestPathMetric<HistogramSeries> {
+  readonly type = 'histogram';
+
+  constructor(
+    name: string,
+    help: string,
+    registry: Registry,
+    private readonly bounds: readonly number[],
+  ) {
+    super(name, help, registry);
+  }
+
+  series(labels: Labels): HistogramSeries {
+    return { labels, generation: -1, buckets: new Array<number>(this.bounds.length + 1).fill(0), sum: 0, count: 0 };
+  }
+
+  observe(series: HistogramSeries, value: number): void {
+    finite(value);
+    this.touch(series);
+    const bounds = this.bounds;
+    let i = 0;
+    while (i < bounds.length && value > (bounds[i] as number)) i++;
+    series.buckets[i] = (series.buckets[i] as number) + 1;
+    series.sum += value;
+    series.count += 1;
+  }
+
+  protected clear(series: HistogramSeries): void {
+    series.buckets.fill(0);
+    series.sum = 0;
+    series.count = 0;
+  }
+
+  /** Cumulative buckets, `+Inf`, sum and count per series, as prom-client's Histogram lists them. */
+  protected values(): MetricValue[] {
+    const out: MetricValue[] = [];
+    const bucket = `${this.name}_bucket`;
+    for (const s of this.listed) {
+      let acc = 0;
+      this.bounds.forEach((le, i) => {
+        acc += s.buckets[i] as number;
+        out.push({ value: acc, labels: { le, ...s.labels }, metricName: bucket });
+      });
+      out.push({ value: s.count, labels: { le: '+Inf', ...s.labels }, metricName: bucket });
+      out.push({ value: s.sum, labels: { ...s.labels }, metricName: `${this.name}_sum` });
+      out.push({ value: s.count, labels: { ...s.labels }, metricName: `${this.name}_count` });
+    }
+    return out;
+  }
+}
+
+/** The requests of one route template, by status and then outcome. */
+interface RouteSeries {
+  readonly route: string;
+  readonly byStatus: Map<number, Map<string, CounterSeries>>;
+}
+
+interface TokenSeries {
+  input?: CounterSeries;
+  output?: CounterSeries;
+}
+
+interface ModelSeries extends TokenSeries {
+  readonly model: string;
+  cost?: CounterSeries;
+  /** With user labels: the token series of each user. */
+  readonly byUser: Map<string, TokenSeries>;
+}
+
 export function createMetrics(options: { userLabels?: boolean } = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'keyrelay_' });
-  const routes = new BoundedLabels();
-  const models = new BoundedLabels();
-  const users = new BoundedLabels(1000);
 
-  const requests = new Counter({
-    name: 'keyrelay_requests_total',
-    help: 'Relayed requests by route template, status and outcome.',
-    labelNames: ['route', 'status', 'outcome'] as const,
-    registers: [registry],
-  });
-  const ttfb = new Histogram({
-    name: 'keyrelay_time_to_first_byte_seconds',
-    help: 'From the request reaching the gateway to the first answer byte sent to the client.',
-    labelNames: ['stream'] as const,
-    buckets: SECONDS,
-    registers: [registry],
-  });
-  const duration = new Histogram({
-    name: 'keyrelay_request_duration_seconds',
-    help: 'Whole request time, to the last answer byte.',
-    labelNames: ['stream'] as const,
-    buckets: SECONDS,
-    registers: [registry],
-  });
-  const tokens = new Counter({
-    name: 'keyrelay_tokens_total',
-    help: 'Tokens charged, by model and kind (input, output).',
-    labelNames: options.userLabels ? (['model', 'kind', 'user'] as const) : (['model', 'kind'] as const),
-    registers: [registry],
-  });
-  const cost = new Counter({
-    name: 'keyrelay_cost_usd_total',
-    help: 'Cost charged in US dollars, by model.',
-    labelNames: ['model'] as const,
-    registers: [registry],
-  });
+  const requests = new RequestCounter('keyrelay_requests_total', 'Relayed requests by route template, status and outcome.', registry);
+  const ttfb = new RequestHistogram(
+    'keyrelay_time_to_first_byte_seconds',
+    'From the request reaching the gateway to the first answer byte sent to the client.',
+    registry,
+    SECONDS,
+  );
+  const duration = new RequestHistogram('keyrelay_request_duration_seconds', 'Whole request time, to the last answer byte.', registry, SECONDS);
+  const tokens = new RequestCounter('keyrelay_tokens_total', 'Tokens charged, by model and kind (input, output).', registry);
+  const cost = new RequestCounter('keyrelay_cost_usd_total', 'Cost charged in US dollars, by model.', registry);
+
+  const routes = new BoundedLabels<RouteSeries>((route) => ({ route, byStatus: new Map() }));
+  const models = new BoundedLabels<ModelSeries>((model) => ({ model, byUser: new Map() }));
+  const users = new BoundedLabels<string>((user) => user, 1000);
+  // Raw path → its template's series: the template of a path seen before costs one lookup.
+  const routeMemo = new Map<string, RouteSeries>();
+  const timings = {
+    ttfb: [ttfb.series({ stream: 'false' }), ttfb.series({ stream: 'true' })] as const,
+    duration: [duration.series({ stream: 'false' }), duration.series({ stream: 'true' })] as const,
+  };
+
+  function routeSeries(path: string): RouteSeries {
+    let series = routeMemo.get(path);
+    if (series === undefined) {
+      series = routes.get(routeTemplate(path));
+      if (routeMemo.size >= ROUTE_MEMO) routeMemo.clear();
+      routeMemo.set(path, series);
+    }
+    return series;
+  }
+
+  function tokenSeries(series: TokenSeries, model: string, kind: 'input' | 'output', user: string | undefined): CounterSeries {
+    let found = series[kind];
+    if (found === undefined) {
+      found = tokens.series(user === undefined ? { model, kind } : { model, kind, user });
+      series[kind] = found;
+    }
+    return found;
+  }
+
   const quotaRejections = new Counter({
     name: 'keyrelay_quota_rejections_total',
     help: 'Requests refused by a limit, by code (rate_limit_exceeded, insufficient_quota, ...).',
@@ -107,19 +291,40 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
   return {
     registry,
     request(route: string, status: number, outcome: string): void {
-      requests.inc({ route: routes.label(routeTemplate(route)), status: String(status), outcome });
+      const byRoute = routeSeries(route);
+      let byOutcome = byRoute.byStatus.get(status);
+      if (byOutcome === undefined) {
+        byOutcome = new Map();
+        byRoute.byStatus.set(status, byOutcome);
+      }
+      let series = byOutcome.get(outcome);
+      if (series === undefined) {
+        series = requests.series({ route: byRoute.route, status: String(status), outcome });
+        byOutcome.set(outcome, series);
+      }
+      requests.inc(series, 1);
     },
     timing(stream: boolean, ttfbMs: number | undefined, durationMs: number): void {
-      const label = { stream: stream ? 'true' : 'false' };
-      if (ttfbMs !== undefined) ttfb.observe(label, ttfbMs / 1000);
-      duration.observe(label, durationMs / 1000);
+      const i = stream ? 1 : 0;
+      if (ttfbMs !== undefined) ttfb.observe(timings.ttfb[i], ttfbMs / 1000);
+      duration.observe(timings.duration[i], durationMs / 1000);
     },
     usage(model: string, input: number, output: number, usd: number, userId?: string): void {
-      const m = models.label(model);
-      const user = options.userLabels && userId !== undefined ? { user: users.label(userId) } : {};
-      if (input > 0) tokens.inc({ model: m, kind: 'input', ...user }, input);
-      if (output > 0) tokens.inc({ model: m, kind: 'output', ...user }, output);
-      if (usd > 0) cost.inc({ model: m }, usd);
+      const byModel = models.get(model);
+      let user: string | undefined;
+      let series: TokenSeries = byModel;
+      if (options.userLabels && userId !== undefined) {
+        user = users.get(userId);
+        let byUser = byModel.byUser.get(user);
+        if (byUser === undefined) {
+          byUser = {};
+          byModel.byUser.set(user, byUser);
+        }
+        series = byUser;
+      }
+      if (input > 0) tokens.inc(tokenSeries(series, byModel.model, 'input', user), input);
+      if (output > 0) tokens.inc(tokenSeries(series, byModel.model, 'output', user), output);
+      if (usd > 0) cost.inc((byModel.cost ??= cost.series({ model: byModel.model })), usd);
     },
     quotaRejected(code: string): void {
       quotaRejections.inc({ code });

@@ -17,6 +17,12 @@ describe('escapeText', () => {
     expect(escapeText('gpt-4o-mini für Zoë 🚀 数据', 100)).toBe('gpt-4o-mini für Zoë 🚀 数据');
   });
 
+  it('keeps printable ASCII up to the bound as it is, and escapes DEL, the first character past it', () => {
+    expect(escapeText('x'.repeat(200), 200)).toBe('x'.repeat(200));
+    expect(escapeText('x'.repeat(201), 200)).toBe(`${'x'.repeat(200)}…[201 chars]`);
+    expect(escapeText('~ ok\u007f', 100)).toBe('~ ok\\x7f');
+  });
+
   it('cuts a 100 KB value to the bound and says how long it was', () => {
     const out = escapeText('x'.repeat(100 * 1024), 200);
     expect(out).toBe(`${'x'.repeat(200)}…[102400 chars]`);

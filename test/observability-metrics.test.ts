@@ -1,11 +1,14 @@
 // GET /metrics: Prometheus text that a strict parser reads, whose counters move as requests pass:
 // requests by route, status and outcome; time-to-first-byte and duration histograms; tokens and
 // cost; quota rejections; in-flight requests and open streams; pool key states; retries. Label values stay
-// bounded: no user label unless enabled, ids in routes folded into a template.
+// bounded: no user label unless enabled, ids in routes folded into a template. The series every
+// request moves read exactly as prom-client's own Counter and Histogram would write them.
+import { Counter, Histogram, Registry } from 'prom-client';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_COMPLETION_TOKENS, promptTokens } from '../src/dev/fake-openai-answers.js';
 import { startFakeUpstream } from '../src/dev/fake-upstream.js';
+import { createMetrics, routeTemplate } from '../src/metrics.js';
 import { startGateway } from './helpers/gateway.js';
 import { type Family, parsePrometheusText, sampleValue } from './helpers/prometheus-text.js';
 import { registerSecret } from './helpers/log-capture.js';
@@ -120,5 +123,73 @@ describe('/metrics', () => {
       await gateway.close();
       await fake.close();
     }
+  });
+});
+
+describe('the series every request moves', () => {
+  const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+  it('read as the Counter and Histogram of prom-client write the same counts', async () => {
+    const metrics = createMetrics({ userLabels: true });
+    const help = new Map((await metrics.registry.getMetricsAsJSON()).map((m) => [m.name, m.help]));
+    const reference = new Registry();
+    const about = (name: string) => ({ name, help: help.get(name) ?? '', registers: [reference] });
+    const requests = new Counter({ ...about('keyrelay_requests_total'), labelNames: ['route', 'status', 'outcome'] });
+    const ttfb = new Histogram({ ...about('keyrelay_time_to_first_byte_seconds'), labelNames: ['stream'], buckets: SECONDS });
+    const duration = new Histogram({ ...about('keyrelay_request_duration_seconds'), labelNames: ['stream'], buckets: SECONDS });
+    const tokens = new Counter({ ...about('keyrelay_tokens_total'), labelNames: ['model', 'kind', 'user'] });
+    const cost = new Counter({ ...about('keyrelay_cost_usd_total'), labelNames: ['model'] });
+
+    const calls: Array<[string, number, string, boolean, number | undefined, number, string, number, number, number, string | undefined]> = [
+      ['/v1/chat/completions', 200, 'ok', false, 3.4, 4.1, 'gpt-4o-mini', 25, 12, 0.000011, 'alice'],
+      ['/v1/files/file-abc/content', 404, 'ok', true, 5, 5, 'gpt-4o', 0, 7, 0, undefined],
+      ['/v1/chat/completions', 200, 'ok', true, undefined, 301_000, 'gpt-4o-mini', 3, 0, 0.1 + 0.2, 'bob'],
+      ['/v1/files/file-def/content', 502, 'upstream_error', false, 1000, 2500.5, 'a "quoted"\\ model', 1, 1, 1e-7, 'alice'],
+      ['/v1/chat/completions', 200, 'ok', false, 0.001, 0.01, 'gpt-4o-mini', 4, 4, 0.000011, 'alice'],
+    ];
+    for (const [route, status, outcome, stream, ttfbMs, durationMs, model, input, output, usd, user] of calls) {
+      metrics.request(route, status, outcome);
+      metrics.timing(stream, ttfbMs, durationMs);
+      metrics.usage(model, input, output, usd, user);
+      requests.inc({ route: routeTemplate(route), status: String(status), outcome });
+      const label = { stream: String(stream) };
+      if (ttfbMs !== undefined) ttfb.observe(label, ttfbMs / 1000);
+      duration.observe(label, durationMs / 1000);
+      const by = user === undefined ? {} : { user };
+      if (input > 0) tokens.inc({ model, kind: 'input', ...by }, input);
+      if (output > 0) tokens.inc({ model, kind: 'output', ...by }, output);
+      if (usd > 0) cost.inc({ model }, usd);
+    }
+    for (const name of help.keys()) {
+      if (!reference.getSingleMetric(name)) continue;
+      expect(await metrics.registry.getSingleMetricAsString(name)).toBe(await reference.getSingleMetricAsString(name));
+    }
+    expect([...help.keys()].filter((name) => reference.getSingleMetric(name))).toHaveLength(5);
+  });
+
+  it('counts models past the cap as other, in one series with a model named other', async () => {
+    const metrics = createMetrics();
+    metrics.usage('other', 1, 0, 0);
+    for (let i = 0; i < 250; i++) metrics.usage(`model-${i}`, 1, 0, 0);
+    const samples = parsePrometheusText(await metrics.registry.metrics()).get('keyrelay_tokens_total')?.samples ?? [];
+    expect(samples).toHaveLength(200);
+    expect(samples.filter((s) => s.labels.model === 'other')).toEqual([{ name: 'keyrelay_tokens_total', labels: { model: 'other', kind: 'input' }, value: 52 }]);
+  });
+
+  it('starts each series again after a reset of the registry', async () => {
+    const metrics = createMetrics();
+    metrics.request('/v1/chat/completions', 200, 'ok');
+    metrics.timing(false, 1, 2);
+    metrics.registry.resetMetrics();
+    const empty = parsePrometheusText(await metrics.registry.metrics());
+    expect(empty.get('keyrelay_requests_total')?.samples).toEqual([]);
+    expect(empty.get('keyrelay_request_duration_seconds')?.samples).toEqual([]);
+    metrics.request('/v1/chat/completions', 200, 'ok');
+    metrics.timing(false, undefined, 20);
+    const again = parsePrometheusText(await metrics.registry.metrics());
+    expect(sampleValue(again, 'keyrelay_requests_total', CHAT_OK)).toBe(1);
+    expect(sampleValue(again, 'keyrelay_request_duration_seconds_bucket', { stream: 'false', le: '0.01' })).toBe(0);
+    expect(sampleValue(again, 'keyrelay_request_duration_seconds_bucket', { stream: 'false', le: '0.025' })).toBe(1);
+    expect(sampleValue(again, 'keyrelay_request_duration_seconds_sum', { stream: 'false' })).toBe(0.02);
   });
 });

@@ -123,6 +123,23 @@ describe('bounds', () => {
     expect(ids((await store.page({ limit: 100 })).data)).toEqual(['req-8', 'req-7', 'req-6', 'req-5', 'req-4']);
   });
 
+  it('memory gives an export the records it held when the export began, whatever comes after', async () => {
+    const store = createMemoryRequestLog(3);
+    for (let n = 1; n <= 3; n++) store.append(record(n));
+    const exported = store.scan({})[Symbol.asyncIterator]();
+    expect((await exported.next()).value?.requestId).toBe('req-1');
+    for (let n = 4; n <= 9; n++) store.append(record(n));
+    expect(ids(await collect({ [Symbol.asyncIterator]: () => exported }))).toEqual(['req-2', 'req-3']);
+    expect(ids(await collect(store.scan({})))).toEqual(['req-7', 'req-8', 'req-9']);
+  });
+
+  it('memory leaves out the fields a record holds as undefined', async () => {
+    const store = createMemoryRequestLog(3);
+    store.append({ ...record(1), model: undefined, tokens: undefined, costMicros: undefined });
+    const [kept] = (await store.page({ limit: 1 })).data;
+    expect(Object.keys(kept ?? {})).toEqual(['id', ...Object.keys(record(1))]);
+  });
+
   it('memory with a size of 0 keeps nothing', async () => {
     const store = createMemoryRequestLog(0);
     store.append(record(1));

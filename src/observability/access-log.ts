@@ -3,14 +3,17 @@
 // one line of bounded size whatever was sent.
 import type { Masker } from '../relay/mask.js';
 import { LIMITS, cleanText, escapeText } from './escape.js';
-import { type RequestRecord, microsToUsd } from './record.js';
+import { type RequestRecord, type TokenCounts, microsToUsd } from './record.js';
 
 const tenth = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : Math.round(ms * 10) / 10);
 
 /** The record with every free-text field escaped and bounded, error text masked, in the order a
- * reader scans a line: who, what, how it ended, how long, how much. */
+ * reader scans a line: who, what, how it ended, how long, how much. A field that is absent stays
+ * undefined, as a property: JSON leaves it out and the request log drops it when read
+ * (request-log.ts). One literal of one shape, rather than a copy of the set fields, which past a
+ * dozen keys made a slow dictionary of every record. */
 export function sanitize(record: RequestRecord, masker: Masker): RequestRecord {
-  const clean: RequestRecord = {
+  return {
     requestId: escapeText(record.requestId, LIMITS.id),
     upstreamRequestId: cleanText(record.upstreamRequestId, LIMITS.id),
     time: record.time,
@@ -39,14 +42,14 @@ export function sanitize(record: RequestRecord, masker: Masker): RequestRecord {
     requestBody: record.requestBody,
     responseBody: record.responseBody,
   };
-  // Copied rather than `delete`d: deleting turns an object into a slow dictionary for every later
-  // read, spread and JSON.stringify of it.
-  const kept: Record<string, unknown> = {};
-  for (const key in clean) {
-    const value = clean[key as keyof RequestRecord];
-    if (value !== undefined) kept[key] = value;
-  }
-  return kept as unknown as RequestRecord;
+}
+
+/** The counts and their total. Copied then added to: V8 (Node 20) makes `{ ...tokens, total }`, a
+ * spread followed by a property, tens of times slower. */
+function withTotal(tokens: TokenCounts): TokenCounts & { total: number } {
+  const out = Object.assign({}, tokens) as TokenCounts & { total: number };
+  out.total = tokens.input + tokens.output;
+  return out;
 }
 
 /** The fields of the line (pino adds level, time, service and msg). Bodies are never logged.
@@ -75,7 +78,7 @@ export function accessLine(record: RequestRecord): Record<string, unknown> {
     tried: record.tried,
     ttfbMs: record.ttfbMs,
     durationMs: record.durationMs,
-    tokens: tokens && { ...tokens, total: tokens.input + tokens.output },
+    tokens: tokens && withTotal(tokens),
     costUsd: costMicros === undefined ? undefined : microsToUsd(costMicros),
     costMicros,
     bytesIn: record.bytesIn,

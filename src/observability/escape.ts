@@ -27,6 +27,21 @@ function escapeCode(code: number): string {
   return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
 }
 
+// Any character outside printable ASCII sends a value to the careful path below.
+const NOT_PRINTABLE_ASCII = /[^\x20-\x7e]/;
+
+/** Nothing to escape: no character is unsafe or a surrogate (a pair is kept, a lone one is not).
+ * Most values are printable ASCII, which one regular expression settles; they are then kept as
+ * they are rather than copied a character at a time. */
+function isPlain(value: string): boolean {
+  if (!NOT_PRINTABLE_ASCII.test(value)) return true;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (isUnsafe(c) || isHigh(c) || isLow(c)) return false;
+  }
+  return true;
+}
+
 /** Field bounds, in characters of the escaped text. */
 export const LIMITS = {
   model: 200,
@@ -42,6 +57,7 @@ export const LIMITS = {
  * marker that says how long the original was. A surrogate pair is never split.
  */
 export function escapeText(value: string, max: number): string {
+  if (value.length <= max && isPlain(value)) return value;
   let out = '';
   let i = 0;
   while (i < value.length) {

@@ -26,6 +26,12 @@ export interface Observability {
   close(): Promise<void>;
 }
 
+/** The UTC day of an ISO 8601 time. The gateway's own times are `toISOString()` text, whose first
+ * ten characters are that day; any other form is parsed. */
+function dayOf(time: string): string {
+  return time.length === 24 && time.charCodeAt(10) === 0x54 && time.charCodeAt(23) === 0x5a ? time.slice(0, 10) : utcDay(Date.parse(time));
+}
+
 /** Only API requests are kept, counted and measured; other routes (admin, unknown URLs) are logged. */
 const isApiRoute = (route: string): boolean => route === '/v1' || route.startsWith('/v1/');
 
@@ -50,7 +56,7 @@ export function createObservability(config: Config, log: Logger, metrics: Metric
     const micros = record.costMicros ?? 0;
     if (tokens) metrics.usage(record.model ?? NO_MODEL, tokens.input, tokens.output, micros / 1_000_000, record.userId);
     if (record.userId === undefined) return;
-    const day = utcDay(Date.parse(record.time));
+    const day = dayOf(record.time);
     usage.add({
       day,
       user: record.userId,

@@ -68,28 +68,49 @@ export function stored(record: RequestRecord, id: string): StoredRecord {
   return record.costMicros === undefined ? { id, ...record } : { id, ...record, costUsd: record.costMicros / 1_000_000 };
 }
 
-/** A ring of the last `capacity` records. */
+/** `stored` for a record that may hold undefined fields (what the request path keeps): those are
+ * left out, as a record read back from JSON has none. */
+function storedDefined(record: RequestRecord, id: string): StoredRecord {
+  const out: Record<string, unknown> = { id };
+  for (const key in record) {
+    const value = record[key as keyof RequestRecord];
+    if (value !== undefined) out[key] = value;
+  }
+  if (record.costMicros !== undefined) out.costUsd = record.costMicros / 1_000_000;
+  return out as unknown as StoredRecord;
+}
+
+/** A ring of the last `capacity` records. Each is kept as it was appended with its id's two
+ * numbers beside it; the stored shape is made only for the entries a read returns. */
 export function createMemoryRequestLog(capacity: number, now: () => number = Date.now): RequestLogStore {
-  const ring: Array<StoredRecord | undefined> = new Array<StoredRecord | undefined>(capacity);
+  const ring: Array<RequestRecord | undefined> = new Array<RequestRecord | undefined>(capacity);
+  const msAt = new Float64Array(capacity);
+  const seqAt = new Float64Array(capacity);
   let head = 0; // where the next record goes
   let count = 0;
-  let last: EntryId = { ms: 0, seq: 0 };
+  let lastMs = 0;
+  let lastSeq = 0;
 
-  function nextId(): string {
-    const ms = now();
-    last = ms > last.ms ? { ms, seq: 0 } : { ms: last.ms, seq: last.seq + 1 };
-    return `${last.ms}-${last.seq}`;
+  /** Ring slots, newest first. */
+  function* newest(): Generator<number> {
+    for (let i = 1; i <= count; i++) yield (head - i + capacity) % capacity;
   }
 
-  /** Newest first. */
-  function* newest(): Generator<StoredRecord> {
-    for (let i = 1; i <= count; i++) yield ring[(head - i + capacity) % capacity] as StoredRecord;
-  }
+  const idAt = (slot: number): string => `${msAt[slot]}-${seqAt[slot]}`;
 
   return {
     append(record) {
       if (capacity === 0) return;
-      ring[head] = stored(record, nextId());
+      const ms = now();
+      if (ms > lastMs) {
+        lastMs = ms;
+        lastSeq = 0;
+      } else {
+        lastSeq += 1;
+      }
+      ring[head] = record;
+      msAt[head] = lastMs;
+      seqAt[head] = lastSeq;
       head = (head + 1) % capacity;
       count = Math.min(count + 1, capacity);
     },
@@ -97,20 +118,26 @@ export function createMemoryRequestLog(capacity: number, now: () => number = Dat
       const bound = query.before === undefined ? undefined : parseId(query.before);
       const data: StoredRecord[] = [];
       let more = false;
-      for (const entry of newest()) {
-        if (bound && compareIds(parseId(entry.id) as EntryId, bound) >= 0) continue;
-        if (!matches(entry, query)) continue;
+      for (const slot of newest()) {
+        if (bound && compareIds({ ms: msAt[slot] as number, seq: seqAt[slot] as number }, bound) >= 0) continue;
+        if (!matches(ring[slot] as RequestRecord, query)) continue;
         if (data.length === query.limit) {
           more = true;
           break;
         }
-        data.push(entry);
+        data.push(storedDefined(ring[slot] as RequestRecord, idAt(slot)));
       }
       return { data, next: more ? (data[data.length - 1]?.id ?? null) : null };
     },
     async *scan(filter) {
-      const all = [...newest()].reverse();
-      for (const entry of all) if (matches(entry, filter)) yield entry;
+      // Taken now: appends made while the export is being read reuse the oldest slots.
+      const slots = [...newest()].reverse();
+      const records = slots.map((slot) => ring[slot] as RequestRecord);
+      const ids = slots.map(idAt);
+      for (let i = 0; i < records.length; i++) {
+        const record = records[i] as RequestRecord;
+        if (matches(record, filter)) yield storedDefined(record, ids[i] as string);
+      }
     },
     async flush() {},
     async close() {},
