@@ -48,9 +48,10 @@ export function createRedisClient(target: RedisTarget, name: string, commandTime
     // A command that got no answer before the connection dropped has already failed its caller;
     // the store resends what must still happen (settles), idempotently, by itself.
     autoResendUnfulfilledCommands: false,
-    // Commands issued in one turn of the event loop (by concurrent requests, or a request's
-    // parallel reads) leave in one write: one syscall instead of one per command.
-    enableAutoPipelining: true,
+    // No auto-pipelining: it saves write syscalls, but its per-command bookkeeping costs more CPU
+    // than they do. Measured with the quota scripts (one reserve and one settle per request, 32 at a
+    // time): 72 µs of gateway CPU per pair with it, 60 µs without; one at a time, 216 µs and 132 µs.
+    enableAutoPipelining: false,
   };
   const client: RedisClient = target.clusterNodes?.length
     ? new Cluster(target.clusterNodes.map(nodeOf), {
