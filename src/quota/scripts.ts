@@ -9,6 +9,9 @@
 // Numbers handed to redis.call go through fmt(): Lua would print 15 digits and more in
 // exponent form, which HINCRBY and ZADD refuse or round.
 
+import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, SETTLED_MEMORY_MS, SWEEP_LIMIT } from './rules.js';
+import { WINDOW_GRACE_MS } from './windows.js';
+
 const COMMON = `
 local SCALE = 60000
 local now = tonumber(ARGV[2])
@@ -40,8 +43,8 @@ local HELD = '^(%-?%d+):(%-?%d+):([^:]+):([^:]+):(%d):(%d)$'
 
 /** ARGV: 1 id, 2 now, 3 tokens, 4 micros, 5 rpm, 6 tpm, 7 tokensPerDay, 8 tokensPerMonth,
  * 9 microsPerDay, 10 microsPerMonth, 11 maxConcurrent (-1: no limit), 12 day id, 13 month id,
- * 14 day end, 15 month end, 16 lease ms, 17 window grace ms, 18 settled memory ms,
- * 19 sweep limit, 20 concurrency retry ms, 21 blocked retry ms.
+ * 14 day end, 15 month end, 16 lease ms. The constants of rules.ts and windows.ts are written
+ * into the script's text: fewer arguments to encode on every call.
  * Returns {code, denial, retry ms, rpm level, tpm level}: code 1 admitted, 2 already held, 0 denied. */
 export const RESERVE_LUA = `${COMMON}
 local id = ARGV[1]
@@ -54,8 +57,8 @@ local monthId = ARGV[13]
 local dayEnd = tonumber(ARGV[14])
 local monthEnd = tonumber(ARGV[15])
 local leaseMs = tonumber(ARGV[16])
-local grace = tonumber(ARGV[17])
-local keep = leaseMs + tonumber(ARGV[18])
+local grace = ${WINDOW_GRACE_MS}
+local keep = leaseMs + ${SETTLED_MEMORY_MS}
 
 local rpmLevel = level(KEYS[3], rpm)
 local tpmLevel = level(KEYS[4], tpm)
@@ -63,7 +66,7 @@ if redis.call('HEXISTS', KEYS[5], id) == 1 then return {2, '', 0, rpmLevel, tpmL
 if redis.call('ZSCORE', KEYS[7], id) then return {0, 'settled', 0, rpmLevel, tpmLevel} end
 
 -- Leases whose holder never settled (a crashed process) are charged in full, as estimated.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', fmt(now), 'LIMIT', 0, tonumber(ARGV[19]))
+local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', fmt(now), 'LIMIT', 0, ${SWEEP_LIMIT})
 for _, eid in ipairs(expired) do
   local rec = redis.call('HGET', KEYS[5], eid)
   if rec then
@@ -99,16 +102,16 @@ if limit >= 0 and denies(limit - num(d[2]) - num(d[4]), micros) then return deni
 limit = tonumber(ARGV[10])
 if limit >= 0 and denies(limit - num(mo[2]) - num(mo[4]), micros) then return denied('usd_per_month', monthEnd - now) end
 limit = tonumber(ARGV[11])
-if limit >= 0 and redis.call('ZCARD', KEYS[6]) >= limit then return denied('max_concurrent', tonumber(ARGV[20])) end
+if limit >= 0 and redis.call('ZCARD', KEYS[6]) >= limit then return denied('max_concurrent', ${CONCURRENCY_RETRY_MS}) end
 if rpm >= 0 and rpmLevel < SCALE then
-  if rpm == 0 then return denied('rpm', tonumber(ARGV[21])) end
+  if rpm == 0 then return denied('rpm', ${BLOCKED_RETRY_MS}) end
   return denied('rpm', math.ceil((SCALE - rpmLevel) / rpm))
 end
 if tpm >= 0 then
-  if tokens > tpm then return denied('tpm_exceeded', tonumber(ARGV[21])) end
+  if tokens > tpm then return denied('tpm_exceeded', ${BLOCKED_RETRY_MS}) end
   local need = tokens * SCALE - tpmLevel
   if need > 0 then
-    if tpm == 0 then return denied('tpm', tonumber(ARGV[21])) end
+    if tpm == 0 then return denied('tpm', ${BLOCKED_RETRY_MS}) end
     return denied('tpm', math.ceil(need / tpm))
   end
 end
@@ -140,13 +143,13 @@ return {1, '', 0, rpmLevel, tpmLevel}
 /** ARGV: 1 id, 2 now, 3 tokens, 4 micros, 5 estimated (0/1), 6 give the request back (0/1:
  * it does not count, in the windows' request counts nor in the rpm bucket),
  * 7 rpm, 8 tpm (-1: no limit), 9 day counters expire at, 10 month counters expire at,
- * 11 lease ms, 12 settled memory ms. Returns 1 when it settled, 0 when it had already. */
+ * 11 lease ms. Returns 1 when it settled, 0 when it had already. */
 export const SETTLE_LUA = `${COMMON}
 local id = ARGV[1]
 local tokens = tonumber(ARGV[3])
 local rpm = tonumber(ARGV[7])
 local tpm = tonumber(ARGV[8])
-local memory = tonumber(ARGV[12])
+local memory = ${SETTLED_MEMORY_MS}
 if redis.call('ZSCORE', KEYS[7], id) then return 0 end
 
 local rec = redis.call('HGET', KEYS[5], id)

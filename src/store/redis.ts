@@ -6,7 +6,6 @@ import { Cluster } from 'ioredis';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import { levelAt, rateWindow } from '../quota/bucket.js';
-import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, SETTLED_MEMORY_MS, SWEEP_LIMIT } from '../quota/rules.js';
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from '../quota/windows.js';
 import { byCreation } from './memory.js';
 import { CallerCache, type FoundCaller } from './caller-cache.js';
@@ -19,6 +18,7 @@ import {
   createRedisClient,
   describeTarget,
   waitReady,
+  writeTogether,
 } from './redis-client.js';
 import type {
   Admission,
@@ -87,6 +87,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
 
   async function runSettle(input: SettleInput): Promise<void> {
     const r = input.reservation;
+    writeTogether(quota);
     await quota.krSettle(
       ...quotaKeys(r.userId, r.day, r.month),
       r.requestId,
@@ -100,7 +101,6 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
       windowEnd(r.day) + WINDOW_GRACE_MS,
       windowEnd(r.month) + WINDOW_GRACE_MS,
       input.leaseMs,
-      SETTLED_MEMORY_MS,
     );
   }
   const pending = new PendingSettles(runSettle, log);
@@ -244,6 +244,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
       const reservation = { userId: input.userId, requestId: input.requestId, tokens: input.tokens, micros: input.micros, day: day.id, month: month.id };
       let reply: unknown[];
       try {
+        writeTogether(quota);
         reply = await quota.krReserve(
           ...quotaKeys(input.userId, day.id, month.id),
           input.requestId,
@@ -262,11 +263,6 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
           day.end,
           month.end,
           input.leaseMs,
-          WINDOW_GRACE_MS,
-          SETTLED_MEMORY_MS,
-          SWEEP_LIMIT,
-          CONCURRENCY_RETRY_MS,
-          BLOCKED_RETRY_MS,
         );
       } catch (err) {
         // The script may have run (a timeout on a frozen Redis runs it once Redis thaws): release it
