@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics.js';
 import { type Masker, createMasker } from '../relay/mask.js';
 import { accessLine, sanitize } from './access-log.js';
 import { type BodyCapture, createBodyCapture } from './bodies.js';
+import { lineWriter } from './line-writer.js';
 import type { RequestRecord } from './record.js';
 import { createObservabilityRedis } from './redis.js';
 import { type RequestLogStore, createMemoryRequestLog } from './request-log.js';
@@ -42,6 +43,7 @@ export function createObservability(config: Config, log: Logger, metrics: Metric
   const requests = redis ? createRedisRequestLog(redis, size, metrics) : createMemoryRequestLog(size);
   const usage = redis ? createRedisUsage(redis, metrics) : createMemoryUsage();
   const models = new ModelCap();
+  const writeLine = lineWriter(log);
 
   function count(record: RequestRecord): void {
     // Reached an upstream: a key answered, or keys were tried and failed.
@@ -75,9 +77,7 @@ export function createObservability(config: Config, log: Logger, metrics: Metric
     record(raw) {
       try {
         const record = sanitize(raw, masker);
-        const line = accessLine(record);
-        if (record.status >= 500) log.warn(line, 'request');
-        else log.info(line, 'request');
+        writeLine(record.status >= 500 ? 'warn' : 'info', accessLine(record), 'request');
         if (!isApiRoute(raw.route)) return;
         requests.append(record);
         count(record);

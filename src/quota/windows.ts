@@ -16,27 +16,36 @@ export const WINDOW_GRACE_MS = 24 * 60 * 60 * 1000;
 
 const pad = (n: number): string => (n < 10 ? `0${n}` : String(n));
 
+// Every admission asks for the current day and month: the last answer holds until its window ends.
+let lastDay: Window | undefined;
+let lastMonth: Window | undefined;
+
 export function dayWindow(now: number): Window {
+  if (lastDay !== undefined && now >= lastDay.start && now < lastDay.end) return lastDay;
   const d = new Date(now);
-  const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
-  return {
+  lastDay = Object.freeze({
     id: `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`,
-    start,
+    start: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()),
     end: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1),
-  };
+  });
+  return lastDay;
 }
 
 export function monthWindow(now: number): Window {
+  if (lastMonth !== undefined && now >= lastMonth.start && now < lastMonth.end) return lastMonth;
   const d = new Date(now);
-  return {
+  lastMonth = Object.freeze({
     id: `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}`,
     start: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1),
     end: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1),
-  };
+  });
+  return lastMonth;
 }
 
 /** The end of the window an id names (a reservation remembers ids, and settles into them). */
 export function windowEnd(id: string): number {
+  if (id === lastDay?.id) return lastDay.end;
+  if (id === lastMonth?.id) return lastMonth.end;
   const [y = 0, m = 1, d] = id.split('-').map(Number);
   return d === undefined ? Date.UTC(y, m, 1) : Date.UTC(y, m - 1, d + 1);
 }

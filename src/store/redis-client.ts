@@ -84,17 +84,18 @@ export function createRedisClient(target: RedisTarget, name: string, commandTime
 }
 
 /**
- * Holds the client's writes until the end of this turn of the event loop, so that the commands of
- * concurrent requests leave in one syscall; cheaper than auto-pipelining (see above), which also
- * batches them but through a pipeline object per turn. Only a single Redis: a cluster client
- * writes to a connection per node.
+ * Holds the client's writes until the event loop has run this round's callbacks, so that the
+ * commands of requests handled in one round (admissions, settles) leave in one syscall: a write
+ * each costs more than the script it carries. Cheaper than auto-pipelining (see above), which
+ * batches through a pipeline object per turn. Only a single Redis: a cluster client writes to a
+ * connection per node.
  */
 export function writeTogether(client: RedisClient): void {
   if (client instanceof Cluster) return;
   const socket = client.stream as Socket | undefined;
   if (!socket || socket.writableCorked > 0) return;
   socket.cork();
-  process.nextTick(() => socket.uncork());
+  setImmediate(() => socket.uncork());
 }
 
 /** Resolves true once the client is ready, false after `ms` (the gateway starts either way). */
