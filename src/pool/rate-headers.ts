@@ -14,15 +14,25 @@ const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs'
 const GO_DURATION = /^(?:(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$/;
 const GO_PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g;
 
+// Every answer carries two resets, and the same few values come back again and again.
+const PARSED_MAX = 1000;
+const parsed = new Map<string, number | undefined>();
+
 /** A Go duration in ms (`1h2m3.5s` is 3,723,500), or undefined when it is not one. */
 export function parseGoDuration(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const value = text.trim();
   if (value === '0') return 0;
-  if (!GO_DURATION.test(value)) return undefined;
-  let ms = 0;
-  for (const [, amount, unit] of value.matchAll(GO_PART)) ms += Number(amount) * (UNIT_MS[unit as string] ?? 0);
-  return Number.isFinite(ms) ? ms : undefined;
+  if (parsed.has(value)) return parsed.get(value);
+  let ms: number | undefined;
+  if (GO_DURATION.test(value)) {
+    ms = 0;
+    for (const [, amount, unit] of value.matchAll(GO_PART)) ms += Number(amount) * (UNIT_MS[unit as string] ?? 0);
+    if (!Number.isFinite(ms)) ms = undefined;
+  }
+  if (parsed.size >= PARSED_MAX) parsed.clear();
+  parsed.set(value, ms);
+  return ms;
 }
 
 const SECONDS = /^\d+(?:\.\d+)?$/;
@@ -61,11 +71,17 @@ function whole(text: string | undefined): number | undefined {
   return Number(text);
 }
 
+const NAMES = {
+  requests: { limit: 'x-ratelimit-limit-requests', remaining: 'x-ratelimit-remaining-requests', reset: 'x-ratelimit-reset-requests' },
+  tokens: { limit: 'x-ratelimit-limit-tokens', remaining: 'x-ratelimit-remaining-tokens', reset: 'x-ratelimit-reset-tokens' },
+};
+
 function windowOf(headers: HeaderBag, kind: 'requests' | 'tokens', now: number): RateWindowSnapshot {
-  const reset = parseGoDuration(header(headers, `x-ratelimit-reset-${kind}`));
+  const names = NAMES[kind];
+  const reset = parseGoDuration(header(headers, names.reset));
   return {
-    limit: whole(header(headers, `x-ratelimit-limit-${kind}`)),
-    remaining: whole(header(headers, `x-ratelimit-remaining-${kind}`)),
+    limit: whole(header(headers, names.limit)),
+    remaining: whole(header(headers, names.remaining)),
     resetAt: reset === undefined ? undefined : now + reset,
   };
 }

@@ -157,10 +157,12 @@ export class MemoryLedger {
 
     const rpmLevel = limits.rpm === undefined ? undefined : levelAt(this.bucket(ledger, 'rpm', now), limits.rpm, now);
     const tpmLevel = limits.tpm === undefined ? undefined : levelAt(this.bucket(ledger, 'tpm', now), limits.tpm, now);
-    const rateOf = (rpm: number | undefined, tpm: number | undefined): RateState => ({
-      ...(rpm === undefined || limits.rpm === undefined ? {} : { requests: rateWindow(rpm, limits.rpm) }),
-      ...(tpm === undefined || limits.tpm === undefined ? {} : { tokens: rateWindow(tpm, limits.tpm) }),
-    });
+    const rateOf = (rpm: number | undefined, tpm: number | undefined): RateState => {
+      const rate: RateState = {};
+      if (rpm !== undefined && limits.rpm !== undefined) rate.requests = rateWindow(rpm, limits.rpm);
+      if (tpm !== undefined && limits.tpm !== undefined) rate.tokens = rateWindow(tpm, limits.tpm);
+      return rate;
+    };
 
     if (ledger.held.has(id)) return { admitted: true, reservation, rate: rateOf(rpmLevel, tpmLevel) };
     if (ledger.settled.has(id)) return { admitted: false, denial: 'settled', retryAfterMs: 0, rate: rateOf(rpmLevel, tpmLevel) };

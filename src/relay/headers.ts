@@ -43,8 +43,11 @@ const NOT_RETURNED = new Set([
   'content-length',
 ]);
 
+// What Connection says on nearly every request and answer: it names no header that is not dropped anyway.
+const NAMES_NOTHING_MORE = new Set(['keep-alive', 'close', 'Keep-Alive', 'Close']);
+
 function namedByConnection(value: string | string[] | undefined): Set<string> | undefined {
-  if (!value) return undefined;
+  if (!value || (typeof value === 'string' && NAMES_NOTHING_MORE.has(value))) return undefined;
   const names = (Array.isArray(value) ? value.join(',') : value).split(',');
   return new Set(names.map((n) => n.trim().toLowerCase()).filter(Boolean));
 }
@@ -84,19 +87,20 @@ export function clientResponseHeaders(
   requestId: string,
 ): OutgoingHttpHeaders {
   const dropped = namedByConnection(upstream.connection);
+  const stream = isEventStream(upstream['content-type']);
   const out: OutgoingHttpHeaders = {};
   for (const name in upstream) {
     const value = upstream[name];
     if (value === undefined) continue;
     if (HOP_BY_HOP.has(name) || NOT_RETURNED.has(name) || name.startsWith('x-ratelimit-')) continue;
+    // Skipped rather than deleted after: a delete turns the object into a slow dictionary.
+    if (stream && name === 'content-encoding') continue;
     if (dropped?.has(name)) continue;
     out[name] = value;
   }
-  const stream = isEventStream(upstream['content-type']);
   if (stream) {
     out['cache-control'] = 'no-cache';
     out['x-accel-buffering'] = 'no';
-    delete out['content-encoding'];
   } else if (upstream['content-length'] !== undefined && upstream['transfer-encoding'] === undefined) {
     out['content-length'] = upstream['content-length'] as string;
   }
