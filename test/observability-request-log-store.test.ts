@@ -9,7 +9,7 @@ import type { RequestRecord } from '../src/observability/record.js';
 import { createObservabilityRedis } from '../src/observability/redis.js';
 import { type RequestLogStore, createMemoryRequestLog } from '../src/observability/request-log.js';
 import { REQUEST_LOG_KEY, createRedisRequestLog } from '../src/observability/request-log-redis.js';
-import { type RedisServer, startRedis } from './helpers/redis-server.js';
+import { type RedisCluster, type RedisServer, startRedis, startRedisCluster } from './helpers/redis-server.js';
 import { parsePrometheusText, sampleValue } from './helpers/prometheus-text.js';
 
 function record(n: number, extra: Partial<RequestRecord> = {}): RequestRecord {
@@ -38,17 +38,18 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
 }
 
 let redis: RedisServer;
+let cluster: RedisCluster;
 const log = createLogger('silent');
 
 beforeAll(async () => {
-  redis = await startRedis();
+  [redis, cluster] = await Promise.all([startRedis(), startRedisCluster()]);
 });
 afterAll(async () => {
-  await redis.stop();
+  await Promise.all([redis.stop(), cluster.stop()]);
 });
 
-function redisLog(capacity: number, metrics = createMetrics()) {
-  const config = loadConfig({ KEYRELAY_CONFIG: undefined, REDIS_URL: redis.url });
+function redisLog(capacity: number, metrics = createMetrics(), env: Record<string, string> = { REDIS_URL: redis.url }) {
+  const config = loadConfig({ KEYRELAY_CONFIG: undefined, ...env });
   const connection = createObservabilityRedis(config, log);
   if (!connection) throw new Error('no redis connection');
   const store = createRedisRequestLog(connection, capacity, metrics);
@@ -69,6 +70,17 @@ const backends: Array<[string, (capacity: number) => Promise<{ store: RequestLog
     async (capacity) => {
       await redis.cli('DEL', REQUEST_LOG_KEY);
       return redisLog(capacity);
+    },
+  ],
+  [
+    'a redis cluster',
+    async (capacity) => {
+      const opened = redisLog(capacity, createMetrics(), { REDIS_CLUSTER_NODES: cluster.nodes.join(',') });
+      const connection = createObservabilityRedis(loadConfig({ KEYRELAY_CONFIG: undefined, REDIS_CLUSTER_NODES: cluster.nodes.join(',') }), log);
+      await connection?.ready();
+      await connection?.client.del(REQUEST_LOG_KEY);
+      await connection?.close();
+      return opened;
     },
   ],
 ];
