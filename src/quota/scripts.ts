@@ -204,3 +204,30 @@ end
 out[#out + 1] = redis.call('ZCOUNT', KEYS[5], '(' .. now, '+inf')
 return out
 `;
+
+/**
+ * A script above, run for several requests in one call: KEYS and ARGV hold `keys` keys and `args`
+ * arguments per request, one request after another; the answer lists each request's answer in
+ * order. Each request runs as it would alone, seeing the effects of those before it (the store
+ * sends a batch only for keys in one cluster slot: one user's, or any on a single Redis).
+ */
+export function batchOf(script: string, keys: number, args: number): string {
+  return `
+local function one(KEYS, ARGV)
+${script}
+end
+local out = {}
+for i = 0, #KEYS / ${keys} - 1 do
+  local k, a = {}, {}
+  for j = 1, ${keys} do k[j] = KEYS[i * ${keys} + j] end
+  for j = 1, ${args} do a[j] = ARGV[i * ${args} + j] end
+  out[i + 1] = one(k, a)
+end
+return out
+`;
+}
+
+export const RESERVE_KEYS = 7;
+export const RESERVE_ARGS = 16;
+export const SETTLE_KEYS = 7;
+export const SETTLE_ARGS = 11;

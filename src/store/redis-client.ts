@@ -5,12 +5,13 @@
 import { Cluster, Redis, type RedisOptions, type Result } from 'ioredis';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { RESERVE_LUA, SETTLE_LUA, USAGE_LUA } from '../quota/scripts.js';
+import { RESERVE_ARGS, RESERVE_KEYS, RESERVE_LUA, SETTLE_ARGS, SETTLE_KEYS, SETTLE_LUA, USAGE_LUA, batchOf } from '../quota/scripts.js';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    krReserve(...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
-    krSettle(...keysAndArgs: Array<string | number>): Result<number, Context>;
+    /** Batches (scripts.ts batchOf): the number of keys, the keys, the arguments. */
+    krReserve(numKeys: number, ...keysAndArgs: Array<string | number>): Result<unknown[][], Context>;
+    krSettle(numKeys: number, ...keysAndArgs: Array<string | number>): Result<number[], Context>;
     krUsage(...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
   }
 }
@@ -63,8 +64,8 @@ export function createRedisClient(target: RedisTarget, name: string, commandTime
       })
     : new Redis(target.url ?? '', { ...options, enableOfflineQueue: false, retryStrategy: reconnectDelay });
 
-  client.defineCommand('krReserve', { numberOfKeys: 7, lua: RESERVE_LUA });
-  client.defineCommand('krSettle', { numberOfKeys: 7, lua: SETTLE_LUA });
+  client.defineCommand('krReserve', { lua: batchOf(RESERVE_LUA, RESERVE_KEYS, RESERVE_ARGS) });
+  client.defineCommand('krSettle', { lua: batchOf(SETTLE_LUA, SETTLE_KEYS, SETTLE_ARGS) });
   client.defineCommand('krUsage', { numberOfKeys: 5, lua: USAGE_LUA, readOnly: true });
 
   // One line when Redis goes away and one when it is back, not one per reconnect attempt.
@@ -84,10 +85,8 @@ export function createRedisClient(target: RedisTarget, name: string, commandTime
 }
 
 /**
- * Holds the client's writes until the event loop has run this round's callbacks, so that the
- * commands of requests handled in one round (admissions, settles) leave in one syscall: a write
- * each costs more than the script it carries. Cheaper than auto-pipelining (see above), which
- * batches through a pipeline object per turn. Only a single Redis: a cluster client writes to a
+ * Holds the client's writes until the current callback is done, so that what it sends (the quota
+ * batches of a round) leaves in one syscall. Only a single Redis: a cluster client writes to a
  * connection per node.
  */
 export function writeTogether(client: RedisClient): void {
@@ -95,7 +94,7 @@ export function writeTogether(client: RedisClient): void {
   const socket = client.stream as Socket | undefined;
   if (!socket || socket.writableCorked > 0) return;
   socket.cork();
-  setImmediate(() => socket.uncork());
+  process.nextTick(() => socket.uncork());
 }
 
 /** Resolves true once the client is ready, false after `ms` (the gateway starts either way). */

@@ -10,6 +10,7 @@ import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from '../quota/win
 import { byCreation } from './memory.js';
 import { CallerCache, type FoundCaller } from './caller-cache.js';
 import { PendingSettles } from './pending-settles.js';
+import { ScriptBatch } from './script-batch.js';
 import { redisKeyHealth, redisObjectOwners } from './redis-pool.js';
 import {
   type RedisClient,
@@ -65,12 +66,6 @@ function unavailable(err: unknown): GatewayError {
   return new GatewayError('quota_backend_unavailable', { headers: { 'retry-after': '1' }, cause: err });
 }
 
-/** Redis answered, with an error: the command did not run. Anything else (a timeout, a dropped
- * connection) leaves open whether it ran. */
-function redisAnswered(err: unknown): boolean {
-  return err instanceof Error && err.name === 'ReplyError';
-}
-
 function rateOf(limits: QuotaLimits, rpmLevel: number, tpmLevel: number): RateState {
   const rate: RateState = {};
   if (limits.rpm !== undefined) rate.requests = rateWindow(rpmLevel, limits.rpm);
@@ -85,11 +80,16 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
   // Quota calls get a connection of their own, so that admin traffic never queues ahead of them.
   const quota = createRedisClient(options, 'quota', commandTimeoutMs, log);
 
+  // One script call per round of the event loop for the admissions, one for the settles (per
+  // user on a cluster, whose slots differ by user): src/store/script-batch.ts.
+  const cluster = quota instanceof Cluster;
+  const groupOf = (userId: string): string => (cluster ? userTag(userId) : '');
+  const reserves = new ScriptBatch<unknown[]>((n, keysAndArgs) => quota.krReserve(n, ...keysAndArgs), () => writeTogether(quota));
+  const settles = new ScriptBatch<number>((n, keysAndArgs) => quota.krSettle(n, ...keysAndArgs), () => writeTogether(quota));
+
   async function runSettle(input: SettleInput): Promise<void> {
     const r = input.reservation;
-    writeTogether(quota);
-    await quota.krSettle(
-      ...quotaKeys(r.userId, r.day, r.month),
+    await settles.add(groupOf(r.userId), quotaKeys(r.userId, r.day, r.month), [
       r.requestId,
       input.now,
       input.tokens,
@@ -101,7 +101,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
       windowEnd(r.day) + WINDOW_GRACE_MS,
       windowEnd(r.month) + WINDOW_GRACE_MS,
       input.leaseMs,
-    );
+    ]);
   }
   const pending = new PendingSettles(runSettle, log);
   quota.on('ready', () => pending.flush());
@@ -244,9 +244,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
       const reservation = { userId: input.userId, requestId: input.requestId, tokens: input.tokens, micros: input.micros, day: day.id, month: month.id };
       let reply: unknown[];
       try {
-        writeTogether(quota);
-        reply = await quota.krReserve(
-          ...quotaKeys(input.userId, day.id, month.id),
+        reply = await reserves.add(groupOf(input.userId), quotaKeys(input.userId, day.id, month.id), [
           input.requestId,
           now,
           input.tokens,
@@ -263,14 +261,15 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
           day.end,
           month.end,
           input.leaseMs,
-        );
+        ]);
       } catch (err) {
-        // The script may have run (a timeout on a frozen Redis runs it once Redis thaws): release it
-        // then. Settling is idempotent, and a reserve that arrives after this cancel is refused.
-        if (!redisAnswered(err)) {
-          const cancel = { reservation, limits, tokens: 0, micros: 0, estimated: false, refundRequest: true, now, leaseMs: input.leaseMs };
-          pending.add(cancel, now + input.leaseMs);
-        }
+        // The script may have run (a timeout on a frozen Redis runs it once Redis thaws), or run in
+        // part (an error raised inside a batch, such as a write refused for memory, ends it after
+        // the requests before it were reserved): release it then. Settling is idempotent, a settle
+        // of what was never reserved only marks the id settled, and a reserve that arrives after
+        // this cancel is refused.
+        const cancel = { reservation, limits, tokens: 0, micros: 0, estimated: false, refundRequest: true, now, leaseMs: input.leaseMs };
+        pending.add(cancel, now + input.leaseMs);
         throw unavailable(err);
       }
       const [code, denial, retryMs, rpmLevel, tpmLevel] = reply as [number, string, number, number, number];
