@@ -2,7 +2,7 @@
 // every workload on each, reports why any target could not run, and stops what it started.
 // Figures from a quick run mean nothing, so none is asserted; only that each one is there.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -72,3 +72,18 @@ describe('npm run bench --quick', () => {
     for (const log of Object.values(result.logs)) expect(log.leaksSecret).toBe(false);
   }, 180_000);
 });
+
+describe('bench/profile.js', () => {
+  it('measures CPU per request against the bare relay and summarises a profile of the measured window', async () => {
+    const profiles = join(dir, 'profiles');
+    const { stdout } = await run(process.execPath, ['bench/profile.js', '--store', 'memory', '--seconds', '1', '--rounds', '1', '--profile', profiles], {
+      timeout: 90_000,
+    });
+    expect(stdout).toMatch(/CPU per request, median: bare [0-9.]+ ms, keyrelay [0-9.]+ ms, keyrelay \/ bare [0-9.]+/);
+    expect(readdirSync(profiles).filter((f) => f.endsWith('.cpuprofile'))).toHaveLength(1);
+    // keyrelay's own code and the packages it uses show up by name.
+    expect(stdout).toContain('keyrelay relay');
+    expect(stdout).toContain('package undici');
+  }, 120_000);
+});
+

@@ -32,7 +32,8 @@ const BODIES = Object.fromEntries(
   ]),
 );
 
-function spec(target, bench) {
+/** The request of a workload (`json`, `stream`, `paced`, `hold`) against a target, as the load generator takes it. */
+export function requestSpec(target, bench) {
   const expectBytes = bench === 'json' ? target.expect?.json : bench === 'hold' ? undefined : target.expect?.stream;
   return {
     origin: target.origin,
@@ -44,7 +45,7 @@ function spec(target, bench) {
 }
 
 async function post(target, bench) {
-  const s = spec(target, bench);
+  const s = requestSpec(target, bench);
   const res = await fetch(`${s.origin}${s.path}`, { method: 'POST', headers: s.headers, body: s.body });
   return { status: res.status, type: res.headers.get('content-type') ?? '', bytes: Buffer.from(await res.arrayBuffer()) };
 }
@@ -84,25 +85,25 @@ async function steadyRss(pids) {
 export const measure = {
   async json(target, loadgen, s) {
     const before = cpuMs([loadgen.pid]);
-    const r = await loadgen.call('rate', { spec: spec(target, 'json'), connections: s.connections, warmupMs: s.warmupMs, durationMs: s.rateMs });
+    const r = await loadgen.call('rate', { spec: requestSpec(target, 'json'), connections: s.connections, warmupMs: s.warmupMs, durationMs: s.rateMs });
     const loadgenCpu = (cpuMs([loadgen.pid]) - before) / (s.warmupMs + s.rateMs);
     return { metrics: { jsonRps: r.rps }, errors: r.errors, notes: { loadgenCpu } };
   },
 
   async stream(target, loadgen, s) {
     const before = cpuMs([loadgen.pid]);
-    const r = await loadgen.call('rate', { spec: spec(target, 'stream'), connections: s.connections, warmupMs: s.warmupMs, durationMs: s.rateMs });
+    const r = await loadgen.call('rate', { spec: requestSpec(target, 'stream'), connections: s.connections, warmupMs: s.warmupMs, durationMs: s.rateMs });
     const loadgenCpu = (cpuMs([loadgen.pid]) - before) / (s.warmupMs + s.rateMs);
     return { metrics: { streamRps: r.rps }, errors: r.errors, notes: { loadgenCpu } };
   },
 
   async sequential(target, loadgen, s) {
-    const r = await loadgen.call('sequence', { spec: spec(target, 'json'), warmup: s.sequentialWarmup, durationMs: s.sequentialMs });
+    const r = await loadgen.call('sequence', { spec: requestSpec(target, 'json'), warmup: s.sequentialWarmup, durationMs: s.sequentialMs });
     return { metrics: { seqP50Ms: r.p50, seqP99Ms: r.p99 }, errors: r.errors, notes: { samples: r.count } };
   },
 
   async ttfb(target, loadgen, s) {
-    const r = await loadgen.call('ttfb', { spec: spec(target, 'paced'), count: s.ttfbStreams, connections: s.ttfbConnections });
+    const r = await loadgen.call('ttfb', { spec: requestSpec(target, 'paced'), count: s.ttfbStreams, connections: s.ttfbConnections });
     return { metrics: { ttfbP50Ms: r.p50, ttfbP99Ms: r.p99 }, errors: r.errors, notes: { samples: r.count } };
   },
 
@@ -112,7 +113,7 @@ export const measure = {
     const fresh = await target.fresh(round + 1);
     if (fresh.status !== 'ok') throw new Error(fresh.reason);
     fresh.expect = target.expect;
-    const hold = (count) => loadgen.call('hold', { spec: spec(fresh, 'hold'), count, batch: 100 });
+    const hold = (count) => loadgen.call('hold', { spec: requestSpec(fresh, 'hold'), count, batch: 100 });
     const collected = async () => {
       const urls = fresh.inspectorUrls();
       if (urls.length === 0) throw new Error(`${fresh.label}: no inspector to collect garbage with`);
@@ -126,7 +127,7 @@ export const measure = {
     };
     try {
       for (const bench of ['json', 'stream']) {
-        await loadgen.call('fixed', { spec: spec(fresh, bench), count: s.memoryWarmup, connections: 4 });
+        await loadgen.call('fixed', { spec: requestSpec(fresh, bench), count: s.memoryWarmup, connections: 4 });
       }
       const idle = await collected();
       // The first fifth absorbs what a process allocates once when it starts serving streams (code,
@@ -158,14 +159,14 @@ export const measure = {
       const pids = target.pids();
       const before = cpuMs(pids);
       const redisBefore = cpuMs(redis);
-      const r = await loadgen.call('fixed', { spec: spec(target, bench), count, connections: s.cpuConnections });
+      const r = await loadgen.call('fixed', { spec: requestSpec(target, bench), count, connections: s.cpuConnections });
       const requests = Math.max(1, r.requests);
       return { perRequest: (cpuMs(pids) - before) / requests, redisPerRequest: (cpuMs(redis) - redisBefore) / requests, errors: r.errors };
     };
     // Warmed first, unmeasured: a target that sat idle through the memory workload may have had its
     // compiled code dropped, and recompiling it is no part of what a request costs in steady use.
-    await loadgen.call('fixed', { spec: spec(target, 'json'), count: s.cpuWarmupRequests, connections: s.cpuConnections });
-    await loadgen.call('fixed', { spec: spec(target, 'stream'), count: s.cpuWarmupRequests, connections: s.cpuConnections });
+    await loadgen.call('fixed', { spec: requestSpec(target, 'json'), count: s.cpuWarmupRequests, connections: s.cpuConnections });
+    await loadgen.call('fixed', { spec: requestSpec(target, 'stream'), count: s.cpuWarmupRequests, connections: s.cpuConnections });
     const json = await run('json', s.cpuJsonRequests);
     const stream = await run('stream', s.cpuStreamRequests);
     const notes = redis.length ? { redisCpuPerJsonMs: json.redisPerRequest, redisCpuPerStreamMs: stream.redisPerRequest } : undefined;
@@ -180,6 +181,6 @@ export const measure = {
 /** A short run of both rate workloads, so the JIT and connection pools are warm before round 1. */
 export async function warmUp(target, loadgen, s) {
   for (const bench of ['json', 'stream']) {
-    await loadgen.call('rate', { spec: spec(target, bench), connections: s.connections, warmupMs: 0, durationMs: s.warmUpMs });
+    await loadgen.call('rate', { spec: requestSpec(target, bench), connections: s.connections, warmupMs: 0, durationMs: s.warmUpMs });
   }
 }

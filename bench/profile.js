@@ -1,0 +1,108 @@
+// Where keyrelay's CPU goes, next to the bare relay: steady-state CPU per request of each, over
+// rounds in turn, and (with --profile) a V8 CPU profile of keyrelay over the measured window only,
+// summarised by package and by function. What bench/analysis.md is written from.
+//
+//   node bench/profile.js [--store memory|redis] [--workload json|stream] [--seconds N]
+//                         [--rounds N] [--connections N] [--profile DIR]
+//
+// Builds nothing: run `npm run build` first. Uses 127.0.0.1 only and stops all it started.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { killAllNow, stopAll } from './lib/children.js';
+import { startLoadgen } from './lib/loadgen-client.js';
+import { cpuMs } from './lib/proc.js';
+import { summariseProfile } from './lib/profile-summary.js';
+import { startRedis } from './lib/redis.js';
+import { startBare, startKeyrelay, startUpstream } from './lib/targets.js';
+import { requestSpec, sanityCheck, warmUp } from './lib/workloads.js';
+
+const HOOK = fileURLToPath(new URL('./lib/profile-hook.js', import.meta.url));
+
+const { values } = parseArgs({
+  options: {
+    store: { type: 'string', default: 'redis' },
+    workload: { type: 'string', default: 'json' },
+    seconds: { type: 'string', default: '4' },
+    rounds: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '32' },
+    profile: { type: 'string' },
+  },
+});
+if (!['memory', 'redis'].includes(values.store ?? '')) throw new Error('--store: memory or redis');
+if (!['json', 'stream'].includes(values.workload ?? '')) throw new Error('--workload: json or stream');
+const seconds = Number(values.seconds);
+const rounds = Number(values.rounds);
+const connections = Number(values.connections);
+const profileDir = values.profile === undefined ? undefined : resolve(values.profile);
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const pct = (share) => `${(share * 100).toFixed(1).padStart(5)}%`;
+
+async function main() {
+  const logDir = join(fileURLToPath(new URL('./results/', import.meta.url)), 'profile-logs');
+  mkdirSync(logDir, { recursive: true });
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
+  const upstream = await startUpstream();
+  const poolKey = `sk-bench-${randomBytes(16).toString('hex')}`;
+  const adminToken = randomBytes(24).toString('base64url');
+  const env = profileDir ? { NODE_OPTIONS: `--import=${HOOK}`, KEYRELAY_PROFILE_DIR: profileDir } : {};
+  if (values.store === 'redis') {
+    const redis = await startRedis(logDir);
+    if (redis.unavailable) throw new Error(redis.unavailable);
+    env.REDIS_URL = redis.url;
+  }
+  const bare = await startBare(upstream, poolKey);
+  const keyrelay = await startKeyrelay({ upstream, poolKey, adminToken, dir: logDir, id: `keyrelay-${values.store}`, env });
+  if (keyrelay.status !== 'ok') throw new Error(keyrelay.reason);
+  const loadgen = startLoadgen();
+  const targets = [bare, keyrelay];
+  for (const t of targets) {
+    await sanityCheck(t);
+    await warmUp(t, loadgen, { warmUpMs: 1000, connections });
+  }
+  const signal = () => {
+    for (const pid of keyrelay.pids()) process.kill(pid, 'SIGUSR2');
+  };
+  if (profileDir) signal();
+
+  const perRequest = { bare: [], keyrelay: [] };
+  for (let round = 0; round < rounds; round++) {
+    for (const [name, t] of round % 2 ? [['keyrelay', keyrelay], ['bare', bare]] : [['bare', bare], ['keyrelay', keyrelay]]) {
+      const pids = t.pids();
+      const before = cpuMs(pids);
+      const r = await loadgen.call('rate', { spec: requestSpec(t, values.workload), connections, warmupMs: 0, durationMs: seconds * 1000 });
+      perRequest[name].push((cpuMs(pids) - before) / Math.max(1, r.requests));
+      process.stderr.write(`round ${round + 1} ${name}: ${r.rps.toFixed(0)} req/s, ${perRequest[name].at(-1).toFixed(3)} ms CPU per request\n`);
+    }
+  }
+  const ratios = perRequest.keyrelay.map((k, i) => k / perRequest.bare[i]);
+  process.stdout.write(
+    `${values.workload} on keyrelay ${values.store}, ${connections} connections, ${rounds} rounds of ${seconds} s\n` +
+      `CPU per request, median: bare ${median(perRequest.bare).toFixed(3)} ms, keyrelay ${median(perRequest.keyrelay).toFixed(3)} ms, ` +
+      `keyrelay / bare ${median(ratios).toFixed(2)} (median of the rounds' ratios)\n`,
+  );
+
+  if (profileDir) {
+    signal();
+    await new Promise((r) => setTimeout(r, 1500));
+    const file = readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(profileDir, f)).sort().at(-1);
+    if (file) {
+      const summary = summariseProfile(file);
+      process.stdout.write(`\nprofile: ${file} (${summary.busy} busy samples)\nby package or module:\n`);
+      for (const [name, share] of summary.groups) process.stdout.write(`  ${pct(share)}  ${name}\n`);
+      process.stdout.write('functions, self time:\n');
+      for (const [name, share] of summary.functions) process.stdout.write(`  ${pct(share)}  ${name}\n`);
+    }
+  }
+  await stopAll();
+}
+
+process.once('exit', killAllNow);
+main().catch(async (err) => {
+  process.stderr.write(`profile: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  await stopAll();
+  process.exit(1);
+});
