@@ -6,6 +6,7 @@
 // plain data (strings already escaped, numbers, flat objects), for which JSON.stringify writes
 // what pino does; the logger's redaction paths and serializers name none of them.
 import pino, { type Logger } from 'pino';
+import { isoAt } from './clock.js';
 
 const { chindingsSym, endSym, hooksSym, lsCacheSym, messageKeySym, mixinSym, needsMetadataGsym, streamSym, timeSym } = pino.symbols;
 
@@ -33,13 +34,18 @@ export function lineWriter(log: Logger): LineWriter {
     typeof time === 'function';
   if (!plain) return (level, fields, msg) => log[level](fields, msg);
   const hook = internal<{ streamWrite?: (line: string) => string }>(hooksSym)?.streamWrite;
+  // pino's own ISO time, from the clock shared with the records (made once per millisecond).
+  const timeOf =
+    time === pino.stdTimeFunctions.isoTime
+      ? () => `,"time":"${isoAt(Date.now())}"`
+      : () => time.call(log);
   const msgKey = JSON.stringify(internal<string>(messageKeySym) ?? 'msg');
   return (level, fields, msg) => {
     if (!log.isLevelEnabled(level)) return;
     const body = JSON.stringify(fields);
     const num = log.levels.values[level] as number;
     // `{"level":30` + `,"time":"..."` + bindings + `,` + fields without their braces + the message.
-    const line = `${levels[num]}${time.call(log)}${internal<string>(chindingsSym) ?? ''}${body.length > 2 ? `,${body.slice(1, -1)}` : ''},${msgKey}:${JSON.stringify(msg)}}\n`;
+    const line = `${levels[num]}${timeOf()}${internal<string>(chindingsSym) ?? ''}${body.length > 2 ? `,${body.slice(1, -1)}` : ''},${msgKey}:${JSON.stringify(msg)}}\n`;
     stream.write(hook ? hook(line) : line);
   };
 }

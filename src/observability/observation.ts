@@ -4,6 +4,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RequestBody } from '../relay/body.js';
 import type { ResponseTap } from '../relay/forward.js';
+import { isoAt } from './clock.js';
 import type { Observability } from './index.js';
 import { type Outcome, type RequestRecord, type TokenCounts, outcomeOf } from './record.js';
 
@@ -39,7 +40,7 @@ export interface LocalEnd {
 const headerText = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value.join(', ') : value);
 
 export class Observation {
-  readonly time = new Date().toISOString();
+  readonly time = isoAt(Date.now());
   private readonly started = performance.now();
   private relayStarted: number | undefined;
   private model: string | undefined;
