@@ -63,6 +63,30 @@ describe('an SSE answer the tap only watches', () => {
     expect(tap.measure(() => 21)).toEqual({ usage: { input: 21, cachedInput: 0, output: countText('Grüße, wörld 😀 "usage":null,') }, estimated: true });
   });
 
+  // Upstreams write an event per chunk: whole lines, which the tap keeps unsplit until it needs
+  // their text. Cut at events, or at events with one cut inside a line, it must read the same.
+  const byEvent = (bytes: Buffer): Buffer[] => bytes.toString('utf8').split(/(?<=\n\n)/).map((e) => Buffer.from(e));
+  const mixed = (bytes: Buffer): Buffer[] => {
+    const [first = Buffer.alloc(0), second = Buffer.alloc(0), ...rest] = byEvent(bytes);
+    return [first, second.subarray(0, 9), second.subarray(9), ...rest];
+  };
+  it.each([
+    ['an event per chunk', byEvent],
+    ['an event per chunk but one cut inside a line', mixed],
+  ])('%s: finds the usage, or charges the text streamed', (_name, cutter) => {
+    const withUsage = new UsageTap({ stripUsage: false });
+    withUsage.start(200, SSE);
+    for (const chunk of cutter(chat(true))) expect(withUsage.chunk(chunk)).toBe(chunk);
+    withUsage.end(true);
+    expect(withUsage.measure(() => 100)).toEqual({ usage: { input: 9, cachedInput: 2, output: 4 }, estimated: false });
+
+    const broken = new UsageTap({ stripUsage: false });
+    broken.start(200, SSE);
+    for (const chunk of cutter(chat(false))) broken.chunk(chunk);
+    broken.end(false);
+    expect(broken.measure(() => 21)).toEqual({ usage: { input: 21, cachedInput: 0, output: countText('Grüße, wörld 😀 "usage":null,') }, estimated: true });
+  });
+
   it('counts the deltas of Responses events', () => {
     const events = [
       { type: 'response.output_text.delta', delta: 'Hello' },

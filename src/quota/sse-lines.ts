@@ -24,6 +24,11 @@ export class LineSplitter {
   /** The last line ended with CR: an LF first in the next chunk belongs to it. */
   private afterCr = false;
 
+  /** No line is open: the next chunk begins a line of its own. */
+  get idle(): boolean {
+    return this.partialLength === 0 && !this.afterCr;
+  }
+
   /** The bytes of the line still open, so far. Never written to again once read (growing
    * reallocates), so a caller may hand them on without copying. */
   get pending(): Buffer {

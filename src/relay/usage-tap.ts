@@ -72,6 +72,15 @@ interface Piece {
   buf: Buffer;
   start: number;
   end: number;
+  /** Whole lines of an SSE chunk, not one event's JSON: split when read. */
+  lines?: boolean;
+}
+
+/** Where the JSON object of an SSE `data:` line begins, or -1 when the line holds none. */
+function dataObjectAt(buf: Buffer, start: number, end: number): number {
+  if (end - start < 7 || buf.compare(DATA, 0, 5, start, start + 5) !== 0) return -1;
+  const value = buf[start + 5] === 0x20 ? start + 6 : start + 5;
+  return buf[value] === 0x7b ? value : -1; // not `[DONE]`, not a bare value
 }
 
 /** The length of the longest end of `buf` that could be the start of `,"usage":null`. */
@@ -136,6 +145,12 @@ export class UsageTap implements ResponseTap {
     }
     if (this.mode !== 'sse') return chunk;
     if (!this.strip) {
+      // A chunk of whole lines with no usage object in any of them (the usual delta chunk): kept as
+      // it is, for its text if no usage comes, without splitting it into lines now.
+      if (this.lines.idle && chunk[chunk.length - 1] === 0x0a && !keyWithValue(chunk, USAGE_KEY, isObjectStart)) {
+        this.defer({ buf: chunk, start: 0, end: chunk.length, lines: true });
+        return chunk;
+      }
       this.lines.push(chunk, this.observeLine);
       if (this.lines.pending.length > MAX_LINE_BYTES) this.giveUp();
       return chunk;
@@ -182,9 +197,8 @@ export class UsageTap implements ResponseTap {
 
   /** Reads one line; true when it is the data line of a chat/completions usage chunk. */
   private parse(buf: Buffer, start: number, end: number): boolean {
-    if (end - start < 7 || buf.compare(DATA, 0, 5, start, start + 5) !== 0) return false;
-    const value = buf[start + 5] === 0x20 ? start + 6 : start + 5;
-    if (buf[value] !== 0x7b) return false; // `[DONE]`, or not an object
+    const value = dataObjectAt(buf, start, end);
+    if (value === -1) return false;
     const json = buf.subarray(value, end);
     // A finished choice matters only to the rewrite (the usage chunk may come next).
     if (!keyWithValue(json, USAGE_KEY, isObjectStart) && !(this.strip && keyWithValue(json, FINISH_KEY, isNotNull))) {
@@ -221,6 +235,14 @@ export class UsageTap implements ResponseTap {
     for (const item of deferred) {
       if (typeof item === 'string') {
         this.addText(item);
+        continue;
+      }
+      if (item.lines) {
+        new LineSplitter().push(item.buf.subarray(item.start, item.end), (line) => {
+          const value = dataObjectAt(line.buf, line.start, line.end);
+          const event = value === -1 ? undefined : parseEvent(line.buf, value, line.end);
+          if (event) this.collectText(event, this.addText);
+        });
         continue;
       }
       const event = parseEvent(item.buf, item.start, item.end);
