@@ -77,7 +77,11 @@ export function createLane(options: LaneOptions): (req: IncomingMessage, res: Se
   return (req, res) => {
     const target = takes(req);
     if (target === undefined) return false;
-    void run(req, res, target);
+    run(req, res, target).catch((err: unknown) => {
+      // run() answers every error itself; one escaping it is a bug, not a reason to stop serving.
+      log.error({ err }, 'request failed outside the relay');
+      if (!res.destroyed) res.destroy();
+    });
     return true;
   };
 }
