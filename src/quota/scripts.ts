@@ -1,6 +1,8 @@
 // The Lua scripts of the Redis ledger, registered with ioredis `defineCommand` (EVALSHA, and EVAL
 // again after a Redis restart flushed the script cache). Each script is one atomic step over
-// the keys of one user, which all share the hash tag `{u:<id>}` and so one cluster slot.
+// the keys of one user, which all share the hash tag `{u:<id>}` and so one cluster slot. The
+// reserve and settle scripts are sent in batches (batchOf, below): one call runs several requests'
+// steps one after another, all of one user on a cluster, of any users on a single Redis.
 // ledger.ts is the same algorithm in JavaScript; rules.ts names the order of the checks.
 //
 // KEYS, for all three: 1 day counters, 2 month counters, 3 rpm bucket, 4 tpm bucket,

@@ -1,11 +1,13 @@
 // The lane: API requests (/v1/...) go from Node's HTTP server straight to the relay, without
 // Fastify's per-request objects, hooks and router. It does what those hooks do for such a request,
 // in the same order: a request id, the observation (one record per request), the target check,
-// the gateway key, then the relay (src/plugins/relay.ts, the same `handle` the Fastify route calls).
+// the gateway key, then the relay (route.ts: the same `handle` the Fastify route of
+// src/plugins/relay.ts calls).
 //
 // Whatever it does not take goes to Fastify, which answers it as before: other paths, other
-// methods, a target that fails the check or holds an escape (Fastify's router decodes those and
-// answers its own 400), an overlong one, and every request once the shutdown has begun.
+// methods, a target that fails the check or holds an escape (Fastify's router decodes escapes and
+// refuses malformed ones with its own 400), an overlong one, and every request once the shutdown
+// has begun.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -13,9 +15,9 @@ import type { Caller } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import type { Observability } from '../observability/index.js';
 import { Observation } from '../observability/observation.js';
-import { RELAY_METHODS, type RelayRoute } from './route.js';
 import { type Target, checkTarget } from './path.js';
 import { writeError } from './respond.js';
+import { RELAY_METHODS, type RelayRoute } from './route.js';
 
 const METHODS = new Set(RELAY_METHODS);
 // Fastify's router refuses a wildcard longer than its maxParamLength (2048): those go to it.
