@@ -2,27 +2,17 @@
 // the Redis store remembers callers for up to a second: a revocation, a user update or a deletion
 // made through this process counts for its next request, and one made through another process
 // sharing the store counts there within that second.
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authenticate } from '../src/auth.js';
 import { digestKey, newGatewayKey } from '../src/keys.js';
-import { createLogger } from '../src/logger.js';
 import { CALLER_TTL_MS } from '../src/store/caller-cache.js';
 import { createMemoryStore } from '../src/store/memory.js';
 import { createRedisStore } from '../src/store/redis.js';
 import type { KeyRecord, Store, User } from '../src/store/types.js';
-import { captureLogLine, registerSecret } from './helpers/log-capture.js';
+import { capturingLogger, registerSecret } from './helpers/log-capture.js';
 import { type RedisCluster, type RedisServer, startRedis, startRedisCluster } from './helpers/redis-server.js';
 
-const log = createLogger(
-  'info',
-  new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) captureLogLine(line);
-      done();
-    },
-  }),
-);
+const log = capturingLogger();
 
 interface Backend {
   /** Two stores on the same data, as two gateway processes have. */

@@ -1,16 +1,14 @@
 // RELIABILITY.md 27: Redis frozen (SIGSTOP): calls time out after the short command timeout and
 // requests get 503; on SIGCONT Redis runs what was queued meanwhile, the gateway resends what
 // failed, and yet every request is charged exactly once.
-import { Writable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_COMPLETION_TOKENS } from '../src/dev/fake-openai-answers.js';
 import type { FakeUpstream } from '../src/dev/fake-upstream.js';
-import { createLogger } from '../src/logger.js';
 import { createRedisStore } from '../src/store/redis.js';
 import type { Store } from '../src/store/types.js';
 import type { TestGateway } from './helpers/gateway.js';
-import { captureLogLine } from './helpers/log-capture.js';
+import { capturingLogger } from './helpers/log-capture.js';
 import { latch, post, startFake, startQuotaGateway, until, usageOf, userWithKey } from './helpers/quota-fixture.js';
 import { type RedisServer, startRedis } from './helpers/redis-server.js';
 
@@ -64,15 +62,7 @@ describe('Redis frozen', () => {
   });
 
   it('releases a reservation whose answer timed out, when Redis runs it after all', async () => {
-    const log = createLogger(
-      'info',
-      new Writable({
-        write(chunk: Buffer, _enc, done) {
-          for (const line of chunk.toString('utf8').split('\n')) if (line) captureLogLine(line);
-          done();
-        },
-      }),
-    );
+    const log = capturingLogger();
     const store: Store = await createRedisStore({ url: redis.url, commandTimeoutMs: 1000, log });
     try {
       const limits = { tokensPerDay: 1000 };

@@ -1,25 +1,15 @@
 // One suite, three backends: the in-memory store, Redis, and a three-master Redis Cluster must
 // give the same answers, so that a single-process setup behaves as a fleet does.
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../src/logger.js';
 import type { HealthRecord } from '../src/pool/health-sync.js';
 import { createMemoryStore } from '../src/store/memory.js';
 import { createRedisStore, quotaKeys } from '../src/store/redis.js';
 import { HEALTH_KEY, OBJECT_TTL_MS, objectKey } from '../src/store/redis-pool.js';
 import type { KeyRecord, QuotaLimits, ReserveInput, Store, User } from '../src/store/types.js';
-import { captureLogLine } from './helpers/log-capture.js';
+import { capturingLogger } from './helpers/log-capture.js';
 import { type RedisCluster, type RedisServer, redisCli, startRedis, startRedisCluster } from './helpers/redis-server.js';
 
-const log = createLogger(
-  'info',
-  new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) captureLogLine(line);
-      done();
-    },
-  }),
-);
+const log = capturingLogger();
 
 interface Backend {
   store: Store;

@@ -2,23 +2,13 @@
 // (src/store/script-batch.ts): each request still gets its own answer, in order, as if it had run
 // alone after those before it; on a cluster, one call per user. Counted from Redis's own command
 // statistics.
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../src/logger.js';
 import { createRedisStore } from '../src/store/redis.js';
 import type { QuotaLimits, Store } from '../src/store/types.js';
-import { captureLogLine } from './helpers/log-capture.js';
+import { capturingLogger } from './helpers/log-capture.js';
 import { type RedisCluster, type RedisServer, redisCli, startRedis, startRedisCluster } from './helpers/redis-server.js';
 
-const log = createLogger(
-  'info',
-  new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) captureLogLine(line);
-      done();
-    },
-  }),
-);
+const log = capturingLogger();
 // Now, not a fixed date: counters expire at the end of their window (plus a day), in real time.
 const NOW = Date.now();
 const HOUR = 3_600_000;

@@ -1,5 +1,9 @@
 // Every log line written by any gateway in this test process, kept for the secret scan
 // (RELIABILITY.md: no secret appears in any log line).
+import { Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import { createLogger } from '../../src/logger.js';
+
 const lines: string[] = [];
 const secrets = new Set<string>();
 
@@ -19,4 +23,17 @@ export function capturedLines(): readonly string[] {
 /** The captured lines that contain a registered secret or any `sk-` token. */
 export function leakedLines(): string[] {
   return lines.filter((line) => /\bsk-[A-Za-z0-9_-]{6,}/.test(line) || [...secrets].some((s) => line.includes(s)));
+}
+
+/** A logger whose every line goes to the secret scan (for a store or a part built without a gateway). */
+export function capturingLogger(level = 'info'): Logger {
+  return createLogger(
+    level,
+    new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString('utf8').split('\n')) if (line) captureLogLine(line);
+        done();
+      },
+    }),
+  );
 }
