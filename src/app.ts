@@ -102,8 +102,7 @@ function serverWithLane(config: Config, lane: () => ((req: IncomingMessage, res:
 }
 
 function sendError(reply: FastifyReply, error: GatewayError, requestId: string): void {
-  const cause = error.cause instanceof Error ? error.cause.message : undefined;
-  reply.request.observation?.failed(error.code, error.status >= 500 ? cause : undefined);
+  reply.request.observation?.failed(error);
   // A Buffer, so that Fastify sends the content type exactly as the relay path does.
   reply
     .code(error.status)

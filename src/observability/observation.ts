@@ -2,6 +2,7 @@
 // `stream`, that it takes the answer over, how it ended); an answer the gateway made itself is
 // recorded when its connection closes. Either way a request gives exactly one record.
 import type { IncomingHttpHeaders } from 'node:http';
+import type { GatewayError } from '../errors.js';
 import type { RequestBody } from '../relay/body.js';
 import type { ResponseTap } from '../relay/forward.js';
 import { isoAt } from './clock.js';
@@ -85,10 +86,10 @@ export class Observation {
     this.requestBody = this.observability.bodies.request(body);
   }
 
-  /** The gateway answered with an error of its own (errors.ts code). */
-  failed(code: string, message?: string): void {
-    this.errorCode = code;
-    this.errorMessage = message;
+  /** The gateway answered with an error of its own: its code, and for a 5xx what caused it. */
+  failed(error: GatewayError): void {
+    this.errorCode = error.code;
+    this.errorMessage = error.status >= 500 && error.cause instanceof Error ? error.cause.message : undefined;
   }
 
   /** The relay takes the answer over (reply.hijack()); it will call `finish`. */

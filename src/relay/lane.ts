@@ -68,10 +68,7 @@ export function createLane(options: LaneOptions): (req: IncomingMessage, res: Se
       const error = err instanceof GatewayError ? err : new GatewayError('internal_error', { cause: err });
       // Other errors are in the request's own line; a bug needs its stack on a line of its own.
       if (error.code === 'internal_error' || takenOver) log.error({ err: error.cause ?? error, requestId: id }, 'request failed');
-      if (!takenOver) {
-        const cause = error.cause instanceof Error ? error.cause.message : undefined;
-        observation.failed(error.code, error.status >= 500 ? cause : undefined);
-      }
+      if (!takenOver) observation.failed(error);
       bytesOut = writeError(res, error, id);
     }
   }
