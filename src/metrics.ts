@@ -1,6 +1,7 @@
 // Prometheus metrics (prom-client). Every label value is bounded: routes are reduced to a
 // template and capped, models are capped, user ids appear only when an operator enables them.
 import { Counter, Gauge, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
+import { BoundedMap } from './bounded-map.js';
 
 const LABEL_CAP = 200;
 const OTHER = 'other';
@@ -230,7 +231,7 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
   const models = new BoundedLabels<ModelSeries>((model) => ({ model, byUser: new Map() }));
   const users = new BoundedLabels<string>((user) => user, 1000);
   // Raw path → its template's series: the template of a path seen before costs one lookup.
-  const routeMemo = new Map<string, RouteSeries>();
+  const routeMemo = new BoundedMap<string, RouteSeries>(ROUTE_MEMO);
   const timings = {
     ttfb: [ttfb.series({ stream: 'false' }), ttfb.series({ stream: 'true' })] as const,
     duration: [duration.series({ stream: 'false' }), duration.series({ stream: 'true' })] as const,
@@ -240,7 +241,6 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
     let series = routeMemo.get(path);
     if (series === undefined) {
       series = routes.get(routeTemplate(path));
-      if (routeMemo.size >= ROUTE_MEMO) routeMemo.clear();
       routeMemo.set(path, series);
     }
     return series;

@@ -1,10 +1,10 @@
 // Which models a user may call. Compiled globs are cached by pattern list: users are read from
 // the store on every request, their model lists rarely change.
+import { BoundedMap } from './bounded-map.js';
 import { compileGlobs } from './glob.js';
 import type { User } from './store/types.js';
 
-const cache = new Map<string, (model: string) => boolean>();
-const CACHE_LIMIT = 1000;
+const cache = new BoundedMap<string, (model: string) => boolean>(1000);
 
 export function modelAllowed(user: Pick<User, 'models'>, model: string): boolean {
   if (!user.models || user.models.length === 0) return true;
@@ -12,7 +12,6 @@ export function modelAllowed(user: Pick<User, 'models'>, model: string): boolean
   let test = cache.get(cacheKey);
   if (!test) {
     test = compileGlobs(user.models) ?? (() => true);
-    if (cache.size >= CACHE_LIMIT) cache.clear();
     cache.set(cacheKey, test);
   }
   return test(model);

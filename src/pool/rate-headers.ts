@@ -1,6 +1,7 @@
 // What an upstream answer says about its key's rate limits: `retry-after-ms` / `retry-after` on a
 // 429, and the `x-ratelimit-*` headers OpenAI sends on every answer. Resets are Go durations
 // (`20ms`, `1s`, `6m0s`, `1h2m3.5s`): https://platform.openai.com/docs/guides/rate-limits
+import { BoundedMap } from '../bounded-map.js';
 
 export type HeaderBag = Readonly<Record<string, string | string[] | undefined>>;
 
@@ -15,8 +16,7 @@ const GO_DURATION = /^(?:(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$/;
 const GO_PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/g;
 
 // Every answer carries two resets, and the same few values come back again and again.
-const PARSED_MAX = 1000;
-const parsed = new Map<string, number | undefined>();
+const parsed = new BoundedMap<string, number | undefined>(1000);
 
 /** A Go duration in ms (`1h2m3.5s` is 3,723,500), or undefined when it is not one. */
 export function parseGoDuration(text: string | undefined): number | undefined {
@@ -30,7 +30,6 @@ export function parseGoDuration(text: string | undefined): number | undefined {
     for (const [, amount, unit] of value.matchAll(GO_PART)) ms += Number(amount) * (UNIT_MS[unit as string] ?? 0);
     if (!Number.isFinite(ms)) ms = undefined;
   }
-  if (parsed.size >= PARSED_MAX) parsed.clear();
   parsed.set(value, ms);
   return ms;
 }

@@ -1,6 +1,7 @@
 // The request target is checked once, as raw bytes, before routing: what auth sees, what the
 // router dispatches on and what goes upstream are the same string, so `..`, encoded slashes and
 // the like can never reach anything but the upstream's /v1 (RELIABILITY.md case 33).
+import { BoundedMap } from '../bounded-map.js';
 import { GatewayError } from '../errors.js';
 
 // RFC 3986 pchar without `%`, which is checked escape by escape below.
@@ -22,8 +23,7 @@ export interface Target {
 
 // Paths that passed the check lately (most requests go to a few routes); bounded, since paths
 // with ids in them are new every time.
-const PASSED_MAX = 1000;
-const passed = new Set<string>();
+const passed = new BoundedMap<string, true>(1000);
 
 /** Splits and checks a raw request target; throws a 400 GatewayError for anything unsafe. */
 export function checkTarget(rawUrl: string): Target {
@@ -43,7 +43,6 @@ export function checkTarget(rawUrl: string): Target {
       }
     }
   }
-  if (passed.size >= PASSED_MAX) passed.clear();
-  passed.add(path);
+  passed.set(path, true);
   return { path, search };
 }

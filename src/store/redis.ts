@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import { levelAt, rateWindow } from '../quota/bucket.js';
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from '../quota/windows.js';
+import { BoundedMap } from '../bounded-map.js';
 import { byCreation } from './memory.js';
 import { CallerCache, type FoundCaller } from './caller-cache.js';
 import { PendingSettles } from './pending-settles.js';
@@ -118,11 +119,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
   // A digest names one key id and that key one user for as long as the key exists (ids are never
   // reused): remembering the pair saves two of the three sequential reads of authentication
   // without remembering anything that can change.
-  const owners = new Map<string, { id: string; userId: string }>();
-  function rememberOwner(digest: string, ids: { id: string; userId: string }): void {
-    if (owners.size >= MAX_OWNERS) owners.clear();
-    owners.set(digest, ids);
-  }
+  const owners = new BoundedMap<string, { id: string; userId: string }>(MAX_OWNERS);
 
   // One MGET on a single Redis; a cluster keeps the two keys in different slots, so two GETs
   // (sent in one write by auto-pipelining).
@@ -140,7 +137,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
       if (id === null) return undefined;
       const key = await getJson<KeyRecord>(keyKey(id));
       if (!key) return undefined;
-      rememberOwner(digest, { id, userId: key.userId });
+      owners.set(digest, { id, userId: key.userId });
       return { key, user: await getJson<User>(userKey(key.userId)) };
     }
     const [key, user] = await getTwo<KeyRecord, User>(keyKey(known.id), userKey(known.userId));
