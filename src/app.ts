@@ -18,6 +18,7 @@ import { GatewayError, errorBody } from './errors.js';
 import { createLogger, loggerOptions } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createObservability } from './observability/index.js';
+import { type Operation, matchOperation } from './operations/match.js';
 import { adminPlugin } from './plugins/admin.js';
 import { healthPlugin } from './plugins/health.js';
 import { observabilityAdminPlugin, observabilityPlugin } from './plugins/observability.js';
@@ -43,6 +44,8 @@ declare module 'fastify' {
   }
   interface FastifyRequest {
     target: Target;
+    /** The operation a /v1 request matched (src/operations/match.ts). */
+    operation: Operation | undefined;
     caller: Caller | null;
   }
 }
@@ -180,12 +183,17 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   app.decorateRequest('target', null as unknown as Target);
   app.decorateRequest('caller', null);
+  app.decorateRequest('operation', undefined);
   // First, so that its hooks see every request, even one refused by the next hook.
   await app.register(observabilityPlugin, { pool, observability });
 
-  // One check of the raw target for every route, before routing decisions matter.
+  // One check of the raw target for every route, before routing decisions matter: its canonical
+  // path, and for /v1 the operation it is.
   app.addHook('onRequest', async (request, reply) => {
     request.target = checkTarget(request.raw.url ?? '');
+    const { path } = request.target;
+    if (path.startsWith('/v1/')) request.operation = matchOperation(request.method, path);
+    request.observation.matched(path, request.operation);
     if (closing) {
       // A request on a connection kept alive from before the shutdown: answered, then closed.
       reply.header('connection', 'close');

@@ -145,6 +145,15 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    // What the relay opens to the gateway's users.
+    relay: Type.Object(
+      {
+        // Operations that need an organization admin key (/v1/organization/*): refused with 403
+        // route_not_allowed unless this is set; a pool key without such scopes only fails them.
+        allowOrganizationRoutes: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     // Model prices in US dollars per million tokens, over the built-in table (src/quota/prices.ts).
     prices: Type.Record(Type.String({ minLength: 1 }), PriceSchema, { default: {} }),
     quota: Type.Object(

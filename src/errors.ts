@@ -14,6 +14,7 @@ export const ERRORS = {
     message: 'Incorrect API key provided. Use a key issued by this keyrelay gateway.',
   },
   model_not_allowed: { status: 403, type: 'invalid_request_error', message: 'This key may not use the requested model.' },
+  route_not_allowed: { status: 403, type: 'invalid_request_error', message: 'This route is not open to keys of this gateway.' },
   invalid_request: { status: 400, type: 'invalid_request_error', message: 'The request is malformed.' },
   invalid_json: { status: 400, type: 'invalid_request_error', message: 'The request body is not valid JSON.' },
   invalid_path: { status: 400, type: 'invalid_request_error', message: 'The request path is not allowed.' },

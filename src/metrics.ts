@@ -1,16 +1,11 @@
-// Prometheus metrics (prom-client). Every label value is bounded: routes are reduced to a
-// template and capped, models are capped, user ids appear only when an operator enables them.
+// Prometheus metrics (prom-client). Every label value is bounded: a request's route is the path
+// template of the operation it matched (src/operations/match.ts), `other` for every path the
+// spec does not have, so no client can add a series; models are capped, user ids appear only when
+// an operator enables them.
 import { Counter, Gauge, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
-import { BoundedMap } from './bounded-map.js';
 
 const LABEL_CAP = 200;
 const OTHER = 'other';
-// Raw paths remembered with their template; past this the memo starts over (ids in paths make
-// every path new, so it must not grow with them).
-const ROUTE_MEMO = 1000;
-// A segment made only of lower-case letters and underscores is a resource name
-// (`chat`, `completions`, `vector_stores`), as is an API version (`v1`); anything else is an id.
-const STATIC_SEGMENT = /^(?:[a-z_]+|v[0-9]+)$/;
 
 /** Keeps at most `cap` distinct values, each with what is counted under it; the rest share the
  * entry of `other`. A value's entry never changes once given (the set only grows), so callers may
@@ -31,16 +26,6 @@ class BoundedLabels<T> {
     this.seen.set(value, made);
     return made;
   }
-}
-
-/** `/v1/files/file-abc/content` → `/v1/files/{id}/content`. */
-export function routeTemplate(path: string): string {
-  let out = '';
-  for (const segment of path.split('/')) {
-    if (segment === '') continue;
-    out += `/${STATIC_SEGMENT.test(segment) ? segment : '{id}'}`;
-  }
-  return out || '/';
 }
 
 const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -230,21 +215,10 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
   const routes = new BoundedLabels<RouteSeries>((route) => ({ route, byStatus: new Map() }));
   const models = new BoundedLabels<ModelSeries>((model) => ({ model, byUser: new Map() }));
   const users = new BoundedLabels<string>((user) => user, 1000);
-  // Raw path → its template's series: the template of a path seen before costs one lookup.
-  const routeMemo = new BoundedMap<string, RouteSeries>(ROUTE_MEMO);
   const timings = {
     ttfb: [ttfb.series({ stream: 'false' }), ttfb.series({ stream: 'true' })] as const,
     duration: [duration.series({ stream: 'false' }), duration.series({ stream: 'true' })] as const,
   };
-
-  function routeSeries(path: string): RouteSeries {
-    let series = routeMemo.get(path);
-    if (series === undefined) {
-      series = routes.get(routeTemplate(path));
-      routeMemo.set(path, series);
-    }
-    return series;
-  }
 
   function tokenSeries(series: TokenSeries, model: string, kind: 'input' | 'output', user: string | undefined): CounterSeries {
     let found = series[kind];
@@ -290,8 +264,9 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
 
   return {
     registry,
+    /** `route`: the matched operation's path template, or `other`. */
     request(route: string, status: number, outcome: string): void {
-      const byRoute = routeSeries(route);
+      const byRoute = routes.get(route);
       let byOutcome = byRoute.byStatus.get(status);
       if (byOutcome === undefined) {
         byOutcome = new Map();

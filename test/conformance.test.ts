@@ -27,7 +27,8 @@ let relay: RelayFixture;
 beforeAll(async () => {
   // The operations name made-up objects (`file-abc123` ...) that the gateway never saw created:
   // shared, they reach the upstream like any other, which is what this file proves.
-  relay = await startRelay(POOL_KEY, {}, { pool: { shareUnknownObjects: true } as Config['pool'] });
+  // Organization routes are opened too (relay.allowOrganizationRoutes): every operation is relayed.
+  relay = await startRelay(POOL_KEY, {}, { pool: { shareUnknownObjects: true } as Config['pool'], relay: { allowOrganizationRoutes: true } });
 });
 afterAll(() => relay.close());
 

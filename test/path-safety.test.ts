@@ -79,12 +79,13 @@ describe('hostile paths', () => {
 describe('ordinary paths', () => {
   it.each([
     ['/v1/models', '/base/v1/models'],
-    ['/v1/models/ft%3Agpt-4o-mini%3Aacme%3A%3Aabc123', '/base/v1/models/ft%3Agpt-4o-mini%3Aacme%3A%3Aabc123'],
+    ['/v1/models/ft%3Agpt-4o-mini%3Aacme%3A%3Aabc123', '/base/v1/models/ft:gpt-4o-mini:acme::abc123'],
+    ['/v1/%6Dodels/gpt-4o', '/base/v1/models/gpt-4o'],
     ['/v1/models/ft:gpt-4o-mini:acme::abc123', '/base/v1/models/ft:gpt-4o-mini:acme::abc123'],
     ['/v1/files?purpose=batch&after=file-1&include[]=a%2Fb', '/base/v1/files?purpose=batch&after=file-1&include[]=a%2Fb'],
     ['/v1/responses/resp_1?beta=true', '/base/v1/responses/resp_1?beta=true'],
     ['/v1/edits', '/base/v1/edits'],
-  ])('%s goes to %s unchanged', async (target, upstreamUrl) => {
+  ])('%s goes to %s, in its canonical form', async (target, upstreamUrl) => {
     fake.reset();
     const answer = await get(target, key);
     expect(answer.status).toBe(200);

@@ -4,14 +4,14 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type FakeUpstream, sseEvents } from '../src/dev/fake-upstream.js';
-import { countText, estimateRequest } from '../src/quota/estimate.js';
-import { factsOf } from '../src/relay/body.js';
+import { countText } from '../src/quota/estimate.js';
+import { estimateAt } from './helpers/estimate.js';
 import type { TestGateway } from './helpers/gateway.js';
 import { QUOTA_SETTINGS, latch, post, startFake, startQuotaGateway, until, usageOf, userWithKey } from './helpers/quota-fixture.js';
 
 const SSE = { 'content-type': 'text/event-stream' };
 const BODY = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Tell me a story about a lighthouse.' }], stream: true, max_tokens: 50 };
-const PROMPT = estimateRequest('/chat/completions', BODY, factsOf(BODY), QUOTA_SETTINGS.defaultMaxOutputTokens).promptTokens;
+const PROMPT = estimateAt('/chat/completions', BODY, QUOTA_SETTINGS.defaultMaxOutputTokens).promptTokens;
 const LIMITS = { rpm: 5, tokensPerDay: 10_000 };
 const NOTHING_USED = { requests: 0, tokens: 0, reservedTokens: 0, estimatedRequests: 0 };
 

@@ -4,15 +4,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_COMPLETION_TOKENS } from '../src/dev/fake-openai-answers.js';
 import type { FakeUpstream } from '../src/dev/fake-upstream.js';
-import { estimateRequest } from '../src/quota/estimate.js';
-import { factsOf } from '../src/relay/body.js';
+import { estimateAt } from './helpers/estimate.js';
 import { type ChildGateway, startChildGateway } from './helpers/child-gateway.js';
 import type { TestGateway } from './helpers/gateway.js';
 import { type Answer, POOL_KEY, QUOTA_SETTINGS, latch, post, startFake, startQuotaGateway, until, usageOf, userWithKey } from './helpers/quota-fixture.js';
 import { type RedisServer, startRedis } from './helpers/redis-server.js';
 
 const BODY = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 };
-const estimate = estimateRequest('/chat/completions', BODY, factsOf(BODY), QUOTA_SETTINGS.defaultMaxOutputTokens);
+const estimate = estimateAt('/chat/completions', BODY, QUOTA_SETTINGS.defaultMaxOutputTokens);
 const LIMIT = 10 * (estimate.promptTokens + estimate.maxOutputTokens);
 const REAL = 1 + FAKE_COMPLETION_TOKENS;
 

@@ -2,14 +2,14 @@
 // the price table with its overrides, money rounded up to whole micro-dollars, the usage shapes
 // OpenAI reports, and the OpenAI duration format of the x-ratelimit reset headers.
 import { describe, expect, it } from 'vitest';
-import { countText, estimateRequest, outputCap } from '../src/quota/estimate.js';
+import { countText, outputCap } from '../src/quota/estimate.js';
+import { estimateAt } from './helpers/estimate.js';
 import { goDuration } from '../src/quota/headers.js';
 import { PriceTable, costMicros } from '../src/quota/prices.js';
 import { normalizeUsage } from '../src/quota/usage.js';
-import { factsOf } from '../src/relay/body.js';
 
 const DEFAULT_MAX = 4096;
-const estimate = (route: string, json: Record<string, unknown>) => estimateRequest(route, json, factsOf(json), DEFAULT_MAX);
+const estimate = (route: string, json: Record<string, unknown>) => estimateAt(route, json, DEFAULT_MAX);
 
 describe('the worst-case estimate', () => {
   it('counts chat messages with the tokenizer, plus framing, and reserves max_tokens for each choice', () => {

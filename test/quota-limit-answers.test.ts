@@ -5,14 +5,13 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FAKE_COMPLETION_TOKENS, RATE_LIMIT_HEADERS } from '../src/dev/fake-openai-answers.js';
 import type { FakeUpstream } from '../src/dev/fake-upstream.js';
-import { estimateRequest } from '../src/quota/estimate.js';
-import { factsOf } from '../src/relay/body.js';
+import { estimateAt } from './helpers/estimate.js';
 import type { TestGateway } from './helpers/gateway.js';
 import { QUOTA_SETTINGS, latch, post, startFake, startQuotaGateway, until, usageOf, userWithKey } from './helpers/quota-fixture.js';
 
 const chat = (maxTokens: number) => ({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], max_tokens: maxTokens });
 const worst = (maxTokens: number): number => {
-  const e = estimateRequest('/chat/completions', chat(maxTokens), factsOf(chat(maxTokens)), QUOTA_SETTINGS.defaultMaxOutputTokens);
+  const e = estimateAt('/chat/completions', chat(maxTokens), QUOTA_SETTINGS.defaultMaxOutputTokens);
   return e.promptTokens + e.maxOutputTokens;
 };
 

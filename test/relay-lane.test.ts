@@ -87,13 +87,12 @@ describe('the lane and Fastify give the same answer', () => {
 });
 
 describe('what the lane leaves to Fastify', () => {
-  it('a path with an escape: Fastify decodes it and answers as before', async () => {
+  it('a path with an escape outside the canonical form: the same 400 invalid_path from Fastify', async () => {
     fake.reset();
     const res = await request(`${gateway.url}/v1/files/file-abc%20def`, { headers: { authorization: `Bearer ${key}` } });
-    await res.body.text();
-    // Relayed (the fake knows no such file), as it was before the lane.
-    expect([200, 404]).toContain(res.statusCode);
-    expect(fake.requests.at(-1)?.url).toBe('/v1/files/file-abc%20def');
+    expect(res.statusCode).toBe(400);
+    expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('invalid_path');
+    expect(fake.requests).toHaveLength(0);
   });
 
   it('a method the relay does not serve gets the 404 of an unknown URL', async () => {

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
+import { operationTemplate } from '../operations/match.js';
 import { type Masker, createMasker } from '../relay/mask.js';
 import { accessLine, sanitize } from './access-log.js';
 import { type BodyCapture, createBodyCapture } from './bodies.js';
@@ -48,7 +49,7 @@ export function createObservability(config: Config, log: Logger, metrics: Metric
   function count(record: RequestRecord): void {
     // Reached an upstream: a key answered, or keys were tried and failed.
     const relayed = record.poolKeyId !== undefined || (record.tried?.length ?? 0) > 0;
-    metrics.request(record.route, record.status, record.outcome);
+    metrics.request(operationTemplate(record.operation) ?? 'other', record.status, record.outcome);
     if (record.outcome === 'quota_rejected') metrics.quotaRejected(record.errorCode ?? 'unknown');
     if (!relayed) return;
     // The first `retries` keys tried were each followed by another attempt.

@@ -3,6 +3,7 @@
 // recorded when its connection closes. Either way a request gives exactly one record.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { GatewayError } from '../errors.js';
+import type { Operation } from '../operations/match.js';
 import type { RequestBody } from '../relay/body.js';
 import type { ResponseTap } from '../relay/forward.js';
 import { isoAt } from './clock.js';
@@ -56,6 +57,8 @@ export class Observation {
   private recorded = false;
   private errorCode: string | undefined;
   private errorMessage: string | undefined;
+  private path: string | undefined;
+  private operation: string | undefined;
 
   constructor(
     private readonly observability: Observability,
@@ -68,10 +71,19 @@ export class Observation {
     if (Number.isSafeInteger(length) && length >= 0) this.bytesIn = length;
   }
 
-  /** The path: what the router and the relay saw, without the query string. */
+  /** The path without the query string: as sent until the target check, canonical after it. */
   get route(): string {
-    const q = this.url.indexOf('?');
-    return q === -1 ? this.url : this.url.slice(0, q);
+    if (this.path === undefined) {
+      const q = this.url.indexOf('?');
+      this.path = q === -1 ? this.url : this.url.slice(0, q);
+    }
+    return this.path;
+  }
+
+  /** The target check's canonical path, and for /v1 the operation it matched (src/operations). */
+  matched(path: string, operation: Operation | undefined): void {
+    this.path = path;
+    this.operation = operation?.id;
   }
 
   /** The relay read the body (its model and `stream`, and the body itself when bodies are kept). */
@@ -131,6 +143,7 @@ export class Observation {
       time: this.time,
       method: this.method,
       route: this.route,
+      operation: this.operation,
       model: this.model,
       endUser: this.endUser,
       userAgent: headerText(this.headers['user-agent']),
@@ -191,6 +204,7 @@ export class Observation {
       time: this.time,
       method: this.method,
       route: this.route,
+      operation: this.operation,
       model: this.model,
       endUser: this.endUser,
       userAgent: headerText(this.headers['user-agent']),

@@ -42,6 +42,8 @@ export interface RequestRecord {
   method: string;
   /** The path, without the query string (it may carry ids the operator did not ask to keep). */
   route: string;
+  /** The operation the request matched (the spec's operationId, or `unknown`); absent outside /v1. */
+  operation?: string;
   model?: string;
   /** The request body's `user` field (OpenAI's end-user id), as the client sent it. */
   endUser?: string;

@@ -2,6 +2,7 @@
 // them first. It serves what the lane leaves (see there) and `inject()`, through the same `handle`.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
+import { matchOperation } from '../operations/match.js';
 import { RELAY_METHODS, type RelayRoute } from '../relay/route.js';
 
 export async function relayPlugin(app: FastifyInstance, options: { route: RelayRoute }): Promise<void> {
@@ -23,6 +24,7 @@ export async function relayPlugin(app: FastifyInstance, options: { route: RelayR
       res: reply.raw,
       method: request.method,
       target: request.target,
+      operation: request.operation ?? matchOperation(request.method, request.target.path),
       caller,
       observation: request.observation,
       takeOver: () => reply.hijack(),

@@ -9,6 +9,8 @@
 // the parent's owner answers for them, and a stream that created one unseen cannot lock its
 // creator out. Ids come from shared/openai/routes.tsv paths and openapi.yaml examples.
 
+import type { Operation } from '../operations/match.js';
+
 export type ObjectKind =
   | 'file'
   | 'upload'
@@ -155,9 +157,24 @@ export function idsInBody(body: unknown): string[] {
   return ids;
 }
 
+/**
+ * The tracked ids a request's path names: the values of its operation's path parameters; for an
+ * operation the table does not know, every segment shaped like a tracked id (it may touch no
+ * object it does not own).
+ */
+export function idsInOperation(operation: Operation, path: string): string[] {
+  if (operation.template === undefined) return idsInPath(path);
+  const ids: string[] = [];
+  for (const name in operation.params) {
+    const value = operation.params[name] as string;
+    if (objectKindOf(value) && !ids.includes(value)) ids.push(value);
+  }
+  return ids;
+}
+
 /** Every tracked id a request names: its path's, then its JSON body's. */
-export function namedObjectIds(path: string, body?: unknown): string[] {
-  const ids = idsInPath(path);
+export function namedObjectIds(pathIds: string[], body?: unknown): string[] {
+  const ids = [...pathIds];
   for (const id of body === undefined ? [] : idsInBody(body)) if (!ids.includes(id)) ids.push(id);
   return ids;
 }
@@ -212,25 +229,24 @@ export function deletedObjectId(answer: unknown): string | undefined {
   return objectKindOf(answer.id) ? answer.id : undefined;
 }
 
-// GET on these collections lists objects of the key's whole project, every user's together.
+// These operations list objects of the key's whole project, every user's together.
 const LISTS: ReadonlyMap<string, ObjectKind> = new Map([
-  ['/files', 'file'],
-  ['/batches', 'batch'],
-  ['/vector_stores', 'vector_store'],
-  ['/assistants', 'assistant'],
-  ['/fine_tuning/jobs', 'fine_tuning_job'],
-  ['/containers', 'container'],
-  ['/videos', 'video'],
-  ['/evals', 'eval'],
-  ['/chat/completions', 'chat_completion'],
-  ['/skills', 'skill'],
-  ['/audio/voice_consents', 'voice_consent'],
+  ['listFiles', 'file'],
+  ['listBatches', 'batch'],
+  ['listVectorStores', 'vector_store'],
+  ['listAssistants', 'assistant'],
+  ['listPaginatedFineTuningJobs', 'fine_tuning_job'],
+  ['ListContainers', 'container'],
+  ['ListVideos', 'video'],
+  ['listEvals', 'eval'],
+  ['listChatCompletions', 'chat_completion'],
+  ['ListSkills', 'skill'],
+  ['listVoiceConsents', 'voice_consent'],
 ]);
 
-/** The kind of owned objects a request lists (to be filtered per user), or undefined when it lists none. */
-export function listedObjectKind(method: string, path: string): ObjectKind | undefined {
-  if (method.toUpperCase() !== 'GET') return undefined;
-  return LISTS.get(routeOf(path).replace(/\/+$/, ''));
+/** The kind of owned objects an operation lists (to be filtered per user), or undefined when it lists none. */
+export function listedObjectKind(operation: Operation): ObjectKind | undefined {
+  return LISTS.get(operation.id);
 }
 
 /**

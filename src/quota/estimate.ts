@@ -5,6 +5,7 @@
 // (previous_response_id) are approximated or unseen. Settling replaces it with the real usage.
 import { countTokens } from 'gpt-tokenizer';
 import * as catalogue from 'gpt-tokenizer/models';
+import type { Cost, EstimateShape } from '../operations/costs.js';
 import type { RequestFacts } from '../relay/body.js';
 
 export interface Estimate {
@@ -128,10 +129,10 @@ interface Shape {
   output(json: Json, cap: number, maxTokens: number | undefined): number;
 }
 
-// The endpoints that bill tokens and whose JSON request the gateway reads.
-const SHAPES = new Map<string, Shape>([
+// How the worst case of each estimator shape of src/operations/costs.ts is read from its JSON body.
+const SHAPES = new Map<EstimateShape, Shape>([
   [
-    '/chat/completions',
+    'chat',
     {
       prompt(c, j) {
         c.messages(j.messages);
@@ -143,7 +144,7 @@ const SHAPES = new Map<string, Shape>([
     },
   ],
   [
-    '/completions',
+    'completions',
     {
       prompt(c, j) {
         c.walk(j.prompt);
@@ -153,7 +154,7 @@ const SHAPES = new Map<string, Shape>([
     },
   ],
   [
-    '/responses',
+    'responses',
     {
       prompt(c, j) {
         c.messages(j.input);
@@ -164,11 +165,11 @@ const SHAPES = new Map<string, Shape>([
       output: (_j, cap) => cap,
     },
   ],
-  ['/embeddings', { prompt: (c, j) => c.walk(j.input), output: () => 0 }],
-  ['/moderations', { prompt: (c, j) => c.walk(j.input), output: () => 0 }],
-  ['/images/generations', { prompt: (c, j) => c.walk(j.prompt), output: (j, cap) => cap * choices(j.n) }],
+  ['embeddings', { prompt: (c, j) => c.walk(j.input), output: () => 0 }],
+  ['moderations', { prompt: (c, j) => c.walk(j.input), output: () => 0 }],
+  ['images', { prompt: (c, j) => c.walk(j.prompt), output: (j, cap) => cap * choices(j.n) }],
   [
-    '/audio/speech',
+    'speech',
     {
       prompt(c, j) {
         c.walk(j.input);
@@ -179,23 +180,23 @@ const SHAPES = new Map<string, Shape>([
   ],
 ]);
 
-// Multipart: the gateway does not read these bodies, so nothing is reserved; the answer's usage
-// is charged when it reports one.
-const MULTIPART = new Set(['/images/edits', '/images/variations', '/audio/transcriptions', '/audio/translations']);
+const UNMETERED: Estimate = { promptTokens: 0, maxOutputTokens: 0, metered: false };
 
 /**
- * The worst case of a POST to `route` (the path below /v1). Endpoints that bill no tokens (files,
- * lists, fine-tuning management ...) reserve nothing and are not metered.
+ * The worst case of a request, by what its operation costs (src/operations/costs.ts). Operations
+ * billed by their model reserve nothing and are charged the usage their answer reports; free ones
+ * and those whose cost the gateway cannot read are not metered.
  */
 export function estimateRequest(
-  route: string,
+  cost: Cost,
+  model: string | undefined,
   json: Json | undefined,
   facts: RequestFacts,
   defaultMaxOutput: number,
 ): Estimate {
-  const model = facts.model;
-  const shape = SHAPES.get(route);
-  if (!shape || !json) return { model, promptTokens: 0, maxOutputTokens: 0, metered: shape !== undefined || MULTIPART.has(route) };
+  if (cost.kind === 'free' || cost.kind === 'unbounded') return UNMETERED;
+  const shape = cost.kind === 'tokens' ? SHAPES.get(cost.shape) : undefined;
+  if (!shape || !json) return { model, promptTokens: 0, maxOutputTokens: 0, metered: true };
   const cap = facts.maxTokens ?? (model ? outputCap(model) : undefined) ?? defaultMaxOutput;
   let prompt: number | undefined;
   return {

@@ -5,14 +5,14 @@
 // already has `stream_options` is re-serialised with the flag set instead.
 import type { RequestBody } from '../relay/body.js';
 
-const STREAMS_USAGE_ON_REQUEST = new Set(['/chat/completions', '/completions']);
+const STREAMS_USAGE_ON_REQUEST = new Set(['createChatCompletion', 'createCompletion']);
 const INSERT = Buffer.from('"stream_options":{"include_usage":true},');
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** The body to send upstream instead, or undefined when it needs no change. */
-export function askForUsage(route: string, body: RequestBody): (RequestBody & { kind: 'buffered' }) | undefined {
-  if (body.kind !== 'buffered' || !body.json || body.facts.stream !== true || !STREAMS_USAGE_ON_REQUEST.has(route)) return undefined;
+export function askForUsage(operation: string, body: RequestBody): (RequestBody & { kind: 'buffered' }) | undefined {
+  if (body.kind !== 'buffered' || !body.json || body.facts.stream !== true || !STREAMS_USAGE_ON_REQUEST.has(operation)) return undefined;
   const options = body.json.stream_options;
   if (isObject(options) && options.include_usage === true) return undefined;
   if (options !== undefined && options !== null && !isObject(options)) return undefined; // the upstream will answer 400

@@ -1,11 +1,13 @@
 // The request body: JSON is read whole (bounded) to learn the model, `stream` and the token cap,
 // and is forwarded byte for byte; everything else (multipart uploads, audio, SDP) streams through
-// under a size limit and is never held in memory.
+// under a size limit and is never held in memory. A form of an operation that costs has its text
+// fields before the first file read on the way (at most FORM_HEAD_BYTES), for its `model`.
 import type { IncomingMessage } from 'node:http';
-import { Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback, pipeline } from 'node:stream';
 import secureJson from 'secure-json-parse';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
+import { type FieldScan, scanLeadingField } from './form-fields.js';
 
 export interface RequestFacts {
   model?: string;
@@ -17,7 +19,7 @@ export interface RequestFacts {
 export type RequestBody =
   | { kind: 'none' }
   | { kind: 'buffered'; bytes: Buffer; json?: Record<string, unknown>; facts: RequestFacts }
-  | { kind: 'stream'; stream: Readable; contentLength?: number };
+  | { kind: 'stream'; stream: Readable; contentLength?: number; facts: RequestFacts };
 
 type BodyLimits = Config['limits'];
 
@@ -132,17 +134,48 @@ function parseJson(bytes: Buffer): Record<string, unknown> | undefined {
 }
 
 const BOUNDARY = /;\s*boundary=(?:"([^"]{1,70})"|([^\s;"]{1,70}))\s*(?:;|$)/i;
+// Room for the text fields SDKs put before a form's file (model, language, prompt …).
+const FORM_HEAD_BYTES = 64 * 1024;
 
-function checkMultipart(contentType: string): void {
-  if (!BOUNDARY.test(contentType)) {
+function multipartBoundary(contentType: string): string {
+  const match = BOUNDARY.exec(contentType);
+  if (!match) {
     throw new GatewayError('invalid_multipart', {
       message: 'A multipart body needs a boundary of 1 to 70 characters in its Content-Type.',
     });
   }
+  return (match[1] ?? match[2]) as string;
 }
 
-/** Decides how the body crosses the gateway, enforcing the size limits (RELIABILITY.md 30). */
-export async function readRequestBody(req: IncomingMessage, limits: BodyLimits): Promise<RequestBody> {
+/** The form's `model` when it stands before the first file, and the body to send: what was read
+ * to find it, then the rest as it arrives. */
+async function readFormModel(source: Readable, boundary: string): Promise<{ model?: string; stream: Readable }> {
+  const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const head: Buffer[] = [];
+  let size = 0;
+  let scan: FieldScan = { kind: 'more' };
+  let ended = false;
+  while (scan.kind === 'more' && size < FORM_HEAD_BYTES) {
+    const next = await chunks.next();
+    if (next.done) {
+      ended = true;
+      break;
+    }
+    head.push(next.value);
+    size += next.value.length;
+    scan = scanLeadingField(Buffer.concat(head, size), boundary, 'model');
+  }
+  async function* replay(): AsyncGenerator<Buffer> {
+    yield* head;
+    if (ended) return;
+    for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
+  }
+  return { model: scan.kind === 'found' ? scan.value : undefined, stream: Readable.from(replay(), { objectMode: false }) };
+}
+
+/** Decides how the body crosses the gateway, enforcing the size limits (RELIABILITY.md 30).
+ * `formModel`: read a form's `model` on the way (an operation priced by its model). */
+export async function readRequestBody(req: IncomingMessage, limits: BodyLimits, formModel = false): Promise<RequestBody> {
   if (!hasBody(req)) return { kind: 'none' };
   const contentType = req.headers['content-type'] ?? '';
   const type = mediaType(contentType);
@@ -155,15 +188,21 @@ export async function readRequestBody(req: IncomingMessage, limits: BodyLimits):
     return { kind: 'buffered', bytes, json, facts: json ? factsOf(json) : {} };
   }
 
-  const limit = type === 'multipart/form-data' ? limits.multipartBodyBytes : limits.otherBodyBytes;
-  if (type === 'multipart/form-data') checkMultipart(contentType);
+  const form = type === 'multipart/form-data';
+  const limit = form ? limits.multipartBodyBytes : limits.otherBodyBytes;
+  const boundary = form ? multipartBoundary(contentType) : undefined;
+  let stream: Readable = req;
   if (length !== undefined) {
-    if (length > limit) throw tooLarge(limit);
     // Node's parser never delivers more than Content-Length bytes, so the limit already holds.
-    return { kind: 'stream', stream: req, contentLength: length };
+    if (length > limit) throw tooLarge(limit);
+  } else {
+    // pipeline, not pipe: a client that goes away mid-upload must fail the upstream body too.
+    const limited = new LimitStream(limit);
+    pipeline(req, limited, () => {});
+    stream = limited;
   }
-  // pipeline, not pipe: a client that goes away mid-upload must fail the upstream body too.
-  const limited = new LimitStream(limit);
-  pipeline(req, limited, () => {});
-  return { kind: 'stream', stream: limited };
+  if (boundary === undefined || !formModel) return { kind: 'stream', stream, contentLength: length, facts: {} };
+  const read = await readFormModel(stream, boundary);
+  const facts = read.model === undefined ? {} : factsOf({ model: read.model });
+  return { kind: 'stream', stream: read.stream, contentLength: length, facts };
 }

@@ -1,13 +1,12 @@
 // The lane: API requests (/v1/...) go from Node's HTTP server straight to the relay, without
 // Fastify's per-request objects, hooks and router. It does what those hooks do for such a request,
-// in the same order: a request id, the observation (one record per request), the target check,
-// the gateway key, then the relay (route.ts: the same `handle` the Fastify route of
+// in the same order: a request id, the target check and the operation match (src/operations), the
+// observation (one record per request), the gateway key, then the relay (route.ts: the same `handle` the Fastify route of
 // src/plugins/relay.ts calls).
 //
 // Whatever it does not take goes to Fastify, which answers it as before: other paths, other
-// methods, a target that fails the check or holds an escape (Fastify's router decodes escapes and
-// refuses malformed ones with its own 400), an overlong one, and every request once the shutdown
-// has begun.
+// methods, a target that fails the check (answered there with the same 400), an overlong one, and
+// every request once the shutdown has begun.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -15,6 +14,7 @@ import type { Caller } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import type { Observability } from '../observability/index.js';
 import { Observation } from '../observability/observation.js';
+import { matchOperation } from '../operations/match.js';
 import { type Target, checkTarget } from './path.js';
 import { writeError } from './respond.js';
 import { RELAY_METHODS, type RelayRoute } from './route.js';
@@ -36,7 +36,7 @@ export function createLane(options: LaneOptions): (req: IncomingMessage, res: Se
 
   function takes(req: IncomingMessage): Target | undefined {
     const url = req.url ?? '';
-    if (!url.startsWith('/v1/') || url.length > MAX_TARGET || url.includes('%')) return undefined;
+    if (!url.startsWith('/v1/') || url.length > MAX_TARGET) return undefined;
     if (!METHODS.has(req.method ?? '') || isClosing()) return undefined;
     try {
       return checkTarget(url);
@@ -48,7 +48,9 @@ export function createLane(options: LaneOptions): (req: IncomingMessage, res: Se
   async function run(req: IncomingMessage, res: ServerResponse, target: Target): Promise<void> {
     const id = randomUUID();
     const method = req.method as string;
+    const operation = matchOperation(method, target.path);
     const observation = new Observation(observability, id, method, req.url as string, req.headers);
+    observation.matched(target.path, operation);
     let caller: Caller | undefined;
     let bytesOut = 0;
     res.once('close', () =>
@@ -63,7 +65,7 @@ export function createLane(options: LaneOptions): (req: IncomingMessage, res: Se
     let takenOver = false;
     try {
       caller = await route.authenticate(req);
-      await route.handle({ id, req, res, method, target, caller, observation, takeOver: () => (takenOver = true) });
+      await route.handle({ id, req, res, method, target, operation, caller, observation, takeOver: () => (takenOver = true) });
     } catch (err) {
       const error = err instanceof GatewayError ? err : new GatewayError('internal_error', { cause: err });
       // Other errors are in the request's own line; a bug needs its stack on a line of its own.

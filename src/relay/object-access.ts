@@ -22,9 +22,10 @@ function noSuchObject(id: string): GatewayError {
   return new GatewayError('not_found', { message: `No such object: ${id}` });
 }
 
-/** The key a request must go to for the objects it names; throws the 404 (or 400) it gets instead. */
-export async function pinnedKey(access: ObjectAccess, userId: string, path: string, json: unknown): Promise<SelectRequest['pinned']> {
-  const ids = namedObjectIds(path, json);
+/** The key a request must go to for the objects it names (`pathIds`, from its operation, then its
+ * JSON body's); throws the 404 (or 400) it gets instead. */
+export async function pinnedKey(access: ObjectAccess, userId: string, pathIds: string[], json: unknown): Promise<SelectRequest['pinned']> {
+  const ids = namedObjectIds(pathIds, json);
   if (ids.length === 0) return undefined;
   const owners = await access.owners.lookupMany(ids);
   const ownership = resolveOwnership(ids, owners, userId, { shareUnknown: access.shareUnknown });

@@ -21,15 +21,25 @@ const TOP_ID = /^\s*\{\s*"id"\s*:\s*"([A-Za-z0-9_-]{1,256})"/;
 // Events worth parsing: only these create objects; the rest (deltas) pass unparsed.
 const MARKERS = ['response.created', 'response.completed', 'response.output_item.done', 'thread.created', 'thread.run.created'].map((m) => Buffer.from(m));
 const DATA = Buffer.from('data:');
-// Answers of these routes never create a tracked object (chat completions only with `store: true`).
-const CREATES_NOTHING = new Set(['/embeddings', '/moderations', '/completions', '/audio/speech', '/audio/transcriptions', '/audio/translations', '/images/generations', '/images/edits', '/images/variations']);
+// Answers of these operations never create a tracked object (chat completions only with `store: true`).
+const CREATES_NOTHING = new Set([
+  'createEmbedding',
+  'createModeration',
+  'createCompletion',
+  'createSpeech',
+  'createTranscription',
+  'createTranslation',
+  'createImage',
+  'createImageEdit',
+  'createImageVariation',
+]);
 
 export interface ObjectTapOptions {
   owners: ObjectOwners;
   log: Logger;
   method: string;
-  /** The path below `/v1`, without the query. */
-  route: string;
+  /** The operation's id (src/operations/match.ts). */
+  operation: string;
   /** The request's JSON body, if it had one. */
   request?: Record<string, unknown>;
 }
@@ -38,8 +48,8 @@ export interface ObjectTapOptions {
 export function objectTapFor(options: ObjectTapOptions): ((owner: ObjectOwner) => ResponseTap) | undefined {
   const method = options.method.toUpperCase();
   if (method !== 'POST' && method !== 'DELETE') return undefined;
-  if (CREATES_NOTHING.has(options.route)) return undefined;
-  if (options.route === '/chat/completions' && options.request?.store !== true) return undefined;
+  if (CREATES_NOTHING.has(options.operation)) return undefined;
+  if (options.operation === 'createChatCompletion' && options.request?.store !== true) return undefined;
   return (owner) => new ObjectTap(options, owner);
 }
 

@@ -1,48 +1,63 @@
-// The request target is checked once, as raw bytes, before routing: what auth sees, what the
-// router dispatches on and what goes upstream are the same string, so `..`, encoded slashes and
-// the like can never reach anything but the upstream's /v1 (RELIABILITY.md case 33).
+// The request target is checked once and brought to one canonical form before anything else reads
+// it: auth, the operation match (src/operations/match.ts), ownership, metering, logs and metrics
+// all see the same path, and that path is what goes upstream (RELIABILITY.md case 33).
+//
+// The canonical form: an escape of a character that may stand in a path segment as it is (letters,
+// digits, `-_~`, `!$&'()*+,;=:@`) is decoded, once; any other escape is refused, as are `.`, `..`
+// and empty segments, backslashes and malformed escapes. So `/v1/%66iles` is `/v1/files` for every
+// decision and upstream alike (OpenAI decodes it the same way), and an encoded `/`, `\`, `.`, `%`
+// (double encoding), space or control character never reaches a decision at all.
 import { BoundedMap } from '../bounded-map.js';
 import { GatewayError } from '../errors.js';
 
-// RFC 3986 pchar without `%`, which is checked escape by escape below.
-const SEGMENT = /^[A-Za-z0-9\-._~!$&'()*+,;=:@%]+$/;
+// RFC 3986 pchar, escapes aside.
+const SEGMENT = /^[A-Za-z0-9\-._~!$&'()*+,;=:@]+$/;
 const ESCAPE = /%([0-9A-Fa-f]{2})?/g;
-
-function escapeIsSafe(hex: string | undefined): boolean {
-  if (hex === undefined) return false;
-  const code = parseInt(hex, 16);
-  // Control characters, `%` (double encoding), `.`, `/` and `\` never appear escaped in a real path.
-  return code >= 0x20 && code !== 0x7f && code !== 0x25 && code !== 0x2e && code !== 0x2f && code !== 0x5c;
-}
+// What an escape may decode to: a pchar, less `.` (a dot never needs escaping, and escaped dots are
+// the classic way round a `..` check).
+const DECODABLE = /^[A-Za-z0-9\-_~!$&'()*+,;=:@]$/;
 
 export interface Target {
+  /** The canonical path, without the query. */
   path: string;
-  /** The query string with its leading `?`, or ''. */
+  /** The query string with its leading `?`, or '', as the client sent it. */
   search: string;
 }
 
-// Paths that passed the check lately (most requests go to a few routes); bounded, since paths
+// Paths checked lately, raw → canonical (most requests go to a few routes); bounded, since paths
 // with ids in them are new every time.
-const passed = new BoundedMap<string, true>(1000);
+const checked = new BoundedMap<string, string>(1000);
 
-/** Splits and checks a raw request target; throws a 400 GatewayError for anything unsafe. */
+function decodeSegment(segment: string): string {
+  return segment.replace(ESCAPE, (_escape, hex: string | undefined) => {
+    const char = hex === undefined ? '' : String.fromCharCode(parseInt(hex, 16));
+    if (!DECODABLE.test(char)) throw new GatewayError('invalid_path');
+    return char;
+  });
+}
+
+function canonicalPath(path: string): string {
+  let out = '';
+  for (const raw of path.slice(1).split('/')) {
+    const segment = raw.includes('%') ? decodeSegment(raw) : raw;
+    if (segment === '' || segment === '.' || segment === '..' || !SEGMENT.test(segment)) throw new GatewayError('invalid_path');
+    out += `/${segment}`;
+  }
+  return out;
+}
+
+/** Splits a raw request target and brings its path to the canonical form; throws a 400 GatewayError
+ * for anything unsafe. */
 export function checkTarget(rawUrl: string): Target {
   if (!rawUrl.startsWith('/')) throw new GatewayError('invalid_path', { message: 'The request target must be a path.' });
   const q = rawUrl.indexOf('?');
-  const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
+  const raw = q === -1 ? rawUrl : rawUrl.slice(0, q);
   const search = q === -1 ? '' : rawUrl.slice(q);
-  if (path === '/' || passed.has(path)) return { path, search };
-  const segments = path.slice(1).split('/');
-  for (const segment of segments) {
-    if (segment === '' || segment === '.' || segment === '..' || !SEGMENT.test(segment)) {
-      throw new GatewayError('invalid_path');
-    }
-    if (segment.includes('%')) {
-      for (const match of segment.matchAll(ESCAPE)) {
-        if (!escapeIsSafe(match[1])) throw new GatewayError('invalid_path');
-      }
-    }
+  if (raw === '/') return { path: raw, search };
+  let path = checked.get(raw);
+  if (path === undefined) {
+    path = canonicalPath(raw);
+    checked.set(raw, path);
   }
-  passed.set(path, true);
   return { path, search };
 }

@@ -1,21 +1,24 @@
 // The relay of every method and path under /v1: the key's caller, the body read as it arrives
 // (RELIABILITY.md 30: sizes are enforced as bytes arrive), the model check, the objects it names,
 // admission against the user's limits, the relay across the pool, and the settle and the record.
-// Requests reach it through the lane (lane.ts), or through Fastify (src/plugins/relay.ts).
+// Requests reach it through the lane (lane.ts), or through Fastify (src/plugins/relay.ts), matched
+// to their operation (src/operations/match.ts): every decision here reads that match.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Caller, authenticate, bearerToken } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { modelAllowed } from '../models.js';
 import type { Observation } from '../observability/observation.js';
 import type { TokenCounts } from '../observability/record.js';
-import { listedObjectKind } from '../pool/objects.js';
-import { type Estimate, estimateRequest } from '../quota/estimate.js';
+import type { Operation } from '../operations/match.js';
+import { idsInOperation, listedObjectKind } from '../pool/objects.js';
+import { checkCostBound, effectiveModel } from '../quota/bounds.js';
+import { estimateRequest } from '../quota/estimate.js';
 import { type Charge, QuotaGate } from '../quota/gate.js';
 import { askForUsage } from '../quota/include-usage.js';
 import { PriceTable } from '../quota/prices.js';
 import type { Services } from '../services.js';
 import { type RelayOutcome, relay } from './attempts.js';
-import { readRequestBody } from './body.js';
+import { mediaType, readRequestBody } from './body.js';
 import { joinTaps } from './forward.js';
 import { type ObjectAccess, filterList, pinnedKey } from './object-access.js';
 import { objectTapFor } from './object-tap.js';
@@ -23,7 +26,6 @@ import type { Target } from './path.js';
 import { UsageTap } from './usage-tap.js';
 
 export const RELAY_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
-const UNMETERED: Estimate = { promptTokens: 0, maxOutputTokens: 0, metered: false };
 const NOTHING = { input: 0, cachedInput: 0, output: 0 };
 
 /** Written out rather than spread: a spread of a small object costs more than its fields here. */
@@ -34,6 +36,21 @@ const tokenCounts = (charge: Charge): TokenCounts => ({
   estimated: charge.estimated,
 });
 
+/** A list of owned objects is filtered per user; so is a list answer of an operation the table does
+ * not know, which shows only the caller's own objects (or shared ones). */
+const filtersList = (operation: Operation, method: string): boolean =>
+  listedObjectKind(operation) !== undefined || (operation.template === undefined && method === 'GET');
+
+/** A body the operation does not take (JSON sent as text/plain …) would be read one way here and
+ * maybe another upstream: refused on operations that cost. */
+function checkBodyType(operation: Operation, contentType: string | undefined): void {
+  const type = mediaType(contentType);
+  if (operation.requestTypes.length === 0 || type === '' || operation.requestTypes.includes(type)) return;
+  throw new GatewayError('invalid_request', {
+    message: `${operation.id} takes ${operation.requestTypes.join(' or ')}, not ${type}.`,
+  });
+}
+
 /** One /v1 request as the relay sees it, whichever way it arrived (Fastify, or the lane). */
 export interface RelayCall {
   id: string;
@@ -41,6 +58,8 @@ export interface RelayCall {
   res: ServerResponse;
   method: string;
   target: Target;
+  /** The operation the request matched at the door. */
+  operation: Operation;
   caller: Caller;
   observation: Observation;
   /** Called once the relay writes the answer itself (Fastify's reply.hijack()). */
@@ -67,25 +86,34 @@ export function createRelayRoute(services: Services): RelayRoute {
   });
 
   async function handle(call: RelayCall): Promise<void> {
-    const { caller, observation, method } = call;
-    const body = await readRequestBody(call.req, config.limits);
+    const { caller, observation, method, operation } = call;
+    if (operation.admin && !config.relay.allowOrganizationRoutes) {
+      throw new GatewayError('route_not_allowed', {
+        message: `${operation.id} needs an organization admin key; this gateway does not relay it to its users (relay.allowOrganizationRoutes).`,
+      });
+    }
+    const costs = operation.cost.kind !== 'free';
+    const body = await readRequestBody(call.req, config.limits, costs);
     observation.sawBody(body);
+    if (costs) checkBodyType(operation, call.req.headers['content-type']);
     const json = body.kind === 'buffered' ? body.json : undefined;
-    const facts = body.kind === 'buffered' ? body.facts : {};
-    if (facts.model !== undefined && !modelAllowed(caller.user, facts.model)) {
+    const facts = body.kind === 'none' ? {} : body.facts;
+    const model = effectiveModel(operation, facts.model);
+    if (model !== undefined && !modelAllowed(caller.user, model)) {
       throw new GatewayError('model_not_allowed', { param: 'model' });
     }
+    checkCostBound(caller.user, operation, model);
     const userId = caller.user.id;
     const path = call.target.path;
     const route = path.slice(3);
     // Before admission: a request for another user's object costs nothing.
-    const pinned = await pinnedKey(objects, userId, path, json);
-    const estimate = method === 'POST' ? estimateRequest(route, json, facts, config.quota.defaultMaxOutputTokens) : UNMETERED;
+    const pinned = await pinnedKey(objects, userId, idsInOperation(operation, path), json);
+    const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens);
     const ticket = await quota.admit(caller.user, call.id, estimate);
 
-    const asked = askForUsage(route, body);
+    const asked = askForUsage(operation.id, body);
     const usageTap = new UsageTap({ stripUsage: asked !== undefined, watch: estimate.metered });
-    const objectTap = objectTapFor({ owners: store.objectOwners, log: services.log, method, route, request: json });
+    const objectTap = objectTapFor({ owners: store.objectOwners, log: services.log, method, operation: operation.id, request: json });
     call.takeOver();
     observation.relaying();
     let result: RelayOutcome;
@@ -102,7 +130,7 @@ export function createRelayRoute(services: Services): RelayRoute {
           pinned,
           extraHeaders: ticket.headers,
           tap: (choice) => observation.tap(joinTaps(usageTap, objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id }))),
-          filterList: listedObjectKind(method, path) ? (bytes) => filterList(objects, userId, bytes) : undefined,
+          filterList: filtersList(operation, method) ? (bytes) => filterList(objects, userId, bytes) : undefined,
         },
         deps,
       );
