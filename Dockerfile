@@ -25,6 +25,9 @@ RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts
 COPY --from=build /app/dist ./dist
 COPY bin ./bin
 COPY config ./config
+# The operation table every /v1 request is matched against, with its notice (MIT).
+COPY spec/openai/routes.tsv ./spec/openai/routes.tsv
+COPY spec/openai/NOTICE ./spec/openai/NOTICE
 # The files stay root's: the gateway only reads them.
 USER node
 EXPOSE 8080

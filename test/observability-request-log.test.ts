@@ -73,6 +73,7 @@ describe.each(['memory', 'redis'] as const)('the request log on %s', (backend) =
       upstream: 'default',
       method: 'POST',
       route: '/v1/chat/completions',
+      operation: 'createChatCompletion',
       model: 'gpt-4o-mini',
       stream: false,
       status: 200,

@@ -1,7 +1,8 @@
-// What a user's restrictions require of a request before the gateway can admit it: its model must
-// be known where a model list or a dollar limit needs it, and an operation whose cost the gateway
-// cannot see (src/operations/costs.ts, `unbounded`) is not open to a user whose spending is
-// limited at all. Decided on the operation the request matched, never on its path.
+// What a user's restrictions require of a request before the gateway can admit it: for a user with
+// a model list or a dollar limit, its model must be known, and an operation whose cost the gateway
+// cannot see (src/operations/costs.ts, `unbounded`) is refused. Token limits alone do not refuse
+// those operations: they are counted in tokens the answer reports, and an operation that reports
+// none is not counted (README, Users, limits and quotas). Decided on the operation the request matched, never on its path.
 import { GatewayError } from '../errors.js';
 import type { Operation } from '../operations/match.js';
 import type { User } from '../store/types.js';
@@ -11,11 +12,6 @@ const hasModelList = (user: Pick<User, 'models'>): boolean => (user.models?.leng
 function dollarLimited(user: Pick<User, 'limits'>): boolean {
   const l = user.limits;
   return l?.usdPerDay !== undefined || l?.usdPerMonth !== undefined;
-}
-
-function spendLimited(user: Pick<User, 'limits'>): boolean {
-  const l = user.limits;
-  return dollarLimited(user) || l?.tokensPerDay !== undefined || l?.tokensPerMonth !== undefined || l?.tpm !== undefined;
 }
 
 /** The model a request will run on: the one it names, else its operation's default when the
@@ -30,15 +26,16 @@ export function effectiveModel(operation: Operation, named: string | undefined):
 export function checkCostBound(user: Pick<User, 'models' | 'limits'>, operation: Operation, model: string | undefined): void {
   const cost = operation.cost;
   if (cost.kind === 'free') return;
+  const restricted = hasModelList(user) || dollarLimited(user);
   if (cost.kind === 'unbounded') {
-    if (hasModelList(user) || spendLimited(user)) {
+    if (restricted) {
       throw new GatewayError('route_not_allowed', {
-        message: `${operation.id} spends in ways this gateway cannot meter (its model or usage is not in the request or its answer), so it is not open to keys with a model list or a token or dollar limit.`,
+        message: `${operation.id} spends in ways this gateway cannot bound (its model or cost is not in the request), so it is not open to keys with a model list or a dollar limit.`,
       });
     }
     return;
   }
-  if (model === undefined && (hasModelList(user) || dollarLimited(user))) {
+  if (model === undefined && restricted) {
     throw new GatewayError('model_not_allowed', {
       param: 'model',
       message:

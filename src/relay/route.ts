@@ -93,9 +93,9 @@ export function createRelayRoute(services: Services): RelayRoute {
       });
     }
     const costs = operation.cost.kind !== 'free';
+    if (costs) checkBodyType(operation, call.req.headers['content-type']);
     const body = await readRequestBody(call.req, config.limits, costs);
     observation.sawBody(body);
-    if (costs) checkBodyType(operation, call.req.headers['content-type']);
     const json = body.kind === 'buffered' ? body.json : undefined;
     const facts = body.kind === 'none' ? {} : body.facts;
     const model = effectiveModel(operation, facts.model);
