@@ -5,7 +5,7 @@
 // counters would keep the amount reserved until the month ends, and refuse the user for it.
 // Idle time on Redis is modelled by passTime (test/helpers/redis-time.ts), time in the ledger by
 // the `now` each call takes.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -124,8 +124,10 @@ describe('a gateway killed between reserve and settle, on Redis', () => {
   let fake: FakeUpstream;
   let redis: RedisServer;
   let survivor: TestGateway;
+  let dir: string;
 
   beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'keyrelay-phantom-'));
     fake = await startFake();
     redis = await startRedis();
     survivor = await startQuotaGateway(fake, redis.url, { leaseMs: 1000 });
@@ -134,10 +136,11 @@ describe('a gateway killed between reserve and settle, on Redis', () => {
     await survivor.close();
     await fake.close();
     await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('charges what the dead process held, marked estimated, after an hour with no process sweeping', async () => {
-    const settings = join(mkdtempSync(join(tmpdir(), 'keyrelay-phantom-')), 'keyrelay.yaml');
+    const settings = join(dir, 'keyrelay.yaml');
     writeFileSync(settings, 'quota:\n  leaseMs: 1000\n');
     const doomed = await startChildGateway({
       REDIS_URL: redis.url,
