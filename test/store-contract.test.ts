@@ -2,66 +2,10 @@
 // give the same answers, so that a single-process setup behaves as a fleet does.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HealthRecord } from '../src/pool/health-sync.js';
-import { createMemoryStore } from '../src/store/memory.js';
-import { createRedisStore, quotaKeys } from '../src/store/redis.js';
+import { quotaKeys } from '../src/store/redis.js';
 import { HEALTH_KEY, OBJECT_TTL_MS, objectKey } from '../src/store/redis-pool.js';
 import type { KeyRecord, QuotaLimits, ReserveInput, Store, User } from '../src/store/types.js';
-import { capturingLogger } from './helpers/log-capture.js';
-import { type RedisCluster, type RedisServer, redisCli, startRedis, startRedisCluster } from './helpers/redis-server.js';
-
-const log = capturingLogger();
-
-interface Backend {
-  store: Store;
-  /** Every key of the backend that matches, with its remaining time to live (-1: none). */
-  keys?(pattern: string): Promise<Array<{ key: string; pttl: number }>>;
-  slot?(key: string): Promise<number>;
-  stop(): Promise<void>;
-}
-
-async function keysOn(ports: number[], pattern: string): Promise<Array<{ key: string; pttl: number }>> {
-  const out: Array<{ key: string; pttl: number }> = [];
-  for (const port of ports) {
-    const found = (await redisCli(port, '--scan', '--pattern', pattern)).split('\n').filter(Boolean);
-    for (const key of found) out.push({ key, pttl: Number(await redisCli(port, 'pttl', key)) });
-  }
-  return out;
-}
-
-const BACKENDS: Array<[string, () => Promise<Backend>]> = [
-  ['memory', async () => ({ store: createMemoryStore(), stop: async () => {} })],
-  [
-    'redis',
-    async () => {
-      const server: RedisServer = await startRedis();
-      const store = await createRedisStore({ url: server.url, commandTimeoutMs: 2000, log });
-      return {
-        store,
-        keys: (pattern) => keysOn([server.port], pattern),
-        async stop() {
-          await store.close();
-          await server.stop();
-        },
-      };
-    },
-  ],
-  [
-    'cluster',
-    async () => {
-      const cluster: RedisCluster = await startRedisCluster();
-      const store = await createRedisStore({ clusterNodes: cluster.nodes, commandTimeoutMs: 2000, log });
-      return {
-        store,
-        keys: (pattern) => keysOn(cluster.ports, pattern),
-        slot: async (key) => Number(await redisCli(cluster.ports[0] as number, 'cluster', 'keyslot', key)),
-        async stop() {
-          await store.close();
-          await cluster.stop();
-        },
-      };
-    },
-  ],
-];
+import { type Backend, STORE_BACKENDS as BACKENDS } from './helpers/store-backends.js';
 
 // A fixed clock, well in the future so that absolute expiries written from it lie ahead.
 const NOON = Date.UTC(2031, 4, 14, 12, 0, 0);

@@ -287,7 +287,9 @@ export class MemoryLedger {
     return { day: view(`d:${day.id}`, day.id, day.end), month: view(`m:${month.id}`, month.id, month.end), rate, inFlight };
   }
 
-  /** Drops what has expired; the memory store calls it now and then so idle users cost nothing. */
+  /** Drops what has expired; the memory store calls it now and then so idle users cost nothing.
+   * Held records and leases are never dropped here: only their settle or their sweep ends them,
+   * so no amount stays reserved in the counters without a record to release it. */
   prune(now: number): void {
     for (const [id, ledger] of this.users) {
       for (const [key, c] of ledger.windows) if (c.expiresAt <= now) ledger.windows.delete(key);

@@ -138,7 +138,15 @@ if tpm >= 0 then
 end
 redis.call('HSET', KEYS[5], id, ARGV[3] .. ':' .. ARGV[4] .. ':' .. dayId .. ':' .. monthId .. ':' .. rpmTaken .. ':' .. tpmTaken)
 redis.call('ZADD', KEYS[6], fmt(now + leaseMs), id)
-for k = 5, 7 do redis.call('PEXPIRE', KEYS[k], fmt(keep)) end
+-- A held record must outlive the counters its amount sits in: were it to expire first, no sweep
+-- would find it, and its amount would stay reserved until the month's counters go. So the held
+-- records and the leases live to the end of the month's counters (or of this lease, if later),
+-- and are never cut shorter, by a process with a shorter lease nor by a settle.
+local hold = math.max(monthEnd + grace, now + leaseMs) - now
+for k = 5, 6 do
+  if redis.call('PTTL', KEYS[k]) < hold then redis.call('PEXPIRE', KEYS[k], fmt(hold)) end
+end
+redis.call('PEXPIRE', KEYS[7], fmt(keep))
 return {1, '', 0, rpmLevel, tpmLevel}
 `;
 
@@ -185,7 +193,8 @@ for k = 1, 2 do
 end
 redis.call('ZADD', KEYS[7], fmt(now), id)
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', fmt(now - memory))
-for k = 5, 7 do redis.call('PEXPIRE', KEYS[k], fmt(tonumber(ARGV[11]) + memory)) end
+-- The held records and leases keep the lifetime their reserve gave them (see RESERVE_LUA).
+redis.call('PEXPIRE', KEYS[7], fmt(tonumber(ARGV[11]) + memory))
 return 1
 `;
 
