@@ -109,6 +109,14 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     upstreams: Type.Array(UpstreamSchema, { default: [] }),
+    relay: Type.Object(
+      {
+        // Let users reach /v1/organization/* and the other routes of OpenAI's admin keys; pool
+        // keys' refusals there never disable them (src/pool/outcome.ts).
+        allowOrganizationRoutes: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     // SIGTERM: requests in flight get this long to finish; then streams get a last error event.
     shutdownGraceMs: Type.Integer({ minimum: 0, default: 10_000 }),
     // Processes sharing the port (node:cluster). More than one needs a shared store (Redis).

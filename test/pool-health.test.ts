@@ -288,6 +288,30 @@ describe('400, 404, 422 cost the key nothing', () => {
   });
 });
 
+describe('a 401 or 403 that refuses one operation to the key costs it nothing', () => {
+  it.each([
+    ['a missing scope', { status: 401, error: { type: 'invalid_request_error', missingScope: true } }],
+    ['a 403 on an admin route', { status: 403, privileged: true }],
+    ['a 401 invalid_api_key on an admin route', { status: 401, error: { code: 'invalid_api_key' }, privileged: true }],
+  ] as Array<[string, AttemptResult]>)('%s', (_name, result) => {
+    const { health, answer } = setup({ failureThreshold: 1 });
+    for (let i = 0; i < 5; i++) answer(result);
+    expect(health.record(KEY).state).toBe('active');
+    expect(health.stats(KEY)).toEqual({ inFlight: 0, requests: 5, failures: 0, consecutiveFailures: 0 });
+  });
+
+  it('nor brings back a disabled key at its probe', () => {
+    const { health, answer, advance } = setup({ probeBaseMs: 60_000 });
+    answer({ status: 401, error: { code: 'invalid_api_key' } });
+    advance(60_000);
+    health.claimProbe(KEY);
+    answer({ status: 401, error: { missingScope: true } }, true);
+    expect(health.record(KEY)).toMatchObject({ state: 'disabled', reason: 'invalid_api_key', strikes: 0 });
+    // The probe is over: the next request may try the key again.
+    expect(health.availability(KEY)).toEqual({ kind: 'probe' });
+  });
+});
+
 describe("the admin's hand", () => {
   it('disabled by hand: never probed, no recovery time, not undone by a success', () => {
     const { health, answer, advance } = setup();

@@ -17,6 +17,20 @@ const cases: Array<[string, AttemptResult, Verdict]> = [
   ['401 account_deactivated', { status: 401, error: { code: 'account_deactivated' } }, { kind: 'disable', reason: 'account_deactivated' }],
   ['403', { status: 403, error: { code: 'unsupported_country_region_territory' } }, { kind: 'disable', reason: 'forbidden' }],
   ['403 model_not_found', { status: 403, error: { code: 'model_not_found' } }, { kind: 'ignored', reason: 'model_unavailable' }],
+  // "This key may not do this": the client's answer, the key stays as it was.
+  ['401 with a missing-scope message', { status: 401, error: { type: 'invalid_request_error', missingScope: true } }, { kind: 'refused', reason: 'missing_scope' }],
+  ['401 missing_scope', { status: 401, error: { code: 'missing_scope' } }, { kind: 'refused', reason: 'missing_scope' }],
+  ['403 insufficient_permissions', { status: 403, error: { code: 'insufficient_permissions' } }, { kind: 'refused', reason: 'missing_scope' }],
+  ['403 insufficient_scope (RFC 6750)', { status: 403, error: { code: 'insufficient_scope' } }, { kind: 'refused', reason: 'missing_scope' }],
+  ['401 without a body on an admin route', { status: 401, privileged: true }, { kind: 'refused', reason: 'privileged_route' }],
+  ['403 without a code on an admin route', { status: 403, error: { type: 'invalid_request_error' }, privileged: true }, { kind: 'refused', reason: 'privileged_route' }],
+  ['401 invalid_api_key on an admin route', { status: 401, error: { code: 'invalid_api_key' }, privileged: true }, { kind: 'refused', reason: 'privileged_route' }],
+  // Account-wide codes say the same on every route.
+  ['401 account_deactivated on an admin route', { status: 401, error: { code: 'account_deactivated' }, privileged: true }, { kind: 'disable', reason: 'account_deactivated' }],
+  ['429 insufficient_quota on an admin route', { status: 429, error: { code: 'insufficient_quota' }, privileged: true }, { kind: 'disable', reason: 'insufficient_quota' }],
+  ['429 on an admin route', { status: 429, privileged: true }, { kind: 'rate_limited' }],
+  ['500 on an admin route', { status: 500, privileged: true }, { kind: 'transient', reason: 'server_error' }],
+  ['200 on an admin route', { status: 200, privileged: true }, { kind: 'ok' }],
   ['429 rate limit', { status: 429, error: { code: 'rate_limit_exceeded', type: 'requests' } }, { kind: 'rate_limited' }],
   ['429 without a body', { status: 429 }, { kind: 'rate_limited' }],
   ['429 insufficient_quota code', { status: 429, error: { code: 'insufficient_quota' } }, { kind: 'disable', reason: 'insufficient_quota' }],
@@ -45,12 +59,34 @@ describe('verdicts', () => {
   });
 });
 
+const openaiBody = (message: string, type: string) => ({ error: { message, type, param: null, code: null } });
+
 describe('upstream error bodies', () => {
   it('reads code and type of an OpenAI error', () => {
     const body = Buffer.from(
       JSON.stringify({ error: { message: 'You exceeded your current quota.', type: 'insufficient_quota', param: null, code: 'insufficient_quota' } }),
     );
     expect(parseUpstreamError(body)).toEqual({ code: 'insufficient_quota', type: 'insufficient_quota' });
+  });
+
+  it("recognises OpenAI's missing-scope refusal, which has no code", () => {
+    const body = JSON.stringify(
+      openaiBody(
+        "You have insufficient permissions for this operation. Missing scopes: api.model.read. Check that you have the correct role in your organization (Reader, Writer, Owner) and project (Member, Owner), and if you're using a restricted API key, that it has the necessary scopes.",
+        'invalid_request_error',
+      ),
+    );
+    expect(parseUpstreamError(body)).toEqual({ type: 'invalid_request_error', missingScope: true });
+  });
+
+  it('recognises the refusal when `error` is the bare message', () => {
+    const body = JSON.stringify({ error: 'You have insufficient permissions for this operation. Missing scopes: api.usage.read.' });
+    expect(parseUpstreamError(body)).toEqual({ missingScope: true });
+  });
+
+  it('does not take an invalid key for a missing scope', () => {
+    const body = JSON.stringify({ error: { message: 'Incorrect API key provided: sk-***abcd.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } });
+    expect(parseUpstreamError(body)).toEqual({ code: 'invalid_api_key', type: 'invalid_request_error' });
   });
 
   it('keeps only string fields', () => {

@@ -5,6 +5,8 @@
 //                                           past it one trial request: success closes, failure reopens longer
 //   any ────401, 403, insufficient_quota,─▶ disabled, probed at base·2^strikes: one real request is let
 //           account_deactivated             through, and success brings the key back
+//   a 401/403 that refuses one operation (a missing scope, a route for admin keys; outcome.ts)
+//   changes nothing: it is the client's answer, not the key's fault
 //   admin disable / enable: disabled (manual, never probed) / active
 //
 // A key is never dropped silently: when none is usable, selection reports the earliest recovery so
@@ -167,11 +169,12 @@ export class KeyHealth {
     const stale = ticket.startedAt < record.since;
     switch (verdict.kind) {
       case 'ok':
-      case 'neutral': {
+      case 'neutral':
+      case 'refused': {
         local.consecutiveFailures = 0;
         if (stale || record.state === 'active' || record.reason === 'manual') return;
-        // A 400 proves the upstream answers, not that a revoked key or a spent quota is fixed.
-        if (verdict.kind === 'neutral' && record.reason !== 'circuit_open') return;
+        // A 400 or a refusal proves the upstream answers, not that a revoked key or a spent quota is fixed.
+        if (verdict.kind !== 'ok' && record.reason !== 'circuit_open') return;
         if (record.state === 'cooling' && record.reason === 'rate_limited' && (record.until ?? 0) > now) return;
         this.set(ref, { state: 'active', since: now, strikes: 0 });
         return;

@@ -118,6 +118,9 @@ function retryable(failure: FailedAttempt, verdict: Verdict): boolean {
   switch (verdict.kind) {
     case 'ok':
     case 'neutral':
+    // A 401 or 403 that refuses this operation to the key (outcome.ts) is the request's answer:
+    // pool keys are mostly made alike, and trying each would make one request cost several calls.
+    case 'refused':
       return false;
     case 'rate_limited':
     case 'disable':

@@ -43,6 +43,8 @@ export interface RelayRequest {
   rest: string;
   body: RequestBody;
   model?: string;
+  /** The route is one for admin keys (the spec's AdminApiKey routes): its 401 and 403 leave the key as it was. */
+  privileged: boolean;
   /** The key that holds an object the request names (src/relay/object-access.ts). */
   pinned?: SelectRequest['pinned'];
   /** Headers the gateway adds to the answer (the user's own x-ratelimit-*). */
@@ -87,6 +89,7 @@ export async function relay(r: RelayRequest, deps: RelayDeps): Promise<RelayOutc
     model: r.model,
     pinned: r.pinned,
     method: r.method,
+    privileged: r.privileged,
     replayable: (written) => r.body.kind !== 'stream' || !written,
   });
   try {

@@ -19,6 +19,8 @@ export interface FailoverRequest {
   model?: string;
   pinned?: SelectRequest['pinned'];
   method: string;
+  /** The route is one for admin keys: its 401 and 403 do not disable a key (src/pool/outcome.ts). */
+  privileged?: boolean;
   /** Whether the request can be sent again, given whether the last attempt had begun writing it. */
   replayable(written: boolean): boolean;
 }
@@ -49,7 +51,8 @@ export class Failover {
   }
 
   /** Records a failed attempt against its key and decides whether the request goes to another. */
-  fail(attempt: Attempt, result: AttemptResult, written: boolean): RetryDecision {
+  fail(attempt: Attempt, answer: AttemptResult, written: boolean): RetryDecision {
+    const result: AttemptResult = this.request.privileged ? { ...answer, privileged: true } : answer;
     attempt.finish(result);
     this.exclude.add(attempt.choice.key.ref);
     this.tried.push({ poolKeyId: attempt.choice.key.id, status: result.status, code: result.transportCode });

@@ -127,6 +127,8 @@ export function createRelayRoute(services: Services): RelayRoute {
           rest: route + call.target.search,
           body: asked ?? body,
           model: facts.model,
+          // Until the operation match: the spec's AdminApiKey routes are these two trees.
+          privileged: path.startsWith('/v1/organization/') || path.startsWith('/v1/projects/'),
           pinned,
           extraHeaders: ticket.headers,
           tap: (choice) => observation.tap(joinTaps(usageTap, objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id }))),
