@@ -109,14 +109,6 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     upstreams: Type.Array(UpstreamSchema, { default: [] }),
-    relay: Type.Object(
-      {
-        // Let users reach /v1/organization/* and the other routes of OpenAI's admin keys; pool
-        // keys' refusals there never disable them (src/pool/outcome.ts).
-        allowOrganizationRoutes: Type.Boolean({ default: false }),
-      },
-      { additionalProperties: false, default: {} },
-    ),
     // SIGTERM: requests in flight get this long to finish; then streams get a last error event.
     shutdownGraceMs: Type.Integer({ minimum: 0, default: 10_000 }),
     // Processes sharing the port (node:cluster). More than one needs a shared store (Redis).
@@ -156,8 +148,9 @@ export const ConfigSchema = Type.Object(
     // What the relay opens to the gateway's users.
     relay: Type.Object(
       {
-        // Operations that need an organization admin key (/v1/organization/*): refused with 403
-        // route_not_allowed unless this is set; a pool key without such scopes only fails them.
+        // Operations that need an organization admin key (/v1/organization/*, /v1/projects/*):
+        // refused with 403 route_not_allowed unless this is set. A pool key's refusals there never
+        // disable it (src/pool/outcome.ts).
         allowOrganizationRoutes: Type.Boolean({ default: false }),
       },
       { additionalProperties: false, default: {} },

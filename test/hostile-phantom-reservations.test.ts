@@ -11,8 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_COMPLETION_TOKENS } from '../src/dev/fake-openai-answers.js';
 import type { FakeUpstream } from '../src/dev/fake-upstream.js';
-import { estimateRequest } from '../src/quota/estimate.js';
-import { factsOf } from '../src/relay/body.js';
+import { estimateAt } from './helpers/estimate.js';
 import { quotaKeys, userTag } from '../src/store/redis.js';
 import type { QuotaLimits, Store } from '../src/store/types.js';
 import { startChildGateway } from './helpers/child-gateway.js';
@@ -117,7 +116,7 @@ describe.each(STORE_BACKENDS)('the %s store', (name, make) => {
 describe('a gateway killed between reserve and settle, on Redis', () => {
   const SMALL = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 100 };
   const LOST = { ...SMALL, max_tokens: 5000 };
-  const worst = estimateRequest('/chat/completions', LOST, factsOf(LOST), QUOTA_SETTINGS.defaultMaxOutputTokens);
+  const worst = estimateAt('/chat/completions', LOST, QUOTA_SETTINGS.defaultMaxOutputTokens);
   const WORST = worst.promptTokens + worst.maxOutputTokens;
   const REAL = 1 + FAKE_COMPLETION_TOKENS;
 

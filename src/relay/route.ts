@@ -128,7 +128,7 @@ export function createRelayRoute(services: Services): RelayRoute {
           body: asked ?? body,
           model: facts.model,
           // Until the operation match: the spec's AdminApiKey routes are these two trees.
-          privileged: path.startsWith('/v1/organization/') || path.startsWith('/v1/projects/'),
+          privileged: operation.admin,
           pinned,
           extraHeaders: ticket.headers,
           tap: (choice) => observation.tap(joinTaps(usageTap, objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id }))),
