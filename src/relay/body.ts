@@ -6,6 +6,7 @@ import { Transform, pipeline, type Readable, type TransformCallback } from 'node
 import secureJson from 'secure-json-parse';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
+import { checkJsonShape } from './json-shape.js';
 
 export interface RequestFacts {
   model?: string;
@@ -163,6 +164,7 @@ export async function readRequestBody(req: IncomingMessage, limits: BodyLimits):
   if (isJson(type)) {
     if (length !== undefined && length > limits.jsonBodyBytes) throw tooLarge(limits.jsonBodyBytes);
     const bytes = await readWhole(req, limits.jsonBodyBytes);
+    checkJsonShape(bytes);
     const json = parseJson(bytes);
     return { kind: 'buffered', bytes, json, facts: json ? factsOf(json) : {} };
   }
