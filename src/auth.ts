@@ -2,6 +2,7 @@
 // unknown key from a revoked or expired one (RELIABILITY.md case 2).
 import type { IncomingMessage } from 'node:http';
 import { GatewayError } from './errors.js';
+import { isPast } from './iso-time.js';
 import { digestKey, isGatewayKeyShape } from './keys.js';
 import type { KeyRecord, Store, User } from './store/types.js';
 
@@ -29,10 +30,6 @@ export function bearerToken(req: IncomingMessage): string | undefined {
   }
   if (value === undefined || value.length > MAX_HEADER) return undefined;
   return BEARER.exec(value)?.[1];
-}
-
-function isPast(iso: string | undefined, now: number): boolean {
-  return iso !== undefined && Date.parse(iso) <= now;
 }
 
 /** Resolves the caller of a gateway key or throws the one 401 every failure shares. */

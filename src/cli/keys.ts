@@ -1,4 +1,5 @@
 // keyrelay keys create|list|revoke
+import { isPast } from '../iso-time.js';
 import type { KeyRecord } from '../store/types.js';
 import type { Command } from './command.js';
 import { answer, fields, orDash, table } from './format.js';
@@ -12,7 +13,7 @@ const ONCE_NOTE = 'This is the only time the key is shown: store it now. keyrela
 
 export function keyState(key: ApiKey, now = Date.now()): string {
   if (key.revokedAt !== undefined) return 'revoked';
-  if (key.expiresAt !== undefined && Date.parse(key.expiresAt) <= now) return 'expired';
+  if (isPast(key.expiresAt, now)) return 'expired';
   return 'active';
 }
 

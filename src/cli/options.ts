@@ -1,4 +1,5 @@
 // Turns option strings into the values the admin API takes, or a UsageError naming the option.
+import { parseIsoTime } from '../iso-time.js';
 import { type OptionValues, UsageError } from './command.js';
 
 export function text(options: OptionValues, name: string): string | undefined {
@@ -29,8 +30,9 @@ export function amount(options: OptionValues, name: string, or?: string): number
 export function isoTime(options: OptionValues, name: string): string | undefined {
   const raw = text(options, name);
   if (raw === undefined) return undefined;
-  const ms = Date.parse(raw);
-  if (!/^[0-9]{4}-[0-9]{2}-[0-9]{2}/.test(raw) || Number.isNaN(ms)) {
+  // A date alone is that day's start, UTC. The rest is checked as the API checks it.
+  const ms = parseIsoTime(/^[0-9]{4}-[0-9]{2}-[0-9]{2}$/.test(raw) ? `${raw}T00:00:00Z` : raw);
+  if (ms === undefined) {
     throw new UsageError(`--${name}: expected an ISO 8601 time like 2030-01-31T00:00:00Z, got "${raw}"`);
   }
   return new Date(ms).toISOString();

@@ -5,6 +5,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { bearerToken } from '../auth.js';
 import { GatewayError } from '../errors.js';
+import { parseIsoTime } from '../iso-time.js';
 import { digestKey, displayPrefix, newGatewayKey, newId } from '../keys.js';
 import { quotaLimits } from '../quota/gate.js';
 import { usageView } from '../quota/view.js';
@@ -12,7 +13,9 @@ import type { KeyDescription, Pool } from '../pool/pool.js';
 import type { Services } from '../services.js';
 import type { KeyRecord, User } from '../store/types.js';
 
-const IsoTime = Type.String({ format: 'date-time' });
+// Checked by checkTime, not by the `date-time` format: that one lets a leap second through.
+// Not empty, so that Fastify's type coercion cannot turn a PATCH's `null` (no expiry) into "".
+const IsoTime = Type.String({ minLength: 1, maxLength: 64 });
 const LimitsSchema = Type.Object(
   {
     rpm: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -65,6 +68,17 @@ export function publicKey(key: KeyRecord): Omit<KeyRecord, 'digest'> {
   return shown;
 }
 
+/** An `expiresAt` as given, once it is known to be a real ISO 8601 time (iso-time.ts). */
+function checkTime<T extends string | null | undefined>(value: T): T {
+  if (typeof value === 'string' && parseIsoTime(value) === undefined) {
+    throw new GatewayError('invalid_request', {
+      message: '`expiresAt` must be an ISO 8601 date and time with a time zone, such as 2030-01-31T00:00:00Z.',
+      param: 'expiresAt',
+    });
+  }
+  return value;
+}
+
 function notFound(what: string): GatewayError {
   return new GatewayError('not_found', { message: `No ${what} with that id.` });
 }
@@ -110,7 +124,8 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
   app.addHook('onRequest', adminGuard(services.config.adminToken ?? ''));
 
   app.post<{ Body: Static<typeof CreateUser> }>('/users', { schema: { body: CreateUser } }, async (request, reply) => {
-    const { id, name, models, expiresAt, limits } = request.body;
+    const { id, name, models, limits } = request.body;
+    const expiresAt = checkTime(request.body.expiresAt);
     const user: User = { id, name, models, expiresAt, limits: limits ?? {}, createdAt: new Date().toISOString() };
     if (!(await store.createUser(user))) throw new GatewayError('conflict', { message: `A user with id "${id}" exists.`, param: 'id' });
     reply.code(201);
@@ -130,7 +145,8 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     '/users/:id',
     { schema: { body: PatchUser } },
     async (request) => {
-      const { expiresAt, ...rest } = request.body;
+      const { expiresAt: given, ...rest } = request.body;
+      const expiresAt = checkTime(given);
       const patch = expiresAt === null ? { ...rest, expiresAt: undefined } : { ...rest, ...(expiresAt ? { expiresAt } : {}) };
       const user = await store.updateUser(request.params.id, patch);
       if (!user) throw notFound('user');
@@ -147,6 +163,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     '/users/:id/keys',
     { schema: { body: Type.Union([CreateKey, Type.Null()]) } },
     async (request, reply) => {
+      const expiresAt = checkTime(request.body?.expiresAt);
       const user = await store.getUser(request.params.id);
       if (!user) throw notFound('user');
       const key = newGatewayKey();
@@ -157,7 +174,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
         prefix: displayPrefix(key),
         digest: digestKey(key),
         createdAt: new Date().toISOString(),
-        expiresAt: request.body?.expiresAt,
+        expiresAt,
       };
       await store.createKey(record);
       reply.code(201);

@@ -118,6 +118,7 @@ const REFERENCE_FIELDS = new Set(['conversation', 'video', 'voice']);
 // The caller's own data, where a key called file_id means nothing to the gateway: metadata,
 // vector store file attributes, JSON schemas of tools and structured outputs.
 const OPAQUE_FIELDS = new Set(['metadata', 'attributes', 'parameters', 'schema', 'properties', 'input_schema', '$defs', 'definitions']);
+// Request bodies deeper than this are refused at read (relay/json-shape.ts, MAX_JSON_DEPTH).
 const MAX_DEPTH = 64;
 
 type Json = Record<string, unknown>;

@@ -81,6 +81,7 @@ class Counter {
 
   /** Every string in the value, less ids, URLs and binary data. */
   walk(value: unknown, depth = 0): void {
+    // Never reached by an accepted body (at most MAX_JSON_DEPTH deep), kept for any other caller.
     if (depth > 64) return;
     if (typeof value === 'string') this.text(value);
     else if (typeof value === 'number') this.tokens += 1; // a token id in a token-array prompt
@@ -95,7 +96,10 @@ class Counter {
     }
   }
 
-  /** Tool and schema definitions reach the model as their JSON text. */
+  /**
+   * Tool and schema definitions reach the model as their JSON text. JSON.stringify recurses as
+   * deep as the value: request bodies are refused past MAX_JSON_DEPTH at read (relay/json-shape.ts).
+   */
   json(value: unknown): void {
     if (value !== undefined && value !== null) this.text(JSON.stringify(value));
   }

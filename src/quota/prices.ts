@@ -7,7 +7,7 @@
 // used. Operators override or add models under `prices:` in the settings; keys there may be
 // globs (`llama-*`).
 import type { PriceConfig } from '../config.js';
-import { globToRegExp } from '../glob.js';
+import { globMatcher } from '../glob.js';
 import type { TokenUsage } from './usage.js';
 
 /** Micro-dollars per million tokens: US dollars per token, times a million, times a million. */
@@ -74,12 +74,12 @@ function priceOf(entry: { input: number; cachedInput?: number; output?: number }
 
 export class PriceTable {
   private readonly exact = new Map<string, Price>();
-  private readonly patterns: Array<{ test: RegExp; price: Price }> = [];
+  private readonly patterns: Array<{ match: (model: string) => boolean; price: Price }> = [];
 
   constructor(overrides: Record<string, PriceConfig> = {}) {
     for (const [model, entry] of Object.entries(BUILT_IN)) this.exact.set(model, priceOf(entry));
     for (const [model, entry] of Object.entries(overrides)) {
-      if (/[*?]/.test(model)) this.patterns.push({ test: globToRegExp(model), price: priceOf(entry) });
+      if (/[*?]/.test(model)) this.patterns.push({ match: globMatcher(model), price: priceOf(entry) });
       else this.exact.set(model, priceOf(entry));
     }
   }
@@ -88,7 +88,7 @@ export class PriceTable {
   lookup(model: string): Price | undefined {
     const exact = this.exact.get(model);
     if (exact) return exact;
-    const pattern = this.patterns.find((p) => p.test.test(model));
+    const pattern = this.patterns.find((p) => p.match(model));
     if (pattern) return pattern.price;
     const alias = model.replace(SNAPSHOT, '');
     return alias === model ? undefined : this.exact.get(alias);

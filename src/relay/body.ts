@@ -8,6 +8,7 @@ import secureJson from 'secure-json-parse';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
 import { type FieldScan, scanLeadingField } from './form-fields.js';
+import { checkJsonShape } from './json-shape.js';
 
 export interface RequestFacts {
   model?: string;
@@ -24,6 +25,12 @@ export type RequestBody =
 type BodyLimits = Config['limits'];
 
 const TOKEN_FIELDS = ['max_tokens', 'max_completion_tokens', 'max_output_tokens'] as const;
+/**
+ * The longest model name a request may give. OpenAI's ids are short (a fine-tuned one,
+ * `ft:gpt-4o-mini-2024-07-18:org:suffix:id`, stays well under 100 characters); a bound keeps the
+ * work of matching a user's model globs, the pool's and the price table's small.
+ */
+export const MAX_MODEL_LENGTH = 256;
 
 export function mediaType(contentType: string | undefined): string {
   if (!contentType) return '';
@@ -100,12 +107,18 @@ function invalid(message: string, param: string | null = null): GatewayError {
   return new GatewayError('invalid_request', { message, param });
 }
 
+/** The model a request names, refused when it is longer than any real model id. */
+export function checkModel(model: string): string {
+  if (model.length > MAX_MODEL_LENGTH) throw invalid(`\`model\` must be at most ${MAX_MODEL_LENGTH} characters.`, 'model');
+  return model;
+}
+
 /** Reads what the gateway needs from a JSON body; wrong types for those fields are 400s. */
 export function factsOf(json: Record<string, unknown>): RequestFacts {
   const facts: RequestFacts = {};
   if (json.model !== undefined) {
     if (typeof json.model !== 'string') throw invalid('`model` must be a string.', 'model');
-    facts.model = json.model;
+    facts.model = checkModel(json.model);
   }
   if (json.stream !== undefined && json.stream !== null) {
     if (typeof json.stream !== 'boolean') throw invalid('`stream` must be a boolean.', 'stream');
@@ -184,6 +197,7 @@ export async function readRequestBody(req: IncomingMessage, limits: BodyLimits, 
   if (isJson(type)) {
     if (length !== undefined && length > limits.jsonBodyBytes) throw tooLarge(limits.jsonBodyBytes);
     const bytes = await readWhole(req, limits.jsonBodyBytes);
+    checkJsonShape(bytes);
     const json = parseJson(bytes);
     return { kind: 'buffered', bytes, json, facts: json ? factsOf(json) : {} };
   }

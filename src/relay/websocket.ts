@@ -15,6 +15,7 @@ import { parseUpstreamError } from '../pool/outcome.js';
 import type { Pool, PoolChoice } from '../pool/pool.js';
 import type { RetryPolicy } from '../pool/retry.js';
 import type { Store } from '../store/types.js';
+import { checkModel } from './body.js';
 import { Failover, type TriedKey, backoff, noKeyError, transportResult } from './failover.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { Masker } from './mask.js';
@@ -37,6 +38,16 @@ export interface UpgradeDeps {
   log: Logger;
   newRequestId: () => string;
   streams: OpenStreams;
+}
+
+/**
+ * The model of the upgrade's query. Given twice, the gateway and the upstream could each read a
+ * different one (the first, the last), so the model checked would not be the model used.
+ */
+function queryModel(search: string): string | undefined {
+  const models = new URLSearchParams(search).getAll('model');
+  if (models.length > 1) throw new GatewayError('invalid_request', { message: 'The query gives `model` more than once.', param: 'model' });
+  return models[0] === undefined ? undefined : checkModel(models[0]);
 }
 
 /** A plain HTTP answer on the raw socket of a refused upgrade; the connection closes after it. */
@@ -183,7 +194,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       }
       const protocols = splitProtocols(req.headers['sec-websocket-protocol']);
       caller = await authenticate(deps.store, bearerToken(req) ?? protocols.key);
-      const model = new URLSearchParams(target.search).get('model') ?? undefined;
+      const model = queryModel(target.search);
       if (model !== undefined && !modelAllowed(caller.user, model)) throw new GatewayError('model_not_allowed');
 
       const opened = await openUpstream(deps, { req, socket, target, model, protocols: protocols.others, requestId }, tried);
