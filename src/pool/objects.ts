@@ -8,6 +8,14 @@
 // checkpoints `ftckpt_`; upload parts `part_`) are always reached through their parent's path, so
 // the parent's owner answers for them, and a stream that created one unseen cannot lock its
 // creator out. Ids come from shared/openai/routes.tsv paths and openapi.yaml examples.
+//
+// Two kinds are not ids of the usual shape. A fine-tuned model is named `ft:<base>:<org>:<suffix>:<id>`
+// (its checkpoints add `:ckpt-step-<n>`); it comes into being when a job finishes, so the gateway
+// learns it from the job's answers (fine_tuned_model) and from the job's checkpoint list. A ChatKit
+// thread (`cthr_`) is made by the ChatKit front end with a session's client secret, never through
+// this API: it belongs to the session's `user`, so a session claims its `user` string for the
+// gateway user who made it (chatkitUserRef), and a thread seen in a list belongs to whoever claimed
+// its `user`.
 
 export type ObjectKind =
   | 'file'
@@ -27,7 +35,9 @@ export type ObjectKind =
   | 'skill'
   | 'voice'
   | 'voice_consent'
-  | 'chatkit_session';
+  | 'chatkit_session'
+  | 'chatkit_thread'
+  | 'fine_tuned_model';
 
 const PREFIXES: ReadonlyArray<readonly [string, ObjectKind]> = [
   ['file-', 'file'],
@@ -49,13 +59,17 @@ const PREFIXES: ReadonlyArray<readonly [string, ObjectKind]> = [
   ['voice_', 'voice'],
   ['cons_', 'voice_consent'],
   ['cksess_', 'chatkit_session'],
+  ['cthr_', 'chatkit_thread'],
 ];
 
 const ID_SHAPE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,255}$/;
 const ID_BODY = /^[A-Za-z0-9]/;
+// `ft:gpt-4o-mini-2024-07-18:my-org:custom-suffix:9rRbUxAP`, `...:ckpt-step-88`; base models may carry dots.
+const FINE_TUNED_MODEL = /^ft:[A-Za-z0-9][A-Za-z0-9._:-]{0,255}$/;
 
 /** The kind of a tracked object id, or undefined for anything else. */
 export function objectKindOf(id: string): ObjectKind | undefined {
+  if (id.startsWith('ft:')) return FINE_TUNED_MODEL.test(id) ? 'fine_tuned_model' : undefined;
   if (!ID_SHAPE.test(id)) return undefined;
   for (const [prefix, kind] of PREFIXES) {
     if (id.startsWith(prefix) && ID_BODY.test(id.slice(prefix.length))) return kind;
@@ -73,10 +87,21 @@ function routeOf(path: string): string {
   return bare === '/v1' || bare.startsWith('/v1/') ? bare.slice(3) : bare;
 }
 
+/** A path segment as the upstream reads it: SDKs send `ft:x` as `ft%3Ax`, and `file%2Dabc` is `file-abc`. */
+function decoded(segment: string): string {
+  if (!segment.includes('%')) return segment;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 /** The tracked ids a request path names, in path order: `/v1/vector_stores/vs_1/files/file-2` names both. */
 export function idsInPath(path: string): string[] {
   const ids: string[] = [];
-  for (const segment of routeOf(path).split('/')) {
+  for (const raw of routeOf(path).split('/')) {
+    const segment = decoded(raw);
     if (segment === '' || STATIC_SEGMENTS.has(segment)) continue;
     if (objectKindOf(segment) && !ids.includes(segment)) ids.push(segment);
   }
@@ -86,8 +111,10 @@ export function idsInPath(path: string): string[] {
 // Body fields whose string values (or arrays of strings) name objects: batches' input_file_id,
 // fine-tuning's training_file, Responses' previous_response_id and conversation, file_search's
 // vector_store_ids, Assistants' thread_id / assistant_id / attachments[].file_id /
-// tool_resources.*.file_ids, chat and Responses input parts' file_id, containers' skill_id …
+// tool_resources.*.file_ids, chat and Responses input parts' file_id, containers' skill_id, and
+// `model` wherever it names a fine-tuned model (chat, Responses, a job fine-tuning it further, evals).
 const ID_FIELDS = new Set([
+  'model',
   'file_id',
   'file_ids',
   'input_file_id',
@@ -203,7 +230,53 @@ export function createdObjectIds(answer: unknown, request?: unknown): string[] {
   if (Array.isArray(object.output)) {
     for (const item of object.output) if (isObject(item)) add(item.container_id);
   }
+  // A job answered by POST (cancel, pause, resume) may already name its model.
+  if (object.object === 'fine_tuning.job') add(object.fine_tuned_model);
+  if (object.object === 'chatkit.session' && typeof object.user === 'string') ids.push(chatkitUserRef(object.user));
   return ids;
+}
+
+/**
+ * The fine-tuned models a fine-tuning answer shows: a job's `fine_tuned_model` (GET
+ * /fine_tuning/jobs/{id}, or each job of a list), a checkpoint's `fine_tuned_model_checkpoint`
+ * (each item of GET /fine_tuning/jobs/{id}/checkpoints).
+ */
+export function fineTunedModelsIn(answer: unknown): string[] {
+  if (!isObject(answer)) return [];
+  const items = answer.object === 'list' && Array.isArray(answer.data) ? answer.data : [answer];
+  const names: string[] = [];
+  for (const item of items) {
+    if (!isObject(item)) continue;
+    for (const name of [item.fine_tuned_model, item.fine_tuned_model_checkpoint]) {
+      if (typeof name === 'string' && objectKindOf(name) === 'fine_tuned_model' && !names.includes(name)) names.push(name);
+    }
+  }
+  return names;
+}
+
+// GET routes whose answers show fine-tuned models of the job in their path: the job, its checkpoints.
+const REVEALS_MODELS = /^\/fine_tuning\/jobs\/[^/]+(?:\/checkpoints)?\/?$/;
+
+/** True for a GET whose answer shows the fine-tuned models of the job it names. */
+export function revealsFineTunedModels(method: string, path: string): boolean {
+  return method.toUpperCase() === 'GET' && REVEALS_MODELS.test(routeOf(path));
+}
+
+// Not an object id (no id has a space or this prefix): the owner table's entry for a ChatKit `user`.
+const CHATKIT_USER = 'chatkit user ';
+
+/** The owner table's name for the ChatKit `user` string of sessions and threads. */
+export function chatkitUserRef(user: string): string {
+  return CHATKIT_USER + user;
+}
+
+/**
+ * Names a request claims rather than uses: `POST /chatkit/sessions` claims its `user` for the
+ * caller (unknown is fine, another gateway user's is not).
+ */
+export function claimedNames(method: string, path: string, body: unknown): string[] {
+  if (method.toUpperCase() !== 'POST' || routeOf(path) !== '/chatkit/sessions' || !isObject(body)) return [];
+  return typeof body.user === 'string' ? [chatkitUserRef(body.user)] : [];
 }
 
 /** The id a deletion answer (`{id, object, deleted: true}`) says is gone, if it is tracked. */
@@ -225,12 +298,24 @@ const LISTS: ReadonlyMap<string, ObjectKind> = new Map([
   ['/chat/completions', 'chat_completion'],
   ['/skills', 'skill'],
   ['/audio/voice_consents', 'voice_consent'],
+  ['/chatkit/threads', 'chatkit_thread'],
+  // Base models are everyone's and pass; fine-tuned ones are shown to their owner.
+  ['/models', 'fine_tuned_model'],
 ]);
 
 /** The kind of owned objects a request lists (to be filtered per user), or undefined when it lists none. */
 export function listedObjectKind(method: string, path: string): ObjectKind | undefined {
   if (method.toUpperCase() !== 'GET') return undefined;
   return LISTS.get(routeOf(path).replace(/\/+$/, ''));
+}
+
+/**
+ * For a list item whose own id the gateway has not seen: the owner table's name that decides who
+ * may see it (a ChatKit thread's `user`), if its kind has one.
+ */
+export function ownerHintOf(kind: ObjectKind, item: unknown): string | undefined {
+  if (kind !== 'chatkit_thread' || !isObject(item) || typeof item.user !== 'string') return undefined;
+  return chatkitUserRef(item.user);
 }
 
 /**

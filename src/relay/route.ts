@@ -8,7 +8,7 @@ import { GatewayError } from '../errors.js';
 import { modelAllowed } from '../models.js';
 import type { Observation } from '../observability/observation.js';
 import type { TokenCounts } from '../observability/record.js';
-import { listedObjectKind } from '../pool/objects.js';
+import { listedObjectKind, revealsFineTunedModels } from '../pool/objects.js';
 import { type Estimate, estimateRequest } from '../quota/estimate.js';
 import { type Charge, QuotaGate } from '../quota/gate.js';
 import { askForUsage } from '../quota/include-usage.js';
@@ -79,13 +79,16 @@ export function createRelayRoute(services: Services): RelayRoute {
     const path = call.target.path;
     const route = path.slice(3);
     // Before admission: a request for another user's object costs nothing.
-    const pinned = await pinnedKey(objects, userId, path, json);
+    const pinned = await pinnedKey(objects, userId, method, path, json);
     const estimate = method === 'POST' ? estimateRequest(route, json, facts, config.quota.defaultMaxOutputTokens) : UNMETERED;
     const ticket = await quota.admit(caller.user, call.id, estimate);
 
     const asked = askForUsage(route, body);
     const usageTap = new UsageTap({ stripUsage: asked !== undefined, watch: estimate.metered });
-    const objectTap = objectTapFor({ owners: store.objectOwners, log: services.log, method, route, request: json });
+    // Pinned: every object the request names is the caller's (for a job's GET, the job).
+    const revealsModels = pinned !== undefined && revealsFineTunedModels(method, path);
+    const objectTap = objectTapFor({ owners: store.objectOwners, log: services.log, method, route, request: json, revealsModels });
+    const listed = listedObjectKind(method, path);
     call.takeOver();
     observation.relaying();
     let result: RelayOutcome;
@@ -102,7 +105,7 @@ export function createRelayRoute(services: Services): RelayRoute {
           pinned,
           extraHeaders: ticket.headers,
           tap: (choice) => observation.tap(joinTaps(usageTap, objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id }))),
-          filterList: listedObjectKind(method, path) ? (bytes) => filterList(objects, userId, bytes) : undefined,
+          filterList: listed ? (bytes) => filterList(objects, userId, listed, bytes) : undefined,
         },
         deps,
       );
