@@ -23,6 +23,7 @@ export const ERRORS = {
   request_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is too large.' },
   unknown_url: { status: 404, type: 'invalid_request_error', message: 'Unknown request URL.' },
   not_found: { status: 404, type: 'invalid_request_error', message: 'Not found.' },
+  model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist or you do not have access to it.' },
   conflict: { status: 409, type: 'invalid_request_error', message: 'It already exists.' },
   rate_limit_exceeded: { status: 429, type: 'requests', message: 'Rate limit reached.' },
   insufficient_quota: { status: 429, type: 'insufficient_quota', message: 'Quota exceeded for this window.' },

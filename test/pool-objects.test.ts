@@ -2,7 +2,12 @@
 // (shared/openai/openapi.yaml) and every path of shared/openai/routes.tsv.
 import { describe, expect, it } from 'vitest';
 import {
+  chatkitUserRef,
+  claimedNames,
   createdObjectIds,
+  fineTunedModelsIn,
+  ownerHintOf,
+  revealsFineTunedModels,
   deletedObjectId,
   filterListAnswer,
   idsInBody,
@@ -11,9 +16,13 @@ import {
   listedObjectKind,
   namedObjectIds,
   objectKindOf,
+  type ObjectKind,
 } from '../src/pool/objects.js';
 import { matchOperation } from '../src/operations/match.js';
 import { checkTarget } from '../src/relay/path.js';
+
+/** The operation a request is, as the gateway matches it at the door. */
+const op = (method: string, target: string) => matchOperation(method, checkTarget(target).path);
 import { loadRoutes } from './helpers/routes.js';
 
 describe('object kinds by id', () => {
@@ -37,6 +46,10 @@ describe('object kinds by id', () => {
     ['voice_123abc', 'voice'],
     ['cons_1234', 'voice_consent'],
     ['cksess_123', 'chatkit_session'],
+    ['cthr_abc123', 'chatkit_thread'],
+    ['ft:gpt-4o-mini:org:custom:id', 'fine_tuned_model'],
+    ['ft:gpt-4o-mini-2024-07-18:openai::7p4lURel', 'fine_tuned_model'],
+    ['ft:gpt-3.5-turbo-0125:my-org:custom_suffix:9rRbUxAP:ckpt-step-88', 'fine_tuned_model'],
   ])('%s is a %s', (id, kind) => {
     expect(objectKindOf(id)).toBe(kind);
   });
@@ -53,8 +66,12 @@ describe('object kinds by id', () => {
     'ftckpt_zc4Q7MP6XxulcVzj4MZdwsAB',
     'part_def456',
     // Not objects of a user.
+    'cthi_user_001',
     'gpt-4o',
-    'ft:gpt-4o-mini:org:custom:id',
+    'ft:',
+    'ft:gpt-4o/../x',
+    'ft:gpt 4o',
+    'chatkit user bob',
     'openai-spreadsheets',
     'rtc_479a275623b54bdb9b6fbae2f7cbd408',
     'file-',
@@ -95,6 +112,35 @@ describe('ids that answers create', () => {
     const job = { object: 'fine_tuning.job', id: 'ftjob-abc123', model: 'gpt-4o-mini-2024-07-18', fine_tuned_model: null, organization_id: 'org-123', result_files: [], status: 'queued', validation_file: null, training_file: 'file-abc123' };
     expect(createdObjectIds(job)).toEqual(['ftjob-abc123']);
     expect(createdObjectIds({ ...job, status: 'succeeded', result_files: ['file-res1'] })).toEqual(['ftjob-abc123', 'file-res1']);
+    expect(createdObjectIds({ ...job, status: 'succeeded', fine_tuned_model: 'ft:gpt-4o-mini:org::abc' })).toEqual(['ftjob-abc123', 'ft:gpt-4o-mini:org::abc']);
+  });
+
+  it('the fine-tuned models a job, a list of jobs and a list of checkpoints show', () => {
+    const job = { object: 'fine_tuning.job', id: 'ftjob-1', status: 'succeeded', fine_tuned_model: 'ft:gpt-4o-mini:org::m1' };
+    expect(fineTunedModelsIn(job)).toEqual(['ft:gpt-4o-mini:org::m1']);
+    expect(fineTunedModelsIn({ ...job, fine_tuned_model: null })).toEqual([]);
+    expect(fineTunedModelsIn({ object: 'list', data: [job, { ...job, id: 'ftjob-2', fine_tuned_model: 'ft:gpt-4o-mini:org::m2' }], has_more: false })).toEqual(['ft:gpt-4o-mini:org::m1', 'ft:gpt-4o-mini:org::m2']);
+    const checkpoint = { object: 'fine_tuning.job.checkpoint', id: 'ftckpt_1', fine_tuned_model_checkpoint: 'ft:gpt-4o-mini:org::m1:ckpt-step-88', fine_tuning_job_id: 'ftjob-1' };
+    expect(fineTunedModelsIn({ object: 'list', data: [checkpoint], has_more: false })).toEqual(['ft:gpt-4o-mini:org::m1:ckpt-step-88']);
+    expect(fineTunedModelsIn({ object: 'model', id: 'gpt-4o', fine_tuned_model: 'gpt-4o' })).toEqual([]);
+  });
+
+  it('GETs of a job and of its checkpoints show its models; its events and other GETs do not count', () => {
+    expect(revealsFineTunedModels(op('GET', '/v1/fine_tuning/jobs/ftjob-1'))).toBe(true);
+    expect(revealsFineTunedModels(op('GET', '/v1/fine_tuning/jobs/ftjob-1/checkpoints?limit=5'))).toBe(true);
+    expect(revealsFineTunedModels(op('GET', '/v1/fine_tuning/jobs/ftjob-1/events'))).toBe(false);
+    expect(revealsFineTunedModels(op('GET', '/v1/fine_tuning/jobs'))).toBe(false);
+    expect(revealsFineTunedModels(op('POST', '/v1/fine_tuning/jobs/ftjob-1'))).toBe(false);
+  });
+
+  it("a ChatKit session claims its user: the session's answer records it, its request names it", () => {
+    const session = { id: 'cksess_123', object: 'chatkit.session', client_secret: 'ek_token_123', user: 'user_789', status: 'active' };
+    expect(createdObjectIds(session)).toEqual(['cksess_123', chatkitUserRef('user_789')]);
+    expect(claimedNames(op('POST', '/v1/chatkit/sessions'), { user: 'user_789', workflow: { id: 'wf' } })).toEqual([chatkitUserRef('user_789')]);
+    expect(claimedNames(op('POST', '/v1/chat/completions'), { user: 'user_789' })).toEqual([]);
+    // A thread seen in a list is owned through its user.
+    expect(ownerHintOf('chatkit_thread', { id: 'cthr_1', object: 'chatkit.thread', user: 'user_789' })).toBe(chatkitUserRef('user_789'));
+    expect(ownerHintOf('file', { id: 'file-1', user: 'user_789' })).toBeUndefined();
   });
 
   it('an assistant, and a vector store made inline through tool_resources', () => {
@@ -200,11 +246,18 @@ describe('ids that request paths name', () => {
     ['/v1/videos/video_123/remix', ['video_123']],
     ['/v1/videos/characters/char_123', ['char_123']],
     ['/v1/chat/completions/chatcmpl-abc123/messages', ['chatcmpl-abc123']],
-    ['/v1/models/ft:gpt-4o-mini:acemeco:suffix:abc123', []],
+    ['/v1/models/ft:gpt-4o-mini:acemeco:suffix:abc123', ['ft:gpt-4o-mini:acemeco:suffix:abc123']],
+    // As SDKs send it, escaped: the canonical path (src/relay/path.ts) holds the id the upstream reads.
+    ['/v1/models/ft%3Agpt-4o-mini%3Aacemeco%3Asuffix%3Aabc123', ['ft:gpt-4o-mini:acemeco:suffix:abc123']],
+    ['/v1/files/file%2Dabc123/content', ['file-abc123']],
+    ['/v1/fine_tuning/checkpoints/ft:gpt-4o:org::x1:ckpt-step-8/permissions', ['ft:gpt-4o:org::x1:ckpt-step-8']],
+    ['/v1/chatkit/threads/cthr_123/items', ['cthr_123']],
     ['/v1/realtime/calls/rtc_479a275623b54bdb9b6fbae2f7cbd408/accept', []],
     ['/v1/chatkit/sessions/cksess_123/cancel', ['cksess_123']],
   ])('%s', (path, ids) => {
-    expect(idsInPath(path)).toEqual(ids);
+    const canonical = checkTarget(path).path;
+    expect(idsInPath(canonical)).toEqual(ids);
+    expect(idsInOperation(op(path.includes('/remix') || path.includes('/cancel') || path.includes('/accept') ? 'POST' : 'GET', path), canonical)).toEqual(ids);
   });
 
   const routes = loadRoutes().filter((r) => !r.group.startsWith('admin'));
@@ -245,10 +298,78 @@ describe('ids that request paths name', () => {
   });
 });
 
+// Every path parameter of the spec's user routes, by the path that leads to it: the kind of object
+// it names (a sample id of that kind), or null for a parameter reached through its parent (the
+// parent's owner answers for it) or naming nothing a user owns. A new route with a parameter not
+// in this table fails the test below until someone decides which it is.
+const PATH_PARAMETERS: Record<string, readonly [sample: string, kind: ObjectKind | null]> = {
+  '/v1/assistants/{assistant_id}': ['asst_A1', 'assistant'],
+  '/v1/audio/voice_consents/{consent_id}': ['cons_C1', 'voice_consent'],
+  '/v1/batches/{batch_id}': ['batch_B1', 'batch'],
+  '/v1/chat/completions/{completion_id}': ['chatcmpl-C1', 'chat_completion'],
+  '/v1/chatkit/sessions/{session_id}': ['cksess_S1', 'chatkit_session'],
+  '/v1/chatkit/threads/{thread_id}': ['cthr_T1', 'chatkit_thread'],
+  '/v1/containers/{container_id}': ['cntr_C1', 'container'],
+  '/v1/containers/{}/files/{file_id}': ['cfile_F1', null],
+  '/v1/conversations/{conversation_id}': ['conv_C1', 'conversation'],
+  '/v1/conversations/{}/items/{item_id}': ['msg_I1', null],
+  '/v1/evals/{eval_id}': ['eval_E1', 'eval'],
+  '/v1/evals/{}/runs/{run_id}': ['evalrun_R1', null],
+  '/v1/evals/{}/runs/{}/output_items/{output_item_id}': ['outputitem_O1', null],
+  '/v1/files/{file_id}': ['file-F1', 'file'],
+  '/v1/fine_tuning/checkpoints/{fine_tuned_model_checkpoint}': ['ft:gpt-4o-mini:org::J1:ckpt-step-1', 'fine_tuned_model'],
+  '/v1/fine_tuning/checkpoints/{}/permissions/{permission_id}': ['cp_P1', null],
+  '/v1/fine_tuning/jobs/{fine_tuning_job_id}': ['ftjob-J1', 'fine_tuning_job'],
+  '/v1/models/{model}': ['ft:gpt-4o-mini:org::M1', 'fine_tuned_model'],
+  // Realtime calls are made over WebRTC/SIP, not through an answer the gateway reads.
+  '/v1/realtime/calls/{call_id}': ['rtc_R1', null],
+  '/v1/responses/{response_id}': ['resp_R1', 'response'],
+  '/v1/skills/{skill_id}': ['skill_S1', 'skill'],
+  '/v1/skills/{}/versions/{version}': ['2', null],
+  '/v1/threads/{thread_id}': ['thread_T1', 'thread'],
+  '/v1/threads/{}/messages/{message_id}': ['msg_M1', null],
+  '/v1/threads/{}/runs/{run_id}': ['run_R1', null],
+  '/v1/threads/{}/runs/{}/steps/{step_id}': ['step_S1', null],
+  '/v1/uploads/{upload_id}': ['upload_U1', 'upload'],
+  '/v1/vector_stores/{vector_store_id}': ['vs_V1', 'vector_store'],
+  '/v1/vector_stores/{}/file_batches/{batch_id}': ['vsfb_B1', null],
+  // A vector store's file is the file itself: both must be the caller's.
+  '/v1/vector_stores/{}/files/{file_id}': ['file-F2', 'file'],
+  '/v1/videos/characters/{character_id}': ['char_C1', 'video_character'],
+  '/v1/videos/{video_id}': ['video_V1', 'video'],
+};
+
+describe('every path parameter of the spec', () => {
+  const routes = loadRoutes().filter((r) => !r.group.startsWith('admin'));
+  /** The table's key for each parameter of a path: the path up to it, earlier parameters as `{}`. */
+  const parameters = (path: string): string[] =>
+    [...path.matchAll(/\{[a-z_]+\}/g)].map((m) => path.slice(0, (m.index ?? 0) + m[0].length).replace(/\{[a-z_]+\}(?=.)/g, '{}'));
+
+  it('is in the table, and every key of the table is a parameter of some route', () => {
+    const seen = new Set(routes.flatMap((r) => parameters(r.path.replace(/\?.*$/, ''))));
+    expect([...seen].filter((key) => !(key in PATH_PARAMETERS))).toEqual([]);
+    expect(Object.keys(PATH_PARAMETERS).filter((key) => !seen.has(key))).toEqual([]);
+  });
+
+  it('is found as the kind the table says wherever it stands, and a parameter reached through its parent is not', () => {
+    for (const route of routes) {
+      const bare = route.path.replace(/\?.*$/, '');
+      const keys = parameters(bare);
+      let i = 0;
+      const path = bare.replace(/\{[a-z_]+\}/g, () => PATH_PARAMETERS[keys[i++] as string]![0]);
+      const expected = keys.map((key) => PATH_PARAMETERS[key]!).filter(([, kind]) => kind !== null).map(([sample]) => sample);
+      expect(idsInOperation(matchOperation(route.method, path), path), `${route.method} ${route.path}`).toEqual(expected);
+      for (const [sample, kind] of keys.map((key) => PATH_PARAMETERS[key]!)) expect(objectKindOf(sample), sample).toBe(kind ?? undefined);
+    }
+  });
+});
+
 describe('ids that JSON request bodies name', () => {
   it.each([
     ['a batch', { input_file_id: 'file-abc123', endpoint: '/v1/chat/completions', completion_window: '24h' }, ['file-abc123']],
     ['a fine-tuning job', { training_file: 'file-abc', validation_file: 'file-123', model: 'o4-mini' }, ['file-abc', 'file-123']],
+    ['a fine-tuning job on a fine-tuned model', { training_file: 'file-abc', model: 'ft:gpt-4o-mini:org::m1' }, ['file-abc', 'ft:gpt-4o-mini:org::m1']],
+    ['a chat completion with a fine-tuned model', { model: 'ft:gpt-4o-mini:org::m1', messages: [] }, ['ft:gpt-4o-mini:org::m1']],
     [
       'a response continuing another, with file search and a code interpreter container',
       {
@@ -328,6 +449,9 @@ describe('list endpoints of owned objects', () => {
     ['/v1/chat/completions', 'chat_completion'],
     ['/v1/skills', 'skill'],
     ['/v1/audio/voice_consents', 'voice_consent'],
+    ['/v1/chatkit/threads', 'chatkit_thread'],
+    ['/v1/chatkit/threads?user=u1', 'chatkit_thread'],
+    ['/v1/models', 'fine_tuned_model'],
   ])('GET %s lists %s objects', (path, kind) => {
     expect(listedObjectKind(matchOperation('GET', checkTarget(path).path))).toBe(kind);
   });
@@ -335,10 +459,10 @@ describe('list endpoints of owned objects', () => {
   it.each([
     ['POST', '/v1/files'],
     ['GET', '/v1/files/file-abc123'],
-    ['GET', '/v1/models'],
+    ['GET', '/v1/models/gpt-4o'],
     ['GET', '/v1/threads/thread_1/messages'],
     ['GET', '/v1/vector_stores/vs_1/files'],
-    ['GET', '/v1/chatkit/threads'],
+    ['GET', '/v1/chatkit/threads/cthr_1/items'],
   ])('%s %s is not one', (method, path) => {
     expect(listedObjectKind(matchOperation(method, path))).toBeUndefined();
   });
@@ -348,7 +472,7 @@ describe('list endpoints of owned objects', () => {
       .filter((r) => !r.group.startsWith('admin') && r.method === 'GET' && !r.path.includes('{'))
       .map((r) => r.path);
     const lists = topLevelGets.filter((p) => listedObjectKind(matchOperation('GET', p)) !== undefined);
-    expect(new Set(topLevelGets.filter((p) => !lists.includes(p)))).toEqual(new Set(['/v1/chatkit/threads', '/v1/models']));
+    expect(topLevelGets.filter((p) => !lists.includes(p))).toEqual([]);
   });
 
   it("filters a list answer down to the caller's objects", () => {

@@ -99,6 +99,23 @@ describe.each(BACKENDS)('the %s store', (name, make) => {
       expect(await store.deleteUser(id)).toBe(false);
     });
 
+    it("never gives a deleted user's id out again: their objects and counters outlive them", async () => {
+      const id = fresh();
+      const other = fresh();
+      expect(await store.wasDeleted(id)).toBe(false);
+      await store.createUser(user(id));
+      expect(await store.wasDeleted(id)).toBe(false);
+      expect(await store.deleteUser(id)).toBe(true);
+      expect(await store.wasDeleted(id)).toBe(true);
+      expect(await store.createUser(user(id, { name: 'impostor' }))).toBe(false);
+      expect(await store.getUser(id)).toBeUndefined();
+      expect((await store.listUsers()).map((u) => u.id)).not.toContain(id);
+      // An id that never existed is not retired by a deletion that found nothing.
+      expect(await store.deleteUser(other)).toBe(false);
+      expect(await store.wasDeleted(other)).toBe(false);
+      expect(await store.createUser(user(other))).toBe(true);
+    });
+
     it('answers ping', async () => {
       expect(await store.ping()).toBe(true);
     });

@@ -121,9 +121,18 @@ export function defaultAnswer(req: RecordedRequest, bodyLength: number): FakeRes
         return { body: { text: FAKE_TEXT } };
       case '/v1/files':
         return { body: fileObject(req.body, bodyLength) };
+      case '/v1/fine_tuning/jobs':
+        return { body: fineTuningJob(fakeId('ftjob-'), asObject(req.json)) };
+      case '/v1/chatkit/sessions':
+        return { body: chatkitSession(asObject(req.json)) };
     }
+  } else if (method === 'DELETE') {
+    const model = /^\/v1\/models\/([^/]+)$/.exec(path)?.[1];
+    if (model !== undefined) return { body: { id: decodeURIComponent(model), object: 'model', deleted: true } };
   } else if (method === 'GET') {
     if (path === '/v1/models') return { headers: { 'content-type': 'application/json' }, body: MODELS_BODY };
+    const job = /^\/v1\/fine_tuning\/jobs\/(ftjob-[^/]+)$/.exec(path)?.[1];
+    if (job !== undefined) return { body: fineTuningJob(job, {}) };
     const m = /^\/v1\/files\/([^/]+)\/content$/.exec(path);
     if (m?.[1] !== undefined) {
       return { headers: { 'content-type': 'application/octet-stream' }, body: fakeFileContent(m[1]) };
@@ -244,5 +253,50 @@ function fileObject(body: Buffer, bodyLength: number): object {
     filename,
     purpose,
     status: 'processed',
+  };
+}
+
+/** The model a fake fine-tuning job makes: a pure function of the job id. */
+export function fakeFineTunedModel(jobId: string): string {
+  return `ft:${DEFAULT_MODEL}-2024-07-18:fake-org::${jobId.slice('ftjob-'.length)}`;
+}
+
+/**
+ * A fine-tuning job: POST answers it as it starts (no model yet); every GET finds it finished,
+ * its model made (there is no clock to wait for in the fake).
+ */
+function fineTuningJob(id: string, request: Json): object {
+  const created = request['training_file'] !== undefined;
+  return {
+    id,
+    object: 'fine_tuning.job',
+    model: typeof request['model'] === 'string' ? request['model'] : `${DEFAULT_MODEL}-2024-07-18`,
+    created_at: now(),
+    finished_at: created ? null : now(),
+    fine_tuned_model: created ? null : fakeFineTunedModel(id),
+    organization_id: 'org-fake',
+    result_files: [],
+    status: created ? 'validating_files' : 'succeeded',
+    training_file: typeof request['training_file'] === 'string' ? request['training_file'] : 'file-fake',
+    validation_file: null,
+    trained_tokens: created ? null : 1000,
+    error: null,
+    seed: 0,
+  };
+}
+
+/** A ChatKit session for the request's `user` (threads are made later by the ChatKit front end). */
+function chatkitSession(request: Json): object {
+  return {
+    id: fakeId('cksess_'),
+    object: 'chatkit.session',
+    expires_at: now() + 600,
+    client_secret: fakeId('ek_fake_'),
+    workflow: asObject(request['workflow']),
+    user: typeof request['user'] === 'string' ? request['user'] : '',
+    rate_limits: { max_requests_per_1_minute: 10 },
+    max_requests_per_1_minute: 10,
+    status: 'active',
+    chatkit_configuration: { automatic_thread_titling: { enabled: true }, file_upload: { enabled: false }, history: { enabled: true } },
   };
 }

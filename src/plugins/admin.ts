@@ -127,7 +127,14 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     const { id, name, models, limits } = request.body;
     const expiresAt = checkTime(request.body.expiresAt);
     const user: User = { id, name, models, expiresAt, limits: limits ?? {}, createdAt: new Date().toISOString() };
-    if (!(await store.createUser(user))) throw new GatewayError('conflict', { message: `A user with id "${id}" exists.`, param: 'id' });
+    if (!(await store.createUser(user))) {
+      // A deleted user's objects (files, threads, fine-tuned models) and counters stay theirs: a
+      // new user of the same id would inherit them.
+      const message = (await store.wasDeleted(id))
+        ? `A user with id "${id}" existed and was deleted: ids of deleted users are never reused. Pick another id.`
+        : `A user with id "${id}" exists.`;
+      throw new GatewayError('conflict', { message, param: 'id' });
+    }
     reply.code(201);
     return user;
   });

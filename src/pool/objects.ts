@@ -8,6 +8,14 @@
 // checkpoints `ftckpt_`; upload parts `part_`) are always reached through their parent's path, so
 // the parent's owner answers for them, and a stream that created one unseen cannot lock its
 // creator out. Ids come from shared/openai/routes.tsv paths and openapi.yaml examples.
+//
+// Two kinds are not ids of the usual shape. A fine-tuned model is named `ft:<base>:<org>:<suffix>:<id>`
+// (its checkpoints add `:ckpt-step-<n>`); it comes into being when a job finishes, so the gateway
+// learns it from the job's answers (fine_tuned_model) and from the job's checkpoint list. A ChatKit
+// thread (`cthr_`) is made by the ChatKit front end with a session's client secret, never through
+// this API: it belongs to the session's `user`, so a session claims its `user` string for the
+// gateway user who made it (chatkitUserRef), and a thread seen in a list belongs to whoever claimed
+// its `user`.
 
 import type { Operation } from '../operations/match.js';
 
@@ -29,7 +37,9 @@ export type ObjectKind =
   | 'skill'
   | 'voice'
   | 'voice_consent'
-  | 'chatkit_session';
+  | 'chatkit_session'
+  | 'chatkit_thread'
+  | 'fine_tuned_model';
 
 const PREFIXES: ReadonlyArray<readonly [string, ObjectKind]> = [
   ['file-', 'file'],
@@ -51,13 +61,17 @@ const PREFIXES: ReadonlyArray<readonly [string, ObjectKind]> = [
   ['voice_', 'voice'],
   ['cons_', 'voice_consent'],
   ['cksess_', 'chatkit_session'],
+  ['cthr_', 'chatkit_thread'],
 ];
 
 const ID_SHAPE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,255}$/;
 const ID_BODY = /^[A-Za-z0-9]/;
+// `ft:gpt-4o-mini-2024-07-18:my-org:custom-suffix:9rRbUxAP`, `...:ckpt-step-88`; base models may carry dots.
+const FINE_TUNED_MODEL = /^ft:[A-Za-z0-9][A-Za-z0-9._:-]{0,255}$/;
 
 /** The kind of a tracked object id, or undefined for anything else. */
 export function objectKindOf(id: string): ObjectKind | undefined {
+  if (id.startsWith('ft:')) return FINE_TUNED_MODEL.test(id) ? 'fine_tuned_model' : undefined;
   if (!ID_SHAPE.test(id)) return undefined;
   for (const [prefix, kind] of PREFIXES) {
     if (id.startsWith(prefix) && ID_BODY.test(id.slice(prefix.length))) return kind;
@@ -78,6 +92,7 @@ function routeOf(path: string): string {
 /** The tracked ids a request path names, in path order: `/v1/vector_stores/vs_1/files/file-2` names both. */
 export function idsInPath(path: string): string[] {
   const ids: string[] = [];
+  // The path is canonical (src/relay/path.ts): escapes are decoded already.
   for (const segment of routeOf(path).split('/')) {
     if (segment === '' || STATIC_SEGMENTS.has(segment)) continue;
     if (objectKindOf(segment) && !ids.includes(segment)) ids.push(segment);
@@ -88,8 +103,10 @@ export function idsInPath(path: string): string[] {
 // Body fields whose string values (or arrays of strings) name objects: batches' input_file_id,
 // fine-tuning's training_file, Responses' previous_response_id and conversation, file_search's
 // vector_store_ids, Assistants' thread_id / assistant_id / attachments[].file_id /
-// tool_resources.*.file_ids, chat and Responses input parts' file_id, containers' skill_id …
+// tool_resources.*.file_ids, chat and Responses input parts' file_id, containers' skill_id, and
+// `model` wherever it names a fine-tuned model (chat, Responses, a job fine-tuning it further, evals).
 const ID_FIELDS = new Set([
+  'model',
   'file_id',
   'file_ids',
   'input_file_id',
@@ -221,7 +238,53 @@ export function createdObjectIds(answer: unknown, request?: unknown): string[] {
   if (Array.isArray(object.output)) {
     for (const item of object.output) if (isObject(item)) add(item.container_id);
   }
+  // A job answered by POST (cancel, pause, resume) may already name its model.
+  if (object.object === 'fine_tuning.job') add(object.fine_tuned_model);
+  if (object.object === 'chatkit.session' && typeof object.user === 'string') ids.push(chatkitUserRef(object.user));
   return ids;
+}
+
+/**
+ * The fine-tuned models a fine-tuning answer shows: a job's `fine_tuned_model` (GET
+ * /fine_tuning/jobs/{id}, or each job of a list), a checkpoint's `fine_tuned_model_checkpoint`
+ * (each item of GET /fine_tuning/jobs/{id}/checkpoints).
+ */
+export function fineTunedModelsIn(answer: unknown): string[] {
+  if (!isObject(answer)) return [];
+  const items = answer.object === 'list' && Array.isArray(answer.data) ? answer.data : [answer];
+  const names: string[] = [];
+  for (const item of items) {
+    if (!isObject(item)) continue;
+    for (const name of [item.fine_tuned_model, item.fine_tuned_model_checkpoint]) {
+      if (typeof name === 'string' && objectKindOf(name) === 'fine_tuned_model' && !names.includes(name)) names.push(name);
+    }
+  }
+  return names;
+}
+
+// Operations whose answers show fine-tuned models of the job in their path: the job, its checkpoints.
+const REVEALS_MODELS = new Set(['retrieveFineTuningJob', 'listFineTuningJobCheckpoints']);
+
+/** True for an operation whose answer shows the fine-tuned models of the job it names. */
+export function revealsFineTunedModels(operation: Operation): boolean {
+  return REVEALS_MODELS.has(operation.id);
+}
+
+// Not an object id (no id has a space or this prefix): the owner table's entry for a ChatKit `user`.
+const CHATKIT_USER = 'chatkit user ';
+
+/** The owner table's name for the ChatKit `user` string of sessions and threads. */
+export function chatkitUserRef(user: string): string {
+  return CHATKIT_USER + user;
+}
+
+/**
+ * Names a request claims rather than uses: `POST /chatkit/sessions` claims its `user` for the
+ * caller (unknown is fine, another gateway user's is not).
+ */
+export function claimedNames(operation: Operation, body: unknown): string[] {
+  if (operation.id !== 'CreateChatSessionMethod' || !isObject(body)) return [];
+  return typeof body.user === 'string' ? [chatkitUserRef(body.user)] : [];
 }
 
 /** The id a deletion answer (`{id, object, deleted: true}`) says is gone, if it is tracked. */
@@ -243,11 +306,23 @@ const LISTS: ReadonlyMap<string, ObjectKind> = new Map([
   ['listChatCompletions', 'chat_completion'],
   ['ListSkills', 'skill'],
   ['listVoiceConsents', 'voice_consent'],
+  ['ListThreadsMethod', 'chatkit_thread'],
+  // Base models are everyone's and pass; fine-tuned ones are shown to their owner.
+  ['listModels', 'fine_tuned_model'],
 ]);
 
 /** The kind of owned objects an operation lists (to be filtered per user), or undefined when it lists none. */
 export function listedObjectKind(operation: Operation): ObjectKind | undefined {
   return LISTS.get(operation.id);
+}
+
+/**
+ * For a list item whose own id the gateway has not seen: the owner table's name that decides who
+ * may see it (a ChatKit thread's `user`), if its kind has one.
+ */
+export function ownerHintOf(kind: ObjectKind, item: unknown): string | undefined {
+  if (kind !== 'chatkit_thread' || !isObject(item) || typeof item.user !== 'string') return undefined;
+  return chatkitUserRef(item.user);
 }
 
 /**

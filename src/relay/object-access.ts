@@ -7,10 +7,23 @@
 // items the user may not see, so a page can come out shorter than `limit` (even empty while
 // `has_more` is true), and `first_id`/`last_id` follow the items kept. An SDK that pages with the
 // last item's id carries on from there; one that stops at an empty page stops early.
+//
+// Lists also teach the gateway owners it could not see being made: a ChatKit thread listed with a
+// `user` the caller's session claimed becomes the caller's, and the fine-tuned model of the
+// caller's job becomes the caller's, on the job's key.
 import { GatewayError } from '../errors.js';
-import { filterListAnswer, namedObjectIds } from '../pool/objects.js';
-import { type ObjectOwners, resolveOwnership } from '../pool/object-owners.js';
+import {
+  type ObjectKind,
+  claimedNames,
+  filterListAnswer,
+  fineTunedModelsIn,
+  namedObjectIds,
+  objectKindOf,
+  ownerHintOf,
+} from '../pool/objects.js';
+import { type ObjectOwner, type ObjectOwners, resolveOwnership } from '../pool/object-owners.js';
 import type { SelectRequest } from '../pool/pool.js';
+import type { Operation } from '../operations/match.js';
 
 export interface ObjectAccess {
   owners: ObjectOwners;
@@ -19,15 +32,37 @@ export interface ObjectAccess {
 }
 
 function noSuchObject(id: string): GatewayError {
+  // A model one may not see is answered as OpenAI answers a model that does not exist.
+  if (objectKindOf(id) === 'fine_tuned_model') {
+    return new GatewayError('model_not_found', { message: `The model \`${id}\` does not exist or you do not have access to it.`, param: 'model' });
+  }
   return new GatewayError('not_found', { message: `No such object: ${id}` });
 }
 
 /** The key a request must go to for the objects it names (`pathIds`, from its operation, then its
- * JSON body's); throws the 404 (or 400) it gets instead. */
-export async function pinnedKey(access: ObjectAccess, userId: string, pathIds: string[], json: unknown): Promise<SelectRequest['pinned']> {
+ * JSON body's) and the names it claims; throws the 404 (or 400, 409) it gets instead. */
+export async function pinnedKey(
+  access: ObjectAccess,
+  userId: string,
+  operation: Operation,
+  pathIds: string[],
+  json: unknown,
+): Promise<SelectRequest['pinned']> {
   const ids = namedObjectIds(pathIds, json);
-  if (ids.length === 0) return undefined;
-  const owners = await access.owners.lookupMany(ids);
+  const claims = claimedNames(operation, json);
+  if (ids.length === 0 && claims.length === 0) return undefined;
+  const owners = await access.owners.lookupMany([...ids, ...claims]);
+  for (const claim of claims) {
+    const owner = owners.get(claim);
+    if (owner && owner.userId !== userId) {
+      throw new GatewayError('conflict', {
+        message: 'This ChatKit `user` belongs to another user of this gateway: its threads are theirs. Pick another user identifier.',
+        param: 'user',
+      });
+    }
+    // The caller's own: its sessions stay on the key that holds its threads.
+    if (owner) ids.push(claim);
+  }
   const ownership = resolveOwnership(ids, owners, userId, { shareUnknown: access.shareUnknown });
   switch (ownership.kind) {
     case 'free':
@@ -52,17 +87,44 @@ function parseList(bytes: Buffer): unknown {
   }
 }
 
-/** A list answer less what the user may not see; undefined when it is to be sent as it is. */
-export async function filterList(access: ObjectAccess, userId: string, bytes: Buffer): Promise<Buffer | undefined> {
+/**
+ * A list of `kind` objects less what the user may not see; undefined when it is to be sent as it
+ * is. Items of other kinds pass (the base models of GET /models are everyone's). Without a kind
+ * (a list of an operation the table does not know), items of every tracked kind are filtered.
+ */
+export async function filterList(access: ObjectAccess, userId: string, kind: ObjectKind | undefined, bytes: Buffer): Promise<Buffer | undefined> {
   const answer = parseList(bytes);
   const all = filterListAnswer(answer, () => true);
   if (!all) return undefined;
-  const ids = (all.data as Array<{ id: string }>).map((item) => item.id);
-  const owners = await access.owners.lookupMany(ids);
+  const filtered = (id: string): boolean => (kind === undefined ? objectKindOf(id) !== undefined : objectKindOf(id) === kind);
+  const items = (all.data as Array<{ id: string }>).filter((item) => filtered(item.id));
+  const hints = new Map<string, string>();
+  for (const item of items) {
+    const hint = kind === undefined ? undefined : ownerHintOf(kind, item);
+    if (hint !== undefined) hints.set(item.id, hint);
+  }
+  const models = new Map(items.map((item) => [item.id, fineTunedModelsIn(item)]));
+  const names = new Set([...items.map((item) => item.id), ...hints.values(), ...[...models.values()].flat()]);
+  const found = await access.owners.lookupMany([...names]);
+  const owners = new Map<string, ObjectOwner>();
+  const learned: Array<Promise<void>> = [];
+  for (const item of items) {
+    const hint = hints.get(item.id);
+    const owner = found.get(item.id) ?? (hint === undefined ? undefined : found.get(hint));
+    if (!owner) continue;
+    owners.set(item.id, owner);
+    if (owner.userId !== userId) continue;
+    // Recorded before the page goes out, so that the caller's next request finds them.
+    if (!found.has(item.id)) learned.push(access.owners.record(item.id, owner));
+    for (const model of models.get(item.id) ?? []) if (!found.has(model)) learned.push(access.owners.record(model, owner));
+  }
+  await Promise.all(learned);
   const visible = (id: string): boolean => {
+    if (!filtered(id)) return true;
     const owner = owners.get(id);
     return owner ? owner.userId === userId : access.shareUnknown;
   };
+  const ids = (all.data as Array<{ id: string }>).map((item) => item.id);
   // Unchanged lists go out byte for byte, as the upstream sent them.
   if (ids.every(visible) && ids.length === (answer as { data: unknown[] }).data.length) return undefined;
   return Buffer.from(JSON.stringify(filterListAnswer(answer, visible)));

@@ -7,9 +7,11 @@
 // A record is issued before the client can act on the answer: an SSE event's before its bytes are
 // written, a JSON answer's as its last bytes go out, in the same tick, so a follow-up request of
 // the client reaches the store after it (one connection keeps the order of commands).
+// GET answers create nothing, but those of the caller's own fine-tuning job show the models it made
+// (src/pool/objects.ts, fineTunedModelsIn): a tap that records only those.
 import type { Logger } from 'pino';
 import { type Line, LineSplitter } from '../quota/sse-lines.js';
-import { createdObjectIds, deletedObjectId } from '../pool/objects.js';
+import { createdObjectIds, deletedObjectId, fineTunedModelsIn } from '../pool/objects.js';
 import type { ObjectOwner, ObjectOwners } from '../pool/object-owners.js';
 import type { ResponseTap } from './forward.js';
 import { isEventStream } from './headers.js';
@@ -42,11 +44,14 @@ export interface ObjectTapOptions {
   operation: string;
   /** The request's JSON body, if it had one. */
   request?: Record<string, unknown>;
+  /** A GET of the caller's own fine-tuning job (or its checkpoints): its models become the caller's. */
+  revealsModels?: boolean;
 }
 
 /** The tap for a request whose answer may create or delete objects, or undefined when it cannot. */
 export function objectTapFor(options: ObjectTapOptions): ((owner: ObjectOwner) => ResponseTap) | undefined {
   const method = options.method.toUpperCase();
+  if (method === 'GET' && options.revealsModels) return (owner) => new ObjectTap(options, owner, fineTunedModelsIn);
   if (method !== 'POST' && method !== 'DELETE') return undefined;
   if (CREATES_NOTHING.has(options.operation)) return undefined;
   if (options.operation === 'createChatCompletion' && options.request?.store !== true) return undefined;
@@ -64,6 +69,7 @@ class ObjectTap implements ResponseTap {
   constructor(
     private readonly options: ObjectTapOptions,
     private readonly owner: ObjectOwner,
+    private readonly idsIn: (answer: unknown, request?: unknown) => string[] = createdObjectIds,
   ) {}
 
   start(status: number, headers: Record<string, string | string[] | undefined>): void {
@@ -107,7 +113,7 @@ class ObjectTap implements ResponseTap {
   };
 
   private record(answer: unknown): void {
-    for (const id of createdObjectIds(answer, this.options.request)) {
+    for (const id of this.idsIn(answer, this.options.request)) {
       if (this.recorded.has(id)) continue;
       this.recorded.add(id);
       this.options.owners.record(id, this.owner).catch((err: unknown) => this.failed(err, id));

@@ -10,7 +10,7 @@ import { modelAllowed } from '../models.js';
 import type { Observation } from '../observability/observation.js';
 import type { TokenCounts } from '../observability/record.js';
 import type { Operation } from '../operations/match.js';
-import { idsInOperation, listedObjectKind } from '../pool/objects.js';
+import { idsInOperation, listedObjectKind, revealsFineTunedModels } from '../pool/objects.js';
 import { checkCostBound, effectiveModel } from '../quota/bounds.js';
 import { estimateRequest } from '../quota/estimate.js';
 import { type Charge, QuotaGate } from '../quota/gate.js';
@@ -107,13 +107,16 @@ export function createRelayRoute(services: Services): RelayRoute {
     const path = call.target.path;
     const route = path.slice(3);
     // Before admission: a request for another user's object costs nothing.
-    const pinned = await pinnedKey(objects, userId, idsInOperation(operation, path), json);
+    const pinned = await pinnedKey(objects, userId, operation, idsInOperation(operation, path), json);
     const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens);
     const ticket = await quota.admit(caller.user, call.id, estimate);
 
     const asked = askForUsage(operation.id, body);
     const usageTap = new UsageTap({ stripUsage: asked !== undefined, watch: estimate.metered });
-    const objectTap = objectTapFor({ owners: store.objectOwners, log: services.log, method, operation: operation.id, request: json });
+    // Pinned: every object the request names is the caller's (for a job's GET, the job).
+    const revealsModels = pinned !== undefined && revealsFineTunedModels(operation);
+    const objectTap = objectTapFor({ owners: store.objectOwners, log: services.log, method, operation: operation.id, request: json, revealsModels });
+    const listed = listedObjectKind(operation);
     call.takeOver();
     observation.relaying();
     let result: RelayOutcome;
@@ -127,12 +130,11 @@ export function createRelayRoute(services: Services): RelayRoute {
           rest: route + call.target.search,
           body: asked ?? body,
           model: facts.model,
-          // Until the operation match: the spec's AdminApiKey routes are these two trees.
           privileged: operation.admin,
           pinned,
           extraHeaders: ticket.headers,
           tap: (choice) => observation.tap(joinTaps(usageTap, objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id }))),
-          filterList: filtersList(operation, method) ? (bytes) => filterList(objects, userId, bytes) : undefined,
+          filterList: filtersList(operation, method) ? (bytes) => filterList(objects, userId, listed, bytes) : undefined,
         },
         deps,
       );

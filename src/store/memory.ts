@@ -25,6 +25,8 @@ function kept(user: User): User {
 
 export function createMemoryStore(): Store {
   const users = new Map<string, User>();
+  // Ids of deleted users: never given out again (their objects and counters outlive them).
+  const retired = new Set<string>();
   const keys = new Map<string, KeyRecord>();
   const byDigest = new Map<string, string>();
   const ledger = new MemoryLedger();
@@ -34,9 +36,12 @@ export function createMemoryStore(): Store {
   return {
     kind: 'memory',
     async createUser(user) {
-      if (users.has(user.id)) return false;
+      if (users.has(user.id) || retired.has(user.id)) return false;
       users.set(user.id, kept(user));
       return true;
+    },
+    async wasDeleted(id) {
+      return retired.has(id);
     },
     async getUser(id) {
       const user = users.get(id);
@@ -54,6 +59,7 @@ export function createMemoryStore(): Store {
     },
     async deleteUser(id) {
       if (!users.delete(id)) return false;
+      retired.add(id);
       for (const [keyId, key] of keys) {
         if (key.userId === id) {
           keys.delete(keyId);

@@ -2,7 +2,7 @@
 // JSON values, the quota ledger as the Lua scripts of src/quota/scripts.ts. Every key of one user
 // carries the hash tag `{u:<id>}`, so each script's keys sit in one cluster slot. Any Redis
 // failure becomes 503 quota_backend_unavailable: the store fails closed, never open.
-import { Cluster } from 'ioredis';
+import { Cluster, type Result } from 'ioredis';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import { levelAt, rateWindow } from '../quota/bucket.js';
@@ -36,6 +36,26 @@ import type {
   WindowUsage,
 } from './types.js';
 
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    krCreateUser(user: string, retired: string, json: string): Result<number, Context>;
+    krDeleteUser(user: string, retired: string, at: string): Result<number, Context>;
+  }
+}
+
+// A user id is never given out again: deletion leaves a tombstone beside the record, in the same
+// slot, and creation looks at both in one step, so no creation slips in between.
+const CREATE_USER_LUA = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+return 1
+`;
+const DELETE_USER_LUA = `
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+return 1
+`;
+
 export interface RedisStoreOptions extends RedisTarget {
   commandTimeoutMs: number;
   log: Logger;
@@ -49,6 +69,7 @@ export function userTag(userId: string): string {
 const USERS = 'kr:users';
 const userKey = (id: string): string => `kr:${userTag(id)}:user`;
 const userKeysKey = (id: string): string => `kr:${userTag(id)}:keys`;
+const retiredKey = (id: string): string => `kr:${userTag(id)}:retired`;
 const keyKey = (keyId: string): string => `kr:key:${keyId}`;
 const digestKey = (digest: string): string => `kr:digest:${digest}`;
 
@@ -80,6 +101,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
   const data = createRedisClient(options, 'data', commandTimeoutMs, log);
   // Quota calls get a connection of their own, so that admin traffic never queues ahead of them.
   const quota = createRedisClient(options, 'quota', commandTimeoutMs, log);
+  data.defineCommand('krCreateUser', { numberOfKeys: 2, lua: CREATE_USER_LUA });
+  data.defineCommand('krDeleteUser', { numberOfKeys: 2, lua: DELETE_USER_LUA });
 
   // One script call per round of the event loop for the admissions, one for the settles (per
   // user on a cluster, whose slots differ by user): src/store/script-batch.ts.
@@ -161,10 +184,11 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
 
     createUser: (user: User) =>
       guard(async () => {
-        if ((await data.set(userKey(user.id), JSON.stringify(user), 'NX')) !== 'OK') return false;
+        if ((await data.krCreateUser(userKey(user.id), retiredKey(user.id), JSON.stringify(user))) !== 1) return false;
         await data.sadd(USERS, user.id);
         return true;
       }),
+    wasDeleted: (id) => guard(async () => (await data.exists(retiredKey(id))) === 1),
     getUser: (id) => guard(() => getJson<User>(userKey(id))),
     listUsers: () =>
       guard(async () => {
@@ -184,7 +208,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     deleteUser: (id) =>
       guard(async () => {
         // The user record goes first: from then on authentication fails for every key of theirs.
-        if ((await data.del(userKey(id)).finally(() => callers.clear())) === 0) return false;
+        if ((await data.krDeleteUser(userKey(id), retiredKey(id), new Date().toISOString()).finally(() => callers.clear())) !== 1) return false;
         await data.srem(USERS, id);
         const keyIds = await data.smembers(userKeysKey(id));
         const records = await Promise.all(keyIds.map((keyId) => getJson<KeyRecord>(keyKey(keyId))));

@@ -143,12 +143,17 @@ export type UserPatch = Partial<Pick<User, 'name' | 'models' | 'expiresAt' | 'li
 
 export interface Store {
   readonly kind: 'memory' | 'redis' | 'cluster';
-  /** Creates the user; resolves false when the id is taken. */
+  /**
+   * Creates the user; resolves false when the id is taken or ever was: a deleted user's id is
+   * never given out again, since their objects and counters outlive them.
+   */
   createUser(user: User): Promise<boolean>;
+  /** True when a user of this id was deleted (its id is retired). */
+  wasDeleted(id: string): Promise<boolean>;
   getUser(id: string): Promise<User | undefined>;
   listUsers(): Promise<User[]>;
   updateUser(id: string, patch: UserPatch): Promise<User | undefined>;
-  /** Deletes the user and every key of theirs; resolves false when there was none. */
+  /** Deletes the user and every key of theirs, and retires the id; resolves false when there was none. */
   deleteUser(id: string): Promise<boolean>;
 
   createKey(key: KeyRecord): Promise<void>;
