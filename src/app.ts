@@ -9,12 +9,13 @@ import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
-  type FastifyServerOptions,
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { Caller } from './auth.js';
 import type { Config } from './config.js';
 import { GatewayError, errorBody } from './errors.js';
+import { capConnections } from './inbound/connection-cap.js';
+import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
 import { createLogger, loggerOptions } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createObservability } from './observability/index.js';
@@ -81,25 +82,27 @@ function toGatewayError(err: FastifyError | GatewayError | Error): GatewayError 
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+type SlowClientGuard = ReturnType<typeof createSlowClientGuard>;
 
 /**
  * The server Fastify would make (HTTP, or HTTPS with KEYRELAY_TLS_CERT/KEY), with the lane in
- * front of Fastify's handler: `lane` takes the API requests it can (src/relay/lane.ts).
+ * front of Fastify's handler: `lane` takes the API requests it can (src/relay/lane.ts). Its
+ * timeouts and connection cap are the `inbound` settings (src/inbound/), not Fastify's options.
  */
-function serverWithLane(config: Config, lane: () => ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined) {
-  return (handler: Handler, options: FastifyServerOptions) => {
+function serverWithLane(config: Config, guard: SlowClientGuard, log: Logger, lane: () => ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined) {
+  return (handler: Handler) => {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+      guard.watch(req, res);
       if (!lane()?.(req, res)) handler(req, res);
     };
     // Room for an oversized Authorization header to reach the 401 of RELIABILITY.md case 1.
-    const http = { maxHeaderSize: 64 * 1024 };
+    const http = { maxHeaderSize: 64 * 1024, ...serverTimeouts(config.inbound) };
     const server = config.tls
       ? createTlsServer({ ...http, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, onRequest)
       : createServer(http, onRequest);
-    // What Fastify sets on a server it makes itself, from its defaults.
-    server.keepAliveTimeout = options.keepAliveTimeout ?? 72_000;
-    server.requestTimeout = options.requestTimeout ?? 0;
-    server.setTimeout(options.connectionTimeout ?? 0);
+    capConnections(server, config.tls !== undefined, config.inbound.maxConnections, log);
+    server.setTimeout(config.inbound.idleMs);
+    server.on('timeout', guard.onSilence);
     return server;
   };
 }
@@ -161,6 +164,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const observability = createObservability(config, log, services.metrics);
   const route = createRelayRoute(services);
   let closing = false;
+  const slowClients = createSlowClientGuard(config.inbound, log);
   const lane = createLane({ route, observability, log, isClosing: () => closing });
 
   const app = Fastify({
@@ -169,7 +173,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    serverFactory: serverWithLane(config, () => lane),
+    serverFactory: serverWithLane(config, slowClients, log, () => lane),
+    clientErrorHandler: slowClients.clientError,
     routerOptions: { maxParamLength: 2048 },
     return503OnClosing: false,
     // Errors Fastify raises before routing (a malformed URL, a bad header) get the same shape.

@@ -108,6 +108,26 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    // What a client may hold of this process: connections, and time to send its request
+    // (docs/connections.md). The `timeouts` above are the upstream's side.
+    inbound: Type.Object(
+      {
+        // Open connections per process, WebSockets included; one more is answered 503 at once.
+        maxConnections: Type.Integer({ minimum: 1, default: 10_000 }),
+        // From the connection (or the end of the previous answer) until the request's headers are whole.
+        headersMs: Type.Integer({ minimum: 100, default: 20_000 }),
+        // Longest silence of a client the gateway is waiting for: before its first request and
+        // inside a request body. Never counted while the gateway makes its answer.
+        idleMs: Type.Integer({ minimum: 100, default: 30_000 }),
+        // A request body must keep up this average after its first `idleMs` (0: no minimum).
+        bodyMinBytesPerSecond: Type.Integer({ minimum: 0, default: 1024 }),
+        // The whole request, headers and body, must arrive within this (0: no total).
+        requestMs: Type.Integer({ minimum: 0, default: 0 }),
+        // An idle keep-alive connection is closed after this; longer than a load balancer's 60 s.
+        keepAliveMs: Type.Integer({ minimum: 100, default: 72_000 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     upstreams: Type.Array(UpstreamSchema, { default: [] }),
     // SIGTERM: requests in flight get this long to finish; then streams get a last error event.
     shutdownGraceMs: Type.Integer({ minimum: 0, default: 10_000 }),
@@ -260,6 +280,8 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   set('logLevel', env.LOG_LEVEL);
   set('workers', intFromEnv(env, 'KEYRELAY_WORKERS'));
   set('shutdownGraceMs', intFromEnv(env, 'KEYRELAY_SHUTDOWN_GRACE_MS'));
+  const maxConnections = intFromEnv(env, 'KEYRELAY_MAX_CONNECTIONS');
+  if (maxConnections !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxConnections };
   if (env.KEYRELAY_TLS_CERT || env.KEYRELAY_TLS_KEY) {
     out.tls = { cert: env.KEYRELAY_TLS_CERT ?? '', key: env.KEYRELAY_TLS_KEY ?? '' };
   }
@@ -326,6 +348,9 @@ function checkConsistency(config: Config): void {
     });
   });
   checkProxies(config);
+  const { requestMs, headersMs } = config.inbound;
+  // Node refuses a headers timeout longer than a request timeout that is set.
+  if (requestMs > 0 && requestMs < headersMs) throw new ConfigError('setting inbound/requestMs: must be 0 (none) or at least inbound/headersMs');
   if (config.tls && (!config.tls.cert || !config.tls.key)) {
     throw new ConfigError('setting tls: KEYRELAY_TLS_CERT and KEYRELAY_TLS_KEY must be set together');
   }

@@ -21,6 +21,8 @@ export const ERRORS = {
   invalid_header: { status: 400, type: 'invalid_request_error', message: 'A request header is not allowed.' },
   invalid_multipart: { status: 400, type: 'invalid_request_error', message: 'The multipart body is malformed.' },
   request_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is too large.' },
+  // The client did not send its request in time (headers, or the whole request): src/inbound/.
+  request_timeout: { status: 408, type: 'invalid_request_error', message: 'The request was not received in time.' },
   unknown_url: { status: 404, type: 'invalid_request_error', message: 'Unknown request URL.' },
   not_found: { status: 404, type: 'invalid_request_error', message: 'Not found.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist or you do not have access to it.' },
@@ -36,6 +38,11 @@ export const ERRORS = {
     status: 503,
     type: 'server_error',
     message: 'The quota store is unreachable. Try again later.',
+  },
+  server_overloaded: {
+    status: 503,
+    type: 'server_error',
+    message: 'The gateway is at its limit of connections or requests in flight. Try again later.',
   },
   shutting_down: { status: 503, type: 'server_error', message: 'The gateway is shutting down. Retry the request.' },
   upstream_proxy_error: { status: 502, type: 'server_error', message: 'The outbound proxy failed.' },

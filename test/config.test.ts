@@ -23,6 +23,7 @@ describe('defaults', () => {
       expect.objectContaining({ id: 'default', baseUrl: DEFAULT_UPSTREAM_URL, keys: [], models: ['*'] }),
     ]);
     expect(config.limits).toEqual({ jsonBodyBytes: 50 * 1024 * 1024, multipartBodyBytes: 512 * 1024 * 1024, otherBodyBytes: 512 * 1024 * 1024 });
+    expect(config.inbound).toEqual({ maxConnections: 10_000, headersMs: 20_000, idleMs: 30_000, bodyMinBytesPerSecond: 1024, requestMs: 0, keepAliveMs: 72_000 });
   });
 
   it('the annotated example loads', () => {
@@ -71,6 +72,11 @@ upstreams:
     ]);
   });
 
+  it('KEYRELAY_MAX_CONNECTIONS sets inbound/maxConnections over the file', () => {
+    const path = file('inbound:\n  maxConnections: 500\n  idleMs: 45000\n');
+    expect(loadConfig({ KEYRELAY_CONFIG: path, KEYRELAY_MAX_CONNECTIONS: '2000' }).inbound).toMatchObject({ maxConnections: 2000, idleMs: 45_000 });
+  });
+
   it('reads env:NAME secrets from the file', () => {
     const path = file('adminToken: env:MY_TOKEN\n');
     expect(loadConfig({ KEYRELAY_CONFIG: path, MY_TOKEN: 'a-long-enough-admin-token' }).adminToken).toBe('a-long-enough-admin-token');
@@ -86,6 +92,7 @@ describe('a bad setting stops the start with its name', () => {
     ['a bad upstream URL', { KEYRELAY_UPSTREAM_URL: 'ftp://x' }, /^setting upstreams\/0\/baseUrl: /],
     ['a bad Redis URL', { REDIS_URL: 'http://x' }, /^setting redis\/url: /],
     ['a missing settings file', { KEYRELAY_CONFIG: '/nonexistent/keyrelay.yaml' }, /^KEYRELAY_CONFIG: file not found/],
+    ['no connections allowed', { KEYRELAY_MAX_CONNECTIONS: '0' }, /^setting inbound\/maxConnections: /],
   ];
   it.each(cases)('%s', (_name, env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
@@ -99,6 +106,7 @@ describe('a bad setting stops the start with its name', () => {
     ['duplicate key ids', 'upstreams:\n  - id: a\n    baseUrl: https://a.test/v1\n    keys: [{id: k, key: x}, {id: k, key: y}]\n', /^setting upstreams\/0\/keys\/1\/id: duplicate/],
     ['YAML that is not a mapping', '- a\n- b\n', /top level must be a mapping/],
     ['broken YAML', 'a: [1, 2\n', /not valid YAML/],
+    ['a request total shorter than the headers timeout', 'inbound:\n  headersMs: 20000\n  requestMs: 5000\n', /^setting inbound\/requestMs: must be 0 \(none\) or at least inbound\/headersMs/],
   ])('%s', (_name, text, message) => {
     expect(() => loadConfig({ KEYRELAY_CONFIG: file(text) })).toThrow(message);
   });
