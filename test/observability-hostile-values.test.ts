@@ -52,7 +52,8 @@ async function rawLineOf(id: string): Promise<string> {
 
 describe('hostile values', () => {
   it('a forged log line in the model, ANSI and 100 KB in the user field, C1 and 60 KB in User-Agent: one escaped, bounded line', async () => {
-    const model = `gpt-4o-mini\n{"level":60,"msg":"forged"}\r\n\u001b[31m${'m'.repeat(HUNDRED_KB)}`;
+    // A model name is at most 256 characters (longer is a 400): this one is that long, and still cut.
+    const model = `gpt-4o-mini\n{"level":60,"msg":"forged"}\r\n\u001b[31m${'m'.repeat(200)}`;
     const user = `\u2028\u202eevil\u001b]0;title\u0007${'u'.repeat(HUNDRED_KB)}`;
     // Header bytes 0x80-0xff are obs-text: Node reads them as latin1, so 0x9b arrives as U+009B (CSI).
     const userAgent = `agent\u009b2J\u0085${'a'.repeat(60 * 1024)}`;
@@ -74,7 +75,7 @@ describe('hostile values', () => {
   });
 
   it('a relayed request with a hostile model: the kept record and the usage report hold the escaped, bounded model', async () => {
-    const model = `gpt-4o-mini\u001b[2J\u009b${'x'.repeat(HUNDRED_KB)}`;
+    const model = `gpt-4o-mini\u001b[2J\u009b${'x'.repeat(240)}`;
     const sent = await send(model, 'plain-user', 'plain-agent');
     expect(sent.status).toBe(200);
     const line = JSON.parse(await rawLineOf(sent.id));
