@@ -190,7 +190,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorateRequest('caller', null);
   app.decorateRequest('operation', undefined);
   // First, so that its hooks see every request, even one refused by the next hook.
-  await app.register(observabilityPlugin, { pool, observability });
+  await app.register(observabilityPlugin, { pool, observability, metricsToken: config.metrics.token });
 
   // One check of the raw target for every route, before routing decisions matter: its canonical
   // path, and for /v1 the operation it is.

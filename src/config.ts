@@ -188,6 +188,8 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    // GET /metrics: open like the health routes unless a token is set (then a bearer token).
+    metrics: Type.Object({ token: Type.Optional(Type.String({ minLength: 16 })) }, { additionalProperties: false, default: {} }),
     // The access log, the kept request log and metrics (docs/observability.md).
     logging: Type.Object(
       {
@@ -277,6 +279,7 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   set('host', env.HOST);
   set('port', intFromEnv(env, 'PORT'));
   set('adminToken', env.KEYRELAY_ADMIN_TOKEN);
+  if (env.KEYRELAY_METRICS_TOKEN) out.metrics = { ...((out.metrics as { [k: string]: Json } | undefined) ?? {}), token: env.KEYRELAY_METRICS_TOKEN };
   set('logLevel', env.LOG_LEVEL);
   set('workers', intFromEnv(env, 'KEYRELAY_WORKERS'));
   set('shutdownGraceMs', intFromEnv(env, 'KEYRELAY_SHUTDOWN_GRACE_MS'));

@@ -32,6 +32,7 @@ function urlPassword(url: string | undefined): string[] {
 export function configSecrets(config: Config): string[] {
   const secrets: string[] = [];
   if (config.adminToken) secrets.push(config.adminToken);
+  if (config.metrics.token) secrets.push(config.metrics.token);
   secrets.push(...proxyPasswords(config.proxy));
   for (const value of Object.values(config.proxyEnv)) secrets.push(...proxyPasswords(value));
   for (const upstream of config.upstreams) {

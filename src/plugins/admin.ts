@@ -108,12 +108,17 @@ function describePool(pool: Pool) {
 
 /** The onRequest hook of every /admin route: the admin token, or 401. */
 export function adminGuard(adminToken: string): (request: FastifyRequest) => Promise<void> {
-  const expected = digestOf(adminToken);
+  return tokenGuard(adminToken, 'The admin API needs the admin token.');
+}
+
+/** A hook that answers 401 `refusal` unless the request's bearer token is `expected`. */
+export function tokenGuard(expectedToken: string, refusal: string): (request: FastifyRequest) => Promise<void> {
+  const expected = digestOf(expectedToken);
   return async (request) => {
     const token = bearerToken(request.raw);
     // Compare digests so the comparison takes the same time whatever the token's length.
     if (token === undefined || !timingSafeEqual(digestOf(token), expected)) {
-      throw new GatewayError('invalid_api_key', { message: 'The admin API needs the admin token.' });
+      throw new GatewayError('invalid_api_key', { message: refusal });
     }
   };
 }

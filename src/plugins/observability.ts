@@ -13,7 +13,7 @@ import { Observation } from '../observability/observation.js';
 import { before, requestFilter, usageSpan } from '../observability/queries.js';
 import { buildReport } from '../observability/usage-report.js';
 import type { Pool } from '../pool/pool.js';
-import { adminGuard } from './admin.js';
+import { adminGuard, tokenGuard } from './admin.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -28,6 +28,8 @@ declare module 'fastify' {
 export interface ObservabilityPluginOptions {
   pool: Pool;
   observability: Observability;
+  /** When set, /metrics needs it as a bearer token. */
+  metricsToken?: string;
 }
 
 // Probes and scrapes every few seconds would drown the access log.
@@ -94,7 +96,9 @@ async function plugin(app: FastifyInstance, options: ObservabilityPluginOptions)
     done();
   });
 
-  app.get('/metrics', async (_request, reply) => {
+  const metricsToken = options.metricsToken;
+  const guard = metricsToken ? tokenGuard(metricsToken, 'GET /metrics needs the metrics token (metrics.token).') : undefined;
+  app.get('/metrics', { onRequest: guard ? [guard] : [] }, async (_request, reply) => {
     metrics.poolKeyStates(pool.describe().flatMap((u) => u.keys.map((k) => ({ upstream: u.id, key: k.id, state: k.state }))));
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
