@@ -73,3 +73,17 @@ it('a JSON image request sent without a Content-Type is not run as the default d
   // No content type passes the body-type check, so the body streams unread and the default is assumed.
   await expectRefusedUnsent(await send('/images/generations', JSON.stringify({ model: 'gpt-image-1', prompt: 'a cat' }), undefined));
 });
+
+it('a chat completion sent without a Content-Type is admitted against its worst case, as JSON is', async () => {
+  // 1000 tokens a day; the request may produce 100,000. As JSON it is refused before relaying; with
+  // no Content-Type the body streams unread, its worst case counts as 0 and it is admitted.
+  const small = await userWithKey(gateway, 'small-day', { tokensPerDay: 1000 });
+  const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'write a long story' }], max_tokens: 100_000 });
+  const asJson = await request(`${gateway.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${small}`, 'content-type': 'application/json' }, body });
+  await asJson.body.text();
+  expect(asJson.statusCode).toBe(429);
+
+  const res = await request(`${gateway.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${small}` }, body });
+  const answer = { status: res.statusCode, text: await res.body.text() };
+  await expectRefusedUnsent(answer);
+});
