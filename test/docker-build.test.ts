@@ -37,6 +37,8 @@ describe('the Docker image', () => {
       '==> COPY --from=build /app/dist ./dist',
       '==> COPY bin ./bin',
       '==> COPY config ./config',
+      '==> COPY spec/openai/routes.tsv ./spec/openai/routes.tsv',
+      '==> COPY spec/openai/NOTICE ./spec/openai/NOTICE',
       '==> start: node bin/keyrelay.js serve (in /app, as the image would, on 127.0.0.1 and a free port)',
       expect.stringMatching(/^==> listening on 127\.0\.0\.1:\d+$/),
       '==> HEALTHCHECK passed',
