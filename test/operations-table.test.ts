@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { COSTED_OPERATIONS } from '../src/operations/costs.js';
-import { matchOperation } from '../src/operations/match.js';
+import { ADMIN_BY_TEXT, matchOperation } from '../src/operations/match.js';
 import { ROUTES_TSV, operationRows } from '../src/operations/table.js';
 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
@@ -49,6 +49,16 @@ describe('spec/openai/routes.tsv against spec/openai/openapi.yaml', () => {
       expect(row?.auth.startsWith('AdminApiKey'), `${method} ${path}`).toBe(admin);
     }
     expect(rows.filter((r) => r.auth.startsWith('AdminApiKey')).every((r) => /^\/v1\/(organization|projects)\//.test(r.path))).toBe(true);
+  });
+
+  it('knows the operations whose text asks for an admin key, and matches them as admin operations', () => {
+    for (const { method, path, op } of specOperations) {
+      const text = JSON.stringify(op);
+      const byText = /requires an \[admin API key\]/.test(text) && !JSON.stringify(op.security ?? []).includes('AdminApiKeyAuth');
+      const row = rows.find((r) => r.method === method && r.path === path);
+      expect(ADMIN_BY_TEXT.has(row?.operationId ?? ''), `${method} ${path}`).toBe(byText);
+    }
+    expect(matchOperation('GET', '/v1/fine_tuning/checkpoints/ft-x/permissions').admin).toBe(true);
   });
 });
 

@@ -39,6 +39,14 @@ interface Node {
 }
 
 const newNode = (): Node => ({ literal: new Map(), ends: new Map() });
+
+/** Operations whose spec text says they need an admin API key, though their `security` lists
+ * project keys (openapi.yaml: "**NOTE:** This endpoint requires an admin API key"). */
+export const ADMIN_BY_TEXT: ReadonlySet<string> = new Set([
+  'listFineTuningCheckpointPermissions',
+  'createFineTuningCheckpointPermission',
+  'deleteFineTuningCheckpointPermission',
+]);
 const PARAM = /^\{([^}]+)\}$/;
 
 function build(rows: OperationRow[]): Node {
@@ -111,7 +119,7 @@ export function matchOperation(method: string, path: string): Operation {
     id: entry.row.operationId,
     template: entry.template,
     params,
-    admin: entry.row.auth.startsWith('AdminApiKey'),
+    admin: entry.row.auth.startsWith('AdminApiKey') || ADMIN_BY_TEXT.has(entry.row.operationId),
     requestTypes: entry.row.requestTypes,
     cost: entry.cost,
   };

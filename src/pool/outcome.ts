@@ -38,7 +38,7 @@ export interface AttemptResult {
 
 export type DisableReason = 'invalid_api_key' | 'forbidden' | 'insufficient_quota' | 'account_deactivated';
 export type TransientReason = 'server_error' | 'timeout' | 'connect_error' | 'connection_reset' | 'transport_error';
-export type RefusalReason = 'missing_scope' | 'privileged_route';
+export type RefusalReason = 'missing_scope' | 'privileged_route' | 'forbidden';
 
 export type Verdict =
   /** 2xx/3xx. */
@@ -89,7 +89,9 @@ function authVerdict(status: 401 | 403, error: UpstreamErrorInfo | undefined, pr
   if (privileged) return { kind: 'refused', reason: 'privileged_route' };
   // A project without access to one model answers 403 model_not_found: the key serves others.
   if (status === 403 && code === 'model_not_found') return { kind: 'ignored', reason: 'model_unavailable' };
-  return status === 401 ? { kind: 'disable', reason: 'invalid_api_key' } : { kind: 'disable', reason: 'forbidden' };
+  // A 403 is about what was asked, not the key (an organization not verified for a model, a
+  // region, a permission): the client hears it, the key serves the others. A dead key answers 401.
+  return status === 401 ? { kind: 'disable', reason: 'invalid_api_key' } : { kind: 'refused', reason: 'forbidden' };
 }
 
 function statusVerdict(status: number, error: UpstreamErrorInfo | undefined, privileged: boolean): Verdict {
