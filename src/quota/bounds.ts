@@ -15,9 +15,11 @@ function dollarLimited(user: Pick<User, 'limits'>): boolean {
 }
 
 /** The model a request will run on: the one it names, else its operation's default when the
- * upstream has one the gateway knows. */
-export function effectiveModel(operation: Operation, named: string | undefined): string | undefined {
+ * upstream has one the gateway knows and the request surely names none (a form whose `model` may
+ * come after its file names one the gateway cannot see). */
+export function effectiveModel(operation: Operation, named: string | undefined, hidden = false): string | undefined {
   if (named !== undefined) return named;
+  if (hidden) return undefined;
   const cost = operation.cost;
   return cost.kind === 'tokens' || cost.kind === 'model' ? cost.defaultModel : undefined;
 }
@@ -39,7 +41,7 @@ export function checkCostBound(user: Pick<User, 'models' | 'limits'>, operation:
     throw new GatewayError('model_not_allowed', {
       param: 'model',
       message:
-        'This request names no model, so the gateway cannot tell which model it runs on or what it costs; keys with a model list or a dollar limit must name one (in a form, before the file).',
+        'This request names no model the gateway can read (in a form, `model` must come before the file), so it cannot tell which model it runs on or what it costs; keys with a model list or a dollar limit must name one.',
     });
   }
 }

@@ -7,7 +7,7 @@ import { Readable, Transform, type TransformCallback, pipeline } from 'node:stre
 import secureJson from 'secure-json-parse';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
-import { type FieldScan, scanLeadingField } from './form-fields.js';
+import { FieldGuard, type FieldScan, scanLeadingField } from './form-fields.js';
 import { checkJsonShape } from './json-shape.js';
 
 export interface RequestFacts {
@@ -15,6 +15,8 @@ export interface RequestFacts {
   stream?: boolean;
   /** `max_tokens`, `max_completion_tokens` or `max_output_tokens`, whichever the request set. */
   maxTokens?: number;
+  /** A form whose `model` may stand after its file: the gateway cannot tell which model it names. */
+  modelHidden?: boolean;
 }
 
 export type RequestBody =
@@ -148,7 +150,7 @@ function parseJson(bytes: Buffer): Record<string, unknown> | undefined {
 
 const BOUNDARY = /;\s*boundary=(?:"([^"]{1,70})"|([^\s;"]{1,70}))\s*(?:;|$)/i;
 // Room for the text fields SDKs put before a form's file (model, language, prompt …).
-const FORM_HEAD_BYTES = 64 * 1024;
+const FORM_HEAD_BYTES = 256 * 1024;
 
 function multipartBoundary(contentType: string): string {
   const match = BOUNDARY.exec(contentType);
@@ -160,9 +162,9 @@ function multipartBoundary(contentType: string): string {
   return (match[1] ?? match[2]) as string;
 }
 
-/** The form's `model` when it stands before the first file, and the body to send: what was read
- * to find it, then the rest as it arrives. */
-async function readFormModel(source: Readable, boundary: string): Promise<{ model?: string; stream: Readable }> {
+/** What a form says of its `model` (form-fields.ts), and the body to send: what was read to find
+ * out, then the rest as it arrives, through a guard that fails the body if `model` comes again. */
+async function readFormModel(source: Readable, boundary: string): Promise<{ scan: FieldScan; stream: Readable }> {
   const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const head: Buffer[] = [];
   let size = 0;
@@ -178,12 +180,23 @@ async function readFormModel(source: Readable, boundary: string): Promise<{ mode
     size += next.value.length;
     scan = scanLeadingField(Buffer.concat(head, size), boundary, 'model');
   }
+  if (scan.kind === 'more') scan = { kind: 'hidden' };
+  if (scan.kind === 'twice') throw twice();
   async function* replay(): AsyncGenerator<Buffer> {
     yield* head;
     if (ended) return;
     for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
   }
-  return { model: scan.kind === 'found' ? scan.value : undefined, stream: Readable.from(replay(), { objectMode: false }) };
+  const guard = new FieldGuard(boundary, 'model', twice);
+  pipeline(Readable.from(replay(), { objectMode: false }), guard, () => {});
+  return { scan, stream: guard };
+}
+
+function twice(): GatewayError {
+  return new GatewayError('invalid_multipart', {
+    message: 'The form gives `model` more than once: send it once, before the file.',
+    param: 'model',
+  });
 }
 
 /** Decides how the body crosses the gateway, enforcing the size limits (RELIABILITY.md 30).
@@ -217,6 +230,6 @@ export async function readRequestBody(req: IncomingMessage, limits: BodyLimits, 
   }
   if (boundary === undefined || !formModel) return { kind: 'stream', stream, contentLength: length, facts: {} };
   const read = await readFormModel(stream, boundary);
-  const facts = read.model === undefined ? {} : factsOf({ model: read.model });
+  const facts: RequestFacts = read.scan.kind === 'found' ? factsOf({ model: read.scan.value }) : { modelHidden: read.scan.kind === 'hidden' };
   return { kind: 'stream', stream: read.stream, contentLength: length, facts };
 }

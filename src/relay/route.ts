@@ -18,7 +18,7 @@ import { askForUsage } from '../quota/include-usage.js';
 import { PriceTable } from '../quota/prices.js';
 import type { Services } from '../services.js';
 import { type RelayOutcome, relay } from './attempts.js';
-import { mediaType, readRequestBody } from './body.js';
+import { hasBody, mediaType, readRequestBody } from './body.js';
 import { joinTaps } from './forward.js';
 import { type ObjectAccess, filterList, pinnedKey } from './object-access.js';
 import { objectTapFor } from './object-tap.js';
@@ -41,13 +41,13 @@ const tokenCounts = (charge: Charge): TokenCounts => ({
 const filtersList = (operation: Operation, method: string): boolean =>
   listedObjectKind(operation) !== undefined || (operation.template === undefined && method === 'GET');
 
-/** A body the operation does not take (JSON sent as text/plain …) would be read one way here and
- * maybe another upstream: refused on operations that cost. */
-function checkBodyType(operation: Operation, contentType: string | undefined): void {
-  const type = mediaType(contentType);
-  if (operation.requestTypes.length === 0 || type === '' || operation.requestTypes.includes(type)) return;
+/** A body the operation does not take (JSON sent as text/plain, or with no type at all) would be
+ * read one way here and maybe another upstream: refused on operations that cost. */
+function checkBodyType(operation: Operation, req: IncomingMessage): void {
+  const type = mediaType(req.headers['content-type']);
+  if (operation.requestTypes.length === 0 || operation.requestTypes.includes(type) || (type === '' && !hasBody(req))) return;
   throw new GatewayError('invalid_request', {
-    message: `${operation.id} takes ${operation.requestTypes.join(' or ')}, not ${type}.`,
+    message: `${operation.id} takes ${operation.requestTypes.join(' or ')}, not ${type || 'a body without a Content-Type'}.`,
   });
 }
 
@@ -93,12 +93,12 @@ export function createRelayRoute(services: Services): RelayRoute {
       });
     }
     const costs = operation.cost.kind !== 'free';
-    if (costs) checkBodyType(operation, call.req.headers['content-type']);
+    if (costs) checkBodyType(operation, call.req);
     const body = await readRequestBody(call.req, config.limits, costs);
     observation.sawBody(body);
     const json = body.kind === 'buffered' ? body.json : undefined;
     const facts = body.kind === 'none' ? {} : body.facts;
-    const model = effectiveModel(operation, facts.model);
+    const model = effectiveModel(operation, facts.model, facts.modelHidden);
     if (model !== undefined && !modelAllowed(caller.user, model)) {
       throw new GatewayError('model_not_allowed', { param: 'model' });
     }
