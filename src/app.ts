@@ -98,7 +98,12 @@ function serverWithLane(config: Config, guard: SlowClientGuard, log: Logger, lan
     // Room for an oversized Authorization header to reach the 401 of RELIABILITY.md case 1.
     const http = { maxHeaderSize: 64 * 1024, ...serverTimeouts(config.inbound) };
     const server = config.tls
-      ? createTlsServer({ ...http, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) }, onRequest)
+      ? createTlsServer(
+          // A TLS handshake that does not finish within `idleMs` ends the connection (Node waits 120 s):
+          // the connection holds a place under the cap from its first byte.
+          { ...http, handshakeTimeout: config.inbound.idleMs, cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) },
+          onRequest,
+        )
       : createServer(http, onRequest);
     capConnections(server, config.tls !== undefined, config.inbound.maxConnections, log);
     server.setTimeout(config.inbound.idleMs);

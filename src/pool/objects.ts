@@ -79,6 +79,19 @@ export function objectKindOf(id: string): ObjectKind | undefined {
   return undefined;
 }
 
+const LEADING_ID = /^[A-Za-z0-9_-]{1,256}/;
+const LEADING_MODEL = /^ft:[A-Za-z0-9._:-]{1,256}/;
+
+/**
+ * The tracked id a path parameter begins with: `file-abc` in `file-abc;x=1`, `file-abc.` or
+ * `file-abc:` as well as in `file-abc`. An upstream may read such a parameter as the id it begins
+ * with, so it is checked as that id.
+ */
+export function leadingObjectId(value: string): string | undefined {
+  const id = (value.startsWith('ft:') ? LEADING_MODEL : LEADING_ID).exec(value)?.[0].replace(/[.:]+$/, '');
+  return id !== undefined && objectKindOf(id) ? id : undefined;
+}
+
 // Path segments of routes.tsv that merely look like ids (`voice_` + `consents`).
 const STATIC_SEGMENTS = new Set(['voice_consents']);
 
@@ -95,7 +108,8 @@ export function idsInPath(path: string): string[] {
   // The path is canonical (src/relay/path.ts): escapes are decoded already.
   for (const segment of routeOf(path).split('/')) {
     if (segment === '' || STATIC_SEGMENTS.has(segment)) continue;
-    if (objectKindOf(segment) && !ids.includes(segment)) ids.push(segment);
+    const id = leadingObjectId(segment);
+    if (id !== undefined && !ids.includes(id)) ids.push(id);
   }
   return ids;
 }
@@ -184,8 +198,8 @@ export function idsInOperation(operation: Operation, path: string): string[] {
   if (operation.template === undefined) return idsInPath(path);
   const ids: string[] = [];
   for (const name in operation.params) {
-    const value = operation.params[name] as string;
-    if (objectKindOf(value) && !ids.includes(value)) ids.push(value);
+    const id = leadingObjectId(operation.params[name] as string);
+    if (id !== undefined && !ids.includes(id)) ids.push(id);
   }
   return ids;
 }

@@ -45,3 +45,19 @@ export function checkCostBound(user: Pick<User, 'models' | 'limits'>, operation:
     });
   }
 }
+
+/**
+ * The WebSocket sessions (`GET /v1/realtime`, `GET /v1/responses`) are not metered: their frames
+ * are not read. So they are closed to a user with a dollar limit; a model list needs the model of a
+ * realtime session (its `?model=`, fixed for the session), and the Responses socket, whose every
+ * `response.create` may name another model, is closed to it too.
+ */
+export function checkWebSocketBound(user: Pick<User, 'models' | 'limits'>, path: string, model: string | undefined): void {
+  const closed = (why: string) => new GatewayError('route_not_allowed', { message: `${path} ${why}` });
+  if (dollarLimited(user)) throw closed('is not metered by this gateway, so it is not open to keys with a dollar limit.');
+  if (!hasModelList(user)) return;
+  if (path !== '/v1/realtime') throw closed('lets each request name its model, so it is not open to keys with a model list.');
+  if (model === undefined) {
+    throw new GatewayError('model_not_allowed', { param: 'model', message: 'Name the realtime session\'s model (`?model=`): this key has a model list.' });
+  }
+}

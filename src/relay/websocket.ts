@@ -11,6 +11,7 @@ import type { Dispatcher } from 'undici';
 import { type Caller, authenticate, bearerToken } from '../auth.js';
 import { GatewayError, errorBody } from '../errors.js';
 import { modelAllowed } from '../models.js';
+import { checkWebSocketBound } from '../quota/bounds.js';
 import { parseUpstreamError } from '../pool/outcome.js';
 import type { Pool, PoolChoice } from '../pool/pool.js';
 import type { RetryPolicy } from '../pool/retry.js';
@@ -196,6 +197,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       caller = await authenticate(deps.store, bearerToken(req) ?? protocols.key);
       const model = queryModel(target.search);
       if (model !== undefined && !modelAllowed(caller.user, model)) throw new GatewayError('model_not_allowed');
+      checkWebSocketBound(caller.user, target.path, model);
 
       const opened = await openUpstream(deps, { req, socket, target, model, protocols: protocols.others, requestId }, tried);
       if (!opened) {
