@@ -5,13 +5,14 @@
 // what streamed, marked estimated. A request cut off before the upstream had all of it is
 // charged no tokens. Either way the rpm slot its admission took is kept, and it counts as a
 // request of the day: only the upstream's own failures are refunded.
-import { connect } from 'node:net';
+import { createServer } from 'node:http';
+import { type AddressInfo, type Socket, connect } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type FakeUpstream, sseEvents } from '../src/dev/fake-upstream.js';
 import { countText, estimateRequest } from '../src/quota/estimate.js';
-import { factsOf } from '../src/relay/body.js';
+import { factsOf, readRequestBody } from '../src/relay/body.js';
 import type { TestGateway } from './helpers/gateway.js';
 import { QUOTA_SETTINGS, latch, startFake, startQuotaGateway, until, usageOf, userWithKey } from './helpers/quota-fixture.js';
 import { type RedisServer, startRedis } from './helpers/redis-server.js';
@@ -250,5 +251,32 @@ describe.each([['memory'], ['redis']])('%s store: a client that goes away', (kin
     const usage = await settled(id);
     expect(usage.day).toMatchObject({ requests: 1, tokens: PROMPT + countText('Once'), reservedTokens: 0, estimatedRequests: 1 });
     expect(usage.minute.requests.remaining).toBe(LIMITS.rpm - 1);
+  });
+});
+
+describe('a client that goes away while its key is being looked up', () => {
+  it('fails the read of its body at once: its abort has been and gone, and no end will come', async () => {
+    const limits = { jsonBodyBytes: 1024 * 1024, multipartBodyBytes: 1024 * 1024, otherBodyBytes: 1024 * 1024 };
+    let socket: Socket | undefined;
+    const read = new Promise<string>((resolve) => {
+      const server = createServer((req) => {
+        // The body is read only once the client has gone, as after a slow key lookup.
+        req.once('close', () => {
+          readRequestBody(req, limits).then(
+            () => resolve('read'),
+            (err: Error) => resolve(err.message),
+          );
+          server.close();
+        });
+        socket?.destroy();
+      });
+      server.listen(0, '127.0.0.1', () => {
+        socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+        socket.on('error', () => undefined);
+        socket.write('POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model":');
+      });
+    });
+    const hung = new Promise<string>((resolve) => setTimeout(() => resolve('hung'), 5000).unref());
+    expect(await Promise.race([read, hung])).toBe('client aborted the request body');
   });
 });
