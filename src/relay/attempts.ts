@@ -72,11 +72,17 @@ export interface RelayOutcome extends RelayResult {
   attempts: number;
   /** The attempts that failed, in order (the last may be the one whose answer the client got). */
   tried: TriedKey[];
+  /**
+   * The upstream had the whole request and had not refused it: it was answering, or may have been
+   * working on it when the client went away. What OpenAI bills, whoever reads the answer.
+   */
+  reachedUpstream?: boolean;
 }
 
 type Outcome = Omit<RelayOutcome, 'tried' | 'attempts'>;
 
 const ABORTED: Outcome = { outcome: 'client_aborted', status: 499, bytesOut: 0 };
+const ABORTED_AT_UPSTREAM: Outcome = { ...ABORTED, reachedUpstream: true };
 
 export async function relay(r: RelayRequest, deps: RelayDeps): Promise<RelayOutcome> {
   const started = performance.now();
@@ -110,7 +116,7 @@ async function attempts(r: RelayRequest, deps: RelayDeps, failover: Failover, si
     const sent = await exchange(deps.outbound.dispatcherFor(attempt.choice), upstreamRequest(r, attempt.choice, deps.timeouts), signal);
 
     if (!sent.ok) {
-      if (sent.aborted) return aborted(attempt);
+      if (sent.aborted) return aborted(attempt, sent.sent);
       const error = mapUpstreamError(sent.error);
       // A header undici refuses to send is the request's own fault, as a 400 would be.
       const result: AttemptResult = error.code === 'invalid_header' ? { status: 400 } : transportResult(sent.error);
@@ -163,9 +169,10 @@ async function hold(answer: UpstreamAnswer, limit: number, signal: AbortLike): P
   }
 }
 
-function aborted(attempt: Attempt): Outcome {
+/** `reached`: the upstream had all of the request and no answer yet (RelayOutcome.reachedUpstream). */
+function aborted(attempt: Attempt, reached = false): Outcome {
   attempt.finish({ clientAborted: true });
-  return ABORTED;
+  return reached ? ABORTED_AT_UPSTREAM : ABORTED;
 }
 
 function sendError(r: RelayRequest, error: GatewayError): Outcome {
@@ -191,12 +198,12 @@ async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest
   const result = await deliverStream(answer, { res: r.res, requestId: r.requestId, extraHeaders: r.extraHeaders, tap, started, streams });
   if (result.outcome === 'client_aborted') attempt.finish({ clientAborted: true });
   else attempt.finish({ status: answer.status, headers: answer.headers, transportCode: result.error ? errorCode(result.error.cause) : undefined });
-  return { ...result, choice };
+  return { ...result, choice, reachedUpstream: true };
 }
 
 async function deliverList(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest, tap: ResponseTap | undefined, signal: AbortLike, started: number): Promise<Outcome> {
   const held = await hold(answer, LIST_BODY_LIMIT, signal);
-  if (signal.aborted) return aborted(attempt);
+  if (signal.aborted) return aborted(attempt, true);
   attempt.finish({ status: answer.status, headers: answer.headers, transportCode: held.error ? errorCode(held.error) : undefined });
   if (held.error) return sendError(r, mapUpstreamError(held.error));
   if (!held.complete) {

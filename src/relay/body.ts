@@ -59,6 +59,9 @@ export function hasBody(req: IncomingMessage): boolean {
 
 function readWhole(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    // A client that went away while the request was being authenticated: its 'aborted' and
+    // 'error' have been and gone, and no 'end' will come.
+    if (req.destroyed) return reject(new Error('client aborted the request body'));
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (chunk: Buffer) => {

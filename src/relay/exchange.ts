@@ -17,8 +17,11 @@ export interface UpstreamAnswer {
 
 export type ExchangeResult =
   | { ok: true; answer: UpstreamAnswer }
-  /** `written`: the request had begun to go out; `aborted`: the caller's signal ended it. */
-  | { ok: false; error: Error; written: boolean; aborted: boolean };
+  /**
+   * `written`: the request had begun to go out; `sent`: all of it had, so the upstream may be
+   * working on it (and billing it); `aborted`: the caller's signal ended it.
+   */
+  | { ok: false; error: Error; written: boolean; sent: boolean; aborted: boolean };
 
 export class ClientAbortError extends Error {
   override name = 'ClientAbortError';
@@ -32,6 +35,11 @@ export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOpt
   return new Promise((resolve) => {
     let controller: Dispatcher.DispatchController | undefined;
     let written = false;
+    // undici writes a buffered body with the request's head, at once; a streamed body (an upload)
+    // has all gone out once undici has read it to its end. undici's dispatch API has no event of
+    // its own for "request sent".
+    const upload = options.body instanceof Readable ? options.body : undefined;
+    const sent = () => written && (upload === undefined || upload.readableEnded);
     let body: Readable | undefined;
     let settled = false;
     let ended = false;
@@ -45,7 +53,7 @@ export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOpt
     // answered at once, and the request is aborted the moment undici would start it.
     const onAbort = () => {
       if (controller) controller.abort(new ClientAbortError());
-      else settle({ ok: false, error: new ClientAbortError(), written: false, aborted: true });
+      else settle({ ok: false, error: new ClientAbortError(), written: false, sent: false, aborted: true });
     };
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
@@ -53,8 +61,9 @@ export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOpt
     dispatcher.dispatch(options, {
       onRequestStart(c) {
         controller = c;
+        // Aborted here, undici writes nothing.
+        if (signal.aborted) return c.abort(new ClientAbortError());
         written = true;
-        if (signal.aborted) c.abort(new ClientAbortError());
       },
       onResponseStart(c, status, headers) {
         if (status < 200) return; // 1xx informational answers come before the real one
@@ -79,7 +88,7 @@ export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOpt
       },
       onResponseError(_c, error) {
         if (body) body.destroy(error);
-        else settle({ ok: false, error, written, aborted: signal.aborted });
+        else settle({ ok: false, error, written, sent: sent(), aborted: signal.aborted });
       },
     });
   });

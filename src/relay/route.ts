@@ -19,6 +19,7 @@ import { PriceTable } from '../quota/prices.js';
 import type { Services } from '../services.js';
 import { type RelayOutcome, relay } from './attempts.js';
 import { hasBody, mediaType, readRequestBody } from './body.js';
+import { chargeFor } from './charge.js';
 import { joinTaps } from './forward.js';
 import { type ObjectAccess, filterList, pinnedKey } from './object-access.js';
 import { objectTapFor } from './object-tap.js';
@@ -26,7 +27,6 @@ import type { Target } from './path.js';
 import { UsageTap } from './usage-tap.js';
 
 export const RELAY_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
-const NOTHING = { input: 0, cachedInput: 0, output: 0 };
 
 /** Written out rather than spread: a spread of a small object costs more than its fields here. */
 const tokenCounts = (charge: Charge): TokenCounts => ({
@@ -143,9 +143,8 @@ export function createRelayRoute(services: Services): RelayRoute {
       observation.finish({ userId, keyId: caller.key.id, status: 500, outcome: 'error', bytesOut: 0, errorMessage: (err as Error).message });
       throw err;
     }
-    // Upstream errors and answers that never came release the reservation in full.
-    const measured = usageTap.measure(() => estimate.promptTokens);
-    const charge = await quota.settle(ticket, measured && !estimate.metered ? { usage: NOTHING, estimated: false } : measured);
+    // Upstream errors release the reservation in full; a client that went away is charged (charge.ts).
+    const charge = await quota.settle(ticket, chargeFor(result, usageTap, estimate, facts.stream === true));
     observation.finish({
       userId,
       keyId: caller.key.id,
