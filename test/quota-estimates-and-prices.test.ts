@@ -29,6 +29,17 @@ describe('the worst-case estimate', () => {
     expect(estimate('/chat/completions', { model: 'someone-elses-model', messages: [] }).maxOutputTokens).toBe(DEFAULT_MAX);
   });
 
+  it("counts a max_tokens above the model's output cap as the cap, since the upstream refuses more", () => {
+    const huge = Number.MAX_SAFE_INTEGER;
+    expect(estimate('/chat/completions', { model: 'gpt-4o-mini', messages: [], max_tokens: huge, n: 2 }).maxOutputTokens).toBe(2 * 16_384);
+    expect(outputCap('gpt-3.5-turbo-instruct')).toBe(4096);
+    const prompts = ['a', 'b', 'c'];
+    expect(estimate('/completions', { model: 'gpt-3.5-turbo-instruct', prompt: prompts, max_tokens: huge, n: 2 }).maxOutputTokens).toBe(3 * 2 * 4096);
+    // Below the cap, max_tokens stands; a model of unknown cap keeps it whole (the ledger bounds it).
+    expect(estimate('/chat/completions', { model: 'gpt-4o-mini', messages: [], max_tokens: 10 }).maxOutputTokens).toBe(10);
+    expect(estimate('/chat/completions', { model: 'someone-elses-model', messages: [], max_tokens: huge }).maxOutputTokens).toBe(huge);
+  });
+
   it('counts images at a fixed high-detail size and leaves URLs and base64 data out', () => {
     const content = [
       { type: 'text', text: 'What is this?' },

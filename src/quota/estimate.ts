@@ -1,6 +1,7 @@
 // A request's worst case before it is sent: its prompt tokens, counted with gpt-tokenizer (pure
 // JavaScript, no WASM to load, maintained, and it ships the model catalogue used here for output
-// caps), plus the most output it may produce: its max_tokens, else the model's output cap.
+// caps), plus the most output it may produce: its max_tokens (at most the model's output cap),
+// else that cap.
 // An estimate of the prompt, not OpenAI's exact count: images, audio and stored conversations
 // (previous_response_id) are approximated or unseen. Settling replaces it with the real usage.
 import { countTokens } from 'gpt-tokenizer';
@@ -201,12 +202,17 @@ export function estimateRequest(
   if (cost.kind === 'free' || cost.kind === 'unbounded') return UNMETERED;
   const shape = cost.kind === 'tokens' ? SHAPES.get(cost.shape) : undefined;
   if (!shape || !json) return { model, promptTokens: 0, maxOutputTokens: 0, metered: true };
-  const cap = facts.maxTokens ?? (model ? outputCap(model) : undefined) ?? defaultMaxOutput;
+  // OpenAI answers 400 to a max_tokens above the model's cap, so no answer runs past it: the worst
+  // case counts at most the cap per answer (were the catalogue behind a new model, settling still
+  // charges the real usage). Past that, what the ledger can count bounds it (src/quota/amounts.ts).
+  const modelCap = model ? outputCap(model) : undefined;
+  const maxTokens = facts.maxTokens === undefined || modelCap === undefined ? facts.maxTokens : Math.min(facts.maxTokens, modelCap);
+  const cap = maxTokens ?? modelCap ?? defaultMaxOutput;
   let prompt: number | undefined;
   return {
     model,
     metered: true,
-    maxOutputTokens: shape.output(json, cap, facts.maxTokens),
+    maxOutputTokens: shape.output(json, cap, maxTokens),
     // Counted on first use: a request whose user has no token or dollar limit, and whose answer
     // reports its usage, is never tokenized at all.
     get promptTokens(): number {

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import type { Denial, QuotaLimits, Reservation, Store, User } from '../store/types.js';
+import { MAX_AMOUNT, MAX_LIMIT, ledgerLimit } from './amounts.js';
 import { MAX_RATE_LIMIT } from './bucket.js';
 import type { Estimate } from './estimate.js';
 import { rateLimitHeaders, retryHeaders } from './headers.js';
@@ -37,19 +38,21 @@ export interface Charge {
   estimated: boolean;
 }
 
-const clampRate = (v: number | undefined): number | undefined => (v === undefined ? undefined : Math.min(v, MAX_RATE_LIMIT));
-const micros = (usd: number | undefined): number | undefined => (usd === undefined ? undefined : Math.round(usd * 1_000_000));
+const perMinute = (v: number | undefined): number | undefined => ledgerLimit(v, MAX_RATE_LIMIT);
+const whole = (v: number | undefined): number | undefined => ledgerLimit(v, MAX_LIMIT);
+const micros = (usd: number | undefined): number | undefined => whole(usd === undefined ? undefined : Math.round(usd * 1_000_000));
 
+/** The user's limits as the ledger applies them: whole numbers within src/quota/amounts.ts. */
 export function quotaLimits(user: Pick<User, 'limits'>): QuotaLimits {
   const l = user.limits ?? {};
   const out: QuotaLimits = {
-    rpm: clampRate(l.rpm),
-    tpm: clampRate(l.tpm),
-    tokensPerDay: l.tokensPerDay,
-    tokensPerMonth: l.tokensPerMonth,
+    rpm: perMinute(l.rpm),
+    tpm: perMinute(l.tpm),
+    tokensPerDay: whole(l.tokensPerDay),
+    tokensPerMonth: whole(l.tokensPerMonth),
     microsPerDay: micros(l.usdPerDay),
     microsPerMonth: micros(l.usdPerMonth),
-    maxConcurrent: l.maxConcurrent,
+    maxConcurrent: whole(l.maxConcurrent),
   };
   for (const key of Object.keys(out) as Array<keyof QuotaLimits>) if (out[key] === undefined) delete out[key];
   return out;
@@ -74,6 +77,12 @@ function refusal(denial: Denial, retryAfterMs: number, rate: Record<string, stri
     });
   }
   switch (denial) {
+    case 'too_large':
+      return new GatewayError('invalid_request', {
+        param: 'max_tokens',
+        message: `This request's worst case (${need.tokens} tokens, $${(need.micros / 1_000_000).toFixed(6)}: its prompt plus max_tokens × n × prompts) is larger than this gateway can count (${MAX_AMOUNT} tokens or micro-dollars). Lower max_tokens, n or best_of, or send fewer prompts at once.`,
+        headers: rate,
+      });
     case 'max_concurrent':
       return new GatewayError('rate_limit_exceeded', {
         type: 'requests',
@@ -102,6 +111,10 @@ function refusal(denial: Denial, retryAfterMs: number, rate: Record<string, stri
       return new GatewayError('quota_backend_unavailable', { headers: { 'retry-after': '1' } });
   }
 }
+
+/** What the ledger is charged: an upstream that reports absurd usage spends every limit, and
+ * cannot hand the ledger a number it does not hold (src/quota/amounts.ts). */
+const charged = (amount: number | undefined): number => Math.min(amount ?? 0, MAX_AMOUNT);
 
 export class QuotaGate {
   private readonly now: () => number;
@@ -152,8 +165,8 @@ export class QuotaGate {
       await this.options.store.settle({
         reservation: ticket.reservation,
         limits: ticket.limits,
-        tokens: charge?.tokens ?? 0,
-        micros: charge?.micros ?? 0,
+        tokens: charged(charge?.tokens),
+        micros: charged(charge?.micros),
         estimated: charge?.estimated ?? false,
         refundRequest: charge === undefined,
         now: this.now(),

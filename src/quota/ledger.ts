@@ -10,6 +10,7 @@ import type {
   UsageSnapshot,
   WindowUsage,
 } from '../store/types.js';
+import { checkCharge, isLedgerAmount } from './amounts.js';
 import { type BucketState, SCALE, levelAt, msUntilFull, rateWindow, waitFor } from './bucket.js';
 import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, SETTLED_MEMORY_MS, SWEEP_LIMIT, WINDOW_CHECKS, windowDenies } from './rules.js';
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from './windows.js';
@@ -174,6 +175,24 @@ export class MemoryLedger {
     };
     const ends = { day: day.end, month: month.end };
     const deny = (denial: Admission & { admitted: false }): Admission => denial;
+    const rpmWait = (): number | undefined => {
+      if (limits.rpm === undefined || rpmLevel === undefined || rpmLevel >= SCALE) return undefined;
+      const wait = waitFor(rpmLevel, 1, limits.rpm);
+      return wait === Infinity ? BLOCKED_RETRY_MS : wait;
+    };
+
+    if (!isLedgerAmount(tokens) || !isLedgerAmount(micros)) {
+      // Never admitted, whatever the limits; still a request the client made, so it takes its
+      // unit of rpm (a client that sends them in a loop is slowed like any other).
+      const wait = rpmWait();
+      if (wait !== undefined) return deny({ admitted: false, denial: 'rpm', retryAfterMs: wait, rate: rateOf(rpmLevel, tpmLevel) });
+      let rpmAfter = rpmLevel;
+      if (limits.rpm !== undefined && rpmAfter !== undefined) {
+        rpmAfter -= SCALE;
+        this.saveBucket(ledger, 'rpm', rpmAfter, limits.rpm, now);
+      }
+      return deny({ admitted: false, denial: 'too_large', retryAfterMs: 0, rate: rateOf(rpmAfter, tpmLevel) });
+    }
 
     for (const check of WINDOW_CHECKS) {
       const limit = limits[check.limit];
@@ -187,10 +206,8 @@ export class MemoryLedger {
     if (limits.maxConcurrent !== undefined && ledger.leases.size >= limits.maxConcurrent) {
       return deny({ admitted: false, denial: 'max_concurrent', retryAfterMs: CONCURRENCY_RETRY_MS, rate: rateOf(rpmLevel, tpmLevel) });
     }
-    if (limits.rpm !== undefined && rpmLevel !== undefined && rpmLevel < SCALE) {
-      const wait = waitFor(rpmLevel, 1, limits.rpm);
-      return deny({ admitted: false, denial: 'rpm', retryAfterMs: wait === Infinity ? BLOCKED_RETRY_MS : wait, rate: rateOf(rpmLevel, tpmLevel) });
-    }
+    const rpmDelay = rpmWait();
+    if (rpmDelay !== undefined) return deny({ admitted: false, denial: 'rpm', retryAfterMs: rpmDelay, rate: rateOf(rpmLevel, tpmLevel) });
     if (limits.tpm !== undefined && tpmLevel !== undefined) {
       if (tokens > limits.tpm) {
         return deny({ admitted: false, denial: 'tpm_exceeded', retryAfterMs: BLOCKED_RETRY_MS, rate: rateOf(rpmLevel, tpmLevel) });
@@ -230,6 +247,7 @@ export class MemoryLedger {
   }
 
   settle(input: SettleInput): void {
+    checkCharge(input);
     const { reservation: r, limits, now } = input;
     const ledger = this.user(r.userId);
     if (ledger.settled.has(r.requestId)) return;

@@ -1,7 +1,9 @@
 // The admission rules both backends apply (Lua in scripts.ts, JavaScript in ledger.ts), and the
 // constants they share. A window limit admits a request when something is left and the
 // request's worst case fits in what is left; checks run in the order below, so a spent quota
-// (which waiting a few seconds cannot fix) is reported before a rate limit.
+// (which waiting a few seconds cannot fix) is reported before a rate limit. A worst case the
+// ledger cannot count (amounts.ts) is refused before them all, as `too_large`, once the rpm
+// bucket has taken its request: it never fits, yet the client made it.
 import type { Denial, QuotaLimits } from '../store/types.js';
 
 /** Expired leases released per admission: bounded work inside the atomic step. */

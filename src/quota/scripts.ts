@@ -11,6 +11,7 @@
 // Numbers handed to redis.call go through fmt(): Lua would print 15 digits and more in
 // exponent form, which HINCRBY and ZADD refuse or round.
 
+import { MAX_AMOUNT } from './amounts.js';
 import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, SETTLED_MEMORY_MS, SWEEP_LIMIT } from './rules.js';
 import { WINDOW_GRACE_MS } from './windows.js';
 
@@ -41,6 +42,13 @@ local function save(key, limit, s)
   redis.call('PEXPIRE', key, fmt(math.ceil((cap - s) / limit) + 1000))
 end
 local HELD = '^(%-?%d+):(%-?%d+):([^:]+):([^:]+):(%d):(%d)$'
+-- One request's amount (src/quota/amounts.ts): a whole number the counters hold, else nil.
+-- Checked before any write, so a bad amount never reaches HINCRBY.
+local function amount(v)
+  local x = tonumber(v)
+  if x and x >= 0 and x <= ${MAX_AMOUNT} and x % 1 == 0 then return x end
+  return nil
+end
 `;
 
 /** ARGV: 1 id, 2 now, 3 tokens, 4 micros, 5 rpm, 6 tpm, 7 tokensPerDay, 8 tokensPerMonth,
@@ -50,8 +58,8 @@ local HELD = '^(%-?%d+):(%-?%d+):([^:]+):([^:]+):(%d):(%d)$'
  * Returns {code, denial, retry ms, rpm level, tpm level}: code 1 admitted, 2 already held, 0 denied. */
 export const RESERVE_LUA = `${COMMON}
 local id = ARGV[1]
-local tokens = tonumber(ARGV[3])
-local micros = tonumber(ARGV[4])
+local tokens = amount(ARGV[3])
+local micros = amount(ARGV[4])
 local rpm = tonumber(ARGV[5])
 local tpm = tonumber(ARGV[6])
 local dayId = ARGV[12]
@@ -64,8 +72,14 @@ local keep = leaseMs + ${SETTLED_MEMORY_MS}
 
 local rpmLevel = level(KEYS[3], rpm)
 local tpmLevel = level(KEYS[4], tpm)
+local function denied(reason, retry) return {0, reason, retry, rpmLevel, tpmLevel} end
+local function rpmWait()
+  if rpm < 0 or rpmLevel >= SCALE then return nil end
+  if rpm == 0 then return ${BLOCKED_RETRY_MS} end
+  return math.ceil((SCALE - rpmLevel) / rpm)
+end
 if redis.call('HEXISTS', KEYS[5], id) == 1 then return {2, '', 0, rpmLevel, tpmLevel} end
-if redis.call('ZSCORE', KEYS[7], id) then return {0, 'settled', 0, rpmLevel, tpmLevel} end
+if redis.call('ZSCORE', KEYS[7], id) then return denied('settled', 0) end
 
 -- Leases whose holder never settled (a crashed process) are charged in full, as estimated.
 local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', fmt(now), 'LIMIT', 0, ${SWEEP_LIMIT})
@@ -91,7 +105,17 @@ for _, eid in ipairs(expired) do
   redis.call('ZADD', KEYS[7], fmt(now), eid)
 end
 
-local function denied(reason, retry) return {0, reason, retry, rpmLevel, tpmLevel} end
+-- Never admitted, whatever the limits; still a request the client made: it takes its unit of rpm.
+if not (tokens and micros) then
+  local wait = rpmWait()
+  if wait then return denied('rpm', wait) end
+  if rpm >= 0 then
+    rpmLevel = rpmLevel - SCALE
+    save(KEYS[3], rpm, rpmLevel)
+  end
+  return denied('too_large', 0)
+end
+
 local function denies(left, need) return left <= 0 or need > left end
 local d = redis.call('HMGET', KEYS[1], 't', 'm', 'rt', 'rm')
 local mo = redis.call('HMGET', KEYS[2], 't', 'm', 'rt', 'rm')
@@ -105,10 +129,8 @@ limit = tonumber(ARGV[10])
 if limit >= 0 and denies(limit - num(mo[2]) - num(mo[4]), micros) then return denied('usd_per_month', monthEnd - now) end
 limit = tonumber(ARGV[11])
 if limit >= 0 and redis.call('ZCARD', KEYS[6]) >= limit then return denied('max_concurrent', ${CONCURRENCY_RETRY_MS}) end
-if rpm >= 0 and rpmLevel < SCALE then
-  if rpm == 0 then return denied('rpm', ${BLOCKED_RETRY_MS}) end
-  return denied('rpm', math.ceil((SCALE - rpmLevel) / rpm))
-end
+local wait = rpmWait()
+if wait then return denied('rpm', wait) end
 if tpm >= 0 then
   if tokens > tpm then return denied('tpm_exceeded', ${BLOCKED_RETRY_MS}) end
   local need = tokens * SCALE - tpmLevel
@@ -119,8 +141,8 @@ if tpm >= 0 then
 end
 
 for k, expireAt in ipairs({dayEnd + grace, monthEnd + grace}) do
-  redis.call('HINCRBY', KEYS[k], 'rt', ARGV[3])
-  redis.call('HINCRBY', KEYS[k], 'rm', ARGV[4])
+  redis.call('HINCRBY', KEYS[k], 'rt', fmt(tokens))
+  redis.call('HINCRBY', KEYS[k], 'rm', fmt(micros))
   redis.call('HINCRBY', KEYS[k], 'n', 1)
   redis.call('PEXPIREAT', KEYS[k], fmt(expireAt))
 end
@@ -136,7 +158,7 @@ if tpm >= 0 then
   save(KEYS[4], tpm, tpmLevel)
   tpmTaken = 1
 end
-redis.call('HSET', KEYS[5], id, ARGV[3] .. ':' .. ARGV[4] .. ':' .. dayId .. ':' .. monthId .. ':' .. rpmTaken .. ':' .. tpmTaken)
+redis.call('HSET', KEYS[5], id, fmt(tokens) .. ':' .. fmt(micros) .. ':' .. dayId .. ':' .. monthId .. ':' .. rpmTaken .. ':' .. tpmTaken)
 redis.call('ZADD', KEYS[6], fmt(now + leaseMs), id)
 -- A held record must outlive the counters its amount sits in: were it to expire first, no sweep
 -- would find it, and its amount would stay reserved until the month's counters go. So the held
@@ -156,10 +178,13 @@ return {1, '', 0, rpmLevel, tpmLevel}
  * 11 lease ms. Returns 1 when it settled, 0 when it had already. */
 export const SETTLE_LUA = `${COMMON}
 local id = ARGV[1]
-local tokens = tonumber(ARGV[3])
+local tokens = amount(ARGV[3])
+local micros = amount(ARGV[4])
 local rpm = tonumber(ARGV[7])
 local tpm = tonumber(ARGV[8])
 local memory = ${SETTLED_MEMORY_MS}
+-- The gate never charges more than MAX_AMOUNT; anything else is refused, for this settle alone.
+if not (tokens and micros) then return redis.error_reply('ERR keyrelay: settle amounts out of range') end
 if redis.call('ZSCORE', KEYS[7], id) then return 0 end
 
 local rec = redis.call('HGET', KEYS[5], id)
@@ -186,8 +211,8 @@ if rec then
   redis.call('ZREM', KEYS[6], id)
 end
 for k = 1, 2 do
-  redis.call('HINCRBY', KEYS[k], 't', ARGV[3])
-  redis.call('HINCRBY', KEYS[k], 'm', ARGV[4])
+  redis.call('HINCRBY', KEYS[k], 't', fmt(tokens))
+  redis.call('HINCRBY', KEYS[k], 'm', fmt(micros))
   if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[k], 'e', 1) end
   redis.call('PEXPIREAT', KEYS[k], ARGV[8 + k])
 end
@@ -221,6 +246,10 @@ return out
  * arguments per request, one request after another; the answer lists each request's answer in
  * order. Each request runs as it would alone, seeing the effects of those before it (the store
  * sends a batch only for keys in one cluster slot: one user's, or any on a single Redis).
+ * A request whose step fails (a Redis error, a script error) gets that error as its answer, an
+ * error reply inside the array, and the requests after it still run: one request's failure is
+ * never its neighbours'. Its step may have written in part (Redis has no rollback): the store
+ * cancels such a request as it does a reserve whose answer never came.
  */
 export function batchOf(script: string, keys: number, args: number): string {
   return `
@@ -232,7 +261,14 @@ for i = 0, #KEYS / ${keys} - 1 do
   local k, a = {}, {}
   for j = 1, ${keys} do k[j] = KEYS[i * ${keys} + j] end
   for j = 1, ${args} do a[j] = ARGV[i * ${args} + j] end
-  out[i + 1] = one(k, a)
+  local ok, answer = pcall(one, k, a)
+  if ok then
+    out[i + 1] = answer
+  else
+    -- Redis raises its errors as {err = message}; Lua's own are strings.
+    if type(answer) == 'table' and answer.err then answer = answer.err end
+    out[i + 1] = redis.error_reply(tostring(answer))
+  end
 end
 return out
 `;

@@ -5,6 +5,7 @@
 import { Cluster, type Result } from 'ioredis';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
+import { checkCharge } from '../quota/amounts.js';
 import { levelAt, rateWindow } from '../quota/bucket.js';
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from '../quota/windows.js';
 import { BoundedMap } from '../bounded-map.js';
@@ -285,10 +286,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
         ]);
       } catch (err) {
         // The script may have run (a timeout on a frozen Redis runs it once Redis thaws), or run in
-        // part (an error raised inside a batch, such as a write refused for memory, ends it after
-        // the requests before it were reserved): release it then. Settling is idempotent, a settle
-        // of what was never reserved only marks the id settled, and a reserve that arrives after
-        // this cancel is refused.
+        // part (an error inside this request's step, such as a write refused for memory, which the
+        // batch answers for this request alone: scripts.ts batchOf): release it then. Settling is
+        // idempotent, a settle of what was never reserved only marks the id settled, and a reserve
+        // that arrives after this cancel is refused.
         const cancel = { reservation, limits, tokens: 0, micros: 0, estimated: false, refundRequest: true, now, leaseMs: input.leaseMs };
         pending.add(cancel, now + input.leaseMs);
         throw unavailable(err);
@@ -300,6 +301,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     },
 
     async settle(input: SettleInput): Promise<void> {
+      checkCharge(input);
       try {
         await runSettle(input);
       } catch (err) {

@@ -2,7 +2,9 @@
 // requests that arrived or ended together), sent as one call per group of keys that may share a
 // call: one per user on a cluster (a user's keys share a slot), one in all on a single Redis. A
 // call costs the gateway a command object, a promise, a timer and its argument encoding; a batch
-// pays those once. Each caller gets its own request's answer, or the batch's error.
+// pays those once. Each caller gets its own request's answer, or its own error: the script answers
+// an error reply in the array for a request whose step failed (src/quota/scripts.ts batchOf), and
+// only a failure of the whole call (Redis down, a timeout) rejects every request of the batch.
 const MAX_BATCH = 64;
 
 interface Pending<R> {
@@ -56,7 +58,13 @@ export class ScriptBatch<R> {
     for (const a of args) keys.push(a);
     this.run(numKeys, keys).then(
       (answers) => {
-        for (let i = 0; i < batch.length; i++) (batch[i] as Pending<R>).resolve(answers[i] as R);
+        for (let i = 0; i < batch.length; i++) {
+          const p = batch[i] as Pending<R>;
+          const answer: unknown = answers[i];
+          if (answer instanceof Error) p.reject(answer);
+          else if (answer === undefined) p.reject(new Error(`the batch script answered ${answers.length} of ${batch.length} requests`));
+          else p.resolve(answer as R);
+        }
       },
       (err: unknown) => {
         for (const p of batch) p.reject(err);

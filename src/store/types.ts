@@ -38,7 +38,8 @@ export interface KeyRecord {
   revokedAt?: string;
 }
 
-/** A user's limits as the ledger applies them: whole numbers, money in micro-dollars. */
+/** A user's limits as the ledger applies them: whole numbers, money in micro-dollars, at most
+ * src/quota/amounts.ts LIMIT_MAXIMUM (src/quota/gate.ts quotaLimits makes them so). */
 export interface QuotaLimits {
   rpm?: number;
   tpm?: number;
@@ -54,7 +55,8 @@ export interface ReserveInput {
   /** The gateway's request id: a reserve or settle sent twice for it counts once. */
   requestId: string;
   limits: QuotaLimits;
-  /** The request's worst case. */
+  /** The request's worst case; one past src/quota/amounts.ts MAX_AMOUNT, or not a whole number,
+   * is refused as `too_large`. */
   tokens: number;
   micros: number;
   now: number;
@@ -84,7 +86,10 @@ export type Denial =
   /** The worst case is larger than the whole tpm limit: waiting cannot help. */
   | 'tpm_exceeded'
   /** The request id was already settled (a reserve resent after its cancel). */
-  | 'settled';
+  | 'settled'
+  /** The worst case is not an amount the ledger counts (src/quota/amounts.ts): never admitted.
+   * It still takes its unit of rpm, as any request the client made. */
+  | 'too_large';
 
 export interface RateWindow {
   limit: number;
@@ -167,7 +172,8 @@ export interface Store {
 
   /** Checks every limit and, when all hold, reserves the worst case: one atomic step. */
   reserve(input: ReserveInput): Promise<Admission>;
-  /** Releases the reservation and charges the real usage; a second settle is a no-op. */
+  /** Releases the reservation and charges the real usage; a second settle is a no-op. A charge the
+   * ledger cannot count (src/quota/amounts.ts) is refused with a RangeError, charging nothing. */
   settle(input: SettleInput): Promise<void>;
   /** The user's counters in the current windows. */
   usage(userId: string, limits: QuotaLimits, now: number): Promise<UsageSnapshot>;
