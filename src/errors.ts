@@ -29,6 +29,13 @@ export const ERRORS = {
   conflict: { status: 409, type: 'invalid_request_error', message: 'It already exists.' },
   rate_limit_exceeded: { status: 429, type: 'requests', message: 'Rate limit reached.' },
   insufficient_quota: { status: 429, type: 'insufficient_quota', message: 'Quota exceeded for this window.' },
+  // A user holding pool.maxObjectsPerUser objects creates no more until they delete some: waiting
+  // does not help, so it goes with x-should-retry: false (src/relay/object-slots.ts).
+  too_many_objects: {
+    status: 429,
+    type: 'insufficient_quota',
+    message: 'You hold as many objects created through this gateway as a user may. Delete some before creating more.',
+  },
   no_upstream_key_available: {
     status: 503,
     type: 'server_error',
