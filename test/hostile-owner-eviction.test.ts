@@ -84,7 +84,7 @@ const noSuchObject = (id: string) => ({ error: { message: `No such object: ${id}
 const tooMany = {
   error: {
     message: `You hold ${CAP} objects created through this gateway (files, vector stores, responses …), as many as a user may. Delete some before creating more.`,
-    type: 'insufficient_quota',
+    type: 'invalid_request_error',
     param: null,
     code: 'too_many_objects',
   },
