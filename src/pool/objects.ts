@@ -250,7 +250,7 @@ export function createdObjectIds(answer: unknown, request?: unknown): string[] {
 // one owns already (runs, messages, a vector store's files), cancels and updates. Objects made
 // along the way (a job's fine-tuned model, a Responses container, a thread's inline vector store)
 // are recorded all the same and count: a user may end a few past the bound, never more.
-const CREATES = new Set([
+export const CREATING_OPERATIONS: ReadonlySet<string> = new Set([
   'createFile',
   'createUpload',
   'completeUpload',
@@ -280,7 +280,7 @@ const CREATES = new Set([
 /** True for a request that may create owned objects: its operation creates them, and a chat
  * completion asks `store: true`, a response does not ask `store: false`. */
 export function createsObjects(operation: Operation, body: unknown): boolean {
-  if (!CREATES.has(operation.id)) return false;
+  if (!CREATING_OPERATIONS.has(operation.id)) return false;
   const asked = isObject(body) ? body.store : undefined;
   if (operation.id === 'createChatCompletion') return asked === true;
   if (operation.id === 'createResponse' || operation.id === 'beta_createResponse') return asked !== false;
