@@ -162,6 +162,10 @@ export const ConfigSchema = Type.Object(
         ),
         // Objects the gateway did not see created: false answers 404 (CONTRACT.md), true lets any user reach them.
         shareUnknownObjects: Type.Boolean({ default: false }),
+        // The objects (files, vector stores, responses …) one user may hold at once: the gateway
+        // keeps each one's owner as long as it may exist, so this bounds what one user can make it
+        // remember. At the bound, requests that create objects answer 429 too_many_objects.
+        maxObjectsPerUser: Type.Integer({ minimum: 1, default: 100_000 }),
       },
       { additionalProperties: false, default: {} },
     ),

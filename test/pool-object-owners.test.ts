@@ -1,7 +1,7 @@
-// Who owns what: the bounded in-memory owner table (least recently used out, a time to live) and
+// Who owns what: the in-memory owner table (counted per user, responses lapse, nothing evicted) and
 // what the owners of the ids a request names mean for it (RELIABILITY.md 4: another user's object is 404).
 import { describe, expect, it } from 'vitest';
-import { MemoryObjectOwners, type ObjectOwner, resolveOwnership } from '../src/pool/object-owners.js';
+import { MemoryObjectOwners, type ObjectOwner, RESPONSE_LIFETIME_MS, resolveOwnership } from '../src/pool/object-owners.js';
 
 const T0 = 1_700_000_000_000;
 const alice: ObjectOwner = { userId: 'alice', upstreamId: 'main', keyId: 'a' };
@@ -35,28 +35,43 @@ describe('the memory owner table', () => {
     expect(await owners.lookup('file-1')).toEqual(alice);
   });
 
-  it('is bounded: the least recently used goes first', async () => {
-    const owners = new MemoryObjectOwners({ maxEntries: 3 });
-    await owners.record('file-1', alice);
-    await owners.record('file-2', alice);
-    await owners.record('file-3', alice);
-    await owners.lookup('file-1');
-    await owners.record('file-4', alice);
-    expect(owners.size).toBe(3);
-    expect(await owners.lookupMany(['file-1', 'file-2', 'file-3', 'file-4'])).toEqual(new Map([['file-1', alice], ['file-3', alice], ['file-4', alice]]));
+  it('forgets nothing to make room: each user counts their own objects and the slots they hold', async () => {
+    const owners = new MemoryObjectOwners();
+    await owners.record('file-alice', alice);
+    for (let i = 0; i < 1000; i++) await owners.record(`file-bob-${i}`, bob);
+    expect(await owners.lookup('file-alice')).toEqual(alice);
+    expect(await owners.held('alice')).toBe(1);
+    expect(await owners.held('bob')).toBe(1000);
+    expect(await owners.hold('bob', 'req-1', 1000, 60_000)).toBe(false);
+    expect(await owners.hold('alice', 'req-2', 2, 60_000)).toBe(true);
+    expect(await owners.hold('alice', 'req-3', 2, 60_000)).toBe(false);
+    await owners.release('alice', 'req-2');
+    await owners.forget('file-alice');
+    expect(await owners.held('alice')).toBe(0);
   });
 
-  it('forgets what was not used for its time to live, and each use extends it', async () => {
+  it('keeps a response 30 days from its record, whatever its use, and a file until it is deleted', async () => {
     const clock = { t: T0 };
-    const owners = new MemoryObjectOwners({ ttlMs: 1000, now: () => clock.t });
-    await owners.record('file-used', alice);
-    await owners.record('file-idle', alice);
-    clock.t += 900;
-    expect(await owners.lookup('file-used')).toEqual(alice);
-    clock.t += 900;
-    expect(await owners.lookup('file-used')).toEqual(alice);
-    expect(await owners.lookup('file-idle')).toBeUndefined();
+    const owners = new MemoryObjectOwners({ now: () => clock.t });
+    await owners.record('resp_1', alice);
+    await owners.record('file-1', alice);
+    clock.t += RESPONSE_LIFETIME_MS - 1;
+    expect(await owners.lookup('resp_1')).toEqual(alice);
+    clock.t += 1;
+    expect(await owners.lookup('resp_1')).toBeUndefined();
+    clock.t += 1000 * RESPONSE_LIFETIME_MS;
+    expect(await owners.lookup('file-1')).toEqual(alice);
+    expect(await owners.held('alice')).toBe(1);
     expect(owners.size).toBe(1);
+  });
+
+  it('a slot never given back lapses after its lease', async () => {
+    const clock = { t: T0 };
+    const owners = new MemoryObjectOwners({ now: () => clock.t });
+    expect(await owners.hold('alice', 'crashed', 1, 1000)).toBe(true);
+    expect(await owners.hold('alice', 'next', 1, 1000)).toBe(false);
+    clock.t += 1000;
+    expect(await owners.hold('alice', 'next', 1, 1000)).toBe(true);
   });
 
   it('a later record moves an object to its new owner', async () => {
@@ -64,6 +79,9 @@ describe('the memory owner table', () => {
     await owners.record('file-1', alice);
     await owners.record('file-1', aliceOnB);
     expect(await owners.lookup('file-1')).toEqual(aliceOnB);
+    await owners.record('file-1', bob);
+    expect(await owners.lookup('file-1')).toEqual(bob);
+    expect([await owners.held('alice'), await owners.held('bob')]).toEqual([0, 1]);
   });
 });
 

@@ -2,7 +2,9 @@
 // (shared/openai/openapi.yaml) and every path of shared/openai/routes.tsv.
 import { describe, expect, it } from 'vitest';
 import {
+  CREATING_OPERATIONS,
   chatkitUserRef,
+  createsObjects,
   claimedNames,
   createdObjectIds,
   fineTunedModelsIn,
@@ -492,5 +494,34 @@ describe('list endpoints of owned objects', () => {
     const bare = { object: 'list', data: [{ id: 'vs_1' }], has_more: false };
     expect(filterListAnswer(bare, () => true)).toEqual(bare);
     expect(filterListAnswer({ id: 'file-1', object: 'file' }, () => true)).toBeUndefined();
+  });
+});
+
+describe('requests that may create objects (checked against pool.maxObjectsPerUser before they are sent)', () => {
+  it('names only POST operations of routes.tsv', () => {
+    const posts = new Set(loadRoutes().filter((r) => r.method === 'POST').map((r) => r.operationId));
+    expect([...CREATING_OPERATIONS].filter((id) => !posts.has(id))).toEqual([]);
+  });
+
+  it.each([
+    ['POST', '/v1/files', undefined, true],
+    ['POST', '/v1/uploads/upload_1/complete', {}, true],
+    ['POST', '/v1/vector_stores', { name: 'x' }, true],
+    ['POST', '/v1/conversations', {}, true],
+    ['POST', '/v1/threads/runs', { assistant_id: 'asst_1' }, true],
+    ['POST', '/v1/videos/video_1/remix', { prompt: 'x' }, true],
+    ['POST', '/v1/chatkit/sessions', { user: 'u' }, true],
+    ['POST', '/v1/responses', { model: 'm', input: 'hi' }, true],
+    ['POST', '/v1/responses', { model: 'm', input: 'hi', store: false }, false],
+    ['POST', '/v1/chat/completions', { model: 'm', messages: [] }, false],
+    ['POST', '/v1/chat/completions', { model: 'm', messages: [], store: true }, true],
+    ['POST', '/v1/threads/thread_1/runs', { assistant_id: 'asst_1' }, false],
+    ['POST', '/v1/vector_stores/vs_1/files', { file_id: 'file-1' }, false],
+    ['POST', '/v1/batches/batch_1/cancel', {}, false],
+    ['POST', '/v1/embeddings', { model: 'm', input: 'x' }, false],
+    ['GET', '/v1/files', undefined, false],
+    ['DELETE', '/v1/files/file-1', undefined, false],
+  ] as const)('%s %s %j: %s', (method, target, body, creates) => {
+    expect(createsObjects(op(method, target), body)).toBe(creates);
   });
 });

@@ -3,7 +3,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HealthRecord } from '../src/pool/health-sync.js';
 import { quotaKeys } from '../src/store/redis.js';
-import { HEALTH_KEY, OBJECT_TTL_MS, objectKey } from '../src/store/redis-pool.js';
+import { RESPONSE_LIFETIME_MS } from '../src/pool/object-owners.js';
+import { HEALTH_KEY } from '../src/store/redis-pool.js';
+import { holdingsKey, objectKey } from '../src/store/redis-owners.js';
 import type { KeyRecord, QuotaLimits, ReserveInput, Store, User } from '../src/store/types.js';
 import { type Backend, STORE_BACKENDS as BACKENDS } from './helpers/store-backends.js';
 
@@ -347,12 +349,25 @@ describe.each(BACKENDS)('the %s store', (name, make) => {
       }
     });
 
-    it('keeps an object owner 30 days from its last use, and the health records in one hash without expiry', async () => {
-      const id = `file-${fresh()}`;
-      await store.objectOwners.record(id, { userId: fresh(), upstreamId: 'main', keyId: 'a' });
-      const [owner] = await backend.keys!(objectKey(id));
-      expect(owner?.pttl).toBeGreaterThan(OBJECT_TTL_MS - 60_000);
-      expect(owner?.pttl).toBeLessThanOrEqual(OBJECT_TTL_MS);
+    it('keeps a file owner until it is deleted, a response owner 30 days, and the health records in one hash without expiry', async () => {
+      const userId = fresh();
+      const [file, response] = [`file-${fresh()}`, `resp_${fresh()}`];
+      await store.objectOwners.record(file, { userId, upstreamId: 'main', keyId: 'a' });
+      expect(await backend.keys!(objectKey(file))).toEqual([{ key: objectKey(file), pttl: -1 }]);
+      expect(await backend.keys!(holdingsKey(userId))).toEqual([{ key: holdingsKey(userId), pttl: -1 }]);
+      await store.objectOwners.record(response, { userId, upstreamId: 'main', keyId: 'a' });
+      const [owner] = await backend.keys!(objectKey(response));
+      expect(owner?.pttl).toBeGreaterThan(RESPONSE_LIFETIME_MS - 60_000);
+      expect(owner?.pttl).toBeLessThanOrEqual(RESPONSE_LIFETIME_MS);
+      // A lookup does not extend it.
+      await store.objectOwners.lookup(response);
+      expect((await backend.keys!(objectKey(response)))[0]?.pttl).toBeLessThanOrEqual(owner?.pttl as number);
+      // The file gone, the user's count lives as long as the response.
+      await store.objectOwners.forget(file);
+      expect(await backend.keys!(objectKey(file))).toEqual([]);
+      const [holdings] = await backend.keys!(holdingsKey(userId));
+      expect(holdings?.pttl).toBeGreaterThan(RESPONSE_LIFETIME_MS - 60_000);
+      if (backend.slot) expect(await backend.slot(holdingsKey(userId))).toBe(await backend.slot(quotaKeys(userId, 'd', 'm')[0] as string));
       await store.keyHealth.publish(`main/${fresh()}`, { state: 'active', since: NOON, strikes: 0, updatedAt: NOON });
       expect(await backend.keys!(HEALTH_KEY)).toEqual([{ key: HEALTH_KEY, pttl: -1 }]);
     });

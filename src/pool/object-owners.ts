@@ -1,7 +1,18 @@
 // Who owns each object created through the gateway: the user who created it, and the upstream key
 // that holds it. Requests naming an object go to that key; another user's object answers 404
-// (CONTRACT.md, The relay). The store-backed implementation shares it across processes; the one
-// here is bounded in memory (least recently used out first, and a time to live).
+// (CONTRACT.md, The relay). The store-backed implementation shares it across processes
+// (src/store/redis-owners.ts); the one here lives in one process's memory.
+//
+// A record is kept as long as the upstream may keep its object, never less: forgotten, the object
+// would answer 404 to its owner, or, with `pool.shareUnknownObjects`, be open to every user. So
+// nothing is ever pushed out to make room for another user's records. Instead each user's own
+// records are counted, and a user holding `pool.maxObjectsPerUser` of them may create no more
+// (src/relay/object-slots.ts): what one user makes never costs another user anything.
+//
+// A request that may create objects first takes a slot, counted like an object, so that requests
+// sent at once cannot all pass the check; it gives the slot back once its answer is read (its
+// objects are recorded by then). A slot a crashed process never gave back lapses after its lease.
+import { objectKindOf } from './objects.js';
 
 export interface ObjectOwner {
   userId: string;
@@ -10,82 +21,160 @@ export interface ObjectOwner {
 }
 
 export interface ObjectOwners {
+  /** Records the owner; the object counts for its user until deleted (or lapsed). Never refused:
+   * the object exists. */
   record(id: string, owner: ObjectOwner): Promise<void>;
   lookup(id: string): Promise<ObjectOwner | undefined>;
   /** The owners of those ids that have one (one round trip for a body naming many files). */
   lookupMany(ids: readonly string[]): Promise<Map<string, ObjectOwner>>;
-  /** The object was deleted upstream. */
+  /** The object was deleted upstream: its record goes, and it no longer counts for its user. */
   forget(id: string): Promise<void>;
+  /** Takes a slot for request `requestId` of `userId`, which may create objects, unless the
+   * user's objects and slots already number `max`: one atomic step. Lapses after `leaseMs`. */
+  hold(userId: string, requestId: string, max: number, leaseMs: number): Promise<boolean>;
+  /** Gives back the slot of `hold`. */
+  release(userId: string, requestId: string): Promise<void>;
+  /** What counts for the user now: their objects and slots. */
+  held(userId: string): Promise<number>;
 }
 
+const DAY_MS = 24 * 3_600_000;
+/** OpenAI keeps a stored response 30 days from its creation: a record made when the gateway saw it
+ * created lapses no earlier. */
+export const RESPONSE_LIFETIME_MS = 30 * DAY_MS;
+
+/** How long the record of `id` is kept once recorded: as long as the upstream may keep the object.
+ * Files, vector stores, assistants, fine-tuned models, ChatKit claims … are kept until deleted. */
+export function recordLifetimeMs(id: string): number {
+  return objectKindOf(id) === 'response' ? RESPONSE_LIFETIME_MS : Number.POSITIVE_INFINITY;
+}
+
+/** A held slot, among a user's objects: no object id or claim begins so. */
+export const SLOT_PREFIX = 'slot:';
+
 export interface MemoryObjectOwnersOptions {
-  maxEntries?: number;
-  /** How long an entry is kept after it was last recorded or looked up. */
-  ttlMs?: number;
   now?: () => number;
 }
 
-interface Entry {
-  owner: ObjectOwner;
-  expiresAt: number;
+interface Holding {
+  /** When it lapses: Infinity for never. */
+  at: number;
+  lifetimeMs: number;
+}
+
+interface Lapse {
+  userId: string;
+  member: string;
+  at: number;
 }
 
 export class MemoryObjectOwners implements ObjectOwners {
-  private readonly entries = new Map<string, Entry>();
-  private readonly maxEntries: number;
-  private readonly ttlMs: number;
+  private readonly owners = new Map<string, ObjectOwner>();
+  /** Per user: each object they own and each slot they hold. */
+  private readonly holdings = new Map<string, Map<string, Holding>>();
+  /** What lapses, one queue per lifetime: a Map keeps the order entries were (re)made in, which
+   * within one lifetime is the order they lapse in, so a sweep stops at the first still alive. */
+  private readonly lapsing = new Map<number, Map<string, Lapse>>();
   private readonly now: () => number;
 
   constructor(options: MemoryObjectOwnersOptions = {}) {
-    this.maxEntries = options.maxEntries ?? 100_000;
-    // OpenAI keeps stored responses 30 days; files and the rest until deleted.
-    this.ttlMs = options.ttlMs ?? 30 * 24 * 3_600_000;
     this.now = options.now ?? Date.now;
   }
 
+  /** Object records kept. */
   get size(): number {
-    return this.entries.size;
+    return this.owners.size;
   }
 
   async record(id: string, owner: ObjectOwner): Promise<void> {
-    this.entries.delete(id);
-    this.entries.set(id, { owner: { ...owner }, expiresAt: this.now() + this.ttlMs });
-    // A Map iterates in insertion order: the first entry is the least recently used.
-    while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next();
-      if (oldest.done) break;
-      this.entries.delete(oldest.value);
-    }
+    this.sweep();
+    const previous = this.owners.get(id);
+    if (previous && previous.userId !== owner.userId) this.drop(previous.userId, id);
+    this.owners.set(id, { userId: owner.userId, upstreamId: owner.upstreamId, keyId: owner.keyId });
+    this.add(owner.userId, id, recordLifetimeMs(id));
   }
 
   async lookup(id: string): Promise<ObjectOwner | undefined> {
-    return this.touch(id);
+    this.sweep();
+    const owner = this.owners.get(id);
+    return owner && { ...owner };
   }
 
   async lookupMany(ids: readonly string[]): Promise<Map<string, ObjectOwner>> {
+    this.sweep();
     const found = new Map<string, ObjectOwner>();
     for (const id of ids) {
-      const owner = this.touch(id);
-      if (owner) found.set(id, owner);
+      const owner = this.owners.get(id);
+      if (owner) found.set(id, { ...owner });
     }
     return found;
   }
 
   async forget(id: string): Promise<void> {
-    this.entries.delete(id);
+    const owner = this.owners.get(id);
+    if (!owner) return;
+    this.owners.delete(id);
+    this.drop(owner.userId, id);
   }
 
-  private touch(id: string): ObjectOwner | undefined {
-    const entry = this.entries.get(id);
-    if (!entry) return undefined;
+  async hold(userId: string, requestId: string, max: number, leaseMs: number): Promise<boolean> {
+    this.sweep();
+    if ((this.holdings.get(userId)?.size ?? 0) >= max) return false;
+    this.add(userId, SLOT_PREFIX + requestId, leaseMs);
+    return true;
+  }
+
+  async release(userId: string, requestId: string): Promise<void> {
+    this.drop(userId, SLOT_PREFIX + requestId);
+  }
+
+  async held(userId: string): Promise<number> {
+    this.sweep();
+    return this.holdings.get(userId)?.size ?? 0;
+  }
+
+  private add(userId: string, member: string, lifetimeMs: number): void {
+    let mine = this.holdings.get(userId);
+    if (!mine) this.holdings.set(userId, (mine = new Map()));
+    this.unqueue(userId, member, mine.get(member));
+    const at = this.now() + lifetimeMs;
+    mine.set(member, { at, lifetimeMs });
+    if (at === Number.POSITIVE_INFINITY) return;
+    let queue = this.lapsing.get(lifetimeMs);
+    if (!queue) this.lapsing.set(lifetimeMs, (queue = new Map()));
+    queue.set(lapseKey(userId, member), { userId, member, at });
+  }
+
+  private drop(userId: string, member: string): void {
+    const mine = this.holdings.get(userId);
+    if (!mine) return;
+    this.unqueue(userId, member, mine.get(member));
+    mine.delete(member);
+    if (mine.size === 0) this.holdings.delete(userId);
+  }
+
+  private unqueue(userId: string, member: string, holding: Holding | undefined): void {
+    if (holding && holding.at !== Number.POSITIVE_INFINITY) this.lapsing.get(holding.lifetimeMs)?.delete(lapseKey(userId, member));
+  }
+
+  /** Drops what has lapsed: each entry once, so it costs nothing on average. */
+  private sweep(): void {
     const now = this.now();
-    this.entries.delete(id);
-    if (entry.expiresAt <= now) return undefined;
-    entry.expiresAt = now + this.ttlMs;
-    this.entries.set(id, entry);
-    return { ...entry.owner };
+    for (const queue of this.lapsing.values()) {
+      for (const [key, lapse] of queue) {
+        if (lapse.at > now) break;
+        queue.delete(key);
+        const mine = this.holdings.get(lapse.userId);
+        mine?.delete(lapse.member);
+        if (mine?.size === 0) this.holdings.delete(lapse.userId);
+        if (this.owners.get(lapse.member)?.userId === lapse.userId) this.owners.delete(lapse.member);
+      }
+    }
   }
 }
+
+/** One string per (user, member), whatever characters either holds. */
+const lapseKey = (userId: string, member: string): string => JSON.stringify([userId, member]);
 
 export type Ownership =
   /** The request names no tracked object: any key will do. */

@@ -258,6 +258,49 @@ export function createdObjectIds(answer: unknown, request?: unknown): string[] {
   return ids;
 }
 
+// Operations whose answers bring new owned objects into being (their ids are recorded from the
+// answer, createdObjectIds): a user who holds `pool.maxObjectsPerUser` objects is refused these
+// before they reach the upstream (src/relay/object-slots.ts). Left out: what lives inside an object
+// one owns already (runs, messages, a vector store's files), cancels and updates. Objects made
+// along the way (a job's fine-tuned model, a Responses container, a thread's inline vector store)
+// are recorded all the same and count: a user may end a few past the bound, never more.
+export const CREATING_OPERATIONS: ReadonlySet<string> = new Set([
+  'createFile',
+  'createUpload',
+  'completeUpload',
+  'createBatch',
+  'createVectorStore',
+  'createAssistant',
+  'createThread',
+  'createThreadAndRun',
+  'createResponse',
+  'beta_createResponse',
+  'createChatCompletion',
+  'createFineTuningJob',
+  'CreateContainer',
+  'createVideo',
+  'CreateVideoEdit',
+  'CreateVideoExtend',
+  'CreateVideoRemix',
+  'CreateVideoCharacter',
+  'createConversation',
+  'createEval',
+  'CreateSkill',
+  'createVoice',
+  'createVoiceConsent',
+  'CreateChatSessionMethod',
+]);
+
+/** True for a request that may create owned objects: its operation creates them, and a chat
+ * completion asks `store: true`, a response does not ask `store: false`. */
+export function createsObjects(operation: Operation, body: unknown): boolean {
+  if (!CREATING_OPERATIONS.has(operation.id)) return false;
+  const asked = isObject(body) ? body.store : undefined;
+  if (operation.id === 'createChatCompletion') return asked === true;
+  if (operation.id === 'createResponse' || operation.id === 'beta_createResponse') return asked !== false;
+  return true;
+}
+
 /**
  * The fine-tuned models a fine-tuning answer shows: a job's `fine_tuned_model` (GET
  * /fine_tuning/jobs/{id}, or each job of a list), a checkpoint's `fine_tuned_model_checkpoint`

@@ -10,7 +10,7 @@ import { modelAllowed } from '../models.js';
 import type { Observation } from '../observability/observation.js';
 import type { TokenCounts } from '../observability/record.js';
 import type { Operation } from '../operations/match.js';
-import { idsInOperation, listedObjectKind, revealsFineTunedModels } from '../pool/objects.js';
+import { createsObjects, idsInOperation, listedObjectKind, revealsFineTunedModels } from '../pool/objects.js';
 import { checkCostBound, effectiveModel } from '../quota/bounds.js';
 import { estimateRequest } from '../quota/estimate.js';
 import { type Charge, QuotaGate } from '../quota/gate.js';
@@ -22,6 +22,7 @@ import { hasBody, mediaType, readRequestBody } from './body.js';
 import { chargeFor } from './charge.js';
 import { joinTaps } from './forward.js';
 import { type ObjectAccess, filterList, pinnedKey } from './object-access.js';
+import { type ObjectSlots, holdObjectSlot } from './object-slots.js';
 import { objectTapFor } from './object-tap.js';
 import type { Target } from './path.js';
 import { UsageTap } from './usage-tap.js';
@@ -77,6 +78,7 @@ export function createRelayRoute(services: Services): RelayRoute {
   const { config, store, pool, retry, outbound, masker } = services;
   const deps = { pool, retry, outbound, masker, timeouts: config.timeouts, streams: services.streams };
   const objects: ObjectAccess = { owners: store.objectOwners, shareUnknown: config.pool.shareUnknownObjects };
+  const slots: ObjectSlots = { owners: store.objectOwners, max: config.pool.maxObjectsPerUser, leaseMs: config.quota.leaseMs, log: services.log };
   const quota = new QuotaGate({
     store,
     prices: new PriceTable(config.prices),
@@ -108,6 +110,14 @@ export function createRelayRoute(services: Services): RelayRoute {
     const route = path.slice(3);
     // Before admission: a request for another user's object costs nothing.
     const pinned = await pinnedKey(objects, userId, operation, idsInOperation(operation, path), json);
+    // Before admission too: a user who may create no more objects is refused at no cost. The slot
+    // is held until the answer is done, whichever way it ends (the objects it made are recorded by
+    // then), or the request fails before it is sent.
+    if (createsObjects(operation, json)) {
+      const release = await holdObjectSlot(slots, userId, call.id);
+      if (call.res.closed) release();
+      else call.res.once('close', release);
+    }
     const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens);
     const ticket = await quota.admit(caller.user, call.id, estimate);
 

@@ -18,6 +18,11 @@ declare module 'ioredis' {
 
 export type RedisClient = Redis | Cluster;
 
+/** The hash tag of a user's keys; an id with braces would break the tag, so it is hex-encoded. */
+export function userTag(userId: string): string {
+  return /[{}]/.test(userId) ? `{x:${Buffer.from(userId).toString('hex')}}` : `{u:${userId}}`;
+}
+
 export interface RedisTarget {
   url?: string;
   clusterNodes?: string[];

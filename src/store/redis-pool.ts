@@ -7,13 +7,10 @@
 // from Redis is lost, while the next poll catches up by itself; the hash holds one small record
 // per key, so a poll costs one HGETALL. Another process thus avoids a disabled key within a second.
 // The hash has no TTL: a key an admin disabled must stay disabled however long nothing changes.
-//
-// Object owners: one string per object, `kr:obj:<id>` = {userId, upstreamId, keyId}, kept 30 days
-// from its last use (lookups refresh it with GETEX), as OpenAI keeps stored responses 30 days.
+// Object owners are src/store/redis-owners.ts.
 import type { Result } from 'ioredis';
 import type { Logger } from 'pino';
 import { type HealthRecord, type HealthSync, parseHealthRecord } from '../pool/health-sync.js';
-import type { ObjectOwner, ObjectOwners } from '../pool/object-owners.js';
 import type { RedisClient } from './redis-client.js';
 
 declare module 'ioredis' {
@@ -24,8 +21,6 @@ declare module 'ioredis' {
 
 export const HEALTH_KEY = 'kr:{pool}:health';
 export const HEALTH_POLL_MS = 1000;
-export const OBJECT_TTL_MS = 30 * 24 * 3_600_000;
-export const objectKey = (id: string): string => `kr:obj:${id}`;
 
 // Writes the record unless the stored one is as new or newer (a record that does not parse loses).
 const HEALTH_PUT_LUA = `
@@ -39,8 +34,6 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 `;
-
-type Guard = <T>(op: () => Promise<T>) => Promise<T>;
 
 export function redisKeyHealth(client: RedisClient, log: Logger, pollMs = HEALTH_POLL_MS): HealthSync {
   client.defineCommand('krHealthPut', { numberOfKeys: 1, lua: HEALTH_PUT_LUA });
@@ -84,44 +77,5 @@ export function redisKeyHealth(client: RedisClient, log: Logger, pollMs = HEALTH
       timer.unref();
       return () => clearInterval(timer);
     },
-  };
-}
-
-function parseOwner(json: string | null): ObjectOwner | undefined {
-  if (json === null) return undefined;
-  try {
-    const v = JSON.parse(json) as Partial<ObjectOwner>;
-    if (typeof v.userId === 'string' && typeof v.upstreamId === 'string' && typeof v.keyId === 'string') {
-      return { userId: v.userId, upstreamId: v.upstreamId, keyId: v.keyId };
-    }
-  } catch {
-    // not an owner record: as if there were none
-  }
-  return undefined;
-}
-
-export function redisObjectOwners(client: RedisClient, guard: Guard, ttlMs = OBJECT_TTL_MS): ObjectOwners {
-  const lookup = (id: string) => guard(async () => parseOwner(await client.getex(objectKey(id), 'PX', ttlMs)));
-  return {
-    record: (id, owner) =>
-      guard(async () => {
-        const { userId, upstreamId, keyId } = owner;
-        await client.set(objectKey(id), JSON.stringify({ userId, upstreamId, keyId }), 'PX', ttlMs);
-      }),
-    lookup,
-    async lookupMany(ids) {
-      // One command per id, not MGET: on a cluster the ids' keys lie in different slots.
-      const owners = await Promise.all(ids.map((id) => lookup(id)));
-      const found = new Map<string, ObjectOwner>();
-      ids.forEach((id, i) => {
-        const owner = owners[i];
-        if (owner) found.set(id, owner);
-      });
-      return found;
-    },
-    forget: (id) =>
-      guard(async () => {
-        await client.del(objectKey(id));
-      }),
   };
 }

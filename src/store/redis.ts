@@ -13,13 +13,15 @@ import { byCreation } from './memory.js';
 import { CallerCache, type FoundCaller } from './caller-cache.js';
 import { PendingSettles } from './pending-settles.js';
 import { ScriptBatch } from './script-batch.js';
-import { redisKeyHealth, redisObjectOwners } from './redis-pool.js';
+import { redisKeyHealth } from './redis-pool.js';
+import { redisObjectOwners } from './redis-owners.js';
 import {
   type RedisClient,
   type RedisTarget,
   checkEvictionPolicy,
   createRedisClient,
   describeTarget,
+  userTag,
   waitReady,
   writeTogether,
 } from './redis-client.js';
@@ -36,6 +38,8 @@ import type {
   UserPatch,
   WindowUsage,
 } from './types.js';
+
+export { userTag };
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
@@ -62,10 +66,6 @@ export interface RedisStoreOptions extends RedisTarget {
   log: Logger;
 }
 
-/** The hash tag of a user's keys; an id with braces would break the tag, so it is hex-encoded. */
-export function userTag(userId: string): string {
-  return /[{}]/.test(userId) ? `{x:${Buffer.from(userId).toString('hex')}}` : `{u:${userId}}`;
-}
 
 const USERS = 'kr:users';
 const userKey = (id: string): string => `kr:${userTag(id)}:user`;
