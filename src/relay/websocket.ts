@@ -17,7 +17,7 @@ import type { RetryPolicy } from '../pool/retry.js';
 import type { Store } from '../store/types.js';
 import { checkModel } from './body.js';
 import { Failover, type TriedKey, backoff, noKeyError, transportResult } from './failover.js';
-import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { clientResponseHeaders, handshakeResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { Masker } from './mask.js';
 import type { OpenStreams } from './open-streams.js';
 import type { Outbound } from './outbound.js';
@@ -68,7 +68,7 @@ function writeHttpError(socket: Duplex, error: GatewayError, requestId: string):
 
 /** The upstream's own refusal, as the client gets it: its status, its headers less what never crosses, its body masked. */
 function writeRefusal(socket: Duplex, refusal: Extract<UpgradeResult, { kind: 'refused' }>, masker: Masker, requestId: string): void {
-  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(refusal.headers, requestId), masker.bytes(refusal.body));
+  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(refusal.headers, requestId, masker), masker.bytes(refusal.body));
 }
 
 /** Splits the offered subprotocols into the key (if the browser form is used) and the rest. */
@@ -84,13 +84,13 @@ export function splitProtocols(header: string | undefined): { key?: string; othe
   return { key, others };
 }
 
-function handshakeHead(headers: Record<string, string | string[] | undefined>, requestId: string): string {
+/** The 101 the client gets: the upstream's, by the same rules as an HTTP answer's headers. */
+function handshakeHead(upstream: IncomingHttpHeaders, requestId: string, masker: Masker): string {
   const lines = ['HTTP/1.1 101 Switching Protocols'];
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name === 'set-cookie' || name.startsWith('openai-organization') || name === 'openai-project') continue;
+  for (const [name, value] of Object.entries(handshakeResponseHeaders(upstream, requestId, masker))) {
+    if (value === undefined) continue;
     for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
   }
-  lines.push(`x-keyrelay-request-id: ${requestId}`);
   return `${lines.join('\r\n')}\r\n\r\n`;
 }
 
@@ -207,7 +207,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
         upstream.destroy();
         return;
       }
-      socket.write(handshakeHead(opened.headers, requestId));
+      socket.write(handshakeHead(opened.headers, requestId, deps.masker));
       if (head.length > 0) upstream.write(head);
       join(socket, upstream, deps.streams);
       deps.log.info(
