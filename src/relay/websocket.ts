@@ -8,7 +8,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
-import { type Caller, authenticate, bearerToken } from '../auth.js';
+import { authenticate, bearerToken } from '../auth.js';
 import { GatewayError, errorBody } from '../errors.js';
 import { modelAllowed } from '../models.js';
 import { parseUpstreamError } from '../pool/outcome.js';
@@ -24,6 +24,7 @@ import type { Outbound } from './outbound.js';
 import { type Target, checkTarget } from './path.js';
 import { type UpgradeResult, upgradeUpstream } from './upstream-upgrade.js';
 import { mapUpstreamError } from './upstream-errors.js';
+import { upgradeFacts, upgradeLine } from './websocket-log.js';
 
 const WS_PATHS = new Set(['/v1/realtime', '/v1/responses']);
 // Browsers cannot set headers, so they send the key as a subprotocol (openai-node websocket.ts).
@@ -185,21 +186,24 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
   return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const requestId = deps.newRequestId();
     socket.on('error', () => socket.destroy());
-    let caller: Caller | undefined;
+    const facts = upgradeFacts(req, requestId);
     const tried: TriedKey[] = [];
     try {
       const target = checkTarget(req.url ?? '');
+      facts.route = target.path;
       if (!WS_PATHS.has(target.path) || req.method !== 'GET') {
         throw new GatewayError('unknown_url', { message: `No WebSocket route at ${target.path}.` });
       }
       const protocols = splitProtocols(req.headers['sec-websocket-protocol']);
-      caller = await authenticate(deps.store, bearerToken(req) ?? protocols.key);
+      const caller = await authenticate(deps.store, bearerToken(req) ?? protocols.key);
+      facts.userId = caller.user.id;
+      facts.keyId = caller.key.id;
       const model = queryModel(target.search);
       if (model !== undefined && !modelAllowed(caller.user, model)) throw new GatewayError('model_not_allowed');
 
       const opened = await openUpstream(deps, { req, socket, target, model, protocols: protocols.others, requestId }, tried);
       if (!opened) {
-        deps.log.info({ requestId, userId: caller.user.id, route: target.path, model, tried }, 'websocket refused');
+        deps.log.info(upgradeLine(facts, { tried }), 'websocket refused');
         return;
       }
       const upstream = opened.socket;
@@ -210,15 +214,12 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       socket.write(handshakeHead(opened.headers, requestId, deps.masker));
       if (head.length > 0) upstream.write(head);
       join(socket, upstream, deps.streams);
-      deps.log.info(
-        { requestId, userId: caller.user.id, keyId: caller.key.id, poolKeyId: opened.choice.key.id, upstream: opened.choice.upstream.id, route: target.path, model, retries: tried.length },
-        'websocket opened',
-      );
+      deps.log.info(upgradeLine(facts, { poolKeyId: opened.choice.key.id, upstream: opened.choice.upstream.id, retries: tried.length }), 'websocket opened');
       upstream.once('close', () => deps.log.info({ requestId }, 'websocket closed'));
     } catch (err) {
       if (socket.destroyed) return;
       const error = err instanceof GatewayError ? err : mapUpstreamError(err);
-      deps.log.info({ requestId, userId: caller?.user.id, status: error.status, code: error.code, tried: tried.length > 0 ? tried : undefined }, 'websocket refused');
+      deps.log.info(upgradeLine(facts, { status: error.status, code: error.code, tried: tried.length > 0 ? tried : undefined }), 'websocket refused');
       writeHttpError(socket, error, requestId);
     }
   };
