@@ -87,11 +87,11 @@ function maskedValue(value: string | string[], masker: Masker): string | string[
   return typeof value === 'string' ? masker.text(value) : value.map(masker.text);
 }
 
-/** The headers of the answer to the client; with a masker, key material in their values is masked. */
+/** The headers of the answer to the client, key material in their values masked. */
 export function clientResponseHeaders(
   upstream: Record<string, string | string[] | undefined>,
   requestId: string,
-  masker?: Masker,
+  masker: Masker,
 ): OutgoingHttpHeaders {
   const dropped = namedByConnection(upstream.connection);
   const stream = isEventStream(upstream['content-type']);
@@ -103,7 +103,7 @@ export function clientResponseHeaders(
     // Skipped rather than deleted after: a delete turns the object into a slow dictionary.
     if (stream && name === 'content-encoding') continue;
     if (dropped?.has(name)) continue;
-    out[name] = masker ? maskedValue(value, masker) : value;
+    out[name] = maskedValue(value, masker);
   }
   if (stream) {
     out['cache-control'] = 'no-cache';
