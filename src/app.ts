@@ -16,6 +16,7 @@ import type { Config } from './config.js';
 import { GatewayError, errorBody } from './errors.js';
 import { capConnections } from './inbound/connection-cap.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
+import { webSocketUpgradesOnly } from './inbound/upgrade-offers.js';
 import { createLogger, loggerOptions } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createObservability } from './observability/index.js';
@@ -230,7 +231,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   if (config.adminToken) await app.register(observabilityAdminPlugin, { config, observability, prefix: '/admin' });
   await app.register(relayPlugin, { route });
 
-  const onUpgrade = createUpgradeHandler({ ...services, newRequestId: () => randomUUID() });
+  // An upgrade offer other than WebSocket (an h2c offer) is served as an ordinary request.
+  const onUpgrade = webSocketUpgradesOnly(app.server, createUpgradeHandler({ ...services, newRequestId: () => randomUUID() }));
   app.server.on('upgrade', onUpgrade);
 
   app.addHook('preClose', async () => {

@@ -46,6 +46,9 @@ export interface RecordedUpgrade {
 
 export type FakeHandler = (req: RecordedRequest) => FakeResponse | undefined | Promise<FakeResponse | undefined>;
 
+/** Headers to add to the 101 of an accepted WebSocket upgrade, given the client's handshake. */
+export type FakeUpgradeHeaders = (upgrade: { url: string; headers: IncomingHttpHeaders }) => Record<string, string | string[]>;
+
 export interface FakeUpstream {
   url: string; // 'http://127.0.0.1:<port>'
   baseUrl: string; // url + '/v1'
@@ -53,7 +56,8 @@ export interface FakeUpstream {
   requests: RecordedRequest[]; // every HTTP request, in arrival order
   wsConnections: RecordedUpgrade[]; // every accepted WebSocket upgrade
   handle(fn: FakeHandler): void; // handlers are tried newest first; undefined = next handler
-  reset(): void; // clear handlers, requests, wsConnections
+  upgradeHeaders(fn: FakeUpgradeHeaders): void; // headers added to every 101 from now on (until reset)
+  reset(): void; // clear handlers, upgrade headers, requests, wsConnections
   close(): Promise<void>; // close server, destroy sockets and ws clients
 }
 
@@ -83,6 +87,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const record = options.record ?? true;
   const validAuth = options.keys ? new Set(options.keys.map((k) => `Bearer ${k}`)) : undefined;
   let handlers: FakeHandler[] = [];
+  let extraUpgradeHeaders: FakeUpgradeHeaders | undefined;
   const requests: RecordedRequest[] = [];
   const wsConnections: RecordedUpgrade[] = [];
 
@@ -91,6 +96,12 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const wss = new WebSocketServer({
     noServer: true,
     handleProtocols: (offered) => offered.values().next().value ?? false,
+  });
+  wss.on('headers', (lines: string[], req: IncomingMessage) => {
+    const extra = extraUpgradeHeaders?.({ url: req.url ?? '/', headers: req.headers }) ?? {};
+    for (const [name, value] of Object.entries(extra)) {
+      for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
+    }
   });
 
   function onRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -197,8 +208,12 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     handle(fn) {
       handlers.push(fn);
     },
+    upgradeHeaders(fn) {
+      extraUpgradeHeaders = fn;
+    },
     reset() {
       handlers = [];
+      extraUpgradeHeaders = undefined;
       requests.length = 0;
       wsConnections.length = 0;
     },

@@ -127,7 +127,7 @@ async function attempts(r: RelayRequest, deps: RelayDeps, failover: Failover, si
     }
 
     const { answer } = sent;
-    if (answer.status < 400) return deliver(answer, attempt, r, signal, started, deps.streams);
+    if (answer.status < 400) return deliver(answer, attempt, r, signal, started, deps);
     const held = await hold(answer, ERROR_BODY_LIMIT, signal);
     if (signal.aborted) return aborted(attempt);
     const result: AttemptResult = { status: answer.status, headers: answer.headers, error: parseUpstreamError(held.bytes) };
@@ -185,23 +185,35 @@ function sendHeldError(r: RelayRequest, masker: Masker, answer: UpstreamAnswer, 
   if (held.error) return { ...sendError(r, mapUpstreamError(held.error)), choice };
   if (!held.complete) answer.body.destroy();
   const bytes = masker.bytes(held.bytes);
-  writeHeld(r.res, answer.status, answerHeaders(answer, r), bytes, { complete: held.complete, head: r.method === 'HEAD' });
+  writeHeld(r.res, answer.status, answerHeaders(answer, { requestId: r.requestId, extraHeaders: r.extraHeaders, masker }), bytes, {
+    complete: held.complete,
+    head: r.method === 'HEAD',
+  });
   return { outcome: 'ok', status: answer.status, upstreamStatus: answer.status, bytesOut: bytes.length, ttfbMs: performance.now() - started, choice };
 }
 
 /** The answer the client gets: streamed, or (a list to filter) held and written whole. */
-async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest, signal: AbortLike, started: number, streams?: OpenStreams): Promise<Outcome> {
+async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest, signal: AbortLike, started: number, deps: RelayDeps): Promise<Outcome> {
+  const { masker, streams } = deps;
   const choice = attempt.choice;
   const tap = r.tap?.(choice);
   const json = String(answer.headers['content-type'] ?? '').toLowerCase().includes('json');
-  if (r.filterList && answer.status < 300 && json) return deliverList(answer, attempt, r, tap, signal, started);
-  const result = await deliverStream(answer, { res: r.res, requestId: r.requestId, extraHeaders: r.extraHeaders, tap, started, streams });
+  if (r.filterList && answer.status < 300 && json) return deliverList(answer, attempt, r, tap, signal, started, masker);
+  const result = await deliverStream(answer, { res: r.res, requestId: r.requestId, extraHeaders: r.extraHeaders, tap, started, streams, masker });
   if (result.outcome === 'client_aborted') attempt.finish({ clientAborted: true });
   else attempt.finish({ status: answer.status, headers: answer.headers, transportCode: result.error ? errorCode(result.error.cause) : undefined });
   return { ...result, choice, reachedUpstream: true };
 }
 
-async function deliverList(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest, tap: ResponseTap | undefined, signal: AbortLike, started: number): Promise<Outcome> {
+async function deliverList(
+  answer: UpstreamAnswer,
+  attempt: Attempt,
+  r: RelayRequest,
+  tap: ResponseTap | undefined,
+  signal: AbortLike,
+  started: number,
+  masker: Masker,
+): Promise<Outcome> {
   const held = await hold(answer, LIST_BODY_LIMIT, signal);
   if (signal.aborted) return aborted(attempt, true);
   attempt.finish({ status: answer.status, headers: answer.headers, transportCode: held.error ? errorCode(held.error) : undefined });
@@ -219,6 +231,6 @@ async function deliverList(answer: UpstreamAnswer, attempt: Attempt, r: RelayReq
   tap?.start(answer.status, answer.headers);
   tap?.chunk(bytes);
   tap?.end(true);
-  writeHeld(r.res, answer.status, answerHeaders(answer, r), bytes, { complete: true, head: false });
+  writeHeld(r.res, answer.status, answerHeaders(answer, { requestId: r.requestId, extraHeaders: r.extraHeaders, masker }), bytes, { complete: true, head: false });
   return { outcome: 'ok', status: answer.status, upstreamStatus: answer.status, bytesOut: bytes.length, ttfbMs: performance.now() - started, choice: attempt.choice };
 }

@@ -8,7 +8,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
-import { type Caller, authenticate, bearerToken } from '../auth.js';
+import { authenticate, bearerToken } from '../auth.js';
 import { GatewayError, errorBody } from '../errors.js';
 import { modelAllowed } from '../models.js';
 import { checkWebSocketBound } from '../quota/bounds.js';
@@ -18,13 +18,14 @@ import type { RetryPolicy } from '../pool/retry.js';
 import type { Store } from '../store/types.js';
 import { checkModel } from './body.js';
 import { Failover, type TriedKey, backoff, noKeyError, transportResult } from './failover.js';
-import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { clientResponseHeaders, handshakeResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { Masker } from './mask.js';
 import type { OpenStreams } from './open-streams.js';
 import type { Outbound } from './outbound.js';
 import { type Target, checkTarget } from './path.js';
 import { type UpgradeResult, upgradeUpstream } from './upstream-upgrade.js';
 import { mapUpstreamError } from './upstream-errors.js';
+import { upgradeFacts, upgradeLine } from './websocket-log.js';
 
 const WS_PATHS = new Set(['/v1/realtime', '/v1/responses']);
 // Browsers cannot set headers, so they send the key as a subprotocol (openai-node websocket.ts).
@@ -69,7 +70,7 @@ function writeHttpError(socket: Duplex, error: GatewayError, requestId: string):
 
 /** The upstream's own refusal, as the client gets it: its status, its headers less what never crosses, its body masked. */
 function writeRefusal(socket: Duplex, refusal: Extract<UpgradeResult, { kind: 'refused' }>, masker: Masker, requestId: string): void {
-  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(refusal.headers, requestId), masker.bytes(refusal.body));
+  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(refusal.headers, requestId, masker), masker.bytes(refusal.body));
 }
 
 /** Splits the offered subprotocols into the key (if the browser form is used) and the rest. */
@@ -85,13 +86,13 @@ export function splitProtocols(header: string | undefined): { key?: string; othe
   return { key, others };
 }
 
-function handshakeHead(headers: Record<string, string | string[] | undefined>, requestId: string): string {
+/** The 101 the client gets: the upstream's, by the same rules as an HTTP answer's headers. */
+function handshakeHead(upstream: IncomingHttpHeaders, requestId: string, masker: Masker): string {
   const lines = ['HTTP/1.1 101 Switching Protocols'];
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name === 'set-cookie' || name.startsWith('openai-organization') || name === 'openai-project') continue;
+  for (const [name, value] of Object.entries(handshakeResponseHeaders(upstream, requestId, masker))) {
+    if (value === undefined) continue;
     for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
   }
-  lines.push(`x-keyrelay-request-id: ${requestId}`);
   return `${lines.join('\r\n')}\r\n\r\n`;
 }
 
@@ -186,22 +187,25 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
   return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const requestId = deps.newRequestId();
     socket.on('error', () => socket.destroy());
-    let caller: Caller | undefined;
+    const facts = upgradeFacts(req, requestId);
     const tried: TriedKey[] = [];
     try {
       const target = checkTarget(req.url ?? '');
+      facts.route = target.path;
       if (!WS_PATHS.has(target.path) || req.method !== 'GET') {
         throw new GatewayError('unknown_url', { message: `No WebSocket route at ${target.path}.` });
       }
       const protocols = splitProtocols(req.headers['sec-websocket-protocol']);
-      caller = await authenticate(deps.store, bearerToken(req) ?? protocols.key);
+      const caller = await authenticate(deps.store, bearerToken(req) ?? protocols.key);
+      facts.userId = caller.user.id;
+      facts.keyId = caller.key.id;
       const model = queryModel(target.search);
       if (model !== undefined && !modelAllowed(caller.user, model)) throw new GatewayError('model_not_allowed');
       checkWebSocketBound(caller.user, target.path, model);
 
       const opened = await openUpstream(deps, { req, socket, target, model, protocols: protocols.others, requestId }, tried);
       if (!opened) {
-        deps.log.info({ requestId, userId: caller.user.id, route: target.path, model, tried }, 'websocket refused');
+        deps.log.info(upgradeLine(facts, { tried }), 'websocket refused');
         return;
       }
       const upstream = opened.socket;
@@ -209,18 +213,15 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
         upstream.destroy();
         return;
       }
-      socket.write(handshakeHead(opened.headers, requestId));
+      socket.write(handshakeHead(opened.headers, requestId, deps.masker));
       if (head.length > 0) upstream.write(head);
       join(socket, upstream, deps.streams);
-      deps.log.info(
-        { requestId, userId: caller.user.id, keyId: caller.key.id, poolKeyId: opened.choice.key.id, upstream: opened.choice.upstream.id, route: target.path, model, retries: tried.length },
-        'websocket opened',
-      );
+      deps.log.info(upgradeLine(facts, { poolKeyId: opened.choice.key.id, upstream: opened.choice.upstream.id, retries: tried.length }), 'websocket opened');
       upstream.once('close', () => deps.log.info({ requestId }, 'websocket closed'));
     } catch (err) {
       if (socket.destroyed) return;
       const error = err instanceof GatewayError ? err : mapUpstreamError(err);
-      deps.log.info({ requestId, userId: caller?.user.id, status: error.status, code: error.code, tried: tried.length > 0 ? tried : undefined }, 'websocket refused');
+      deps.log.info(upgradeLine(facts, { status: error.status, code: error.code, tried: tried.length > 0 ? tried : undefined }), 'websocket refused');
       writeHttpError(socket, error, requestId);
     }
   };
