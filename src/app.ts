@@ -35,6 +35,7 @@ import { createRelayRoute } from './relay/route.js';
 import { createOutbound } from './relay/outbound.js';
 import { type Target, checkTarget } from './relay/path.js';
 import { createUpgradeHandler } from './relay/websocket.js';
+import { validationError } from './validation-error.js';
 import type { Services } from './services.js';
 import { createStore } from './store/index.js';
 import type { Store } from './store/types.js';
@@ -62,11 +63,7 @@ export interface AppOptions {
 function toGatewayError(err: FastifyError | GatewayError | Error): GatewayError {
   if (err instanceof GatewayError) return err;
   const fe = err as FastifyError;
-  if (fe.validation) {
-    const first = fe.validation[0];
-    const param = first?.instancePath ? first.instancePath.slice(1).replace(/\//g, '.') : null;
-    return new GatewayError('invalid_request', { message: `Invalid request: ${fe.message}`, param });
-  }
+  if (fe.validation) return validationError(fe.validation, fe.validationContext);
   switch (fe.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -183,6 +180,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     clientErrorHandler: slowClients.clientError,
     routerOptions: { maxParamLength: 2048 },
     return503OnClosing: false,
+    // Route schemas (the admin API's) are checked as written: Fastify's defaults would turn "12"
+    // into 12, null into 0 or "", a string into a list, and drop unknown fields unseen.
+    // validation-error.ts words the 400 from what `verbose` adds to each error.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, verbose: true } },
     // Errors Fastify raises before routing (a malformed URL, a bad header) get the same shape.
     frameworkErrors: (err, request, reply) => {
       const error = err.code === 'FST_ERR_BAD_URL' ? new GatewayError('invalid_path', { cause: err }) : toGatewayError(err);

@@ -1,5 +1,6 @@
 // Turns option strings into the values the admin API takes, or a UsageError naming the option.
 import { parseIsoTime } from '../iso-time.js';
+import { MAX_USD_LIMIT } from '../quota/amounts.js';
 import { type OptionValues, UsageError } from './command.js';
 
 export function text(options: OptionValues, name: string): string | undefined {
@@ -23,6 +24,7 @@ export function amount(options: OptionValues, name: string, or?: string): number
   if (!/^[0-9]+(\.[0-9]+)?$/.test(raw)) {
     throw new UsageError(`--${name}: expected an amount in US dollars like 12.5${or ? ` or ${or}` : ''}, got "${raw}"`);
   }
+  if (Number(raw) > MAX_USD_LIMIT) throw new UsageError(`--${name}: at most ${MAX_USD_LIMIT} US dollars, got "${raw}"`);
   return Number(raw);
 }
 

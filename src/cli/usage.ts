@@ -55,10 +55,17 @@ export function usageTable(report: UsageReport): string {
   return `${scope(report)}:\n\n${table(head ?? header, body)}`;
 }
 
+// What a spreadsheet may run as a formula when a cell begins with it (OWASP, CSV injection):
+// = + - @, a tab or carriage return, and the full-width forms some spreadsheets read the same.
+const FORMULA_START = /^[=+\-@\t\r\uFF1D\uFF0B\uFF0D\uFF20]/;
+// Quoted: RFC 4180's comma, quote and line breaks, and the semicolon that spreadsheets in
+// locales with a decimal comma split on.
+const NEEDS_QUOTES = /[",;\r\n]/;
+
 /** A CSV cell: quoted when needed; text that a spreadsheet would run as a formula is defused. */
 function cell(value: string, isText: boolean): string {
-  const safe = isText && /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
-  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+  const safe = isText && FORMULA_START.test(value) ? `'${value}` : value;
+  return NEEDS_QUOTES.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 
 export function usageCsv(report: UsageReport): string {

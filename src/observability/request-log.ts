@@ -47,11 +47,16 @@ export function compareIds(a: EntryId, b: EntryId): number {
   return a.ms - b.ms || a.seq - b.seq;
 }
 
-/** `before` as an entry id: an id itself, or an ISO 8601 time (entries of that ms and later are excluded). */
+/**
+ * `before` as an entry id: an id itself, or an ISO 8601 time (entries of that ms and later are
+ * excluded). Undefined when it is neither, or is `0-0`, the first id there can be: nothing is
+ * before it, and Redis refuses it as an exclusive end (XREVRANGE `(0-0`).
+ */
 export function beforeId(before: string): string | undefined {
-  if (parseId(before)) return before;
+  const id = parseId(before);
+  if (id) return id.ms === 0 && id.seq === 0 ? undefined : `${id.ms}-${id.seq}`;
   const ms = Date.parse(before);
-  return /^[0-9]{4}-[0-9]{2}-[0-9]{2}/.test(before) && !Number.isNaN(ms) && ms >= 0 ? `${ms}-0` : undefined;
+  return /^[0-9]{4}-[0-9]{2}-[0-9]{2}/.test(before) && !Number.isNaN(ms) && ms > 0 ? `${ms}-0` : undefined;
 }
 
 export function matches(record: RequestRecord, filter: RequestFilter): boolean {

@@ -1,59 +1,62 @@
 // The admin API (CONTRACT.md, Admin API): users and their keys, and the pool's upstream keys.
 // Guarded by KEYRELAY_ADMIN_TOKEN; without one the routes do not exist at all and answer 404.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Type, type Static } from '@sinclair/typebox';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { bearerToken } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { parseIsoTime } from '../iso-time.js';
 import { digestKey, displayPrefix, newGatewayKey, newId } from '../keys.js';
 import { quotaLimits } from '../quota/gate.js';
+import { LIMIT_MAXIMUM } from '../quota/amounts.js';
 import { usageView } from '../quota/view.js';
 import type { KeyDescription, Pool } from '../pool/pool.js';
 import type { Services } from '../services.js';
-import type { KeyRecord, User } from '../store/types.js';
+import type { KeyRecord, Limits as UserLimits, User, UserPatch } from '../store/types.js';
 
-// Checked by checkTime, not by the `date-time` format: that one lets a leap second through.
-// Not empty, so that Fastify's type coercion cannot turn a PATCH's `null` (no expiry) into "".
-const IsoTime = Type.String({ minLength: 1, maxLength: 64 });
+// Every optional field takes null for "none": no limit, no name, any model, no expiry. On a
+// create that is the field left out; on an update it removes what was set.
+const orNull = <T extends TSchema>(schema: T, description: string) => Type.Optional(Type.Union([schema, Type.Null()], { description }));
+
+// Each limit is bounded by what the ledger counts exactly (src/quota/amounts.ts).
+const countLimit = (max: number) => orNull(Type.Integer({ minimum: 0, maximum: max }), `must be a whole number from 0 to ${max}, or null for no limit`);
+const usdLimit = (max: number) =>
+  orNull(Type.Number({ minimum: 0, maximum: max }), `must be a number of US dollars from 0 to ${max} (cents allowed), or null for no limit`);
 const LimitsSchema = Type.Object(
   {
-    rpm: Type.Optional(Type.Integer({ minimum: 0 })),
-    tpm: Type.Optional(Type.Integer({ minimum: 0 })),
-    tokensPerDay: Type.Optional(Type.Integer({ minimum: 0 })),
-    tokensPerMonth: Type.Optional(Type.Integer({ minimum: 0 })),
-    usdPerDay: Type.Optional(Type.Number({ minimum: 0 })),
-    usdPerMonth: Type.Optional(Type.Number({ minimum: 0 })),
-    maxConcurrent: Type.Optional(Type.Integer({ minimum: 0 })),
+    rpm: countLimit(LIMIT_MAXIMUM.rpm),
+    tpm: countLimit(LIMIT_MAXIMUM.tpm),
+    tokensPerDay: countLimit(LIMIT_MAXIMUM.tokensPerDay),
+    tokensPerMonth: countLimit(LIMIT_MAXIMUM.tokensPerMonth),
+    usdPerDay: usdLimit(LIMIT_MAXIMUM.usdPerDay),
+    usdPerMonth: usdLimit(LIMIT_MAXIMUM.usdPerMonth),
+    maxConcurrent: countLimit(LIMIT_MAXIMUM.maxConcurrent),
   },
   { additionalProperties: false },
+);
+const Limits = orNull(LimitsSchema, 'must be an object of limits (rpm, tpm, tokensPerDay, tokensPerMonth, usdPerDay, usdPerMonth, maxConcurrent), or null for none');
+const Name = orNull(Type.String({ maxLength: 200 }), 'must be a string of at most 200 characters, or null for none');
+const Models = orNull(
+  Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 100 }),
+  'must be a list of at most 100 model names or glob patterns (1 to 200 characters each), or null for any model',
+);
+// Checked by checkTime, not by the `date-time` format: that one lets a leap second through.
+const ExpiresAt = orNull(
+  Type.String({ minLength: 1, maxLength: 64 }),
+  'must be an ISO 8601 date and time with a time zone, such as 2030-01-31T00:00:00Z, or null for none',
 );
 const CreateUser = Type.Object(
   {
     id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$' }),
-    name: Type.Optional(Type.String({ maxLength: 200 })),
-    models: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 100 })),
-    expiresAt: Type.Optional(IsoTime),
-    limits: Type.Optional(LimitsSchema),
+    name: Name,
+    models: Models,
+    expiresAt: ExpiresAt,
+    limits: Limits,
   },
   { additionalProperties: false },
 );
-const PatchUser = Type.Object(
-  {
-    name: Type.Optional(Type.String({ maxLength: 200 })),
-    models: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 100 })),
-    expiresAt: Type.Optional(Type.Union([IsoTime, Type.Null()])),
-    limits: Type.Optional(LimitsSchema),
-  },
-  { additionalProperties: false },
-);
-const CreateKey = Type.Object(
-  {
-    name: Type.Optional(Type.String({ maxLength: 200 })),
-    expiresAt: Type.Optional(IsoTime),
-  },
-  { additionalProperties: false },
-);
+const PatchUser = Type.Object({ name: Name, models: Models, expiresAt: ExpiresAt, limits: Limits }, { additionalProperties: false });
+const CreateKey = Type.Object({ name: Name, expiresAt: ExpiresAt }, { additionalProperties: false });
 const IdParams = Type.Object({ id: Type.String() });
 const KeyParams = Type.Object({ keyId: Type.String() });
 const PoolKeyParams = Type.Object({ upstream: Type.String(), keyId: Type.String() });
@@ -77,6 +80,18 @@ function checkTime<T extends string | null | undefined>(value: T): T {
     });
   }
   return value;
+}
+
+/** A field that takes null: null is "none", the same as the field left out. */
+const some = <T>(value: T | null | undefined): T | undefined => (value === null ? undefined : value);
+
+/** Limits as stored: those given a number; null, like absent, is no limit. */
+function limitsOf(given: Static<typeof LimitsSchema> | null | undefined): UserLimits {
+  const limits: UserLimits = {};
+  for (const [field, value] of Object.entries(given ?? {}) as Array<[keyof UserLimits, number | null | undefined]>) {
+    if (typeof value === 'number') limits[field] = value;
+  }
+  return limits;
 }
 
 function notFound(what: string): GatewayError {
@@ -129,9 +144,15 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
   app.addHook('onRequest', adminGuard(services.config.adminToken ?? ''));
 
   app.post<{ Body: Static<typeof CreateUser> }>('/users', { schema: { body: CreateUser } }, async (request, reply) => {
-    const { id, name, models, limits } = request.body;
-    const expiresAt = checkTime(request.body.expiresAt);
-    const user: User = { id, name, models, expiresAt, limits: limits ?? {}, createdAt: new Date().toISOString() };
+    const { id, name, models, expiresAt, limits } = request.body;
+    const user: User = {
+      id,
+      name: some(name),
+      models: some(models),
+      expiresAt: some(checkTime(expiresAt)),
+      limits: limitsOf(limits),
+      createdAt: new Date().toISOString(),
+    };
     if (!(await store.createUser(user))) {
       // A deleted user's objects (files, threads, fine-tuned models) and counters stay theirs: a
       // new user of the same id would inherit them.
@@ -157,9 +178,13 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     '/users/:id',
     { schema: { body: PatchUser } },
     async (request) => {
-      const { expiresAt: given, ...rest } = request.body;
-      const expiresAt = checkTime(given);
-      const patch = expiresAt === null ? { ...rest, expiresAt: undefined } : { ...rest, ...(expiresAt ? { expiresAt } : {}) };
+      const body = request.body;
+      // A field left out is kept; a field set to null is removed. `limits` is replaced whole.
+      const patch: UserPatch = {};
+      if ('name' in body) patch.name = some(body.name);
+      if ('models' in body) patch.models = some(body.models);
+      if ('expiresAt' in body) patch.expiresAt = some(checkTime(body.expiresAt));
+      if ('limits' in body) patch.limits = limitsOf(body.limits);
       const user = await store.updateUser(request.params.id, patch);
       if (!user) throw notFound('user');
       return user;
@@ -175,14 +200,14 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     '/users/:id/keys',
     { schema: { body: Type.Union([CreateKey, Type.Null()]) } },
     async (request, reply) => {
-      const expiresAt = checkTime(request.body?.expiresAt);
+      const expiresAt = some(checkTime(request.body?.expiresAt));
       const user = await store.getUser(request.params.id);
       if (!user) throw notFound('user');
       const key = newGatewayKey();
       const record: KeyRecord = {
         id: newId('key'),
         userId: user.id,
-        name: request.body?.name,
+        name: some(request.body?.name),
         prefix: displayPrefix(key),
         digest: digestKey(key),
         createdAt: new Date().toISOString(),

@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Observability } from '../observability/index.js';
 import { Observation } from '../observability/observation.js';
-import { before, requestFilter, usageSpan } from '../observability/queries.js';
+import { before, pageSize, requestFilter, usageSpan } from '../observability/queries.js';
 import { buildReport } from '../observability/usage-report.js';
 import type { Pool } from '../pool/pool.js';
 import { adminGuard, tokenGuard } from './admin.js';
@@ -34,22 +34,28 @@ export interface ObservabilityPluginOptions {
 
 // Probes and scrapes every few seconds would drown the access log.
 const UNRECORDED = new Set(['/healthz', '/readyz', '/metrics']);
-const MAX_PAGE = 1000;
 
-const RequestsQuerySchema = Type.Object({
+// Query strings are strings: each parameter is taken as text and read by queries.ts, which
+// answers a 400 naming it; an unknown parameter is a 400 too, not ignored.
+const FilterQuery = {
   user: Type.Optional(Type.String({ maxLength: 200 })),
   status: Type.Optional(Type.String({ maxLength: 3 })),
   outcome: Type.Optional(Type.String({ maxLength: 40 })),
-  limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE, default: 100 }),
-  before: Type.Optional(Type.String({ maxLength: 64 })),
-});
-const ExportQuerySchema = Type.Omit(RequestsQuerySchema, ['limit', 'before']);
-const UsageQuerySchema = Type.Object({
-  user: Type.Optional(Type.String({ maxLength: 200 })),
-  from: Type.Optional(Type.String({ maxLength: 40 })),
-  to: Type.Optional(Type.String({ maxLength: 40 })),
-  groupBy: Type.Optional(Type.String({ maxLength: 40 })),
-});
+};
+const RequestsQuerySchema = Type.Object(
+  { ...FilterQuery, limit: Type.Optional(Type.String({ maxLength: 10 })), before: Type.Optional(Type.String({ maxLength: 64 })) },
+  { additionalProperties: false },
+);
+const ExportQuerySchema = Type.Object(FilterQuery, { additionalProperties: false });
+const UsageQuerySchema = Type.Object(
+  {
+    user: Type.Optional(Type.String({ maxLength: 200 })),
+    from: Type.Optional(Type.String({ maxLength: 40 })),
+    to: Type.Optional(Type.String({ maxLength: 40 })),
+    groupBy: Type.Optional(Type.String({ maxLength: 40 })),
+  },
+  { additionalProperties: false },
+);
 
 /** The store (Redis) did not answer: the same 503 the quota path gives. */
 function unavailable(err: unknown): GatewayError {
@@ -113,7 +119,7 @@ export async function observabilityAdminPlugin(app: FastifyInstance, options: { 
   app.addHook('onRequest', adminGuard(options.config.adminToken ?? ''));
 
   app.get<{ Querystring: Static<typeof RequestsQuerySchema> }>('/requests', { schema: { querystring: RequestsQuerySchema } }, async (request) => {
-    const query = { ...requestFilter(request.query), limit: request.query.limit, before: before(request.query) };
+    const query = { ...requestFilter(request.query), limit: pageSize(request.query), before: before(request.query) };
     return fromStore(async () => {
       await requests.flush();
       return requests.page(query);
