@@ -196,6 +196,16 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorateRequest('target', null as unknown as Target);
   app.decorateRequest('caller', null);
   app.decorateRequest('operation', undefined);
+  // Before any route is registered, so that every route's errors take the same shape (/metrics too).
+  app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
+    const error = toGatewayError(err);
+    // Other errors are in the request's own line; a bug needs its stack on a line of its own.
+    if (error.code === 'internal_error') request.log.error({ err: error.cause ?? error, requestId: request.id }, 'request failed');
+    // An unread body would be drained by Node after the answer; close instead of reading it.
+    if (!request.raw.complete) reply.header('connection', 'close');
+    sendError(reply, error, request.id);
+  });
+
   // First, so that its hooks see every request, even one refused by the next hook.
   await app.register(observabilityPlugin, { pool, observability, metricsToken: config.metrics.token });
 
@@ -213,14 +223,6 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     }
   });
 
-  app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
-    const error = toGatewayError(err);
-    // Other errors are in the request's own line; a bug needs its stack on a line of its own.
-    if (error.code === 'internal_error') request.log.error({ err: error.cause ?? error, requestId: request.id }, 'request failed');
-    // An unread body would be drained by Node after the answer; close instead of reading it.
-    if (!request.raw.complete) reply.header('connection', 'close');
-    sendError(reply, error, request.id);
-  });
 
   app.setNotFoundHandler((request, reply) => {
     const path = request.target?.path ?? '';
