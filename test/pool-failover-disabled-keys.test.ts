@@ -1,4 +1,4 @@
-// RELIABILITY.md 12: 401, 403 or 429 insufficient_quota disable the key (the request goes on to
+// RELIABILITY.md 12: a 401, a 403 about the key itself (its region) or 429 insufficient_quota disable the key (the request goes on to
 // another), a probe by a real request brings it back once it works again, and an upstream error
 // text that carries key material never reaches the client as it was.
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,7 +18,9 @@ afterEach(() => pool.close());
 
 describe.each([
   ['401 invalid_api_key', 401, invalidKeyBody(`Bearer ${poolSecret('a')}`), 'invalid_api_key'],
-  ['403', 403, openaiError('You are not allowed to sample from this model', 'invalid_request_error', null), 'forbidden'],
+  // A 403 about the key itself; one about the request (a model it may not use) leaves it healthy:
+  // test/hostile-pool-key-verdicts.test.ts.
+  ['403 unsupported region', 403, openaiError('Country, region, or territory not supported', 'request_forbidden', 'unsupported_country_region_territory'), 'forbidden'],
   ['429 insufficient_quota', 429, openaiError('You exceeded your current quota, please check your plan and billing details.', 'insufficient_quota', 'insufficient_quota'), 'insufficient_quota'],
   ['401 account_deactivated', 401, openaiError('This key is associated with a deactivated account.', 'invalid_request_error', 'account_deactivated'), 'account_deactivated'],
 ])('an upstream %s', (_name, status, body, reason) => {

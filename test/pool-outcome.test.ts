@@ -15,8 +15,9 @@ const cases: Array<[string, AttemptResult, Verdict]> = [
   ['401 invalid_api_key', { status: 401, error: { code: 'invalid_api_key' } }, { kind: 'disable', reason: 'invalid_api_key' }],
   ['401 without a body', { status: 401 }, { kind: 'disable', reason: 'invalid_api_key' }],
   ['401 account_deactivated', { status: 401, error: { code: 'account_deactivated' } }, { kind: 'disable', reason: 'account_deactivated' }],
-  // A 403 is about the request (region, verification, permission): the key serves the others.
-  ['403', { status: 403, error: { code: 'unsupported_country_region_territory' } }, { kind: 'refused', reason: 'forbidden' }],
+  // A 403 about the key's region holds for every request: disabled. Any other 403 is about the request.
+  ['403 region', { status: 403, error: { code: 'unsupported_country_region_territory' } }, { kind: 'disable', reason: 'forbidden' }],
+  ['403 without a code', { status: 403, error: {} }, { kind: 'refused', reason: 'forbidden' }],
   ['403 model_not_found', { status: 403, error: { code: 'model_not_found' } }, { kind: 'ignored', reason: 'model_unavailable' }],
   // "This key may not do this": the client's answer, the key stays as it was.
   ['401 with a missing-scope message', { status: 401, error: { type: 'invalid_request_error', missingScope: true } }, { kind: 'refused', reason: 'missing_scope' }],

@@ -82,6 +82,15 @@ function transportVerdict(code: string | undefined): Verdict {
 const REFUSAL_CODES = new Set(['missing_scope', 'insufficient_permissions', 'insufficient_scope']);
 
 /** 401 and 403 once account-wide codes are ruled out: a dead key, or one that may not do this. */
+// 403 codes that refuse the key whatever it asks. Only codes: a message may quote the request (a
+// model name), and a client must never be able to word its way into disabling a key.
+const KEY_LEVEL_CODES = new Set(['unsupported_country_region_territory']);
+
+/** A 403 that says the key (its account, its egress) is refused whatever it asks. */
+function keyLevelRefusal(error: UpstreamErrorInfo | undefined): boolean {
+  return error?.code !== undefined && KEY_LEVEL_CODES.has(error.code);
+}
+
 function authVerdict(status: 401 | 403, error: UpstreamErrorInfo | undefined, privileged: boolean): Verdict {
   const code = error?.code;
   if (error?.missingScope || (code !== undefined && REFUSAL_CODES.has(code))) return { kind: 'refused', reason: 'missing_scope' };
@@ -89,9 +98,11 @@ function authVerdict(status: 401 | 403, error: UpstreamErrorInfo | undefined, pr
   if (privileged) return { kind: 'refused', reason: 'privileged_route' };
   // A project without access to one model answers 403 model_not_found: the key serves others.
   if (status === 403 && code === 'model_not_found') return { kind: 'ignored', reason: 'model_unavailable' };
-  // A 403 is about what was asked, not the key (an organization not verified for a model, a
-  // region, a permission): the client hears it, the key serves the others. A dead key answers 401.
-  return status === 401 ? { kind: 'disable', reason: 'invalid_api_key' } : { kind: 'refused', reason: 'forbidden' };
+  if (status === 401) return { kind: 'disable', reason: 'invalid_api_key' };
+  // A 403 about the key itself (its region, its address, its account) holds for every request it
+  // makes: disabled. Any other 403 is about what was asked (a model the project may not use, an
+  // organization not verified for it, a permission): the client hears it, the key serves the others.
+  return keyLevelRefusal(error) ? { kind: 'disable', reason: 'forbidden' } : { kind: 'refused', reason: 'forbidden' };
 }
 
 function statusVerdict(status: number, error: UpstreamErrorInfo | undefined, privileged: boolean): Verdict {
