@@ -15,6 +15,7 @@ import { parseUpstreamError } from '../pool/outcome.js';
 import type { Pool, PoolChoice } from '../pool/pool.js';
 import type { RetryPolicy } from '../pool/retry.js';
 import type { Store } from '../store/types.js';
+import { guardHeldAnswer } from './answer-guard.js';
 import { checkModel } from './body.js';
 import { Failover, type TriedKey, backoff, noKeyError, transportResult } from './failover.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -28,6 +29,8 @@ import { mapUpstreamError } from './upstream-errors.js';
 const WS_PATHS = new Set(['/v1/realtime', '/v1/responses']);
 // Browsers cannot set headers, so they send the key as a subprotocol (openai-node websocket.ts).
 const KEY_PROTOCOL = 'openai-insecure-api-key.';
+// A refused handshake's body is kept to its first 64 KB (upstream-upgrade.ts); inflated, to 1 MB.
+const REFUSAL_DECODED_LIMIT = 1024 * 1024;
 
 export interface UpgradeDeps {
   store: Store;
@@ -68,7 +71,9 @@ function writeHttpError(socket: Duplex, error: GatewayError, requestId: string):
 
 /** The upstream's own refusal, as the client gets it: its status, its headers less what never crosses, its body masked. */
 function writeRefusal(socket: Duplex, refusal: Extract<UpgradeResult, { kind: 'refused' }>, masker: Masker, requestId: string): void {
-  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(refusal.headers, requestId), masker.bytes(refusal.body));
+  const guarded = guardHeldAnswer(refusal.headers, refusal.body, masker, REFUSAL_DECODED_LIMIT);
+  if (!guarded.ok) return writeHttpError(socket, guarded.error, requestId);
+  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(guarded.headers, requestId), guarded.body);
 }
 
 /** Splits the offered subprotocols into the key (if the browser form is used) and the rest. */
