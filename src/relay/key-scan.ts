@@ -114,8 +114,34 @@ function decode(data: Buffer, percent: boolean): View {
   return { text: text.subarray(0, n), map };
 }
 
+interface Secret {
+  secret: string;
+  bytes: Buffer;
+}
+
+/** Secrets that begin alike (`sk-proj-`): one native search for what they share finds them all. */
+interface Group {
+  anchor: Buffer;
+  members: Secret[];
+}
+
+// Secrets are grouped on their first bytes; a group's anchor is all they have in common.
+const GROUP_ON = 3;
+
+function commonPrefix(members: Secret[]): number {
+  const first = (members[0] as Secret).bytes;
+  let n = first.length;
+  for (const { bytes } of members) {
+    let i = 0;
+    while (i < n && bytes[i] === first[i]) i++;
+    n = i;
+  }
+  return n;
+}
+
 export class SecretScan {
-  private readonly secrets: Array<{ bytes: Buffer; secret: string }>;
+  private readonly groups: Group[];
+  private readonly anchors: string[];
   private readonly longest: number;
   /** Bytes that occur in some secret, and bytes that begin one. */
   private readonly inSecret = new Uint8Array(256);
@@ -127,22 +153,33 @@ export class SecretScan {
     secrets: readonly string[],
     private readonly percent = false,
   ) {
-    this.secrets = [...new Set(secrets)].sort((a, b) => b.length - a.length).map((secret) => ({ secret, bytes: Buffer.from(secret, 'utf8') }));
-    this.longest = this.secrets[0]?.bytes.length ?? 0;
-    for (const { bytes } of this.secrets) {
+    const all = [...new Set(secrets)].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
+    const byStart = new Map<string, Secret[]>();
+    for (const secret of all) {
+      const bytes = Buffer.from(secret, 'utf8');
+      const start = bytes.subarray(0, GROUP_ON).toString('latin1');
+      byStart.set(start, [...(byStart.get(start) ?? []), { secret, bytes }]);
       for (const b of bytes) this.inSecret[b] = 1;
       this.startsSecret[bytes[0] as number] = 1;
     }
-    this.shortEscapes = this.secrets.some(({ bytes }) => bytes.some((b) => SHORT_ESCAPES.has(b)));
+    this.groups = [...byStart.values()].map((members) => ({ members, anchor: (members[0] as Secret).bytes.subarray(0, commonPrefix(members)) }));
+    this.anchors = this.groups.map((g) => g.anchor.toString('latin1'));
+    this.longest = all.reduce((n, s) => Math.max(n, Buffer.byteLength(s)), 0);
+    this.shortEscapes = all.some((s) => [...Buffer.from(s)].some((b) => SHORT_ESCAPES.has(b)));
+  }
+
+  /** Whether a string holds the beginning all secrets of some group share (a cheap first look). */
+  mayHold(value: string): boolean {
+    return this.anchors.some((anchor) => value.includes(anchor));
   }
 
   get empty(): boolean {
-    return this.secrets.length === 0;
+    return this.groups.length === 0;
   }
 
   /** `final`: no more bytes follow, so nothing is held back. */
   scan(data: Buffer, final: boolean): ScanResult {
-    if (this.secrets.length === 0) return { found: [], keep: data.length };
+    if (this.groups.length === 0) return { found: [], keep: data.length };
     if (!this.escaped(data)) {
       const found = this.matches(data);
       return { found, keep: final ? data.length : this.partialFrom(data, found) };
@@ -168,9 +205,15 @@ export class SecretScan {
   /** Every secret in `text`, in order, overlaps dropped (the longer secret wins). */
   private matches(text: Buffer): Found[] {
     const found: Found[] = [];
-    for (const { bytes, secret } of this.secrets) {
-      for (let at = text.indexOf(bytes); at !== -1; at = text.indexOf(bytes, at + bytes.length)) {
-        found.push({ start: at, end: at + bytes.length, secret });
+    for (const { anchor, members } of this.groups) {
+      for (let at = text.indexOf(anchor); at !== -1; at = text.indexOf(anchor, at + 1)) {
+        for (const { bytes, secret } of members) {
+          const end = at + bytes.length;
+          if (end <= text.length && text.compare(bytes, 0, bytes.length, at, end) === 0) {
+            found.push({ start: at, end, secret });
+            break;
+          }
+        }
       }
     }
     if (found.length < 2) return found;
@@ -191,13 +234,24 @@ export class SecretScan {
     if (n === 0 || this.inSecret[text[n - 1] as number] === 0) return n;
     const floor = Math.max(found.length === 0 ? 0 : (found[found.length - 1] as Found).end, n - this.longest + 1);
     for (let p = floor; p < n; p++) {
-      const b = text[p] as number;
-      if (this.startsSecret[b] === 0) continue;
-      for (const { bytes } of this.secrets) {
-        if (bytes.length > n - p && bytes[0] === b && text.compare(bytes, 0, n - p, p, n) === 0) return p;
-      }
+      if (this.startsSecret[text[p] as number] === 0) continue;
+      if (this.begins(text, p)) return p;
     }
     return n;
+  }
+
+  /** Whether text[p..] is the beginning (not the whole) of some secret. */
+  private begins(text: Buffer, p: number): boolean {
+    const tail = text.length - p;
+    for (const { anchor, members } of this.groups) {
+      const shared = Math.min(anchor.length, tail);
+      if (text.compare(anchor, 0, shared, p, p + shared) !== 0) continue;
+      if (tail <= anchor.length) return true;
+      for (const { bytes } of members) {
+        if (bytes.length > tail && text.compare(bytes, anchor.length, tail, p + anchor.length, text.length) === 0) return true;
+      }
+    }
+    return false;
   }
 }
 

@@ -84,14 +84,15 @@ export function createMasker(secrets: Iterable<string> = []): Masker {
 
   const header = (value: string): string | undefined => {
     // Most values hold neither a secret nor anything escaped: decided without leaving strings.
-    if (!value.includes('%') && !value.includes('\\') && !verbatim.some((s) => value.includes(s))) return undefined;
+    if (!value.includes('%') && !value.includes('\\') && !inHeaders.mayHold(value)) return undefined;
     const raw = Buffer.from(value, 'latin1');
     const { found } = inHeaders.scan(raw, true);
     return found.length === 0 ? undefined : rewrite(raw, found, raw.length, masked).toString('latin1');
   };
 
-  const lowerCase = verbatim.map((s) => s.toLowerCase());
-  const inName = (name: string): boolean => lowerCase.some((s) => name.includes(s));
+  // Node gives header names in lower case; a key there is no less a key.
+  const lowerCase = new SecretScan(verbatim.map((s) => s.toLowerCase()));
+  const inName = (name: string): boolean => lowerCase.mayHold(name) && lowerCase.scan(Buffer.from(name, 'latin1'), true).found.length > 0;
 
   return { text, bytes, secrets: maskSecrets, inName, stream: () => (inBodies.empty ? undefined : streamMask(inBodies, masked)), header };
 }
