@@ -7,6 +7,8 @@
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FakeResponse } from '../src/dev/fake-upstream.js';
+import { guardHeldAnswer } from '../src/relay/answer-guard.js';
+import { createMasker } from '../src/relay/mask.js';
 import { poolKeyForms } from './helpers/log-capture.js';
 import { type RelayFixture, cutEvery, startRelay } from './helpers/relay-fixture.js';
 import { type RawHttpAnswer, scannedRequest } from './helpers/scanned-client.js';
@@ -234,5 +236,22 @@ describe('an SSE stream', () => {
     expectNoKey(answer);
     expect(answer.headers['content-encoding']).toBeUndefined();
     expect(events(answer.text)).toEqual([chunk(`Your key is ${MASKED}.`), '[DONE]']);
+  });
+});
+
+// The fake upstream cannot script a refused WebSocket handshake; its answer is read whole and
+// guarded by the same function the relay calls (src/relay/websocket.ts).
+describe('a refused WebSocket handshake', () => {
+  const masker = createMasker([POOL_KEY]);
+  const body = JSON.stringify(openaiError(`Incorrect API key provided: ${POOL_KEY}.`));
+
+  it('compressed, with the key in a header: decoded, masked, identity', () => {
+    const guarded = guardHeldAnswer({ 'content-encoding': 'gzip', 'content-length': '99', 'x-echo': POOL_KEY }, gzipSync(body), masker, 1024 * 1024);
+    expect(guarded).toEqual({ ok: true, headers: { 'x-echo': MASKED }, body: Buffer.from(JSON.stringify(openaiError(`Incorrect API key provided: ${MASKED}.`))) });
+  });
+
+  it('inflating past the bound: 502 upstream_invalid_response', () => {
+    const guarded = guardHeldAnswer({ 'content-encoding': 'gzip' }, gzipSync(Buffer.alloc(2 * 1024 * 1024, 0x20)), masker, 1024 * 1024);
+    expect(guarded).toMatchObject({ ok: false, error: { code: 'upstream_invalid_response', status: 502 } });
   });
 });

@@ -56,9 +56,10 @@ function encodings(value: string | string[] | undefined): string[] {
   return names.map((n) => n.trim().toLowerCase()).filter((n) => n !== '' && n !== 'identity');
 }
 
-/** The headers with every pool key masked; undefined when `location` holds one. */
-function guardHeaders(headers: IncomingHttpHeaders, masker: Masker): IncomingHttpHeaders | undefined {
+/** The headers with every pool key masked, and whether `location` held one. */
+export function maskHeaders(headers: IncomingHttpHeaders, masker: Masker): { headers: IncomingHttpHeaders; keyInLocation: boolean } {
   let out: IncomingHttpHeaders | undefined;
+  let keyInLocation = false;
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined) continue;
@@ -70,21 +71,21 @@ function guardHeaders(headers: IncomingHttpHeaders, masker: Masker): IncomingHtt
     const values = Array.isArray(value) ? value : [value];
     const masked = values.map((v) => masker.header(v));
     if (masked.every((m) => m === undefined)) continue;
-    if (name === 'location') return undefined;
+    if (name === 'location') keyInLocation = true;
     out ??= { ...headers };
     const clean = values.map((v, i) => masked[i] ?? v);
     // set-cookie is the one header Node gives as an array.
     out[name] = (Array.isArray(value) ? clean : clean[0]) as string & string[];
   }
-  return out ?? headers;
+  return { headers: out ?? headers, keyInLocation };
 }
 
 type Encoding = { ok: true; headers: IncomingHttpHeaders; decode?: string } | { ok: false; error: GatewayError };
 
 /** The headers guarded, and the decoder the body needs, if any. */
 function inspect(upstream: IncomingHttpHeaders, masker: Masker): Encoding {
-  const headers = guardHeaders(upstream, masker);
-  if (!headers) return refuse('The upstream redirected to a URL that holds a pool key; the gateway does not pass it on.');
+  const { headers, keyInLocation } = maskHeaders(upstream, masker);
+  if (keyInLocation) return refuse('The upstream redirected to a URL that holds a pool key; the gateway does not pass it on.');
   const names = encodings(headers['content-encoding']);
   if (names.length === 0) return { ok: true, headers };
   const name = names[0] as string;

@@ -15,7 +15,7 @@ import { parseUpstreamError } from '../pool/outcome.js';
 import type { Pool, PoolChoice } from '../pool/pool.js';
 import type { RetryPolicy } from '../pool/retry.js';
 import type { Store } from '../store/types.js';
-import { guardHeldAnswer } from './answer-guard.js';
+import { guardHeldAnswer, maskHeaders } from './answer-guard.js';
 import { checkModel } from './body.js';
 import { Failover, type TriedKey, backoff, noKeyError, transportResult } from './failover.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -212,7 +212,8 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
         upstream.destroy();
         return;
       }
-      socket.write(handshakeHead(opened.headers, requestId));
+      // The frames that follow are relayed as they come (docs/key-pool.md); the head is checked.
+      socket.write(handshakeHead(maskHeaders(opened.headers, deps.masker).headers, requestId));
       if (head.length > 0) upstream.write(head);
       join(socket, upstream, deps.streams);
       deps.log.info(
