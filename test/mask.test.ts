@@ -75,3 +75,61 @@ describe('configured pool secrets', () => {
     expect(createMasker().bytes(Buffer.from(`k ${POOL_KEY}`)).toString()).toBe('k sk-***0zPA');
   });
 });
+
+describe('configured pool secrets in the bytes a client gets', () => {
+  const mask = createMasker([POOL_KEY, AZURE_KEY]);
+  const escapedDashes = POOL_KEY.replaceAll('-', '\\u002d');
+
+  it.each([
+    ['its dashes escaped', `{"m":"${escapedDashes}"}`, '{"m":"sk-***0zPA"}'],
+    ['every character escaped', `{"m":"${[...AZURE_KEY].map((c) => `\\u00${c.charCodeAt(0).toString(16)}`).join('')}"}`, '{"m":"***3e1f"}'],
+    ['a slash escape around it', `{"m":"a\\/${POOL_KEY}\\/b"}`, '{"m":"a\\/sk-***0zPA\\/b"}'],
+  ])('found with %s', (_name, body, masked) => {
+    expect(mask.secrets(Buffer.from(body)).toString()).toBe(masked);
+    expect(mask.bytes(Buffer.from(body)).toString()).toBe(masked);
+  });
+
+  it('success bodies keep other sk- tokens: only the pool secrets are masked there', () => {
+    const body = Buffer.from(`{"m":"sk-abcdefghijklmnopqrstuvwxyz012345 ${POOL_KEY}"}`);
+    expect(mask.secrets(body).toString()).toBe('{"m":"sk-abcdefghijklmnopqrstuvwxyz012345 sk-***0zPA"}');
+  });
+
+  it('header values: percent-encoded too, and undefined when there is nothing to mask', () => {
+    expect(mask.header(`https://x.example/?k=${POOL_KEY.replaceAll('-', '%2d')}`)).toBe('https://x.example/?k=sk-***0zPA');
+    expect(mask.header('max-age=0, 50%')).toBeUndefined();
+    expect(mask.inName(`x-${POOL_KEY.toLowerCase()}`)).toBe(true);
+    expect(mask.inName('x-request-id')).toBe(false);
+  });
+
+  /** The text streamed through one masker in the given pieces. */
+  function streamed(pieces: Buffer[]): string {
+    const stream = mask.stream();
+    if (!stream) throw new Error('a masker with secrets streams');
+    return Buffer.concat([...pieces.map((p) => stream.chunk(p)), stream.end()]).toString();
+  }
+
+  it.each([
+    ['as it is', `data: {"c":"key ${POOL_KEY} and ${AZURE_KEY}"}\n\n`],
+    ['escaped', `data: {"c":"key ${escapedDashes} and \\u0030${AZURE_KEY.slice(1)}"}\n\n`],
+  ])('a stream cut anywhere, in two pieces or byte by byte, is masked as if whole (%s)', (_name, text) => {
+    const bytes = Buffer.from(text);
+    const whole = mask.secrets(bytes).toString();
+    expect(whole).toBe('data: {"c":"key sk-***0zPA and ***3e1f"}\n\n');
+    for (let cut = 0; cut <= bytes.length; cut++) expect(streamed([bytes.subarray(0, cut), bytes.subarray(cut)])).toBe(whole);
+    expect(streamed([...bytes].map((b) => Buffer.from([b])))).toBe(whole);
+  });
+
+  it('holds back only what may begin a secret, and nothing of a chunk that ends an SSE event', () => {
+    const stream = mask.stream();
+    const event = Buffer.from('data: {"c":"hi"}\n\n');
+    expect(stream?.chunk(event)).toBe(event);
+    expect(stream?.chunk(Buffer.from('data: {"c":"sk-pr')).toString()).toBe('data: {"c":"');
+    expect(stream?.chunk(Buffer.from('ose"}\n\n')).toString()).toBe('sk-prose"}\n\n');
+    expect(stream?.chunk(Buffer.from('data: "a\\u00')).toString()).toBe('data: "a');
+    expect(stream?.end().toString()).toBe('\\u00');
+  });
+
+  it('a masker without secrets has no stream to run', () => {
+    expect(createMasker().stream()).toBeUndefined();
+  });
+});

@@ -21,6 +21,7 @@ import { type AbortLike, ClientGone } from './client-gone.js';
 import { ClientAbortError, type UpstreamAnswer, exchange } from './exchange.js';
 import { Failover, type TriedKey, backoff, noKeyError, transportResult } from './failover.js';
 import { type RelayResult, type ResponseTap, answerHeaders, deliverStream } from './forward.js';
+import { guardAnswer } from './answer-guard.js';
 import { type Held, readBounded, writeHeld } from './held.js';
 import { upstreamRequestHeaders } from './headers.js';
 import type { Masker } from './mask.js';
@@ -126,7 +127,14 @@ async function attempts(r: RelayRequest, deps: RelayDeps, failover: Failover, si
       return signal.aborted ? ABORTED : fallback();
     }
 
-    const { answer } = sent;
+    // Before anything of the answer is judged or held: decoded to identity, headers free of keys.
+    const guarded = guardAnswer(sent.answer, r.method, deps.masker);
+    if (!guarded.ok) {
+      sent.answer.body.destroy();
+      attempt.finish({ status: sent.answer.status, headers: sent.answer.headers });
+      return { ...sendError(r, guarded.error), upstreamStatus: sent.answer.status, choice: attempt.choice };
+    }
+    const { answer } = guarded;
     if (answer.status < 400) return deliver(answer, attempt, r, signal, started, deps);
     const held = await hold(answer, ERROR_BODY_LIMIT, signal);
     if (signal.aborted) return aborted(attempt);
@@ -199,7 +207,8 @@ async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest
   const tap = r.tap?.(choice);
   const json = String(answer.headers['content-type'] ?? '').toLowerCase().includes('json');
   if (r.filterList && answer.status < 300 && json) return deliverList(answer, attempt, r, tap, signal, started, masker);
-  const result = await deliverStream(answer, { res: r.res, requestId: r.requestId, extraHeaders: r.extraHeaders, tap, started, streams, masker });
+  const mask = masker.stream();
+  const result = await deliverStream(answer, { res: r.res, requestId: r.requestId, extraHeaders: r.extraHeaders, tap, mask, started, streams, masker });
   if (result.outcome === 'client_aborted') attempt.finish({ clientAborted: true });
   else attempt.finish({ status: answer.status, headers: answer.headers, transportCode: result.error ? errorCode(result.error.cause) : undefined });
   return { ...result, choice, reachedUpstream: true };
@@ -231,6 +240,7 @@ async function deliverList(
   tap?.start(answer.status, answer.headers);
   tap?.chunk(bytes);
   tap?.end(true);
+  bytes = masker.secrets(bytes);
   writeHeld(r.res, answer.status, answerHeaders(answer, { requestId: r.requestId, extraHeaders: r.extraHeaders, masker }), bytes, { complete: true, head: false });
   return { outcome: 'ok', status: answer.status, upstreamStatus: answer.status, bytesOut: bytes.length, ttfbMs: performance.now() - started, choice: attempt.choice };
 }

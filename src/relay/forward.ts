@@ -6,6 +6,7 @@ import { type ErrorCode, GatewayError } from '../errors.js';
 import type { UpstreamAnswer } from './exchange.js';
 import { clientResponseHeaders, isEventStream } from './headers.js';
 import type { Masker } from './mask.js';
+import type { StreamMask } from './key-scan.js';
 import type { OpenStreams } from './open-streams.js';
 
 export type Outcome = 'ok' | 'client_aborted' | 'upstream_error' | 'stream_interrupted' | 'shutdown_interrupted';
@@ -27,6 +28,8 @@ export interface Delivery {
   extraHeaders?: OutgoingHttpHeaders;
   /** Sees the answer as it passes (usage accounting); may rewrite a chunk before it is sent. */
   tap?: ResponseTap;
+  /** Masks the pool keys in what is sent, after the tap (it may hold back a key's first bytes). */
+  mask?: StreamMask;
   /** `performance.now()` when the client's request began, for the time to first byte. */
   started: number;
   /** Where the stream registers itself so a shutdown can end it (src/relay/open-streams.ts). */
@@ -88,7 +91,8 @@ function pump(answer: UpstreamAnswer, r: Delivery, sse: boolean): Promise<RelayR
       resolve(result);
     };
     const onData = (upstreamChunk: Buffer) => {
-      const chunk = r.tap ? r.tap.chunk(upstreamChunk) : upstreamChunk;
+      const tapped = r.tap ? r.tap.chunk(upstreamChunk) : upstreamChunk;
+      const chunk = r.mask ? r.mask.chunk(tapped) : tapped;
       if (chunk.length === 0) return;
       if (result.bytesOut === 0) result.ttfbMs = performance.now() - started;
       result.bytesOut += chunk.length;
@@ -119,7 +123,12 @@ function pump(answer: UpstreamAnswer, r: Delivery, sse: boolean): Promise<RelayR
       });
     }
     body.once('end', () => {
-      res.end();
+      const rest = r.mask?.end();
+      if (rest && rest.length > 0) {
+        if (result.bytesOut === 0) result.ttfbMs = performance.now() - started;
+        result.bytesOut += rest.length;
+      }
+      res.end(rest);
       finish();
     });
     body.once('error', (err) => {

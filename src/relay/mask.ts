@@ -2,8 +2,11 @@
 // "Incorrect API key provided: sk-proj-****…abcd" (RELIABILITY.md 12). Any OpenAI-style token
 // (`sk-…`, `sk-proj-…`, `sk-svcacct-…`, `sess-…`, and OpenAI's own partly starred form) becomes its
 // prefix, `***` and at most its last 4 characters, as OpenAI itself shows a key; a configured pool
-// secret of any other shape is replaced wherever it appears verbatim. Meant for whole bodies held
-// in memory (an error body, a log field), not for a stream cut into chunks.
+// secret of any other shape is replaced wherever it appears verbatim. `text` is for log lines.
+// What reaches a client goes through the byte forms, which also find a configured secret written
+// with JSON escapes (key-scan.ts): `bytes` for an error body held whole, `secrets` for a success
+// body held whole, `stream` for one that streams, `header` for each answer header.
+import { SecretScan, type StreamMask, rewrite, streamMask } from './key-scan.js';
 
 // Not preceded by a letter or digit, so `task-force` is prose while `key=sk-…` and `"sk-…` are keys.
 // Six characters or more after the dash, as the log scan of the tests counts them.
@@ -31,8 +34,17 @@ function escapeRegExp(text: string): string {
 
 export interface Masker {
   text(value: string): string;
-  /** The same bytes when nothing is to be masked; a UTF-8 body otherwise. */
+  /** An error body: configured secrets in any form, and OpenAI-shaped tokens. The same bytes when
+   * nothing is to be masked; a UTF-8 body otherwise. */
   bytes(value: Buffer): Buffer;
+  /** A success body held whole: configured secrets only (a completion may talk about `sk-` tokens). */
+  secrets(value: Buffer): Buffer;
+  /** For a success body that streams; undefined when there is no secret to look for. */
+  stream(): StreamMask | undefined;
+  /** A header value with configured secrets masked (also percent-encoded); undefined when it holds none. */
+  header(value: string): string | undefined;
+  /** Whether a header name (lower case, as Node gives it) holds a configured secret. */
+  inName(name: string): boolean;
 }
 
 export function createMasker(secrets: Iterable<string> = []): Masker {
@@ -41,28 +53,48 @@ export function createMasker(secrets: Iterable<string> = []): Masker {
   // Secrets a fast look for `sk-`/`sess-` would not find.
   const otherShapes = verbatim.filter((s) => !s.includes('sk-') && !s.includes('sess-'));
 
+  const masked = (secret: string): string => {
+    const prefix = /^(sk|sess)-/.exec(secret)?.[1];
+    return prefix ? maskToken(secret, prefix) : `***${tail(secret)}`;
+  };
+
   const text = (value: string): string => {
     const marked = value.includes('sk-') || value.includes('sess-');
     if (!marked && !otherShapes.some((s) => value.includes(s))) return value;
     let out = value;
-    if (verbatimRe) {
-      out = out.replace(verbatimRe, (secret) => {
-        const prefix = /^(sk|sess)-/.exec(secret)?.[1];
-        return prefix ? maskToken(secret, prefix) : `***${tail(secret)}`;
-      });
-    }
+    if (verbatimRe) out = out.replace(verbatimRe, masked);
     return out.replace(TOKEN, (token, prefix: string) => (MASKED.test(token) ? token : maskToken(token, prefix)));
   };
 
-  const bytes = (value: Buffer): Buffer => {
-    const marked = value.includes('sk-') || value.includes('sess-') || otherShapes.some((s) => value.includes(s));
-    if (!marked) return value;
-    const before = value.toString('utf8');
-    const after = text(before);
-    return after === before ? value : Buffer.from(after, 'utf8');
+  const inBodies = new SecretScan(verbatim);
+  const inHeaders = new SecretScan(verbatim, true);
+
+  const maskSecrets = (value: Buffer): Buffer => {
+    const { found } = inBodies.scan(value, true);
+    return rewrite(value, found, value.length, masked);
   };
 
-  return { text, bytes };
+  const bytes = (value: Buffer): Buffer => {
+    const plain = maskSecrets(value);
+    if (!plain.includes('sk-') && !plain.includes('sess-')) return plain;
+    const before = plain.toString('utf8');
+    const after = text(before);
+    return after === before ? plain : Buffer.from(after, 'utf8');
+  };
+
+  const header = (value: string): string | undefined => {
+    // Most values hold neither a secret nor anything escaped: decided without leaving strings.
+    if (!value.includes('%') && !value.includes('\\') && !inHeaders.mayHold(value)) return undefined;
+    const raw = Buffer.from(value, 'latin1');
+    const { found } = inHeaders.scan(raw, true);
+    return found.length === 0 ? undefined : rewrite(raw, found, raw.length, masked).toString('latin1');
+  };
+
+  // Node gives header names in lower case; a key there is no less a key.
+  const lowerCase = new SecretScan(verbatim.map((s) => s.toLowerCase()));
+  const inName = (name: string): boolean => lowerCase.mayHold(name) && lowerCase.scan(Buffer.from(name, 'latin1'), true).found.length > 0;
+
+  return { text, bytes, secrets: maskSecrets, inName, stream: () => (inBodies.empty ? undefined : streamMask(inBodies, masked)), header };
 }
 
 /** Masks tokens of the OpenAI shapes only (no configured secrets). */

@@ -16,6 +16,7 @@ import { parseUpstreamError } from '../pool/outcome.js';
 import type { Pool, PoolChoice } from '../pool/pool.js';
 import type { RetryPolicy } from '../pool/retry.js';
 import type { Store } from '../store/types.js';
+import { guardHeldAnswer, maskHeaders } from './answer-guard.js';
 import { checkModel } from './body.js';
 import { Failover, type TriedKey, backoff, noKeyError, transportResult } from './failover.js';
 import { clientResponseHeaders, handshakeResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -30,6 +31,8 @@ import { upgradeFacts, upgradeLine } from './websocket-log.js';
 const WS_PATHS = new Set(['/v1/realtime', '/v1/responses']);
 // Browsers cannot set headers, so they send the key as a subprotocol (openai-node websocket.ts).
 const KEY_PROTOCOL = 'openai-insecure-api-key.';
+// A refused handshake's body is kept to its first 64 KB (upstream-upgrade.ts); inflated, to 1 MB.
+const REFUSAL_DECODED_LIMIT = 1024 * 1024;
 
 export interface UpgradeDeps {
   store: Store;
@@ -70,7 +73,9 @@ function writeHttpError(socket: Duplex, error: GatewayError, requestId: string):
 
 /** The upstream's own refusal, as the client gets it: its status, its headers less what never crosses, its body masked. */
 function writeRefusal(socket: Duplex, refusal: Extract<UpgradeResult, { kind: 'refused' }>, masker: Masker, requestId: string): void {
-  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(refusal.headers, requestId, masker), masker.bytes(refusal.body));
+  const guarded = guardHeldAnswer(refusal.headers, refusal.body, masker, REFUSAL_DECODED_LIMIT);
+  if (!guarded.ok) return writeHttpError(socket, guarded.error, requestId);
+  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(guarded.headers, requestId, masker), guarded.body);
 }
 
 /** Splits the offered subprotocols into the key (if the browser form is used) and the rest. */
@@ -213,7 +218,8 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
         upstream.destroy();
         return;
       }
-      socket.write(handshakeHead(opened.headers, requestId, deps.masker));
+      // The frames that follow are relayed as they come (docs/key-pool.md); the head is checked.
+      socket.write(handshakeHead(maskHeaders(opened.headers, deps.masker).headers, requestId, deps.masker));
       if (head.length > 0) upstream.write(head);
       join(socket, upstream, deps.streams);
       deps.log.info(upgradeLine(facts, { poolKeyId: opened.choice.key.id, upstream: opened.choice.upstream.id, retries: tried.length }), 'websocket opened');

@@ -12,7 +12,7 @@ import {
 } from '../../src/dev/fake-upstream.js';
 import type { StrategyName } from '../../src/pool/strategies.js';
 import { type TestGateway, startGateway } from './gateway.js';
-import { registerSecret } from './log-capture.js';
+import { captureAnswer, registerPoolKey, registerSecret } from './log-capture.js';
 import { until, usageOf } from './quota-fixture.js';
 
 /** The secret of pool key `id`: an OpenAI-looking key, so that the log scan would catch it. */
@@ -63,6 +63,7 @@ export const UPSTREAM_ID = 'main';
 
 async function answer(res: Response): Promise<Answer> {
   const text = await res.text();
+  captureAnswer(res.url, { status: res.status, headers: res.headers, body: text });
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -74,7 +75,7 @@ async function answer(res: Response): Promise<Answer> {
 
 export async function startPool(options: PoolFixtureOptions = {}): Promise<PoolFixture> {
   const ids = options.keys ?? ['a', 'b'];
-  for (const id of ids) registerSecret(poolSecret(id));
+  for (const id of ids) registerPoolKey(poolSecret(id));
   const byAuth = new Map(ids.map((id) => [`Bearer ${poolSecret(id)}`, id]));
   const fake = await startFakeUpstream(options.fakeOptions);
   const upstreams = [{ id: UPSTREAM_ID, baseUrl: fake.baseUrl, strategy: options.strategy ?? 'round-robin', keys: ids.map((id) => ({ id, key: poolSecret(id) })) }];

@@ -3,7 +3,7 @@
 import type { Config } from '../../src/config.js';
 import { type FakeUpstream, type FakeUpstreamOptions, startFakeUpstream } from '../../src/dev/fake-upstream.js';
 import { type TestGateway, startGateway } from './gateway.js';
-import { registerSecret } from './log-capture.js';
+import { registerPoolKey, registerSecret } from './log-capture.js';
 
 export interface RelayFixture {
   fake: FakeUpstream;
@@ -21,7 +21,7 @@ export interface RelayFixture {
 export const NO_CIRCUIT: Partial<Config> = { pool: { health: { failureThreshold: 1_000_000 } } as Config['pool'] };
 
 export async function startRelay(poolKey: string, fakeOptions: FakeUpstreamOptions = {}, config: Partial<Config> = {}): Promise<RelayFixture> {
-  registerSecret(poolKey);
+  registerPoolKey(poolKey);
   const fake = await startFakeUpstream(fakeOptions);
   const gateway = await startGateway({
     env: { OPENAI_API_KEYS: poolKey, KEYRELAY_UPSTREAM_URL: fake.baseUrl },
