@@ -46,7 +46,7 @@ describe('two processes', () => {
     const clock = { t: T0 };
     const a = gatewayProcess(sync, clock);
     const b = gatewayProcess(sync, clock);
-    a.end(a.begin(KEY), classifyAttempt({ status: 403 }));
+    a.end(a.begin(KEY), classifyAttempt({ status: 403, error: { code: 'unsupported_country_region_territory' } }));
     clock.t = b.record(KEY).until ?? 0;
     expect(b.availability(KEY)).toEqual({ kind: 'probe' });
     b.claimProbe(KEY);

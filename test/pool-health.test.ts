@@ -1,5 +1,5 @@
 // Every transition of a pool key's health, on a fake clock (RELIABILITY.md 11-13, 16): 429 cools,
-// 401/403/insufficient_quota/account_deactivated disable and probe, 5xx and timeouts open a growing
+// 401, a 403 refusing the key itself, insufficient_quota and account_deactivated disable and probe, 5xx and timeouts open a growing
 // circuit, 400/404/422 cost nothing, the admin's hand overrides.
 import { describe, expect, it } from 'vitest';
 import { type HealthSettings, KeyHealth } from '../src/pool/health.js';
@@ -110,7 +110,7 @@ describe('a spent window seen in a successful answer', () => {
 
 describe.each([
   ['401', { status: 401, error: { code: 'invalid_api_key' } }, 'invalid_api_key'],
-  ['403', { status: 403 }, 'forbidden'],
+  ['403 refusing the key\'s region', { status: 403, error: { code: 'unsupported_country_region_territory' } }, 'forbidden'],
   ['429 insufficient_quota', { status: 429, error: { code: 'insufficient_quota', type: 'insufficient_quota' } }, 'insufficient_quota'],
   ['account_deactivated', { status: 401, error: { code: 'account_deactivated' } }, 'account_deactivated'],
 ] as const)('%s: disabled and probed back', (_name, result, reason) => {
@@ -339,7 +339,7 @@ describe("the admin's hand", () => {
     advance(5);
     health.enable(KEY);
     advance(5);
-    answer({ status: 403 });
+    answer({ status: 403, error: { code: 'unsupported_country_region_territory' } });
     expect(health.record(KEY)).toMatchObject({ state: 'disabled', reason: 'forbidden' });
   });
 });

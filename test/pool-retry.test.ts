@@ -16,7 +16,8 @@ const table: Array<[string, Partial<FailedAttempt>, boolean]> = [
   ['429 rate limit', { status: 429 }, true],
   ['429 insufficient_quota', { status: 429, error: { code: 'insufficient_quota' } }, true],
   ['401', { status: 401 }, true],
-  ['403', { status: 403 }, true],
+  ['403 refusing the key\'s region', { status: 403, error: { code: 'unsupported_country_region_territory' } }, true],
+  ['403 about the request: answered, no other key', { status: 403 }, false],
   ['403 model_not_found: another project may have it', { status: 403, error: { code: 'model_not_found' } }, true],
   ['401 missing scope: the answer to this request', { status: 401, error: { missingScope: true } }, false],
   ['403 on an admin route', { status: 403, privileged: true }, false],
@@ -100,7 +101,7 @@ describe('bounds', () => {
 
 describe('backoff', () => {
   it('none after a key-specific refusal: the next key is independent', () => {
-    for (const failure of [{ status: 429 }, { status: 401 }, { status: 403 }, { status: 403, error: { code: 'model_not_found' } }]) {
+    for (const failure of [{ status: 429 }, { status: 401 }, { status: 403, error: { code: 'unsupported_country_region_territory' } }, { status: 403, error: { code: 'model_not_found' } }]) {
       expect(policy().policy.begin().decide({ ...base, ...failure })).toMatchObject({ retry: true, delayMs: 0 });
     }
   });

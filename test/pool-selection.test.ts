@@ -80,7 +80,7 @@ describe('nothing usable', () => {
     const { pool: p } = pool({ upstreams: [upstream('u', ['a', 'b', 'c'])] });
     fail(p, 'u', 'a', 429, { 'retry-after': '30' });
     fail(p, 'u', 'b', 429, { 'retry-after-ms': '1200' });
-    fail(p, 'u', 'c', 403);
+    fail(p, 'u', 'c', 401);
     expect(p.choose({ model: 'm' })).toEqual({ ok: false, reason: 'unavailable', retryAt: T0 + 1200 });
   });
 
