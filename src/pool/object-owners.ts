@@ -27,8 +27,10 @@ export interface ObjectOwners {
   lookup(id: string): Promise<ObjectOwner | undefined>;
   /** The owners of those ids that have one (one round trip for a body naming many files). */
   lookupMany(ids: readonly string[]): Promise<Map<string, ObjectOwner>>;
-  /** The object was deleted upstream: its record goes, and it no longer counts for its user. */
-  forget(id: string): Promise<void>;
+  /** The object was deleted upstream: its record goes, and it no longer counts for its user.
+   * `byUser`, the user whose request deleted it (its owner, as the request was checked): their
+   * count drops in the same tick, so that their next request already finds the room. */
+  forget(id: string, byUser?: string): Promise<void>;
   /** Takes a slot for request `requestId` of `userId`, which may create objects, unless the
    * user's objects and slots already number `max`: one atomic step. Lapses after `leaseMs`. */
   hold(userId: string, requestId: string, max: number, leaseMs: number): Promise<boolean>;

@@ -98,7 +98,7 @@ class ObjectTap implements ResponseTap {
     this.copy = [];
     const gone = deletedObjectId(answer);
     if (gone !== undefined) {
-      this.options.owners.forget(gone).catch((err: unknown) => this.failed(err, gone));
+      this.options.owners.forget(gone, this.owner.userId).catch((err: unknown) => this.failed(err, gone));
       return;
     }
     this.record(answer);

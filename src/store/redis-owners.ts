@@ -131,10 +131,14 @@ export function redisObjectOwners(client: RedisClient, guard: Guard, now: () => 
       });
       return found;
     },
-    forget: (id) =>
+    forget: (id, byUser) =>
       guard(async () => {
-        const owner = parseOwner(await client.krOwnerTake(objectKey(id)));
-        if (owner) await client.krHoldingsDrop(holdingsKey(owner.userId), now(), id);
+        // Both commands leave in this tick: a request the user sends next reaches Redis after them.
+        const taken = client.krOwnerTake(objectKey(id));
+        const dropped = byUser === undefined ? undefined : client.krHoldingsDrop(holdingsKey(byUser), now(), id);
+        const owner = parseOwner(await taken);
+        await dropped;
+        if (owner && owner.userId !== byUser) await client.krHoldingsDrop(holdingsKey(owner.userId), now(), id);
       }),
     hold: (userId, requestId, max, leaseMs) =>
       guard(async () => {
