@@ -97,6 +97,8 @@ export function createRelayRoute(services: Services): RelayRoute {
     const body = await readRequestBody(call.req, config.limits, costs);
     observation.sawBody(body);
     const json = body.kind === 'buffered' ? body.json : undefined;
+    // A body too large to parse was read in one pass: its ids and prompt sizes come from there.
+    const digest = body.kind === 'buffered' ? body.digest : undefined;
     const facts = body.kind === 'none' ? {} : body.facts;
     const model = effectiveModel(operation, facts.model);
     if (model !== undefined && !modelAllowed(caller.user, model)) {
@@ -107,8 +109,8 @@ export function createRelayRoute(services: Services): RelayRoute {
     const path = call.target.path;
     const route = path.slice(3);
     // Before admission: a request for another user's object costs nothing.
-    const pinned = await pinnedKey(objects, userId, operation, idsInOperation(operation, path), json);
-    const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens);
+    const pinned = await pinnedKey(objects, userId, operation, idsInOperation(operation, path), json, digest?.ids);
+    const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens, digest?.sizes);
     const ticket = await quota.admit(caller.user, call.id, estimate);
 
     const asked = askForUsage(operation.id, body);
