@@ -159,9 +159,10 @@ function numberEnd(bytes: Buffer, at: number): { end: number; exponent: boolean 
 }
 
 /**
- * The pass. Yields every SLICE_BYTES or SLICE_VALUES (never when `slices` is false); returns -1 for well-formed
- * JSON, else the offset where it stops being JSON (the length when it ends early); or throws the GatewayError of what it refuses. With a reader, the prototype
- * keys are refused too (no tree will be built for secure-json-parse to look at).
+ * The pass. Yields every SLICE_BYTES or SLICE_VALUES read (never when `slices` is false). Returns
+ * -1 for well-formed JSON, else the offset where it stops being JSON (the length when it ends
+ * early); throws the GatewayError of what it refuses. With a reader, the prototype keys are
+ * refused too: no tree will be built for secure-json-parse to look at.
  */
 function* pass(bytes: Buffer, reader: JsonReader | undefined, slices: boolean): Generator<void, number> {
   // Per open level: whether it is an object, and the keys it has given so far (a list: most
