@@ -179,24 +179,31 @@ describe.each(Object.keys(ROUTES) as Array<keyof typeof ROUTES>)('a 50 MB body t
   }, TEST_MS);
 });
 
-describe('a streamed 2 MB chat request whose stream_options leave usage out', () => {
-  it('is relayed with only include_usage turned on, the rest byte for byte', async () => {
+describe('a streamed 2 MB chat request that leaves usage out', () => {
+  it('is relayed with include_usage turned on, the rest byte for byte', async () => {
     const recording = await startFakeUpstream();
     const own = await startGateway({ env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: recording.baseUrl } });
     try {
       const streamKey = await own.createUserKey('streamer');
       registerSecret(streamKey);
-      const head = '{"model":"gpt-4o-mini","stream":true,';
+      const head = '{"model":"gpt-4o-mini","stream":true';
       const tail = `,"messages":[{"role":"user","content":"${'x'.repeat(2 * MB)}"}]}`;
-      const res = await fetch(`${own.url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${streamKey}`, 'content-type': 'application/json' },
-        body: `${head}"stream_options":{"include_usage":false,"include_obfuscation":false}${tail}`,
-      });
-      expect(res.status).toBe(200);
-      await res.text();
+      for (const options of [',"stream_options":{"include_usage":false,"include_obfuscation":false}', '']) {
+        const res = await fetch(`${own.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${streamKey}`, 'content-type': 'application/json' },
+          body: `${head}${options}${tail}`,
+        });
+        expect(res.status).toBe(200);
+        await res.text();
+      }
       const sent = recording.requests.map((r) => r.body.toString('utf8'));
-      expect(sent).toEqual([`${head}"stream_options":{"include_usage":true,"include_obfuscation":false}${tail}`]);
+      expect(sent).toEqual([
+        // Its own stream_options, written again in place with the flag on.
+        `${head},"stream_options":{"include_usage":true,"include_obfuscation":false}${tail}`,
+        // None: one member inserted first.
+        `{"stream_options":{"include_usage":true},${head.slice(1)}${tail}`,
+      ]);
     } finally {
       await own.close();
       await recording.close();
