@@ -119,7 +119,7 @@ export function idsInPath(path: string): string[] {
 // vector_store_ids, Assistants' thread_id / assistant_id / attachments[].file_id /
 // tool_resources.*.file_ids, chat and Responses input parts' file_id, containers' skill_id, and
 // `model` wherever it names a fine-tuned model (chat, Responses, a job fine-tuning it further, evals).
-const ID_FIELDS = new Set([
+export const ID_FIELDS: ReadonlySet<string> = new Set([
   'model',
   'file_id',
   'file_ids',
@@ -145,10 +145,10 @@ const ID_FIELDS = new Set([
 ]);
 // Fields whose object value names an object by its `id`: `conversation: {id}`, `video: {id}` (video
 // edits and extensions), `voice: {id}` (custom voices).
-const REFERENCE_FIELDS = new Set(['conversation', 'video', 'voice']);
+export const REFERENCE_FIELDS: ReadonlySet<string> = new Set(['conversation', 'video', 'voice']);
 // The caller's own data, where a key called file_id means nothing to the gateway: metadata,
 // vector store file attributes, JSON schemas of tools and structured outputs.
-const OPAQUE_FIELDS = new Set(['metadata', 'attributes', 'parameters', 'schema', 'properties', 'input_schema', '$defs', 'definitions']);
+export const OPAQUE_FIELDS: ReadonlySet<string> = new Set(['metadata', 'attributes', 'parameters', 'schema', 'properties', 'input_schema', '$defs', 'definitions']);
 // Request bodies deeper than this are refused at read (relay/json-shape.ts, MAX_JSON_DEPTH).
 const MAX_DEPTH = 64;
 
@@ -158,11 +158,16 @@ function isObject(value: unknown): value is Json {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-/** The tracked ids a JSON request body names, in document order. Multipart bodies stream: only their path counts. */
+/**
+ * The tracked ids a parsed JSON request body names, in document order. A body too large to parse
+ * is read by src/relay/json-digest.ts with the same rules. Multipart bodies stream: only their path
+ * counts.
+ */
 export function idsInBody(body: unknown): string[] {
-  const ids: string[] = [];
+  // A set: a body naming many ids costs one lookup per id, not one per id already found.
+  const ids = new Set<string>();
   const add = (value: unknown) => {
-    if (typeof value === 'string' && objectKindOf(value) && !ids.includes(value)) ids.push(value);
+    if (typeof value === 'string' && objectKindOf(value)) ids.add(value);
   };
   const visit = (value: unknown, depth: number): void => {
     if (depth > MAX_DEPTH) return;
@@ -186,7 +191,7 @@ export function idsInBody(body: unknown): string[] {
     }
   };
   visit(body, 0);
-  return ids;
+  return [...ids];
 }
 
 /**
@@ -206,9 +211,7 @@ export function idsInOperation(operation: Operation, path: string): string[] {
 
 /** Every tracked id a request names: its path's, then its JSON body's. */
 export function namedObjectIds(pathIds: string[], body?: unknown): string[] {
-  const ids = [...pathIds];
-  for (const id of body === undefined ? [] : idsInBody(body)) if (!ids.includes(id)) ids.push(id);
-  return ids;
+  return body === undefined ? [...new Set(pathIds)] : [...new Set([...pathIds, ...idsInBody(body)])];
 }
 
 function storedByUpstream(kind: ObjectKind, object: Json, request: unknown): boolean {

@@ -20,17 +20,21 @@ export interface Estimate {
 // OpenAI: roughly 3 tokens of framing per chat message, 3 more to prime the answer.
 const PER_MESSAGE = 4;
 const PER_CONVERSATION = 3;
-// A high-detail image of the largest size gpt-4o takes: 8 tiles of 170 plus 85.
-const IMAGE_TOKENS = 1445;
+/** A high-detail image of the largest size gpt-4o takes: 8 tiles of 170 plus 85. */
+export const IMAGE_TOKENS = 1445;
 // /v1/completions answers 16 tokens when max_tokens is not set (OpenAI API reference).
 const COMPLETIONS_DEFAULT_MAX = 16;
 // Past this many characters in one request, a string counts as its UTF-8 length: never fewer
 // tokens than it really has (a token is at least one byte), and no unbounded tokenizing.
 const TOKENIZE_BUDGET = 256 * 1024;
 const MAX_CHOICES = 128;
+// The longest a number can grow when written out again (1e20 is 100000000000000000000).
+export const LONGEST_NUMBER = 24;
 
-const SKIPPED = new Set(['url', 'image_url', 'data', 'file_data', 'file_id', 'detail', 'type', 'role', 'format', 'id', 'call_id']);
-const IMAGE_TYPES = new Set(['image_url', 'input_image', 'image']);
+/** Keys whose values are not prompt text: ids, URLs, binary data, labels. */
+export const SKIPPED: ReadonlySet<string> = new Set(['url', 'image_url', 'data', 'file_data', 'file_id', 'detail', 'type', 'role', 'format', 'id', 'call_id']);
+/** The `type` of an object that is an image, counted as IMAGE_TOKENS. */
+export const IMAGE_TYPES: ReadonlySet<string> = new Set(['image_url', 'input_image', 'image']);
 
 const models = catalogue as unknown as Record<string, { max_output_tokens?: number } | undefined>;
 const SNAPSHOT = /-(\d{4}-\d{2}-\d{2}|\d{4})$/;
@@ -66,6 +70,37 @@ function countPromptText(text: string): number {
   return tokens;
 }
 
+/**
+ * What the one pass over a body too large to parse measured of one of its top-level fields
+ * (src/relay/json-digest.ts): enough for a count never below what the parsed body would give.
+ */
+export interface FieldSize {
+  /** False for `null`, which counts as absent. */
+  present: boolean;
+  /** Its members when it is an array, else -1. */
+  items: number;
+  /** Its first member is a number (a token-array prompt). */
+  firstIsNumber: boolean;
+  /** The most tokens `walk` finds in it: the UTF-8 bytes of its strings as written (an escape is
+   * never shorter than what it stands for), one per number, IMAGE_TOKENS per image, less what is
+   * under SKIPPED keys. */
+  walked: number;
+  /** The bytes of its JSON text, plus LONGEST_NUMBER per number written with an exponent. */
+  textBytes: number;
+}
+
+/** Reads the prompt of a request, field by field, from its parsed body or its measured sizes. */
+interface PromptReader {
+  /** Every string of the field, less ids, URLs and binary data. */
+  walk(field: string): number;
+  /** Tool and schema definitions reach the model as their JSON text. */
+  json(field: string): number;
+  /** A list of messages, or one string (which the API takes as one user message). */
+  messages(field: string): number;
+  /** How many prompts a completions `prompt` holds (each gets its own answers). */
+  prompts(field: string): number;
+}
+
 class Counter {
   tokens = 0;
   private budget = TOKENIZE_BUDGET;
@@ -80,7 +115,6 @@ class Counter {
     this.tokens += countPromptText(s);
   }
 
-  /** Every string in the value, less ids, URLs and binary data. */
   walk(value: unknown, depth = 0): void {
     // Never reached by an accepted body (at most MAX_JSON_DEPTH deep), kept for any other caller.
     if (depth > 64) return;
@@ -96,20 +130,67 @@ class Counter {
       for (const key in o) if (!SKIPPED.has(key)) this.walk(o[key], depth + 1);
     }
   }
+}
 
-  /**
-   * Tool and schema definitions reach the model as their JSON text. JSON.stringify recurses as
-   * deep as the value: request bodies are refused past MAX_JSON_DEPTH at read (relay/json-shape.ts).
-   */
-  json(value: unknown): void {
-    if (value !== undefined && value !== null) this.text(JSON.stringify(value));
+type Json = Record<string, unknown>;
+
+/** A body parsed whole: its strings are tokenized, up to TOKENIZE_BUDGET characters in all. */
+class ParsedPrompt implements PromptReader {
+  private readonly counter = new Counter();
+  constructor(private readonly body: Json) {}
+
+  private count(read: (c: Counter) => void): number {
+    const before = this.counter.tokens;
+    read(this.counter);
+    return this.counter.tokens - before;
   }
 
-  /** A list of messages, or one string (which the API takes as one user message). */
-  messages(value: unknown): void {
-    if (value === undefined || value === null) return;
-    this.tokens += PER_CONVERSATION + PER_MESSAGE * (Array.isArray(value) ? value.length : 1);
-    this.walk(value);
+  walk(field: string): number {
+    return this.count((c) => c.walk(this.body[field]));
+  }
+
+  json(field: string): number {
+    const value = this.body[field];
+    // JSON.stringify recurses as deep as the value: bodies are refused past MAX_JSON_DEPTH at read (relay/json-shape.ts).
+    return value === undefined || value === null ? 0 : this.count((c) => c.text(JSON.stringify(value)));
+  }
+
+  messages(field: string): number {
+    const value = this.body[field];
+    if (value === undefined || value === null) return 0;
+    return PER_CONVERSATION + PER_MESSAGE * (Array.isArray(value) ? value.length : 1) + this.walk(field);
+  }
+
+  prompts(field: string): number {
+    const value = this.body[field];
+    if (!Array.isArray(value) || value.length === 0 || typeof value[0] === 'number') return 1;
+    return value.length;
+  }
+}
+
+/** A body read without a tree: bytes stand for tokens (a token is at least one byte), so the
+ * count is never below the tokenizer's, and costs nothing more than the pass that measured it. */
+class MeasuredPrompt implements PromptReader {
+  constructor(private readonly sizes: ReadonlyMap<string, FieldSize>) {}
+
+  walk(field: string): number {
+    return this.sizes.get(field)?.walked ?? 0;
+  }
+
+  json(field: string): number {
+    const size = this.sizes.get(field);
+    return size?.present ? size.textBytes : 0;
+  }
+
+  messages(field: string): number {
+    const size = this.sizes.get(field);
+    if (!size?.present) return 0;
+    return PER_CONVERSATION + PER_MESSAGE * (size.items === -1 ? 1 : size.items) + size.walked;
+  }
+
+  prompts(field: string): number {
+    const size = this.sizes.get(field);
+    return !size || size.items <= 0 || size.firstIsNumber ? 1 : size.items;
   }
 }
 
@@ -119,19 +200,13 @@ function choices(...values: unknown[]): number {
   return Math.min(n, MAX_CHOICES);
 }
 
-/** How many prompts a completions `prompt` holds (each gets its own answers). */
-function promptCount(value: unknown): number {
-  if (!Array.isArray(value) || value.length === 0 || typeof value[0] === 'number') return 1;
-  return value.length;
-}
-
-type Json = Record<string, unknown>;
+type Reading = 'walk' | 'json' | 'messages';
 
 interface Shape {
-  /** Feeds the request's prompt to the counter. */
-  prompt(counter: Counter, json: Json): void;
+  /** The fields that hold the request's prompt, how each is read, in the order they are counted. */
+  prompt: ReadonlyArray<readonly [Reading, string]>;
   /** The most output tokens the request may produce, given the cap of one answer. */
-  output(json: Json, cap: number, maxTokens: number | undefined): number;
+  output(json: Json, cap: number, maxTokens: number | undefined, prompts: number): number;
 }
 
 // How the worst case of each estimator shape of src/operations/costs.ts is read from its JSON body.
@@ -139,58 +214,63 @@ const SHAPES = new Map<EstimateShape, Shape>([
   [
     'chat',
     {
-      prompt(c, j) {
-        c.messages(j.messages);
-        c.json(j.tools);
-        c.json(j.functions);
-        c.json(j.response_format);
-      },
+      prompt: [
+        ['messages', 'messages'],
+        ['json', 'tools'],
+        ['json', 'functions'],
+        ['json', 'response_format'],
+      ],
       output: (j, cap) => cap * choices(j.n),
     },
   ],
   [
     'completions',
     {
-      prompt(c, j) {
-        c.walk(j.prompt);
-        c.walk(j.suffix);
-      },
-      output: (j, _cap, max) => (max ?? COMPLETIONS_DEFAULT_MAX) * choices(j.n, j.best_of) * promptCount(j.prompt),
+      prompt: [
+        ['walk', 'prompt'],
+        ['walk', 'suffix'],
+      ],
+      output: (j, _cap, max, prompts) => (max ?? COMPLETIONS_DEFAULT_MAX) * choices(j.n, j.best_of) * prompts,
     },
   ],
   [
     'responses',
     {
-      prompt(c, j) {
-        c.messages(j.input);
-        c.walk(j.instructions);
-        c.json(j.tools);
-        c.json(j.text);
-      },
+      prompt: [
+        ['messages', 'input'],
+        ['walk', 'instructions'],
+        ['json', 'tools'],
+        ['json', 'text'],
+      ],
       output: (_j, cap) => cap,
     },
   ],
-  ['embeddings', { prompt: (c, j) => c.walk(j.input), output: () => 0 }],
-  ['moderations', { prompt: (c, j) => c.walk(j.input), output: () => 0 }],
-  ['images', { prompt: (c, j) => c.walk(j.prompt), output: (j, cap) => cap * choices(j.n) }],
+  ['embeddings', { prompt: [['walk', 'input']], output: () => 0 }],
+  ['moderations', { prompt: [['walk', 'input']], output: () => 0 }],
+  ['images', { prompt: [['walk', 'prompt']], output: (j, cap) => cap * choices(j.n) }],
   [
     'speech',
     {
-      prompt(c, j) {
-        c.walk(j.input);
-        c.walk(j.instructions);
-      },
+      prompt: [
+        ['walk', 'input'],
+        ['walk', 'instructions'],
+      ],
       output: (_j, cap) => cap,
     },
   ],
 ]);
+
+/** The top-level fields any estimate reads its prompt from: what the one pass measures in a body too large to parse. */
+export const PROMPT_FIELDS: ReadonlySet<string> = new Set([...SHAPES.values()].flatMap((shape) => shape.prompt.map(([, field]) => field)));
 
 const UNMETERED: Estimate = { promptTokens: 0, maxOutputTokens: 0, metered: false };
 
 /**
  * The worst case of a request, by what its operation costs (src/operations/costs.ts). Operations
  * billed by their model reserve nothing and are charged the usage their answer reports; free ones
- * and those whose cost the gateway cannot read are not metered.
+ * and those whose cost the gateway cannot read are not metered. `sizes`: for a body too large to
+ * parse, what the one pass measured of its prompt fields (`json` then holds only its top-level
+ * settings).
  */
 export function estimateRequest(
   cost: Cost,
@@ -198,6 +278,7 @@ export function estimateRequest(
   json: Json | undefined,
   facts: RequestFacts,
   defaultMaxOutput: number,
+  sizes?: ReadonlyMap<string, FieldSize>,
 ): Estimate {
   if (cost.kind === 'free' || cost.kind === 'unbounded') return UNMETERED;
   const shape = cost.kind === 'tokens' ? SHAPES.get(cost.shape) : undefined;
@@ -208,18 +289,18 @@ export function estimateRequest(
   const modelCap = model ? outputCap(model) : undefined;
   const maxTokens = facts.maxTokens === undefined || modelCap === undefined ? facts.maxTokens : Math.min(facts.maxTokens, modelCap);
   const cap = maxTokens ?? modelCap ?? defaultMaxOutput;
+  const reader: PromptReader = sizes ? new MeasuredPrompt(sizes) : new ParsedPrompt(json);
   let prompt: number | undefined;
   return {
     model,
     metered: true,
-    maxOutputTokens: shape.output(json, cap, maxTokens),
+    maxOutputTokens: shape.output(json, cap, maxTokens, reader.prompts('prompt')),
     // Counted on first use: a request whose user has no token or dollar limit, and whose answer
     // reports its usage, is never tokenized at all.
     get promptTokens(): number {
       if (prompt === undefined) {
-        const counter = new Counter();
-        shape.prompt(counter, json);
-        prompt = counter.tokens;
+        prompt = 0;
+        for (const [reading, field] of shape.prompt) prompt += reader[reading](field);
       }
       return prompt;
     },

@@ -2,7 +2,8 @@
 // `stream_options.include_usage`; when the client did not, the gateway sets it for the upstream
 // (and the usage tap takes the extra chunk out of the client's stream again). The client's bytes
 // are kept as they were, with one member inserted at the start of the object; a request that
-// already has `stream_options` is re-serialised with the flag set instead.
+// already has `stream_options` is re-serialised with the flag set instead; one too large to have been
+// parsed (src/relay/json-digest.ts) has only its `stream_options` written again, in place.
 import type { RequestBody } from '../relay/body.js';
 
 const STREAMS_USAGE_ON_REQUEST = new Set(['createChatCompletion', 'createCompletion']);
@@ -24,6 +25,13 @@ export function askForUsage(operation: string, body: RequestBody): (RequestBody 
       return { ...body, bytes, json: { stream_options: { include_usage: true }, ...body.json } };
     }
   }
-  const json = { ...body.json, stream_options: { ...(isObject(options) ? options : {}), include_usage: true } };
+  const streamOptions = { ...(isObject(options) ? options : {}), include_usage: true };
+  const json = { ...body.json, stream_options: streamOptions };
+  const span = body.digest?.spans.get('stream_options');
+  if (span) {
+    const [start, end] = span;
+    const bytes = Buffer.concat([body.bytes.subarray(0, start), Buffer.from(JSON.stringify(streamOptions)), body.bytes.subarray(end)]);
+    return { ...body, bytes, json };
+  }
   return { ...body, bytes: Buffer.from(JSON.stringify(json)), json };
 }

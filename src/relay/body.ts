@@ -1,5 +1,7 @@
 // The request body: JSON is read whole (bounded) to learn the model, `stream` and the token cap,
-// and is forwarded byte for byte; everything else (multipart uploads, audio, SDP) streams through
+// and is forwarded byte for byte. Up to PARSE_BYTES it is parsed; past that it is read in one pass
+// that builds no tree (src/relay/json-digest.ts), so that what a body costs the gateway follows its
+// bytes and not its shape, and other requests are answered meanwhile. Everything else everything else (multipart uploads, audio, SDP) streams through
 // under a size limit and is never held in memory. A form of an operation that costs has its text
 // fields before the first file read on the way (at most FORM_HEAD_BYTES), for its `model`.
 import type { IncomingMessage } from 'node:http';
@@ -8,6 +10,7 @@ import secureJson from 'secure-json-parse';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
 import { FieldGuard, type FieldScan, scanLeadingField } from './form-fields.js';
+import { type JsonDigest, digestJson } from './json-digest.js';
 import { checkJsonShape } from './json-shape.js';
 
 export interface RequestFacts {
@@ -21,10 +24,25 @@ export interface RequestFacts {
 
 export type RequestBody =
   | { kind: 'none' }
-  | { kind: 'buffered'; bytes: Buffer; json?: Record<string, unknown>; facts: RequestFacts }
+  | {
+      kind: 'buffered';
+      bytes: Buffer;
+      /** The body's top-level object: whole when it was parsed, else only its TOP_FIELDS (json-digest.ts). */
+      json?: Record<string, unknown>;
+      /** For a body past PARSE_BYTES: what the one pass read of it (object ids, prompt sizes). */
+      digest?: JsonDigest;
+      facts: RequestFacts;
+    }
   | { kind: 'stream'; stream: Readable; contentLength?: number; facts: RequestFacts };
 
 type BodyLimits = Config['limits'];
+
+/**
+ * The largest JSON body that is parsed whole. Parsing 1 MB takes a few milliseconds and at most
+ * some tens of MB of heap, whatever its shape; a 42 MB array of 14 million `{}` took 13 s and 1 GB.
+ * Past this, nothing the gateway does with a body needs the tree.
+ */
+export const PARSE_BYTES = 1024 * 1024;
 
 const TOKEN_FIELDS = ['max_tokens', 'max_completion_tokens', 'max_output_tokens'] as const;
 /**
@@ -213,6 +231,11 @@ export async function readRequestBody(req: IncomingMessage, limits: BodyLimits, 
   if (isJson(type)) {
     if (length !== undefined && length > limits.jsonBodyBytes) throw tooLarge(limits.jsonBodyBytes);
     const bytes = await readWhole(req, limits.jsonBodyBytes);
+    if (bytes.length > PARSE_BYTES) {
+      const digest = await digestJson(bytes);
+      const json = digest.object ? digest.top : undefined;
+      return { kind: 'buffered', bytes, json, digest, facts: json ? factsOf(json) : {} };
+    }
     checkJsonShape(bytes);
     const json = parseJson(bytes);
     return { kind: 'buffered', bytes, json, facts: json ? factsOf(json) : {} };

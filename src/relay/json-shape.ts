@@ -1,15 +1,25 @@
-// What a JSON request body may look like before the gateway parses it: one pass over its bytes,
-// no recursion, before JSON.parse.
+// What a JSON request body may look like: one pass over its bytes, no recursion, no tree.
 //
 // - Nesting is bounded. JSON.parse itself copes with any depth, but what walks the parsed value
 //   afterwards recurses (JSON.stringify of `tools` in the estimator): a 200,000-deep array
 //   overflowed the stack and answered 500. Past MAX_JSON_DEPTH the body is refused with a 400.
+// - The number of values is bounded. A 42 MB array of 14 million `{}` took JSON.parse about 1 GB
+//   of heap and 13 s, during which no other request was answered. Past MAX_JSON_VALUES the body is
+//   refused with a 413 before anything is built from it.
 // - No object may give the same key twice. JSON.parse keeps the last, other parsers the first
 //   (RFC 8259 4 leaves it open; I-JSON, RFC 7493 2.3, forbids it): the model, token cap or
 //   object id the gateway checks must be the one the upstream uses, so an ambiguous body is
 //   refused rather than guessed at.
 //
-// The pass reads only what a valid body needs; a malformed one is left for JSON.parse to refuse.
+// Two ways to run it (src/relay/body.ts chooses by size):
+// - `checkJsonShape`, before JSON.parse of a small body: a malformed body is left for JSON.parse
+//   to refuse, with its own message.
+// - `scanJson`, for a body the gateway never parses whole: the pass is the parser. It refuses what
+//   breaks the grammar (strings' contents aside: no escape or control character changes where a
+//   string ends, so the upstream, not the gateway, refuses those), refuses the prototype keys
+//   secure-json-parse refuses on small bodies, hands each key and value to a reader
+//   (src/relay/json-digest.ts), and lets other requests run every SLICE_BYTES.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { GatewayError } from '../errors.js';
 
 /**
@@ -18,11 +28,33 @@ import { GatewayError } from '../errors.js';
  * the estimator and the object tracker read a body, so nothing in an accepted body goes unread.
  */
 export const MAX_JSON_DEPTH = 64;
+/**
+ * How many values (objects, arrays, strings, numbers, literals) one body may hold. The largest real
+ * requests hold far fewer: an embeddings request at OpenAI's own bounds (2,048 inputs, 300,000
+ * tokens in all, as token arrays) is about 300,000 numbers; a long conversation with its tools a
+ * few tens of thousands.
+ */
+export const MAX_JSON_VALUES = 1_000_000;
+/** How many bytes, or values, `scanJson` reads before it lets the event loop run other work. */
+export const SLICE_BYTES = 1024 * 1024;
+const SLICE_VALUES = 64 * 1024;
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const SHOWN_KEY = 64;
 const MANY_KEYS = 16;
+
+/** What a scalar value is, for a reader. `exponent`: a number written with `e` (1e20). */
+export type ScalarKind = 'string' | 'number' | 'exponent' | 'literal';
+
+/** Sees a body's keys and values in document order. `depth` is the container's (1 for the root's
+ * members, 0 for a root that is a scalar); positions are byte offsets, ends exclusive. */
+export interface JsonReader {
+  open(depth: number, object: boolean, at: number): void;
+  close(depth: number, end: number): void;
+  key(depth: number, key: string): void;
+  scalar(depth: number, kind: ScalarKind, start: number, end: number): void;
+}
 
 /** The index of the quote that closes the string whose contents start at `from`, or -1. */
 function closingQuote(bytes: Buffer, from: number): number {
@@ -36,8 +68,8 @@ function closingQuote(bytes: Buffer, from: number): number {
   }
 }
 
-/** A key as JSON.parse would give it: `"mod\u0065l"` is `model`. */
-function keyText(bytes: Buffer, open: number, close: number): string {
+/** A string as JSON.parse would give it, from its quotes at `open` and `close`: `"mod\u0065l"` is `model`. */
+export function stringAt(bytes: Buffer, open: number, close: number): string {
   // Most keys are short and ASCII: built here, they cost no call into the buffer's decoder.
   if (close - open <= 24) {
     let text = '';
@@ -56,7 +88,7 @@ function keyText(bytes: Buffer, open: number, close: number): string {
   try {
     return JSON.parse(`"${raw}"`) as string;
   } catch {
-    return raw; // not valid JSON: JSON.parse refuses the body next
+    return raw; // not valid JSON: refused by JSON.parse, or by the upstream
   }
 }
 
@@ -68,6 +100,12 @@ function tooDeep(): GatewayError {
   });
 }
 
+function tooMany(): GatewayError {
+  return new GatewayError('request_too_large', {
+    message: `The request body holds more than ${MAX_JSON_VALUES.toLocaleString('en-US')} JSON values (objects, arrays, strings, numbers).`,
+  });
+}
+
 function duplicate(key: string, topField: string | undefined): GatewayError {
   return new GatewayError('invalid_request', {
     message: `The request body gives the key ${JSON.stringify(shown(key))} twice in one object; JSON parsers disagree on which one counts.`,
@@ -76,54 +114,180 @@ function duplicate(key: string, topField: string | undefined): GatewayError {
   });
 }
 
-/** Throws the 400 for a body nested too deep or with a key given twice in one object. */
-export function checkJsonShape(bytes: Buffer): void {
+function notJson(reason: string): GatewayError {
+  return new GatewayError('invalid_json', { message: `The request body is not valid JSON: ${reason}` });
+}
+
+// The words of secure-json-parse, which refuses the same keys in bodies that are parsed.
+const FORBIDDEN = 'Object contains forbidden prototype property';
+
+// What the next byte that is not white space may be.
+const VALUE = 0; // a value (the root, after `:`, after `,` in an array)
+const VALUE_OR_END = 1; // after `[`
+const KEY_OR_END = 2; // after `{`
+const KEY = 3; // after `,` in an object
+const COLON = 4; // after a key
+const NEXT = 5; // after a value: `,` or the container's end
+const DONE = 6; // after the root value: nothing
+
+const LITERALS: ReadonlyMap<number, Buffer> = new Map([
+  [0x74, Buffer.from('true')],
+  [0x66, Buffer.from('false')],
+  [0x6e, Buffer.from('null')],
+]);
+
+const isDigit = (c: number | undefined) => c !== undefined && c >= 0x30 && c <= 0x39;
+
+/** The end of the number that starts at `at` (exclusive) and whether it has an exponent; -1 when malformed. */
+function numberEnd(bytes: Buffer, at: number): { end: number; exponent: boolean } {
+  let i = at;
+  if (bytes[i] === 0x2d) i++; // -
+  if (bytes[i] === 0x30) i++;
+  else if (isDigit(bytes[i])) while (isDigit(bytes[i])) i++;
+  else return { end: -1, exponent: false };
+  if (bytes[i] === 0x2e) {
+    i++;
+    if (!isDigit(bytes[i])) return { end: -1, exponent: false };
+    while (isDigit(bytes[i])) i++;
+  }
+  if (bytes[i] !== 0x65 && bytes[i] !== 0x45) return { end: i, exponent: false };
+  i++;
+  if (bytes[i] === 0x2b || bytes[i] === 0x2d) i++;
+  if (!isDigit(bytes[i])) return { end: -1, exponent: false };
+  while (isDigit(bytes[i])) i++;
+  return { end: i, exponent: true };
+}
+
+/**
+ * The pass. Yields every SLICE_BYTES or SLICE_VALUES read (never when `slices` is false). Returns
+ * -1 for well-formed JSON, else the offset where it stops being JSON (the length when it ends
+ * early); throws the GatewayError of what it refuses. With a reader, the prototype keys are
+ * refused too: no tree will be built for secure-json-parse to look at.
+ */
+function* pass(bytes: Buffer, reader: JsonReader | undefined, slices: boolean): Generator<void, number> {
   // Per open level: whether it is an object, and the keys it has given so far (a list: most
   // objects have a handful; a set once they have many).
   const isObject: boolean[] = [];
   const keys: Array<string[] | Set<string> | undefined> = [];
+  const lastKey: Array<string | undefined> = [];
   let depth = 0;
-  let expectKey = false;
+  let state = VALUE;
+  let values = 0;
   let topField: string | undefined;
-  for (let i = 0; i < bytes.length; i++) {
-    switch (bytes[i]) {
-      case QUOTE: {
-        const close = closingQuote(bytes, i + 1);
-        if (close === -1) return;
-        if (expectKey) {
-          const key = keyText(bytes, i, close);
-          const seen = keys[depth];
-          if (seen === undefined) keys[depth] = [key];
-          else if (Array.isArray(seen)) {
-            if (seen.includes(key)) throw duplicate(key, depth === 1 ? undefined : topField);
-            seen.push(key);
-            if (seen.length === MANY_KEYS) keys[depth] = new Set(seen);
-          } else {
-            if (seen.has(key)) throw duplicate(key, depth === 1 ? undefined : topField);
-            seen.add(key);
-          }
-          if (depth === 1) topField = key;
-          expectKey = false;
-        }
-        i = close;
-        break;
-      }
-      case 0x7b: // {
-      case 0x5b: // [
-        if (++depth > MAX_JSON_DEPTH) throw tooDeep();
-        isObject[depth] = bytes[i] === 0x7b;
-        keys[depth] = undefined;
-        expectKey = isObject[depth] as boolean;
-        break;
-      case 0x7d: // }
-      case 0x5d: // ]
-        keys[depth] = undefined;
-        if (--depth < 0) return;
-        expectKey = false;
-        break;
-      case 0x2c: // ,
-        expectKey = isObject[depth] === true;
-        break;
+  let pause = slices ? SLICE_BYTES : Number.POSITIVE_INFINITY;
+  let pauseValues = slices ? SLICE_VALUES : Number.POSITIVE_INFINITY;
+  const length = bytes.length;
+  for (let i = 0; i < length; i++) {
+    if (i >= pause || values >= pauseValues) {
+      yield;
+      pause = i + SLICE_BYTES;
+      pauseValues = values + SLICE_VALUES;
     }
+    const c = bytes[i] as number;
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) continue;
+    switch (state) {
+      case VALUE:
+      case VALUE_OR_END: {
+        if (c === 0x5d && state === VALUE_OR_END) break; // `]` of an empty array: closed below
+        if (++values > MAX_JSON_VALUES) throw tooMany();
+        if (c === QUOTE) {
+          const close = closingQuote(bytes, i + 1);
+          if (close === -1) return length;
+          reader?.scalar(depth, 'string', i, close + 1);
+          i = close;
+        } else if (c === 0x7b || c === 0x5b) {
+          if (++depth > MAX_JSON_DEPTH) throw tooDeep();
+          isObject[depth] = c === 0x7b;
+          keys[depth] = undefined;
+          lastKey[depth] = undefined;
+          reader?.open(depth, c === 0x7b, i);
+          state = c === 0x7b ? KEY_OR_END : VALUE_OR_END;
+          continue;
+        } else if (c === 0x2d || isDigit(c)) {
+          const number = numberEnd(bytes, i);
+          if (number.end === -1) return i;
+          reader?.scalar(depth, number.exponent ? 'exponent' : 'number', i, number.end);
+          i = number.end - 1;
+        } else {
+          const literal = LITERALS.get(c);
+          if (literal && i + literal.length > length) return length;
+          if (!literal || bytes.compare(literal, 0, literal.length, i, i + literal.length) !== 0) return i;
+          reader?.scalar(depth, 'literal', i, i + literal.length);
+          i += literal.length - 1;
+        }
+        state = depth === 0 ? DONE : NEXT;
+        continue;
+      }
+      case KEY_OR_END:
+      case KEY: {
+        if (c === 0x7d && state === KEY_OR_END) break; // `}` of an empty object: closed below
+        if (c !== QUOTE) return i;
+        const close = closingQuote(bytes, i + 1);
+        if (close === -1) return length;
+        const key = stringAt(bytes, i, close);
+        const seen = keys[depth];
+        if (seen === undefined) keys[depth] = [key];
+        else if (Array.isArray(seen)) {
+          if (seen.includes(key)) throw duplicate(key, depth === 1 ? undefined : topField);
+          seen.push(key);
+          if (seen.length === MANY_KEYS) keys[depth] = new Set(seen);
+        } else {
+          if (seen.has(key)) throw duplicate(key, depth === 1 ? undefined : topField);
+          seen.add(key);
+        }
+        if (depth === 1) topField = key;
+        if (reader) {
+          // secure-json-parse: `__proto__` anywhere, `prototype` inside a `constructor` object.
+          if (key === '__proto__' || (key === 'prototype' && depth > 1 && isObject[depth - 1] && lastKey[depth - 1] === 'constructor')) {
+            throw notJson(FORBIDDEN);
+          }
+          reader.key(depth, key);
+        }
+        lastKey[depth] = key;
+        i = close;
+        state = COLON;
+        continue;
+      }
+      case COLON:
+        if (c !== 0x3a) return i;
+        state = VALUE;
+        continue;
+      case NEXT:
+        if (c === 0x2c) {
+          state = isObject[depth] ? KEY : VALUE;
+          continue;
+        }
+        if (c !== (isObject[depth] ? 0x7d : 0x5d)) return i;
+        break;
+      default:
+        return i; // DONE: anything after the root value
+    }
+    // `}` or `]` that ends the open container.
+    if (c !== (isObject[depth] ? 0x7d : 0x5d)) return i;
+    reader?.close(depth, i + 1);
+    keys[depth] = undefined;
+    depth--;
+    state = depth === 0 ? DONE : NEXT;
+  }
+  return state === DONE ? -1 : length;
+}
+
+/** Throws the 400 (or 413) for a body nested too deep, holding too many values, or with a key given
+ * twice in one object; anything else malformed is left for JSON.parse to refuse. */
+export function checkJsonShape(bytes: Buffer): void {
+  pass(bytes, undefined, false).next();
+}
+
+/** Reads a body that will not be parsed whole: throws what `checkJsonShape` throws, and the 400 of
+ * a body that is not JSON; hands every key and value to `reader` on the way. */
+export async function scanJson(bytes: Buffer, reader: JsonReader): Promise<void> {
+  const run = pass(bytes, reader, true);
+  for (let step = run.next(); ; step = run.next()) {
+    if (step.done) {
+      if (step.value === bytes.length) throw notJson(bytes.length === 0 ? 'it is empty.' : 'it ends early.');
+      if (step.value !== -1) throw notJson(`unexpected ${JSON.stringify(String.fromCharCode(bytes[step.value] as number))} at byte ${step.value}.`);
+      return;
+    }
+    await nextTurn();
   }
 }

@@ -40,15 +40,17 @@ function noSuchObject(id: string): GatewayError {
 }
 
 /** The key a request must go to for the objects it names (`pathIds`, from its operation, then its
- * JSON body's) and the names it claims; throws the 404 (or 400, 409) it gets instead. */
+ * JSON body's: `bodyIds` when the body was read without a tree) and the names it claims; throws
+ * the 404 (or 400, 409) it gets instead. */
 export async function pinnedKey(
   access: ObjectAccess,
   userId: string,
   operation: Operation,
   pathIds: string[],
   json: unknown,
+  bodyIds?: string[],
 ): Promise<SelectRequest['pinned']> {
-  const ids = namedObjectIds(pathIds, json);
+  const ids = bodyIds ? [...new Set([...pathIds, ...bodyIds])] : namedObjectIds(pathIds, json);
   const claims = claimedNames(operation, json);
   if (ids.length === 0 && claims.length === 0) return undefined;
   const owners = await access.owners.lookupMany([...ids, ...claims]);

@@ -99,6 +99,8 @@ export function createRelayRoute(services: Services): RelayRoute {
     const body = await readRequestBody(call.req, config.limits, costs);
     observation.sawBody(body);
     const json = body.kind === 'buffered' ? body.json : undefined;
+    // A body too large to parse was read in one pass: its ids and prompt sizes come from there.
+    const digest = body.kind === 'buffered' ? body.digest : undefined;
     const facts = body.kind === 'none' ? {} : body.facts;
     const model = effectiveModel(operation, facts.model, facts.modelHidden);
     if (model !== undefined && !modelAllowed(caller.user, model)) {
@@ -109,7 +111,7 @@ export function createRelayRoute(services: Services): RelayRoute {
     const path = call.target.path;
     const route = path.slice(3);
     // Before admission: a request for another user's object costs nothing.
-    const pinned = await pinnedKey(objects, userId, operation, idsInOperation(operation, path), json);
+    const pinned = await pinnedKey(objects, userId, operation, idsInOperation(operation, path), json, digest?.ids);
     // Before admission too: a user who may create no more objects is refused at no cost. The slot
     // is held until the answer is done, whichever way it ends (the objects it made are recorded by
     // then), or the request fails before it is sent.
@@ -118,7 +120,7 @@ export function createRelayRoute(services: Services): RelayRoute {
       if (call.res.closed) release();
       else call.res.once('close', release);
     }
-    const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens);
+    const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens, digest?.sizes);
     const ticket = await quota.admit(caller.user, call.id, estimate);
 
     const asked = askForUsage(operation.id, body);
