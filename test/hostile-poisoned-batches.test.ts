@@ -29,7 +29,7 @@ const POISONS: Array<[string, number]> = [
   ['a fraction', 1.5],
 ];
 
-describe.each(STORE_BACKENDS)('the %s store', (_name, make) => {
+describe.each(STORE_BACKENDS)('the %s store', (name, make) => {
   let backend: Backend;
   let store: Store;
   let seq = 0;
@@ -128,8 +128,8 @@ describe.each(STORE_BACKENDS)('the %s store', (_name, make) => {
     expect((await store.usage(user, limits, NOON)).day).toMatchObject({ requests: 4, tokens: 30, reservedTokens: 100 });
   });
 
-  it('fails a request whose step Redis refuses alone, as 503, and runs the requests after it', async (ctx) => {
-    if (!backend.ports) ctx.skip();
+  // Only Redis can refuse one step of a batched script (the memory ledger has no such fault).
+  if (name !== 'memory') it('fails a request whose step Redis refuses alone, as 503, and runs the requests after it', async () => {
     // One user, two days: one batch on a cluster too (a user's keys share a slot). The first
     // day's counters are not a hash, so Redis refuses that request's step (WRONGTYPE).
     const user = fresh('broken');
