@@ -207,7 +207,7 @@ async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest
   const tap = r.tap?.(choice);
   const json = String(answer.headers['content-type'] ?? '').toLowerCase().includes('json');
   if (r.filterList && answer.status < 300 && json) return deliverList(answer, attempt, r, tap, signal, started, masker);
-  const mask = masker.stream();
+  const mask = masker.stream(answer.headers['content-length'] !== undefined);
   const result = await deliverStream(answer, { res: r.res, requestId: r.requestId, extraHeaders: r.extraHeaders, tap, mask, started, streams, masker });
   if (result.outcome === 'client_aborted') attempt.finish({ clientAborted: true });
   else attempt.finish({ status: answer.status, headers: answer.headers, transportCode: result.error ? errorCode(result.error.cause) : undefined });

@@ -256,12 +256,12 @@ export class SecretScan {
 }
 
 /** The bytes up to `keep`, each match replaced by what `replace` gives for its secret. */
-export function rewrite(data: Buffer, found: readonly Found[], keep: number, replace: (secret: string) => string): Buffer {
+export function rewrite(data: Buffer, found: readonly Found[], keep: number, replace: (secret: string, length: number) => string): Buffer {
   if (found.length === 0) return keep === data.length ? data : data.subarray(0, keep);
   const parts: Buffer[] = [];
   let at = 0;
   for (const f of found) {
-    parts.push(data.subarray(at, f.start), Buffer.from(replace(f.secret), 'utf8'));
+    parts.push(data.subarray(at, f.start), Buffer.from(replace(f.secret, f.end - f.start), 'utf8'));
     at = f.end;
   }
   parts.push(data.subarray(at, keep));
@@ -277,7 +277,7 @@ export interface StreamMask {
 
 const EMPTY = Buffer.alloc(0);
 
-export function streamMask(scan: SecretScan, replace: (secret: string) => string): StreamMask {
+export function streamMask(scan: SecretScan, replace: (secret: string, length: number) => string): StreamMask {
   let held: Buffer | undefined;
   return {
     chunk(bytes) {

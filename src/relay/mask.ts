@@ -39,8 +39,9 @@ export interface Masker {
   bytes(value: Buffer): Buffer;
   /** A success body held whole: configured secrets only (a completion may talk about `sk-` tokens). */
   secrets(value: Buffer): Buffer;
-  /** For a success body that streams; undefined when there is no secret to look for. */
-  stream(): StreamMask | undefined;
+  /** For a success body that streams; undefined when there is no secret to look for. With
+   * `keepLength` (the answer's Content-Length is passed on), each mask is as long as what it hides. */
+  stream(keepLength?: boolean): StreamMask | undefined;
   /** A header value with configured secrets masked (also percent-encoded); undefined when it holds none. */
   header(value: string): string | undefined;
   /** Whether a header name (lower case, as Node gives it) holds a configured secret. */
@@ -69,6 +70,13 @@ export function createMasker(secrets: Iterable<string> = []): Masker {
   const inBodies = new SecretScan(verbatim);
   const inHeaders = new SecretScan(verbatim, true);
 
+  // A streamed body whose Content-Length is already on its way to the client keeps its length:
+  // the masked form is padded with stars to the bytes it replaces.
+  const sameLength = (secret: string, length: number): string => {
+    const short = masked(secret);
+    return short.length >= length ? short : short.replace('***', '*'.repeat(3 + length - short.length));
+  };
+
   const maskSecrets = (value: Buffer): Buffer => {
     const { found } = inBodies.scan(value, true);
     return rewrite(value, found, value.length, masked);
@@ -94,7 +102,9 @@ export function createMasker(secrets: Iterable<string> = []): Masker {
   const lowerCase = new SecretScan(verbatim.map((s) => s.toLowerCase()));
   const inName = (name: string): boolean => lowerCase.mayHold(name) && lowerCase.scan(Buffer.from(name, 'latin1'), true).found.length > 0;
 
-  return { text, bytes, secrets: maskSecrets, inName, stream: () => (inBodies.empty ? undefined : streamMask(inBodies, masked)), header };
+  return { text, bytes, secrets: maskSecrets, inName, stream: (keepLength = false) => (inBodies.empty ? undefined : streamMask(inBodies, keepLength ? sameLength : masked)),
+    header,
+  };
 }
 
 /** Masks tokens of the OpenAI shapes only (no configured secrets). */
