@@ -278,6 +278,9 @@ export const CREATING_OPERATIONS: ReadonlySet<string> = new Set([
   'createThreadAndRun',
   'createResponse',
   'beta_createResponse',
+  // Its answer is a response object of its own (the spec's CompactResource), recorded like one.
+  'Compactconversation',
+  'beta_Compactconversation',
   'createChatCompletion',
   'createFineTuningJob',
   'CreateContainer',
@@ -322,12 +325,30 @@ export function fineTunedModelsIn(answer: unknown): string[] {
   return names;
 }
 
-// Operations whose answers show fine-tuned models of the job in their path: the job, its checkpoints.
-const REVEALS_MODELS = new Set(['retrieveFineTuningJob', 'listFineTuningJobCheckpoints']);
+// Reads of one of the caller's own objects whose answers show objects made since it was created:
+// a job's fine-tuned models and result files, its checkpoints' models, a batch's output and error
+// files, the containers a background response started.
+const REVEALS_OBJECTS = new Set(['retrieveFineTuningJob', 'listFineTuningJobCheckpoints', 'retrieveBatch', 'getResponse']);
 
-/** True for an operation whose answer shows the fine-tuned models of the job it names. */
+/** True for an operation whose answer shows objects that came into being after its own. */
 export function revealsFineTunedModels(operation: Operation): boolean {
-  return REVEALS_MODELS.has(operation.id);
+  return REVEALS_OBJECTS.has(operation.id);
+}
+
+/** The objects such an answer shows: what it made along the way, and the fine-tuned models. */
+export function revealedObjectIds(answer: unknown): string[] {
+  return [...new Set([...createdObjectIds(answer), ...fineTunedModelsIn(answer)])];
+}
+
+/**
+ * The object an operation deletes: the one its path names, for a DELETE whose path names one
+ * object (`/v1/files/{file_id}`). A DELETE below another object (a vector store's file, a
+ * conversation's item) takes it out of its parent: the object itself lives on, and so does its owner.
+ */
+export function deletedByOperation(operation: Operation, method: string): string | undefined {
+  if (method !== 'DELETE') return undefined;
+  const values = Object.values(operation.params);
+  return values.length === 1 ? values[0] : undefined;
 }
 
 // Not an object id (no id has a space or this prefix): the owner table's entry for a ChatKit `user`.

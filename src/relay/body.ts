@@ -231,6 +231,11 @@ export async function readRequestBody(req: IncomingMessage, limits: BodyLimits, 
   if (isJson(type)) {
     if (length !== undefined && length > limits.jsonBodyBytes) throw tooLarge(limits.jsonBodyBytes);
     const bytes = await readWhole(req, limits.jsonBodyBytes);
+    // RFC 8259: a JSON text is sent without a byte order mark. One parser skips it and another
+    // refuses the body: the gateway refuses it, so both read the same body or none.
+    if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+      throw new GatewayError('invalid_json', { message: 'The request body begins with a byte order mark; send JSON without one.' });
+    }
     if (bytes.length > PARSE_BYTES) {
       const digest = await digestJson(bytes);
       const json = digest.object ? digest.top : undefined;

@@ -181,8 +181,13 @@ export async function digestJson(bytes: Buffer): Promise<JsonDigest> {
   const top: Record<string, unknown> = {};
   for (const [field, [start, end]] of digest.spans) {
     if (end - start > TOP_FIELD_BYTES) throw tooLong(field);
-    // Well-formed, and free of prototype keys: the pass checked both.
-    top[field] = JSON.parse(bytes.toString('utf8', start, end));
+    // Well-formed in structure and free of prototype keys (the pass checked both); a string's
+    // contents (its escapes, raw control characters) only JSON.parse checks.
+    try {
+      top[field] = JSON.parse(bytes.toString('utf8', start, end));
+    } catch (err) {
+      throw new GatewayError('invalid_json', { message: `The request body is not valid JSON: \`${field}\`: ${(err as Error).message}`, param: field, cause: err });
+    }
   }
   return { object: digest.object, top, spans: digest.spans, ids: [...digest.ids], sizes: digest.sizes };
 }

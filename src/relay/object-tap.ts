@@ -11,7 +11,7 @@
 // (src/pool/objects.ts, fineTunedModelsIn): a tap that records only those.
 import type { Logger } from 'pino';
 import { type Line, LineSplitter } from '../quota/sse-lines.js';
-import { createdObjectIds, deletedObjectId, fineTunedModelsIn } from '../pool/objects.js';
+import { createdObjectIds, deletedObjectId, revealedObjectIds } from '../pool/objects.js';
 import type { ObjectOwner, ObjectOwners } from '../pool/object-owners.js';
 import type { ResponseTap } from './forward.js';
 import { isEventStream } from './headers.js';
@@ -44,14 +44,18 @@ export interface ObjectTapOptions {
   operation: string;
   /** The request's JSON body, if it had one. */
   request?: Record<string, unknown>;
-  /** A GET of the caller's own fine-tuning job (or its checkpoints): its models become the caller's. */
+  /** A GET of one of the caller's own objects whose answer shows objects made since (a job's
+   * models and result files, a batch's output): they become the caller's. */
   revealsModels?: boolean;
+  /** The object the operation deletes (src/pool/objects.ts deletedByOperation): only a deletion
+   * answer for it forgets its owner. */
+  deletes?: string;
 }
 
 /** The tap for a request whose answer may create or delete objects, or undefined when it cannot. */
 export function objectTapFor(options: ObjectTapOptions): ((owner: ObjectOwner) => ResponseTap) | undefined {
   const method = options.method.toUpperCase();
-  if (method === 'GET' && options.revealsModels) return (owner) => new ObjectTap(options, owner, fineTunedModelsIn);
+  if (method === 'GET' && options.revealsModels) return (owner) => new ObjectTap(options, owner, revealedObjectIds);
   if (method !== 'POST' && method !== 'DELETE') return undefined;
   if (CREATES_NOTHING.has(options.operation)) return undefined;
   if (options.operation === 'createChatCompletion' && options.request?.store !== true) return undefined;
@@ -98,6 +102,9 @@ class ObjectTap implements ResponseTap {
     this.copy = [];
     const gone = deletedObjectId(answer);
     if (gone !== undefined) {
+      // `{id, deleted: true}` for what the request named: a file taken out of a vector store is
+      // answered with the file's id, and the file is still there.
+      if (gone !== this.options.deletes) return;
       this.options.owners.forget(gone, this.owner.userId).catch((err: unknown) => this.failed(err, gone));
       return;
     }

@@ -10,7 +10,7 @@ import { modelAllowed } from '../models.js';
 import type { Observation } from '../observability/observation.js';
 import type { TokenCounts } from '../observability/record.js';
 import type { Operation } from '../operations/match.js';
-import { createsObjects, idsInOperation, listedObjectKind, revealsFineTunedModels } from '../pool/objects.js';
+import { createsObjects, deletedByOperation, idsInOperation, listedObjectKind, revealsFineTunedModels } from '../pool/objects.js';
 import { checkCostBound, effectiveModel } from '../quota/bounds.js';
 import { estimateRequest } from '../quota/estimate.js';
 import { type Charge, QuotaGate } from '../quota/gate.js';
@@ -127,7 +127,15 @@ export function createRelayRoute(services: Services): RelayRoute {
     const usageTap = new UsageTap({ stripUsage: asked !== undefined, watch: estimate.metered });
     // Pinned: every object the request names is the caller's (for a job's GET, the job).
     const revealsModels = pinned !== undefined && revealsFineTunedModels(operation);
-    const objectTap = objectTapFor({ owners: store.objectOwners, log: services.log, method, operation: operation.id, request: json, revealsModels });
+    const objectTap = objectTapFor({
+      owners: store.objectOwners,
+      log: services.log,
+      method,
+      operation: operation.id,
+      request: json,
+      revealsModels,
+      deletes: deletedByOperation(operation, method),
+    });
     const listed = listedObjectKind(operation);
     call.takeOver();
     observation.relaying();
