@@ -26,15 +26,34 @@ export function offersWebSocket(req: IncomingMessage): boolean {
   return offer !== undefined && offer.split(',').some((protocol) => protocol.trim().toLowerCase() === 'websocket');
 }
 
-/** The request head as the client sent it, less the Upgrade header; Node decoded it as latin1. */
-function headWithoutUpgrade(req: IncomingMessage): Buffer {
+/**
+ * The request head as the client sent it, less the upgrade offer (`Upgrade`, `HTTP2-Settings`, the
+ * `upgrade` token of `Connection`); Node decoded it as latin1. With `close`, the connection ends
+ * with this request's answer: requests pipelined behind an offer would each be handed back to Node
+ * again, and their answers queue behind each other for ever. The client sends them again on a new
+ * connection, as it does whenever a server closes one.
+ */
+function headWithoutUpgrade(req: IncomingMessage, close: boolean): Buffer {
   let head = `${req.method} ${req.url} HTTP/${req.httpVersion}\r\n`;
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i] as string;
-    if (name.toLowerCase() !== 'upgrade') head += `${name}: ${raw[i + 1]}\r\n`;
+    const name = (raw[i] as string).toLowerCase();
+    if (name === 'upgrade' || name === 'http2-settings') continue;
+    if (name === 'connection') {
+      const kept = (raw[i + 1] as string).split(',').map((t) => t.trim()).filter((t) => t !== '' && !/^(upgrade|http2-settings)$/i.test(t));
+      if (!close && kept.length > 0) head += `${raw[i]}: ${kept.join(', ')}\r\n`;
+      continue;
+    }
+    head += `${raw[i]}: ${raw[i + 1]}\r\n`;
   }
-  return Buffer.from(`${head}\r\n`, 'latin1');
+  return Buffer.from(`${head}${close ? 'Connection: close\r\n' : ''}\r\n`, 'latin1');
+}
+
+/** Bytes after the request's own body came with it: requests pipelined behind the offer. */
+function pipelined(req: IncomingMessage, head: Buffer): boolean {
+  if (head.length === 0) return false;
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  return head.length > (Number(req.headers['content-length']) || 0);
 }
 
 /** The server's 'upgrade' listener: WebSocket offers go to `onWebSocket`, any other is served as plain HTTP. */
@@ -45,7 +64,11 @@ export function webSocketUpgradesOnly(server: http.Server, onWebSocket: UpgradeL
       socket.destroy();
       return;
     }
-    socket.unshift(head.length > 0 ? Buffer.concat([headWithoutUpgrade(req), head]) : headWithoutUpgrade(req));
+    const close = pipelined(req, head);
+    // What is pipelined behind the request's own body is not read: the connection closes first.
+    const body = close && req.headers['transfer-encoding'] === undefined ? head.subarray(0, Number(req.headers['content-length']) || 0) : head;
+    const rebuilt = headWithoutUpgrade(req, close);
+    socket.unshift(body.length > 0 ? Buffer.concat([rebuilt, body]) : rebuilt);
     nodeConnectionListener.call(server, socket);
   };
 }
