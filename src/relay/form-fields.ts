@@ -7,10 +7,9 @@
 import { Transform, type TransformCallback } from 'node:stream';
 
 const HEADERS_END = Buffer.from('\r\n\r\n');
-// A parameter value is a quoted string or a token (RFC 7578 4.2, RFC 2183).
-const NAME = /;\s*name=(?:"([^"]*)"|([^";\s]+))/i;
-const FILENAME = /;\s*filename\*?=/i;
-const DISPOSITION = /^content-disposition:(.*)$/im;
+// One `; key=value` parameter: a token or a quoted string (RFC 7578 4.2, RFC 2183, RFC 9110 5.6.6).
+const PARAMETER = /^;\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s"]*))\s*/;
+const DISPOSITION = /^content-disposition:(.*)$/gim;
 // More header text than any part needs: past it, the part is not read (and a guarded form fails).
 const MAX_PART_HEADERS = 16 * 1024;
 
@@ -31,11 +30,32 @@ interface PartHead {
   file: boolean;
 }
 
+/** The parameters of a Content-Disposition value, read in order with quotes respected; undefined
+ * for anything a parser could read two ways (a parameter twice, text it cannot read). */
+function dispositionParameters(value: string): Map<string, string> | undefined {
+  const params = new Map<string, string>();
+  const semi = value.indexOf(';');
+  let rest = semi === -1 ? '' : value.slice(semi).trimEnd();
+  while (rest !== '') {
+    const match = PARAMETER.exec(rest);
+    if (!match) return undefined;
+    const key = (match[1] as string).toLowerCase();
+    if (params.has(key)) return undefined;
+    params.set(key, match[2] !== undefined ? match[2].replace(/\\(.)/g, '$1') : (match[3] as string));
+    rest = rest.slice(match[0].length);
+  }
+  return params;
+}
+
+/** A part's name and whether it is a file; undefined for a head that parsers could read two ways:
+ * no Content-Disposition or two, unreadable parameters, or an encoded `name*` (RFC 7578 4.2 says a
+ * form's names are never encoded that way, yet some parsers decode it). */
 function partHead(headers: string): PartHead | undefined {
-  const disposition = DISPOSITION.exec(headers)?.[1];
-  if (disposition === undefined) return undefined;
-  const name = NAME.exec(disposition);
-  return { name: name ? (name[1] ?? name[2]) : undefined, file: FILENAME.test(disposition) };
+  const dispositions = [...headers.matchAll(DISPOSITION)];
+  if (dispositions.length !== 1) return undefined;
+  const params = dispositionParameters((dispositions[0] as RegExpMatchArray)[1] as string);
+  if (params === undefined || params.has('name*')) return undefined;
+  return { name: params.get('name'), file: params.has('filename') || params.has('filename*') };
 }
 
 /** Looks for the text field `name` among the parts before the first file part of `head`. */
@@ -100,7 +120,13 @@ export class FieldGuard extends Transform {
         examined = Math.max(examined, buf.length - (this.delimiter.length - 1));
         break;
       }
-      const headersEnd = buf.indexOf(HEADERS_END, at + this.delimiter.length);
+      const after = at + this.delimiter.length;
+      // `--` closes the form: what follows (an epilogue) is no part; it leaves with the flush.
+      if (buf.length >= after + 2 && buf[after] === 0x2d && buf[after + 1] === 0x2d) {
+        examined = at;
+        break;
+      }
+      const headersEnd = buf.indexOf(HEADERS_END, after);
       if (headersEnd === -1) {
         if (buf.length - at > this.delimiter.length + MAX_PART_HEADERS) {
           done(this.refusal());
@@ -110,7 +136,8 @@ export class FieldGuard extends Transform {
         break;
       }
       const part = partHead(buf.subarray(at + this.delimiter.length, headersEnd).toString('latin1'));
-      if (part?.name === this.name && ++this.seen > 1) {
+      // A part the guard cannot read for certain could be the field: the form is refused.
+      if (part === undefined || (part.name === this.name && ++this.seen > 1)) {
         done(this.refusal());
         return;
       }
