@@ -192,7 +192,9 @@ function sendError(r: RelayRequest, error: GatewayError): Outcome {
 function sendHeldError(r: RelayRequest, masker: Masker, answer: UpstreamAnswer, held: Held, choice: PoolChoice, started: number): Outcome {
   if (held.error) return { ...sendError(r, mapUpstreamError(held.error)), choice };
   if (!held.complete) answer.body.destroy();
-  const bytes = masker.bytes(held.bytes);
+  // A body cut at the bound may end inside a secret: the bytes that could begin one are not sent.
+  const cut = held.complete ? held.bytes : (masker.stream()?.chunk(held.bytes) ?? held.bytes);
+  const bytes = masker.bytes(cut);
   writeHeld(r.res, answer.status, answerHeaders(answer, { requestId: r.requestId, extraHeaders: r.extraHeaders, masker }), bytes, {
     complete: held.complete,
     head: r.method === 'HEAD',
