@@ -9,7 +9,7 @@ import {
   createdObjectIds,
   fineTunedModelsIn,
   ownerHintOf,
-  revealsFineTunedModels,
+  revealsOwnObjects,
   deletedObjectId,
   filterListAnswer,
   idsInBody,
@@ -128,11 +128,11 @@ describe('ids that answers create', () => {
   });
 
   it('GETs of a job and of its checkpoints show its models; its events and other GETs do not count', () => {
-    expect(revealsFineTunedModels(op('GET', '/v1/fine_tuning/jobs/ftjob-1'))).toBe(true);
-    expect(revealsFineTunedModels(op('GET', '/v1/fine_tuning/jobs/ftjob-1/checkpoints?limit=5'))).toBe(true);
-    expect(revealsFineTunedModels(op('GET', '/v1/fine_tuning/jobs/ftjob-1/events'))).toBe(false);
-    expect(revealsFineTunedModels(op('GET', '/v1/fine_tuning/jobs'))).toBe(false);
-    expect(revealsFineTunedModels(op('POST', '/v1/fine_tuning/jobs/ftjob-1'))).toBe(false);
+    expect(revealsOwnObjects(op('GET', '/v1/fine_tuning/jobs/ftjob-1'))).toBe(true);
+    expect(revealsOwnObjects(op('GET', '/v1/fine_tuning/jobs/ftjob-1/checkpoints?limit=5'))).toBe(true);
+    expect(revealsOwnObjects(op('GET', '/v1/fine_tuning/jobs/ftjob-1/events'))).toBe(false);
+    expect(revealsOwnObjects(op('GET', '/v1/fine_tuning/jobs'))).toBe(false);
+    expect(revealsOwnObjects(op('POST', '/v1/fine_tuning/jobs/ftjob-1'))).toBe(false);
   });
 
   it("a ChatKit session claims its user: the session's answer records it, its request names it", () => {

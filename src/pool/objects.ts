@@ -331,7 +331,7 @@ export function fineTunedModelsIn(answer: unknown): string[] {
 const REVEALS_OBJECTS = new Set(['retrieveFineTuningJob', 'listFineTuningJobCheckpoints', 'retrieveBatch', 'getResponse']);
 
 /** True for an operation whose answer shows objects that came into being after its own. */
-export function revealsFineTunedModels(operation: Operation): boolean {
+export function revealsOwnObjects(operation: Operation): boolean {
   return REVEALS_OBJECTS.has(operation.id);
 }
 

@@ -46,7 +46,7 @@ export interface ObjectTapOptions {
   request?: Record<string, unknown>;
   /** A GET of one of the caller's own objects whose answer shows objects made since (a job's
    * models and result files, a batch's output): they become the caller's. */
-  revealsModels?: boolean;
+  revealsObjects?: boolean;
   /** The object the operation deletes (src/pool/objects.ts deletedByOperation): only a deletion
    * answer for it forgets its owner. */
   deletes?: string;
@@ -55,7 +55,7 @@ export interface ObjectTapOptions {
 /** The tap for a request whose answer may create or delete objects, or undefined when it cannot. */
 export function objectTapFor(options: ObjectTapOptions): ((owner: ObjectOwner) => ResponseTap) | undefined {
   const method = options.method.toUpperCase();
-  if (method === 'GET' && options.revealsModels) return (owner) => new ObjectTap(options, owner, revealedObjectIds);
+  if (method === 'GET' && options.revealsObjects) return (owner) => new ObjectTap(options, owner, revealedObjectIds);
   if (method !== 'POST' && method !== 'DELETE') return undefined;
   if (CREATES_NOTHING.has(options.operation)) return undefined;
   if (options.operation === 'createChatCompletion' && options.request?.store !== true) return undefined;

@@ -10,7 +10,7 @@ import { modelAllowed } from '../models.js';
 import type { Observation } from '../observability/observation.js';
 import type { TokenCounts } from '../observability/record.js';
 import type { Operation } from '../operations/match.js';
-import { createsObjects, deletedByOperation, idsInOperation, listedObjectKind, revealsFineTunedModels } from '../pool/objects.js';
+import { createsObjects, deletedByOperation, idsInOperation, listedObjectKind, revealsOwnObjects } from '../pool/objects.js';
 import { checkCostBound, effectiveModel } from '../quota/bounds.js';
 import { estimateRequest } from '../quota/estimate.js';
 import { type Charge, QuotaGate } from '../quota/gate.js';
@@ -126,14 +126,14 @@ export function createRelayRoute(services: Services): RelayRoute {
     const asked = askForUsage(operation.id, body);
     const usageTap = new UsageTap({ stripUsage: asked !== undefined, watch: estimate.metered });
     // Pinned: every object the request names is the caller's (for a job's GET, the job).
-    const revealsModels = pinned !== undefined && revealsFineTunedModels(operation);
+    const revealsObjects = pinned !== undefined && revealsOwnObjects(operation);
     const objectTap = objectTapFor({
       owners: store.objectOwners,
       log: services.log,
       method,
       operation: operation.id,
       request: json,
-      revealsModels,
+      revealsObjects,
       deletes: deletedByOperation(operation, method),
     });
     const listed = listedObjectKind(operation);
