@@ -1,4 +1,4 @@
-// Every operation of shared/openai/routes.tsv crosses the gateway unchanged (CONTRACT.md, The relay):
+// Every operation of spec/openai/routes.tsv crosses the gateway unchanged (CONTRACT.md, The relay):
 // one request per operation, scripted per operation at the fake upstream, and both ends compared
 // byte for byte, less only what CONTRACT.md and RELIABILITY.md 34 say the gateway changes.
 import type { IncomingHttpHeaders } from 'node:http';

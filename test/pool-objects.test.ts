@@ -1,31 +1,27 @@
 // Sticky objects: the ids answers create and requests name, on the shapes of the spec's own examples
-// (shared/openai/openapi.yaml) and every path of shared/openai/routes.tsv.
+// (spec/openai/openapi.yaml) and every path of spec/openai/routes.tsv.
 import { describe, expect, it } from 'vitest';
+import { matchOperation } from '../src/operations/match.js';
+import { CREATING_OPERATIONS, claimedNames, createsObjects, listedObjectKind, revealsOwnObjects } from '../src/pool/object-operations.js';
 import {
-  CREATING_OPERATIONS,
   chatkitUserRef,
-  createsObjects,
-  claimedNames,
   createdObjectIds,
-  fineTunedModelsIn,
-  ownerHintOf,
-  revealsOwnObjects,
   deletedObjectId,
   filterListAnswer,
+  fineTunedModelsIn,
   idsInBody,
   idsInOperation,
   idsInPath,
-  listedObjectKind,
   namedObjectIds,
   objectKindOf,
+  ownerHintOf,
   type ObjectKind,
 } from '../src/pool/objects.js';
-import { matchOperation } from '../src/operations/match.js';
 import { checkTarget } from '../src/relay/path.js';
+import { loadRoutes } from './helpers/routes.js';
 
 /** The operation a request is, as the gateway matches it at the door. */
 const op = (method: string, target: string) => matchOperation(method, checkTarget(target).path);
-import { loadRoutes } from './helpers/routes.js';
 
 describe('object kinds by id', () => {
   it.each([

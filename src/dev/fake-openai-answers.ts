@@ -1,5 +1,5 @@
 // The default answers of the fake upstream: short, deterministic imitations of OpenAI's shapes
-// (shared/openai/openapi.yaml), enough for the gateway to find models, streams and usage in them.
+// (spec/openai/openapi.yaml), enough for the gateway to find models, streams and usage in them.
 // Token counts are a pure function of the request so that tests can predict what gets charged.
 
 import { createHash, randomBytes } from 'node:crypto';

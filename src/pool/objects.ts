@@ -7,7 +7,7 @@
 // files `cfile_`; a vector store's file batches `vsfb_`; an eval's runs `evalrun_`, `outputitem_`;
 // checkpoints `ftckpt_`; upload parts `part_`) are always reached through their parent's path, so
 // the parent's owner answers for them, and a stream that created one unseen cannot lock its
-// creator out. Ids come from shared/openai/routes.tsv paths and openapi.yaml examples.
+// creator out. Ids come from spec/openai/routes.tsv paths and openapi.yaml examples.
 //
 // Two kinds are not ids of the usual shape. A fine-tuned model is named `ft:<base>:<org>:<suffix>:<id>`
 // (its checkpoints add `:ckpt-step-<n>`); it comes into being when a job finishes, so the gateway
@@ -154,7 +154,7 @@ const MAX_DEPTH = 64;
 
 type Json = Record<string, unknown>;
 
-function isObject(value: unknown): value is Json {
+export function isObject(value: unknown): value is Json {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
@@ -261,52 +261,6 @@ export function createdObjectIds(answer: unknown, request?: unknown): string[] {
   return ids;
 }
 
-// Operations whose answers bring new owned objects into being (their ids are recorded from the
-// answer, createdObjectIds): a user who holds `pool.maxObjectsPerUser` objects is refused these
-// before they reach the upstream (src/relay/object-slots.ts). Left out: what lives inside an object
-// one owns already (runs, messages, a vector store's files), cancels and updates. Objects made
-// along the way (a job's fine-tuned model, a Responses container, a thread's inline vector store)
-// are recorded all the same and count: a user may end a few past the bound, never more.
-export const CREATING_OPERATIONS: ReadonlySet<string> = new Set([
-  'createFile',
-  'createUpload',
-  'completeUpload',
-  'createBatch',
-  'createVectorStore',
-  'createAssistant',
-  'createThread',
-  'createThreadAndRun',
-  'createResponse',
-  'beta_createResponse',
-  // Its answer is a response object of its own (the spec's CompactResource), recorded like one.
-  'Compactconversation',
-  'beta_Compactconversation',
-  'createChatCompletion',
-  'createFineTuningJob',
-  'CreateContainer',
-  'createVideo',
-  'CreateVideoEdit',
-  'CreateVideoExtend',
-  'CreateVideoRemix',
-  'CreateVideoCharacter',
-  'createConversation',
-  'createEval',
-  'CreateSkill',
-  'createVoice',
-  'createVoiceConsent',
-  'CreateChatSessionMethod',
-]);
-
-/** True for a request that may create owned objects: its operation creates them, and a chat
- * completion asks `store: true`, a response does not ask `store: false`. */
-export function createsObjects(operation: Operation, body: unknown): boolean {
-  if (!CREATING_OPERATIONS.has(operation.id)) return false;
-  const asked = isObject(body) ? body.store : undefined;
-  if (operation.id === 'createChatCompletion') return asked === true;
-  if (operation.id === 'createResponse' || operation.id === 'beta_createResponse') return asked !== false;
-  return true;
-}
-
 /**
  * The fine-tuned models a fine-tuning answer shows: a job's `fine_tuned_model` (GET
  * /fine_tuning/jobs/{id}, or each job of a list), a checkpoint's `fine_tuned_model_checkpoint`
@@ -325,30 +279,9 @@ export function fineTunedModelsIn(answer: unknown): string[] {
   return names;
 }
 
-// Reads of one of the caller's own objects whose answers show objects made since it was created:
-// a job's fine-tuned models and result files, its checkpoints' models, a batch's output and error
-// files, the containers a background response started.
-const REVEALS_OBJECTS = new Set(['retrieveFineTuningJob', 'listFineTuningJobCheckpoints', 'retrieveBatch', 'getResponse']);
-
-/** True for an operation whose answer shows objects that came into being after its own. */
-export function revealsOwnObjects(operation: Operation): boolean {
-  return REVEALS_OBJECTS.has(operation.id);
-}
-
 /** The objects such an answer shows: what it made along the way, and the fine-tuned models. */
 export function revealedObjectIds(answer: unknown): string[] {
   return [...new Set([...createdObjectIds(answer), ...fineTunedModelsIn(answer)])];
-}
-
-/**
- * The object an operation deletes: the one its path names, for a DELETE whose path names one
- * object (`/v1/files/{file_id}`). A DELETE below another object (a vector store's file, a
- * conversation's item) takes it out of its parent: the object itself lives on, and so does its owner.
- */
-export function deletedByOperation(operation: Operation, method: string): string | undefined {
-  if (method !== 'DELETE') return undefined;
-  const values = Object.values(operation.params);
-  return values.length === 1 ? values[0] : undefined;
 }
 
 // Not an object id (no id has a space or this prefix): the owner table's entry for a ChatKit `user`.
@@ -359,42 +292,10 @@ export function chatkitUserRef(user: string): string {
   return CHATKIT_USER + user;
 }
 
-/**
- * Names a request claims rather than uses: `POST /chatkit/sessions` claims its `user` for the
- * caller (unknown is fine, another gateway user's is not).
- */
-export function claimedNames(operation: Operation, body: unknown): string[] {
-  if (operation.id !== 'CreateChatSessionMethod' || !isObject(body)) return [];
-  return typeof body.user === 'string' ? [chatkitUserRef(body.user)] : [];
-}
-
 /** The id a deletion answer (`{id, object, deleted: true}`) says is gone, if it is tracked. */
 export function deletedObjectId(answer: unknown): string | undefined {
   if (!isObject(answer) || answer.deleted !== true || typeof answer.id !== 'string') return undefined;
   return objectKindOf(answer.id) ? answer.id : undefined;
-}
-
-// These operations list objects of the key's whole project, every user's together.
-const LISTS: ReadonlyMap<string, ObjectKind> = new Map([
-  ['listFiles', 'file'],
-  ['listBatches', 'batch'],
-  ['listVectorStores', 'vector_store'],
-  ['listAssistants', 'assistant'],
-  ['listPaginatedFineTuningJobs', 'fine_tuning_job'],
-  ['ListContainers', 'container'],
-  ['ListVideos', 'video'],
-  ['listEvals', 'eval'],
-  ['listChatCompletions', 'chat_completion'],
-  ['ListSkills', 'skill'],
-  ['listVoiceConsents', 'voice_consent'],
-  ['ListThreadsMethod', 'chatkit_thread'],
-  // Base models are everyone's and pass; fine-tuned ones are shown to their owner.
-  ['listModels', 'fine_tuned_model'],
-]);
-
-/** The kind of owned objects an operation lists (to be filtered per user), or undefined when it lists none. */
-export function listedObjectKind(operation: Operation): ObjectKind | undefined {
-  return LISTS.get(operation.id);
 }
 
 /**

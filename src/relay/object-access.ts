@@ -12,9 +12,9 @@
 // `user` the caller's session claimed becomes the caller's, and the fine-tuned model of the
 // caller's job becomes the caller's, on the job's key.
 import { GatewayError } from '../errors.js';
+import { claimedNames } from '../pool/object-operations.js';
 import {
   type ObjectKind,
-  claimedNames,
   filterListAnswer,
   fineTunedModelsIn,
   namedObjectIds,
