@@ -56,7 +56,9 @@ function encodings(value: string | string[] | undefined): string[] {
   return names.map((n) => n.trim().toLowerCase()).filter((n) => n !== '' && n !== 'identity');
 }
 
-/** The headers with every pool key masked, and whether `location` held one. */
+/** The headers with every pool key masked (escaped forms too) and every OpenAI-shaped token (an
+ * upstream that echoes a request's headers), and whether `location` held a pool key. The one
+ * place an answer's headers are masked, HTTP and WebSocket alike. */
 export function maskHeaders(headers: IncomingHttpHeaders, masker: Masker): { headers: IncomingHttpHeaders; keyInLocation: boolean } {
   let out: IncomingHttpHeaders | undefined;
   let keyInLocation = false;
@@ -69,9 +71,13 @@ export function maskHeaders(headers: IncomingHttpHeaders, masker: Masker): { hea
       continue;
     }
     const values = Array.isArray(value) ? value : [value];
-    const masked = values.map((v) => masker.header(v));
+    const secrets = values.map((v) => masker.header(v));
+    const masked = values.map((v, i) => {
+      const text = masker.text(secrets[i] ?? v);
+      return text === v ? undefined : text;
+    });
     if (masked.every((m) => m === undefined)) continue;
-    if (name === 'location') keyInLocation = true;
+    if (name === 'location' && secrets.some((m) => m !== undefined)) keyInLocation = true;
     out ??= { ...headers };
     const clean = values.map((v, i) => masked[i] ?? v);
     // set-cookie is the one header Node gives as an array.

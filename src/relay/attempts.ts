@@ -195,7 +195,7 @@ function sendHeldError(r: RelayRequest, masker: Masker, answer: UpstreamAnswer, 
   // A body cut at the bound may end inside a secret: the bytes that could begin one are not sent.
   const cut = held.complete ? held.bytes : (masker.stream()?.chunk(held.bytes) ?? held.bytes);
   const bytes = masker.bytes(cut);
-  writeHeld(r.res, answer.status, answerHeaders(answer, { requestId: r.requestId, extraHeaders: r.extraHeaders, masker }), bytes, {
+  writeHeld(r.res, answer.status, answerHeaders(answer, r), bytes, {
     complete: held.complete,
     head: r.method === 'HEAD',
   });
@@ -210,7 +210,7 @@ async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest
   const json = String(answer.headers['content-type'] ?? '').toLowerCase().includes('json');
   if (r.filterList && answer.status < 300 && json) return deliverList(answer, attempt, r, tap, signal, started, masker);
   const mask = masker.stream(answer.headers['content-length'] !== undefined);
-  const result = await deliverStream(answer, { res: r.res, requestId: r.requestId, extraHeaders: r.extraHeaders, tap, mask, started, streams, masker });
+  const result = await deliverStream(answer, { res: r.res, requestId: r.requestId, extraHeaders: r.extraHeaders, tap, mask, started, streams });
   if (result.outcome === 'client_aborted') attempt.finish({ clientAborted: true });
   else attempt.finish({ status: answer.status, headers: answer.headers, transportCode: result.error ? errorCode(result.error.cause) : undefined });
   return { ...result, choice, reachedUpstream: true };
@@ -243,6 +243,6 @@ async function deliverList(
   tap?.chunk(bytes);
   tap?.end(true);
   bytes = masker.secrets(bytes);
-  writeHeld(r.res, answer.status, answerHeaders(answer, { requestId: r.requestId, extraHeaders: r.extraHeaders, masker }), bytes, { complete: true, head: false });
+  writeHeld(r.res, answer.status, answerHeaders(answer, r), bytes, { complete: true, head: false });
   return { outcome: 'ok', status: answer.status, upstreamStatus: answer.status, bytesOut: bytes.length, ttfbMs: performance.now() - started, choice: attempt.choice };
 }

@@ -5,7 +5,6 @@ import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { type ErrorCode, GatewayError } from '../errors.js';
 import type { UpstreamAnswer } from './exchange.js';
 import { clientResponseHeaders, isEventStream } from './headers.js';
-import type { Masker } from './mask.js';
 import type { StreamMask } from './key-scan.js';
 import type { OpenStreams } from './open-streams.js';
 
@@ -34,8 +33,6 @@ export interface Delivery {
   started: number;
   /** Where the stream registers itself so a shutdown can end it (src/relay/open-streams.ts). */
   streams?: OpenStreams;
-  /** Masks key material in the answer's header values (an upstream that echoes the request's). */
-  masker: Masker;
 }
 
 export interface ResponseTap {
@@ -59,8 +56,8 @@ function endsEvent(chunk: Buffer): boolean {
 }
 
 /** The client's answer headers for an upstream answer. */
-export function answerHeaders(answer: UpstreamAnswer, d: Pick<Delivery, 'requestId' | 'extraHeaders' | 'masker'>): OutgoingHttpHeaders {
-  const headers = clientResponseHeaders(answer.headers, d.requestId, d.masker);
+export function answerHeaders(answer: UpstreamAnswer, d: Pick<Delivery, 'requestId' | 'extraHeaders'>): OutgoingHttpHeaders {
+  const headers = clientResponseHeaders(answer.headers, d.requestId);
   if (d.extraHeaders) Object.assign(headers, d.extraHeaders);
   return headers;
 }

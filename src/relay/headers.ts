@@ -1,7 +1,6 @@
 // Which headers cross the gateway, in each direction.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { PoolKey } from '../pool/pool.js';
-import type { Masker } from './mask.js';
 
 // RFC 9110 section 7.6.1, plus the proxy headers that are hop-by-hop in practice.
 const HOP_BY_HOP = new Set([
@@ -82,17 +81,8 @@ export function isEventStream(contentType: string | string[] | undefined): boole
   return value !== undefined && value.toLowerCase().startsWith('text/event-stream');
 }
 
-/** A header value with any key material masked (an upstream that echoes the request's headers). */
-function maskedValue(value: string | string[], masker: Masker): string | string[] {
-  return typeof value === 'string' ? masker.text(value) : value.map(masker.text);
-}
-
-/** The headers of the answer to the client, key material in their values masked. */
-export function clientResponseHeaders(
-  upstream: Record<string, string | string[] | undefined>,
-  requestId: string,
-  masker: Masker,
-): OutgoingHttpHeaders {
+/** The headers of the answer to the client, from the upstream's (masked already: answer-guard.ts). */
+export function clientResponseHeaders(upstream: Record<string, string | string[] | undefined>, requestId: string): OutgoingHttpHeaders {
   const dropped = namedByConnection(upstream.connection);
   const stream = isEventStream(upstream['content-type']);
   const out: OutgoingHttpHeaders = {};
@@ -103,7 +93,7 @@ export function clientResponseHeaders(
     // Skipped rather than deleted after: a delete turns the object into a slow dictionary.
     if (stream && name === 'content-encoding') continue;
     if (dropped?.has(name)) continue;
-    out[name] = maskedValue(value, masker);
+    out[name] = value;
   }
   if (stream) {
     out['cache-control'] = 'no-cache';
@@ -120,7 +110,7 @@ export function clientResponseHeaders(
  * The headers of a WebSocket handshake's 101: those of an HTTP answer (above), plus the two that
  * make it a 101. A 101 has no body, so no length either.
  */
-export function handshakeResponseHeaders(upstream: IncomingHttpHeaders, requestId: string, masker: Masker): OutgoingHttpHeaders {
-  const { 'content-length': _length, ...rest } = clientResponseHeaders(upstream, requestId, masker);
+export function handshakeResponseHeaders(upstream: IncomingHttpHeaders, requestId: string): OutgoingHttpHeaders {
+  const { 'content-length': _length, ...rest } = clientResponseHeaders(upstream, requestId);
   return { upgrade: 'websocket', connection: 'Upgrade', ...rest };
 }

@@ -75,7 +75,7 @@ function writeHttpError(socket: Duplex, error: GatewayError, requestId: string):
 function writeRefusal(socket: Duplex, refusal: Extract<UpgradeResult, { kind: 'refused' }>, masker: Masker, requestId: string): void {
   const guarded = guardHeldAnswer(refusal.headers, refusal.body, masker, REFUSAL_DECODED_LIMIT);
   if (!guarded.ok) return writeHttpError(socket, guarded.error, requestId);
-  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(guarded.headers, requestId, masker), guarded.body);
+  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(guarded.headers, requestId), guarded.body);
 }
 
 /** Splits the offered subprotocols into the key (if the browser form is used) and the rest. */
@@ -92,9 +92,9 @@ export function splitProtocols(header: string | undefined): { key?: string; othe
 }
 
 /** The 101 the client gets: the upstream's, by the same rules as an HTTP answer's headers. */
-function handshakeHead(upstream: IncomingHttpHeaders, requestId: string, masker: Masker): string {
+function handshakeHead(upstream: IncomingHttpHeaders, requestId: string): string {
   const lines = ['HTTP/1.1 101 Switching Protocols'];
-  for (const [name, value] of Object.entries(handshakeResponseHeaders(upstream, requestId, masker))) {
+  for (const [name, value] of Object.entries(handshakeResponseHeaders(upstream, requestId))) {
     if (value === undefined) continue;
     for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
   }
@@ -219,7 +219,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
         return;
       }
       // The frames that follow are relayed as they come (docs/key-pool.md); the head is checked.
-      socket.write(handshakeHead(maskHeaders(opened.headers, deps.masker).headers, requestId, deps.masker));
+      socket.write(handshakeHead(maskHeaders(opened.headers, deps.masker).headers, requestId));
       if (head.length > 0) upstream.write(head);
       join(socket, upstream, deps.streams);
       deps.log.info(upgradeLine(facts, { poolKeyId: opened.choice.key.id, upstream: opened.choice.upstream.id, retries: tried.length }), 'websocket opened');
