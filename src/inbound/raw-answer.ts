@@ -3,7 +3,7 @@
 // whole or did not parse. Always OpenAI-shaped with a request id (CONTRACT.md, Errors), and always
 // the last thing said on the connection.
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { type OutgoingHttpHeaders, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { type GatewayError, errorBody } from '../errors.js';
 
@@ -12,19 +12,22 @@ import { type GatewayError, errorBody } from '../errors.js';
 // client's kernel drop the answer before the client has read it (RFC 9112, 9.6).
 const LINGER_MS = 2000;
 
-function answerBytes(error: GatewayError): string {
-  const id = randomUUID();
-  const body = errorBody(error);
-  const lines = [
-    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}`,
-    'content-type: application/json',
-    `content-length: ${Buffer.byteLength(body)}`,
-    `x-request-id: ${id}`,
-    `x-keyrelay-request-id: ${id}`,
-    'connection: close',
-  ];
-  for (const [name, value] of Object.entries(error.headers)) lines.push(`${name}: ${value}`);
-  return `${lines.join('\r\n')}\r\n\r\n${body}`;
+/** An HTTP/1.1 answer as bytes, the last on its connection: its own content-length and
+ * `connection: close` replace any the headers name. */
+export function rawAnswer(status: number, headers: OutgoingHttpHeaders, body: Buffer): Buffer {
+  const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name === 'content-length' || name === 'connection') continue;
+    for (const v of Array.isArray(value) ? value : [value]) head.push(`${name}: ${v}`);
+  }
+  head.push(`content-length: ${body.length}`, 'connection: close');
+  return Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n\r\n`, 'latin1'), body]);
+}
+
+/** A gateway error as such an answer, under request id `id`. */
+export function rawError(error: GatewayError, id: string = randomUUID()): Buffer {
+  const headers = { ...error.headers, 'content-type': 'application/json', 'x-request-id': id, 'x-keyrelay-request-id': id };
+  return rawAnswer(error.status, headers, Buffer.from(errorBody(error)));
 }
 
 /** On a socket nothing else reads: answers, drains what comes in for a moment, then closes. */
@@ -32,7 +35,7 @@ export function refuseOnSocket(socket: Socket, error: GatewayError): void {
   socket.on('error', () => socket.destroy());
   const linger = setTimeout(() => socket.destroy(), LINGER_MS).unref();
   socket.once('close', () => clearTimeout(linger));
-  socket.end(answerBytes(error));
+  socket.end(rawError(error));
   socket.resume();
 }
 
@@ -44,5 +47,5 @@ export function answerOnSocket(socket: Socket, error: GatewayError): void {
   }
   const linger = setTimeout(() => socket.destroy(), LINGER_MS).unref();
   socket.once('close', () => clearTimeout(linger));
-  socket.end(answerBytes(error), () => socket.destroy());
+  socket.end(rawError(error), () => socket.destroy());
 }

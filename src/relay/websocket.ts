@@ -3,13 +3,12 @@
 // decoded, so every extension and message type passes unchanged. A handshake the upstream refuses
 // for its key (401, 403, 429, 5xx) is tried on another key before the client hears of it, as an
 // HTTP request is (attempts.ts); a refusal that stands reaches the client with its status, masked.
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import { STATUS_CODES } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { authenticate, bearerToken } from '../auth.js';
-import { GatewayError, errorBody } from '../errors.js';
+import { GatewayError } from '../errors.js';
 import { modelAllowed } from '../models.js';
 import { checkWebSocketBound } from '../quota/bounds.js';
 import { parseUpstreamError } from '../pool/outcome.js';
@@ -27,6 +26,7 @@ import { type Target, checkTarget } from './path.js';
 import { type UpgradeResult, upgradeUpstream } from './upstream-upgrade.js';
 import { mapUpstreamError } from './upstream-errors.js';
 import { upgradeFacts, upgradeLine } from './websocket-log.js';
+import { rawAnswer, rawError } from '../inbound/raw-answer.js';
 
 const WS_PATHS = new Set(['/v1/realtime', '/v1/responses']);
 // Browsers cannot set headers, so they send the key as a subprotocol (openai-node websocket.ts).
@@ -56,26 +56,15 @@ function queryModel(search: string): string | undefined {
 }
 
 /** A plain HTTP answer on the raw socket of a refused upgrade; the connection closes after it. */
-function writeHttpAnswer(socket: Duplex, status: number, headers: OutgoingHttpHeaders, body: Buffer): void {
-  const head = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`];
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name === 'content-length' || name === 'connection') continue;
-    for (const v of Array.isArray(value) ? value : [value]) head.push(`${name}: ${v}`);
-  }
-  head.push(`content-length: ${body.length}`, 'connection: close');
-  socket.end(Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n\r\n`), body]));
-}
-
 function writeHttpError(socket: Duplex, error: GatewayError, requestId: string): void {
-  const headers = { ...error.headers, 'content-type': 'application/json', 'x-request-id': requestId, 'x-keyrelay-request-id': requestId };
-  writeHttpAnswer(socket, error.status, headers, Buffer.from(errorBody(error)));
+  socket.end(rawError(error, requestId));
 }
 
 /** The upstream's own refusal, as the client gets it: its status, its headers less what never crosses, its body masked. */
 function writeRefusal(socket: Duplex, refusal: Extract<UpgradeResult, { kind: 'refused' }>, masker: Masker, requestId: string): void {
   const guarded = guardHeldAnswer(refusal.headers, refusal.body, masker, REFUSAL_DECODED_LIMIT);
   if (!guarded.ok) return writeHttpError(socket, guarded.error, requestId);
-  writeHttpAnswer(socket, refusal.status, clientResponseHeaders(guarded.headers, requestId), guarded.body);
+  socket.end(rawAnswer(refusal.status, clientResponseHeaders(guarded.headers, requestId), guarded.body));
 }
 
 /** Splits the offered subprotocols into the key (if the browser form is used) and the rest. */
