@@ -2,7 +2,6 @@
 // them first. It serves what the lane leaves (see there) and `inject()`, through the same `handle`.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError } from '../errors.js';
-import { matchOperation } from '../operations/match.js';
 import { RELAY_METHODS, type RelayRoute } from '../relay/route.js';
 
 export async function relayPlugin(app: FastifyInstance, options: { route: RelayRoute }): Promise<void> {
@@ -16,15 +15,17 @@ export async function relayPlugin(app: FastifyInstance, options: { route: RelayR
   });
 
   async function handler(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const caller = request.caller;
+    const { caller, operation } = request;
     if (!caller) throw new GatewayError('invalid_api_key');
+    // Matched by the target hook (src/app.ts) for every /v1 path: its absence is a bug, not a request.
+    if (!operation) throw new GatewayError('internal_error', { cause: new Error(`no operation matched for ${request.target.path}`) });
     await route.handle({
       id: request.id,
       req: request.raw,
       res: reply.raw,
       method: request.method,
       target: request.target,
-      operation: request.operation ?? matchOperation(request.method, request.target.path),
+      operation,
       caller,
       observation: request.observation,
       takeOver: () => reply.hijack(),
