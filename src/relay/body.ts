@@ -1,9 +1,10 @@
 // The request body: JSON is read whole (bounded) to learn the model, `stream` and the token cap,
 // and is forwarded byte for byte. Up to PARSE_BYTES it is parsed; past that it is read in one pass
 // that builds no tree (src/relay/json-digest.ts), so that what a body costs the gateway follows its
-// bytes and not its shape, and other requests are answered meanwhile. Everything else everything else (multipart uploads, audio, SDP) streams through
-// under a size limit and is never held in memory. A form of an operation that costs has its text
-// fields before the first file read on the way (at most FORM_HEAD_BYTES), for its `model`.
+// bytes and not its shape, and other requests are answered meanwhile. Everything else (multipart
+// uploads, audio, SDP) streams through under a size limit and is never held in memory. A form of an
+// operation that costs has its text fields before the first file read on the way (at most
+// FORM_HEAD_BYTES), for its `model`.
 import type { IncomingMessage } from 'node:http';
 import { Readable, Transform, type TransformCallback, pipeline } from 'node:stream';
 import secureJson from 'secure-json-parse';
