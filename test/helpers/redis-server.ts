@@ -52,6 +52,26 @@ function launch(args: string[], dir: string): Promise<ChildProcess> {
   });
 }
 
+/**
+ * Launches on ports picked by freePort(), picking again when one was taken between the pick and
+ * redis-server's bind (another test file can take it in that gap).
+ */
+async function launchOnFreePorts(
+  count: number,
+  args: (ports: number[]) => string[],
+  dir: string,
+): Promise<{ child: ChildProcess; ports: number[] }> {
+  for (let attempt = 1; ; attempt++) {
+    const ports: number[] = [];
+    for (let i = 0; i < count; i++) ports.push(await freePort());
+    try {
+      return { child: await launch(args(ports), dir), ports };
+    } catch (err) {
+      if (attempt >= 5 || !String((err as Error).message).includes('Address already in use')) throw err;
+    }
+  }
+}
+
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
@@ -87,8 +107,14 @@ export interface RedisServer {
 /** `port`: where to listen (a test that first needs Redis absent picks it with freePort()). */
 export async function startRedis(extraArgs: string[] = [], port?: number): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'keyrelay-redis-'));
-  port ??= await freePort();
-  let child: ChildProcess | undefined = await launch(['--port', String(port), ...extraArgs], dir);
+  let child: ChildProcess | undefined;
+  if (port === undefined) {
+    const launched = await launchOnFreePorts(1, ([p]) => ['--port', String(p), ...extraArgs], dir);
+    child = launched.child;
+    port = launched.ports[0] as number;
+  } else {
+    child = await launch(['--port', String(port), ...extraArgs], dir);
+  }
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
@@ -128,21 +154,19 @@ export async function startRedisCluster(): Promise<RedisCluster> {
   const ports: number[] = [];
   try {
     for (let i = 0; i < 3; i++) {
-      const port = await freePort();
-      const busPort = await freePort();
-      ports.push(port);
-      children.push(
-        await launch(
-          [
-            '--port', String(port),
-            '--cluster-enabled', 'yes',
-            '--cluster-config-file', `nodes-${port}.conf`,
-            '--cluster-port', String(busPort),
-            '--cluster-node-timeout', '5000',
-          ],
-          dir,
-        ),
+      const launched = await launchOnFreePorts(
+        2,
+        ([port, busPort]) => [
+          '--port', String(port),
+          '--cluster-enabled', 'yes',
+          '--cluster-config-file', `nodes-${port}.conf`,
+          '--cluster-port', String(busPort),
+          '--cluster-node-timeout', '5000',
+        ],
+        dir,
       );
+      ports.push(launched.ports[0] as number);
+      children.push(launched.child);
     }
     const nodes = ports.map((p) => `127.0.0.1:${p}`);
     await run('redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes']);
