@@ -27,11 +27,26 @@ const PoolKeySchema = Type.Object(
   { additionalProperties: false },
 );
 
+// A price in US dollars; a million dollars per token, image, minute or character is past any real one
+// and keeps every cost a finite number.
+const Rate = Type.Number({ minimum: 0, maximum: 1_000_000 });
+
 const PriceSchema = Type.Object(
   {
-    input: Type.Number({ minimum: 0 }),
-    cachedInput: Type.Optional(Type.Number({ minimum: 0 })),
-    output: Type.Optional(Type.Number({ minimum: 0 })),
+    input: Rate,
+    cachedInput: Type.Optional(Rate),
+    output: Type.Optional(Rate),
+    // Audio and image tokens, per million; without them, the text rates above.
+    audioInput: Type.Optional(Rate),
+    cachedAudioInput: Type.Optional(Rate),
+    audioOutput: Type.Optional(Rate),
+    imageInput: Type.Optional(Rate),
+    imageOutput: Type.Optional(Rate),
+    // Per image, by `quality/size` or `size` (`hd/1024x1792`, `512x512`).
+    perImage: Type.Optional(Type.Record(Type.String({ pattern: '^([a-z]+/)?[0-9]+x[0-9]+$' }), Rate)),
+    // Per minute of audio (whisper-1), per million characters of input (tts-1).
+    perMinute: Type.Optional(Rate),
+    perMillionChars: Type.Optional(Rate),
   },
   { additionalProperties: false },
 );
@@ -179,7 +194,8 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    // Model prices in US dollars per million tokens, over the built-in table (src/quota/prices.ts).
+    // Model prices in US dollars (per million tokens, per image, minute or million characters),
+    // over the built-in table (src/quota/prices.ts, docs/prices.md).
     prices: Type.Record(Type.String({ minLength: 1 }), PriceSchema, { default: {} }),
     quota: Type.Object(
       {

@@ -16,10 +16,13 @@ import type { OperationRow } from './table.js';
 
 export type EstimateShape = 'chat' | 'completions' | 'responses' | 'embeddings' | 'moderations' | 'images' | 'speech';
 
+/** How the worst case of a form is read (src/quota/form-estimate.ts): an audio file, or images. */
+export type FormShape = 'audio' | 'images';
+
 export type Cost =
   | { kind: 'free' }
   | { kind: 'tokens'; shape: EstimateShape; defaultModel?: string }
-  | { kind: 'model'; defaultModel?: string }
+  | { kind: 'model'; defaultModel?: string; form?: FormShape }
   | { kind: 'unbounded' };
 
 const TOKENS: Record<string, { shape: EstimateShape; defaultModel?: string }> = {
@@ -37,11 +40,11 @@ const TOKENS: Record<string, { shape: EstimateShape; defaultModel?: string }> = 
   createSpeech: { shape: 'speech' },
 };
 
-const BY_MODEL: Record<string, { defaultModel?: string }> = {
-  createTranscription: {},
-  createTranslation: {},
-  createImageEdit: { defaultModel: 'gpt-image-1.5' },
-  createImageVariation: { defaultModel: 'dall-e-2' },
+const BY_MODEL: Record<string, { defaultModel?: string; form?: FormShape }> = {
+  createTranscription: { form: 'audio' },
+  createTranslation: { form: 'audio' },
+  createImageEdit: { defaultModel: 'gpt-image-1.5', form: 'images' },
+  createImageVariation: { defaultModel: 'dall-e-2', form: 'images' },
   createVideo: { defaultModel: 'sora-2' },
   // With no `model`, a run uses its assistant's, which the request does not show.
   createRun: {},

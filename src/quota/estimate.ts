@@ -8,6 +8,8 @@ import { countTokens } from 'gpt-tokenizer';
 import * as catalogue from 'gpt-tokenizer/models';
 import type { Cost, EstimateShape } from '../operations/costs.js';
 import type { RequestFacts } from '../relay/body.js';
+import type { Price } from './prices.js';
+import { type Units, formEstimate, imageCount, imagesEstimate, jsonImageChoice, speechEstimate } from './units-estimate.js';
 
 export interface Estimate {
   model?: string;
@@ -15,6 +17,12 @@ export interface Estimate {
   maxOutputTokens: number;
   /** The endpoint bills tokens: its answer's usage is charged (or estimated when it has none). */
   metered: boolean;
+  /** What it bills besides tokens (src/quota/units-estimate.ts): images, audio seconds at their
+   * worst, speech characters exactly. */
+  units?: Units;
+  /** Its answer may report no usage (audio bytes, a transcript as plain text): it is then charged
+   * this worst case, marked estimated. */
+  silent?: boolean;
 }
 
 // OpenAI: roughly 3 tokens of framing per chat message, 3 more to prime the answer.
@@ -247,7 +255,8 @@ const SHAPES = new Map<EstimateShape, Shape>([
   ],
   ['embeddings', { prompt: [['walk', 'input']], output: () => 0 }],
   ['moderations', { prompt: [['walk', 'input']], output: () => 0 }],
-  ['images', { prompt: [['walk', 'prompt']], output: (j, cap) => cap * choices(j.n) }],
+  // Their output is set by estimateRequest from what they ask for (units-estimate.ts).
+  ['images', { prompt: [['walk', 'prompt']], output: () => 0 }],
   [
     'speech',
     {
@@ -255,7 +264,7 @@ const SHAPES = new Map<EstimateShape, Shape>([
         ['walk', 'input'],
         ['walk', 'instructions'],
       ],
-      output: (_j, cap) => cap,
+      output: () => 0,
     },
   ],
 ]);
@@ -270,7 +279,8 @@ const UNMETERED: Estimate = { promptTokens: 0, maxOutputTokens: 0, metered: fals
  * billed by their model reserve nothing and are charged the usage their answer reports; free ones
  * and those whose cost the gateway cannot read are not metered. `sizes`: for a body too large to
  * parse, what the one pass measured of its prompt fields (`json` then holds only its top-level
- * settings).
+ * settings). `price`: the model's, which says what it bills besides tokens (images, minutes,
+ * characters); a form's worst case is read from what it showed before its file.
  */
 export function estimateRequest(
   cost: Cost,
@@ -279,8 +289,13 @@ export function estimateRequest(
   facts: RequestFacts,
   defaultMaxOutput: number,
   sizes?: ReadonlyMap<string, FieldSize>,
+  price?: Price,
 ): Estimate {
   if (cost.kind === 'free' || cost.kind === 'unbounded') return UNMETERED;
+  if (cost.kind === 'model' && cost.form && facts.form) {
+    const cap = (model ? outputCap(model) : undefined) ?? defaultMaxOutput;
+    return { model, metered: true, silent: cost.form === 'audio', ...formEstimate(cost.form, model, facts.form, price, cap) };
+  }
   const shape = cost.kind === 'tokens' ? SHAPES.get(cost.shape) : undefined;
   if (!shape || !json) return { model, promptTokens: 0, maxOutputTokens: 0, metered: true };
   // OpenAI answers 400 to a max_tokens above the model's cap, so no answer runs past it: the worst
@@ -291,10 +306,22 @@ export function estimateRequest(
   const cap = maxTokens ?? modelCap ?? defaultMaxOutput;
   const reader: PromptReader = sizes ? new MeasuredPrompt(sizes) : new ParsedPrompt(json);
   let prompt: number | undefined;
+  let maxOutputTokens = shape.output(json, cap, maxTokens, reader.prompts('prompt'));
+  let units: Units | undefined;
+  // Images and speech: their output follows from what they ask for, not from a token cap.
+  const shapeName = cost.kind === 'tokens' ? cost.shape : undefined;
+  if (shapeName === 'images') ({ maxOutputTokens, units } = imagesEstimate(price, imageCount(json.n), jsonImageChoice(json), 0));
+  if (shapeName === 'speech') {
+    // A string's length counts UTF-16 units, never fewer than its characters; past PARSE_BYTES, its UTF-8 bytes.
+    const characters = typeof json.input === 'string' ? json.input.length : (sizes?.get('input')?.walked ?? 0);
+    ({ maxOutputTokens, units } = speechEstimate(price, characters, 0));
+  }
   return {
     model,
     metered: true,
-    maxOutputTokens: shape.output(json, cap, maxTokens, reader.prompts('prompt')),
+    maxOutputTokens,
+    units,
+    silent: shapeName === 'speech',
     // Counted on first use: a request whose user has no token or dollar limit, and whose answer
     // reports its usage, is never tokenized at all.
     get promptTokens(): number {

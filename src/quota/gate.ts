@@ -9,7 +9,7 @@ import { MAX_AMOUNT, MAX_LIMIT, ledgerLimit } from './amounts.js';
 import { MAX_RATE_LIMIT } from './bucket.js';
 import type { Estimate } from './estimate.js';
 import { rateLimitHeaders, retryHeaders } from './headers.js';
-import { type Price, type PriceTable, costMicros } from './prices.js';
+import { type Price, type PriceTable, costMicros, worstCostMicros } from './prices.js';
 import { type TokenUsage, totalTokens } from './usage.js';
 
 export interface QuotaGateOptions {
@@ -123,10 +123,16 @@ export class QuotaGate {
     this.now = options.now ?? Date.now;
   }
 
+  /** The model's price, or undefined when it has none (or the request names no model). */
+  priceOf(model: string | undefined): Price | undefined {
+    return model === undefined ? undefined : this.options.prices.lookup(model);
+  }
+
   /** Reserves the request's worst case, or throws the 429 (or 403, 503) it gets instead. */
   async admit(user: User, requestId: string, estimate: Estimate): Promise<Ticket> {
     const limits = quotaLimits(user);
-    const price = estimate.model === undefined ? undefined : this.options.prices.lookup(estimate.model);
+    // Priced at the size and quality of its images: what it is charged per image when it settles.
+    const price = estimate.model === undefined ? undefined : this.options.prices.lookup(estimate.model, estimate.units?.image);
     const dollarLimited = limits.microsPerDay !== undefined || limits.microsPerMonth !== undefined;
     if (dollarLimited && estimate.metered && estimate.model !== undefined && !price) {
       // A model with no price would spend money that no dollar limit sees: refuse rather than leak.
@@ -140,7 +146,8 @@ export class QuotaGate {
     const prompt = sized ? estimate.promptTokens : 0;
     const output = sized ? estimate.maxOutputTokens : 0;
     const tokens = prompt + output;
-    const worstMicros = price ? costMicros(price, { input: prompt, cachedInput: 0, output }) : 0;
+    // Any token may be the dearest kind (a realtime or audio answer may be all audio).
+    const worstMicros = price ? worstCostMicros(price, { input: prompt, output }, sized ? estimate.units : undefined) : 0;
     const now = this.now();
     const admission = await this.options.store
       .reserve({ userId: user.id, requestId, limits, tokens, micros: worstMicros, now, leaseMs: this.options.leaseMs })

@@ -4,13 +4,13 @@
 // bytes and not its shape, and other requests are answered meanwhile. Everything else (multipart
 // uploads, audio, SDP) streams through under a size limit and is never held in memory. A form of an
 // operation that costs has its text fields before the first file read on the way (at most
-// FORM_HEAD_BYTES), for its `model`.
+// FORM_HEAD_BYTES), for its `model` and the fields its worst case depends on (FORM_FIELDS).
 import type { IncomingMessage } from 'node:http';
 import { Readable, Transform, type TransformCallback, pipeline } from 'node:stream';
 import secureJson from 'secure-json-parse';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
-import { FieldGuard, type FieldScan, scanLeadingField } from './form-fields.js';
+import { FieldGuard, type FieldsScan, scanLeadingFields } from './form-fields.js';
 import { type JsonDigest, digestJson } from './json-digest.js';
 import { checkJsonShape } from './json-shape.js';
 
@@ -21,7 +21,23 @@ export interface RequestFacts {
   maxTokens?: number;
   /** A form whose `model` may stand after its file: the gateway cannot tell which model it names. */
   modelHidden?: boolean;
+  /** What a form of an operation that costs showed of itself before its first file. */
+  form?: FormFacts;
 }
+
+export interface FormFacts {
+  /** The FORM_FIELDS that stand before the first file (the first value of each). */
+  fields: ReadonlyMap<string, string>;
+  /** The whole form was read: a field it does not show is absent, not after a file. */
+  complete: boolean;
+  /** The body's size: its Content-Length, else the limit it is held to. */
+  bytes: number;
+}
+
+/** The fields of a form its worst case depends on, read when they stand before the file. */
+export const FORM_FIELDS: ReadonlySet<string> = new Set(['model', 'n', 'size', 'quality', 'response_format', 'stream', 'timestamp_granularities[]']);
+// Those that change what the request costs may stand once: the form is refused when one comes again.
+const GUARDED_FIELDS: ReadonlySet<string> = new Set(['model', 'n', 'size', 'quality', 'stream']);
 
 export type RequestBody =
   | { kind: 'none' }
@@ -184,13 +200,14 @@ function multipartBoundary(contentType: string): string {
   return (match[1] ?? match[2]) as string;
 }
 
-/** What a form says of its `model` (form-fields.ts), and the body to send: what was read to find
- * out, then the rest as it arrives, through a guard that fails the body if `model` comes again. */
-async function readFormModel(source: Readable, boundary: string): Promise<{ scan: FieldScan; stream: Readable }> {
+/** What a form says of its FORM_FIELDS (form-fields.ts), and the body to send: what was read to
+ * find out, then the rest as it arrives, through a guard that fails the body if a guarded field
+ * comes again. */
+async function readFormFields(source: Readable, boundary: string): Promise<{ scan: FieldsScan; stream: Readable }> {
   const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const head: Buffer[] = [];
   let size = 0;
-  let scan: FieldScan = { kind: 'more' };
+  let scan: FieldsScan = { kind: 'more' };
   let ended = false;
   while (scan.kind === 'more' && size < FORM_HEAD_BYTES) {
     const next = await chunks.next();
@@ -200,25 +217,37 @@ async function readFormModel(source: Readable, boundary: string): Promise<{ scan
     }
     head.push(next.value);
     size += next.value.length;
-    scan = scanLeadingField(Buffer.concat(head, size), boundary, 'model');
+    scan = scanLeadingFields(Buffer.concat(head, size), boundary, FORM_FIELDS);
   }
   if (scan.kind === 'more') scan = { kind: 'hidden' };
-  if (scan.kind === 'twice') throw twice();
+  if (scan.kind === 'twice') throw twice(scan.name);
   async function* replay(): AsyncGenerator<Buffer> {
     yield* head;
     if (ended) return;
     for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
   }
-  const guard = new FieldGuard(boundary, 'model', twice);
+  const guard = new FieldGuard(boundary, GUARDED_FIELDS, twice);
   pipeline(Readable.from(replay(), { objectMode: false }), guard, () => {});
   return { scan, stream: guard };
 }
 
-function twice(): GatewayError {
+function twice(name: string): GatewayError {
   return new GatewayError('invalid_multipart', {
-    message: 'The form gives `model` more than once: send it once, before the file.',
-    param: 'model',
+    message: `The form gives \`${name}\` more than once: send it once, before the file.`,
+    param: name,
   });
+}
+
+/** The facts of a form from what was read before its file. */
+function formFacts(scan: FieldsScan, bytes: number): RequestFacts {
+  if (scan.kind !== 'read') return { modelHidden: true, form: { fields: new Map(), complete: false, bytes } };
+  const { fields, complete } = scan;
+  const model = fields.get('model');
+  const facts: RequestFacts = model !== undefined ? factsOf({ model }) : { modelHidden: !complete };
+  const stream = fields.get('stream');
+  if (stream !== undefined) facts.stream = stream.trim().toLowerCase() === 'true';
+  facts.form = { fields, complete, bytes };
+  return facts;
 }
 
 /** Decides how the body crosses the gateway, enforcing the size limits (RELIABILITY.md 30).
@@ -261,7 +290,6 @@ export async function readRequestBody(req: IncomingMessage, limits: BodyLimits, 
     stream = limited;
   }
   if (boundary === undefined || !formModel) return { kind: 'stream', stream, contentLength: length, facts: {} };
-  const read = await readFormModel(stream, boundary);
-  const facts: RequestFacts = read.scan.kind === 'found' ? factsOf({ model: read.scan.value }) : { modelHidden: read.scan.kind === 'hidden' };
-  return { kind: 'stream', stream: read.stream, contentLength: length, facts };
+  const read = await readFormFields(stream, boundary);
+  return { kind: 'stream', stream: read.stream, contentLength: length, facts: formFacts(read.scan, length ?? limit) };
 }

@@ -7,18 +7,52 @@
 //     case, the prompt plus its output cap, marked estimated;
 //   - a stream: OpenAI stops once the gateway hangs up in turn, so its prompt and what streamed,
 //     marked estimated.
+// Units billed besides tokens (docs/prices.md): speech characters as the request counts them;
+// images and audio seconds as the answer shows them (its usage, its `data` items, its `duration`),
+// else at the request's worst case, marked estimated. An answer that reports no usage where it
+// may not (audio bytes, a transcript as plain text) is charged its request's worst case.
 import type { Estimate } from '../quota/estimate.js';
+import type { TokenUsage } from '../quota/usage.js';
+import type { AnswerUnits } from './answer-units.js';
 import type { RelayOutcome } from './attempts.js';
 import type { Measured, UsageTap } from './usage-tap.js';
 
 const NOTHING: Measured = { usage: { input: 0, cachedInput: 0, output: 0 }, estimated: false };
 
 /** The usage to settle the request with; undefined releases its reservation in full. */
-export function chargeFor(result: RelayOutcome, tap: UsageTap, estimate: Estimate, streamed: boolean): Measured | undefined {
+export function chargeFor(result: RelayOutcome, tap: UsageTap, estimate: Estimate, streamed: boolean, answer?: AnswerUnits): Measured | undefined {
+  const measured = tokensFor(result, tap, estimate, streamed);
+  return measured === undefined || measured === NOTHING ? measured : withUnits(measured, estimate, answer);
+}
+
+function tokensFor(result: RelayOutcome, tap: UsageTap, estimate: Estimate, streamed: boolean): Measured | undefined {
   const measured = tap.measure(() => estimate.promptTokens);
   if (result.outcome !== 'client_aborted') return measured && !estimate.metered ? NOTHING : measured;
   if (!estimate.metered || !result.reachedUpstream) return NOTHING;
   if (measured && !measured.estimated) return measured; // the usage came before the client left
   if (streamed) return measured ?? { usage: { input: estimate.promptTokens, cachedInput: 0, output: 0 }, estimated: true };
-  return { usage: { input: estimate.promptTokens, cachedInput: 0, output: estimate.maxOutputTokens }, estimated: true };
+  return worst(estimate);
+}
+
+const worst = (estimate: Estimate): Measured => ({ usage: { input: estimate.promptTokens, cachedInput: 0, output: estimate.maxOutputTokens }, estimated: true });
+
+function withUnits(measured: Measured, estimate: Estimate, answer: AnswerUnits | undefined): Measured {
+  const units = estimate.units;
+  if (!estimate.silent && units === undefined) return measured;
+  // No usage reported by an answer that may not report it: the request's worst case.
+  const base = estimate.silent && measured.estimated ? worst(estimate) : measured;
+  const usage: TokenUsage = { ...base.usage };
+  let estimated = base.estimated;
+  if (units?.characters !== undefined) usage.characters = units.characters;
+  if (units?.images !== undefined && usage.images === undefined) {
+    const shown = answer?.images();
+    usage.images = shown ?? units.images;
+    if (shown === undefined) estimated = true;
+  }
+  if (units?.seconds !== undefined && usage.seconds === undefined) {
+    const shown = answer?.seconds();
+    usage.seconds = shown ?? units.seconds;
+    if (shown === undefined) estimated = true;
+  }
+  return { usage, estimated };
 }

@@ -1,9 +1,10 @@
-// The `model` of a multipart/form-data body (RFC 7578), read as the body streams through:
-//   - scanLeadingField reads the text fields before the first file (body.ts holds at most a bounded
+// The `model` of a multipart/form-data body (RFC 7578), and the other fields its cost depends on
+// (`n`, `size` …), read as the body streams through:
+//   - scanLeadingFields reads the text fields before the first file (body.ts holds at most a bounded
 //     head of the body for it, then replays it);
 //   - FieldGuard watches every later part's name as the body passes, and fails the body before its
-//     end reaches the upstream if the field comes again: an upstream that keeps the last value of a
-//     field must never run another model than the one the gateway checked.
+//     end reaches the upstream if a guarded field comes again: an upstream that keeps the last value
+//     of a field must never run another model, or make more images, than the gateway checked.
 import { Transform, type TransformCallback } from 'node:stream';
 
 const HEADERS_END = Buffer.from('\r\n\r\n');
@@ -58,52 +59,73 @@ function partHead(headers: string): PartHead | undefined {
   return { name: params.get('name'), file: params.has('filename') || params.has('filename*') };
 }
 
-/** Looks for the text field `name` among the parts before the first file part of `head`. */
-export function scanLeadingField(head: Buffer, boundary: string, name: string): FieldScan {
+export type FieldsScan =
+  /** The fields among `names` that stand before the first file (the first value of each), and
+   * whether the whole form was seen (none can come later). */
+  | { kind: 'read'; fields: Map<string, string>; complete: boolean }
+  /** A part that cannot be read for certain: it could be any field. */
+  | { kind: 'hidden' }
+  /** A field not named `…[]` stands twice before the first file. */
+  | { kind: 'twice'; name: string }
+  /** Not decided by the bytes so far. */
+  | { kind: 'more' };
+
+/** Reads the text fields `names` among the parts before the first file part of `head`. A name
+ * ending in `[]` is an array field: it may stand several times (its first value is kept). */
+export function scanLeadingFields(head: Buffer, boundary: string, names: ReadonlySet<string>): FieldsScan {
   const delimiter = Buffer.from(`--${boundary}`);
   const between = Buffer.from(`\r\n--${boundary}`);
+  const fields = new Map<string, string>();
   let at = head.indexOf(delimiter);
   if (at === -1) return head.length > delimiter.length + MAX_PART_HEADERS ? { kind: 'hidden' } : { kind: 'more' };
   at += delimiter.length;
-  let found: string | undefined;
   for (;;) {
     if (head.length < at + 2) return { kind: 'more' };
     // `--` after a delimiter closes the form.
-    if (head[at] === 0x2d && head[at + 1] === 0x2d) return found === undefined ? { kind: 'none' } : { kind: 'found', value: found };
+    if (head[at] === 0x2d && head[at + 1] === 0x2d) return { kind: 'read', fields, complete: true };
     const headersEnd = head.indexOf(HEADERS_END, at);
     if (headersEnd === -1) return head.length - at > MAX_PART_HEADERS ? { kind: 'hidden' } : { kind: 'more' };
     const part = partHead(head.subarray(at, headersEnd).toString('latin1'));
     if (part === undefined) return { kind: 'hidden' };
-    if (part.file) return found === undefined ? { kind: 'hidden' } : { kind: 'found', value: found };
+    if (part.file) return { kind: 'read', fields, complete: false };
     const valueStart = headersEnd + HEADERS_END.length;
     const valueEnd = head.indexOf(between, valueStart);
-    if (part.name === name) {
-      if (found !== undefined) return { kind: 'twice' };
-      if (valueEnd === -1) return { kind: 'more' };
-      found = head.subarray(valueStart, valueEnd).toString('utf8');
-    }
     if (valueEnd === -1) return { kind: 'more' };
+    if (part.name !== undefined && names.has(part.name)) {
+      if (!fields.has(part.name)) fields.set(part.name, head.subarray(valueStart, valueEnd).toString('utf8'));
+      else if (!part.name.endsWith('[]')) return { kind: 'twice', name: part.name };
+    }
     at = valueEnd + between.length;
   }
+}
+
+/** Looks for the text field `name` among the parts before the first file part of `head`. */
+export function scanLeadingField(head: Buffer, boundary: string, name: string): FieldScan {
+  const scan = scanLeadingFields(head, boundary, new Set([name]));
+  if (scan.kind !== 'read') return scan.kind === 'twice' ? { kind: 'twice' } : scan;
+  const value = scan.fields.get(name);
+  if (value !== undefined) return { kind: 'found', value };
+  return scan.complete ? { kind: 'none' } : { kind: 'hidden' };
 }
 
 /**
  * Passes a form through unchanged while reading the name of each part. Bytes are passed on once
  * examined: what could still be the start of a part's headers is held back (at most a delimiter and
  * MAX_PART_HEADERS), so the form's closing delimiter leaves only after every part was read, and a
- * second `name` field fails the stream with `refusal()` before the upstream has a whole form.
+ * guarded field standing twice fails the stream with `refusal()` before the upstream has a whole form.
  */
 export class FieldGuard extends Transform {
   private readonly delimiter: Buffer;
   private carry: Buffer;
   /** Leading bytes of `carry` that are not the client's: a CRLF so that the first delimiter matches. */
   private virtual = 2;
-  private seen = 0;
+  private readonly seen = new Set<string>();
 
+  /** `names`: the fields that may stand once; `refusal` makes the error for one that comes again. */
   constructor(
     boundary: string,
-    private readonly name: string,
-    private readonly refusal: () => Error,
+    private readonly names: ReadonlySet<string>,
+    private readonly refusal: (name: string) => Error,
   ) {
     super();
     this.delimiter = Buffer.from(`\r\n--${boundary}`);
@@ -129,17 +151,24 @@ export class FieldGuard extends Transform {
       const headersEnd = buf.indexOf(HEADERS_END, after);
       if (headersEnd === -1) {
         if (buf.length - at > this.delimiter.length + MAX_PART_HEADERS) {
-          done(this.refusal());
+          done(this.refusal('model'));
           return;
         }
         examined = at;
         break;
       }
       const part = partHead(buf.subarray(at + this.delimiter.length, headersEnd).toString('latin1'));
-      // A part the guard cannot read for certain could be the field: the form is refused.
-      if (part === undefined || (part.name === this.name && ++this.seen > 1)) {
-        done(this.refusal());
+      // A part the guard cannot read for certain could be any field: the form is refused.
+      if (part === undefined) {
+        done(this.refusal('model'));
         return;
+      }
+      if (part.name !== undefined && this.names.has(part.name)) {
+        if (this.seen.has(part.name)) {
+          done(this.refusal(part.name));
+          return;
+        }
+        this.seen.add(part.name);
       }
       examined = headersEnd + HEADERS_END.length;
     }

@@ -19,6 +19,7 @@ import { askForUsage } from '../quota/include-usage.js';
 import { PriceTable } from '../quota/prices.js';
 import type { Services } from '../services.js';
 import { type RelayOutcome, relay } from './attempts.js';
+import { AnswerUnits } from './answer-units.js';
 import { hasBody, mediaType, readRequestBody } from './body.js';
 import { chargeFor } from './charge.js';
 import { joinTaps } from './forward.js';
@@ -121,11 +122,13 @@ export function createRelayRoute(services: Services): RelayRoute {
       if (call.res.closed) release();
       else call.res.once('close', release);
     }
-    const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens, digest?.sizes);
+    const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens, digest?.sizes, quota.priceOf(model));
     const ticket = await quota.admit(caller.user, call.id, estimate);
 
     const asked = askForUsage(operation.id, body);
     const usageTap = new UsageTap({ stripUsage: asked !== undefined, watch: estimate.metered });
+    // Images and seconds the answer shows outside its usage (a dall-e-* answer, a verbose transcript).
+    const answerUnits = estimate.units ? new AnswerUnits({ images: estimate.units.images !== undefined, duration: estimate.units.seconds !== undefined }) : undefined;
     // Pinned: every object the request names is the caller's (for a job's GET, the job).
     const revealsObjects = pinned !== undefined && revealsOwnObjects(operation);
     const objectTap = objectTapFor({
@@ -154,7 +157,8 @@ export function createRelayRoute(services: Services): RelayRoute {
           privileged: operation.admin,
           pinned,
           extraHeaders: ticket.headers,
-          tap: (choice) => observation.tap(joinTaps(usageTap, objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id }))),
+          tap: (choice) =>
+            observation.tap(joinTaps(joinTaps(usageTap, answerUnits), objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id }))),
           filterList: filtersList(operation, method) ? (bytes) => filterList(objects, userId, listed, bytes) : undefined,
         },
         deps,
@@ -165,7 +169,7 @@ export function createRelayRoute(services: Services): RelayRoute {
       throw err;
     }
     // Upstream errors release the reservation in full; a client that went away is charged (charge.ts).
-    const charge = await quota.settle(ticket, chargeFor(result, usageTap, estimate, facts.stream === true));
+    const charge = await quota.settle(ticket, chargeFor(result, usageTap, estimate, facts.stream === true, answerUnits));
     observation.finish({
       userId,
       keyId: caller.key.id,
