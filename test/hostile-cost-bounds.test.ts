@@ -88,7 +88,7 @@ describe('the model in a form', () => {
   });
 
   it('with no price, is refused under a dollar limit', async () => {
-    const transcription = form([['model', 'whisper-1'], ['file', AUDIO, 'a.mp3']]);
+    const transcription = form([['model', 'my-whisper'], ['file', AUDIO, 'a.mp3']]);
     expectRefused(await send(dollars, '/audio/transcriptions', transcription), 403, 'model_not_allowed');
   });
 
@@ -119,8 +119,9 @@ describe('the model in a form', () => {
 describe('no model in the request', () => {
   it("takes the operation's default where the upstream has one: images/generations is dall-e-2", async () => {
     expectRefused(await json(narrow, '/images/generations', { prompt: 'a cat' }), 403, 'model_not_allowed');
-    // dall-e-2 has no token price here: refused under a dollar limit rather than charged $0.
-    expectRefused(await json(dollars, '/images/generations', { prompt: 'a cat' }), 403, 'model_not_allowed');
+    // dall-e-2 is priced per image: admitted under a dollar limit, and charged ($0.02 at 1024x1024).
+    expect((await json(dollars, '/images/generations', { prompt: 'a cat' })).status).toBe(200);
+    fake.requests.length = 0;
     expect((await json(open, '/images/generations', { prompt: 'a cat' })).status).toBe(200);
   });
 

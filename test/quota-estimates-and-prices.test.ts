@@ -14,7 +14,7 @@ const estimate = (route: string, json: Record<string, unknown>) => estimateAt(ro
 describe('the worst-case estimate', () => {
   it('counts chat messages with the tokenizer, plus framing, and reserves max_tokens for each choice', () => {
     const json = { model: 'gpt-4o-mini', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello there' }], max_tokens: 50, n: 3 };
-    expect(estimate('/chat/completions', json)).toEqual({
+    expect(estimate('/chat/completions', json)).toMatchObject({
       model: 'gpt-4o-mini',
       promptTokens: 3 + 2 * 4 + countText('Be brief.') + countText('Hello there'),
       maxOutputTokens: 150,
@@ -75,16 +75,16 @@ describe('the price table', () => {
   const table = new PriceTable({ 'gpt-4o-mini': { input: 1, output: 2 }, 'llama-*': { input: 0.5, cachedInput: 0.1, output: 0.5 } });
 
   it('has OpenAI list prices, dated snapshots priced as their alias, and nothing for unknown models', () => {
-    expect(new PriceTable().lookup('gpt-4o')).toEqual({ input: 2_500_000, cachedInput: 1_250_000, output: 10_000_000 });
-    expect(new PriceTable().lookup('gpt-4o-2024-08-06')).toEqual({ input: 2_500_000, cachedInput: 1_250_000, output: 10_000_000 });
-    expect(new PriceTable().lookup('gpt-4o-2024-05-13')).toEqual({ input: 5_000_000, cachedInput: 5_000_000, output: 15_000_000 });
-    expect(new PriceTable().lookup('text-embedding-3-small')).toEqual({ input: 20_000, cachedInput: 20_000, output: 0 });
+    expect(new PriceTable().lookup('gpt-4o')).toMatchObject({ input: 2_500_000, cachedInput: 1_250_000, output: 10_000_000 });
+    expect(new PriceTable().lookup('gpt-4o-2024-08-06')).toMatchObject({ input: 2_500_000, cachedInput: 1_250_000, output: 10_000_000 });
+    expect(new PriceTable().lookup('gpt-4o-2024-05-13')).toMatchObject({ input: 5_000_000, cachedInput: 5_000_000, output: 15_000_000 });
+    expect(new PriceTable().lookup('text-embedding-3-small')).toMatchObject({ input: 20_000, cachedInput: 20_000, output: 0 });
     expect(new PriceTable().lookup('my-model')).toBeUndefined();
   });
 
   it('takes overrides from the settings, exact names and globs', () => {
-    expect(table.lookup('gpt-4o-mini')).toEqual({ input: 1_000_000, cachedInput: 1_000_000, output: 2_000_000 });
-    expect(table.lookup('llama-3-70b')).toEqual({ input: 500_000, cachedInput: 100_000, output: 500_000 });
+    expect(table.lookup('gpt-4o-mini')).toMatchObject({ input: 1_000_000, cachedInput: 1_000_000, output: 2_000_000 });
+    expect(table.lookup('llama-3-70b')).toMatchObject({ input: 500_000, cachedInput: 100_000, output: 500_000 });
   });
 
   it('prices usage in whole micro-dollars, rounded up, cached input at its own price', () => {
@@ -100,7 +100,7 @@ describe('usage as OpenAI reports it', () => {
     [{ prompt_tokens: 5, completion_tokens: 7, total_tokens: 12, prompt_tokens_details: { cached_tokens: 2 } }, { input: 5, cachedInput: 2, output: 7 }],
     [{ input_tokens: 5, output_tokens: 7, total_tokens: 12, input_tokens_details: { cached_tokens: 9 } }, { input: 5, cachedInput: 5, output: 7 }],
     [{ prompt_tokens: 8, total_tokens: 8 }, { input: 8, cachedInput: 0, output: 0 }],
-    [{ type: 'duration', seconds: 12 }, { input: 0, cachedInput: 0, output: 0 }],
+    [{ type: 'duration', seconds: 12 }, { input: 0, cachedInput: 0, output: 0, seconds: 12 }],
     [{ prompt_tokens: -1 }, undefined],
     [null, undefined],
   ])('%j reads as %j', (usage, expected) => {

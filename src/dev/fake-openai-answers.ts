@@ -3,6 +3,7 @@
 // Token counts are a pure function of the request so that tests can predict what gets charged.
 
 import { createHash, randomBytes } from 'node:crypto';
+import { mediaAnswer } from './fake-media-answers.js';
 import type { FakeResponse, RecordedRequest } from './fake-upstream.js';
 
 /** The assistant text of every default answer; one SSE delta per word. */
@@ -105,6 +106,8 @@ const now = (): number => Math.floor(Date.now() / 1000);
 export function defaultAnswer(req: RecordedRequest, bodyLength: number): FakeResponse {
   const { method, path } = req;
   if (method === 'POST') {
+    const media = mediaAnswer(req, bodyLength);
+    if (media) return media;
     switch (path) {
       case '/v1/chat/completions':
         return chatCompletion(asObject(req.json));
@@ -116,9 +119,6 @@ export function defaultAnswer(req: RecordedRequest, bodyLength: number): FakeRes
         return response(asObject(req.json));
       case '/v1/audio/speech':
         return { headers: { 'content-type': 'audio/mpeg' }, chunks: SPEECH_CHUNKS };
-      case '/v1/audio/transcriptions':
-      case '/v1/audio/translations':
-        return { body: { text: FAKE_TEXT } };
       case '/v1/files':
         return { body: fileObject(req.body, bodyLength) };
       case '/v1/fine_tuning/jobs':

@@ -20,9 +20,10 @@ export interface Estimate {
   /** What it bills besides tokens (src/quota/units-estimate.ts): images, audio seconds at their
    * worst, speech characters exactly. */
   units?: Units;
-  /** Its answer may report no usage (audio bytes, a transcript as plain text): it is then charged
-   * this worst case, marked estimated. */
-  silent?: boolean;
+  /** Its answer may report no usage (a transcript as plain text, speech as audio bytes): it is then
+   * charged this worst case, marked estimated, its prompt (`audio`) or its output (`speech`) as
+   * audio tokens. */
+  silent?: 'audio' | 'speech';
 }
 
 // OpenAI: roughly 3 tokens of framing per chat message, 3 more to prime the answer.
@@ -294,7 +295,7 @@ export function estimateRequest(
   if (cost.kind === 'free' || cost.kind === 'unbounded') return UNMETERED;
   if (cost.kind === 'model' && cost.form && facts.form) {
     const cap = (model ? outputCap(model) : undefined) ?? defaultMaxOutput;
-    return { model, metered: true, silent: cost.form === 'audio', ...formEstimate(cost.form, model, facts.form, price, cap) };
+    return { model, metered: true, silent: cost.form === 'audio' ? 'audio' : undefined, ...formEstimate(cost.form, model, facts.form, price, cap) };
   }
   const shape = cost.kind === 'tokens' ? SHAPES.get(cost.shape) : undefined;
   if (!shape || !json) return { model, promptTokens: 0, maxOutputTokens: 0, metered: true };
@@ -321,7 +322,7 @@ export function estimateRequest(
     metered: true,
     maxOutputTokens,
     units,
-    silent: shapeName === 'speech',
+    silent: shapeName === 'speech' ? 'speech' : undefined,
     // Counted on first use: a request whose user has no token or dollar limit, and whose answer
     // reports its usage, is never tokenized at all.
     get promptTokens(): number {

@@ -36,11 +36,18 @@ function tokensFor(result: RelayOutcome, tap: UsageTap, estimate: Estimate, stre
 
 const worst = (estimate: Estimate): Measured => ({ usage: { input: estimate.promptTokens, cachedInput: 0, output: estimate.maxOutputTokens }, estimated: true });
 
+function silentWorst(estimate: Estimate): Measured {
+  const charged = worst(estimate);
+  if (estimate.silent === 'audio') charged.usage.audioInput = charged.usage.input;
+  if (estimate.silent === 'speech') charged.usage.audioOutput = charged.usage.output;
+  return charged;
+}
+
 function withUnits(measured: Measured, estimate: Estimate, answer: AnswerUnits | undefined): Measured {
   const units = estimate.units;
   if (!estimate.silent && units === undefined) return measured;
   // No usage reported by an answer that may not report it: the request's worst case.
-  const base = estimate.silent && measured.estimated ? worst(estimate) : measured;
+  const base = estimate.silent && measured.estimated ? silentWorst(estimate) : measured;
   const usage: TokenUsage = { ...base.usage };
   let estimated = base.estimated;
   if (units?.characters !== undefined) usage.characters = units.characters;
