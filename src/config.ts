@@ -27,8 +27,8 @@ const PoolKeySchema = Type.Object(
   { additionalProperties: false },
 );
 
-// A price in US dollars; a million dollars per token, image, minute or character is past any real one
-// and keeps every cost a finite number.
+// A price in US dollars. At most a million (per million tokens, per image, minute or million
+// characters): far past any real price, and every cost stays a finite number.
 const Rate = Type.Number({ minimum: 0, maximum: 1_000_000 });
 
 const PriceSchema = Type.Object(
@@ -43,7 +43,7 @@ const PriceSchema = Type.Object(
     imageInput: Type.Optional(Rate),
     imageOutput: Type.Optional(Rate),
     // Per image, by `quality/size` or `size` (`hd/1024x1792`, `512x512`).
-    perImage: Type.Optional(Type.Record(Type.String({ pattern: '^([a-z]+/)?[0-9]+x[0-9]+$' }), Rate)),
+    perImage: Type.Optional(Type.Record(Type.RegExp(/^([a-z]+\/)?[0-9]+x[0-9]+$/), Rate, { additionalProperties: false })),
     // Per minute of audio (whisper-1), per million characters of input (tts-1).
     perMinute: Type.Optional(Rate),
     perMillionChars: Type.Optional(Rate),

@@ -5,6 +5,7 @@ import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FAKE_AUDIO_BYTES_PER_SECOND, FAKE_AUDIO_TOKENS_PER_SECOND, FAKE_TRANSCRIPT, FAKE_TRANSCRIPT_TOKENS } from '../src/dev/fake-media-answers.js';
 import type { FakeUpstream } from '../src/dev/fake-upstream.js';
+import { countText } from '../src/quota/estimate.js';
 import type { TestGateway } from './helpers/gateway.js';
 import { startFake, startQuotaGateway, until, usageOf, userWithKey } from './helpers/quota-fixture.js';
 
@@ -28,7 +29,7 @@ async function client(limits: Record<string, number> = { usdPerDay: 5 }): Promis
   return { id, sdk: new OpenAI({ apiKey: key, baseURL: `${gateway.url}/v1`, maxRetries: 0 }) };
 }
 
-async function charged(id: string): Promise<{ usdMicros: number; tokens: number; requests: number; reservedUsdMicros: number }> {
+async function charged(id: string): Promise<Record<string, number>> {
   await until(async () => (await usageOf(gateway, id)).concurrent.inFlight === 0, 'the request to settle');
   return (await usageOf(gateway, id)).day;
 }
@@ -139,6 +140,18 @@ describe('speech', () => {
     const answer = await sdk.audio.speech.create({ model, voice: 'alloy', input });
     expect((await answer.arrayBuffer()).byteLength).toBeGreaterThan(0);
     expect(await charged(id)).toMatchObject({ usdMicros: input.length * microsPerChar });
+  });
+
+  it('gpt-4o-mini-tts as audio bytes (no usage): charged its text and 10 audio tokens a character, estimated', async () => {
+    const { sdk, id } = await client();
+    const input = 'Twelve chars';
+    await (await sdk.audio.speech.create({ model: 'gpt-4o-mini-tts', voice: 'alloy', input })).arrayBuffer();
+    const text = countText(input);
+    expect(await charged(id)).toMatchObject({
+      tokens: text + input.length * 10,
+      usdMicros: Math.ceil((text * 600_000 + input.length * 10 * 12_000_000) / 1e6),
+      estimatedRequests: 1,
+    });
   });
 
   it('gpt-4o-mini-tts streamed as SSE: charged the usage of speech.audio.done', async () => {
