@@ -161,7 +161,7 @@ describe.each([['memory'], ['redis']])('%s store: a client that goes away', (kin
     expect(await logged(id)).toMatchObject({ outcome: 'client_aborted', status: 499 });
   });
 
-  it('after its whole upload reached the upstream, before any answer: counted as estimated (a transcription has no estimate of its own)', async () => {
+  it('after its whole upload reached the upstream, before any answer: charged the worst case of its file, estimated', async () => {
     const { id, key } = await newUser();
     const arrived = latch();
     fake.handle(() => {
@@ -175,7 +175,10 @@ describe.each([['memory'], ['redis']])('%s store: a client that goes away', (kin
     expect(await call.abort()).toBe('aborted');
     await fake.requests[0]!.closed;
     const usage = await settled(id);
-    expect(usage.day).toMatchObject({ requests: 1, tokens: 0, reservedTokens: 0, estimatedRequests: 1 });
+    // gpt-4o-transcribe: 20 audio tokens a second of the longest the form can play (750 bytes a
+    // second), and its 2,000 output tokens (docs/prices.md).
+    const worst = Math.ceil(FORM.length / 750) * 20 + 2000;
+    expect(usage.day).toMatchObject({ requests: 1, tokens: worst, reservedTokens: 0, estimatedRequests: 1 });
     expect(usage.minute.requests.remaining).toBe(LIMITS.rpm - 1);
   });
 

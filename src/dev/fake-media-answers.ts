@@ -9,7 +9,8 @@ import type { FakeResponse, RecordedRequest } from './fake-upstream.js';
 export const FAKE_AUDIO_BYTES_PER_SECOND = 32_000;
 /** Input audio tokens per second of audio (OpenAI counts one per 100 ms). */
 export const FAKE_AUDIO_TOKENS_PER_SECOND = 10;
-export const FAKE_TRANSCRIPT = 'The quick brown fox jumps over the lazy dog.';
+// The default answers' text (FAKE_TEXT of fake-openai-answers.ts, which imports this file).
+export const FAKE_TRANSCRIPT = 'Hello from the fake upstream.';
 /** Output tokens of every transcript. */
 export const FAKE_TRANSCRIPT_TOKENS = 10;
 /** Image output tokens of one gpt-image-* image, by quality (1024x1024; OpenAI's table). */

@@ -6,7 +6,8 @@
 // - `tokens`: billed in tokens; the gateway reads the JSON body, estimates its worst case with the
 //   named estimator shape (src/quota/estimate.ts) and charges the usage the answer reports.
 // - `model`: billed by the model the request names (in the body or the form); the gateway cannot
-//   count its tokens ahead, so it reserves nothing and charges the usage the answer reports.
+//   count its tokens ahead, so it reserves nothing and charges the usage the answer reports. A
+//   form (`form`) reserves the worst case of its file and fields (src/quota/units-estimate.ts).
 // - `unbounded`: may cost money the gateway can neither read from the request nor meter from the
 //   answer: batches, runs with an assistant's model, client secrets that spend outside the gateway.
 //
