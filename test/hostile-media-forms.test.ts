@@ -133,6 +133,30 @@ describe('a priced field given twice', () => {
   });
 });
 
+describe('an image request too large to parse', () => {
+  it('is reserved and charged at the dearest size and quality, which it does not show', async () => {
+    const { id, key } = await user({ usdPerDay: 5 });
+    // Past 1 MB the gateway reads only some top-level settings of a JSON body: `size` is not among them.
+    const padded = `{"model":"dall-e-3","prompt":"a cat",${' '.repeat(1_100_000)}"size":"1024x1024","n":1}`;
+    const res = await fetch(`${gateway.url}/v1/images/generations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: padded,
+    });
+    expect(res.status).toBe(200);
+    expect(await settled(id)).toMatchObject({ usdMicros: 120_000, reservedUsdMicros: 0 });
+    const poor = await user({ usdPerDay: 0.1 });
+    const refused = await fetch(`${gateway.url}/v1/images/generations`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${poor.key}`, 'content-type': 'application/json' },
+      body: padded,
+    });
+    // One hd image at 1792x1024: $0.12.
+    expect(refused.status).toBe(429);
+    expect(fake.requests).toHaveLength(1);
+  });
+});
+
 describe('absurd usage from the upstream', () => {
   const transcribe = (key: string) => {
     const body = `${field('model', 'gpt-4o-transcribe')}${fileHead('file')}${'A'.repeat(7500)}${END}`;

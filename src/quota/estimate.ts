@@ -9,7 +9,7 @@ import * as catalogue from 'gpt-tokenizer/models';
 import type { Cost, EstimateShape } from '../operations/costs.js';
 import type { RequestFacts } from '../relay/body.js';
 import type { Price } from './prices.js';
-import { type Units, formEstimate, imageCount, imagesEstimate, jsonImageChoice, speechEstimate } from './units-estimate.js';
+import { type Units, formEstimate, imagesEstimate, jsonImages, speechEstimate } from './units-estimate.js';
 
 export interface Estimate {
   model?: string;
@@ -311,7 +311,10 @@ export function estimateRequest(
   let units: Units | undefined;
   // Images and speech: their output follows from what they ask for, not from a token cap.
   const shapeName = cost.kind === 'tokens' ? cost.shape : undefined;
-  if (shapeName === 'images') ({ maxOutputTokens, units } = imagesEstimate(price, imageCount(json.n), jsonImageChoice(json), 0));
+  if (shapeName === 'images') {
+    const { n, image } = jsonImages(json, sizes !== undefined);
+    ({ maxOutputTokens, units } = imagesEstimate(price, n, image, 0));
+  }
   if (shapeName === 'speech') {
     // A string's length counts UTF-16 units, never fewer than its characters; past PARSE_BYTES, its UTF-8 bytes.
     const characters = typeof json.input === 'string' ? json.input.length : (sizes?.get('input')?.walked ?? 0);

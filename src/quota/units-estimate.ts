@@ -78,9 +78,12 @@ export function imagesEstimate(price: Price | undefined, n: number, image: Image
   return { promptTokens, maxOutputTokens: n * imageTokens(image) };
 }
 
-/** The image choice a JSON request makes (its defaults when it names none). */
-export function jsonImageChoice(json: Record<string, unknown>): ImageChoice {
-  return { size: text(json.size) ?? DEFAULT_SIZE, quality: text(json.quality) ?? DEFAULT_QUALITY };
+/** How many images a JSON request asks for, and of what size and quality: the API's defaults for
+ * those it does not name. A body too large to parse (`measured`) was read for some top-level
+ * settings only, `n` among them but not `size` and `quality`: those are at their dearest. */
+export function jsonImages(json: Record<string, unknown>, measured: boolean): { n: number; image: ImageChoice } {
+  if (measured) return { n: imageCount(json.n), image: {} };
+  return { n: imageCount(json.n), image: { size: text(json.size) ?? DEFAULT_SIZE, quality: text(json.quality) ?? DEFAULT_QUALITY } };
 }
 
 /** Speech: per character for a model priced so (tts-1), else its text and a bound on its audio. */
