@@ -8,17 +8,26 @@ import type { FakeUpstream } from '../src/dev/fake-upstream.js';
 import { countText } from '../src/quota/estimate.js';
 import type { TestGateway } from './helpers/gateway.js';
 import { startFake, startQuotaGateway, until, usageOf, userWithKey } from './helpers/quota-fixture.js';
+import { type RedisServer, startRedis } from './helpers/redis-server.js';
 
 let fake: FakeUpstream;
 let gateway: TestGateway;
+let memoryGateway: TestGateway;
+let redis: RedisServer;
+let redisGateway: TestGateway;
 let users = 0;
 
 beforeAll(async () => {
   fake = await startFake();
-  gateway = await startQuotaGateway(fake);
+  redis = await startRedis();
+  memoryGateway = await startQuotaGateway(fake);
+  redisGateway = await startQuotaGateway(fake, redis.url);
+  gateway = memoryGateway;
 });
 afterAll(async () => {
-  await gateway.close();
+  await memoryGateway.close();
+  await redisGateway.close();
+  await redis.stop();
   await fake.close();
 });
 beforeEach(() => fake.reset());
@@ -164,7 +173,17 @@ describe('speech', () => {
   });
 });
 
-describe('a user with a dollar limit', () => {
+describe.each([
+  ['memory', () => memoryGateway],
+  ['redis', () => redisGateway],
+])('a user with a dollar limit (%s store)', (_store, which) => {
+  beforeEach(() => {
+    gateway = which();
+    return () => {
+      gateway = memoryGateway;
+    };
+  });
+
   it('gets exactly as many images as the limit pays for: the next is refused before the upstream', async () => {
     const { sdk, id } = await client({ usdPerDay: 0.1 });
     await sdk.images.generate({ model: 'dall-e-3', prompt: 'one', size: '1024x1024' });
