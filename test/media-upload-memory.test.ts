@@ -43,12 +43,13 @@ beforeAll(async () => {
   await admin('POST', '/users', { id: 'uploader', limits: { usdPerDay: 5 } });
   key = (await admin('POST', '/users/uploader/keys', {})).key as string;
   registerSecret(key);
-});
+  // A child process starts slowly on a machine busy with other suites.
+}, 120_000);
 
 afterAll(async () => {
   await gateway?.stop();
   await fake?.close();
-});
+}, 60_000);
 
 describe('a 200 MB multipart upload', () => {
   it('streams through in bounded memory and is charged what the upstream reports', async () => {
