@@ -12,7 +12,7 @@
 // else at the request's worst case, marked estimated. An answer that reports no usage where it
 // may not (audio bytes, a transcript as plain text) is charged its request's worst case.
 import type { Estimate } from '../quota/estimate.js';
-import type { TokenUsage } from '../quota/usage.js';
+import { type TokenUsage, totalTokens } from '../quota/usage.js';
 import type { AnswerUnits } from './answer-units.js';
 import type { RelayOutcome } from './attempts.js';
 import type { Measured, UsageTap } from './usage-tap.js';
@@ -49,7 +49,8 @@ function withUnits(measured: Measured, estimate: Estimate, answer: AnswerUnits |
   // No usage reported by an answer that may not report it: the request's worst case.
   const base = estimate.silent && measured.estimated ? silentWorst(estimate) : measured;
   const usage: TokenUsage = { ...base.usage };
-  let estimated = base.estimated;
+  // A worst case of no tokens at all (whisper-1 bills none) leaves only its units to estimate.
+  let estimated = base.estimated && (base === measured || totalTokens(base.usage) > 0);
   if (units?.characters !== undefined) usage.characters = units.characters;
   if (units?.images !== undefined && usage.images === undefined) {
     const shown = answer?.images();
