@@ -30,7 +30,8 @@ export function normalizeUsage(value: unknown): TokenUsage | undefined {
     // Billed by duration, not tokens: nothing to count against token or token-priced limits.
     return value.type === 'duration' ? { input: 0, cachedInput: 0, output: 0 } : undefined;
   }
-  const details = isObject(value.prompt_tokens_details) ? value.prompt_tokens_details : value.input_tokens_details;
+  // Realtime's response.done spells it `input_token_details`.
+  const details = isObject(value.prompt_tokens_details) ? value.prompt_tokens_details : (value.input_tokens_details ?? value.input_token_details);
   const cached = isObject(details) ? (count(details.cached_tokens) ?? 0) : 0;
   const inTokens = input ?? 0;
   return { input: inTokens, cachedInput: Math.min(cached, inTokens), output: output ?? 0 };
