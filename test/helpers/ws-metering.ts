@@ -53,6 +53,9 @@ export async function startMetered(make: () => Promise<Backend>, config: Partial
       return user.json.usage;
     },
     async close() {
+      // A test that failed midway leaves its sessions open; the server would wait for them.
+      for (const client of Client.all) client.ws.terminate();
+      Client.all.clear();
       await gateway.close();
       await fake.close();
       await backend.stop().catch(() => {});
@@ -61,6 +64,7 @@ export async function startMetered(make: () => Promise<Backend>, config: Partial
 }
 
 export class Client {
+  static readonly all = new Set<Client>();
   readonly events: Json[] = [];
   readonly closed: Promise<number>;
   private listeners: Array<() => void> = [];
@@ -72,6 +76,7 @@ export class Client {
     });
     this.closed = new Promise((resolve) => ws.once('close', (code) => resolve(code)));
     ws.on('error', () => {});
+    Client.all.add(this);
   }
 
   static open(gateway: TestGateway, path: string, key: string): Promise<Client> {
