@@ -87,4 +87,41 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     expect(m.fake.wsMessages.length - before).toBe(1);
     client.close();
   });
+
+  it('admits a response the upstream starts by itself (server VAD) and charges its usage', async () => {
+    const { id, key } = await m.user('rt-vad', { limits: { tokensPerDay: 100_000 } });
+    const client = await Client.open(m.gateway, PATH, key);
+    client.send({ type: 'input_audio_buffer.append', audio: Buffer.alloc(48_000).toString('base64') });
+    client.send({ type: 'input_audio_buffer.commit' });
+    await client.next((e) => e.type === 'response.done');
+    client.close();
+    const usage = await eventually(async () => {
+      const u = await m.usage(id);
+      expect(u.concurrent.inFlight).toBe(0);
+      return u;
+    });
+    expect(usage.day.tokens).toBe(USED);
+    expect(usage.day.estimatedRequests).toBe(0);
+  });
+
+  it('cancels a server VAD response its user cannot afford, tells the client, and still charges what it used', async () => {
+    const { id, key } = await m.user('rt-vad-poor', { limits: { tokensPerDay: 10 } });
+    const client = await Client.open(m.gateway, PATH, key);
+    client.send({ type: 'input_audio_buffer.commit' });
+    const created = await client.next((e) => e.type === 'response.created');
+    expect(await client.next((e) => e.type === 'error')).toMatchObject({ error: { code: 'insufficient_quota', event_id: null } });
+    await eventually(async () => {
+      const cancels = m.fake.wsMessages.filter((x) => x.data.includes('"response.cancel"')).map((x) => JSON.parse(x.data));
+      expect(cancels).toContainEqual({ type: 'response.cancel', response_id: created.response.id });
+    });
+    await client.next((e) => e.type === 'response.done');
+    client.close();
+    const usage = await eventually(async () => {
+      const u = await m.usage(id);
+      expect(u.concurrent.inFlight).toBe(0);
+      return u;
+    });
+    // The upstream began it before the gateway could refuse: the one way past a limit.
+    expect(usage.day.tokens).toBe(USED);
+  });
 });

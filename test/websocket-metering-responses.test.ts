@@ -102,3 +102,31 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     expect(usage.day.tokens).toBe(USED);
   });
 });
+
+describe('two pool keys', () => {
+  let m: Metered;
+  beforeAll(async () => {
+    m = await startMetered(WS_BACKENDS[0]![1], {}, 2);
+  }, 60_000);
+  afterAll(() => m.close());
+
+  it('answers a previous_response_id made with the other pool key with an error event, and relays it on a session of its key', async () => {
+    const { key } = await m.user('rs-pinned', {});
+    const keyOf = (n: number) => m.gateway.logs.filter((l) => l.msg === 'websocket opened')[n]?.poolKeyId;
+    const first = await Client.open(m.gateway, PATH, key);
+    first.send(CREATE);
+    const made = (await first.next((e) => e.type === 'response.completed')).response.id as string;
+    // Round-robin: the next session is on the other key, the one after on the first again.
+    const other = await Client.open(m.gateway, PATH, key);
+    const same = await Client.open(m.gateway, PATH, key);
+    expect(keyOf(1)).not.toBe(keyOf(0));
+    expect(keyOf(2)).toBe(keyOf(0));
+    const before = relayedCreates(m).length;
+    other.send({ ...CREATE, previous_response_id: made });
+    expect(await other.next((e) => e.type === 'error')).toMatchObject({ code: 'invalid_request', param: 'previous_response_id' });
+    expect(relayedCreates(m).length).toBe(before);
+    same.send({ ...CREATE, previous_response_id: made });
+    expect(await same.next((e) => e.type === 'response.completed')).toMatchObject({ response: { previous_response_id: made } });
+    for (const c of [first, other, same]) c.close();
+  });
+});

@@ -1,6 +1,7 @@
 // The fake upstream's WebSocket sessions (fake-upstream.ts). Realtime: `session.created` on open,
 // and for each `response.create` a response streamed as OpenAI does (text and audio deltas) ending
-// in `response.done` with a realistic usage. Responses socket: `response.created`, a text delta
+// in `response.done` with a realistic usage; `input_audio_buffer.commit` starts one too, as server
+// VAD does; `response.cancel` is taken silently. Responses socket: `response.created`, a text delta
 // and `response.completed` with usage. Other text messages are echoed (`{"type":"echo"}`).
 // A create can script its answer with `metadata.fake` (in `response` on realtime):
 //   "hang": the deltas, then nothing (a response cut by a close);
@@ -58,6 +59,9 @@ export function serveFakeWebSocket(ws: WebSocket, path: string, model: string | 
     const event = parse(text);
     if (event?.type === 'response.create' && path === '/v1/realtime') return realtimeResponse(send, isObject(event.response) ? event.response : {});
     if (event?.type === 'response.create' && path === '/v1/responses') return responsesResponse(send, event);
+    // Server VAD: the end of the user's turn starts a response no create asked for.
+    if (event?.type === 'input_audio_buffer.commit' && path === '/v1/realtime') return realtimeResponse(send, {});
+    if (event?.type === 'response.cancel') return;
     send({ type: 'echo', data: text });
   });
   if (path === '/v1/realtime') send({ type: 'session.created', session: { model } });

@@ -26,13 +26,14 @@ export interface Metered {
   close(): Promise<void>;
 }
 
-export async function startMetered(make: () => Promise<Backend>, config: Partial<Config> = {}): Promise<Metered> {
-  const poolKey = `sk-pool-ws-metering-${Math.random().toString(36).slice(2, 10)}`;
-  registerSecret(poolKey);
+/** `poolKeys`: how many pool keys the gateway has (round-robin between them). */
+export async function startMetered(make: () => Promise<Backend>, config: Partial<Config> = {}, poolKeys = 1): Promise<Metered> {
+  const keys = Array.from({ length: poolKeys }, (_, i) => `sk-pool-ws-metering-${i}-${Math.random().toString(36).slice(2, 10)}`);
+  for (const key of keys) registerSecret(key);
   const backend = await make();
-  const fake = await startFakeUpstream({ keys: [poolKey] });
+  const fake = await startFakeUpstream({ keys });
   const gateway = await startGateway({
-    env: { OPENAI_API_KEYS: poolKey, KEYRELAY_UPSTREAM_URL: fake.baseUrl },
+    env: { OPENAI_API_KEYS: keys.join(','), KEYRELAY_UPSTREAM_URL: fake.baseUrl },
     store: backend.store,
     config: { prices: { 'gpt-realtime': REALTIME_PRICE }, ...config },
   });
