@@ -102,7 +102,7 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     client.close();
   });
 
-  it('meters a response.create hidden behind a duplicate or escaped `type`, as the upstream reads it', async () => {
+  it('meters a response.create hidden behind a duplicate or escaped `type`, as the upstream reads it, and relays none it cannot read', async () => {
     const { key } = await m.user('h-disguise', { limits: { tokensPerDay: WORST - 1 } });
     const client = await Client.open(m.gateway, REALTIME, key);
     const before = relayed(m, 'max_output_tokens');
@@ -111,6 +111,9 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     client.send(`{"type":"session.update",${body},"typ\\u0065":"response.create"}`);
     client.send(`{"type":"response\\u002ecreate",${body}}`);
     await eventually(async () => expect(client.count((e) => e.type === 'error' && e.error.code === 'insufficient_quota')).toBe(3));
+    // NaN: Python's json reads it, JavaScript's does not; what the gateway cannot read is not relayed.
+    client.send(`{"type":"response.create",${body.replace('100', 'NaN')}}`);
+    await eventually(async () => expect(client.count((e) => e.type === 'error' && e.error.code === 'invalid_json')).toBe(1));
     expect(relayed(m, 'max_output_tokens')).toBe(before);
     client.close();
   });

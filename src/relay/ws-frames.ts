@@ -51,11 +51,15 @@ export class FrameReader {
     }
   }
 
+  /** The first chunk, made at least `n` bytes long (n <= have) by joining only as many as that takes. */
   private peek(n: number): Buffer {
     if (this.chunks[0] && this.chunks[0].length >= n) return this.chunks[0];
-    const whole = Buffer.concat(this.chunks);
-    this.chunks = [whole];
-    return whole;
+    let count = 0;
+    let size = 0;
+    while (size < n) size += (this.chunks[count++] as Buffer).length;
+    const joined = Buffer.concat(this.chunks.slice(0, count), size);
+    this.chunks.splice(0, count, joined);
+    return joined;
   }
 
   private take(n: number): Buffer {

@@ -7,6 +7,7 @@
 // ws-responses.ts); the type of the others is found without parsing (ws-frames.ts eventType).
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import { GatewayError } from '../errors.js';
 import type { OpenStreams } from './open-streams.js';
 import { FrameError, FrameReader, MessageAssembler, OP_CLOSE, OP_TEXT, closeFrame, encodeFrame, eventType } from './ws-frames.js';
 
@@ -25,6 +26,8 @@ export interface Dialect {
   /** Upstream events parsed for the metering (the rest pass unread, their type and size aside). */
   readonly upstreamTypes: ReadonlySet<string>;
   client(type: string | undefined, event: Json | undefined, size: number): Promise<Verdict>;
+  /** The dialect's error event for a refused client event. */
+  refusal(error: GatewayError, event: Json | undefined): Buffer;
   upstream(type: string | undefined, event: Json | undefined, size: number): Promise<void>;
 }
 
@@ -53,6 +56,7 @@ const INJECTED_PAUSE = 32;
 // Past this in the client's write buffer (refusals it does not read), its socket is not read.
 const CLIENT_BUFFER_PAUSE = 1024 * 1024;
 const LINGER_MS = 1000;
+const UNREADABLE = new GatewayError('invalid_json', { message: 'This event is not a JSON object the gateway can read, so it is not relayed.' });
 
 function parse(payload: Buffer): Json | undefined {
   try {
@@ -166,14 +170,17 @@ export class WebSocketSession implements Channel {
     this.resumeClient();
   }
 
-  private judge(message: Buffer): Promise<Verdict> {
+  private async judge(message: Buffer): Promise<Verdict> {
     const found = eventType(message, true);
     let type = found.type;
     let event: Json | undefined;
     if (found.ambiguous || (type !== undefined && this.dialect.clientTypes.has(type))) {
       event = parse(message);
-      type = typeof event?.type === 'string' ? event.type : type;
-      if (event && !this.dialect.clientTypes.has(type ?? '')) event = undefined;
+      // Another parser may read what this one refuses (NaN, say): what the gateway cannot read,
+      // it cannot meter, so it is not relayed.
+      if (!event) return { forward: false, reply: this.dialect.refusal(UNREADABLE, undefined) };
+      type = typeof event.type === 'string' ? event.type : undefined;
+      if (!this.dialect.clientTypes.has(type ?? '')) event = undefined;
     }
     return this.dialect.client(type, event, message.length);
   }
