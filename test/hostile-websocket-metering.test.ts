@@ -54,6 +54,18 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     expect(usage.day.tokens).toBeGreaterThan(0);
   });
 
+  it('closes sessions with 1001 at the end of a shutdown\'s grace and settles what they held', async () => {
+    const { id, key } = await m.user('h-shutdown', { limits: { tokensPerDay: 100_000, maxConcurrent: 5 } });
+    const client = await Client.open(m.gateway, REALTIME, key);
+    client.send(create({ metadata: { fake: 'hang' } }));
+    await client.next((e) => e.type === 'response.output_audio.delta');
+    (m.gateway.app as unknown as { interruptStreams(): number }).interruptStreams();
+    expect(await client.closed).toBe(1001);
+    const usage = await settled(id);
+    expect(usage.day.estimatedRequests).toBe(1);
+    expect(usage.day.tokens).toBeGreaterThan(0);
+  });
+
   it('charges absurd usage (negative, 1e300) at the response\'s worst case, never negative, never past the limit', async () => {
     const limit = 3 * WORST;
     const { id, key } = await m.user('h-absurd', { limits: { tokensPerDay: limit } });

@@ -102,7 +102,7 @@ export class ResponsesDialect implements Dialect {
     const response = isObject(event.response) ? event.response : undefined;
     const responseId = typeof response?.id === 'string' ? response.id : undefined;
     if (type === 'response.created' && responseId !== undefined) {
-      meter.started(responseId, lane);
+      if (!meter.started(responseId, lane)) await this.unmatched(responseId, response ?? {});
       // Recorded before the next client event is read (ws-session.ts waits for it).
       await this.o.objects.owners.record(responseId, this.o.owner);
     } else if (SETTLES.has(type ?? '') && responseId !== undefined) {
@@ -122,6 +122,15 @@ export class ResponsesDialect implements Dialect {
       const pending = meter.streaming(typeof event.response_id === 'string' ? event.response_id : undefined);
       if (pending) pending.streamedTokens += Math.ceil(Buffer.byteLength(event.delta) / BYTES_PER_TOKEN);
     }
+  }
+
+  /** A response no open create accounts for (its create's reservation was given back on an error
+   * that, it turns out, was another event's): charged what it reports, with no limit to refuse it,
+   * since it runs already. */
+  private async unmatched(responseId: string, response: Json): Promise<void> {
+    const model = typeof response.model === 'string' ? response.model : undefined;
+    const pending = await this.o.meter.admit({ model, prompt: 0, maxOutput: 0, capped: false }, true);
+    pending.responseId = responseId;
   }
 
   private releaseSlot(id: string): void {

@@ -162,8 +162,11 @@ export class WebSocketSession implements Channel {
         if (this.o.client.writableLength > CLIENT_BUFFER_PAUSE || this.injected.length > INJECTED_PAUSE) this.o.client.pause();
       }
     } catch (err) {
-      this.o.log.error({ err, requestId: this.o.requestId }, 'websocket client event failed');
-      this.fail(1011, 'the gateway failed');
+      // An event judged while the session ended has nothing left to answer.
+      if (!this.ended) {
+        this.o.log.error({ err, requestId: this.o.requestId }, 'websocket client event failed');
+        this.fail(1011, 'the gateway failed');
+      }
     } finally {
       this.pumping = false;
     }
