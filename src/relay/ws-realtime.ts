@@ -22,6 +22,9 @@ export const REALTIME_OUTPUT_CAP = 4096;
 // OpenAI bills about 10 tokens a second of input audio and 20 of output; the worst case of what
 // was said takes 20 a second, what streamed before a cut 20 a second too.
 export const AUDIO_TOKENS_PER_SECOND = 20;
+// A conversation longer than a model's context is truncated by OpenAI; the worst case counts at
+// most this much of it (more than any realtime model's context window).
+export const REALTIME_CONTEXT = 128_000;
 // An append's JSON around its base64 audio: `{"type":"input_audio_buffer.append","audio":""}` and an event_id.
 const APPEND_FRAMING = 48;
 const RESPONSES = matchOperation('POST', '/v1/responses').cost;
@@ -121,7 +124,7 @@ export class RealtimeDialect implements Dialect {
     const body = { input, instructions: typeof instructions === 'string' ? instructions : undefined, tools };
     const estimate = estimateRequest(RESPONSES, this.model, body, {}, this.o.defaultMaxOutput);
     const inputAudio = Array.isArray(response.input) ? response.input.reduce((sum: number, item) => sum + audioOf(item, this.inputRate), 0) : 0;
-    const conversation = response.conversation === 'none' ? 0 : this.conversation;
+    const conversation = response.conversation === 'none' ? 0 : Math.min(this.conversation, REALTIME_CONTEXT);
     return {
       prompt: estimate.promptTokens + inputAudio + conversation,
       maxOutput: this.outputCap(response.max_output_tokens ?? response.max_response_output_tokens ?? this.maxOutput),

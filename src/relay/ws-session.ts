@@ -150,15 +150,16 @@ export class WebSocketSession implements Channel {
       while (!this.ended && this.queue.length > 0) {
         const item = this.queue.shift() as Queued;
         if ('control' in item) {
-          this.o.upstream.write(item.control);
+          if (!this.o.upstream.write(item.control)) this.o.client.pause();
           continue;
         }
         // The upstream's events before this one are metered first (a response id it names is recorded).
         await this.upstreamChain;
         const verdict = await this.judge(item.message);
         if (this.ended) return;
-        if (verdict.forward) for (const frame of item.frames) this.o.upstream.write(frame);
-        else this.toClient(verdict.reply);
+        // An upstream that does not keep up stops the client's reads until it drains.
+        if (verdict.forward) for (const frame of item.frames) if (!this.o.upstream.write(frame)) this.o.client.pause();
+        if (!verdict.forward) this.toClient(verdict.reply);
         if (this.o.client.writableLength > CLIENT_BUFFER_PAUSE || this.injected.length > INJECTED_PAUSE) this.o.client.pause();
       }
     } catch (err) {
