@@ -103,11 +103,8 @@ export class ResponsesDialect implements Dialect {
     const responseId = typeof response?.id === 'string' ? response.id : undefined;
     if (type === 'response.created' && responseId !== undefined) {
       if (!meter.started(responseId, lane)) await this.unmatched(responseId, response ?? {});
-      // Recorded before the next client event is read (ws-session.ts waits for it).
-      await this.o.objects.owners.record(responseId, this.o.owner);
     } else if (SETTLES.has(type ?? '') && responseId !== undefined) {
       const pending = meter.byResponse(responseId) ?? meter.started(responseId, lane);
-      await this.o.objects.owners.record(responseId, this.o.owner);
       if (!pending) return;
       this.releaseSlot(pending.id);
       const usage = await meter.finish(pending, response?.usage);
@@ -131,6 +128,14 @@ export class ResponsesDialect implements Dialect {
     const model = typeof response.model === 'string' ? response.model : undefined;
     const pending = await this.o.meter.admit({ model, prompt: 0, maxOutput: 0, capped: false }, true);
     pending.responseId = responseId;
+  }
+
+  /** The response ids the upstream announces become the user's, on the session's key, before the
+   * client sees them; the session waits for the record before it judges the client's next event. */
+  observe(type: string, event: Json): Promise<void> | undefined {
+    if (type !== 'response.created' && !SETTLES.has(type)) return undefined;
+    const id = isObject(event.response) ? event.response.id : undefined;
+    return typeof id === 'string' ? this.o.objects.owners.record(id, this.o.owner) : undefined;
   }
 
   private releaseSlot(id: string): void {

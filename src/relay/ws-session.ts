@@ -29,6 +29,8 @@ export interface Dialect {
   /** The dialect's error event for a refused client event. */
   refusal(error: GatewayError, event: Json | undefined): Buffer;
   upstream(type: string | undefined, event: Json | undefined, size: number): Promise<void>;
+  /** Called as an upstream event is read, before the client gets it (the ids it creates). */
+  observe?(type: string, event: Json): Promise<void> | undefined;
 }
 
 export interface SessionOptions {
@@ -192,11 +194,15 @@ export class WebSocketSession implements Channel {
   private fromUpstream(chunk: Buffer): void {
     try {
       for (const frame of this.upstreamFrames.push(chunk)) {
-        this.writeClient(frame.raw);
-        if (frame.opcode >= OP_CLOSE) continue;
+        if (frame.opcode >= OP_CLOSE) {
+          this.writeClient(frame.raw);
+          continue;
+        }
+        // Metered before its last frame goes out: what it records is asked of the store first.
         const message = this.upstreamMessages.add(frame, false);
-        if (!this.upstreamMessages.open) this.flushInjected();
         if (message) this.meterUpstream(message.payload);
+        this.writeClient(frame.raw);
+        if (!this.upstreamMessages.open) this.flushInjected();
       }
     } catch (err) {
       if (err instanceof FrameError) return this.fail(err.code, `upstream: ${err.message}`);
@@ -217,7 +223,13 @@ export class WebSocketSession implements Channel {
     if (!sized && !this.dialect.upstreamTypes.has(type)) return;
     const event = sized ? undefined : parse(payload);
     const size = payload.length;
+    // Issued now, before the client has the event (one store connection keeps the order of
+    // commands, so a request the client makes on seeing it is looked up after it).
+    const observed = (event && this.dialect.observe?.(type, event))?.catch((err: unknown) => {
+      this.o.log.warn({ requestId: this.o.requestId, reason: (err as Error).message }, 'websocket object owner not recorded');
+    });
     this.upstreamChain = this.upstreamChain
+      .then(() => observed)
       .then(() => this.dialect.upstream(type, event, size))
       .catch((err: unknown) => this.o.log.error({ err, requestId: this.o.requestId }, 'websocket upstream event could not be metered'));
   }
