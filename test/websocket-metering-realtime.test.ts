@@ -57,6 +57,9 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     });
     expect(usage.day).toMatchObject({ tokens, usdMicros: micros, reservedTokens: 0, reservedUsdMicros: 0, estimatedRequests: 0 });
     expect(micros).toBeGreaterThan(0);
+    // And the token metrics count them.
+    const metrics = await fetch(`${m.gateway.url}/metrics`).then((r) => r.text());
+    expect(metrics).toMatch(/keyrelay_tokens_total\{[^}]*model="gpt-realtime"[^}]*\} [1-9]/);
     // The session and its three responses; the refused fourth is not a request that counts tokens.
     expect(usage.day.requests).toBeGreaterThanOrEqual(4);
   });

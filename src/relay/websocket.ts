@@ -23,6 +23,7 @@ import type { Store, User } from '../store/types.js';
 import type { Metrics } from '../metrics.js';
 import type { ObjectAccess } from './object-access.js';
 import type { ObjectSlots } from './object-slots.js';
+import { NO_MODEL } from '../observability/usage.js';
 import { SessionMeter } from './ws-meter.js';
 import { RealtimeDialect } from './ws-realtime.js';
 import { ResponsesDialect } from './ws-responses.js';
@@ -211,6 +212,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       log: deps.log,
       maxInFlight: config.websocket.maxResponsesInFlight,
       audioBytesPerToken: () => audioBytesPerToken(),
+      onCharge: (model, charge) => deps.metrics.usage(model ?? NO_MODEL, charge.usage.input, charge.usage.output, charge.micros / 1_000_000, s.user.id),
     });
     const session = new WebSocketSession({
       client: socket,

@@ -7,7 +7,7 @@
 // estimated, and releases those that never started: no reservation outlives its session.
 import type { Logger } from 'pino';
 import type { GatewayError } from '../errors.js';
-import type { QuotaGate, Ticket } from '../quota/gate.js';
+import type { Charge, QuotaGate, Ticket } from '../quota/gate.js';
 import { type TokenUsage, normalizeUsage, totalTokens } from '../quota/usage.js';
 import type { User } from '../store/types.js';
 
@@ -41,6 +41,8 @@ export interface MeterOptions {
   maxInFlight: number;
   /** Output audio bytes per token, for a response cut before its usage came. */
   audioBytesPerToken: () => number;
+  /** Told of each charge (the token and cost metrics). */
+  onCharge?: (model: string | undefined, charge: Charge) => void;
 }
 
 export interface Settled {
@@ -171,6 +173,7 @@ export class SessionMeter {
     const settled = this.options.gate.settle(pending.ticket, used);
     this.track(settled);
     const charge = await settled;
+    if (charge) this.options.onCharge?.(pending.model, charge);
     this.options.log.info(
       {
         requestId: this.options.sessionId,
