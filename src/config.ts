@@ -113,6 +113,17 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    // WebSocket sessions (docs/websockets.md): a client message past its bound closes the
+    // session with 1009; an upstream one past its bound too (it could not be metered).
+    websocket: Type.Object(
+      {
+        clientMessageBytes: Type.Integer({ minimum: 1024, default: 16 * MB }),
+        upstreamMessageBytes: Type.Integer({ minimum: 1024, default: 64 * MB }),
+        // Responses one session may have admitted and not yet ended.
+        maxResponsesInFlight: Type.Integer({ minimum: 1, default: 8 }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     timeouts: Type.Object(
       {
         connectMs: Type.Integer({ minimum: 1, default: 10_000 }),

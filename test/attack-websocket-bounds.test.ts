@@ -1,7 +1,8 @@
-// Hostile review: the WebSocket routes skip the cost-bound rule the HTTP relay keeps. Frames are
-// never read, so over `GET /v1/responses` every `response.create` names its own model and nothing
-// is metered; a realtime upgrade without `?model=` runs the upstream's default. For users with a
-// model list or a dollar limit the gateway cannot bound these: the upgrade must be refused.
+// Hostile review: the WebSocket routes and the cost-bound rule the HTTP relay keeps. The Responses
+// socket is metered and checked per `response.create` (test/websocket-metering-responses.test.ts),
+// so it opens to users with a model list or a dollar limit; a realtime upgrade without `?model=`
+// runs the upstream's default model, and a call sideband or transcription session is not metered:
+// for those users these upgrades are refused.
 import type { IncomingMessage } from 'node:http';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
@@ -43,18 +44,16 @@ function handshake(path: string, key: string): Promise<number | undefined> {
   });
 }
 
-it('a user with a model list cannot open the Responses WebSocket, whose frames name any model', async () => {
+it('a user with a model list opens the Responses WebSocket: each response.create is checked instead', async () => {
   const key = await gateway.createUserKey('ws-listed', { models: ['gpt-4o-mini'] });
   registerSecret(key);
-  expect(await handshake('/v1/responses', key)).toBe(403);
-  expect(fake.wsConnections).toHaveLength(0);
+  expect(await handshake('/v1/responses', key)).toBe(101);
 });
 
-it('a user with a dollar limit cannot open the Responses WebSocket, which is never metered', async () => {
+it('a user with a dollar limit opens the Responses WebSocket: each response is metered', async () => {
   const key = await gateway.createUserKey('ws-dollars', { limits: { usdPerDay: 1 } });
   registerSecret(key);
-  expect(await handshake('/v1/responses', key)).toBe(403);
-  expect(fake.wsConnections).toHaveLength(0);
+  expect(await handshake('/v1/responses', key)).toBe(101);
 });
 
 it('a user with a model list cannot open a realtime session that names no model', async () => {
@@ -64,9 +63,17 @@ it('a user with a model list cannot open a realtime session that names no model'
   expect(fake.wsConnections).toHaveLength(0);
 });
 
-it('a user with a dollar limit cannot open a realtime session, whose spend is never metered', async () => {
+it('a user with a dollar limit cannot open a realtime session on a model with no price', async () => {
   const key = await gateway.createUserKey('ws-realtime-dollars', { limits: { usdPerDay: 1 } });
   registerSecret(key);
-  expect(await handshake('/v1/realtime?model=gpt-realtime', key)).toBe(403);
+  expect(await handshake('/v1/realtime?model=gpt-realtime-unpriced', key)).toBe(403);
+  expect(fake.wsConnections).toHaveLength(0);
+});
+
+it('a user with a dollar limit cannot attach to a call or open a transcription session, which are not metered', async () => {
+  const key = await gateway.createUserKey('ws-realtime-call', { limits: { usdPerDay: 1 } });
+  registerSecret(key);
+  expect(await handshake('/v1/realtime?model=gpt-4o-mini&call_id=rtc_1', key)).toBe(403);
+  expect(await handshake('/v1/realtime?model=gpt-4o-mini&intent=transcription', key)).toBe(403);
   expect(fake.wsConnections).toHaveLength(0);
 });

@@ -148,9 +148,10 @@ describe('responses over a WebSocket', () => {
     const ws = connectTo('/v1/responses', { headers: bearer() });
     await opened(ws);
     const create = JSON.stringify({ type: 'response.create', model: 'gpt-4o-mini', input: 'Hi' });
-    const echoed = nextMessage(ws);
+    const created = nextMessage(ws);
     ws.send(create);
-    expect(await echoed).toEqual({ type: 'echo', data: create });
+    expect(await created).toMatchObject({ type: 'response.created', response: { model: 'gpt-4o-mini' } });
+    expect(fake.wsMessages).toEqual([{ path: '/v1/responses', data: create }]);
     expect(fake.wsConnections.map((c) => [c.url, c.headers.authorization])).toEqual([['/v1/responses', `Bearer ${POOL_KEY}`]]);
   });
 });

@@ -9,8 +9,10 @@ import { pathToFileURL } from 'node:url';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { RATE_LIMIT_HEADERS, defaultAnswer, fakeId } from './fake-openai-answers.js';
+import { serveFakeWebSocket } from './fake-websocket.js';
 
 export { sseEvents } from './fake-openai-answers.js';
+export { FAKE_REALTIME_USAGE, FAKE_RESPONSES_USAGE } from './fake-websocket.js';
 
 export interface FakeResponse {
   status?: number; // default 200
@@ -55,6 +57,7 @@ export interface FakeUpstream {
   port: number;
   requests: RecordedRequest[]; // every HTTP request, in arrival order
   wsConnections: RecordedUpgrade[]; // every accepted WebSocket upgrade
+  wsMessages: Array<{ path: string; data: string }>; // every text message a WebSocket client sent
   handle(fn: FakeHandler): void; // handlers are tried newest first; undefined = next handler
   upgradeHeaders(fn: FakeUpgradeHeaders): void; // headers added to every 101 from now on (until reset)
   reset(): void; // clear handlers, upgrade headers, requests, wsConnections
@@ -90,6 +93,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   let extraUpgradeHeaders: FakeUpgradeHeaders | undefined;
   const requests: RecordedRequest[] = [];
   const wsConnections: RecordedUpgrade[] = [];
+  const wsMessages: Array<{ path: string; data: string }> = [];
 
   // requestTimeout 0: a slow 512 MB upload must not be cut by the fake.
   const server = createServer({ requestTimeout: 0 }, (req, res) => onRequest(req, res));
@@ -178,13 +182,10 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       if (record) wsConnections.push({ url, headers: req.headers, protocol: ws.protocol });
       ws.on('error', () => ws.terminate());
-      ws.on('message', (data, isBinary) => {
-        if (!isBinary) ws.send(JSON.stringify({ type: 'echo', data: data.toString() }));
+      const model = new URLSearchParams(q === -1 ? '' : url.slice(q + 1)).get('model');
+      serveFakeWebSocket(ws, path, model, (data) => {
+        if (record) wsMessages.push({ path, data });
       });
-      if (path === '/v1/realtime') {
-        const model = new URLSearchParams(q === -1 ? '' : url.slice(q + 1)).get('model');
-        ws.send(JSON.stringify({ type: 'session.created', session: { model } }));
-      }
     });
   });
 
@@ -205,6 +206,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     port,
     requests,
     wsConnections,
+    wsMessages,
     handle(fn) {
       handlers.push(fn);
     },
@@ -216,6 +218,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       extraUpgradeHeaders = undefined;
       requests.length = 0;
       wsConnections.length = 0;
+      wsMessages.length = 0;
     },
     async close() {
       for (const ws of wss.clients) ws.terminate();

@@ -47,17 +47,21 @@ export function checkCostBound(user: Pick<User, 'models' | 'limits'>, operation:
 }
 
 /**
- * The WebSocket sessions (`GET /v1/realtime`, `GET /v1/responses`) are not metered: their frames
- * are not read. So they are closed to a user with a dollar limit; a model list needs the model of a
- * realtime session (its `?model=`, fixed for the session), and the Responses socket, whose every
- * `response.create` may name another model, is closed to it too.
+ * The WebSocket sessions (`GET /v1/realtime`, `GET /v1/responses`) are metered response by
+ * response (src/relay/ws-session.ts), and the Responses socket checks each `response.create`'s
+ * model. A realtime session runs on the model of its `?model=`, so a user with a model list or a
+ * dollar limit must name one; a session attached to a call (`?call_id=`) or for transcription
+ * (`?intent=`) is spent in ways the gateway does not meter, so it is closed to such users.
  */
-export function checkWebSocketBound(user: Pick<User, 'models' | 'limits'>, path: string, model: string | undefined): void {
-  const closed = (why: string) => new GatewayError('route_not_allowed', { message: `${path} ${why}` });
-  if (dollarLimited(user)) throw closed('is not metered by this gateway, so it is not open to keys with a dollar limit.');
-  if (!hasModelList(user)) return;
-  if (path !== '/v1/realtime') throw closed('lets each request name its model, so it is not open to keys with a model list.');
+export function checkWebSocketBound(user: Pick<User, 'models' | 'limits'>, path: string, search: string, model: string | undefined): void {
+  if (path !== '/v1/realtime' || (!hasModelList(user) && !dollarLimited(user))) return;
+  const query = new URLSearchParams(search);
+  if (query.has('call_id') || query.has('intent')) {
+    throw new GatewayError('route_not_allowed', {
+      message: `${path} with \`call_id\` or \`intent\` is not metered by this gateway, so it is not open to keys with a model list or a dollar limit.`,
+    });
+  }
   if (model === undefined) {
-    throw new GatewayError('model_not_allowed', { param: 'model', message: 'Name the realtime session\'s model (`?model=`): this key has a model list.' });
+    throw new GatewayError('model_not_allowed', { param: 'model', message: 'Name the realtime session\'s model (`?model=`): this key has a model list or a dollar limit.' });
   }
 }

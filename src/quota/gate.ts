@@ -160,12 +160,16 @@ export class QuotaGate {
     return { reservation: admission.reservation, limits, price, headers };
   }
 
-  /** Charges what the request used; `undefined` usage releases the reservation in full. */
-  async settle(ticket: Ticket, used: { usage: TokenUsage; estimated: boolean } | undefined): Promise<Charge | undefined> {
+  /** Charges what the request used; `undefined` usage releases the reservation in full. `atWorst`:
+   * the usage is a worst case, not a report, so its tokens are priced as admit() priced them, at the
+   * model's dearest rates (a cut audio answer is not charged as text). */
+  async settle(ticket: Ticket, used: { usage: TokenUsage; estimated: boolean; atWorst?: boolean } | undefined): Promise<Charge | undefined> {
+    const priced = (price: Price, usage: TokenUsage): number =>
+      used?.atWorst ? worstCostMicros(price, usage, usage) : costMicros(price, usage);
     const charge = used && {
       usage: used.usage,
       tokens: totalTokens(used.usage),
-      micros: ticket.price ? costMicros(ticket.price, used.usage) : 0,
+      micros: ticket.price ? priced(ticket.price, used.usage) : 0,
       estimated: used.estimated,
     };
     try {

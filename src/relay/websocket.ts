@@ -1,8 +1,10 @@
-// WebSocket relay for `GET /v1/realtime` and `GET /v1/responses` upgrades. The handshake is
-// forwarded with the key swapped, then the two sockets are joined byte for byte: frames are never
-// decoded, so every extension and message type passes unchanged. A handshake the upstream refuses
-// for its key (401, 403, 429, 5xx) is tried on another key before the client hears of it, as an
-// HTTP request is (attempts.ts); a refusal that stands reaches the client with its status, masked.
+// WebSocket relay for `GET /v1/realtime` and `GET /v1/responses` upgrades. The upgrade is admitted
+// against the user's rpm and concurrency (an HTTP refusal before the 101, as OpenAI answers), the
+// handshake is forwarded with the key swapped and without compression offers, then the session is
+// relayed frame by frame and metered response by response (ws-session.ts, docs/websockets.md).
+// A handshake the upstream refuses for its key (401, 403, 429, 5xx) is tried on another key before
+// the client hears of it, as an HTTP request is (attempts.ts); a refusal that stands reaches the
+// client with its status, masked.
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -14,7 +16,19 @@ import { checkWebSocketBound } from '../quota/bounds.js';
 import { parseUpstreamError } from '../pool/outcome.js';
 import type { Pool, PoolChoice } from '../pool/pool.js';
 import type { RetryPolicy } from '../pool/retry.js';
-import type { Store } from '../store/types.js';
+import type { Config } from '../config.js';
+import { QuotaGate } from '../quota/gate.js';
+import { PriceTable } from '../quota/prices.js';
+import type { Store, User } from '../store/types.js';
+import type { Metrics } from '../metrics.js';
+import type { ObjectAccess } from './object-access.js';
+import type { ObjectSlots } from './object-slots.js';
+import { NO_MODEL } from '../observability/usage.js';
+import { SessionMeter } from './ws-meter.js';
+import { RealtimeDialect } from './ws-realtime.js';
+import { ResponsesDialect } from './ws-responses.js';
+import { WebSocketSession } from './ws-session.js';
+import { SessionSlot } from './ws-slot.js';
 import { guardHeldAnswer, maskHeaders } from './answer-guard.js';
 import { checkModel } from './body.js';
 import { Failover, type TriedKey, backoff, noKeyError, transportResult } from './failover.js';
@@ -35,6 +49,8 @@ const KEY_PROTOCOL = 'openai-insecure-api-key.';
 const REFUSAL_DECODED_LIMIT = 1024 * 1024;
 
 export interface UpgradeDeps {
+  config: Config;
+  metrics: Metrics;
   store: Store;
   pool: Pool;
   retry: RetryPolicy;
@@ -90,20 +106,6 @@ function handshakeHead(upstream: IncomingHttpHeaders, requestId: string): string
   return `${lines.join('\r\n')}\r\n\r\n`;
 }
 
-function join(client: Duplex, upstream: Duplex, streams: OpenStreams): void {
-  // WebSocket frames are never decoded here, so a shutdown can only close the connection.
-  const unregister = streams.add(() => closeBoth());
-  const closeBoth = () => {
-    unregister();
-    client.destroy();
-    upstream.destroy();
-  };
-  client.on('error', closeBoth).on('close', closeBoth);
-  upstream.on('error', closeBoth).on('close', closeBoth);
-  client.pipe(upstream);
-  upstream.pipe(client);
-}
-
 /** The client's handshake, as far as the upstream's depends on it. */
 interface Handshake {
   req: IncomingMessage;
@@ -119,6 +121,8 @@ function handshakeRequest(h: Handshake, choice: PoolChoice): Dispatcher.Dispatch
   const headers = upstreamRequestHeaders(h.req.headers, choice.key, undefined);
   delete headers['accept-encoding'];
   delete headers['sec-websocket-protocol'];
+  // No compression: frames stay plain text and binary, which the metering reads (docs/websockets.md).
+  delete headers['sec-websocket-extensions'];
   if (h.protocols.length > 0) headers['sec-websocket-protocol'] = h.protocols.join(', ');
   return {
     origin: choice.upstream.origin,
@@ -177,12 +181,72 @@ async function openUpstream(deps: UpgradeDeps, h: Handshake, tried: TriedKey[]):
   }
 }
 
+interface Session {
+  user: User;
+  slot: SessionSlot;
+  opened: Opened;
+  model?: string;
+  head: Buffer;
+}
+
 export function createUpgradeHandler(deps: UpgradeDeps) {
+  const { config, store } = deps;
+  const gate = new QuotaGate({
+    store,
+    prices: new PriceTable(config.prices),
+    leaseMs: config.quota.leaseMs,
+    log: deps.log,
+    onStoreError: (operation) => deps.metrics.storeFailed(operation),
+  });
+  const objects: ObjectAccess = { owners: store.objectOwners, shareUnknown: config.pool.shareUnknownObjects };
+  const slots: ObjectSlots = { owners: store.objectOwners, max: config.pool.maxObjectsPerUser, leaseMs: config.quota.leaseMs, log: deps.log };
+
+  /** Relays the opened session, metered; its slot and every reservation end with it. */
+  function relaySession(target: Target, requestId: string, socket: Duplex, s: Session): void {
+    const realtime = target.path === '/v1/realtime';
+    let audioBytesPerToken = () => 4;
+    const meter = new SessionMeter({
+      gate,
+      user: s.user,
+      sessionId: requestId,
+      log: deps.log,
+      maxInFlight: config.websocket.maxResponsesInFlight,
+      audioBytesPerToken: () => audioBytesPerToken(),
+      onCharge: (model, charge) => deps.metrics.usage(model ?? NO_MODEL, charge.usage.input, charge.usage.output, charge.micros / 1_000_000, s.user.id),
+    });
+    const session = new WebSocketSession({
+      client: socket,
+      upstream: s.opened.socket,
+      head: s.head,
+      clientMessageBytes: config.websocket.clientMessageBytes,
+      upstreamMessageBytes: config.websocket.upstreamMessageBytes,
+      streams: deps.streams,
+      log: deps.log,
+      requestId,
+      sizedTypes: realtime ? new Set(['response.output_audio.delta', 'response.audio.delta']) : new Set(),
+      onEnd: async () => {
+        if (!realtime) responses?.close();
+        await meter.close();
+        await s.slot.close();
+        deps.log.info({ requestId }, 'websocket closed');
+      },
+    });
+    const defaultMaxOutput = config.quota.defaultMaxOutputTokens;
+    const owner = { userId: s.user.id, upstreamId: s.opened.choice.upstream.id, keyId: s.opened.choice.key.id };
+    const responses = realtime ? undefined : new ResponsesDialect({ user: s.user, meter, objects, slots, owner, defaultMaxOutput });
+    if (realtime) {
+      const dialect = new RealtimeDialect({ user: s.user, meter, channel: session, model: s.model, defaultMaxOutput });
+      audioBytesPerToken = () => dialect.audioBytesPerToken;
+      session.start(dialect);
+    } else session.start(responses as ResponsesDialect);
+  }
+
   return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const requestId = deps.newRequestId();
     socket.on('error', () => socket.destroy());
     const facts = upgradeFacts(req, requestId);
     const tried: TriedKey[] = [];
+    let slot: SessionSlot | undefined;
     try {
       const target = checkTarget(req.url ?? '');
       facts.route = target.path;
@@ -195,25 +259,27 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       facts.keyId = caller.key.id;
       const model = queryModel(target.search);
       if (model !== undefined && !modelAllowed(caller.user, model)) throw new GatewayError('model_not_allowed');
-      checkWebSocketBound(caller.user, target.path, model);
+      checkWebSocketBound(caller.user, target.path, target.search, model);
+      // Admitted before any upstream connection: a refusal is an HTTP answer, the upstream never sees it.
+      slot = await SessionSlot.take({ gate, store, leaseMs: config.quota.leaseMs, log: deps.log }, caller.user, requestId, model);
 
       const opened = await openUpstream(deps, { req, socket, target, model, protocols: protocols.others, requestId }, tried);
       if (!opened) {
+        await slot.close(true);
         deps.log.info(upgradeLine(facts, { tried }), 'websocket refused');
         return;
       }
       const upstream = opened.socket;
       if (socket.destroyed) {
         upstream.destroy();
+        await slot.close(true);
         return;
       }
-      // The frames that follow are relayed as they come (docs/key-pool.md); the head is checked.
       socket.write(handshakeHead(maskHeaders(opened.headers, deps.masker).headers, requestId));
-      if (head.length > 0) upstream.write(head);
-      join(socket, upstream, deps.streams);
+      relaySession(target, requestId, socket, { user: caller.user, slot, opened, model, head });
       deps.log.info(upgradeLine(facts, { poolKeyId: opened.choice.key.id, upstream: opened.choice.upstream.id, retries: tried.length }), 'websocket opened');
-      upstream.once('close', () => deps.log.info({ requestId }, 'websocket closed'));
     } catch (err) {
+      await slot?.close(true);
       if (socket.destroyed) return;
       const error = err instanceof GatewayError ? err : mapUpstreamError(err);
       deps.log.info(upgradeLine(facts, { status: error.status, code: error.code, tried: tried.length > 0 ? tried : undefined }), 'websocket refused');

@@ -1,0 +1,221 @@
+// The realtime session's dialect (`GET /v1/realtime`, docs/websockets.md): what of its events the
+// gateway reads to meter it. From the client: `session.update` (model, instructions, output cap,
+// audio formats), `conversation.item.create` (counted into the conversation), the size of each
+// `input_audio_buffer.append` (never parsed: its audio is counted from its length) and
+// `response.create` (admitted or refused). From the upstream: `session.created`/`updated` (the
+// session as it really is), `response.created`, output deltas (what streamed) and `response.done`
+// (settled with its usage). A response the upstream starts by itself (server VAD) is admitted
+// when it is announced; refused, it is cancelled and charged what it used.
+import { randomUUID } from 'node:crypto';
+import { GatewayError } from '../errors.js';
+import { modelAllowed } from '../models.js';
+import { matchOperation } from '../operations/match.js';
+import { estimateRequest } from '../quota/estimate.js';
+import type { User } from '../store/types.js';
+import type { Pending, SessionMeter } from './ws-meter.js';
+import { realtimeError } from './ws-meter.js';
+import type { Channel, Dialect, Json, Verdict } from './ws-session.js';
+
+/** OpenAI's `max_response_output_tokens` is at most 4096 ("inf" means that cap). */
+export const REALTIME_OUTPUT_CAP = 4096;
+// Audio is counted from its bytes: PCM16 at 24 kHz is 48,000 bytes a second, G.711 8,000.
+// OpenAI bills about 10 tokens a second of input audio and 20 of output; the worst case of what
+// was said takes 20 a second, what streamed before a cut 20 a second too.
+export const AUDIO_TOKENS_PER_SECOND = 20;
+// A conversation longer than a model's context is truncated by OpenAI; the worst case counts at
+// most this much of it (more than any realtime model's context window).
+export const REALTIME_CONTEXT = 128_000;
+// An append's JSON around its base64 audio: `{"type":"input_audio_buffer.append","audio":""}` and an event_id.
+const APPEND_FRAMING = 48;
+const RESPONSES = matchOperation('POST', '/v1/responses').cost;
+
+const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+function bytesPerSecond(format: unknown): number {
+  const name = isObject(format) ? format.type : format;
+  return typeof name === 'string' && /pcmu|pcma|g711/.test(name) ? 8000 : 48000;
+}
+
+/** Tokens of audio bytes, rounded up. */
+const audioTokens = (bytes: number, perSecond: number): number => Math.ceil((Math.max(0, bytes) / perSecond) * AUDIO_TOKENS_PER_SECOND);
+
+export interface RealtimeOptions {
+  user: User;
+  meter: SessionMeter;
+  channel: Channel;
+  model?: string;
+  defaultMaxOutput: number;
+}
+
+export class RealtimeDialect implements Dialect {
+  readonly clientTypes = new Set(['session.update', 'response.create', 'conversation.item.create']);
+  readonly upstreamTypes = new Set(['session.created', 'session.updated', 'response.created', 'response.done', 'error', 'response.output_text.delta', 'response.text.delta']);
+  private model: string | undefined;
+  private instructions: unknown;
+  private tools: unknown;
+  private maxOutput: unknown;
+  private inputRate = 48000;
+  private outputRate = 48000;
+  /** The conversation so far, in tokens: items added, audio appended, outputs of past responses. */
+  private conversation = 0;
+
+  constructor(private readonly o: RealtimeOptions) {
+    this.model = o.model;
+  }
+
+  get audioBytesPerToken(): number {
+    return this.outputRate / AUDIO_TOKENS_PER_SECOND;
+  }
+
+  refusal(error: GatewayError, event: Json | undefined): Buffer {
+    return realtimeError(error, event?.event_id, `event_gw_${randomUUID().replaceAll('-', '')}`);
+  }
+
+  async client(type: string | undefined, event: Json | undefined, size: number): Promise<Verdict> {
+    if (type === 'input_audio_buffer.append') {
+      // Base64: four characters for three bytes.
+      this.conversation += audioTokens(((size - APPEND_FRAMING) * 3) / 4, this.inputRate);
+      return { forward: true };
+    }
+    if (!event) return { forward: true };
+    if (type === 'session.update') return this.sessionUpdate(event);
+    if (type === 'conversation.item.create') {
+      this.conversation += itemTokens(event.item, this.inputRate);
+      return { forward: true };
+    }
+    if (type === 'response.create') return this.create(event);
+    return { forward: true };
+  }
+
+  private sessionUpdate(event: Json): Verdict {
+    const session = isObject(event.session) ? event.session : {};
+    if (session.model !== undefined) {
+      if (typeof session.model !== 'string' || !modelAllowed(this.o.user, session.model)) {
+        return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param: 'session.model' }), event) };
+      }
+      this.model = session.model;
+    }
+    this.learn(session);
+    return { forward: true };
+  }
+
+  /** What the session says of itself (the client's update, then the upstream's own account). */
+  private learn(session: Json): void {
+    if (session.instructions !== undefined) this.instructions = session.instructions;
+    if (session.tools !== undefined) this.tools = session.tools;
+    const max = session.max_output_tokens ?? session.max_response_output_tokens;
+    if (max !== undefined) this.maxOutput = max;
+    const audio = isObject(session.audio) ? session.audio : {};
+    const input = isObject(audio.input) ? audio.input.format : session.input_audio_format;
+    const output = isObject(audio.output) ? audio.output.format : session.output_audio_format;
+    if (input !== undefined) this.inputRate = bytesPerSecond(input);
+    if (output !== undefined) this.outputRate = bytesPerSecond(output);
+  }
+
+  private outputCap(value: unknown): number {
+    if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return Math.min(value, REALTIME_OUTPUT_CAP);
+    return REALTIME_OUTPUT_CAP;
+  }
+
+  private worstCase(response: Json): { prompt: number; maxOutput: number } {
+    const instructions = response.instructions ?? this.instructions;
+    const tools = response.tools ?? this.tools;
+    const input = Array.isArray(response.input) ? response.input.map((item) => withoutAudio(item)) : [];
+    const body = { input, instructions: typeof instructions === 'string' ? instructions : undefined, tools };
+    const estimate = estimateRequest(RESPONSES, this.model, body, {}, this.o.defaultMaxOutput);
+    const inputAudio = Array.isArray(response.input) ? response.input.reduce((sum: number, item) => sum + audioOf(item, this.inputRate), 0) : 0;
+    const conversation = response.conversation === 'none' ? 0 : Math.min(this.conversation, REALTIME_CONTEXT);
+    return {
+      prompt: estimate.promptTokens + inputAudio + conversation,
+      maxOutput: this.outputCap(response.max_output_tokens ?? response.max_response_output_tokens ?? this.maxOutput),
+    };
+  }
+
+  private async create(event: Json): Promise<Verdict> {
+    const response = isObject(event.response) ? event.response : {};
+    if (this.o.meter.full) return { forward: false, reply: this.refusal(tooManyInFlight(), event) };
+    if (this.model !== undefined && !modelAllowed(this.o.user, this.model)) {
+      return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param: 'model' }), event) };
+    }
+    try {
+      const worst = this.worstCase(response);
+      const eventId = typeof event.event_id === 'string' ? event.event_id : undefined;
+      await this.o.meter.admit({ model: this.model, ...worst, eventId, capped: true });
+      return { forward: true };
+    } catch (err) {
+      if (err instanceof GatewayError) return { forward: false, reply: this.refusal(err, event) };
+      throw err;
+    }
+  }
+
+  async upstream(type: string | undefined, event: Json | undefined, size: number): Promise<void> {
+    const meter = this.o.meter;
+    if (type === 'response.output_audio.delta' || type === 'response.audio.delta') {
+      const pending = meter.streaming();
+      if (pending) pending.streamedAudioBytes += ((size - APPEND_FRAMING) * 3) / 4;
+      return;
+    }
+    if (!event) return;
+    if (type === 'session.created' || type === 'session.updated') {
+      if (isObject(event.session)) this.learn(event.session);
+      return;
+    }
+    const response = isObject(event.response) ? event.response : undefined;
+    const responseId = typeof response?.id === 'string' ? response.id : undefined;
+    if (type === 'response.created' && responseId !== undefined) {
+      if (!meter.started(responseId)) await this.startedByUpstream(responseId, response ?? {});
+    } else if (type === 'response.done') {
+      const pending = meter.byResponse(responseId) ?? (responseId === undefined ? undefined : meter.started(responseId));
+      if (!pending) return;
+      const usage = await meter.finish(pending, response?.usage);
+      if (usage) this.conversation += usage.output;
+    } else if (type === 'error') {
+      const clientEvent = isObject(event.error) ? event.error.event_id : undefined;
+      if (typeof clientEvent === 'string') meter.refusedBeforeStart((p) => p.eventId === clientEvent);
+    } else if (typeof event.delta === 'string') {
+      const pending = meter.streaming(typeof event.response_id === 'string' ? event.response_id : undefined);
+      if (pending) pending.streamedTokens += Math.ceil(Buffer.byteLength(event.delta) / 4) || 0;
+    }
+  }
+
+  /** A response no create asked for (server VAD): admitted now; refused, it is cancelled, and what
+   * it used is still charged (the upstream began it before the gateway could say no). */
+  private async startedByUpstream(responseId: string, response: Json): Promise<void> {
+    const worst = this.worstCase(response);
+    let pending: Pending;
+    try {
+      pending = await this.o.meter.admit({ model: this.model, ...worst, capped: true });
+    } catch (err) {
+      if (!(err instanceof GatewayError)) throw err;
+      this.o.channel.toUpstream(Buffer.from(JSON.stringify({ type: 'response.cancel', response_id: responseId })));
+      this.o.channel.toClient(this.refusal(err, undefined));
+      pending = await this.o.meter.admit({ model: this.model, ...worst, capped: true }, true);
+    }
+    pending.responseId = responseId;
+  }
+}
+
+export function tooManyInFlight(): GatewayError {
+  return new GatewayError('rate_limit_exceeded', {
+    type: 'requests',
+    message: 'Too many responses in progress in this session: wait for one to finish (websocket.maxResponsesInFlight).',
+  });
+}
+
+/** An item less its base64 audio (counted from its length instead). */
+function withoutAudio(item: unknown): unknown {
+  if (!isObject(item) || !Array.isArray(item.content)) return item;
+  return { ...item, content: item.content.map((part) => (isObject(part) && typeof part.audio === 'string' ? { ...part, audio: '' } : part)) };
+}
+
+function audioOf(item: unknown, rate: number): number {
+  if (!isObject(item) || !Array.isArray(item.content)) return 0;
+  let tokens = 0;
+  for (const part of item.content) if (isObject(part) && typeof part.audio === 'string') tokens += audioTokens((part.audio.length * 3) / 4, rate);
+  return tokens;
+}
+
+function itemTokens(item: unknown, rate: number): number {
+  if (!isObject(item)) return 0;
+  return estimateRequest(RESPONSES, undefined, { input: [withoutAudio(item)] }, {}, 1).promptTokens + audioOf(item, rate);
+}
