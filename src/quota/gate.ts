@@ -165,7 +165,7 @@ export class QuotaGate {
    * model's dearest rates (a cut audio answer is not charged as text). */
   async settle(ticket: Ticket, used: { usage: TokenUsage; estimated: boolean; atWorst?: boolean } | undefined): Promise<Charge | undefined> {
     const priced = (price: Price, usage: TokenUsage): number =>
-      used?.atWorst ? worstCostMicros(price, usage, usage) : costMicros(price, usage);
+      used?.atWorst ? worstCostMicros(price, usage, { images: usage.images, seconds: usage.seconds, characters: usage.characters }) : costMicros(price, usage);
     const charge = used && {
       usage: used.usage,
       tokens: totalTokens(used.usage),
