@@ -6,8 +6,9 @@
 // (previous_response_id) are approximated or unseen. Settling replaces it with the real usage.
 import { countTokens } from 'gpt-tokenizer';
 import * as catalogue from 'gpt-tokenizer/models';
-import type { Cost, EstimateShape } from '../operations/costs.js';
+import type { Cost, EstimateShape, Permission } from '../operations/costs.js';
 import type { RequestFacts } from '../relay/body.js';
+import { flatMicros } from './flat-prices.js';
 
 export interface Estimate {
   model?: string;
@@ -15,6 +16,11 @@ export interface Estimate {
   maxOutputTokens: number;
   /** The endpoint bills tokens: its answer's usage is charged (or estimated when it has none). */
   metered: boolean;
+  /** A price per call (src/quota/flat-prices.ts, or an allowed operation's amount): reserved, and
+   * charged once the upstream took the request. */
+  flatMicros?: number;
+  /** The work goes on after the answer (a thread run): charged its worst case, not the answer's usage. */
+  chargeWorstCase?: boolean;
 }
 
 // OpenAI: roughly 3 tokens of framing per chat message, 3 more to prime the answer.
@@ -265,12 +271,15 @@ export const PROMPT_FIELDS: ReadonlySet<string> = new Set([...SHAPES.values()].f
 
 const UNMETERED: Estimate = { promptTokens: 0, maxOutputTokens: 0, metered: false };
 
+/** What one call of an operation refused unless allowed reserves, in micro-dollars. */
+export type AllowedMicros = (permission: Permission) => number;
+
 /**
  * The worst case of a request, by what its operation costs (src/operations/costs.ts). Operations
- * billed by their model reserve nothing and are charged the usage their answer reports; free ones
- * and those whose cost the gateway cannot read are not metered. `sizes`: for a body too large to
- * parse, what the one pass measured of its prompt fields (`json` then holds only its top-level
- * settings).
+ * billed by their model reserve nothing and are charged the usage their answer reports; flat and
+ * allowed ones reserve their price; free ones and those whose cost the gateway cannot read are not
+ * metered. `sizes`: for a body too large to parse, what the one pass measured of its prompt fields
+ * (`json` then holds only its top-level settings).
  */
 export function estimateRequest(
   cost: Cost,
@@ -279,8 +288,25 @@ export function estimateRequest(
   facts: RequestFacts,
   defaultMaxOutput: number,
   sizes?: ReadonlyMap<string, FieldSize>,
+  allowedMicros?: AllowedMicros,
 ): Estimate {
-  if (cost.kind === 'free' || cost.kind === 'unbounded') return UNMETERED;
+  if (cost.kind === 'allowed') {
+    // Charged whatever the answer says: what the call opened is spent out of the gateway's sight.
+    return { promptTokens: 0, maxOutputTokens: 0, metered: true, flatMicros: allowedMicros?.(cost.permission) ?? 0 };
+  }
+  if (cost.kind === 'flat') {
+    const micros = flatMicros(cost.charge, model, json);
+    // No price here: the model is named so that admission refuses it under a dollar limit.
+    return micros === undefined ? { model, promptTokens: 0, maxOutputTokens: 0, metered: true } : { promptTokens: 0, maxOutputTokens: 0, metered: true, flatMicros: micros };
+  }
+  if (cost.kind === 'capped') {
+    const cap = (field: string): number => {
+      const value = json?.[field];
+      return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
+    };
+    return { model, promptTokens: cap(cost.promptCap), maxOutputTokens: cap(cost.outputCap), metered: true, chargeWorstCase: true };
+  }
+  if (cost.kind === 'free' || cost.kind === 'unbounded' || cost.kind === 'later') return UNMETERED;
   const shape = cost.kind === 'tokens' ? SHAPES.get(cost.shape) : undefined;
   if (!shape || !json) return { model, promptTokens: 0, maxOutputTokens: 0, metered: true };
   // OpenAI answers 400 to a max_tokens above the model's cap, so no answer runs past it: the worst

@@ -7,6 +7,8 @@
 //     case, the prompt plus its output cap, marked estimated;
 //   - a stream: OpenAI stops once the gateway hangs up in turn, so its prompt and what streamed,
 //     marked estimated.
+// Work that goes on after its answer (a thread run) is charged its worst case, its caps, once the
+// upstream took it; a price per call (Estimate.flatMicros) is added by the gate to whatever is charged.
 import type { Estimate } from '../quota/estimate.js';
 import type { RelayOutcome } from './attempts.js';
 import type { Measured, UsageTap } from './usage-tap.js';
@@ -16,6 +18,11 @@ const NOTHING: Measured = { usage: { input: 0, cachedInput: 0, output: 0 }, esti
 /** The usage to settle the request with; undefined releases its reservation in full. */
 export function chargeFor(result: RelayOutcome, tap: UsageTap, estimate: Estimate, streamed: boolean): Measured | undefined {
   const measured = tap.measure(() => estimate.promptTokens);
+  if (estimate.chargeWorstCase) {
+    const took = result.outcome === 'client_aborted' ? result.reachedUpstream : measured !== undefined;
+    if (!took) return result.outcome === 'client_aborted' ? NOTHING : undefined;
+    return { usage: { input: estimate.promptTokens, cachedInput: 0, output: estimate.maxOutputTokens }, estimated: true };
+  }
   if (result.outcome !== 'client_aborted') return measured && !estimate.metered ? NOTHING : measured;
   if (!estimate.metered || !result.reachedUpstream) return NOTHING;
   if (measured && !measured.estimated) return measured; // the usage came before the client left
