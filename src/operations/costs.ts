@@ -136,7 +136,7 @@ const FREE_WRITES: Entry<object> = {
   cancelVectorStoreFileBatch: {},
   createVectorStoreFile: { note: 'storage is billed per GB-day, not per call' },
   updateVectorStoreFileAttributes: {},
-  searchVectorStore: { note: 'no per-call price (file search is billed as a tool call of a response)' },
+  searchVectorStore: { note: 'no per-call price: file search is billed as a tool call of a response' },
   CreateVideoCharacter: {},
 };
 

@@ -266,6 +266,11 @@ const SHAPES = new Map<EstimateShape, Shape>([
   ],
 ]);
 
+/** The fields an estimator shape reads its prompt from, in order (docs/metering.md). */
+export function promptFieldsOf(shape: EstimateShape): string[] {
+  return SHAPES.get(shape)?.prompt.map(([, field]) => field) ?? [];
+}
+
 /** The top-level fields any estimate reads its prompt from: what the one pass measures in a body too large to parse. */
 export const PROMPT_FIELDS: ReadonlySet<string> = new Set([...SHAPES.values()].flatMap((shape) => shape.prompt.map(([, field]) => field)));
 
