@@ -108,10 +108,11 @@ export function createRelayRoute(services: Services): RelayRoute {
     const digest = body.kind === 'buffered' ? body.digest : undefined;
     const facts = body.kind === 'none' ? {} : body.facts;
     const model = effectiveModel(operation, facts.model, facts.modelHidden);
+    // First whether the user may call the operation at all (an operation refused unless allowed).
+    checkCostBound(caller.user, operation, model, { json, whole: json !== undefined && digest === undefined });
     if (model !== undefined && !modelAllowed(caller.user, model)) {
       throw new GatewayError('model_not_allowed', { param: 'model' });
     }
-    checkCostBound(caller.user, operation, model, { json, whole: json !== undefined && digest === undefined });
     const userId = caller.user.id;
     const path = call.target.path;
     const route = path.slice(3);
