@@ -37,15 +37,17 @@ function describeModels(models: string[] | undefined): string {
 }
 
 function userFields(user: ApiUser): string {
-  return fields([
+  const rows: Array<[string, string]> = [
     ['id', user.id],
     ['name', orDash(user.name)],
     ['models', describeModels(user.models)],
     ['expiresAt', user.expiresAt ?? 'never'],
     ['createdAt', user.createdAt],
     ['limits', describeLimits(user.limits)],
-    ['allow', user.allow?.length ? user.allow.join(', ') : 'none'],
-  ]);
+  ];
+  // Shown only when set: most users are allowed none of these operations.
+  if (user.allow?.length) rows.push(['allow', user.allow.join(', ')]);
+  return fields(rows);
 }
 
 function shown(user: ApiUser): string {
