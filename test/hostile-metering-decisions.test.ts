@@ -176,6 +176,21 @@ describe('models nested in the body', () => {
   });
 });
 
+describe('compaction', () => {
+  it('is metered as a response: its model checked, and one it does not name refused to a restricted key', async () => {
+    expectRefused(await send('narrow', '/responses/compact', { model: 'gpt-4o', input: 'a long talk' }), 403, 'model_not_allowed');
+    expectRefused(await send('dollars', '/responses/compact', { input: 'a long talk' }), 403, 'model_not_allowed');
+    const before = await spent('dollars');
+    fake.handle((req) =>
+      req.path === '/v1/responses/compact' ? { body: { id: 'resp_c1', object: 'response.compaction', output: [], usage: { input_tokens: 2000, output_tokens: 100, total_tokens: 2100 } } } : undefined,
+    );
+    expect((await send('dollars', '/responses/compact', { model: 'gpt-4o-mini', input: 'a long talk' })).status).toBe(200);
+    const after = await settled('dollars', before.requests + 1);
+    expect(after.tokens - before.tokens).toBe(2100);
+    expect(after.usdMicros - before.usdMicros).toBe(Math.ceil(2000 * 0.15 + 100 * 0.6));
+  });
+});
+
 describe('thread runs', () => {
   /** An assistant of the user's own, made through the gateway (runs name it). */
   async function assistantOf(who: string): Promise<string> {
@@ -234,6 +249,19 @@ describe('videos and containers, priced per call', () => {
     const extended = await send('dollars', '/videos/extensions', { video: { id: 'video_d1' }, prompt: 'more', seconds: '12' });
     expect(extended.status).toBe(200);
     expect((await settled('dollars', mid.requests + 1)).usdMicros - mid.usdMicros).toBe(12 * 500_000);
+  });
+
+  it('a video sent as a form is priced at its longest length and its model\'s highest price: its other fields are not read', async () => {
+    const before = await spent('tokens');
+    const form = new FormData();
+    form.append('model', 'sora-2');
+    form.append('prompt', 'a cat');
+    form.append('seconds', '4');
+    const res = await fetch(`${gateway.url}/v1/videos`, { method: 'POST', headers: { authorization: `Bearer ${keys.tokens}` }, body: form });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    // sora-2: $0.10 per second, 12 seconds at most.
+    expect((await settled('tokens', before.requests + 1)).usdMicros - before.usdMicros).toBe(12 * 100_000);
   });
 
   it('past the dollar limit, the next video is refused before the upstream', async () => {

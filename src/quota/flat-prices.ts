@@ -33,13 +33,17 @@ function seconds(value: unknown, allowed: number[], fallback: number): number {
   return typeof n === 'number' && allowed.includes(n) ? n : Math.max(...allowed);
 }
 
-function videoPerSecond(model: string, size: unknown): number | undefined {
+/** The price per second of a model at a size; `size` undefined: a form, whose size is not read. */
+function videoPerSecond(model: string, json: Json | undefined): number | undefined {
   const sizes = VIDEO_PER_SECOND[model] ?? VIDEO_PER_SECOND[model.replace(SNAPSHOT, '')];
   if (!sizes) return undefined;
-  const known = typeof size === 'string' ? sizes[size] : undefined;
-  if (known !== undefined) return known;
-  // A size left out is the default; any other the upstream refuses, or bills at the highest.
-  return size === undefined || size === null ? (sizes[DEFAULT_VIDEO_SIZE] ?? Math.max(...Object.values(sizes))) : Math.max(...Object.values(sizes));
+  const highest = Math.max(...Object.values(sizes));
+  if (json === undefined) return highest;
+  const size = json.size;
+  // A size left out is the default; one the model does not make the upstream refuses (the
+  // reservation is then released), so the highest is only a bound.
+  if (size === undefined || size === null) return sizes[DEFAULT_VIDEO_SIZE] ?? highest;
+  return (typeof size === 'string' ? sizes[size] : undefined) ?? highest;
 }
 
 /**
@@ -50,7 +54,7 @@ export function flatMicros(charge: FlatCharge, model: string | undefined, json: 
   switch (charge) {
     case 'video_seconds': {
       if (model === undefined) return undefined;
-      const perSecond = videoPerSecond(model, json ? json.size : 'highest');
+      const perSecond = videoPerSecond(model, json);
       if (perSecond === undefined) return undefined;
       const length = json ? seconds(json.seconds, VIDEO_SECONDS, DEFAULT_VIDEO_SECONDS) : Math.max(...VIDEO_SECONDS);
       return perSecond * length;
