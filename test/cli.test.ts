@@ -152,6 +152,8 @@ describe('keyrelay users', () => {
     const none = await cli(['users', 'update', 'minter', '--allow-none']);
     expect(none.stdout).not.toContain('allow ');
     expect((await record('minter')).allow).toBeUndefined();
+    // The tests after this one list the users.
+    expect((await cli(['users', 'delete', 'minter'])).code).toBe(0);
   });
 
   it('creates a user with --json and prints the API answer as it came', async () => {
