@@ -163,6 +163,12 @@ describe('models nested in the body', () => {
     expectRefused(await send('evaluator', '/fine_tuning/jobs', { model: 'gpt-4o', training_file: 'file-1' }), 403, 'model_not_allowed');
   });
 
+  it("an eval's grader models are checked when it is made: every run of it would use them", async () => {
+    const made = await send('evaluator', '/evals', { data_source_config: { type: 'custom', item_schema: {} }, testing_criteria: [{ type: 'score_model', name: 's', model: 'o3', input: [] }] });
+    expectRefused(made, 403, 'model_not_allowed');
+    expect(made.json.error.param).toBe('testing_criteria.*.model');
+  });
+
   it('a body too large to read whole cannot hide a nested model from a model list', async () => {
     const padding = 'x'.repeat(1_200_000);
     const body = { grader: { type: 'score_model', model: 'gpt-4o-mini', input: [{ role: 'user', content: padding }] }, model_sample: 'x' };

@@ -121,7 +121,10 @@ const FREE_WRITES: Entry<object> = {
   submitToolOuputsToRun: { note: 'continues a run within the caps its creation was charged' },
   createVoiceConsent: {}, updateVoiceConsent: {}, createVoice: {}, cancelBatch: {}, updateChatCompletion: {},
   CancelChatSessionMethod: {}, CreateContainerFile: {}, Createcontentprovenancecheck: {}, createConversation: {},
-  updateConversation: {}, createConversationItems: {}, createEval: {}, updateEval: {}, cancelEvalRun: {}, createFile: {},
+  updateConversation: {}, createConversationItems: {},
+  // Its graders' models run in every run of the eval.
+  createEval: { models: ['testing_criteria.*.model', 'testing_criteria.*.graders.*.model'] },
+  updateEval: {}, cancelEvalRun: {}, createFile: {},
   validateGrader: { note: 'checks a grader, runs no model' },
   createFineTuningCheckpointPermission: {}, cancelFineTuningJob: {},
   pauseFineTuningJob: {}, resumeFineTuningJob: { note: 'resumes a job within what its creation was charged' },

@@ -103,7 +103,8 @@ export function meteringMarkdown(costOf: (row: OperationRow) => Cost, rows: read
     const cost = costOf(row);
     if (cost.kind === 'free') {
       const rule = DECISIONS.has(row.operationId) ? undefined : (freeByRule(row) ?? 'none');
-      if (rule === undefined) freeNamed.push(`${code(row.operationId)}${cost.note ? ` (${cost.note})` : ''}`);
+      const notes = [...(cost.note ? [cost.note] : []), ...(cost.models ? [`models checked: ${list(cost.models)}`] : [])];
+      if (rule === undefined) freeNamed.push(`${code(row.operationId)}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`);
       else byRule.set(rule, (byRule.get(rule) ?? 0) + 1);
       continue;
     }

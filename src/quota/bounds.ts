@@ -71,7 +71,11 @@ function checkNestedModels(user: Pick<User, 'models'>, operation: Operation, bod
 /** Throws the refusal for a request the user may not make or whose cost the gateway cannot bound. */
 export function checkCostBound(user: Pick<User, 'models' | 'limits' | 'allow'>, operation: Operation, model: string | undefined, body: ReadBody = { whole: false }): void {
   const cost = operation.cost;
-  if (cost.kind === 'free') return;
+  if (cost.kind === 'free') {
+    // Free itself, but it fixes the models later paid work runs on (an eval's graders).
+    checkNestedModels(user, operation, body);
+    return;
+  }
   const restricted = hasModelList(user) || dollarLimited(user);
   if (cost.kind === 'allowed') {
     if (!user.allow?.includes(cost.permission)) {
