@@ -94,7 +94,7 @@ const LATER: Entry<{ charge: string }> = {};
 const ALLOWED: Entry<{ permission: Permission }> = {
   // Credentials used directly against OpenAI: the gateway never sees what they spend.
   'create-realtime-client-secret': { permission: 'realtime_client_secrets', models: ['session.model'] },
-  'create-realtime-session': { permission: 'realtime_client_secrets', models: ['model'] },
+  'create-realtime-session': { permission: 'realtime_client_secrets' },
   'create-realtime-transcription-session': { permission: 'realtime_client_secrets', models: ['input_audio_transcription.model'] },
   'create-realtime-translation-client-secret': { permission: 'realtime_client_secrets', models: ['session.model'] },
   // A WebRTC or SIP session whose media flows between the caller and OpenAI.

@@ -3,7 +3,7 @@
 // when the file differs from what this gives, so the document cannot drift from the code.
 import { ALLOWED_ROUTE_USD } from '../config.js';
 import { FLAT_CHARGE_TEXT } from '../quota/flat-prices.js';
-import { promptFieldsOf } from '../quota/estimate.js';
+import { countsOutput, promptFieldsOf } from '../quota/estimate.js';
 import { type Cost, DECISIONS, freeByRule } from './costs.js';
 import { type OperationRow, operationRows } from './table.js';
 
@@ -28,18 +28,18 @@ function decisionOf(cost: Cost): string {
   }
 }
 
+/** The top-level `model` of every request is checked when it names one; some decisions need it. */
 function modelsChecked(cost: Cost): string {
-  const top = cost.kind === 'tokens' || cost.kind === 'model' || cost.kind === 'capped' || (cost.kind === 'flat' && cost.defaultModel !== undefined);
-  const fields = [...(top ? ['model'] : []), ...(cost.models ?? [])];
-  const fallback = 'defaultModel' in cost && cost.defaultModel ? ` (default ${cost.defaultModel})` : '';
-  return fields.length === 0 ? '—' : list(fields) + fallback;
+  const required = cost.kind === 'tokens' || cost.kind === 'model' || cost.kind === 'capped' || (cost.kind === 'flat' && cost.defaultModel !== undefined);
+  const fallback = 'defaultModel' in cost && cost.defaultModel ? `, default ${cost.defaultModel}` : required ? ', required for a model list or dollar limit' : '';
+  return `${code('model')}${fallback ? ` (${fallback.slice(2)})` : ''}${cost.models ? `, ${list(cost.models)}` : ''}`;
 }
 
 function reservesAndCharges(cost: Cost): [string, string] {
   switch (cost.kind) {
     case 'tokens':
       return [
-        `prompt of ${list(promptFieldsOf(cost.shape))} (counted) + the most output it may produce (its token cap, else the model's) at the price of ${code('model')}`,
+        `prompt of ${list(promptFieldsOf(cost.shape))} (counted)${countsOutput(cost.shape) ? " + the most output it may produce (its token cap, else the model's)" : ''}, at the price of ${code('model')}`,
         `the answer's ${code('usage')} (input, cached input, output), at the price of ${code('model')}`,
       ];
     case 'model':

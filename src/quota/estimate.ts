@@ -266,6 +266,11 @@ const SHAPES = new Map<EstimateShape, Shape>([
   ],
 ]);
 
+/** Whether an estimator shape counts any output (embeddings and moderations answer none). */
+export function countsOutput(shape: EstimateShape): boolean {
+  return (SHAPES.get(shape)?.output({}, 1, undefined, 1) ?? 0) > 0;
+}
+
 /** The fields an estimator shape reads its prompt from, in order (docs/metering.md). */
 export function promptFieldsOf(shape: EstimateShape): string[] {
   return SHAPES.get(shape)?.prompt.map(([, field]) => field) ?? [];
