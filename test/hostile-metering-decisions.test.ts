@@ -5,6 +5,7 @@
 // upstream, or admitted against the user's limits and charged what the metering table says.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ALLOWED_ROUTE_USD, ConfigError, loadConfig } from '../src/config.js';
 import type { FakeUpstream } from '../src/dev/fake-upstream.js';
 import type { TestGateway } from './helpers/gateway.js';
 import { type Answer, post, startFake, startQuotaGateway, until, usageOf, userWithKey } from './helpers/quota-fixture.js';
@@ -18,7 +19,7 @@ const REALTIME_USD = 4;
 
 beforeAll(async () => {
   fake = await startFake();
-  gateway = await startQuotaGateway(fake, undefined, { allowedRouteUsd: { realtime_client_secrets: REALTIME_USD } } as never);
+  gateway = await startQuotaGateway(fake, undefined, { allowedRouteUsd: { realtime_client_secrets: REALTIME_USD } });
   keys.narrow = await userWithKey(gateway, 'narrow', {}, { models: ['gpt-4o-mini'] });
   keys.dollars = await userWithKey(gateway, 'dollars', { usdPerDay: 20 });
   keys.tokens = await userWithKey(gateway, 'tokens', { tokensPerDay: 1_000_000 });
@@ -149,6 +150,16 @@ describe('routes refused unless allowed', () => {
       expect(answer.status).toBe(400);
     }
     expect((await gateway.admin('GET', '/users/open')).json.allow).toBeUndefined();
+  });
+});
+
+describe('the reservation of an allowed call, in the settings', () => {
+  it('defaults each permission it does not set, and refuses an unknown permission or a negative amount', () => {
+    const quota = (allowedRouteUsd: unknown) => ({ quota: { allowedRouteUsd } }) as never;
+    expect(loadConfig({}, quota({ fine_tuning: 100 })).quota.allowedRouteUsd).toEqual({ ...ALLOWED_ROUTE_USD, fine_tuning: 100 });
+    expect(() => loadConfig({}, quota({ everything: 1 }))).toThrow(ConfigError);
+    expect(() => loadConfig({}, quota({ graders: -1 }))).toThrow(ConfigError);
+    expect(() => loadConfig({}, quota({ graders: '1' }))).toThrow(ConfigError);
   });
 });
 
