@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import type { Permission } from './operations/costs.js';
 import { parse as parseYaml } from 'yaml';
 import { STRATEGIES } from './pool/strategies.js';
 import { proxyEnvFrom } from './proxy/env.js';
@@ -50,6 +51,18 @@ const PriceSchema = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** What one call of an operation refused unless allowed reserves and is charged, in US dollars,
+ * by the permission that opens it, unless the settings say otherwise (docs/metering.md). */
+export const ALLOWED_ROUTE_USD: Readonly<Record<Permission, number>> = {
+  realtime_client_secrets: 5,
+  realtime_calls: 5,
+  chatkit_sessions: 1,
+  eval_runs: 10,
+  fine_tuning: 25,
+  graders: 1,
+  video_edits: 10,
+};
 
 const UpstreamSchema = Type.Object(
   {
@@ -216,6 +229,14 @@ export const ConfigSchema = Type.Object(
         leaseMs: Type.Integer({ minimum: 1000, default: 3_600_000 }),
         // The output worst case of a request that sets no max_tokens, for a model of unknown cap.
         defaultMaxOutputTokens: Type.Integer({ minimum: 1, default: 16_384 }),
+        // What one call of an operation refused unless allowed reserves and is charged, in US
+        // dollars, by the permission that opens it (src/operations/costs.ts, docs/metering.md).
+        allowedRouteUsd: Type.Optional(
+          Type.Object(
+            Object.fromEntries(Object.entries(ALLOWED_ROUTE_USD).map(([permission, usd]) => [permission, Type.Number({ minimum: 0, maximum: 1_000_000, default: usd })])),
+            { additionalProperties: false, default: {} },
+          ),
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -137,6 +137,25 @@ describe('keyrelay users', () => {
     });
   });
 
+  it('allows a user the operations refused unless allowed (--allow), replaces and removes them, and refuses unknown names', async () => {
+    const created = await cli(['users', 'create', 'minter', '--allow', 'realtime_client_secrets, chatkit_sessions']);
+    expect(created.code).toBe(0);
+    expect(created.stdout).toContain('allow      realtime_client_secrets, chatkit_sessions\n');
+    expect((await record('minter')).allow).toEqual(['realtime_client_secrets', 'chatkit_sessions']);
+    expect((await cli(['users', 'update', 'minter', '--allow', 'fine_tuning'])).code).toBe(0);
+    expect((await record('minter')).allow).toEqual(['fine_tuning']);
+    const wrong = await cli(['users', 'update', 'minter', '--allow', 'fine_tuning,everything']);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toContain('unknown everything');
+    expect((await cli(['users', 'update', 'minter', '--allow', 'graders', '--allow-none'])).code).not.toBe(0);
+    expect((await record('minter')).allow).toEqual(['fine_tuning']);
+    const none = await cli(['users', 'update', 'minter', '--allow-none']);
+    expect(none.stdout).not.toContain('allow ');
+    expect((await record('minter')).allow).toBeUndefined();
+    // The tests after this one list the users.
+    expect((await cli(['users', 'delete', 'minter'])).code).toBe(0);
+  });
+
   it('creates a user with --json and prints the API answer as it came', async () => {
     const run = await cli(['users', 'create', 'bob', '--json']);
     expect(run.code).toBe(0);

@@ -6,6 +6,7 @@ import { type Dispatcher, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.js';
 import type { FakeResponse } from '../src/dev/fake-upstream.js';
+import { PERMISSIONS } from '../src/operations/costs.js';
 import { type RelayFixture, cutEvery, startRelay } from './helpers/relay-fixture.js';
 import { type Route, loadRoutes } from './helpers/routes.js';
 
@@ -29,6 +30,9 @@ beforeAll(async () => {
   // shared, they reach the upstream like any other, which is what this file proves.
   // Organization routes are opened too (relay.allowOrganizationRoutes): every operation is relayed.
   relay = await startRelay(POOL_KEY, {}, { pool: { shareUnknownObjects: true } as Config['pool'], relay: { allowOrganizationRoutes: true } });
+  // So are the operations refused unless allowed (docs/metering.md): the user is allowed them all.
+  const allowed = await relay.gateway.admin('PATCH', '/users/relay-user', { allow: PERMISSIONS });
+  if (allowed.status !== 200) throw new Error(`allow: ${allowed.status}`);
 });
 afterAll(() => relay.close());
 

@@ -42,6 +42,10 @@ beforeAll(async () => {
   bobKey = await pool.gateway.createUserKey('bob');
   registerSecret(bobKey);
   bob = client(bobKey);
+  // Fine-tuning jobs and ChatKit sessions are refused unless allowed (docs/metering.md).
+  for (const id of ['alice', 'bob']) {
+    expect((await pool.gateway.admin('PATCH', `/users/${id}`, { allow: ['fine_tuning', 'chatkit_sessions'] })).status).toBe(200);
+  }
 });
 afterAll(() => pool.close());
 

@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { COSTED_OPERATIONS } from '../src/operations/costs.js';
+import { ALLOWED_ROUTE_USD } from '../src/config.js';
+import { COSTED_OPERATIONS, DECISIONS, NAMED_OPERATIONS, PERMISSIONS, costOf, freeByRule } from '../src/operations/costs.js';
 import { ADMIN_BY_TEXT, matchOperation } from '../src/operations/match.js';
 import { ROUTES_TSV, operationRows } from '../src/operations/table.js';
 
@@ -101,31 +102,61 @@ describe('the match', () => {
   });
 });
 
-describe('what each operation costs (src/operations/costs.ts)', () => {
+describe('the metering table (src/operations/costs.ts)', () => {
   const ids = new Set(rows.map((r) => r.operationId));
 
   it('names only operations of the table, each once', () => {
-    expect(COSTED_OPERATIONS.filter((id) => !ids.has(id))).toEqual([]);
-    expect(new Set(COSTED_OPERATIONS).size).toBe(COSTED_OPERATIONS.length);
+    expect(NAMED_OPERATIONS.filter((id) => !ids.has(id))).toEqual([]);
+    expect(NAMED_OPERATIONS.filter((id, i) => NAMED_OPERATIONS.indexOf(id) !== i)).toEqual([]);
+    expect(COSTED_OPERATIONS.every((id) => DECISIONS.has(id) && DECISIONS.get(id)?.kind !== 'free')).toBe(true);
   });
 
-  it('was decided for every write of a key a user holds: costed, or free by nature as listed here', () => {
-    // Writes that cost nothing by themselves: uploads, object management, cancellations, token counts.
-    const FREE_WRITES = new Set([
-      'createAssistant', 'modifyAssistant', 'createThread', 'modifyThread', 'createMessage', 'modifyMessage', 'modifyRun',
-      'cancelRun', 'createVoiceConsent', 'updateVoiceConsent', 'createVoice', 'cancelBatch', 'updateChatCompletion',
-      'CancelChatSessionMethod', 'CreateContainerFile', 'Createcontentprovenancecheck', 'createConversation',
-      'updateConversation', 'createConversationItems', 'createEval', 'updateEval', 'cancelEvalRun', 'createFile',
-      'validateGrader', 'createFineTuningCheckpointPermission', 'cancelFineTuningJob', 'pauseFineTuningJob',
-      'resumeFineTuningJob', 'hangup-realtime-call', 'refer-realtime-call', 'reject-realtime-call', 'Getinputtokencounts',
-      'beta_Getinputtokencounts', 'cancelResponse', 'beta_cancelResponse', 'CreateSkill', 'UpdateSkillDefaultVersion',
-      'CreateSkillVersion', 'createUpload', 'cancelUpload', 'completeUpload', 'addUploadPart', 'createVectorStore',
-      'modifyVectorStore', 'createVectorStoreFileBatch', 'cancelVectorStoreFileBatch', 'createVectorStoreFile',
-      'updateVectorStoreFileAttributes', 'searchVectorStore', 'CreateVideoCharacter',
-    ]);
-    const writes = rows.filter((r) => r.auth.startsWith('ApiKey') && r.method !== 'GET' && r.method !== 'DELETE').map((r) => r.operationId);
-    const costed = new Set(COSTED_OPERATIONS);
-    expect(writes.filter((id) => !costed.has(id) && !FREE_WRITES.has(id))).toEqual([]);
-    expect([...FREE_WRITES].filter((id) => costed.has(id) || !writes.includes(id))).toEqual([]);
+  it('has a decision for every operation of the table: named, or free by a rule', () => {
+    const undecided = rows.filter((r) => !DECISIONS.has(r.operationId) && freeByRule(r) === undefined).map((r) => `${r.method} ${r.path} ${r.operationId}`);
+    expect(undecided).toEqual([]);
+    expect(rows).toHaveLength(288);
+    // The match reads the same decision for every row, by its wire twin for `?beta=true` rows.
+    for (const row of rows.filter((r) => !r.path.includes('?'))) {
+      const path = row.path.replace(/\{([a-z_]+)\}/g, (_m, name: string) => `${name}_value`);
+      expect(matchOperation(row.method, path).cost, row.operationId).toEqual(costOf(row));
+    }
+  });
+
+  it('makes free by rule only what cannot start paid work: a GET or DELETE takes no body, an admin-key operation manages the organization', () => {
+    for (const row of rows) {
+      const rule = freeByRule(row);
+      if (rule === 'GET' || rule === 'DELETE') expect(row.requestTypes, `${row.method} ${row.path}`).toEqual([]);
+      if (rule === 'organization admin key') expect(row.path, row.operationId).toMatch(/^\/v1\/(organization|projects)\//);
+    }
+    expect(new Set(rows.map((r) => r.method))).toEqual(new Set(['GET', 'POST', 'DELETE']));
+  });
+
+  it('names every write of a project key, and decides each route a review found relayed with nothing charged', () => {
+    const writes = rows.filter((r) => r.auth.startsWith('ApiKey') && r.method === 'POST').map((r) => r.operationId);
+    expect(writes.filter((id) => !DECISIONS.has(id))).toEqual([]);
+    const kind = (id: string) => DECISIONS.get(id)?.kind;
+    for (const id of ['createRun', 'createThreadAndRun']) expect(kind(id)).toBe('capped');
+    for (const id of ['createVideo', 'CreateVideoExtend', 'CreateContainer']) expect(kind(id)).toBe('flat');
+    for (const id of ['Compactconversation', 'beta_Compactconversation']) expect(kind(id)).toBe('tokens');
+    for (const id of [
+      'create-realtime-client-secret', 'create-realtime-session', 'create-realtime-transcription-session',
+      'create-realtime-translation-client-secret', 'create-realtime-call', 'accept-realtime-call', 'CreateChatSessionMethod',
+      'createEvalRun', 'createFineTuningJob', 'runGrader', 'CreateVideoRemix', 'CreateVideoEdit',
+    ]) {
+      expect(kind(id), id).toBe('allowed');
+    }
+    for (const id of ['submitToolOuputsToRun', 'validateGrader', 'createVectorStoreFile', 'createVectorStoreFileBatch', 'searchVectorStore']) {
+      expect(DECISIONS.get(id), id).toMatchObject({ kind: 'free', note: expect.any(String) });
+    }
+  });
+
+  it('opens each refused-unless-allowed operation by a known permission with a default reservation', () => {
+    for (const [id, cost] of DECISIONS) {
+      if (cost.kind !== 'allowed') continue;
+      expect(PERMISSIONS, id).toContain(cost.permission);
+    }
+    expect(Object.keys(ALLOWED_ROUTE_USD).sort()).toEqual([...PERMISSIONS].sort());
+    const used = new Set([...DECISIONS.values()].flatMap((c) => (c.kind === 'allowed' ? [c.permission] : [])));
+    expect([...PERMISSIONS].filter((p) => !used.has(p))).toEqual([]);
   });
 });

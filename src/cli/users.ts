@@ -1,4 +1,5 @@
 // keyrelay users create|list|show|update|delete
+import { PERMISSIONS } from '../operations/costs.js';
 import type { User } from '../store/types.js';
 import { type Command, type Context, type OptionSpec, type OptionValues, UsageError } from './command.js';
 import { answer, fields, orDash, table } from './format.js';
@@ -15,6 +16,7 @@ const CREATE_OPTIONS: Record<string, OptionSpec> = {
   name: { type: 'string', value: 'NAME', help: 'a display name' },
   models: { type: 'string', value: 'a,b', help: 'allowed models, glob patterns (default: any)' },
   'expires-at': { type: 'string', value: 'ISO', help: 'when the user and all its keys stop working' },
+  allow: { type: 'string', value: 'a,b', help: `operations refused unless allowed that the user may call: ${PERMISSIONS.join(', ')}` },
   ...limitOptions(false),
 };
 
@@ -24,6 +26,8 @@ const UPDATE_OPTIONS: Record<string, OptionSpec> = {
   'any-model': { type: 'boolean', help: 'allow every model again' },
   'expires-at': { type: 'string', value: 'ISO', help: 'when the user and all its keys stop working' },
   'no-expiry': { type: 'boolean', help: 'the user no longer expires' },
+  allow: { type: 'string', value: 'a,b', help: 'operations refused unless allowed that the user may call, in place of the current list' },
+  'allow-none': { type: 'boolean', help: 'allow none of the operations refused unless allowed' },
   ...limitOptions(true),
   'clear-limits': { type: 'boolean', help: 'remove every limit not given on this line' },
 };
@@ -33,19 +37,30 @@ function describeModels(models: string[] | undefined): string {
 }
 
 function userFields(user: ApiUser): string {
-  return fields([
+  const rows: Array<[string, string]> = [
     ['id', user.id],
     ['name', orDash(user.name)],
     ['models', describeModels(user.models)],
     ['expiresAt', user.expiresAt ?? 'never'],
     ['createdAt', user.createdAt],
     ['limits', describeLimits(user.limits)],
-  ]);
+  ];
+  // Shown only when set: most users are allowed none of these operations.
+  if (user.allow?.length) rows.push(['allow', user.allow.join(', ')]);
+  return fields(rows);
 }
 
 function shown(user: ApiUser): string {
   const usage = user.usage === undefined ? '' : usageTable(user.usage);
   return userFields(user) + (usage ? `\n${usage}` : '');
+}
+
+/** `--allow`, each name checked before anything is sent. */
+function permissions(options: OptionValues): string[] | undefined {
+  const names = list(options, 'allow');
+  const unknown = names?.filter((name) => !(PERMISSIONS as readonly string[]).includes(name));
+  if (unknown?.length) throw new UsageError(`--allow: unknown ${unknown.join(', ')}; one of ${PERMISSIONS.join(', ')}`);
+  return names;
 }
 
 const id = (value: string): string => encodeURIComponent(value);
@@ -61,6 +76,7 @@ function either(options: OptionValues, a: string, b: string): void {
 async function userPatch(ctx: Context, userId: string, options: OptionValues): Promise<Record<string, unknown>> {
   either(options, 'models', 'any-model');
   either(options, 'expires-at', 'no-expiry');
+  either(options, 'allow', 'allow-none');
   // Every value is checked before anything is sent.
   const changes = limitChanges(options, true);
   const patch: Record<string, unknown> = {};
@@ -71,6 +87,8 @@ async function userPatch(ctx: Context, userId: string, options: OptionValues): P
   if (models !== undefined) patch.models = models;
   const expiresAt = options['no-expiry'] === true ? null : isoTime(options, 'expires-at');
   if (expiresAt !== undefined) patch.expiresAt = expiresAt;
+  const allow = options['allow-none'] === true ? null : permissions(options);
+  if (allow !== undefined) patch.allow = allow;
   const clear = options['clear-limits'] === true;
   if (!clear && Object.keys(changes).length === 0) {
     if (Object.keys(patch).length === 0) throw new UsageError('nothing to change; "keyrelay users update --help" lists the options');
@@ -96,6 +114,7 @@ export const usersCommands: readonly Command[] = [
         models: list(options, 'models'),
         expiresAt: isoTime(options, 'expires-at'),
         limits: limitsFrom(options),
+        allow: permissions(options),
       };
       const user = await ctx.admin().post<ApiUser>('/users', body);
       return answer(ctx, user, (u) => `Created user ${u.id}.\n${userFields(u)}`);
@@ -127,7 +146,7 @@ export const usersCommands: readonly Command[] = [
     path: ['users', 'update'],
     args: ['<id>'],
     options: UPDATE_OPTIONS,
-    summary: "change a user's name, models, expiry or limits; limits not named are kept",
+    summary: "change a user's name, models, expiry, limits or allowed operations; limits not named are kept",
     async run(ctx, [userId = ''], options) {
       const patch = await userPatch(ctx, userId, options);
       const user = await ctx.admin().patch<ApiUser>(`/users/${id(userId)}`, patch);

@@ -7,6 +7,7 @@ import { bearerToken } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { parseIsoTime } from '../iso-time.js';
 import { digestKey, displayPrefix, newGatewayKey, newId } from '../keys.js';
+import { PERMISSIONS, type Permission } from '../operations/costs.js';
 import { quotaLimits } from '../quota/gate.js';
 import { LIMIT_MAXIMUM } from '../quota/amounts.js';
 import { usageView } from '../quota/view.js';
@@ -45,6 +46,10 @@ const ExpiresAt = orNull(
   Type.String({ minLength: 1, maxLength: 64 }),
   'must be an ISO 8601 date and time with a time zone, such as 2030-01-31T00:00:00Z, or null for none',
 );
+const Allow = orNull(
+  Type.Array(Type.Union(PERMISSIONS.map((p) => Type.Literal(p))), { maxItems: PERMISSIONS.length, uniqueItems: true }),
+  `must be a list of the operations refused unless allowed that the user may call (${PERMISSIONS.join(', ')}), or null for none`,
+);
 const CreateUser = Type.Object(
   {
     id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$' }),
@@ -52,10 +57,11 @@ const CreateUser = Type.Object(
     models: Models,
     expiresAt: ExpiresAt,
     limits: Limits,
+    allow: Allow,
   },
   { additionalProperties: false },
 );
-const PatchUser = Type.Object({ name: Name, models: Models, expiresAt: ExpiresAt, limits: Limits }, { additionalProperties: false });
+const PatchUser = Type.Object({ name: Name, models: Models, expiresAt: ExpiresAt, limits: Limits, allow: Allow }, { additionalProperties: false });
 const CreateKey = Type.Object({ name: Name, expiresAt: ExpiresAt }, { additionalProperties: false });
 const IdParams = Type.Object({ id: Type.String() });
 const KeyParams = Type.Object({ keyId: Type.String() });
@@ -93,6 +99,9 @@ function limitsOf(given: Static<typeof LimitsSchema> | null | undefined): UserLi
   }
   return limits;
 }
+
+/** An allow list as stored: none is absent, not an empty list. */
+const allowed = (given: Permission[] | null | undefined): Permission[] | undefined => (given?.length ? given : undefined);
 
 function notFound(what: string): GatewayError {
   return new GatewayError('not_found', { message: `No ${what} with that id.` });
@@ -144,13 +153,14 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
   app.addHook('onRequest', adminGuard(services.config.adminToken ?? ''));
 
   app.post<{ Body: Static<typeof CreateUser> }>('/users', { schema: { body: CreateUser } }, async (request, reply) => {
-    const { id, name, models, expiresAt, limits } = request.body;
+    const { id, name, models, expiresAt, limits, allow } = request.body;
     const user: User = {
       id,
       name: some(name),
       models: some(models),
       expiresAt: some(checkTime(expiresAt)),
       limits: limitsOf(limits),
+      allow: allowed(allow),
       createdAt: new Date().toISOString(),
     };
     if (!(await store.createUser(user))) {
@@ -185,6 +195,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
       if ('models' in body) patch.models = some(body.models);
       if ('expiresAt' in body) patch.expiresAt = some(checkTime(body.expiresAt));
       if ('limits' in body) patch.limits = limitsOf(body.limits);
+      if ('allow' in body) patch.allow = allowed(body.allow);
       const user = await store.updateUser(request.params.id, patch);
       if (!user) throw notFound('user');
       return user;

@@ -6,10 +6,11 @@
 // (previous_response_id) are approximated or unseen. Settling replaces it with the real usage.
 import { countTokens } from 'gpt-tokenizer';
 import * as catalogue from 'gpt-tokenizer/models';
-import type { Cost, EstimateShape } from '../operations/costs.js';
+import type { Cost, EstimateShape, Permission } from '../operations/costs.js';
 import type { RequestFacts } from '../relay/body.js';
 import type { Price } from './prices.js';
 import { type Units, formEstimate, imagesEstimate, jsonImages, speechEstimate } from './units-estimate.js';
+import { flatMicros } from './flat-prices.js';
 
 export interface Estimate {
   model?: string;
@@ -24,6 +25,11 @@ export interface Estimate {
    * charged this worst case, marked estimated, its prompt (`audio`) or its output (`speech`) as
    * audio tokens. */
   silent?: 'audio' | 'speech';
+  /** A price per call (src/quota/flat-prices.ts, or an allowed operation's amount): reserved, and
+   * charged once the upstream took the request. */
+  flatMicros?: number;
+  /** The work goes on after the answer (a thread run): charged its worst case, not the answer's usage. */
+  chargeWorstCase?: boolean;
 }
 
 // OpenAI: roughly 3 tokens of framing per chat message, 3 more to prime the answer.
@@ -270,18 +276,32 @@ const SHAPES = new Map<EstimateShape, Shape>([
   ],
 ]);
 
+/** Whether an estimator shape counts any output (embeddings and moderations answer none). */
+export function countsOutput(shape: EstimateShape): boolean {
+  return (SHAPES.get(shape)?.output({}, 1, undefined, 1) ?? 0) > 0;
+}
+
+/** The fields an estimator shape reads its prompt from, in order (docs/metering.md). */
+export function promptFieldsOf(shape: EstimateShape): string[] {
+  return SHAPES.get(shape)?.prompt.map(([, field]) => field) ?? [];
+}
+
 /** The top-level fields any estimate reads its prompt from: what the one pass measures in a body too large to parse. */
 export const PROMPT_FIELDS: ReadonlySet<string> = new Set([...SHAPES.values()].flatMap((shape) => shape.prompt.map(([, field]) => field)));
 
 const UNMETERED: Estimate = { promptTokens: 0, maxOutputTokens: 0, metered: false };
 
+/** What one call of an operation refused unless allowed reserves, in micro-dollars. */
+export type AllowedMicros = (permission: Permission) => number;
+
 /**
  * The worst case of a request, by what its operation costs (src/operations/costs.ts). Operations
- * billed by their model reserve nothing and are charged the usage their answer reports; free ones
- * and those whose cost the gateway cannot read are not metered. `sizes`: for a body too large to
- * parse, what the one pass measured of its prompt fields (`json` then holds only its top-level
- * settings). `price`: the model's, which says what it bills besides tokens (images, minutes,
- * characters); a form's worst case is read from what it showed before its file.
+ * billed by their model reserve nothing and are charged the usage their answer reports; flat and
+ * allowed ones reserve their price; free ones and those whose cost the gateway cannot read are not
+ * metered. `sizes`: for a body too large to parse, what the one pass measured of its prompt fields
+ * (`json` then holds only its top-level settings). `price`: the model's, which says what it bills
+ * besides tokens (images, minutes, characters); a form's worst case is read from what it showed
+ * before its file.
  */
 export function estimateRequest(
   cost: Cost,
@@ -291,8 +311,25 @@ export function estimateRequest(
   defaultMaxOutput: number,
   sizes?: ReadonlyMap<string, FieldSize>,
   price?: Price,
+  allowedMicros?: AllowedMicros,
 ): Estimate {
-  if (cost.kind === 'free' || cost.kind === 'unbounded') return UNMETERED;
+  if (cost.kind === 'allowed') {
+    // Charged whatever the answer says: what the call opened is spent out of the gateway's sight.
+    return { promptTokens: 0, maxOutputTokens: 0, metered: true, flatMicros: allowedMicros?.(cost.permission) ?? 0 };
+  }
+  if (cost.kind === 'flat') {
+    const micros = flatMicros(cost.charge, model, json);
+    // No price here: the model is named so that admission refuses it under a dollar limit.
+    return micros === undefined ? { model, promptTokens: 0, maxOutputTokens: 0, metered: true } : { promptTokens: 0, maxOutputTokens: 0, metered: true, flatMicros: micros };
+  }
+  if (cost.kind === 'capped') {
+    const cap = (field: string): number => {
+      const value = json?.[field];
+      return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
+    };
+    return { model, promptTokens: cap(cost.promptCap), maxOutputTokens: cap(cost.outputCap), metered: true, chargeWorstCase: true };
+  }
+  if (cost.kind === 'free' || cost.kind === 'unbounded' || cost.kind === 'later') return UNMETERED;
   if (cost.kind === 'model' && cost.form && facts.form) {
     const cap = (model ? outputCap(model) : undefined) ?? defaultMaxOutput;
     return { model, metered: true, silent: cost.form === 'audio' ? 'audio' : undefined, ...formEstimate(cost.form, model, facts.form, price, cap) };

@@ -27,6 +27,8 @@ export interface Ticket {
   reservation: Reservation;
   limits: QuotaLimits;
   price?: Price;
+  /** A price per call (Estimate.flatMicros), charged with whatever usage the request settles with. */
+  flatMicros: number;
   /** The user's x-ratelimit-* headers after this admission. */
   headers: Record<string, string>;
 }
@@ -146,8 +148,9 @@ export class QuotaGate {
     const prompt = sized ? estimate.promptTokens : 0;
     const output = sized ? estimate.maxOutputTokens : 0;
     const tokens = prompt + output;
+    const flat = estimate.flatMicros ?? 0;
     // Any token may be the dearest kind (a realtime or audio answer may be all audio).
-    const worstMicros = price ? worstCostMicros(price, { input: prompt, output }, sized ? estimate.units : undefined) : 0;
+    const worstMicros = (price ? worstCostMicros(price, { input: prompt, output }, sized ? estimate.units : undefined) : 0) + flat;
     const now = this.now();
     const admission = await this.options.store
       .reserve({ userId: user.id, requestId, limits, tokens, micros: worstMicros, now, leaseMs: this.options.leaseMs })
@@ -157,7 +160,7 @@ export class QuotaGate {
       });
     const headers = rateLimitHeaders(admission.rate);
     if (!admission.admitted) throw refusal(admission.denial, admission.retryAfterMs, headers, { tokens, micros: worstMicros }, now);
-    return { reservation: admission.reservation, limits, price, headers };
+    return { reservation: admission.reservation, limits, price, flatMicros: flat, headers };
   }
 
   /** Charges what the request used; `undefined` usage releases the reservation in full. `atWorst`:
@@ -169,7 +172,7 @@ export class QuotaGate {
     const charge = used && {
       usage: used.usage,
       tokens: totalTokens(used.usage),
-      micros: ticket.price ? priced(ticket.price, used.usage) : 0,
+      micros: (ticket.price ? priced(ticket.price, used.usage) : 0) + ticket.flatMicros,
       estimated: used.estimated,
     };
     try {

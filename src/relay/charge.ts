@@ -11,6 +11,8 @@
 // images and audio seconds as the answer shows them (its usage, its `data` items, its `duration`),
 // else at the request's worst case, marked estimated. An answer that reports no usage where it
 // may not (audio bytes, a transcript as plain text) is charged its request's worst case.
+// Work that goes on after its answer (a thread run) is charged its worst case, its caps, once the
+// upstream took it; a price per call (Estimate.flatMicros) is added by the gate to whatever is charged.
 import type { Estimate } from '../quota/estimate.js';
 import { type TokenUsage, totalTokens } from '../quota/usage.js';
 import type { AnswerUnits } from './answer-units.js';
@@ -27,6 +29,11 @@ export function chargeFor(result: RelayOutcome, tap: UsageTap, estimate: Estimat
 
 function tokensFor(result: RelayOutcome, tap: UsageTap, estimate: Estimate, streamed: boolean): Measured | undefined {
   const measured = tap.measure(() => estimate.promptTokens);
+  if (estimate.chargeWorstCase) {
+    const took = result.outcome === 'client_aborted' ? result.reachedUpstream : measured !== undefined;
+    if (!took) return result.outcome === 'client_aborted' ? NOTHING : undefined;
+    return { usage: { input: estimate.promptTokens, cachedInput: 0, output: estimate.maxOutputTokens }, estimated: true };
+  }
   if (result.outcome !== 'client_aborted') return measured && !estimate.metered ? NOTHING : measured;
   if (!estimate.metered || !result.reachedUpstream) return NOTHING;
   if (measured && !measured.estimated) return measured; // the usage came before the client left

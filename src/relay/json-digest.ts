@@ -27,6 +27,11 @@ export const TOP_FIELDS: ReadonlySet<string> = new Set([
   'best_of',
   'store',
   'user',
+  // What a run's caps, a video's length and size and a container's memory are charged from.
+  'max_prompt_tokens',
+  'seconds',
+  'size',
+  'memory_limit',
 ]);
 /** The most bytes one of TOP_FIELDS may take in a body read this way: each is a name, a number or
  * a small object, and parsing one must stay cheap whatever the body. */

@@ -5,10 +5,12 @@
 // to their operation (src/operations/match.ts): every decision here reads that match.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Caller, authenticate, bearerToken } from '../auth.js';
+import { ALLOWED_ROUTE_USD } from '../config.js';
 import { GatewayError } from '../errors.js';
 import { modelAllowed } from '../models.js';
 import type { Observation } from '../observability/observation.js';
 import type { TokenCounts } from '../observability/record.js';
+import type { Permission } from '../operations/costs.js';
 import type { Operation } from '../operations/match.js';
 import { createsObjects, deletedByOperation, listedObjectKind, revealsOwnObjects } from '../pool/object-operations.js';
 import { idsInOperation } from '../pool/objects.js';
@@ -81,6 +83,8 @@ export function createRelayRoute(services: Services): RelayRoute {
   const deps = { pool, retry, outbound, masker, timeouts: config.timeouts, streams: services.streams };
   const objects: ObjectAccess = { owners: store.objectOwners, shareUnknown: config.pool.shareUnknownObjects };
   const slots: ObjectSlots = { owners: store.objectOwners, max: config.pool.maxObjectsPerUser, leaseMs: config.quota.leaseMs, log: services.log };
+  const allowedMicros = (permission: Permission): number =>
+    Math.round((config.quota.allowedRouteUsd?.[permission] ?? ALLOWED_ROUTE_USD[permission]) * 1_000_000);
   const quota = new QuotaGate({
     store,
     prices: new PriceTable(config.prices),
@@ -105,10 +109,11 @@ export function createRelayRoute(services: Services): RelayRoute {
     const digest = body.kind === 'buffered' ? body.digest : undefined;
     const facts = body.kind === 'none' ? {} : body.facts;
     const model = effectiveModel(operation, facts.model, facts.modelHidden);
+    // First whether the user may call the operation at all (an operation refused unless allowed).
+    checkCostBound(caller.user, operation, model, { json, whole: json !== undefined && digest === undefined });
     if (model !== undefined && !modelAllowed(caller.user, model)) {
       throw new GatewayError('model_not_allowed', { param: 'model' });
     }
-    checkCostBound(caller.user, operation, model);
     const userId = caller.user.id;
     const path = call.target.path;
     const route = path.slice(3);
@@ -122,7 +127,7 @@ export function createRelayRoute(services: Services): RelayRoute {
       if (call.res.closed) release();
       else call.res.once('close', release);
     }
-    const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens, digest?.sizes, quota.priceOf(model));
+    const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens, digest?.sizes, quota.priceOf(model), allowedMicros);
     const ticket = await quota.admit(caller.user, call.id, estimate);
 
     const asked = askForUsage(operation.id, body);

@@ -1,6 +1,7 @@
 // The store keeps users, their keys, the quota ledger, and what the key pool shares between
 // processes (key health, object owners). One interface, several backends: the tests run the same
 // suite against each (test/store-contract.test.ts) so they cannot drift.
+import type { Permission } from '../operations/costs.js';
 import type { HealthSync } from '../pool/health-sync.js';
 import type { ObjectOwners } from '../pool/object-owners.js';
 
@@ -22,6 +23,8 @@ export interface User {
   /** ISO 8601; past it, the user's keys stop working. */
   expiresAt?: string;
   limits: Limits;
+  /** The operations refused unless allowed that this user may call (src/operations/costs.ts). */
+  allow?: Permission[];
   createdAt: string;
 }
 
@@ -144,7 +147,7 @@ export interface UsageSnapshot {
   inFlight: number;
 }
 
-export type UserPatch = Partial<Pick<User, 'name' | 'models' | 'expiresAt' | 'limits'>>;
+export type UserPatch = Partial<Pick<User, 'name' | 'models' | 'expiresAt' | 'limits' | 'allow'>>;
 
 export interface Store {
   readonly kind: 'memory' | 'redis' | 'cluster';
