@@ -15,6 +15,17 @@ export interface Estimate {
   maxOutputTokens: number;
   /** The endpoint bills tokens: its answer's usage is charged (or estimated when it has none). */
   metered: boolean;
+  /** Where the output bound of one answer came from, for a refusal to explain it (src/quota/gate.ts). */
+  outputBound?: OutputBound;
+}
+
+/** The output tokens one answer was assumed to take at most, and why. */
+export interface OutputBound {
+  tokens: number;
+  /** The request's own max_tokens (or kin), or the model's output cap below it; the model's output
+   * cap, or `quota.defaultMaxOutputTokens`, when it set none; or the API's own default (16 for
+   * /v1/completions). */
+  from: 'request' | 'request_capped' | 'model_cap' | 'default_setting' | 'api_default';
 }
 
 // OpenAI: roughly 3 tokens of framing per chat message, 3 more to prime the answer.
@@ -291,9 +302,16 @@ export function estimateRequest(
   const cap = maxTokens ?? modelCap ?? defaultMaxOutput;
   const reader: PromptReader = sizes ? new MeasuredPrompt(sizes) : new ParsedPrompt(json);
   let prompt: number | undefined;
+  const outputBound: OutputBound =
+    maxTokens !== undefined
+      ? { tokens: maxTokens, from: maxTokens === facts.maxTokens ? 'request' : 'request_capped' }
+      : cost.kind === 'tokens' && cost.shape === 'completions'
+        ? { tokens: COMPLETIONS_DEFAULT_MAX, from: 'api_default' }
+        : { tokens: cap, from: modelCap !== undefined ? 'model_cap' : 'default_setting' };
   return {
     model,
     metered: true,
+    outputBound,
     maxOutputTokens: shape.output(json, cap, maxTokens, reader.prompts('prompt')),
     // Counted on first use: a request whose user has no token or dollar limit, and whose answer
     // reports its usage, is never tokenized at all.
