@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Caller, authenticate, bearerToken } from '../auth.js';
 import { GatewayError } from '../errors.js';
-import { modelAllowed } from '../models.js';
+import { modelAllowed, modelRefused } from '../models.js';
 import type { Observation } from '../observability/observation.js';
 import type { TokenCounts } from '../observability/record.js';
 import type { Operation } from '../operations/match.js';
@@ -52,6 +52,10 @@ function checkBodyType(operation: Operation, req: IncomingMessage): void {
     message: `${operation.id} takes ${operation.requestTypes.join(' or ')}, not ${type || 'a body without a Content-Type'}.`,
   });
 }
+
+/** GET /models shows a user with a model list only the models they may use. */
+const modelsShown = (operation: Operation, user: Caller['user']): ((id: string) => boolean) | undefined =>
+  operation.id === 'listModels' && (user.models?.length ?? 0) > 0 ? (id) => modelAllowed(user, id) : undefined;
 
 /** One /v1 request as the relay sees it, whichever way it arrived (Fastify, or the lane). */
 export interface RelayCall {
@@ -104,9 +108,7 @@ export function createRelayRoute(services: Services): RelayRoute {
     const digest = body.kind === 'buffered' ? body.digest : undefined;
     const facts = body.kind === 'none' ? {} : body.facts;
     const model = effectiveModel(operation, facts.model, facts.modelHidden);
-    if (model !== undefined && !modelAllowed(caller.user, model)) {
-      throw new GatewayError('model_not_allowed', { param: 'model' });
-    }
+    if (model !== undefined && !modelAllowed(caller.user, model)) throw modelRefused(caller.user, model);
     checkCostBound(caller.user, operation, model);
     const userId = caller.user.id;
     const path = call.target.path;
@@ -155,7 +157,7 @@ export function createRelayRoute(services: Services): RelayRoute {
           pinned,
           extraHeaders: ticket.headers,
           tap: (choice) => observation.tap(joinTaps(usageTap, objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id }))),
-          filterList: filtersList(operation, method) ? (bytes) => filterList(objects, userId, listed, bytes) : undefined,
+          filterList: filtersList(operation, method) ? (bytes) => filterList(objects, userId, listed, bytes, modelsShown(operation, caller.user)) : undefined,
         },
         deps,
       );
