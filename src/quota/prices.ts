@@ -84,6 +84,11 @@ export class PriceTable {
     }
   }
 
+  /** The models priced by name (not by a glob of the settings). */
+  names(): string[] {
+    return [...this.exact.keys()];
+  }
+
   /** The model's price, or undefined when neither the settings nor the table know it. */
   lookup(model: string): Price | undefined {
     const exact = this.exact.get(model);

@@ -4,7 +4,7 @@
 // Requests reach it through the lane (lane.ts), or through Fastify (src/plugins/relay.ts), matched
 // to their operation (src/operations/match.ts): every decision here reads that match.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Caller, authenticate, bearerToken } from '../auth.js';
+import { type Caller, authenticateRequest } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { modelAllowed, modelRefused } from '../models.js';
 import type { Observation } from '../observability/observation.js';
@@ -188,7 +188,7 @@ export function createRelayRoute(services: Services): RelayRoute {
 
   return {
     authenticate: (req) =>
-      authenticate(store, bearerToken(req)).catch((err: unknown) => {
+      authenticateRequest(store, req).catch((err: unknown) => {
         if (err instanceof GatewayError && err.code === 'quota_backend_unavailable') services.metrics.storeFailed('auth');
         throw err;
       }),
