@@ -28,6 +28,12 @@ fail() {
   printf 'check-build: %s\n' "$*" >&2
   exit 1
 }
+# A process that could not listen says so: fail naming the port, not the step.
+in_use() {
+  local address
+  address=$(grep -o 'address already in use [^"\\]*' "$1" | head -n 1 | sed 's/address already in use //' || true)
+  [[ -z $address ]] || fail "port ${address##*:} is already in use ($address): stop what listens there and run the check again"
+}
 
 # What a RUN step may take from the host: where node and npm are, npm's cache and settings, and
 # a proxy to the registry if there is one. Nothing else (a vitest run's NODE_ENV, say) leaks in.
@@ -222,6 +228,7 @@ for _ in $(seq 1 150); do
   [[ -n $port ]] && break
   kill -0 "$server_pid" 2>/dev/null || {
     cat "$log" >&2
+    in_use "$log"
     fail "the gateway exited at start"
   }
   sleep 0.2
@@ -235,8 +242,11 @@ say "listening on 127.0.0.1:$port"
 (cd "$final" && env -i "PATH=$PATH" "${stage_env[@]}" "PORT=$port" "${probe[@]}") </dev/null || fail "HEALTHCHECK failed: ${probe[*]}"
 say "HEALTHCHECK passed"
 
-(cd "$final" && env -i "PATH=$PATH" "${stage_env[@]}" node dist/dev/demo.js) </dev/null >"$work/demo.log" 2>&1 || {
+# On a free port: the image's PORT may be taken on this machine (a gateway started by npm start),
+# and what this step checks is the dependencies, not the port.
+(cd "$final" && env -i "PATH=$PATH" "${stage_env[@]}" PORT=0 node dist/dev/demo.js) </dev/null >"$work/demo.log" 2>&1 || {
   cat "$work/demo.log" >&2
+  in_use "$work/demo.log"
   fail "the demo failed with the production dependencies alone"
 }
 say "demo ran with the production dependencies alone"

@@ -23,6 +23,7 @@ import { createObservability } from './observability/index.js';
 import { type Operation, matchOperation } from './operations/match.js';
 import { adminPlugin } from './plugins/admin.js';
 import { healthPlugin } from './plugins/health.js';
+import { homePlugin } from './plugins/home.js';
 import { observabilityAdminPlugin, observabilityPlugin } from './plugins/observability.js';
 import { relayPlugin } from './plugins/relay.js';
 import type { HealthRecord } from './pool/health-sync.js';
@@ -230,6 +231,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   });
 
   await app.register(healthPlugin, { ...services, isClosing: () => closing });
+  await app.register(homePlugin, { metricsToken: config.metrics.token });
   if (config.adminToken) await app.register(adminPlugin, { ...services, prefix: '/admin' });
   if (config.adminToken) await app.register(observabilityAdminPlugin, { config, observability, prefix: '/admin' });
   await app.register(relayPlugin, { route });

@@ -40,6 +40,22 @@ function describeStart(config: Config, log: Logger): void {
   }
 }
 
+/**
+ * What a new gateway lacks before it can relay a request, as the commands that give it: the last
+ * start-up lines, so that they are the ones a person sees. Nothing when pool keys and the admin
+ * token are both set.
+ */
+export function nextSteps(config: Config): string[] {
+  const noKeys = config.upstreams.every((upstream) => upstream.keys.length === 0);
+  const noAdmin = !config.adminToken;
+  if (!noKeys && !noAdmin) return [];
+  const missing = [noKeys ? 'OPENAI_API_KEYS=sk-…' : '', noAdmin ? 'KEYRELAY_ADMIN_TOKEN=$(openssl rand -hex 24)' : ''].filter(Boolean);
+  return [
+    `next: start again with ${missing.join(' and ')} set (export them, then npm start)`,
+    'next: then, with the same KEYRELAY_ADMIN_TOKEN in your shell, issue a key: node bin/keyrelay.js users create alice && node bin/keyrelay.js keys create alice',
+  ];
+}
+
 export async function startServer(config: Config, log: Logger = createLogger(config.logLevel, undefined, loggerOptions(config))): Promise<RunningServer> {
   const app = await buildApp(config, { log });
   await app.listen({ host: config.host, port: config.port });
@@ -49,6 +65,7 @@ export async function startServer(config: Config, log: Logger = createLogger(con
   const url = `${config.tls ? 'https' : 'http'}://${host}:${port}`;
   describeStart(config, log);
   log.info({ url }, 'keyrelay listening');
+  for (const step of nextSteps(config)) log.info(step);
   return { app, url, close: () => app.close() };
 }
 

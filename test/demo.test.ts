@@ -1,5 +1,6 @@
 // `npm run demo` as a person runs it: the built program, in its own process, offline.
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
 import { promisify } from 'node:util';
 import { describe, it, expect, beforeAll } from 'vitest';
 import { FAKE_COMPLETION_TOKENS, FAKE_TEXT } from '../src/dev/fake-openai-answers.js';
@@ -35,5 +36,21 @@ describe('npm run demo', () => {
     ]);
     // The key itself is never printed, only its prefix.
     expect(stdout).not.toMatch(/sk-kr-[A-Za-z0-9]{8,}/);
+  }, 60_000);
+
+  it('names the port when PORT is taken (a gateway already running there), and exits 1', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const env = { PATH: process.env.PATH, HOME: process.env.HOME, PORT: String(port) };
+      const failed = await run(process.execPath, ['dist/dev/demo.js'], { env, timeout: 60_000 }).catch((err: { code: number; stdout: string; stderr: string }) => err);
+      expect(failed).toMatchObject({
+        code: 1,
+        stderr: `demo: port ${port} is already in use; stop what listens there, or run the demo with PORT=0 (a free port)\n`,
+      });
+    } finally {
+      taken.close();
+    }
   }, 60_000);
 });

@@ -277,14 +277,30 @@ describe('fake upstream default answers', () => {
     expect(models.object).toBe('list');
     expect(models.data.map((m) => m.id)).toContain('gpt-4o-mini');
 
-    const echo = await fetch(`${up.baseUrl}/batches/batch_1?limit=2`, { method: 'DELETE' });
+    // An operation of the API the fake does not imitate: the request told back.
+    const echo = await fetch(`${up.baseUrl}/batches/batch_1?limit=2`);
+    expect(echo.status).toBe(200);
     expect(await echo.json()).toEqual({
       object: 'fake.echo',
-      method: 'DELETE',
+      method: 'GET',
       path: '/v1/batches/batch_1',
       query: 'limit=2',
       bodyBytes: 0,
     });
+  });
+
+  it('answers a route OpenAI does not have with OpenAI\'s own 404, never a 200', async () => {
+    for (const [method, path] of [
+      ['DELETE', '/v1/batches/batch_1'], // a real path, a method it does not take
+      ['POST', '/v1/edits'], // a retired route
+      ['GET', '/v1/nope/x'],
+      ['GET', '/'],
+      ['POST', '/v2/chat/completions'],
+    ] as const) {
+      const res = await fetch(`${up.url}${path}?q=1`, { method, ...(method === 'POST' ? { body: '{}', headers: { 'content-type': 'application/json' } } : {}) });
+      expect(res.status, `${method} ${path}`).toBe(404);
+      expect(await res.json()).toEqual({ error: { message: `Invalid URL (${method} ${path})`, type: 'invalid_request_error', param: null, code: null } });
+    }
   });
 });
 

@@ -135,6 +135,8 @@ describe('one line per request', () => {
         status: 401,
         outcome: 'auth_failed',
         errorCode: 'invalid_api_key',
+        // Why, for the admin: the client got the one 401.
+        errorMessage: 'unknown key',
         retries: 0,
         durationMs: expect.any(Number),
         bytesIn: sent.bytesIn,

@@ -67,9 +67,16 @@ describe('keyrelay usage', () => {
   it('prints this month by day as a table with a total', async () => {
     const run = await cli('usage');
     expect(run.code).toBe(0);
-    const [title, blank, ...table] = run.stdout.split('\n');
+    const [title, blank, ...rest] = run.stdout.split('\n');
     expect(title).toBe(`Usage from ${month} to ${today} (UTC), all users, by day:`);
     expect(blank).toBe('');
+    // Under the table, what its request columns count.
+    expect(rest.slice(-3)).toEqual([
+      '',
+      'REQUESTS: relayed, and refused by the gateway for the user. ERRORS: refused by the gateway (400, 403, 429, ...) or answered with an error by the upstream.',
+      '',
+    ]);
+    const table = rest.slice(0, -3);
     const total = [String(3), '0', String(chatInput + embedInput), '0', String(chatUsage.output), String(chatInput + embedInput + chatUsage.output), dollars(aliceMicros + bobMicros)];
     expect(rows(table.join('\n'), 1)).toEqual([
       ['DAY', 'REQUESTS', 'ERRORS', 'INPUT', 'CACHED', 'OUTPUT', 'TOKENS', 'COST USD'],
@@ -80,7 +87,7 @@ describe('keyrelay usage', () => {
 
   it('groups by user or model, for one user, over a span', async () => {
     const byUser = await cli('usage', '--group-by', 'user', '--from', month, '--to', today);
-    expect(rows(byUser.stdout.split('\n').slice(2).join('\n'), 1).map((r) => [r[0], r[1], r[7]])).toEqual([
+    expect(rows(byUser.stdout.split('\n').slice(2, -3).join('\n'), 1).map((r) => [r[0], r[1], r[7]])).toEqual([
       ['USER', 'REQUESTS', 'COST USD'],
       ['alice', '2', dollars(aliceMicros)],
       ['bob', '1', dollars(bobMicros)],
@@ -88,7 +95,7 @@ describe('keyrelay usage', () => {
     ]);
     const bob = await cli('usage', '--user', 'bob', '--group-by', 'day,model');
     expect(bob.stdout.split('\n')[0]).toBe(`Usage from ${month} to ${today} (UTC), user bob, by day and model:`);
-    expect(rows(bob.stdout.split('\n').slice(2).join('\n'), 2).map((r) => r.slice(0, 3))).toEqual([
+    expect(rows(bob.stdout.split('\n').slice(2, -3).join('\n'), 2).map((r) => r.slice(0, 3))).toEqual([
       ['DAY', 'MODEL', 'REQUESTS'],
       [today, 'text-embedding-3-small', '1'],
       ['TOTAL', '1', '0'],

@@ -19,7 +19,17 @@ describe('the worst-case estimate', () => {
       promptTokens: 3 + 2 * 4 + countText('Be brief.') + countText('Hello there'),
       maxOutputTokens: 150,
       metered: true,
+      outputBound: { tokens: 50, from: 'request' },
     });
+  });
+
+  it('says where the output bound of one answer came from, for a refusal to explain it', () => {
+    const bound = (route: string, json: Record<string, unknown>) => estimate(route, json).outputBound;
+    expect(bound('/chat/completions', { model: 'gpt-4o-mini', messages: [], max_completion_tokens: 7 })).toEqual({ tokens: 7, from: 'request' });
+    expect(bound('/chat/completions', { model: 'gpt-4o-mini', messages: [], max_tokens: 1e9 })).toEqual({ tokens: 16_384, from: 'request_capped' });
+    expect(bound('/chat/completions', { model: 'gpt-4o-mini', messages: [] })).toEqual({ tokens: 16_384, from: 'model_cap' });
+    expect(bound('/responses', { model: 'someone-elses-model', input: 'x' })).toEqual({ tokens: DEFAULT_MAX, from: 'default_setting' });
+    expect(bound('/completions', { model: 'gpt-3.5-turbo-instruct', prompt: 'x' })).toEqual({ tokens: 16, from: 'api_default' });
   });
 
   it("takes the model's output cap from the tokenizer's catalogue when max_tokens is not set", () => {

@@ -51,7 +51,11 @@ describe('a spent quota', () => {
     expect(answer.status).toBe(429);
     expect(answer.json).toEqual({
       error: {
-        message: expect.stringMatching(/^You exceeded your daily quota \(tokensPerDay\), or this request's worst case \(\d+ tokens, from its prompt and max_tokens\) does not fit in what is left of it\. It resets at \d{4}-\d\d-\d\dT00:00:00\.000Z\.$/),
+        message: expect.stringMatching(
+          new RegExp(
+            `^This request's worst case \\(${worst(100)} tokens: \\d+ prompt tokens plus up to 100 output tokens \\(100 per answer: its max_tokens\\)\\) does not fit in your daily quota \\(tokensPerDay\\): ${worst(100) - 1} tokens left of ${worst(100) - 1} tokens\\. It resets at \\d{4}-\\d\\d-\\d\\dT00:00:00\\.000Z\\.$`,
+          ),
+        ),
         type: 'insufficient_quota',
         param: null,
         code: 'insufficient_quota',

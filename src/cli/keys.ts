@@ -33,11 +33,13 @@ export const keysCommands: readonly Command[] = [
     options: {
       name: { type: 'string', value: 'NAME', help: 'a name to recognise the key by' },
       'expires-at': { type: 'string', value: 'ISO', help: 'when the key stops working' },
+      'allow-past': { type: 'boolean', help: 'accept an --expires-at already past (the key starts expired)' },
     },
     summary: 'create a key for a user; the key is printed once',
     async run(ctx, [userId], options) {
       const body = { name: text(options, 'name'), expiresAt: isoTime(options, 'expires-at') };
-      const key = await ctx.admin().post<CreatedKey>(`/users/${encodeURIComponent(userId ?? '')}/keys`, body);
+      const query = options['allow-past'] === true ? '?allowPast=true' : '';
+      const key = await ctx.admin().post<CreatedKey>(`/users/${encodeURIComponent(userId ?? '')}/keys${query}`, body);
       // With --json, stdout stays pure JSON; the warning still reaches the person.
       if (ctx.json) ctx.io.stderr.write(`${ONCE_NOTE}\n`);
       return answer(ctx, key, created);

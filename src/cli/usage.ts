@@ -39,6 +39,9 @@ function rightAligned(rows: string[][], from: number): string[][] {
   return rows.map((row) => row.map((cell, i) => (i >= from ? cell.padStart(widths[i] ?? 0) : cell)));
 }
 
+/** What the two request columns count, under the table: ERRORS is not only the upstream's. */
+const COUNTED = 'REQUESTS: relayed, and refused by the gateway for the user. ERRORS: refused by the gateway (400, 403, 429, ...) or answered with an error by the upstream.\n';
+
 function scope(report: UsageReport): string {
   const who = report.user === null ? 'all users' : `user ${report.user}`;
   return `Usage from ${report.from} to ${report.to} (UTC), ${who}, by ${report.groupBy.join(' and ')}`;
@@ -52,7 +55,7 @@ export function usageTable(report: UsageReport): string {
   const rows = report.data.map((d: UsageLine) => line(groups.map((g) => d[g] ?? '-'), d));
   const total = line(groups.map((_, i) => (i === 0 ? 'TOTAL' : '')), report.total);
   const [head, ...body] = rightAligned([header, ...rows, total], groups.length);
-  return `${scope(report)}:\n\n${table(head ?? header, body)}`;
+  return `${scope(report)}:\n\n${table(head ?? header, body)}\n${COUNTED}`;
 }
 
 // What a spreadsheet may run as a formula when a cell begins with it (OWASP, CSV injection):

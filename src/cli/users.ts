@@ -10,6 +10,13 @@ import { type UserUsage, usageTable } from './user-usage.js';
 /** A user as the admin API shows it; `usage` (the current windows) only on `GET /admin/users/{id}`. */
 export interface ApiUser extends User {
   usage?: UserUsage;
+  /** What the admin API warns of after a create or an update (models a dollar limit will refuse). */
+  warnings?: string[];
+}
+
+/** The admin API's warnings, on stderr: they reach the person with --json too. */
+function warn(ctx: Context, user: ApiUser): void {
+  for (const warning of user.warnings ?? []) ctx.io.stderr.write(`keyrelay: warning: ${warning}\n`);
 }
 
 const CREATE_OPTIONS: Record<string, OptionSpec> = {
@@ -17,6 +24,7 @@ const CREATE_OPTIONS: Record<string, OptionSpec> = {
   models: { type: 'string', value: 'a,b', help: 'allowed models, glob patterns (default: any)' },
   'expires-at': { type: 'string', value: 'ISO', help: 'when the user and all its keys stop working' },
   allow: { type: 'string', value: 'a,b', help: `operations refused unless allowed that the user may call: ${PERMISSIONS.join(', ')}` },
+  'allow-past': { type: 'boolean', help: 'accept an --expires-at already past (the user starts expired)' },
   ...limitOptions(false),
 };
 
@@ -116,7 +124,8 @@ export const usersCommands: readonly Command[] = [
         limits: limitsFrom(options),
         allow: permissions(options),
       };
-      const user = await ctx.admin().post<ApiUser>('/users', body);
+      const user = await ctx.admin().post<ApiUser>(options['allow-past'] === true ? '/users?allowPast=true' : '/users', body);
+      warn(ctx, user);
       return answer(ctx, user, (u) => `Created user ${u.id}.\n${userFields(u)}`);
     },
   },
@@ -150,6 +159,7 @@ export const usersCommands: readonly Command[] = [
     async run(ctx, [userId = ''], options) {
       const patch = await userPatch(ctx, userId, options);
       const user = await ctx.admin().patch<ApiUser>(`/users/${id(userId)}`, patch);
+      warn(ctx, user);
       return answer(ctx, user, (u) => `Updated user ${u.id}.\n${userFields(u)}`);
     },
   },

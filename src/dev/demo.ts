@@ -118,7 +118,10 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       process.exitCode = 0;
     },
     (err: unknown) => {
-      process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      const { code, port } = err as { code?: string; port?: number };
+      // A gateway already running on PORT (npm start, the image) is the usual cause: name it.
+      if (code === 'EADDRINUSE') process.stderr.write(`demo: port ${port} is already in use; stop what listens there, or run the demo with PORT=0 (a free port)\n`);
+      else process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exitCode = 1;
     },
   );

@@ -4,6 +4,7 @@
 
 import { createHash, randomBytes } from 'node:crypto';
 import { mediaAnswer } from './fake-media-answers.js';
+import { matchOperation } from '../operations/match.js';
 import type { FakeResponse, RecordedRequest } from './fake-upstream.js';
 
 /** The assistant text of every default answer; one SSE delta per word. */
@@ -138,7 +139,16 @@ export function defaultAnswer(req: RecordedRequest, bodyLength: number): FakeRes
       return { headers: { 'content-type': 'application/octet-stream' }, body: fakeFileContent(m[1]) };
     }
   }
+  // A route OpenAI does not have gets OpenAI's own 404, so a test (or a gateway) that calls a
+  // wrong path finds out, as it would against api.openai.com.
+  if (!path.startsWith('/v1/') || matchOperation(method, path).template === undefined) return invalidUrl(method, path);
+  // An operation of the API that has no imitation above: the request, told back.
   return { body: { object: 'fake.echo', method, path, query: req.query, bodyBytes: bodyLength } };
+}
+
+/** OpenAI's answer to a method and path it has no route for. */
+export function invalidUrl(method: string, path: string): FakeResponse {
+  return { status: 404, body: { error: { message: `Invalid URL (${method} ${path})`, type: 'invalid_request_error', param: null, code: null } } };
 }
 
 function modelOf(json: Json): string {

@@ -51,14 +51,17 @@ export function createObservability(config: Config, log: Logger, metrics: Metric
     const relayed = record.poolKeyId !== undefined || (record.tried?.length ?? 0) > 0;
     metrics.request(operationTemplate(record.operation) ?? 'other', record.status, record.outcome);
     if (record.outcome === 'quota_rejected') metrics.quotaRejected(record.errorCode ?? 'unknown');
-    if (!relayed) return;
-    // The first `retries` keys tried were each followed by another attempt.
-    for (const tried of record.tried?.slice(0, record.retries) ?? []) metrics.retried(tried.code ?? String(tried.status ?? 'unknown'));
-    metrics.timing(record.stream, record.ttfbMs, record.durationMs);
     const tokens = record.tokens;
     const micros = record.costMicros ?? 0;
-    if (tokens) metrics.usage(record.model ?? NO_MODEL, tokens.input, tokens.output, micros / 1_000_000, record.userId);
-    if (record.userId === undefined) return;
+    if (relayed) {
+      // The first `retries` keys tried were each followed by another attempt.
+      for (const tried of record.tried?.slice(0, record.retries) ?? []) metrics.retried(tried.code ?? String(tried.status ?? 'unknown'));
+      metrics.timing(record.stream, record.ttfbMs, record.durationMs);
+      if (tokens) metrics.usage(record.model ?? NO_MODEL, tokens.input, tokens.output, micros / 1_000_000, record.userId);
+    }
+    // The usage report counts every request of a user, relayed or refused by the gateway (403,
+    // 429, ...): its errors are both. A refused key (401) is no user's request.
+    if (record.userId === undefined || record.outcome === 'auth_failed') return;
     const day = dayOf(record.time);
     usage.add({
       day,

@@ -2,6 +2,7 @@
 // `stream`, that it takes the answer over, how it ended); an answer the gateway made itself is
 // recorded when its connection closes. Either way a request gives exactly one record.
 import type { IncomingHttpHeaders } from 'node:http';
+import { KeyRejected } from '../auth.js';
 import type { GatewayError } from '../errors.js';
 import type { Operation } from '../operations/match.js';
 import type { RequestBody } from '../relay/body.js';
@@ -57,6 +58,8 @@ export class Observation {
   private recorded = false;
   private errorCode: string | undefined;
   private errorMessage: string | undefined;
+  private rejectedUserId: string | undefined;
+  private rejectedKeyId: string | undefined;
   private path: string | undefined;
   private operation: string | undefined;
 
@@ -102,6 +105,12 @@ export class Observation {
   failed(error: GatewayError): void {
     this.errorCode = error.code;
     this.errorMessage = error.status >= 500 && error.cause instanceof Error ? error.cause.message : undefined;
+    // A refused key: why, and whose, for the admin (the client only ever sees the one 401).
+    if (error.cause instanceof KeyRejected) {
+      this.errorMessage = error.cause.reason;
+      this.rejectedUserId = error.cause.userId;
+      this.rejectedKeyId = error.cause.keyId;
+    }
   }
 
   /** The relay takes the answer over (reply.hijack()); it will call `finish`. */
@@ -185,8 +194,8 @@ export class Observation {
     const end = local();
     this.observability.record({
       ...this.base(),
-      userId: end.userId,
-      keyId: end.keyId,
+      userId: end.userId ?? this.rejectedUserId,
+      keyId: end.keyId ?? this.rejectedKeyId,
       status: end.aborted ? 499 : end.status,
       outcome: end.aborted ? 'client_aborted' : outcomeOf(end.status, this.errorCode),
       errorCode: this.errorCode,

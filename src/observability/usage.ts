@@ -1,7 +1,8 @@
 // Usage reports from aggregated counters: per UTC day, per user and model, the requests, errors,
-// tokens and cost of relayed requests. A month's report reads about 31 small hashes, not a month of
-// request records. Requests refused before the relay (401, 429, 400 ...) are not usage: they are in
-// the request log and the metrics.
+// tokens and cost of a user's requests. A month's report reads about 31 small hashes, not a month of
+// request records. Requests counts those relayed and those the gateway refused for the user (400,
+// 403, 429 ...); errors counts the refused ones and the upstream's errors. A refused key (401)
+// belongs to no user: it is in the request log and the metrics only.
 
 /** Counters kept per (day, user, model). */
 export interface UsageCounts {

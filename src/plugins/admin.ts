@@ -5,10 +5,12 @@ import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { bearerToken } from '../auth.js';
 import { GatewayError } from '../errors.js';
-import { parseIsoTime } from '../iso-time.js';
+import { isPast, parseIsoTime } from '../iso-time.js';
 import { digestKey, displayPrefix, newGatewayKey, newId } from '../keys.js';
 import { PERMISSIONS, type Permission } from '../operations/costs.js';
 import { quotaLimits } from '../quota/gate.js';
+import { PriceTable } from '../quota/prices.js';
+import { unpricedModelWarnings } from '../quota/unpriced.js';
 import { LIMIT_MAXIMUM } from '../quota/amounts.js';
 import { usageView } from '../quota/view.js';
 import type { KeyDescription, Pool } from '../pool/pool.js';
@@ -63,6 +65,8 @@ const CreateUser = Type.Object(
 );
 const PatchUser = Type.Object({ name: Name, models: Models, expiresAt: ExpiresAt, limits: Limits, allow: Allow }, { additionalProperties: false });
 const CreateKey = Type.Object({ name: Name, expiresAt: ExpiresAt }, { additionalProperties: false });
+// `?allowPast=true`: create the user or key already expired (to test a client's handling of it).
+const CreateQuery = Type.Object({ allowPast: Type.Optional(Type.Literal('true')) }, { additionalProperties: false });
 const IdParams = Type.Object({ id: Type.String() });
 const KeyParams = Type.Object({ keyId: Type.String() });
 const PoolKeyParams = Type.Object({ upstream: Type.String(), keyId: Type.String() });
@@ -86,6 +90,16 @@ function checkTime<T extends string | null | undefined>(value: T): T {
     });
   }
   return value;
+}
+
+/** An expiry given on a create: one already past would make a user or key that never works,
+ * which is nearly always a typo (a year, a day and month swapped), so it needs `allowPast=true`. */
+function checkFuture(expiresAt: string | undefined, allowPast: boolean, what: 'user' | 'key'): string | undefined {
+  if (expiresAt === undefined || allowPast || !isPast(expiresAt, Date.now())) return expiresAt;
+  throw new GatewayError('invalid_request', {
+    param: 'expiresAt',
+    message: `\`expiresAt\` ${expiresAt} is in the past: the ${what} would be expired from the start. Give a later time, or allowPast=true (keyrelay --allow-past) to create it expired.`,
+  });
 }
 
 /** A field that takes null: null is "none", the same as the field left out. */
@@ -149,16 +163,23 @@ export function tokenGuard(expectedToken: string, refusal: string): (request: Fa
 
 export async function adminPlugin(app: FastifyInstance, services: Services): Promise<void> {
   const { store } = services;
+  const prices = new PriceTable(services.config.prices);
+  // A user as created or changed, with warnings about it when there are any (a dollar limit over
+  // models without a price).
+  const withWarnings = (user: User): User & { warnings?: string[] } => {
+    const warnings = unpricedModelWarnings(user, prices);
+    return warnings.length === 0 ? user : { ...user, warnings };
+  };
 
   app.addHook('onRequest', adminGuard(services.config.adminToken ?? ''));
 
-  app.post<{ Body: Static<typeof CreateUser> }>('/users', { schema: { body: CreateUser } }, async (request, reply) => {
+  app.post<{ Body: Static<typeof CreateUser>; Querystring: Static<typeof CreateQuery> }>('/users', { schema: { body: CreateUser, querystring: CreateQuery } }, async (request, reply) => {
     const { id, name, models, expiresAt, limits, allow } = request.body;
     const user: User = {
       id,
       name: some(name),
       models: some(models),
-      expiresAt: some(checkTime(expiresAt)),
+      expiresAt: checkFuture(some(checkTime(expiresAt)), request.query.allowPast === 'true', 'user'),
       limits: limitsOf(limits),
       allow: allowed(allow),
       createdAt: new Date().toISOString(),
@@ -172,7 +193,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
       throw new GatewayError('conflict', { message, param: 'id' });
     }
     reply.code(201);
-    return user;
+    return withWarnings(user);
   });
 
   app.get('/users', async () => ({ data: await store.listUsers() }));
@@ -198,7 +219,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
       if ('allow' in body) patch.allow = allowed(body.allow);
       const user = await store.updateUser(request.params.id, patch);
       if (!user) throw notFound('user');
-      return user;
+      return withWarnings(user);
     },
   );
 
@@ -207,11 +228,11 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     return { id: request.params.id, deleted: true };
   });
 
-  app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof CreateKey> | undefined }>(
+  app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof CreateKey> | undefined; Querystring: Static<typeof CreateQuery> }>(
     '/users/:id/keys',
-    { schema: { body: Type.Union([CreateKey, Type.Null()]) } },
+    { schema: { body: Type.Union([CreateKey, Type.Null()]), querystring: CreateQuery } },
     async (request, reply) => {
-      const expiresAt = some(checkTime(request.body?.expiresAt));
+      const expiresAt = checkFuture(some(checkTime(request.body?.expiresAt)), request.query.allowPast === 'true', 'key');
       const user = await store.getUser(request.params.id);
       if (!user) throw notFound('user');
       const key = newGatewayKey();

@@ -30,6 +30,17 @@ export interface Estimate {
   flatMicros?: number;
   /** The work goes on after the answer (a thread run): charged its worst case, not the answer's usage. */
   chargeWorstCase?: boolean;
+  /** Where the output bound of one answer came from, for a refusal to explain it (src/quota/gate.ts). */
+  outputBound?: OutputBound;
+}
+
+/** The output tokens one answer was assumed to take at most, and why. */
+export interface OutputBound {
+  tokens: number;
+  /** The request's own max_tokens (or kin), or the model's output cap below it; the model's output
+   * cap, or `quota.defaultMaxOutputTokens`, when it set none; or the API's own default (16 for
+   * /v1/completions). */
+  from: 'request' | 'request_capped' | 'model_cap' | 'default_setting' | 'api_default';
 }
 
 // OpenAI: roughly 3 tokens of framing per chat message, 3 more to prime the answer.
@@ -344,6 +355,12 @@ export function estimateRequest(
   const cap = maxTokens ?? modelCap ?? defaultMaxOutput;
   const reader: PromptReader = sizes ? new MeasuredPrompt(sizes) : new ParsedPrompt(json);
   let prompt: number | undefined;
+  const outputBound: OutputBound =
+    maxTokens !== undefined
+      ? { tokens: maxTokens, from: maxTokens === facts.maxTokens ? 'request' : 'request_capped' }
+      : cost.kind === 'tokens' && cost.shape === 'completions'
+        ? { tokens: COMPLETIONS_DEFAULT_MAX, from: 'api_default' }
+        : { tokens: cap, from: modelCap !== undefined ? 'model_cap' : 'default_setting' };
   let maxOutputTokens = shape.output(json, cap, maxTokens, reader.prompts('prompt'));
   let units: Units | undefined;
   // Images and speech: their output follows from what they ask for, not from a token cap.
@@ -360,6 +377,8 @@ export function estimateRequest(
   return {
     model,
     metered: true,
+    // Images and speech are bounded by what they ask for, not by an output bound to explain.
+    outputBound: shapeName === 'images' || shapeName === 'speech' ? undefined : outputBound,
     maxOutputTokens,
     units,
     silent: shapeName === 'speech' ? 'speech' : undefined,

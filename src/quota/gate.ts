@@ -4,10 +4,10 @@
 // worst case, turns a refusal into the answer CONTRACT.md prescribes, and prices real usage.
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
-import type { Denial, QuotaLimits, Reservation, Store, User } from '../store/types.js';
+import type { Denial, QuotaLimits, RateState, Reservation, Store, User } from '../store/types.js';
 import { MAX_AMOUNT, MAX_LIMIT, ledgerLimit } from './amounts.js';
 import { MAX_RATE_LIMIT } from './bucket.js';
-import type { Estimate } from './estimate.js';
+import type { Estimate, OutputBound } from './estimate.js';
 import { rateLimitHeaders, retryHeaders } from './headers.js';
 import { type Price, type PriceTable, costMicros, worstCostMicros } from './prices.js';
 import { type TokenUsage, totalTokens } from './usage.js';
@@ -67,14 +67,48 @@ const WINDOW_WORDS: Partial<Record<Denial, [string, string, 'tokens' | 'usd']>> 
   usd_per_month: ['monthly', 'usdPerMonth', 'usd'],
 };
 
-function refusal(denial: Denial, retryAfterMs: number, rate: Record<string, string>, need: { tokens: number; micros: number }, now: number): GatewayError {
+/** What a refusal explains: the worst case and where its output bound came from, and what is left. */
+interface Need {
+  tokens: number;
+  micros: number;
+  prompt: number;
+  output: number;
+  bound?: OutputBound;
+  /** What is left in the refused window (its limit less what is used and reserved), when it was read. */
+  left?: { amount: number; limit: number };
+}
+
+const BOUND_WORDS: Record<OutputBound['from'], string> = {
+  request: 'its max_tokens',
+  request_capped: "the model's output cap, below its max_tokens",
+  model_cap: "the model's output cap, as it sets no max_tokens",
+  default_setting: "quota.defaultMaxOutputTokens, as it sets no max_tokens and the gateway does not know the model's output cap",
+  api_default: "the API's default max_tokens for completions, as it sets none",
+};
+const SET_MAX_TOKENS = ' Set max_tokens (max_completion_tokens; max_output_tokens on /v1/responses) to the output you need, and the request is sized by that.';
+
+const usd = (micros: number): string => `$${(micros / 1_000_000).toFixed(6)}`;
+
+/** "1234 tokens ($0.000740): 34 prompt tokens plus up to 1200 output tokens (1200 per answer: its max_tokens)" */
+function worstCase(need: Need, unit: 'tokens' | 'usd'): string {
+  const amount = unit === 'usd' ? `${usd(need.micros)}, ${need.tokens} tokens` : `${need.tokens} tokens`;
+  const output = need.bound ? ` (${need.bound.tokens} per answer: ${BOUND_WORDS[need.bound.from]})` : '';
+  return `${amount}: ${need.prompt} prompt tokens plus up to ${need.output} output tokens${output}`;
+}
+
+/** The advice to set max_tokens, when the bound was not the request's own. */
+const hint = (need: Need): string =>
+  need.bound && (need.bound.from === 'model_cap' || need.bound.from === 'default_setting') && need.output > 0 ? SET_MAX_TOKENS : '';
+
+function refusal(denial: Denial, retryAfterMs: number, rate: Record<string, string>, need: Need, now: number): GatewayError {
   const words = WINDOW_WORDS[denial];
   if (words) {
     const [period, limit, unit] = words;
     const resets = new Date(now + retryAfterMs).toISOString();
-    const what = unit === 'tokens' ? `${need.tokens} tokens` : `$${(need.micros / 1_000_000).toFixed(6)}`;
+    const show = unit === 'tokens' ? (n: number) => `${n} tokens` : usd;
+    const left = need.left ? `${show(need.left.amount)} left of ${show(need.left.limit)}` : 'what is left';
     return new GatewayError('insufficient_quota', {
-      message: `You exceeded your ${period} quota (${limit}), or this request's worst case (${what}, from its prompt and max_tokens) does not fit in what is left of it. It resets at ${resets}.`,
+      message: `This request's worst case (${worstCase(need, unit)}) does not fit in your ${period} quota (${limit}): ${left}. It resets at ${resets}.${hint(need)}`,
       headers: { ...rate, 'retry-after': String(Math.max(1, Math.ceil(retryAfterMs / 1000))), 'x-should-retry': 'false' },
     });
   }
@@ -82,7 +116,7 @@ function refusal(denial: Denial, retryAfterMs: number, rate: Record<string, stri
     case 'too_large':
       return new GatewayError('invalid_request', {
         param: 'max_tokens',
-        message: `This request's worst case (${need.tokens} tokens, $${(need.micros / 1_000_000).toFixed(6)}: its prompt plus max_tokens × n × prompts) is larger than this gateway can count (${MAX_AMOUNT} tokens or micro-dollars). Lower max_tokens, n or best_of, or send fewer prompts at once.`,
+        message: `This request's worst case (${need.tokens} tokens, ${usd(need.micros)}: its prompt plus max_tokens × n × prompts) is larger than this gateway can count (${MAX_AMOUNT} tokens or micro-dollars). Lower max_tokens, n or best_of, or send fewer prompts at once.`,
         headers: rate,
       });
     case 'max_concurrent':
@@ -97,21 +131,45 @@ function refusal(denial: Denial, retryAfterMs: number, rate: Record<string, stri
         message: `Rate limit reached for requests per minute (rpm). Retry in ${Math.ceil(retryAfterMs)} ms.`,
         headers: { ...rate, ...retryHeaders(retryAfterMs) },
       });
-    case 'tpm':
+    case 'tpm': {
+      const left = need.left ? `, ${need.left.amount} of ${need.left.limit} left now` : '';
       return new GatewayError('rate_limit_exceeded', {
         type: 'tokens',
-        message: `Rate limit reached for tokens per minute (tpm): this request may use up to ${need.tokens} tokens. Retry in ${Math.ceil(retryAfterMs)} ms.`,
+        message: `Rate limit reached for tokens per minute (tpm${left}): this request may use up to ${worstCase(need, 'tokens')}. Retry in ${Math.ceil(retryAfterMs)} ms.${hint(need)}`,
         headers: { ...rate, ...retryHeaders(retryAfterMs) },
       });
+    }
     case 'tpm_exceeded':
       return new GatewayError('rate_limit_exceeded', {
         type: 'tokens',
-        message: `Request too large: it may use up to ${need.tokens} tokens, more than the tokens per minute limit (tpm) allows. Lower max_tokens or shorten the prompt.`,
+        message: `Request too large: it may use up to ${worstCase(need, 'tokens')}, more than the tokens per minute limit (tpm${need.left ? ` ${need.left.limit}` : ''}) allows. Lower max_tokens or shorten the prompt.${hint(need)}`,
         headers: { ...rate, ...retryHeaders(retryAfterMs), 'x-should-retry': 'false' },
       });
     default:
       return new GatewayError('quota_backend_unavailable', { headers: { 'retry-after': '1' } });
   }
+}
+
+const WINDOW_LIMITS: Partial<Record<Denial, (limits: QuotaLimits) => number | undefined>> = {
+  tokens_per_day: (l) => l.tokensPerDay,
+  tokens_per_month: (l) => l.tokensPerMonth,
+  usd_per_day: (l) => l.microsPerDay,
+  usd_per_month: (l) => l.microsPerMonth,
+};
+
+/** What is left in the window a refusal names, read after the refusal (only then: it costs a
+ * store call). Unknown when the store cannot say: the refusal is still sent, without the number. */
+async function leftIn(store: Store, userId: string, denial: Denial, limits: QuotaLimits, rate: RateState, now: number): Promise<Need['left']> {
+  if (denial === 'tpm' || denial === 'tpm_exceeded') return rate.tokens && { amount: rate.tokens.remaining, limit: rate.tokens.limit };
+  const words = WINDOW_WORDS[denial];
+  if (!words) return undefined;
+  const snapshot = await store.usage(userId, limits, now).catch(() => undefined);
+  if (!snapshot) return undefined;
+  const window = denial === 'tokens_per_day' || denial === 'usd_per_day' ? snapshot.day : snapshot.month;
+  const limit = WINDOW_LIMITS[denial]?.(limits);
+  if (limit === undefined) return undefined;
+  const used = words[2] === 'tokens' ? window.tokens + window.reservedTokens : window.micros + window.reservedMicros;
+  return { amount: Math.max(0, limit - used), limit };
 }
 
 /** What the ledger is charged: an upstream that reports absurd usage spends every limit, and
@@ -159,7 +217,11 @@ export class QuotaGate {
         throw err;
       });
     const headers = rateLimitHeaders(admission.rate);
-    if (!admission.admitted) throw refusal(admission.denial, admission.retryAfterMs, headers, { tokens, micros: worstMicros }, now);
+    if (!admission.admitted) {
+      const { denial, retryAfterMs } = admission;
+      const left = await leftIn(this.options.store, user.id, denial, limits, admission.rate, now);
+      throw refusal(denial, retryAfterMs, headers, { tokens, micros: worstMicros, prompt, output, bound: estimate.outputBound, left }, now);
+    }
     return { reservation: admission.reservation, limits, price, flatMicros: flat, headers };
   }
 

@@ -162,6 +162,11 @@ export class PriceTable {
     }
   }
 
+  /** The models priced by name (not by a glob of the settings). */
+  names(): string[] {
+    return [...this.exact.keys()];
+  }
+
   private rates(model: string): Rates | undefined {
     const exact = this.exact.get(model);
     if (exact) return exact;

@@ -94,7 +94,14 @@ function parseList(bytes: Buffer): unknown {
  * is. Items of other kinds pass (the base models of GET /models are everyone's). Without a kind
  * (a list of an operation the table does not know), items of every tracked kind are filtered.
  */
-export async function filterList(access: ObjectAccess, userId: string, kind: ObjectKind | undefined, bytes: Buffer): Promise<Buffer | undefined> {
+export async function filterList(
+  access: ObjectAccess,
+  userId: string,
+  kind: ObjectKind | undefined,
+  bytes: Buffer,
+  /** Further, which items the user may see at all (GET /models: only the models they may use). */
+  allowed?: (id: string) => boolean,
+): Promise<Buffer | undefined> {
   const answer = parseList(bytes);
   const all = filterListAnswer(answer, () => true);
   if (!all) return undefined;
@@ -122,6 +129,7 @@ export async function filterList(access: ObjectAccess, userId: string, kind: Obj
   }
   await Promise.all(learned);
   const visible = (id: string): boolean => {
+    if (allowed && !allowed(id)) return false;
     if (!filtered(id)) return true;
     const owner = owners.get(id);
     return owner ? owner.userId === userId : access.shareUnknown;

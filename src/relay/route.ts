@@ -4,10 +4,10 @@
 // Requests reach it through the lane (lane.ts), or through Fastify (src/plugins/relay.ts), matched
 // to their operation (src/operations/match.ts): every decision here reads that match.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Caller, authenticate, bearerToken } from '../auth.js';
+import { type Caller, authenticateRequest } from '../auth.js';
 import { ALLOWED_ROUTE_USD } from '../config.js';
 import { GatewayError } from '../errors.js';
-import { modelAllowed } from '../models.js';
+import { modelAllowed, modelRefused } from '../models.js';
 import type { Observation } from '../observability/observation.js';
 import type { TokenCounts } from '../observability/record.js';
 import type { Permission } from '../operations/costs.js';
@@ -55,6 +55,10 @@ function checkBodyType(operation: Operation, req: IncomingMessage): void {
     message: `${operation.id} takes ${operation.requestTypes.join(' or ')}, not ${type || 'a body without a Content-Type'}.`,
   });
 }
+
+/** GET /models shows a user with a model list only the models they may use. */
+const modelsShown = (operation: Operation, user: Caller['user']): ((id: string) => boolean) | undefined =>
+  operation.id === 'listModels' && (user.models?.length ?? 0) > 0 ? (id) => modelAllowed(user, id) : undefined;
 
 /** One /v1 request as the relay sees it, whichever way it arrived (Fastify, or the lane). */
 export interface RelayCall {
@@ -111,9 +115,7 @@ export function createRelayRoute(services: Services): RelayRoute {
     const model = effectiveModel(operation, facts.model, facts.modelHidden);
     // First whether the user may call the operation at all (an operation refused unless allowed).
     checkCostBound(caller.user, operation, model, { json, whole: json !== undefined && digest === undefined });
-    if (model !== undefined && !modelAllowed(caller.user, model)) {
-      throw new GatewayError('model_not_allowed', { param: 'model' });
-    }
+    if (model !== undefined && !modelAllowed(caller.user, model)) throw modelRefused(caller.user, model);
     const userId = caller.user.id;
     const path = call.target.path;
     const route = path.slice(3);
@@ -164,7 +166,7 @@ export function createRelayRoute(services: Services): RelayRoute {
           extraHeaders: ticket.headers,
           tap: (choice) =>
             observation.tap(joinTaps(joinTaps(usageTap, answerUnits), objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id }))),
-          filterList: filtersList(operation, method) ? (bytes) => filterList(objects, userId, listed, bytes) : undefined,
+          filterList: filtersList(operation, method) ? (bytes) => filterList(objects, userId, listed, bytes, modelsShown(operation, caller.user)) : undefined,
         },
         deps,
       );
@@ -195,7 +197,7 @@ export function createRelayRoute(services: Services): RelayRoute {
 
   return {
     authenticate: (req) =>
-      authenticate(store, bearerToken(req)).catch((err: unknown) => {
+      authenticateRequest(store, req).catch((err: unknown) => {
         if (err instanceof GatewayError && err.code === 'quota_backend_unavailable') services.metrics.storeFailed('auth');
         throw err;
       }),

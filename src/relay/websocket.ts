@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { authenticate, bearerToken } from '../auth.js';
 import { GatewayError } from '../errors.js';
-import { modelAllowed } from '../models.js';
+import { modelAllowed, modelRefused } from '../models.js';
 import { checkWebSocketBound } from '../quota/bounds.js';
 import { parseUpstreamError } from '../pool/outcome.js';
 import type { Pool, PoolChoice } from '../pool/pool.js';
@@ -258,7 +258,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       facts.userId = caller.user.id;
       facts.keyId = caller.key.id;
       const model = queryModel(target.search);
-      if (model !== undefined && !modelAllowed(caller.user, model)) throw new GatewayError('model_not_allowed');
+      if (model !== undefined && !modelAllowed(caller.user, model)) throw modelRefused(caller.user, model);
       checkWebSocketBound(caller.user, target.path, target.search, model);
       // Admitted before any upstream connection: a refusal is an HTTP answer, the upstream never sees it.
       slot = await SessionSlot.take({ gate, store, leaseMs: config.quota.leaseMs, log: deps.log }, caller.user, requestId, model);

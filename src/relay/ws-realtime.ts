@@ -8,7 +8,7 @@
 // when it is announced; refused, it is cancelled and charged what it used.
 import { randomUUID } from 'node:crypto';
 import { GatewayError } from '../errors.js';
-import { modelAllowed } from '../models.js';
+import { modelAllowed, modelRefused } from '../models.js';
 import { matchOperation } from '../operations/match.js';
 import { estimateRequest } from '../quota/estimate.js';
 import type { User } from '../store/types.js';
@@ -90,8 +90,11 @@ export class RealtimeDialect implements Dialect {
   private sessionUpdate(event: Json): Verdict {
     const session = isObject(event.session) ? event.session : {};
     if (session.model !== undefined) {
-      if (typeof session.model !== 'string' || !modelAllowed(this.o.user, session.model)) {
+      if (typeof session.model !== 'string') {
         return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param: 'session.model' }), event) };
+      }
+      if (!modelAllowed(this.o.user, session.model)) {
+        return { forward: false, reply: this.refusal(modelRefused(this.o.user, session.model, 'session.model'), event) };
       }
       this.model = session.model;
     }
@@ -135,7 +138,7 @@ export class RealtimeDialect implements Dialect {
     const response = isObject(event.response) ? event.response : {};
     if (this.o.meter.full) return { forward: false, reply: this.refusal(tooManyInFlight(), event) };
     if (this.model !== undefined && !modelAllowed(this.o.user, this.model)) {
-      return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param: 'model' }), event) };
+      return { forward: false, reply: this.refusal(modelRefused(this.o.user, this.model), event) };
     }
     try {
       const worst = this.worstCase(response);

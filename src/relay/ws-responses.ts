@@ -5,7 +5,7 @@
 // key; one made on another key cannot be continued here (the upstream would not find it).
 // `response.completed`, `response.failed` and `response.incomplete` settle it with their usage.
 import { GatewayError } from '../errors.js';
-import { modelAllowed } from '../models.js';
+import { modelAllowed, modelRefused } from '../models.js';
 import { matchOperation } from '../operations/match.js';
 import { createsObjects } from '../pool/object-operations.js';
 import type { ObjectOwner } from '../pool/object-owners.js';
@@ -69,7 +69,7 @@ export class ResponsesDialect implements Dialect {
     if (meter.full) throw tooManyInFlight();
     const facts = factsOf(event);
     const model = facts.model === undefined ? undefined : checkModel(facts.model);
-    if (model !== undefined && !modelAllowed(user, model)) throw new GatewayError('model_not_allowed', { param: 'model' });
+    if (model !== undefined && !modelAllowed(user, model)) throw modelRefused(user, model);
     const restricted = (user.models?.length ?? 0) > 0 || user.limits?.usdPerDay !== undefined || user.limits?.usdPerMonth !== undefined;
     if (model === undefined && restricted) throw new GatewayError('model_not_allowed', { param: 'model', message: 'Name the model of each `response.create`: this key has a model list or a dollar limit.' });
     const pinned = await pinnedKey(this.o.objects, user.id, CREATE, [], event);
