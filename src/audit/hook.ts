@@ -18,6 +18,10 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     audit?: AuditSpec;
   }
+  interface FastifyInstance {
+    /** Every admin route that changes something, with its audit action (tests walk this list). */
+    auditedRoutes: ReadonlyArray<{ method: string; url: string; action: string }>;
+  }
 }
 
 /** Who made the change. One admin token today; its name once there are several. */
@@ -53,10 +57,13 @@ export interface AuditHookOptions {
 /** Installs the audit on `app`; call before any admin route is registered. */
 export function auditAdminRoutes(app: FastifyInstance, options: AuditHookOptions): void {
   const now = options.now ?? Date.now;
+  const audited: Array<{ method: string; url: string; action: string }> = [];
+  app.decorate('auditedRoutes', audited);
   app.addHook('onRoute', (route) => {
     if (!changesState(route)) return;
     const spec = (route.config as { audit?: AuditSpec } | undefined)?.audit;
     if (!spec) throw new Error(`${String(route.method)} ${route.url}: an admin route that changes something must declare config.audit`);
+    for (const method of Array.isArray(route.method) ? route.method : [route.method]) audited.push({ method: String(method), url: route.url, action: spec.action });
     const record = async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
       if (reply.statusCode < 200 || reply.statusCode > 299) return payload;
       const entry = { actor: actorOf(request), action: spec.action, target: spec.target(request, parsedAnswer(payload)), requestId: request.id, ip: request.ip };
