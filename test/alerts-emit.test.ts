@@ -89,6 +89,10 @@ describe('alerts.emit', () => {
     await rs[1]!.until((got) => got.length === 1, 5000);
     await rs[0]!.until((got) => got.length === 1, 5000);
     expect(await store.attempts('h1', 10)).toHaveLength(1);
+    // A later event reaches the other receiver while the first attempt still hangs.
+    await alerts.emit('pool.exhausted', { upstream: 'second' });
+    await rs[1]!.until((got) => got.length === 2, 5000);
+    expect(rs[1]!.received[1]!.event.data).toEqual({ upstream: 'second' });
     await alerts.close();
     expect(Date.now() - started).toBeLessThan(10_000);
   });

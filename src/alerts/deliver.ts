@@ -14,8 +14,8 @@ import type { AlertStore, Attempt, Delivery, Webhook } from './types.js';
 
 export const RETRY_FOR_MS = 24 * 3_600_000;
 const MAX_WAIT_MS = 3_600_000;
-// Deliveries one turn takes; the rest wait for the next turn.
-const CLAIM_MAX = 50;
+// Attempts in flight at once in one process; the rest wait in the queue for a later turn.
+const IN_FLIGHT_MAX = 50;
 
 export interface DelivererOptions {
   store: AlertStore;
@@ -40,6 +40,7 @@ export class Deliverer {
   private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
   private turn: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
   private again = false;
   private closed = false;
 
@@ -77,13 +78,23 @@ export class Deliverer {
     // A receiver that hangs must not hold the shutdown: its attempt is cut, and retried later.
     await this.agent.destroy().catch(() => {});
     await this.turn;
+    await Promise.all(this.inFlight);
   }
 
+  // A turn claims and starts attempts, and does not wait for them: a receiver that hangs holds
+  // its own attempt only, never the next turn.
   private async runTurn(): Promise<void> {
+    const room = IN_FLIGHT_MAX - this.inFlight.size;
+    if (room <= 0) return;
     // The claim lasts as long as an attempt can, with room to record it.
     const lease = this.options.timeoutMs * 2 + 5000;
-    const due = await this.options.store.claim(this.now(), lease, CLAIM_MAX);
-    await Promise.all(due.map((delivery) => this.attempt(delivery)));
+    const due = await this.options.store.claim(this.now(), lease, room);
+    for (const delivery of due) {
+      const attempt: Promise<void> = this.attempt(delivery)
+        .catch((err: unknown) => this.options.log.warn({ delivery: delivery.id, reason: (err as Error).message }, 'alerts: could not record a delivery attempt'))
+        .finally(() => this.inFlight.delete(attempt));
+      this.inFlight.add(attempt);
+    }
   }
 
   private async attempt(delivery: Delivery): Promise<void> {
