@@ -8,6 +8,9 @@ import type { UpstreamDescription } from '../pool/pool.js';
 import type { Alerts } from './alerts.js';
 
 const MARK_MS = 7 * 86_400_000;
+// An upstream whose keys all cool at once under a burst of 429s would be exhausted again and
+// again: one pool.exhausted per upstream a minute, from all processes together, says it.
+const EXHAUSTED_EVERY_MS = 60_000;
 
 export interface PoolWatchOptions {
   alerts: Pick<Alerts, 'emitOnce'>;
@@ -39,7 +42,7 @@ export function poolWatch(options: PoolWatchOptions) {
     setImmediate(() => {
       const found = options.describe().find((u) => u.id === upstream);
       if (!found || found.keys.length === 0 || found.keys.some((k) => k.state === 'active')) return;
-      void alerts.emitOnce(`pool.exhausted:${upstream}:${record.since}`, MARK_MS, 'pool.exhausted', {
+      void alerts.emitOnce(`pool.exhausted:${upstream}`, EXHAUSTED_EVERY_MS, 'pool.exhausted', {
         upstream,
         keys: found.keys.map((k) => ({ key: k.id, state: k.state, reason: k.reason ?? null, until: k.until === undefined ? null : new Date(k.until).toISOString() })),
       });

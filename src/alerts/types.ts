@@ -95,6 +95,7 @@ export const ATTEMPTS_KEPT = 100;
 export class MemoryAlertStore implements AlertStore {
   private readonly webhooks = new Map<string, Webhook>();
   private readonly marks = new Map<string, number>();
+  private nextPrune = 0;
   private readonly queue = new Map<string, { delivery: Delivery; dueAt: number }>();
   private readonly log = new Map<string, Attempt[]>();
 
@@ -115,8 +116,11 @@ export class MemoryAlertStore implements AlertStore {
 
   async once(key: string, ttlMs: number): Promise<boolean> {
     const now = Date.now();
-    for (const [k, until] of this.marks) if (until <= now) this.marks.delete(k);
-    if (this.marks.has(key)) return false;
+    if (now >= this.nextPrune) {
+      for (const [k, until] of this.marks) if (until <= now) this.marks.delete(k);
+      this.nextPrune = now + 60_000;
+    }
+    if ((this.marks.get(key) ?? 0) > now) return false;
     this.marks.set(key, now + ttlMs);
     return true;
   }
