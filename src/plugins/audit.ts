@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { AUDIT_ID, type AuditLog } from '../audit/log.js';
 import { GatewayError } from '../errors.js';
 import { adminGuard } from './admin.js';
+import { fromStore } from './observability.js';
 import type { Config } from '../config.js';
 
 const DEFAULT_PAGE = 100;
@@ -46,6 +47,6 @@ export async function auditPlugin(app: FastifyInstance, options: { config: Confi
   const retention = auditRetention(options.config);
   app.addHook('onRequest', adminGuard(options.config.adminToken ?? ''));
   app.get<{ Querystring: Static<typeof AuditQuery> }>('/audit', { schema: { querystring: AuditQuery } }, async (request) => ({
-    data: await options.log.page(auditQuery(request.query), Date.now(), retention),
+    data: await fromStore(() => options.log.page(auditQuery(request.query), Date.now(), retention)),
   }));
 }

@@ -8,6 +8,7 @@ import { EVENT_TYPES, type AlertStore, type EventType, type Webhook, isEventType
 import { GatewayError } from '../errors.js';
 import { newId } from '../keys.js';
 import { adminGuard } from './admin.js';
+import { fromStore } from './observability.js';
 
 const CreateWebhook = Type.Object(
   {
@@ -54,7 +55,7 @@ export async function webhooksPlugin(app: FastifyInstance, options: { alerts: Al
   app.addHook('onRequest', adminGuard(options.adminToken));
 
   async function found(id: string): Promise<Webhook> {
-    const hook = await alerts.webhook(id);
+    const hook = await fromStore(() => alerts.webhook(id));
     if (!hook) throw new GatewayError('not_found', { message: 'No webhook with that id.' });
     return hook;
   }
@@ -74,7 +75,7 @@ export async function webhooksPlugin(app: FastifyInstance, options: { alerts: Al
         createdAt: new Date().toISOString(),
       };
       // An id of the settings is taken too: the two never share one.
-      if ((await alerts.webhook(hook.id)) || !(await store.addWebhook(hook))) {
+      if ((await fromStore(() => alerts.webhook(hook.id))) || !(await fromStore(() => store.addWebhook(hook)))) {
         throw new GatewayError('conflict', { message: `A webhook with id "${hook.id}" exists.`, param: 'id' });
       }
       reply.code(201);
@@ -82,7 +83,7 @@ export async function webhooksPlugin(app: FastifyInstance, options: { alerts: Al
     },
   );
 
-  app.get('/webhooks', async () => ({ data: (await alerts.webhooks()).map(webhookView) }));
+  app.get('/webhooks', async () => ({ data: (await fromStore(() => alerts.webhooks())).map(webhookView) }));
 
   app.get<{ Params: Static<typeof IdParams> }>('/webhooks/:id', async (request) => webhookView(await found(request.params.id)));
 
@@ -94,7 +95,7 @@ export async function webhooksPlugin(app: FastifyInstance, options: { alerts: Al
       if (hook.source === 'settings') {
         throw new GatewayError('read_only', { message: `The webhook "${hook.id}" comes from the settings file: change it there.` });
       }
-      if (!(await store.removeWebhook(hook.id))) throw new GatewayError('not_found', { message: 'No webhook with that id.' });
+      if (!(await fromStore(() => store.removeWebhook(hook.id)))) throw new GatewayError('not_found', { message: 'No webhook with that id.' });
       return { id: hook.id, deleted: true };
     },
   );
@@ -107,7 +108,7 @@ export async function webhooksPlugin(app: FastifyInstance, options: { alerts: Al
       const limit = raw === undefined ? 20 : /^[0-9]{1,3}$/.test(raw) ? Number(raw) : 0;
       if (limit < 1 || limit > 100) throw invalid('limit', '`limit` must be a whole number from 1 to 100.');
       const hook = await found(request.params.id);
-      return { data: await store.attempts(hook.id, limit) };
+      return { data: await fromStore(() => store.attempts(hook.id, limit)) };
     },
   );
 }
