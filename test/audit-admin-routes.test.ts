@@ -194,3 +194,19 @@ describe('an admin route without an audit action', () => {
     await app.close().catch(() => {});
   });
 });
+
+describe('the audit settings', () => {
+  it('keep the newest maxEntries entries, and none older than maxAgeDays', async () => {
+    const gateway = await startGateway({ config: { audit: { maxEntries: 3, maxAgeDays: 2 / 86_400 } } as Partial<Config> });
+    try {
+      for (const id of ['r1', 'r2', 'r3', 'r4', 'r5']) expect((await gateway.admin('POST', '/users', { id })).status).toBe(201);
+      const kept = (await gateway.admin('GET', '/audit')).json.data as Array<{ target: string }>;
+      expect(kept.map((e) => e.target)).toEqual(['user:r5', 'user:r4', 'user:r3']);
+      // Two seconds of age: past them, the log is empty without any new write.
+      await new Promise((r) => setTimeout(r, 2500));
+      expect((await gateway.admin('GET', '/audit')).json.data).toEqual([]);
+    } finally {
+      await gateway.close();
+    }
+  });
+});
