@@ -1,5 +1,5 @@
-// The `alerts` and `audit` settings (docs/alerts.md). Kept beside the code that reads them; the
-// one schema of src/config.ts includes them.
+// The `alerts` settings (docs/alerts.md). Kept beside the code that reads them; the one schema of
+// src/config.ts includes them.
 import { Type } from '@sinclair/typebox';
 import { EVENT_TYPES } from './types.js';
 
@@ -27,16 +27,6 @@ export const AlertsSettings = Type.Object(
     pollMs: Type.Integer({ minimum: 50, maximum: 60_000, default: 1000 }),
     // One attempt waits this long for the receiver's answer.
     timeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
-  },
-  { additionalProperties: false, default: {} },
-);
-
-export const AuditSettings = Type.Object(
-  {
-    // Both are enforced: the oldest entries go once there are more than maxEntries, and any entry
-    // older than maxAgeDays (fractions allowed) goes too.
-    maxEntries: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 100_000 }),
-    maxAgeDays: Type.Number({ exclusiveMinimum: 0, maximum: 36_500, default: 90 }),
   },
   { additionalProperties: false, default: {} },
 );
