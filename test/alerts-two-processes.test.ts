@@ -45,8 +45,9 @@ describe.each(BACKENDS)('two gateway processes on one %s', (_name, startBackend)
     fixedUsage(fake, 20);
     receiver = await startWebhookReceiver(SECRET);
     const env = { ...backend.env, OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl };
+    // Two processes that compile TypeScript at start, on a machine shared with other suites: slow.
     gateways = await Promise.all([startChildGateway(env), startChildGateway(env)]);
-  }, 120_000);
+  }, 300_000);
 
   afterAll(async () => {
     await Promise.all(gateways.map((g) => g.stop()));
