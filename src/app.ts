@@ -11,6 +11,7 @@ import Fastify, {
   type FastifyReply,
 } from 'fastify';
 import type { Logger } from 'pino';
+import type { Alerts } from './alerts/alerts.js';
 import type { Caller } from './auth.js';
 import type { Config } from './config.js';
 import { GatewayError, errorBody } from './errors.js';
@@ -21,7 +22,13 @@ import { createLogger, loggerOptions } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createObservability } from './observability/index.js';
 import { type Operation, matchOperation } from './operations/match.js';
+import { createAlerts } from './alerts/alerts.js';
+import { poolWatch } from './alerts/pool-watch.js';
+import { QuotaWatch } from './alerts/quota-watch.js';
+import { auditAdminRoutes } from './audit/hook.js';
 import { adminPlugin } from './plugins/admin.js';
+import { auditPlugin, auditRetention } from './plugins/audit.js';
+import { webhooksPlugin } from './plugins/webhooks.js';
 import { healthPlugin } from './plugins/health.js';
 import { homePlugin } from './plugins/home.js';
 import { observabilityAdminPlugin, observabilityPlugin } from './plugins/observability.js';
@@ -139,11 +146,16 @@ function logKeyState(log: Logger) {
 }
 
 /** The key pool, its health shared through the store, caught up with what other processes saw. */
-async function buildPool(config: Config, store: Store, log: Logger): Promise<Pool> {
-  const pool = new Pool(config, {
+async function buildPool(config: Config, store: Store, log: Logger, alerts: Alerts): Promise<Pool> {
+  const logChange = logKeyState(log);
+  const alertOnChange = poolWatch({ alerts, describe: () => pool.describe() });
+  const pool: Pool = new Pool(config, {
     settings: config.pool.health,
     sync: store.keyHealth,
-    onChange: logKeyState(log),
+    onChange: (ref, record, previous) => {
+      logChange(ref, record, previous);
+      alertOnChange(ref, record, previous);
+    },
     onSyncError: (err) => log.warn({ reason: (err as Error).message }, 'pool key health: could not share a change with the other processes'),
   });
   await pool.health.refresh().catch((err: unknown) => log.warn({ reason: (err as Error).message }, 'pool key health: could not read the shared records at start'));
@@ -153,7 +165,8 @@ async function buildPool(config: Config, store: Store, log: Logger): Promise<Poo
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const log = options.log ?? createLogger(config.logLevel, undefined, loggerOptions(config));
   const store = options.store ?? (await createStore(config, log));
-  const pool = await buildPool(config, store, log);
+  const alerts = createAlerts({ config, store: store.alerts, log });
+  const pool = await buildPool(config, store, log, alerts);
   const services: Services = {
     config,
     log,
@@ -164,6 +177,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     outbound: createOutbound(config, log),
     streams: new OpenStreams(),
     metrics: createMetrics({ userLabels: config.logging.userLabelsInMetrics }),
+    alerts,
+    quotaWatch: new QuotaWatch({ store, alerts, log }),
   };
   const observability = createObservability(config, log, services.metrics);
   const route = createRelayRoute(services);
@@ -232,7 +247,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
 
   await app.register(healthPlugin, { ...services, isClosing: () => closing });
   await app.register(homePlugin, { metricsToken: config.metrics.token });
+  // Before the admin routes: it refuses one that changes something without an audit action.
+  auditAdminRoutes(app, { log: store.audit, retention: auditRetention(config), logger: log });
   if (config.adminToken) await app.register(adminPlugin, { ...services, prefix: '/admin' });
+  if (config.adminToken) await app.register(auditPlugin, { config, log: store.audit, prefix: '/admin' });
+  if (config.adminToken) await app.register(webhooksPlugin, { alerts, store: store.alerts, adminToken: config.adminToken, prefix: '/admin' });
   if (config.adminToken) await app.register(observabilityAdminPlugin, { config, observability, prefix: '/admin' });
   await app.register(relayPlugin, { route });
 
@@ -240,6 +259,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const onUpgrade = webSocketUpgradesOnly(app.server, createUpgradeHandler({ ...services, newRequestId: () => randomUUID() }));
   app.server.on('upgrade', onUpgrade);
 
+  alerts.start();
   app.addHook('preClose', async () => {
     closing = true;
   });
@@ -248,6 +268,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.addHook('onClose', async () => {
     app.server.off('upgrade', onUpgrade);
     pool.close();
+    services.quotaWatch.close();
+    await alerts.close();
     await observability.close();
     await services.outbound.close();
     await store.close();

@@ -136,7 +136,7 @@ async function dispatch(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
-const processIo = (): CliIo => ({ stdout: process.stdout, stderr: process.stderr, env: process.env });
+const processIo = (): CliIo => ({ stdout: process.stdout, stderr: process.stderr, env: process.env, stdin: process.stdin });
 
 /**
  * Runs one keyrelay command. Resolves the exit code: 0 done, 1 failed, 2 misused; -1 when the

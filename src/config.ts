@@ -5,6 +5,8 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { Permission } from './operations/costs.js';
 import { parse as parseYaml } from 'yaml';
+import { AlertsSettings } from './alerts/settings.js';
+import { AuditSettings } from './audit/settings.js';
 import { STRATEGIES } from './pool/strategies.js';
 import { proxyEnvFrom } from './proxy/env.js';
 import { DIRECT, ProxyUrlError, parseProxyUrl } from './proxy/url.js';
@@ -258,6 +260,9 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    // Webhooks for alerts, and the audit log's retention (docs/alerts.md, docs/audit.md).
+    alerts: AlertsSettings,
+    audit: AuditSettings,
   },
   { additionalProperties: false },
 );
@@ -403,12 +408,30 @@ function checkConsistency(config: Config): void {
     });
   });
   checkProxies(config);
+  checkWebhooks(config);
   const { requestMs, headersMs } = config.inbound;
   // Node refuses a headers timeout longer than a request timeout that is set.
   if (requestMs > 0 && requestMs < headersMs) throw new ConfigError('setting inbound/requestMs: must be 0 (none) or at least inbound/headersMs');
   if (config.tls && (!config.tls.cert || !config.tls.key)) {
     throw new ConfigError('setting tls: KEYRELAY_TLS_CERT and KEYRELAY_TLS_KEY must be set together');
   }
+}
+
+/** Each webhook URL parses and has a host; ids are unique. Messages never quote the URL (it may hold a token). */
+function checkWebhooks(config: Config): void {
+  const ids = new Set<string>();
+  config.alerts.webhooks.forEach((hook, i) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(hook.url);
+    } catch {
+      url = undefined;
+    }
+    if (!url || !url.hostname) throw new ConfigError(`setting alerts/webhooks/${i}/url: not an http(s) URL`);
+    const id = hook.id ?? `settings-${i + 1}`;
+    if (ids.has(id)) throw new ConfigError(`setting alerts/webhooks/${i}/id: duplicate id "${id}"`);
+    ids.add(id);
+  });
 }
 
 const ENV_NAMES = { httpsProxy: 'HTTPS_PROXY', httpProxy: 'HTTP_PROXY', allProxy: 'ALL_PROXY' } as const;

@@ -1,5 +1,7 @@
 // What the request path needs, built once at start and handed to each plugin.
 import type { Logger } from 'pino';
+import type { Alerts } from './alerts/alerts.js';
+import type { QuotaWatch } from './alerts/quota-watch.js';
 import type { Config } from './config.js';
 import type { Metrics } from './metrics.js';
 import type { Pool } from './pool/pool.js';
@@ -22,4 +24,8 @@ export interface Services {
   /** Streams and WebSockets open now: what a shutdown ends when its grace period is over. */
   streams: OpenStreams;
   metrics: Metrics;
+  /** Raises alert events for the webhooks (src/alerts/alerts.ts): `alerts.emit(type, data)`. */
+  alerts: Alerts;
+  /** Watches settles for the quota.threshold alert. */
+  quotaWatch: QuotaWatch;
 }

@@ -11,6 +11,8 @@ export interface CliIo {
   stdout: TextSink;
   stderr: TextSink;
   env: Record<string, string | undefined>;
+  /** Where secrets are read from (never from arguments, which land in shell history). */
+  stdin?: AsyncIterable<Buffer | string> & { isTTY?: boolean };
 }
 
 export interface OptionSpec {

@@ -1,7 +1,9 @@
 // The table of keyrelay's commands. A new command (`usage`, `upstreams`) is a new module with
 // its rows, added here; main() and the help text need no change.
 import type { Command } from './command.js';
+import { auditCommands } from './audit.js';
 import { keysCommands } from './keys.js';
+import { webhooksCommands } from './webhooks.js';
 import { upstreamsCommands } from './upstreams.js';
 import { usageCommands } from './usage.js';
 import { usersCommands } from './users.js';
@@ -19,4 +21,4 @@ const serveCommand: Command = {
   },
 };
 
-export const COMMANDS: readonly Command[] = [serveCommand, ...usersCommands, ...keysCommands, ...usageCommands, ...upstreamsCommands];
+export const COMMANDS: readonly Command[] = [serveCommand, ...usersCommands, ...keysCommands, ...usageCommands, ...upstreamsCommands, ...auditCommands, ...webhooksCommands];

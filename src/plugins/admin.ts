@@ -14,6 +14,7 @@ import { unpricedModelWarnings } from '../quota/unpriced.js';
 import { LIMIT_MAXIMUM } from '../quota/amounts.js';
 import { usageView } from '../quota/view.js';
 import type { KeyDescription, Pool } from '../pool/pool.js';
+import type { AuditSpec } from '../audit/hook.js';
 import type { Services } from '../services.js';
 import type { KeyRecord, Limits as UserLimits, User, UserPatch } from '../store/types.js';
 
@@ -70,6 +71,10 @@ const CreateQuery = Type.Object({ allowPast: Type.Optional(Type.Literal('true'))
 const IdParams = Type.Object({ id: Type.String() });
 const KeyParams = Type.Object({ keyId: Type.String() });
 const PoolKeyParams = Type.Object({ upstream: Type.String(), keyId: Type.String() });
+
+// What each change writes to the audit log (src/audit/hook.ts): an action and its target.
+const param = (name: string) => (request: { params: unknown }) => String((request.params as Record<string, unknown>)[name]);
+const audited = (action: string, target: AuditSpec['target']) => ({ audit: { action, target } });
 
 function digestOf(value: string): Buffer {
   return createHash('sha256').update(value).digest();
@@ -173,7 +178,9 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
 
   app.addHook('onRequest', adminGuard(services.config.adminToken ?? ''));
 
-  app.post<{ Body: Static<typeof CreateUser>; Querystring: Static<typeof CreateQuery> }>('/users', { schema: { body: CreateUser, querystring: CreateQuery } }, async (request, reply) => {
+  const createdUser = audited('user.create', (_r, answer) => `user:${String(answer.id)}`);
+  const createUserRoute = { schema: { body: CreateUser, querystring: CreateQuery }, config: createdUser };
+  app.post<{ Body: Static<typeof CreateUser>; Querystring: Static<typeof CreateQuery> }>('/users', createUserRoute, async (request, reply) => {
     const { id, name, models, expiresAt, limits, allow } = request.body;
     const user: User = {
       id,
@@ -207,7 +214,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
 
   app.patch<{ Params: Static<typeof IdParams>; Body: Static<typeof PatchUser> }>(
     '/users/:id',
-    { schema: { body: PatchUser } },
+    { schema: { body: PatchUser }, config: audited('user.update', (r) => `user:${param('id')(r)}`) },
     async (request) => {
       const body = request.body;
       // A field left out is kept; a field set to null is removed. `limits` is replaced whole.
@@ -223,14 +230,14 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     },
   );
 
-  app.delete<{ Params: Static<typeof IdParams> }>('/users/:id', async (request) => {
+  app.delete<{ Params: Static<typeof IdParams> }>('/users/:id', { config: audited('user.delete', (r) => `user:${param('id')(r)}`) }, async (request) => {
     if (!(await store.deleteUser(request.params.id))) throw notFound('user');
     return { id: request.params.id, deleted: true };
   });
 
   app.post<{ Params: Static<typeof IdParams>; Body: Static<typeof CreateKey> | undefined; Querystring: Static<typeof CreateQuery> }>(
     '/users/:id/keys',
-    { schema: { body: Type.Union([CreateKey, Type.Null()]), querystring: CreateQuery } },
+    { schema: { body: Type.Union([CreateKey, Type.Null()]), querystring: CreateQuery }, config: audited('key.create', (_r, answer) => `key:${String(answer.id)}`) },
     async (request, reply) => {
       const expiresAt = checkFuture(some(checkTime(request.body?.expiresAt)), request.query.allowPast === 'true', 'key');
       const user = await store.getUser(request.params.id);
@@ -256,7 +263,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     return { data: (await store.listKeys(request.params.id)).map(publicKey) };
   });
 
-  app.delete<{ Params: Static<typeof KeyParams> }>('/keys/:keyId', async (request) => {
+  app.delete<{ Params: Static<typeof KeyParams> }>('/keys/:keyId', { config: audited('key.revoke', (r) => `key:${param('keyId')(r)}`) }, async (request) => {
     const key = await store.revokeKey(request.params.keyId, new Date().toISOString());
     if (!key) throw notFound('key');
     return publicKey(key);
@@ -267,7 +274,8 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
 
   // Manual control: a key disabled here stays disabled, in every process, until enabled here.
   for (const action of ['enable', 'disable'] as const) {
-    app.post<{ Params: Static<typeof PoolKeyParams> }>(`/upstreams/:upstream/keys/:keyId/${action}`, async (request) => {
+    const audit = audited(`pool_key.${action}`, (r) => `pool_key:${param('upstream')(r)}/${param('keyId')(r)}`);
+    app.post<{ Params: Static<typeof PoolKeyParams> }>(`/upstreams/:upstream/keys/:keyId/${action}`, { config: audit }, async (request) => {
       const { upstream, keyId } = request.params;
       if (!pool.setEnabled(upstream, keyId, action === 'enable')) throw notFound('pool key');
       const key = pool.describe().find((u) => u.id === upstream)?.keys.find((k) => k.id === keyId);

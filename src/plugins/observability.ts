@@ -66,7 +66,8 @@ function unavailable(err: unknown): GatewayError {
   });
 }
 
-async function fromStore<T>(work: () => Promise<T>): Promise<T> {
+/** Runs a store call, a failure of the store becoming the 503 above. */
+export async function fromStore<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (err) {

@@ -20,6 +20,8 @@ export interface QuotaGateOptions {
   now?: () => number;
   /** Told of each store call that failed (the `keyrelay_store_errors_total` metric). */
   onStoreError?: (operation: 'reserve' | 'settle') => void;
+  /** Told of each settle that charged something, once it is in the store (quota alerts watch it). */
+  onSettled?: (userId: string, limits: QuotaLimits) => void;
 }
 
 /** An admitted request: what it holds, until it settles. */
@@ -248,6 +250,7 @@ export class QuotaGate {
         now: this.now(),
         leaseMs: this.options.leaseMs,
       });
+      if (charge && (charge.tokens > 0 || charge.micros > 0)) this.options.onSettled?.(ticket.reservation.userId, ticket.limits);
     } catch (err) {
       this.options.onStoreError?.('settle');
       this.options.log.error({ err, requestId: ticket.reservation.requestId }, 'settle failed');

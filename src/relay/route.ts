@@ -95,6 +95,7 @@ export function createRelayRoute(services: Services): RelayRoute {
     leaseMs: config.quota.leaseMs,
     log: services.log,
     onStoreError: (operation) => services.metrics.storeFailed(operation),
+    onSettled: (userId, limits) => services.quotaWatch.settled(userId, limits),
   });
 
   async function handle(call: RelayCall): Promise<void> {

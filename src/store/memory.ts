@@ -1,4 +1,6 @@
 // The embedded store: one process, nothing kept across restarts.
+import { MemoryAlertStore } from '../alerts/types.js';
+import { MemoryAuditLog } from '../audit/log.js';
 import { MemoryHealthSync } from '../pool/health-sync.js';
 import { MemoryObjectOwners } from '../pool/object-owners.js';
 import { MemoryLedger } from '../quota/ledger.js';
@@ -109,6 +111,8 @@ export function createMemoryStore(): Store {
     },
     keyHealth: new MemoryHealthSync(),
     objectOwners: new MemoryObjectOwners(),
+    audit: new MemoryAuditLog(),
+    alerts: new MemoryAlertStore(),
     async ping() {
       return true;
     },

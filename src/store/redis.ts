@@ -15,6 +15,8 @@ import { PendingSettles } from './pending-settles.js';
 import { ScriptBatch } from './script-batch.js';
 import { redisKeyHealth } from './redis-pool.js';
 import { redisObjectOwners } from './redis-owners.js';
+import { redisAlertStore } from '../alerts/redis-store.js';
+import { redisAuditLog } from '../audit/redis-log.js';
 import {
   type RedisClient,
   type RedisTarget,
@@ -341,6 +343,8 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
 
     keyHealth: redisKeyHealth(data, log),
     objectOwners: redisObjectOwners(data, guard),
+    audit: redisAuditLog(data),
+    alerts: redisAlertStore(data),
 
     async ping() {
       try {

@@ -2,6 +2,8 @@
 // processes (key health, object owners). One interface, several backends: the tests run the same
 // suite against each (test/store-contract.test.ts) so they cannot drift.
 import type { Permission } from '../operations/costs.js';
+import type { AlertStore } from '../alerts/types.js';
+import type { AuditLog } from '../audit/log.js';
 import type { HealthSync } from '../pool/health-sync.js';
 import type { ObjectOwners } from '../pool/object-owners.js';
 
@@ -185,6 +187,10 @@ export interface Store {
   readonly keyHealth: HealthSync;
   /** The user and pool key behind each object created through the gateway (src/pool/object-owners.ts). */
   readonly objectOwners: ObjectOwners;
+  /** The admin API's audit log (src/audit/log.ts). */
+  readonly audit: AuditLog;
+  /** Webhooks, their delivery queue and the marks that raise each event once (src/alerts/types.ts). */
+  readonly alerts: AlertStore;
 
   /** True when the backend answers (readiness). */
   ping(): Promise<boolean>;

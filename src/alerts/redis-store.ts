@@ -1,0 +1,106 @@
+// Alerts on Redis and Redis Cluster. Every key carries the hash tag `{alerts}`, so that they sit in
+// one slot and each script below is one atomic step on a cluster too:
+//   kr:{alerts}:webhooks          hash  id -> webhook JSON (with its signing secret)
+//   kr:{alerts}:due               zset  delivery id, scored by when it is due (or its claim ends)
+//   kr:{alerts}:deliveries        hash  delivery id -> delivery JSON
+//   kr:{alerts}:once:<key>        string, with a time to live: who raised an event
+//   kr:{alerts}:attempts:<hook>   list  of attempt JSON, newest first, capped
+import type { Result } from 'ioredis';
+import type { RedisClient } from '../store/redis-client.js';
+import { ATTEMPTS_KEPT, type AlertStore, type Attempt, type Delivery, type Webhook } from './types.js';
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    krAlertsClaim(due: string, deliveries: string, now: number, until: number, max: number): Result<string[], Context>;
+    krAlertsAttempted(due: string, deliveries: string, attempts: string, id: string, json: string, nextAt: string, attempt: string, kept: number): Result<number, Context>;
+  }
+}
+
+const PREFIX = 'kr:{alerts}';
+const WEBHOOKS = `${PREFIX}:webhooks`;
+const DUE = `${PREFIX}:due`;
+const DELIVERIES = `${PREFIX}:deliveries`;
+const onceKey = (key: string): string => `${PREFIX}:once:${key}`;
+const attemptsKey = (webhookId: string): string => `${PREFIX}:attempts:${webhookId}`;
+
+// Takes the due deliveries and pushes each one's score to the end of its claim, in one step, so
+// that two processes polling at once never take the same one.
+const CLAIM_LUA = `
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, id in ipairs(ids) do
+  local json = redis.call('HGET', KEYS[2], id)
+  if json then
+    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    out[#out + 1] = json
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
+end
+return out
+`;
+
+// ARGV: delivery id, its JSON, when it is due again ('' for never), the attempt's JSON, attempts kept.
+const ATTEMPTED_LUA = `
+if ARGV[3] == '' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+else
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+end
+redis.call('LPUSH', KEYS[3], ARGV[4])
+redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
+return 1
+`;
+
+function parsed<T>(json: string): T | undefined {
+  try {
+    return JSON.parse(json) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+export function redisAlertStore(client: RedisClient): AlertStore {
+  client.defineCommand('krAlertsClaim', { numberOfKeys: 2, lua: CLAIM_LUA });
+  client.defineCommand('krAlertsAttempted', { numberOfKeys: 3, lua: ATTEMPTED_LUA });
+  return {
+    async addWebhook(webhook: Webhook) {
+      return (await client.hsetnx(WEBHOOKS, webhook.id, JSON.stringify(webhook))) === 1;
+    },
+    async listWebhooks() {
+      const all = await client.hvals(WEBHOOKS);
+      return all.map((json) => parsed<Webhook>(json)).filter((w): w is Webhook => w !== undefined);
+    },
+    async removeWebhook(id: string) {
+      const removed = (await client.hdel(WEBHOOKS, id)) === 1;
+      if (removed) await client.del(attemptsKey(id));
+      return removed;
+    },
+    async once(key: string, ttlMs: number) {
+      return (await client.set(onceKey(key), '1', 'PX', Math.max(1, Math.round(ttlMs)), 'NX')) === 'OK';
+    },
+    async enqueue(deliveries: Delivery[], now: number) {
+      if (deliveries.length === 0) return;
+      const multi = client.multi();
+      for (const d of deliveries) {
+        multi.hset(DELIVERIES, d.id, JSON.stringify(d));
+        multi.zadd(DUE, now, d.id);
+      }
+      await multi.exec();
+    },
+    async claim(now: number, leaseMs: number, max: number) {
+      const found = await client.krAlertsClaim(DUE, DELIVERIES, now, now + leaseMs, max);
+      return found.map((json) => parsed<Delivery>(json)).filter((d): d is Delivery => d !== undefined);
+    },
+    async attempted(delivery: Delivery, attempt: Attempt, nextAt: number | undefined) {
+      const next = nextAt === undefined ? '' : String(nextAt);
+      await client.krAlertsAttempted(DUE, DELIVERIES, attemptsKey(delivery.webhookId), delivery.id, JSON.stringify(delivery), next, JSON.stringify(attempt), ATTEMPTS_KEPT);
+    },
+    async attempts(webhookId: string, limit: number) {
+      const list = await client.lrange(attemptsKey(webhookId), 0, limit - 1);
+      return list.map((json) => parsed<Attempt>(json)).filter((a): a is Attempt => a !== undefined);
+    },
+  };
+}

@@ -1,0 +1,90 @@
+// The shared part of alerts in each store backend: webhooks, the once-marks that make one process
+// raise an event, and the delivery queue whose claims hand each delivery to one process, give it
+// back when the claim lapses, and keep the last attempts.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Attempt, Delivery } from '../src/alerts/types.js';
+import { ATTEMPTS_KEPT } from '../src/alerts/types.js';
+import { createRedisStore } from '../src/store/redis.js';
+import type { Store } from '../src/store/types.js';
+import { type Backend, STORE_BACKENDS } from './helpers/store-backends.js';
+import { capturingLogger } from './helpers/log-capture.js';
+
+const delivery = (n: number, webhookId = 'wh1'): Delivery => ({
+  id: `evt_${n}.${webhookId}`,
+  webhookId,
+  body: JSON.stringify({ id: `evt_${n}`, type: 'pool.exhausted', time: new Date().toISOString(), data: { n } }),
+  eventId: `evt_${n}`,
+  type: 'pool.exhausted',
+  attempts: 0,
+  firstAt: Date.now(),
+});
+const attempt = (d: Delivery, n: number): Attempt => ({ deliveryId: d.id, eventId: d.eventId, type: d.type, attempt: n, at: new Date().toISOString(), status: 500, ok: false, error: 'x', durationMs: 1, nextAttemptAt: null });
+
+describe.each(STORE_BACKENDS)('alerts on %s', (name, start) => {
+  let backend: Backend;
+  // A second store on the same Redis: another gateway process.
+  let other: Store;
+  beforeAll(async () => {
+    backend = await start();
+    const log = capturingLogger();
+    if (name === 'memory') other = backend.store;
+    else if (name === 'redis') other = await createRedisStore({ url: `redis://127.0.0.1:${backend.ports![0]}`, commandTimeoutMs: 2000, log });
+    else other = await createRedisStore({ clusterNodes: backend.ports!.map((p) => `127.0.0.1:${p}`), commandTimeoutMs: 2000, log });
+  });
+  afterAll(async () => {
+    if (other !== backend?.store) await other?.close();
+    await backend?.stop();
+  });
+
+  it('adds, lists and removes webhooks; an id is taken once', async () => {
+    const a = backend.store.alerts;
+    const hook = { id: 'wh-a', url: 'http://127.0.0.1:1/x', events: ['pool.exhausted' as const], secret: 'a-secret-of-some-length', source: 'store' as const };
+    expect(await a.addWebhook(hook)).toBe(true);
+    expect(await other.alerts.addWebhook({ ...hook, url: 'http://127.0.0.1:2/y' })).toBe(false);
+    expect((await other.alerts.listWebhooks()).find((w) => w.id === 'wh-a')?.url).toBe(hook.url);
+    expect(await other.alerts.removeWebhook('wh-a')).toBe(true);
+    expect(await a.removeWebhook('wh-a')).toBe(false);
+    expect((await a.listWebhooks()).some((w) => w.id === 'wh-a')).toBe(false);
+  });
+
+  it('gives a mark to the first of many callers at once, across processes, until it lapses', async () => {
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? other : backend.store).alerts.once('mark-1', 60_000)));
+    expect(results.filter(Boolean).length).toBe(1);
+    expect(await backend.store.alerts.once('mark-short', 50)).toBe(true);
+    await new Promise((r) => setTimeout(r, 120));
+    expect(await other.alerts.once('mark-short', 50)).toBe(true);
+  });
+
+  it('hands each due delivery to one claimer, gives it back after the lease, and reschedules or ends it', async () => {
+    const now = Date.now() + 365 * 86_400_000; // clear of the other tests' deliveries
+    const queued = Array.from({ length: 30 }, (_, i) => delivery(1000 + i));
+    await backend.store.alerts.enqueue(queued, now);
+    const claims = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? other : backend.store).alerts.claim(now, 10_000, 10)));
+    const ids = claims.flat().map((d) => d.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(new Set(ids)).toEqual(new Set(queued.map((d) => d.id)));
+    // Claimed: nobody gets them until the lease ends; then they come back (a process died).
+    expect(await other.alerts.claim(now + 5_000, 10_000, 100)).toEqual([]);
+    const back = await other.alerts.claim(now + 10_001, 10_000, 100);
+    expect(back.length).toBe(30);
+    // Ended ones are gone; a rescheduled one comes back at its time, with its attempts counted.
+    for (const d of back.slice(1)) await backend.store.alerts.attempted(d, attempt(d, 1), undefined);
+    const kept = back[0]!;
+    await backend.store.alerts.attempted({ ...kept, attempts: 1 }, attempt(kept, 1), now + 60_000);
+    expect(await other.alerts.claim(now + 59_000, 10_000, 100)).toEqual([]);
+    const again = await other.alerts.claim(now + 60_000, 10_000, 100);
+    expect(again.map((d) => [d.id, d.attempts])).toEqual([[kept.id, 1]]);
+    await other.alerts.attempted(again[0]!, attempt(again[0]!, 2), undefined);
+    expect(await backend.store.alerts.claim(now + 1_000_000, 10_000, 100)).toEqual([]);
+  });
+
+  it('keeps the last attempts of each webhook, newest first, capped', async () => {
+    const d = delivery(5000, 'wh-log');
+    for (let n = 1; n <= ATTEMPTS_KEPT + 5; n++) await backend.store.alerts.attempted(d, attempt(d, n), Date.now() + 1_000_000_000);
+    const list = await other.alerts.attempts('wh-log', 1000);
+    expect(list.length).toBe(ATTEMPTS_KEPT);
+    expect(list[0]!.attempt).toBe(ATTEMPTS_KEPT + 5);
+    expect((await other.alerts.attempts('wh-log', 3)).map((a) => a.attempt)).toEqual([ATTEMPTS_KEPT + 5, ATTEMPTS_KEPT + 4, ATTEMPTS_KEPT + 3]);
+    expect(await other.alerts.attempts('wh-none', 10)).toEqual([]);
+  });
+});
