@@ -23,7 +23,7 @@ export const RATE_LIMIT_HEADERS: Readonly<Record<string, string>> = Object.freez
   'x-ratelimit-reset-tokens': '1ms',
 });
 
-const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
+export const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
 
 /** The ~4 KB "audio" of POST /v1/audio/speech, sent as four 1 KB chunks. */
 export const FAKE_SPEECH: Buffer = Buffer.alloc(4096, 0);
@@ -202,7 +202,7 @@ function embeddings(json: Json): FakeResponse {
   return { body: { object: 'list', data, model: modelOf(json), usage: { prompt_tokens: prompt, total_tokens: prompt } } };
 }
 
-function response(json: Json): FakeResponse {
+export function response(json: Json): FakeResponse {
   const input = promptTokens(json['input']) + promptTokens(json['instructions']);
   const usage = {
     input_tokens: input,

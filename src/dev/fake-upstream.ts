@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
+import { FakeJobs } from './fake-jobs.js';
 import { RATE_LIMIT_HEADERS, defaultAnswer, fakeId } from './fake-openai-answers.js';
 
 export { sseEvents } from './fake-openai-answers.js';
@@ -57,7 +58,8 @@ export interface FakeUpstream {
   wsConnections: RecordedUpgrade[]; // every accepted WebSocket upgrade
   handle(fn: FakeHandler): void; // handlers are tried newest first; undefined = next handler
   upgradeHeaders(fn: FakeUpgradeHeaders): void; // headers added to every 101 from now on (until reset)
-  reset(): void; // clear handlers, upgrade headers, requests, wsConnections
+  reset(): void; // clear handlers, upgrade headers, requests, wsConnections, jobs
+  jobs: FakeJobs; // uploaded files, batches and background responses kept between requests
   close(): Promise<void>; // close server, destroy sockets and ws clients
 }
 
@@ -90,6 +92,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   let extraUpgradeHeaders: FakeUpgradeHeaders | undefined;
   const requests: RecordedRequest[] = [];
   const wsConnections: RecordedUpgrade[] = [];
+  const jobs = new FakeJobs();
 
   // requestTimeout 0: a slow 512 MB upload must not be cut by the fake.
   const server = createServer({ requestTimeout: 0 }, (req, res) => onRequest(req, res));
@@ -160,7 +163,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     if (validAuth && !validAuth.has(ex.rec.headers.authorization ?? '')) {
       return send(ex, { status: 401, body: invalidKeyBody(ex.rec.headers.authorization) }, false);
     }
-    return send(ex, defaultAnswer(ex.rec, bodyLength), true);
+    return send(ex, jobs.answer(ex.rec) ?? defaultAnswer(ex.rec, bodyLength), true);
   }
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -216,7 +219,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       extraUpgradeHeaders = undefined;
       requests.length = 0;
       wsConnections.length = 0;
+      jobs.reset();
     },
+    jobs,
     async close() {
       for (const ws of wss.clients) ws.terminate();
       wss.close();

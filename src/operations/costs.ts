@@ -7,6 +7,8 @@
 //   named estimator shape (src/quota/estimate.ts) and charges the usage the answer reports.
 // - `model`: billed by the model the request names (in the body or the form); the gateway cannot
 //   count its tokens ahead, so it reserves nothing and charges the usage the answer reports.
+// - `later`: billed after the answer (a batch): the gateway reserves a worst case it reads when the
+//   request is made and charges the usage when it sees the work end (src/quota/later.ts).
 // - `unbounded`: may cost money the gateway can neither read from the request nor meter from the
 //   answer: batches, runs with an assistant's model, client secrets that spend outside the gateway.
 //
@@ -20,6 +22,7 @@ export type Cost =
   | { kind: 'free' }
   | { kind: 'tokens'; shape: EstimateShape; defaultModel?: string }
   | { kind: 'model'; defaultModel?: string }
+  | { kind: 'later' }
   | { kind: 'unbounded' };
 
 const TOKENS: Record<string, { shape: EstimateShape; defaultModel?: string }> = {
@@ -49,8 +52,10 @@ const BY_MODEL: Record<string, { defaultModel?: string }> = {
   createFineTuningJob: {},
 };
 
+// Checked and reserved at creation from the input file, charged when the batch is seen ended.
+const LATER = new Set(['createBatch']);
+
 const UNBOUNDED = new Set([
-  'createBatch',
   // The run goes on with the assistant's model.
   'submitToolOuputsToRun',
   'createEvalRun',
@@ -71,7 +76,7 @@ const UNBOUNDED = new Set([
 ]);
 
 /** Every operation id the table above names, for the completeness test. */
-export const COSTED_OPERATIONS: readonly string[] = [...Object.keys(TOKENS), ...Object.keys(BY_MODEL), ...UNBOUNDED];
+export const COSTED_OPERATIONS: readonly string[] = [...Object.keys(TOKENS), ...Object.keys(BY_MODEL), ...LATER, ...UNBOUNDED];
 
 export function costOf(row: OperationRow): Cost {
   const id = row.operationId;
@@ -79,6 +84,7 @@ export function costOf(row: OperationRow): Cost {
   if (tokens) return { kind: 'tokens', ...tokens };
   const byModel = BY_MODEL[id];
   if (byModel) return { kind: 'model', ...byModel };
+  if (LATER.has(id)) return { kind: 'later' };
   if (UNBOUNDED.has(id)) return { kind: 'unbounded' };
   return { kind: 'free' };
 }

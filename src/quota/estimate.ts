@@ -280,7 +280,8 @@ export function estimateRequest(
   defaultMaxOutput: number,
   sizes?: ReadonlyMap<string, FieldSize>,
 ): Estimate {
-  if (cost.kind === 'free' || cost.kind === 'unbounded') return UNMETERED;
+  // A batch's worst case is read from its input file instead (src/relay/batch-input.ts).
+  if (cost.kind === 'free' || cost.kind === 'unbounded' || cost.kind === 'later') return UNMETERED;
   const shape = cost.kind === 'tokens' ? SHAPES.get(cost.shape) : undefined;
   if (!shape || !json) return { model, promptTokens: 0, maxOutputTokens: 0, metered: true };
   // OpenAI answers 400 to a max_tokens above the model's cap, so no answer runs past it: the worst

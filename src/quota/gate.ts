@@ -65,7 +65,7 @@ const WINDOW_WORDS: Partial<Record<Denial, [string, string, 'tokens' | 'usd']>> 
   usd_per_month: ['monthly', 'usdPerMonth', 'usd'],
 };
 
-function refusal(denial: Denial, retryAfterMs: number, rate: Record<string, string>, need: { tokens: number; micros: number }, now: number): GatewayError {
+export function refusal(denial: Denial, retryAfterMs: number, rate: Record<string, string>, need: { tokens: number; micros: number }, now: number): GatewayError {
   const words = WINDOW_WORDS[denial];
   if (words) {
     const [period, limit, unit] = words;

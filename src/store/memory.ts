@@ -2,6 +2,7 @@
 import { MemoryHealthSync } from '../pool/health-sync.js';
 import { MemoryObjectOwners } from '../pool/object-owners.js';
 import { MemoryLedger } from '../quota/ledger.js';
+import { MemoryLaterCharges } from './later-charges.js';
 import type { KeyRecord, Store, User, UserPatch } from './types.js';
 
 const PRUNE_EVERY_MS = 60_000;
@@ -109,6 +110,7 @@ export function createMemoryStore(): Store {
     },
     keyHealth: new MemoryHealthSync(),
     objectOwners: new MemoryObjectOwners(),
+    laterCharges: new MemoryLaterCharges(),
     async ping() {
       return true;
     },

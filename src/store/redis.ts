@@ -14,6 +14,7 @@ import { CallerCache, type FoundCaller } from './caller-cache.js';
 import { PendingSettles } from './pending-settles.js';
 import { ScriptBatch } from './script-batch.js';
 import { redisKeyHealth } from './redis-pool.js';
+import { redisLaterCharges } from './later-charges.js';
 import { redisObjectOwners } from './redis-owners.js';
 import {
   type RedisClient,
@@ -341,6 +342,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
 
     keyHealth: redisKeyHealth(data, log),
     objectOwners: redisObjectOwners(data, guard),
+    laterCharges: redisLaterCharges(data, guard),
 
     async ping() {
       try {

@@ -3,6 +3,7 @@
 // suite against each (test/store-contract.test.ts) so they cannot drift.
 import type { HealthSync } from '../pool/health-sync.js';
 import type { ObjectOwners } from '../pool/object-owners.js';
+import type { LaterCharges } from './later-charges.js';
 
 export interface Limits {
   rpm?: number;
@@ -182,6 +183,8 @@ export interface Store {
   readonly keyHealth: HealthSync;
   /** The user and pool key behind each object created through the gateway (src/pool/object-owners.ts). */
   readonly objectOwners: ObjectOwners;
+  /** Batches and background responses waiting to be charged, each taken once (later-charges.ts). */
+  readonly laterCharges: LaterCharges;
 
   /** True when the backend answers (readiness). */
   ping(): Promise<boolean>;
