@@ -25,13 +25,18 @@ export class MemoryLaterCharges implements LaterCharges {
     this.records.set(id, { json, until: this.now() + ttlMs });
   }
 
+  // Read and removed with no await between: two takers at once cannot both find it.
   async take(id: string): Promise<string | undefined> {
-    const json = await this.peek(id);
+    const json = this.current(id);
     this.records.delete(id);
     return json;
   }
 
   async peek(id: string): Promise<string | undefined> {
+    return this.current(id);
+  }
+
+  private current(id: string): string | undefined {
     const record = this.records.get(id);
     if (!record || record.until <= this.now()) return undefined;
     return record.json;
