@@ -3,7 +3,7 @@
 // (retrieve or list) or when a test calls completeBatches(); a background response ends when it is
 // first retrieved. A batch's output holds one line per input line, with the usage the fake's own
 // answer to that request would report.
-import { FAKE_COMPLETION_TOKENS, SSE_HEADERS, fakeId, promptTokens, response, sseEvents } from './fake-openai-answers.js';
+import { FAKE_COMPLETION_TOKENS, SSE_HEADERS, fakeId, fileObject, promptTokens, response, sseEvents } from './fake-openai-answers.js';
 import type { FakeResponse, RecordedRequest } from './fake-upstream.js';
 
 type Json = Record<string, unknown>;
@@ -107,9 +107,9 @@ export class FakeJobs {
     if (!/name="purpose"\r\n(?:[^\r\n]+\r\n)*\r\nbatch\r\n/.test(req.body.toString('latin1'))) return undefined;
     const bytes = filePart(req.body, req.headers['content-type']);
     if (!bytes) return undefined;
-    const id = fakeId('file-');
-    this.files.set(id, Buffer.from(bytes));
-    return { body: { id, object: 'file', bytes: bytes.length, created_at: now(), filename: 'upload.jsonl', purpose: 'batch', status: 'processed' } };
+    const file = fileObject(req.body, req.body.length);
+    this.files.set(file.id, Buffer.from(bytes));
+    return { body: file };
   }
 
   private createBatch(json: Json): FakeResponse {

@@ -235,7 +235,7 @@ export function response(json: Json): FakeResponse {
   return { headers: SSE_HEADERS, chunks: sseEvents(events, { event: (e) => String((e as Json)['type']) }) };
 }
 
-function fileObject(body: Buffer, bodyLength: number): object {
+export function fileObject(body: Buffer, bodyLength: number): { id: string; [field: string]: unknown } {
   // Best effort: the part headers sit near either end of the multipart body (the SDK puts `purpose`
   // wherever the caller did), so only the first and last 64 KB are searched.
   const span = 64 * 1024;
