@@ -13,6 +13,7 @@ import type { PriceTable } from '../quota/prices.js';
 import type { TokenUsage } from '../quota/usage.js';
 import type { User } from '../store/types.js';
 import { factsOf } from './body.js';
+import { checkJsonShape } from './json-shape.js';
 import { FileTooLarge, LineTooLong, jsonlLines } from './jsonl.js';
 
 /** OpenAI's bounds of a batch input file (Batch API guide). */
@@ -64,6 +65,12 @@ export async function checkBatchInput(content: Readable, check: BatchInputCheck)
     for await (const { n, text } of jsonlLines(content, { lineBytes: BATCH_MAX_LINE_BYTES, fileBytes: BATCH_MAX_BYTES })) {
       if (++requests > BATCH_MAX_REQUESTS) throw refuse(`The input file holds more than ${BATCH_MAX_REQUESTS} requests.`);
       let line: unknown;
+      try {
+        // A key given twice is read one way here and maybe another upstream: refused, as in a body.
+        checkJsonShape(Buffer.from(text));
+      } catch (err) {
+        throw refuse(`Line ${n} of the input file: ${err instanceof GatewayError ? err.message : 'it is malformed.'}`);
+      }
       try {
         line = JSON.parse(text);
       } catch {

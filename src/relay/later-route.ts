@@ -148,7 +148,8 @@ async function endedBatchUsage(ctx: LaterContext, record: LaterRecord, batch: Js
       answer.body.destroy();
       return fallback();
     }
-    return { usage: await batchOutputUsage(answer.body), estimated: false };
+    const lines = Math.max(1, record.requests ?? 1);
+    return batchOutputUsage(answer.body, scaled(record.worst ?? { input: 0, cachedInput: 0, output: 0 }, 1 / lines));
   } catch (err) {
     ctx.log.warn({ err, createdBy: record.createdBy }, 'batch output unreadable: charged its completed share of the worst case');
     return fallback();
