@@ -15,6 +15,19 @@ const OUTPUT_MAX_BYTES = 4 * 1024 * 1024 * 1024;
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
+const COUNTS = ['prompt_tokens', 'completion_tokens', 'input_tokens', 'output_tokens', 'total_tokens'];
+
+/** The usage, when every count it gives is a whole number the ledger can hold (a negative or
+ * absurd one makes the whole object unreadable, not a zero). */
+export function readableUsage(value: unknown): TokenUsage | undefined {
+  if (!isObject(value)) return undefined;
+  for (const field of COUNTS) {
+    const n = value[field];
+    if (n !== undefined && !(typeof n === 'number' && Number.isSafeInteger(n) && n >= 0)) return undefined;
+  }
+  return normalizeUsage(value);
+}
+
 export async function batchOutputUsage(content: Readable, perLine: TokenUsage): Promise<{ usage: TokenUsage; estimated: boolean }> {
   const sum: TokenUsage = { input: 0, cachedInput: 0, output: 0 };
   let estimated = false;
@@ -36,7 +49,7 @@ export async function batchOutputUsage(content: Readable, perLine: TokenUsage): 
       const response = isObject(line) && isObject(line.response) ? line.response : undefined;
       const status = response?.status_code;
       if (response && !(typeof status === 'number' && status >= 200 && status < 300)) continue;
-      const usage = response && isObject(response.body) ? normalizeUsage(response.body.usage) : undefined;
+      const usage = response && isObject(response.body) ? readableUsage(response.body.usage) : undefined;
       if (usage) add(usage);
       else {
         add(perLine);

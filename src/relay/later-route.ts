@@ -15,11 +15,11 @@ import type { Pool, PoolChoice, SelectRequest } from '../pool/pool.js';
 import type { Estimate } from '../quota/estimate.js';
 import type { LaterKind, LaterLedger, LaterRecord, LaterUsage } from '../quota/later.js';
 import type { PriceTable } from '../quota/prices.js';
-import { type TokenUsage, normalizeUsage } from '../quota/usage.js';
+import type { TokenUsage } from '../quota/usage.js';
 import type { Reservation, User } from '../store/types.js';
 import type { RelayOutcome } from './attempts.js';
 import { checkBatchInput } from './batch-input.js';
-import { batchOutputUsage } from './batch-output.js';
+import { batchOutputUsage, readableUsage } from './batch-output.js';
 import { LaterTap } from './later-tap.js';
 import type { Outbound } from './outbound.js';
 import { upstreamGet } from './upstream-get.js';
@@ -163,9 +163,13 @@ async function chargeEnded(end: LaterEnd, kind: LaterKind, id: string, used: (re
   observation.recordCharge(await ctx.later.charge(record, await used(record), requestId));
 }
 
-function responseUsage(response: Json): LaterUsage | undefined {
-  const usage = normalizeUsage(response.usage);
-  return usage ? { usage, estimated: false } : undefined;
+/** An ended response's usage; none (a response cancelled before it ran) charges nothing, and one
+ * that cannot be read (negative, absurd) charges the worst case, marked estimated. */
+function responseUsage(response: Json, worst: TokenUsage | undefined): LaterUsage | undefined {
+  if (response.usage === undefined || response.usage === null) return undefined;
+  const usage = readableUsage(response.usage);
+  if (usage) return { usage, estimated: false };
+  return worst && { usage: worst, estimated: true };
 }
 
 /** After the answer: keep, charge or release what the request's answer says. */
@@ -186,7 +190,7 @@ export async function afterLater(end: LaterEnd): Promise<void> {
     if (id === undefined) return;
     const streamed = tap?.streamedUsage();
     if (streamed) return chargeEnded(end, 'response', id, async () => ({ usage: streamed, estimated: false }));
-    if (isObject(answer) && RESPONSE_ENDED.has(String(answer.status))) return chargeEnded(end, 'response', id, async () => responseUsage(answer));
+    if (isObject(answer) && RESPONSE_ENDED.has(String(answer.status))) return chargeEnded(end, 'response', id, async (record) => responseUsage(answer, record.worst));
   }
 }
 
@@ -219,7 +223,7 @@ async function afterCreate(end: LaterEnd, plan: LaterPlan, reservation: Reservat
   if (streamed) return settleNow({ usage: streamed, estimated: false });
   if (isObject(answer) && typeof answer.id === 'string') {
     if (RESPONSE_RUNNING.has(String(answer.status))) return ctx.later.keep(answer.id, record(answer.id));
-    return settleNow(responseUsage(answer));
+    return settleNow(responseUsage(answer, plan.worst));
   }
   if (result.status >= 200 && result.status < 300 || result.reachedUpstream) {
     // Accepted, but the answer was not read to its end (a stream cut off, a client gone): the
