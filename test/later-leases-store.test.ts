@@ -52,6 +52,7 @@ describe.each(STORE_BACKENDS)('later charges on the %s store', (_name, make) => 
     // The window counts the batch: 300 + 10 held, 700 left, so 800 more does not fit.
     const usage = await store.usage(user.id, limits, clock);
     expect(usage.day.reservedTokens).toBe(310);
+    expect(usage.inFlight).toBe(1);
     if (ordinary.admitted) await store.settle({ reservation: ordinary.reservation, limits, tokens: 10, micros: 0, estimated: false, refundRequest: false, now: clock, leaseMs: HOUR });
     const big = await store.reserve({ userId: user.id, requestId: 'r3', limits, tokens: 800, micros: 0, now: clock, leaseMs: HOUR });
     expect(big).toMatchObject({ admitted: false, denial: 'tokens_per_day' });

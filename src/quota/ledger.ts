@@ -305,7 +305,7 @@ export class MemoryLedger {
       };
     };
     let inFlight = 0;
-    for (const deadline of ledger.leases.values()) if (deadline > now) inFlight++;
+    for (const [id, deadline] of ledger.leases) if (deadline > now && !id.startsWith(LATER_PREFIX)) inFlight++;
     const rate: RateState = {};
     if (limits.rpm !== undefined) rate.requests = rateWindow(levelAt(this.bucket(ledger, 'rpm', now), limits.rpm, now), limits.rpm);
     if (limits.tpm !== undefined) rate.tokens = rateWindow(levelAt(this.bucket(ledger, 'tpm', now), limits.tpm, now), limits.tpm);

@@ -231,7 +231,8 @@ return 1
 `;
 
 /** Read only. ARGV: 1 now. Returns the day and month counters (t m rt rm n e), both buckets
- * (s t, '' when full) and the number of leases still running. */
+ * (s t, '' when full) and the number of requests in flight (leases still running, less those
+ * charged later). */
 export const USAGE_LUA = `
 local now = ARGV[1]
 local out = {}
@@ -244,7 +245,13 @@ for k = 3, 4 do
   out[#out + 1] = v[1] or ''
   out[#out + 1] = v[2] or ''
 end
-out[#out + 1] = redis.call('ZCOUNT', KEYS[5], '(' .. now, '+inf')
+-- Leases still running, less those charged later (a batch is not a request in flight).
+local live = redis.call('ZRANGEBYSCORE', KEYS[5], '(' .. now, '+inf')
+local running = 0
+for _, id in ipairs(live) do
+  if string.sub(id, 1, ${LATER_PREFIX.length}) ~= '${LATER_PREFIX}' then running = running + 1 end
+end
+out[#out + 1] = running
 return out
 `;
 
