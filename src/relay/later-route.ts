@@ -215,7 +215,9 @@ async function afterCreate(end: LaterEnd, plan: LaterPlan, reservation: Reservat
   };
   if (plan.kind === 'batch') {
     if (isObject(answer) && typeof answer.id === 'string') return ctx.later.keep(answer.id, record(answer.id));
-    // No batch was made (an error, an answer cut off): nothing runs, nothing is charged.
+    // Accepted, but its id was not read (an answer cut off): the batch may run unseen, so its
+    // worst case is charged now. Else no batch was made: nothing runs, nothing is charged.
+    if ((result.status >= 200 && result.status < 300) || result.reachedUpstream) return settleNow({ usage: plan.worst, estimated: true });
     return void (await ctx.later.settle('batch', reservation, plan.model, undefined));
   }
   // A background response streamed in the create's own answer ends there, usage and all.

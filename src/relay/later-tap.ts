@@ -15,7 +15,6 @@ export class LaterTap implements ResponseTap {
   private parts: Buffer[] = [];
   private bytes = 0;
   private mode: 'json' | 'sse' | 'none' = 'none';
-  private complete = false;
   private readonly usage = new UsageTap({ stripUsage: false, watch: true });
 
   start(status: number, headers: Record<string, string | string[] | undefined>): void {
@@ -37,13 +36,13 @@ export class LaterTap implements ResponseTap {
   }
 
   end(complete: boolean): void {
-    this.complete = complete;
     this.usage.end(complete);
   }
 
-  /** The JSON answer, when it came whole, was 2xx and parses. */
+  /** The JSON answer, when it was 2xx and parses: whole, even if the client left before its end
+   * (a batch created is a batch to charge, whoever reads the answer). */
   json(): unknown {
-    if (!this.complete || this.mode !== 'json' || this.status < 200 || this.status >= 300) return undefined;
+    if (this.mode !== 'json' || this.status < 200 || this.status >= 300) return undefined;
     try {
       return JSON.parse(Buffer.concat(this.parts).toString('utf8'));
     } catch {

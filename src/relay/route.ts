@@ -92,7 +92,7 @@ export function createRelayRoute(services: Services): RelayRoute {
     onStoreError: (operation) => services.metrics.storeFailed(operation),
   });
 
-  const later: LaterContext = { later: new LaterLedger({ store, prices, log: services.log }), pool, outbound, config, prices, log: services.log };
+  const laterCtx: LaterContext = { later: new LaterLedger({ store, prices, log: services.log }), pool, outbound, config, prices, log: services.log };
 
   async function handle(call: RelayCall): Promise<void> {
     const { caller, observation, method, operation } = call;
@@ -136,8 +136,8 @@ export function createRelayRoute(services: Services): RelayRoute {
     let reservation: Reservation | undefined;
     if (deferred) {
       try {
-        plan = await planLater(later, operation, caller.user, json, estimate, pinned);
-        if (plan) reservation = await later.later.reserve(caller.user, call.id, plan.kind, plan.model, plan.worst);
+        plan = await planLater(laterCtx, operation, caller.user, json, estimate, pinned);
+        if (plan) reservation = await laterCtx.later.reserve(caller.user, call.id, plan.kind, plan.model, plan.worst);
       } catch (err) {
         // Refused before anything reached the upstream: a request all the same (its rpm is kept).
         await quota.settle(ticket, { usage: { input: 0, cachedInput: 0, output: 0 }, estimated: false });
@@ -184,14 +184,14 @@ export function createRelayRoute(services: Services): RelayRoute {
       );
     } catch (err) {
       await quota.settle(ticket, undefined);
-      if (plan && reservation) await later.later.settle(plan.kind, reservation, plan.model, undefined);
+      if (plan && reservation) await laterCtx.later.settle(plan.kind, reservation, plan.model, undefined);
       observation.finish({ userId, keyId: caller.key.id, status: 500, outcome: 'error', bytesOut: 0, errorMessage: (err as Error).message });
       throw err;
     }
     // Upstream errors release the reservation in full; a client that went away is charged (charge.ts).
     const charge = await quota.settle(ticket, chargeFor(result, usageTap, ownEstimate(estimate, deferred), facts.stream === true));
     if (laterTap) {
-      await afterLater({ ctx: later, operation, user: caller.user, requestId: call.id, observation, plan, reservation, tap: laterTap, result }).catch((err: unknown) =>
+      await afterLater({ ctx: laterCtx, operation, user: caller.user, requestId: call.id, observation, plan, reservation, tap: laterTap, result }).catch((err: unknown) =>
         services.log.error({ err, requestId: call.id }, 'charge made later failed'),
       );
     }
