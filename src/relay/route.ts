@@ -206,8 +206,9 @@ export function createRelayRoute(services: Services): RelayRoute {
       tried: result.tried.length > 0 ? result.tried : undefined,
       ttfbMs: result.ttfbMs,
       bytesOut: result.bytesOut,
-      tokens: charge && estimate.metered ? tokenCounts(charge) : undefined,
-      costMicros: charge && estimate.metered ? charge.micros : undefined,
+      // Work charged later has a record of its own for its charge (src/quota/later.ts).
+      tokens: charge && estimate.metered && !deferred ? tokenCounts(charge) : undefined,
+      costMicros: charge && estimate.metered && !deferred ? charge.micros : undefined,
       errorCode: result.error?.code,
       errorMessage: result.error ? String((result.error.cause as Error | undefined)?.message ?? '') || undefined : undefined,
     });
