@@ -76,6 +76,10 @@ describe('a background response', () => {
     const charges = (await records('bg-a')).filter((r) => r.chargedLater);
     expect(charges).toHaveLength(1);
     expect(charges[0]).toMatchObject({ createdBy, operation: 'createResponse', model: MODEL, costMicros: MICROS });
+    // The create's own record shows no tokens: the charge is the record above.
+    const create = (await records('bg-a')).find((r) => r.requestId === createdBy);
+    expect(create).toMatchObject({ operation: 'createResponse', status: 200 });
+    expect(create.tokens).toBeUndefined();
   });
 
   it('is charged from the stream when it is resumed with ?stream=true', async () => {
