@@ -66,7 +66,7 @@ describe.each([true, false])('shareUnknownObjects %s', (share) => {
   it("the output file of alice's batch is alice's: she reads it, mallory gets 404", async () => {
     const form = new FormData();
     form.set('purpose', 'batch');
-    form.set('file', new Blob(['{"custom_id":"1"}\n']), 'input.jsonl');
+    form.set('file', new Blob(['{"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[]}}\n']), 'input.jsonl');
     const input = ((await (await call(alice, 'POST', '/files', form)).json()) as { id: string }).id;
     const created = await call(alice, 'POST', '/batches', JSON.stringify({ input_file_id: input, endpoint: '/v1/chat/completions', completion_window: '24h' }), 'application/json');
     expect(created.status).toBe(200);

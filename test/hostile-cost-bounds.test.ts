@@ -139,8 +139,8 @@ describe('no model in the request', () => {
 });
 
 describe('operations whose cost the gateway cannot see', () => {
+  // A batch is checked and reserved from its input file (test/later-batch-refusals.test.ts).
   it.each([
-    ['/batches', { input_file_id: 'file-1', endpoint: '/v1/chat/completions', completion_window: '24h' }],
     ['/realtime/client_secrets', { session: { type: 'realtime', model: 'gpt-realtime' } }],
     ['/chatkit/sessions', { workflow: { id: 'wf_1' }, user: 'u1' }],
   ])('POST %s is refused for a model list or a dollar limit', async (path, body) => {

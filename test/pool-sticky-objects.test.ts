@@ -34,7 +34,7 @@ beforeAll(async () => {
     const m = /^\/v1\/files\/([^/]+)$/.exec(req.path);
     return req.method === 'DELETE' && m ? { body: { id: m[1], object: 'file', deleted: true } } : undefined;
   });
-  const file = await alice.files.create({ file: await toFile(Buffer.from('{"custom_id":"r1"}\n'), 'input.jsonl'), purpose: 'batch' });
+  const file = await alice.files.create({ file: await toFile(Buffer.from('{"custom_id":"r1","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o-mini","messages":[]}}\n'), 'input.jsonl'), purpose: 'batch' });
   fileId = file.id;
   uploadedWith = pool.keyOf(pool.fake.requests[0]!);
 });
@@ -55,7 +55,8 @@ describe('the user who uploaded a file', () => {
     const content = await alice.files.content(fileId);
     expect(content.status).toBe(200);
     await alice.batches.create({ input_file_id: fileId, endpoint: '/v1/chat/completions', completion_window: '24h' });
-    expect(keysFor('GET', `/v1/files/${fileId}/content`)).toEqual([uploadedWith]);
+    // The client's download, then the gateway's own read of the batch's input: both on the file's key.
+    expect(keysFor('GET', `/v1/files/${fileId}/content`)).toEqual([uploadedWith, uploadedWith]);
     expect(keysFor('POST', '/v1/batches')).toEqual([uploadedWith]);
     expect(pool.fake.requests.find((r) => r.path === '/v1/batches')?.json).toEqual({ input_file_id: fileId, endpoint: '/v1/chat/completions', completion_window: '24h' });
   });

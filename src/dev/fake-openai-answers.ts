@@ -25,7 +25,7 @@ export const RATE_LIMIT_HEADERS: Readonly<Record<string, string>> = Object.freez
   'x-ratelimit-reset-tokens': '1ms',
 });
 
-const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
+export const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
 
 /** The ~4 KB "audio" of POST /v1/audio/speech, sent as four 1 KB chunks. */
 export const FAKE_SPEECH: Buffer = Buffer.alloc(4096, 0);
@@ -212,7 +212,7 @@ function embeddings(json: Json): FakeResponse {
   return { body: { object: 'list', data, model: modelOf(json), usage: { prompt_tokens: prompt, total_tokens: prompt } } };
 }
 
-function response(json: Json): FakeResponse {
+export function response(json: Json): FakeResponse {
   const input = promptTokens(json['input']) + promptTokens(json['instructions']);
   const usage = {
     input_tokens: input,
@@ -245,7 +245,7 @@ function response(json: Json): FakeResponse {
   return { headers: SSE_HEADERS, chunks: sseEvents(events, { event: (e) => String((e as Json)['type']) }) };
 }
 
-function fileObject(body: Buffer, bodyLength: number): object {
+export function fileObject(body: Buffer, bodyLength: number): { id: string; [field: string]: unknown } {
   // Best effort: the part headers sit near either end of the multipart body (the SDK puts `purpose`
   // wherever the caller did), so only the first and last 64 KB are searched.
   const span = 64 * 1024;

@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
+import { FakeJobs } from './fake-jobs.js';
 import { RATE_LIMIT_HEADERS, defaultAnswer, fakeId } from './fake-openai-answers.js';
 import { serveFakeWebSocket } from './fake-websocket.js';
 
@@ -60,7 +61,8 @@ export interface FakeUpstream {
   wsMessages: Array<{ path: string; data: string }>; // every text message a WebSocket client sent
   handle(fn: FakeHandler): void; // handlers are tried newest first; undefined = next handler
   upgradeHeaders(fn: FakeUpgradeHeaders): void; // headers added to every 101 from now on (until reset)
-  reset(): void; // clear handlers, upgrade headers, requests, wsConnections
+  reset(): void; // clear handlers, upgrade headers, requests, wsConnections, jobs
+  jobs: FakeJobs; // uploaded files, batches and background responses kept between requests
   close(): Promise<void>; // close server, destroy sockets and ws clients
 }
 
@@ -94,6 +96,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const requests: RecordedRequest[] = [];
   const wsConnections: RecordedUpgrade[] = [];
   const wsMessages: Array<{ path: string; data: string }> = [];
+  const jobs = new FakeJobs();
 
   // requestTimeout 0: a slow 512 MB upload must not be cut by the fake.
   const server = createServer({ requestTimeout: 0 }, (req, res) => onRequest(req, res));
@@ -164,7 +167,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     if (validAuth && !validAuth.has(ex.rec.headers.authorization ?? '')) {
       return send(ex, { status: 401, body: invalidKeyBody(ex.rec.headers.authorization) }, false);
     }
-    return send(ex, defaultAnswer(ex.rec, bodyLength), true);
+    return send(ex, jobs.answer(ex.rec) ?? defaultAnswer(ex.rec, bodyLength), true);
   }
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -219,7 +222,9 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       requests.length = 0;
       wsConnections.length = 0;
       wsMessages.length = 0;
+      jobs.reset();
     },
+    jobs,
     async close() {
       for (const ws of wss.clients) ws.terminate();
       wss.close();

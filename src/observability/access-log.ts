@@ -42,6 +42,9 @@ export function sanitize(record: RequestRecord, masker: Masker): RequestRecord {
     bytesOut: record.bytesOut,
     requestBody: record.requestBody,
     responseBody: record.responseBody,
+    chargedLater: record.chargedLater,
+    createdBy: cleanText(record.createdBy, LIMITS.id),
+    chargedBy: cleanText(record.chargedBy, LIMITS.id),
   };
 }
 
@@ -85,5 +88,8 @@ export function accessLine(record: RequestRecord): Record<string, unknown> {
     costMicros,
     bytesIn: record.bytesIn,
     bytesOut: record.bytesOut,
+    chargedLater: record.chargedLater,
+    createdBy: record.createdBy,
+    chargedBy: record.chargedBy,
   };
 }

@@ -141,6 +141,11 @@ export class Observation {
     };
   }
 
+  /** The record of a charge made later (src/quota/later.ts), which this request brought about. */
+  recordCharge(record: RequestRecord): void {
+    this.observability.record(record);
+  }
+
   /** The relayed answer has ended and been charged. */
   finish(end: RelayEnd): void {
     if (this.recorded) return;

@@ -65,6 +65,13 @@ export interface RequestRecord {
   costMicros?: number;
   bytesIn?: number;
   bytesOut: number;
+  /** A charge for work an earlier request started (a batch, a background response): its record
+   * is written when the gateway sees the work end (src/quota/later.ts). */
+  chargedLater?: true;
+  /** The gateway's id of the request that created the work charged here. */
+  createdBy?: string;
+  /** The gateway's id of the request that showed the work had ended. */
+  chargedBy?: string;
   /** Only with `logging.bodies`: masked and cut to `logging.bodyBytes`. */
   requestBody?: string;
   responseBody?: string;

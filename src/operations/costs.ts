@@ -93,7 +93,12 @@ const FLAT: Entry<{ charge: FlatCharge; defaultModel?: string }> = {
   CreateContainer: { charge: 'container_memory' },
 };
 
-const LATER: Entry<{ charge: string }> = {};
+const LATER: Entry<{ charge: string }> = {
+  // Checked and reserved at creation from its input file (src/relay/batch-input.ts), charged when
+  // the batch is first seen ended (src/relay/later-route.ts). A `background: true` response is
+  // charged later too, though its operation is createResponse: decided there, by the same rule.
+  createBatch: { charge: 'the usage of its output file, at the batch discount' },
+};
 
 const ALLOWED: Entry<{ permission: Permission }> = {
   // Credentials used directly against OpenAI: the gateway never sees what they spend.
@@ -114,9 +119,7 @@ const ALLOWED: Entry<{ permission: Permission }> = {
   CreateVideoEdit: { permission: 'video_edits' },
 };
 
-const UNBOUNDED = new Set([
-  'createBatch',
-]);
+const UNBOUNDED = new Set<string>([]);
 
 /** Writes that cost nothing by themselves: object management, uploads, cancellations, token counts. */
 const FREE_WRITES: Entry<object> = {

@@ -102,7 +102,7 @@ function worstCase(need: Need, unit: 'tokens' | 'usd'): string {
 const hint = (need: Need): string =>
   need.bound && (need.bound.from === 'model_cap' || need.bound.from === 'default_setting') && need.output > 0 ? SET_MAX_TOKENS : '';
 
-function refusal(denial: Denial, retryAfterMs: number, rate: Record<string, string>, need: Need, now: number): GatewayError {
+export function refusal(denial: Denial, retryAfterMs: number, rate: Record<string, string>, need: Need, now: number): GatewayError {
   const words = WINDOW_WORDS[denial];
   if (words) {
     const [period, limit, unit] = words;

@@ -12,7 +12,7 @@ import type {
 } from '../store/types.js';
 import { checkCharge, isLedgerAmount } from './amounts.js';
 import { type BucketState, SCALE, levelAt, msUntilFull, rateWindow, waitFor } from './bucket.js';
-import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, SETTLED_MEMORY_MS, SWEEP_LIMIT, WINDOW_CHECKS, windowDenies } from './rules.js';
+import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, LATER_PREFIX, SETTLED_MEMORY_MS, SWEEP_LIMIT, WINDOW_CHECKS, windowDenies } from './rules.js';
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from './windows.js';
 
 interface Counters {
@@ -63,6 +63,13 @@ const emptyCounters = (expiresAt: number): Counters => ({
 function hasExpired(leases: Map<string, number>, now: number): boolean {
   for (const deadline of leases.values()) if (deadline <= now) return true;
   return false;
+}
+
+/** Leases of requests in flight: those charged later (rules.ts LATER_PREFIX) are not. */
+function inFlight(leases: Map<string, number>): number {
+  let n = 0;
+  for (const id of leases.keys()) if (!id.startsWith(LATER_PREFIX)) n++;
+  return n;
 }
 
 /**
@@ -203,7 +210,7 @@ export class MemoryLedger {
         return deny({ admitted: false, denial: check.denial, retryAfterMs: ends[check.window] - now, rate: rateOf(rpmLevel, tpmLevel) });
       }
     }
-    if (limits.maxConcurrent !== undefined && ledger.leases.size >= limits.maxConcurrent) {
+    if (limits.maxConcurrent !== undefined && inFlight(ledger.leases) >= limits.maxConcurrent) {
       return deny({ admitted: false, denial: 'max_concurrent', retryAfterMs: CONCURRENCY_RETRY_MS, rate: rateOf(rpmLevel, tpmLevel) });
     }
     const rpmDelay = rpmWait();
@@ -298,7 +305,7 @@ export class MemoryLedger {
       };
     };
     let inFlight = 0;
-    for (const deadline of ledger.leases.values()) if (deadline > now) inFlight++;
+    for (const [id, deadline] of ledger.leases) if (deadline > now && !id.startsWith(LATER_PREFIX)) inFlight++;
     const rate: RateState = {};
     if (limits.rpm !== undefined) rate.requests = rateWindow(levelAt(this.bucket(ledger, 'rpm', now), limits.rpm, now), limits.rpm);
     if (limits.tpm !== undefined) rate.tokens = rateWindow(levelAt(this.bucket(ledger, 'tpm', now), limits.tpm, now), limits.tpm);

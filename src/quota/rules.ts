@@ -10,6 +10,13 @@ import type { Denial, QuotaLimits } from '../store/types.js';
 export const SWEEP_LIMIT = 64;
 /** How long a settled request id is remembered, so that a resent reserve or settle is a no-op. */
 export const SETTLED_MEMORY_MS = 10 * 60 * 1000;
+/**
+ * Reservations whose request id starts with this are charged later (a batch, a background
+ * response: src/quota/later.ts). They hold the user's windows until then, but they are not
+ * requests in flight: `maxConcurrent` does not count them, or one batch would take a slot for a day.
+ */
+export const LATER_PREFIX = 'later:';
+
 /** A concurrency slot frees when some request ends, which no clock predicts: retry soon. */
 export const CONCURRENCY_RETRY_MS = 1000;
 /** A limit of zero blocks; tell the client to come back in a minute rather than never. */

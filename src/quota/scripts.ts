@@ -12,7 +12,7 @@
 // exponent form, which HINCRBY and ZADD refuse or round.
 
 import { MAX_AMOUNT } from './amounts.js';
-import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, SETTLED_MEMORY_MS, SWEEP_LIMIT } from './rules.js';
+import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, LATER_PREFIX, SETTLED_MEMORY_MS, SWEEP_LIMIT } from './rules.js';
 import { WINDOW_GRACE_MS } from './windows.js';
 
 const COMMON = `
@@ -44,6 +44,10 @@ end
 local HELD = '^(%-?%d+):(%-?%d+):([^:]+):([^:]+):(%d):(%d)$'
 -- One request's amount (src/quota/amounts.ts): a whole number the counters hold, else nil.
 -- Checked before any write, so a bad amount never reaches HINCRBY.
+-- Reservations charged later (rules.ts LATER_PREFIX) are counted in the held hash's field
+-- '#later', so that maxConcurrent counts only the requests in flight.
+local LATER = '${LATER_PREFIX}'
+local function isLater(id) return string.sub(id, 1, #LATER) == LATER end
 local function amount(v)
   local x = tonumber(v)
   if x and x >= 0 and x <= ${MAX_AMOUNT} and x % 1 == 0 then return x end
@@ -100,6 +104,7 @@ for _, eid in ipairs(expired) do
       end
     end
     redis.call('HDEL', KEYS[5], eid)
+    if isLater(eid) then redis.call('HINCRBY', KEYS[5], '#later', -1) end
   end
   redis.call('ZREM', KEYS[6], eid)
   redis.call('ZADD', KEYS[7], fmt(now), eid)
@@ -128,7 +133,7 @@ if limit >= 0 and denies(limit - num(d[2]) - num(d[4]), micros) then return deni
 limit = tonumber(ARGV[10])
 if limit >= 0 and denies(limit - num(mo[2]) - num(mo[4]), micros) then return denied('usd_per_month', monthEnd - now) end
 limit = tonumber(ARGV[11])
-if limit >= 0 and redis.call('ZCARD', KEYS[6]) >= limit then return denied('max_concurrent', ${CONCURRENCY_RETRY_MS}) end
+if limit >= 0 and redis.call('ZCARD', KEYS[6]) - num(redis.call('HGET', KEYS[5], '#later')) >= limit then return denied('max_concurrent', ${CONCURRENCY_RETRY_MS}) end
 local wait = rpmWait()
 if wait then return denied('rpm', wait) end
 if tpm >= 0 then
@@ -160,6 +165,7 @@ if tpm >= 0 then
 end
 redis.call('HSET', KEYS[5], id, fmt(tokens) .. ':' .. fmt(micros) .. ':' .. dayId .. ':' .. monthId .. ':' .. rpmTaken .. ':' .. tpmTaken)
 redis.call('ZADD', KEYS[6], fmt(now + leaseMs), id)
+if isLater(id) then redis.call('HINCRBY', KEYS[5], '#later', 1) end
 -- A held record must outlive the counters its amount sits in: were it to expire first, no sweep
 -- would find it, and its amount would stay reserved until the month's counters go. So the held
 -- records and the leases live to the end of the month's counters (or of this lease, if later),
@@ -209,6 +215,7 @@ if rec then
   end
   redis.call('HDEL', KEYS[5], id)
   redis.call('ZREM', KEYS[6], id)
+  if isLater(id) then redis.call('HINCRBY', KEYS[5], '#later', -1) end
 end
 for k = 1, 2 do
   redis.call('HINCRBY', KEYS[k], 't', fmt(tokens))
@@ -224,7 +231,8 @@ return 1
 `;
 
 /** Read only. ARGV: 1 now. Returns the day and month counters (t m rt rm n e), both buckets
- * (s t, '' when full) and the number of leases still running. */
+ * (s t, '' when full) and the number of requests in flight (leases still running, less those
+ * charged later). */
 export const USAGE_LUA = `
 local now = ARGV[1]
 local out = {}
@@ -237,7 +245,13 @@ for k = 3, 4 do
   out[#out + 1] = v[1] or ''
   out[#out + 1] = v[2] or ''
 end
-out[#out + 1] = redis.call('ZCOUNT', KEYS[5], '(' .. now, '+inf')
+-- Leases still running, less those charged later (a batch is not a request in flight).
+local live = redis.call('ZRANGEBYSCORE', KEYS[5], '(' .. now, '+inf')
+local running = 0
+for _, id in ipairs(live) do
+  if string.sub(id, 1, ${LATER_PREFIX.length}) ~= '${LATER_PREFIX}' then running = running + 1 end
+end
+out[#out + 1] = running
 return out
 `;
 

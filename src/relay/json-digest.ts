@@ -32,6 +32,8 @@ export const TOP_FIELDS: ReadonlySet<string> = new Set([
   'seconds',
   'size',
   'memory_limit',
+  // A background response is charged later (src/quota/later.ts), whatever its size.
+  'background',
 ]);
 /** The most bytes one of TOP_FIELDS may take in a body read this way: each is a name, a number or
  * a small object, and parsing one must stay cheap whatever the body. */

@@ -17,6 +17,7 @@ import { idsInOperation } from '../pool/objects.js';
 import { checkCostBound, effectiveModel } from '../quota/bounds.js';
 import { estimateRequest } from '../quota/estimate.js';
 import { type Charge, QuotaGate } from '../quota/gate.js';
+import { LaterLedger } from '../quota/later.js';
 import { askForUsage } from '../quota/include-usage.js';
 import { PriceTable } from '../quota/prices.js';
 import type { Services } from '../services.js';
@@ -29,6 +30,8 @@ import { type ObjectAccess, filterList, pinnedKey } from './object-access.js';
 import { type ObjectSlots, holdObjectSlot } from './object-slots.js';
 import { objectTapFor } from './object-tap.js';
 import type { Target } from './path.js';
+import { type LaterContext, type LaterPlan, afterLater, chargedLater, laterTapFor, ownEstimate, planLater } from './later-route.js';
+import type { Reservation } from '../store/types.js';
 import { UsageTap } from './usage-tap.js';
 
 export const RELAY_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
@@ -89,14 +92,17 @@ export function createRelayRoute(services: Services): RelayRoute {
   const slots: ObjectSlots = { owners: store.objectOwners, max: config.pool.maxObjectsPerUser, leaseMs: config.quota.leaseMs, log: services.log };
   const allowedMicros = (permission: Permission): number =>
     Math.round((config.quota.allowedRouteUsd?.[permission] ?? ALLOWED_ROUTE_USD[permission]) * 1_000_000);
+  const prices = new PriceTable(config.prices);
   const quota = new QuotaGate({
     store,
-    prices: new PriceTable(config.prices),
+    prices,
     leaseMs: config.quota.leaseMs,
     log: services.log,
     onStoreError: (operation) => services.metrics.storeFailed(operation),
     onSettled: (userId, limits) => services.quotaWatch.settled(userId, limits),
   });
+
+  const laterCtx: LaterContext = { later: new LaterLedger({ store, prices, log: services.log }), pool, outbound, config, prices, log: services.log };
 
   async function handle(call: RelayCall): Promise<void> {
     const { caller, observation, method, operation } = call;
@@ -131,7 +137,23 @@ export function createRelayRoute(services: Services): RelayRoute {
       else call.res.once('close', release);
     }
     const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens, digest?.sizes, quota.priceOf(model), allowedMicros);
-    const ticket = await quota.admit(caller.user, call.id, estimate);
+    // A batch or a background response: the request itself takes its rpm and concurrency; its
+    // worst case is reserved apart, until the work is seen ended (src/quota/later.ts).
+    const deferred = chargedLater(operation, json);
+    const ticket = await quota.admit(caller.user, call.id, ownEstimate(estimate, deferred));
+    let plan: LaterPlan | undefined;
+    let reservation: Reservation | undefined;
+    if (deferred) {
+      try {
+        plan = await planLater(laterCtx, operation, caller.user, json, estimate, pinned);
+        if (plan) reservation = await laterCtx.later.reserve(caller.user, call.id, plan.kind, plan.model, plan.worst);
+      } catch (err) {
+        // Refused before anything reached the upstream: a request all the same (its rpm is kept).
+        await quota.settle(ticket, { usage: { input: 0, cachedInput: 0, output: 0 }, estimated: false });
+        throw err;
+      }
+    }
+    const laterTap = laterTapFor(operation, plan);
 
     const asked = askForUsage(operation.id, body);
     const usageTap = new UsageTap({ stripUsage: asked !== undefined, watch: estimate.metered });
@@ -166,18 +188,26 @@ export function createRelayRoute(services: Services): RelayRoute {
           pinned,
           extraHeaders: ticket.headers,
           tap: (choice) =>
-            observation.tap(joinTaps(joinTaps(usageTap, answerUnits), objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id }))),
+            observation.tap(
+              joinTaps(joinTaps(laterTap ? joinTaps(usageTap, laterTap) : usageTap, answerUnits), objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id })),
+            ),
           filterList: filtersList(operation, method) ? (bytes) => filterList(objects, userId, listed, bytes, modelsShown(operation, caller.user)) : undefined,
         },
         deps,
       );
     } catch (err) {
       await quota.settle(ticket, undefined);
+      if (plan && reservation) await laterCtx.later.settle(plan.kind, reservation, plan.model, undefined);
       observation.finish({ userId, keyId: caller.key.id, status: 500, outcome: 'error', bytesOut: 0, errorMessage: (err as Error).message });
       throw err;
     }
     // Upstream errors release the reservation in full; a client that went away is charged (charge.ts).
-    const charge = await quota.settle(ticket, chargeFor(result, usageTap, estimate, facts.stream === true, answerUnits));
+    const charge = await quota.settle(ticket, chargeFor(result, usageTap, ownEstimate(estimate, deferred), facts.stream === true, answerUnits));
+    if (laterTap) {
+      await afterLater({ ctx: laterCtx, operation, user: caller.user, requestId: call.id, observation, plan, reservation, tap: laterTap, result }).catch((err: unknown) =>
+        services.log.error({ err, requestId: call.id }, 'charge made later failed'),
+      );
+    }
     observation.finish({
       userId,
       keyId: caller.key.id,
@@ -189,8 +219,9 @@ export function createRelayRoute(services: Services): RelayRoute {
       tried: result.tried.length > 0 ? result.tried : undefined,
       ttfbMs: result.ttfbMs,
       bytesOut: result.bytesOut,
-      tokens: charge && estimate.metered ? tokenCounts(charge) : undefined,
-      costMicros: charge && estimate.metered ? charge.micros : undefined,
+      // Work charged later has a record of its own for its charge (src/quota/later.ts).
+      tokens: charge && estimate.metered && !deferred ? tokenCounts(charge) : undefined,
+      costMicros: charge && estimate.metered && !deferred ? charge.micros : undefined,
       errorCode: result.error?.code,
       errorMessage: result.error ? String((result.error.cause as Error | undefined)?.message ?? '') || undefined : undefined,
     });

@@ -4,6 +4,7 @@ import { MemoryAuditLog } from '../audit/log.js';
 import { MemoryHealthSync } from '../pool/health-sync.js';
 import { MemoryObjectOwners } from '../pool/object-owners.js';
 import { MemoryLedger } from '../quota/ledger.js';
+import { MemoryLaterCharges } from './later-charges.js';
 import type { KeyRecord, Store, User, UserPatch } from './types.js';
 
 const PRUNE_EVERY_MS = 60_000;
@@ -113,6 +114,7 @@ export function createMemoryStore(): Store {
     objectOwners: new MemoryObjectOwners(),
     audit: new MemoryAuditLog(),
     alerts: new MemoryAlertStore(),
+    laterCharges: new MemoryLaterCharges(),
     async ping() {
       return true;
     },

@@ -14,6 +14,7 @@ import { CallerCache, type FoundCaller } from './caller-cache.js';
 import { PendingSettles } from './pending-settles.js';
 import { ScriptBatch } from './script-batch.js';
 import { redisKeyHealth } from './redis-pool.js';
+import { redisLaterCharges } from './later-charges.js';
 import { redisObjectOwners } from './redis-owners.js';
 import { redisAlertStore } from '../alerts/redis-store.js';
 import { redisAuditLog } from '../audit/redis-log.js';
@@ -345,6 +346,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     objectOwners: redisObjectOwners(data, guard),
     audit: redisAuditLog(data),
     alerts: redisAlertStore(data),
+    laterCharges: redisLaterCharges(data, guard),
 
     async ping() {
       try {

@@ -6,6 +6,7 @@ import type { AlertStore } from '../alerts/types.js';
 import type { AuditLog } from '../audit/log.js';
 import type { HealthSync } from '../pool/health-sync.js';
 import type { ObjectOwners } from '../pool/object-owners.js';
+import type { LaterCharges } from './later-charges.js';
 
 export interface Limits {
   rpm?: number;
@@ -191,6 +192,8 @@ export interface Store {
   readonly audit: AuditLog;
   /** Webhooks, their delivery queue and the marks that raise each event once (src/alerts/types.ts). */
   readonly alerts: AlertStore;
+  /** Batches and background responses waiting to be charged, each taken once (later-charges.ts). */
+  readonly laterCharges: LaterCharges;
 
   /** True when the backend answers (readiness). */
   ping(): Promise<boolean>;
