@@ -12,7 +12,7 @@ import Fastify, {
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { Caller } from './auth.js';
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
 import { GatewayError, errorBody } from './errors.js';
 import { capConnections } from './inbound/connection-cap.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
@@ -29,7 +29,9 @@ import type { HealthRecord } from './pool/health-sync.js';
 import { Pool } from './pool/pool.js';
 import { RetryPolicy } from './pool/retry.js';
 import { createLane } from './relay/lane.js';
-import { createMasker } from './relay/mask.js';
+import { createGrowingMasker } from './relay/mask.js';
+import { startCatalogSync } from './pool/runtime.js';
+import { SecretError, secretBoxFrom } from './secrets/box.js';
 import { OpenStreams } from './relay/open-streams.js';
 import { createRelayRoute } from './relay/route.js';
 import { createOutbound } from './relay/outbound.js';
@@ -153,13 +155,24 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const log = options.log ?? createLogger(config.logLevel, undefined, loggerOptions(config));
   const store = options.store ?? (await createStore(config, log));
   const pool = await buildPool(config, store, log);
+  const secretBox = secretBoxFrom(config.secret, config.secretPrevious);
+  // What the store holds must open before a single request is served (src/pool/runtime.ts).
+  const catalog = await startCatalogSync(pool, store.poolCatalog, secretBox, log).catch(async (err: unknown) => {
+    if (!(err instanceof SecretError)) throw err;
+    await store.close();
+    throw new ConfigError(err.message);
+  });
+  const masker = createGrowingMasker(pool.secrets());
+  pool.onChange(() => masker.learn(pool.secrets()));
   const services: Services = {
     config,
     log,
     store,
     pool,
     retry: new RetryPolicy(config.pool.retry),
-    masker: createMasker(pool.secrets()),
+    masker,
+    catalog,
+    secretBox,
     outbound: createOutbound(config, log),
     streams: new OpenStreams(),
     metrics: createMetrics({ userLabels: config.logging.userLabelsInMetrics }),
@@ -245,6 +258,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('interruptStreams', () => services.streams.interruptAll());
   app.addHook('onClose', async () => {
     app.server.off('upgrade', onUpgrade);
+    catalog.close();
     pool.close();
     await observability.close();
     await services.outbound.close();

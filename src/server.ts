@@ -114,7 +114,17 @@ export async function serve(): Promise<void> {
     runPrimary(config.workers, log);
     return;
   }
-  const server = await startServer(config, log);
+  let server: RunningServer;
+  try {
+    server = await startServer(config, log);
+  } catch (err) {
+    // What the store holds can make the settings wrong too: a KEYRELAY_SECRET that does not open it.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`keyrelay: invalid settings: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
   const shutdown = gracefulShutdown(server, config.shutdownGraceMs, log);
   const stop = (signal: string) => void shutdown(signal);
   process.on('SIGTERM', () => stop('SIGTERM'));

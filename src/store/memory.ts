@@ -1,5 +1,6 @@
 // The embedded store: one process, nothing kept across restarts.
 import { MemoryHealthSync } from '../pool/health-sync.js';
+import { MemoryCatalogStore } from '../pool/catalog-store.js';
 import { MemoryObjectOwners } from '../pool/object-owners.js';
 import { MemoryLedger } from '../quota/ledger.js';
 import type { KeyRecord, Store, User, UserPatch } from './types.js';
@@ -108,6 +109,7 @@ export function createMemoryStore(): Store {
       return ledger.usage(userId, limits, now);
     },
     keyHealth: new MemoryHealthSync(),
+    poolCatalog: new MemoryCatalogStore(),
     objectOwners: new MemoryObjectOwners(),
     async ping() {
       return true;

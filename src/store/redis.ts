@@ -14,6 +14,7 @@ import { CallerCache, type FoundCaller } from './caller-cache.js';
 import { PendingSettles } from './pending-settles.js';
 import { ScriptBatch } from './script-batch.js';
 import { redisKeyHealth } from './redis-pool.js';
+import { redisCatalogStore } from './redis-catalog.js';
 import { redisObjectOwners } from './redis-owners.js';
 import {
   type RedisClient,
@@ -129,6 +130,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     ]);
   }
   const pending = new PendingSettles(runSettle, log);
+  const catalog = redisCatalogStore(data, options, commandTimeoutMs, log);
   quota.on('ready', () => pending.flush());
 
   const ready = await Promise.all([waitReady(data, Math.max(1000, commandTimeoutMs * 2)), waitReady(quota, Math.max(1000, commandTimeoutMs * 2))]);
@@ -340,6 +342,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
       }),
 
     keyHealth: redisKeyHealth(data, log),
+    poolCatalog: catalog,
     objectOwners: redisObjectOwners(data, guard),
 
     async ping() {
@@ -353,6 +356,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
 
     async close() {
       await pending.close();
+      await catalog.close();
       data.disconnect();
       quota.disconnect();
     },

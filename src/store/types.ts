@@ -1,6 +1,7 @@
 // The store keeps users, their keys, the quota ledger, and what the key pool shares between
 // processes (key health, object owners). One interface, several backends: the tests run the same
 // suite against each (test/store-contract.test.ts) so they cannot drift.
+import type { CatalogStore } from '../pool/catalog-store.js';
 import type { HealthSync } from '../pool/health-sync.js';
 import type { ObjectOwners } from '../pool/object-owners.js';
 
@@ -180,6 +181,8 @@ export interface Store {
 
   /** Pool key health records, shared by every gateway process on this store (src/pool/health-sync.ts). */
   readonly keyHealth: HealthSync;
+  /** Upstreams and pool keys added at run time (src/pool/catalog-store.ts). */
+  readonly poolCatalog: CatalogStore;
   /** The user and pool key behind each object created through the gateway (src/pool/object-owners.ts). */
   readonly objectOwners: ObjectOwners;
 
