@@ -51,7 +51,7 @@ describe.each(BACKENDS)('two gateway processes on %s', (name, makeStore) => {
     expect(created.status).toBe(201);
     userKey = (await adminAt(one.url)('POST', '/users/two-procs/keys', {})).json.key;
     registerSecret(userKey);
-  }, 60_000);
+  }, 180_000);
   afterAll(async () => {
     await Promise.all([one?.stop(), two?.stop()]);
     await fake?.close();

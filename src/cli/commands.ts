@@ -2,6 +2,7 @@
 // its rows, added here; main() and the help text need no change.
 import type { Command } from './command.js';
 import { keysCommands } from './keys.js';
+import { upstreamChangeCommands } from './upstream-changes.js';
 import { upstreamsCommands } from './upstreams.js';
 import { usageCommands } from './usage.js';
 import { usersCommands } from './users.js';
@@ -19,4 +20,4 @@ const serveCommand: Command = {
   },
 };
 
-export const COMMANDS: readonly Command[] = [serveCommand, ...usersCommands, ...keysCommands, ...usageCommands, ...upstreamsCommands];
+export const COMMANDS: readonly Command[] = [serveCommand, ...usersCommands, ...keysCommands, ...usageCommands, ...upstreamsCommands, ...upstreamChangeCommands];
