@@ -46,6 +46,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Ends every open stream and WebSocket now; resolves how many there were. */
     interruptStreams(): number;
+    /** Puts the upstreams and pool keys of reloaded settings in place (SIGHUP); requests running on a key that left finish on it. */
+    applyPoolSettings(next: Config): void;
   }
   interface FastifyRequest {
     target: Target;
@@ -256,6 +258,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   });
   // For the shutdown's end of grace (src/server.ts): streams get their last event, WebSockets close.
   app.decorate('interruptStreams', () => services.streams.interruptAll());
+  app.decorate('applyPoolSettings', (next: Config) => pool.applySettings(next));
   app.addHook('onClose', async () => {
     app.server.off('upgrade', onUpgrade);
     catalog.close();

@@ -3,6 +3,9 @@
 // 20 finish whole and takes no new request once the change is seen; a key rotated under load
 // (20 at a time) costs no client an error, and its old secret is used only by requests that began
 // before the process applied the rotation. The measured times are printed.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeUpstream, type RecordedRequest, startFakeUpstream } from '../src/dev/fake-upstream.js';
 import { type ChildGateway, startChildGateway } from './helpers/child-gateway.js';
@@ -45,7 +48,10 @@ describe.each(BACKENDS)('two gateway processes on %s', (name, makeStore) => {
     store = await makeStore();
     fake = await startFakeUpstream();
     // The default upstream has no key of the settings: every key it serves is added at run time.
-    const env = { ...store.env, KEYRELAY_SECRET: SECRET_A, KEYRELAY_UPSTREAM_URL: fake.baseUrl };
+    // A machine busy with other work may stall Redis past the default second: not what is tested here.
+    const settings = join(mkdtempSync(join(tmpdir(), 'keyrelay-rt-')), 'keyrelay.yaml');
+    writeFileSync(settings, 'quota:\n  redisCommandTimeoutMs: 10000\n');
+    const env = { ...store.env, KEYRELAY_CONFIG: settings, KEYRELAY_SECRET: SECRET_A, KEYRELAY_UPSTREAM_URL: fake.baseUrl };
     [one, two] = await Promise.all([startChildGateway(env), startChildGateway(env)]);
     const created = await adminAt(one.url)('POST', '/users', { id: 'two-procs', limits: { tokensPerDay: 100_000_000 } });
     expect(created.status).toBe(201);
