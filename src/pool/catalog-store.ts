@@ -19,15 +19,18 @@ export interface CatalogStore {
    * then nothing is written. Resolves the version written and what the change returned.
    */
   update<T>(change: (catalog: Catalog) => T): Promise<VersionedCatalog & { result: T }>;
-  /** Calls `listener` when the catalog may have a new version; returns the unsubscribe. */
-  watch(listener: () => void): () => void;
+  /**
+   * Calls `listener` when the catalog may have a new version: with the version counter when it was
+   * read (the fallback poll, which calls on every round), without one on a notification.
+   */
+  watch(listener: (version?: number) => void): () => void;
   close(): Promise<void>;
 }
 
 /** One process: the catalog in memory, listeners told at once. */
 export class MemoryCatalogStore implements CatalogStore {
   private current: VersionedCatalog = { version: 0, catalog: cloneCatalog(EMPTY_CATALOG) };
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(version?: number) => void>();
 
   async read(): Promise<VersionedCatalog> {
     return { version: this.current.version, catalog: cloneCatalog(this.current.catalog) };
@@ -41,11 +44,11 @@ export class MemoryCatalogStore implements CatalogStore {
     const draft = cloneCatalog(this.current.catalog);
     const result = change(draft);
     this.current = { version: this.current.version + 1, catalog: draft };
-    for (const listener of this.listeners) queueMicrotask(listener);
+    for (const listener of this.listeners) queueMicrotask(() => listener());
     return { version: this.current.version, catalog: cloneCatalog(draft), result };
   }
 
-  watch(listener: () => void): () => void {
+  watch(listener: (version?: number) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }

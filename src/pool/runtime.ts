@@ -5,7 +5,7 @@
 // a time; notices that come meanwhile make one more. A version that does not open (a process of
 // another secret wrote it) leaves the pool as it was and says so in the log.
 import type { Logger } from 'pino';
-import type { SecretBox } from '../secrets/box.js';
+import { type SecretBox, SecretError } from '../secrets/box.js';
 import { type Catalog, type StoredProxy, keyPlace, proxyPlace } from './catalog.js';
 import type { CatalogStore } from './catalog-store.js';
 import type { Pool, PoolKeySettings, RuntimeEntries, UpstreamSettings } from './pool.js';
@@ -97,8 +97,19 @@ export async function startCatalogSync(pool: Pool, store: CatalogStore, box: Sec
     return running;
   }
 
-  await applyOnce(true);
-  const unwatch = store.watch(() => void reload());
+  try {
+    await applyOnce(true);
+  } catch (err) {
+    if (err instanceof SecretError) throw err;
+    // The store is down at start: the gateway starts on its settings (as it does for quotas) and
+    // takes the catalog up when the store answers (the version poll), refusing then what does not open.
+    log.warn({ reason: (err as Error).message }, 'pool catalog: cannot read it at start; serving the settings\' upstreams and keys until the store answers');
+  }
+  // A notice without a version (pub/sub) always reloads; the poll's counter only when it differs
+  // from what this process serves and from a version already found not to open.
+  const unwatch = store.watch((seen) => {
+    if (seen === undefined || (seen !== version && seen !== failedVersion)) void reload();
+  });
   return {
     get version() {
       return version;

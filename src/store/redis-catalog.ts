@@ -36,9 +36,8 @@ return version
 export function redisCatalogStore(data: RedisClient, target: RedisTarget, commandTimeoutMs: number, log: Logger, pollMs = CATALOG_POLL_MS): CatalogStore {
   data.defineCommand('krCatalogPut', { numberOfKeys: 2, lua: CATALOG_PUT_LUA });
   let subscriber: RedisClient | undefined;
-  const listeners = new Set<() => void>();
+  const listeners = new Set<(version?: number) => void>();
   let timer: NodeJS.Timeout | undefined;
-  let seen = -1;
 
   async function read(): Promise<VersionedCatalog> {
     // Both keys share a slot, so one MGET reads a document and the counter written with it.
@@ -46,8 +45,8 @@ export function redisCatalogStore(data: RedisClient, target: RedisTarget, comman
     return { version: Number(version ?? 0), catalog: parseCatalog(doc) };
   }
 
-  const tell = () => {
-    for (const listener of listeners) listener();
+  const tell = (version?: number) => {
+    for (const listener of listeners) listener(version);
   };
 
   function startWatching(): void {
@@ -56,19 +55,18 @@ export function redisCatalogStore(data: RedisClient, target: RedisTarget, comman
     subscriber.on('message', (channel: string) => {
       if (channel === CATALOG_CHANNEL) tell();
     });
-    // After a reconnect the subscription is renewed by ioredis; what was sent meanwhile is caught by the poll.
-    (subscriber as Redis | Cluster).subscribe(CATALOG_CHANNEL).catch((err: unknown) => {
-      log.warn({ reason: (err as Error).message }, 'pool catalog: cannot subscribe to changes; comparing the version twice a second instead');
-    });
+    // Clients here queue nothing while disconnected (redis-client.ts): subscribe once connected.
+    // After a reconnect ioredis renews the subscription; what was sent meanwhile is caught by the poll.
+    const subscribe = () => {
+      (subscriber as Redis | Cluster).subscribe(CATALOG_CHANNEL).catch((err: unknown) => {
+        log.warn({ reason: (err as Error).message }, 'pool catalog: cannot subscribe to changes; comparing the version twice a second instead');
+      });
+    };
+    if (subscriber.status === 'ready') subscribe();
+    else subscriber.once('ready', subscribe);
     timer = setInterval(() => {
       data.get(CATALOG_VERSION_KEY).then(
-        (raw) => {
-          const version = Number(raw ?? 0);
-          if (version !== seen) {
-            seen = version;
-            tell();
-          }
-        },
+        (raw) => tell(Number(raw ?? 0)),
         () => {
           // Unreachable: the gateway keeps the catalog it has, and the next poll tries again.
         },
