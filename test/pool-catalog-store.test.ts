@@ -4,6 +4,7 @@
 // one slot so that one script writes both.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayError } from '../src/errors.js';
+import { addKey } from '../src/pool/catalog.js';
 import { createRedisStore } from '../src/store/redis.js';
 import { CATALOG_KEY, CATALOG_VERSION_KEY } from '../src/store/redis-catalog.js';
 import type { Store } from '../src/store/types.js';
@@ -65,5 +66,16 @@ describe.each(STORE_BACKENDS)('the pool catalog on the %s store', (name, makeBac
     unwatch();
     // The script that writes both keys at once needs them in one slot.
     if (backend.slot) expect(await backend.slot(CATALOG_KEY)).toBe(await backend.slot(CATALOG_VERSION_KEY));
+  });
+
+  it('lets exactly one of two connections racing to add the same key id have it', async () => {
+    const settings = { upstreams: new Set<string>(), keys: new Map<string, Set<string>>() };
+    const key = (sealed: string) => ({ id: 'same', sealed, last4: 'abcd', weight: 1, createdAt: '', updatedAt: '' });
+    const results = await Promise.allSettled(
+      [backend.store, other, backend.store, other].map((store, i) => store.poolCatalog.update((catalog) => addKey(catalog, settings, 'u0', key(`v${i}`)))),
+    );
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    for (const r of results) if (r.status === 'rejected') expect((r.reason as GatewayError).code).toBe('conflict');
+    expect((await other.poolCatalog.read()).catalog.keys.u0?.map((k) => k.id)).toEqual(['same']);
   });
 });
