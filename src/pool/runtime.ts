@@ -74,7 +74,9 @@ export async function startCatalogSync(pool: Pool, store: CatalogStore, box: Sec
     pool.applyRuntime(entries);
     const changed = version >= 0;
     version = read.version;
-    if (changed) log.info({ version, upstreams: entries.upstreams.length }, 'pool catalog applied');
+    const keys = entries.upstreams.reduce((n, u) => n + u.keys.length, 0) + [...entries.keys.values()].reduce((n, k) => n + k.length, 0);
+    if (changed) log.info({ version, upstreams: entries.upstreams.length, keys }, 'pool catalog applied');
+    else if (keys > 0 || entries.upstreams.length > 0) log.info({ version, upstreams: entries.upstreams.map((u) => u.id), keys }, 'pool catalog: upstreams and keys added at run time');
   }
 
   function reload(): Promise<void> {
