@@ -3,7 +3,7 @@
 // here, ids never collide, secrets are write-only, and every bad input is refused naming its field
 // with nothing changed.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
+import { type FakeUpstream, invalidKeyBody, startFakeUpstream } from '../src/dev/fake-upstream.js';
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerSecret } from './helpers/log-capture.js';
 import { type AdminAnswer, SECRET_A, adminAt, chat, fragments, runtimeSecret } from './helpers/runtime-fixture.js';
@@ -144,6 +144,23 @@ describe.each(STORE_BACKENDS)('run-time upstreams on the %s store', (_name, make
     expect((await call('GET', '/upstreams')).json.data.map((u: { id: string }) => u.id)).toEqual(['main']);
     const none = await chat(gateway.url, userKey, 'o3-mini');
     expect(none.status).toBe(503);
+  });
+
+  it('keeps key health for run-time keys: a refused key is disabled, and a rotation starts it afresh', async () => {
+    const dead = runtimeSecret('dead');
+    const revived = runtimeSecret('revived');
+    fake.reset();
+    fake.handle((req) => (req.headers.authorization === `Bearer ${dead}` ? { status: 401, body: invalidKeyBody(req.headers.authorization) } : undefined));
+    expect((await call('POST', '/upstreams', { id: 'health', baseUrl: fake.baseUrl, models: ['dall-*'] })).status).toBe(201);
+    expect((await call('POST', '/upstreams/health/keys', { id: 'h1', key: dead })).status).toBe(201);
+    // The only key's own answer reaches the client (masked); the key is set aside.
+    expect((await chat(gateway.url, userKey, 'dall-e-3')).status).toBe(401);
+    expect((await call('GET', '/upstreams/health/keys/h1')).json).toMatchObject({ state: 'disabled', reason: 'invalid_api_key', failures: 1 });
+    expect((await call('POST', '/upstreams/health/keys/h1/rotate', { key: revived })).json).toMatchObject({ state: 'active', last4: revived.slice(-4) });
+    expect((await chat(gateway.url, userKey, 'dall-e-3')).status).toBe(200);
+    expect(fake.requests.map((r) => r.headers.authorization)).toEqual([`Bearer ${dead}`, `Bearer ${revived}`]);
+    expect((await call('DELETE', '/upstreams/health')).status).toBe(200);
+    fake.reset();
   });
 
   it('never shows a secret in any answer', () => {
