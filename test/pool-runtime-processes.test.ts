@@ -77,6 +77,11 @@ describe.each(BACKENDS)('two gateway processes on %s', (name, makeStore) => {
     expect(answer.status).toBe(200);
     expect(tookMs).toBeLessThan(5000);
     expect(fake.requests.map(auth)).toEqual([FIRST]);
+    // A change of its fields travels the same way.
+    expect((await adminAt(one.url)('PATCH', '/upstreams/default/keys/first', { weight: 7, models: ['gpt-*'] })).status).toBe(200);
+    await until(async () => (await adminAt(two.url)('GET', '/upstreams/default/keys/first')).json.weight === 7, 'process 2 to apply the change', 5000);
+    expect((await adminAt(two.url)('GET', '/upstreams/default/keys/first')).json).toMatchObject({ weight: 7, models: ['gpt-*'], last4: FIRST.slice(-4) });
+    expect((await chat(two.url, userKey, 'o3-mini')).status).toBe(503);
   });
 
   it('a key removed while 20 streams run on it: all 20 finish whole, and no new request reaches it', async () => {

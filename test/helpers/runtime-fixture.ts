@@ -1,6 +1,7 @@
 // Shared by the run-time pool tests: two KEYRELAY_SECRET values, pool key secrets of recognisable
 // shape (each registered for the log and answer scans), an admin client for a gateway at any URL
 // (an in-process one or a child process) whose every answer is scanned, and a chat request.
+import { createHash } from 'node:crypto';
 import { ADMIN_TOKEN } from './gateway.js';
 import { captureAnswer, registerPoolKey, registerSecret } from './log-capture.js';
 
@@ -11,7 +12,9 @@ registerSecret(SECRET_B);
 
 /** A pool key secret for run-time tests: OpenAI-shaped, unique per label, registered for the scans. */
 export function runtimeSecret(label: string): string {
-  const secret = `sk-rt-${label}-${'Zq8Lm3Np7Rt2Vx6Bc9Df4Gh1Jk5'.slice(0, 24)}${label.length}w`;
+  // The last 4 characters come from the label, so that two keys never show the same last 4.
+  const tail = createHash('sha256').update(label).digest('hex').slice(0, 4);
+  const secret = `sk-rt-${label}-${'Zq8Lm3Np7Rt2Vx6Bc9Df4Gh1Jk5'.slice(0, 24)}${tail}`;
   registerPoolKey(secret);
   return secret;
 }
