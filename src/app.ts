@@ -13,7 +13,7 @@ import Fastify, {
 import type { Logger } from 'pino';
 import type { Alerts } from './alerts/alerts.js';
 import type { Caller } from './auth.js';
-import type { Config } from './config.js';
+import { type Config, ConfigError } from './config.js';
 import { GatewayError, errorBody } from './errors.js';
 import { capConnections } from './inbound/connection-cap.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
@@ -37,7 +37,9 @@ import type { HealthRecord } from './pool/health-sync.js';
 import { Pool } from './pool/pool.js';
 import { RetryPolicy } from './pool/retry.js';
 import { createLane } from './relay/lane.js';
-import { createMasker } from './relay/mask.js';
+import { createGrowingMasker } from './relay/mask.js';
+import { startCatalogSync } from './pool/runtime.js';
+import { SecretError, secretBoxFrom } from './secrets/box.js';
 import { OpenStreams } from './relay/open-streams.js';
 import { createRelayRoute } from './relay/route.js';
 import { createOutbound } from './relay/outbound.js';
@@ -52,6 +54,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Ends every open stream and WebSocket now; resolves how many there were. */
     interruptStreams(): number;
+    /** Puts the upstreams and pool keys of reloaded settings in place (SIGHUP); requests running on a key that left finish on it. */
+    applyPoolSettings(next: Config): void;
   }
   interface FastifyRequest {
     target: Target;
@@ -167,13 +171,24 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const store = options.store ?? (await createStore(config, log));
   const alerts = createAlerts({ config, store: store.alerts, log });
   const pool = await buildPool(config, store, log, alerts);
+  const secretBox = secretBoxFrom(config.secret, config.secretPrevious);
+  // What the store holds must open before a single request is served (src/pool/runtime.ts).
+  const catalog = await startCatalogSync(pool, store.poolCatalog, secretBox, log).catch(async (err: unknown) => {
+    if (!(err instanceof SecretError)) throw err;
+    await store.close();
+    throw new ConfigError(err.message);
+  });
+  const masker = createGrowingMasker(pool.secrets());
+  pool.onChange(() => masker.learn(pool.secrets()));
   const services: Services = {
     config,
     log,
     store,
     pool,
     retry: new RetryPolicy(config.pool.retry),
-    masker: createMasker(pool.secrets()),
+    masker,
+    catalog,
+    secretBox,
     outbound: createOutbound(config, log),
     streams: new OpenStreams(),
     metrics: createMetrics({ userLabels: config.logging.userLabelsInMetrics }),
@@ -265,8 +280,10 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   });
   // For the shutdown's end of grace (src/server.ts): streams get their last event, WebSockets close.
   app.decorate('interruptStreams', () => services.streams.interruptAll());
+  app.decorate('applyPoolSettings', (next: Config) => pool.applySettings(next));
   app.addHook('onClose', async () => {
     app.server.off('upgrade', onUpgrade);
+    catalog.close();
     pool.close();
     services.quotaWatch.close();
     await alerts.close();

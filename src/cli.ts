@@ -60,7 +60,8 @@ function parse(command: Command, rest: string[]): { args: string[]; values: Opti
     const missing = command.args[parsed.positionals.length];
     if (missing) throw new UsageError(`missing ${missing}`);
     const extra = parsed.positionals[command.args.length];
-    if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+    // A key pasted where it does not belong is not echoed back (commands read keys from standard input).
+    if (extra !== undefined) throw new UsageError(/^(sk|sess)-/.test(extra) ? 'unexpected argument (not shown: it looks like a key; keys are read from standard input)' : `unexpected argument "${extra}"`);
   }
   return { args: parsed.positionals, values: parsed.values };
 }

@@ -10,6 +10,7 @@ import { AuditSettings } from './audit/settings.js';
 import { STRATEGIES } from './pool/strategies.js';
 import { proxyEnvFrom } from './proxy/env.js';
 import { DIRECT, ProxyUrlError, parseProxyUrl } from './proxy/url.js';
+import { SecretError, secretBoxFrom } from './secrets/box.js';
 
 const MB = 1024 * 1024;
 
@@ -84,6 +85,10 @@ export const ConfigSchema = Type.Object(
     host: Type.String({ default: '127.0.0.1' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
     adminToken: Type.Optional(Type.String({ minLength: 16 })),
+    // KEYRELAY_SECRET and, during its rotation, KEYRELAY_SECRET_PREVIOUS: 32 bytes in hex or base64
+    // that seal the secrets added at run time (src/secrets/box.ts).
+    secret: Type.Optional(Type.String({ minLength: 1 })),
+    secretPrevious: Type.Optional(Type.String({ minLength: 1 })),
     logLevel: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
       { default: 'info' },
@@ -336,6 +341,8 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   set('host', env.HOST);
   set('port', intFromEnv(env, 'PORT'));
   set('adminToken', env.KEYRELAY_ADMIN_TOKEN);
+  set('secret', env.KEYRELAY_SECRET);
+  set('secretPrevious', env.KEYRELAY_SECRET_PREVIOUS);
   if (env.KEYRELAY_METRICS_TOKEN) out.metrics = { ...((out.metrics as { [k: string]: Json } | undefined) ?? {}), token: env.KEYRELAY_METRICS_TOKEN };
   set('logLevel', env.LOG_LEVEL);
   set('workers', intFromEnv(env, 'KEYRELAY_WORKERS'));
@@ -409,6 +416,12 @@ function checkConsistency(config: Config): void {
   });
   checkProxies(config);
   checkWebhooks(config);
+  try {
+    secretBoxFrom(config.secret, config.secretPrevious);
+  } catch (err) {
+    if (err instanceof SecretError) throw new ConfigError(err.message);
+    throw err;
+  }
   const { requestMs, headersMs } = config.inbound;
   // Node refuses a headers timeout longer than a request timeout that is set.
   if (requestMs > 0 && requestMs < headersMs) throw new ConfigError('setting inbound/requestMs: must be 0 (none) or at least inbound/headersMs');

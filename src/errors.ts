@@ -27,7 +27,12 @@ export const ERRORS = {
   not_found: { status: 404, type: 'invalid_request_error', message: 'Not found.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist or you do not have access to it.' },
   conflict: { status: 409, type: 'invalid_request_error', message: 'It already exists.' },
-  read_only: { status: 409, type: 'invalid_request_error', message: 'It comes from the settings and cannot be changed through the API.' },
+  read_only: { status: 409, type: 'invalid_request_error', message: 'This comes from the settings file or the environment: change it there.' },
+  secret_not_configured: {
+    status: 409,
+    type: 'invalid_request_error',
+    message: 'KEYRELAY_SECRET is not set: the gateway cannot keep a secret encrypted, so it keeps none. Set it and restart.',
+  },
   rate_limit_exceeded: { status: 429, type: 'requests', message: 'Rate limit reached.' },
   insufficient_quota: { status: 429, type: 'insufficient_quota', message: 'Quota exceeded for this window.' },
   // A user holding pool.maxObjectsPerUser objects creates no more until they delete some: waiting

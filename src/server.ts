@@ -114,6 +114,27 @@ export function gracefulShutdown(server: RunningServer, graceMs: number, log: Lo
   };
 }
 
+/**
+ * SIGHUP: the settings (file and environment) are read again and their upstreams and pool keys
+ * applied, with the same no-drop rule as a run-time change (src/pool/pool.ts): requests running on
+ * a key that left finish on it. Other settings (listen address, store, limits …) need a restart.
+ * Settings that do not load are refused with the message naming the setting; the running ones stay.
+ */
+export function reloadOnHangup(server: RunningServer, log: Logger, load: () => Config = () => loadConfig()): () => void {
+  return () => {
+    let next: Config;
+    try {
+      next = load();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      log.error({ reason: err.message }, 'settings reload refused: the running settings stay');
+      return;
+    }
+    server.app.applyPoolSettings(next);
+    log.info({ upstreams: next.upstreams.map((u) => `${u.id} (${u.keys.length} keys)`) }, 'settings reloaded: upstreams and pool keys applied; other settings take a restart');
+  };
+}
+
 /** `keyrelay serve`: runs until a signal, then closes within the grace period and exits 0. */
 export async function serve(): Promise<void> {
   let config: Config;
@@ -131,10 +152,21 @@ export async function serve(): Promise<void> {
     runPrimary(config.workers, log);
     return;
   }
-  const server = await startServer(config, log);
+  let server: RunningServer;
+  try {
+    server = await startServer(config, log);
+  } catch (err) {
+    // What the store holds can make the settings wrong too: a KEYRELAY_SECRET that does not open it.
+    if (err instanceof ConfigError) {
+      process.stderr.write(`keyrelay: invalid settings: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
   const shutdown = gracefulShutdown(server, config.shutdownGraceMs, log);
   const stop = (signal: string) => void shutdown(signal);
   process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', reloadOnHangup(server, log));
   // A worker hears Ctrl-C from the terminal and the primary's SIGTERM: only the latter counts.
   process.on('SIGINT', () => (cluster.isWorker ? undefined : stop('SIGINT')));
 }

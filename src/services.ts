@@ -5,6 +5,8 @@ import type { QuotaWatch } from './alerts/quota-watch.js';
 import type { Config } from './config.js';
 import type { Metrics } from './metrics.js';
 import type { Pool } from './pool/pool.js';
+import type { CatalogSync } from './pool/runtime.js';
+import type { SecretBox } from './secrets/box.js';
 import type { RetryPolicy } from './pool/retry.js';
 import type { Masker } from './relay/mask.js';
 import type { OpenStreams } from './relay/open-streams.js';
@@ -20,6 +22,10 @@ export interface Services {
   retry: RetryPolicy;
   /** Masks pool keys and other key material in upstream error texts (src/relay/mask.ts). */
   masker: Masker;
+  /** Upstreams and pool keys added at run time, as this process serves them (src/pool/runtime.ts). */
+  catalog: CatalogSync;
+  /** Seals and opens the secrets added at run time (KEYRELAY_SECRET). */
+  secretBox: SecretBox;
   outbound: Outbound;
   /** Streams and WebSockets open now: what a shutdown ends when its grace period is over. */
   streams: OpenStreams;

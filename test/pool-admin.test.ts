@@ -12,7 +12,13 @@ afterAll(() => pool.close());
 
 const key = (id: string, fields: Record<string, unknown> = {}) => ({
   id,
+  source: 'settings',
   last4: poolSecret(id).slice(-4),
+  weight: 1,
+  models: null,
+  organization: null,
+  project: null,
+  proxy: null,
   state: 'active',
   until: null,
   reason: null,
@@ -27,7 +33,11 @@ it('lists each upstream and pool key, without the secret', async () => {
   expect((await pool.post('/chat/completions', CHAT)).status).toBe(200);
   const answer = await pool.gateway.admin('GET', '/upstreams');
   expect(answer.status).toBe(200);
-  expect(answer.json).toEqual({ data: [{ id: 'main', strategy: 'weighted', keys: [key('a', { requests: 1 }), key('b')] }] });
+  expect(answer.json).toEqual({
+    data: [
+      { id: 'main', source: 'settings', kind: 'openai', baseUrl: pool.fake.baseUrl, models: ['*'], strategy: 'weighted', proxy: null, keys: [key('a', { requests: 1 }), key('b')] },
+    ],
+  });
   expect(JSON.stringify(answer.json)).not.toContain(poolSecret('a').slice(0, 12));
 });
 

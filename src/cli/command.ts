@@ -7,12 +7,18 @@ export interface TextSink {
   write(text: string): unknown;
 }
 
+/** Where a secret is read from: a pipe, or a terminal (then without echo). */
+export interface SecretSource extends AsyncIterable<Buffer | string> {
+  isTTY?: boolean;
+  setRawMode?(raw: boolean): unknown;
+}
+
 export interface CliIo {
   stdout: TextSink;
   stderr: TextSink;
   env: Record<string, string | undefined>;
-  /** Where secrets are read from (never from arguments, which land in shell history). */
-  stdin?: AsyncIterable<Buffer | string> & { isTTY?: boolean };
+  /** Secrets (pool keys) come from here, never from an argument, which would land in shell history. */
+  stdin?: SecretSource;
 }
 
 export interface OptionSpec {

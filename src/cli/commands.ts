@@ -4,6 +4,7 @@ import type { Command } from './command.js';
 import { auditCommands } from './audit.js';
 import { keysCommands } from './keys.js';
 import { webhooksCommands } from './webhooks.js';
+import { upstreamChangeCommands } from './upstream-changes.js';
 import { upstreamsCommands } from './upstreams.js';
 import { usageCommands } from './usage.js';
 import { usersCommands } from './users.js';
@@ -21,4 +22,13 @@ const serveCommand: Command = {
   },
 };
 
-export const COMMANDS: readonly Command[] = [serveCommand, ...usersCommands, ...keysCommands, ...usageCommands, ...upstreamsCommands, ...auditCommands, ...webhooksCommands];
+export const COMMANDS: readonly Command[] = [
+  serveCommand,
+  ...usersCommands,
+  ...keysCommands,
+  ...usageCommands,
+  ...upstreamsCommands,
+  ...upstreamChangeCommands,
+  ...auditCommands,
+  ...webhooksCommands,
+];

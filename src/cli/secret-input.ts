@@ -1,24 +1,33 @@
-// Reads a secret from standard input: piped (`printf %s "$SECRET" | keyrelay ...`), or typed at a
-// prompt when stdin is a terminal. Never from an argument, which would land in shell history and
-// show in `ps`.
+// Reads a secret for the command line: the first line of a pipe (`printf %s "$KEY" | keyrelay …`),
+// or typed at a prompt without echo. Never an argument: arguments land in shell history and in
+// every `ps` listing.
 import { CliError, type CliIo } from './command.js';
 
 const MAX_BYTES = 64 * 1024;
 
-export async function readSecret(io: CliIo, prompt: string): Promise<string> {
-  const stdin = io.stdin;
-  if (!stdin) throw new CliError('no standard input to read the secret from', 2);
-  if (stdin.isTTY) io.stderr.write(`${prompt}: `);
+export async function readSecret(io: CliIo, what: string): Promise<string> {
+  const input = io.stdin;
+  if (!input) throw new CliError(`${what}: nothing to read it from; pipe it in on standard input`);
+  const tty = input.isTTY === true;
+  if (tty) {
+    io.stderr.write(`${what} (not shown): `);
+    input.setRawMode?.(true);
+  }
   let text = '';
-  for await (const chunk of stdin) {
-    text += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
-    if (text.length > MAX_BYTES) throw new CliError('the secret on standard input is too long', 2);
-    // At a terminal, one line is the answer.
-    if (stdin.isTTY && text.includes('\n')) break;
+  try {
+    for await (const chunk of input) {
+      text += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+      if (tty && /[\r\n\u0003\u0004]/.test(text)) break;
+      if (text.length > MAX_BYTES) break;
+    }
+  } finally {
+    if (tty) {
+      input.setRawMode?.(false);
+      io.stderr.write('\n');
+    }
   }
-  const secret = text.replace(/\r?\n$/, '').split(/\r?\n/)[0] ?? '';
-  if (secret === '') {
-    throw new CliError('no secret on standard input', 2, 'Pipe it in, for example: printf %s "$WEBHOOK_SECRET" | keyrelay webhooks add ...');
-  }
+  if (text.includes('\u0003')) throw new CliError('cancelled');
+  const secret = (text.split(/\r?\n|\r|\u0004/, 1)[0] ?? '').trim();
+  if (!secret) throw new CliError(`${what}: read nothing; pipe it in on standard input, as in: printf %s "$KEY" | keyrelay …`);
   return secret;
 }

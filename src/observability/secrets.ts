@@ -33,6 +33,8 @@ export function configSecrets(config: Config): string[] {
   const secrets: string[] = [];
   if (config.adminToken) secrets.push(config.adminToken);
   if (config.metrics.token) secrets.push(config.metrics.token);
+  if (config.secret) secrets.push(config.secret);
+  if (config.secretPrevious) secrets.push(config.secretPrevious);
   secrets.push(...proxyPasswords(config.proxy));
   for (const value of Object.values(config.proxyEnv)) secrets.push(...proxyPasswords(value));
   for (const upstream of config.upstreams) {

@@ -1,4 +1,5 @@
-// The admin API (CONTRACT.md, Admin API): users and their keys, and the pool's upstream keys.
+// The admin API (CONTRACT.md, Admin API): users and their keys; upstreams and pool keys are
+// admin-upstreams.ts.
 // Guarded by KEYRELAY_ADMIN_TOKEN; without one the routes do not exist at all and answer 404.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
@@ -13,9 +14,9 @@ import { PriceTable } from '../quota/prices.js';
 import { unpricedModelWarnings } from '../quota/unpriced.js';
 import { LIMIT_MAXIMUM } from '../quota/amounts.js';
 import { usageView } from '../quota/view.js';
-import type { KeyDescription, Pool } from '../pool/pool.js';
 import type { AuditSpec } from '../audit/hook.js';
 import type { Services } from '../services.js';
+import { adminUpstreamsPlugin } from './admin-upstreams.js';
 import type { KeyRecord, Limits as UserLimits, User, UserPatch } from '../store/types.js';
 
 // Every optional field takes null for "none": no limit, no name, any model, no expiry. On a
@@ -70,7 +71,6 @@ const CreateKey = Type.Object({ name: Name, expiresAt: ExpiresAt }, { additional
 const CreateQuery = Type.Object({ allowPast: Type.Optional(Type.Literal('true')) }, { additionalProperties: false });
 const IdParams = Type.Object({ id: Type.String() });
 const KeyParams = Type.Object({ keyId: Type.String() });
-const PoolKeyParams = Type.Object({ upstream: Type.String(), keyId: Type.String() });
 
 // What each change writes to the audit log (src/audit/hook.ts): an action and its target.
 const param = (name: string) => (request: { params: unknown }) => String((request.params as Record<string, unknown>)[name]);
@@ -124,29 +124,6 @@ const allowed = (given: Permission[] | null | undefined): Permission[] | undefin
 
 function notFound(what: string): GatewayError {
   return new GatewayError('not_found', { message: `No ${what} with that id.` });
-}
-
-/**
- * A pool key as `GET /admin/upstreams` shows it: never the secret, its last 4 characters only.
- * `until` (ISO 8601) is when a cooling key is usable again or a disabled key is next probed; null
- * when it is active, or disabled by hand. Counts are this process's, since it started.
- */
-function poolKeyView(key: KeyDescription) {
-  return {
-    id: key.id,
-    last4: key.last4,
-    state: key.state,
-    until: key.until === undefined ? null : new Date(key.until).toISOString(),
-    reason: key.reason ?? null,
-    inFlight: key.inFlight,
-    requests: key.requests,
-    failures: key.failures,
-    consecutiveFailures: key.consecutiveFailures,
-  };
-}
-
-function describePool(pool: Pool) {
-  return pool.describe().map((u) => ({ id: u.id, strategy: u.strategy, keys: u.keys.map(poolKeyView) }));
 }
 
 /** The onRequest hook of every /admin route: the admin token, or 401. */
@@ -269,17 +246,5 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     return publicKey(key);
   });
 
-  const { pool } = services;
-  app.get('/upstreams', async () => ({ data: describePool(pool) }));
-
-  // Manual control: a key disabled here stays disabled, in every process, until enabled here.
-  for (const action of ['enable', 'disable'] as const) {
-    const audit = audited(`pool_key.${action}`, (r) => `pool_key:${param('upstream')(r)}/${param('keyId')(r)}`);
-    app.post<{ Params: Static<typeof PoolKeyParams> }>(`/upstreams/:upstream/keys/:keyId/${action}`, { config: audit }, async (request) => {
-      const { upstream, keyId } = request.params;
-      if (!pool.setEnabled(upstream, keyId, action === 'enable')) throw notFound('pool key');
-      const key = pool.describe().find((u) => u.id === upstream)?.keys.find((k) => k.id === keyId);
-      return { upstream, ...poolKeyView(key as KeyDescription) };
-    });
-  }
+  await app.register(adminUpstreamsPlugin, { ...services, prefix: '' });
 }

@@ -3,14 +3,24 @@
 // which may not serve the model), then to one of that upstream's keys: those that allow the model,
 // are usable now (health.ts) and were not tried yet by this request, picked by the upstream's
 // strategy (strategies.ts). A recovering key due for its probe takes the request first.
+//
+// The settings' upstreams come first; those added at run time (catalog.ts, kept up to date by
+// runtime.ts) follow, and keys added at run time to a settings upstream join its list. A change
+// builds new lists and swaps them in whole: a request holds the upstream and key it was given, so
+// a key removed or rotated meanwhile serves it to the end (its secret is dropped with the last
+// request that holds it), while every selection after the swap sees the new lists.
 import { compileGlobs } from '../glob.js';
 import { type AttemptTicket, type HealthOptions, KeyHealth, type KeyView } from './health.js';
 import { type AttemptResult, type Verdict, classifyAttempt } from './outcome.js';
 import { headroom } from './rate-headers.js';
 import { type Candidate, type Strategy, type StrategyName, createStrategy } from './strategies.js';
 
+/** `settings`: from the settings file or the environment, read-only at run time; `store`: added at run time. */
+export type PoolSource = 'settings' | 'store';
+
 export interface PoolKeySettings {
   id: string;
+  source?: PoolSource;
   key: string;
   weight?: number;
   models?: readonly string[];
@@ -21,6 +31,7 @@ export interface PoolKeySettings {
 
 export interface UpstreamSettings {
   id: string;
+  source?: PoolSource;
   baseUrl: string;
   models?: readonly string[];
   proxy?: string | readonly string[];
@@ -38,6 +49,7 @@ export interface PoolKey {
   readonly upstreamId: string;
   /** `upstreamId/keyId`: unique in the pool (key ids are unique only within their upstream). */
   readonly ref: string;
+  readonly source: PoolSource;
   /** The upstream API key. Never logged, never sent to a client. */
   readonly secret: string;
   readonly last4: string;
@@ -45,6 +57,7 @@ export interface PoolKey {
   readonly organization?: string;
   readonly project?: string;
   readonly proxy?: string | readonly string[];
+  readonly models?: readonly string[];
   readonly allowsModel: (model: string) => boolean;
 }
 
@@ -55,7 +68,9 @@ export interface Upstream {
   readonly origin: string;
   /** The base URL's path without a trailing slash, such as `/v1`. */
   readonly basePath: string;
+  readonly source: PoolSource;
   readonly proxy?: string | readonly string[];
+  readonly models?: readonly string[];
   readonly strategy: StrategyName;
   readonly servesModel: (model: string) => boolean;
   readonly keys: readonly PoolKey[];
@@ -104,6 +119,13 @@ export interface UpstreamDescription {
   keys: KeyDescription[];
 }
 
+/** What the run-time catalog adds to the settings, secrets opened (runtime.ts). */
+export interface RuntimeEntries {
+  upstreams: readonly UpstreamSettings[];
+  /** Keys added at run time to upstreams of the settings, by upstream id. */
+  keys: ReadonlyMap<string, readonly PoolKeySettings[]>;
+}
+
 const any = () => true;
 
 export function keyRef(upstreamId: string, keyId: string): string {
@@ -115,12 +137,14 @@ function buildKey(upstream: UpstreamSettings, key: PoolKeySettings): PoolKey {
     id: key.id,
     upstreamId: upstream.id,
     ref: keyRef(upstream.id, key.id),
+    source: key.source ?? 'settings',
     secret: key.key,
     last4: key.key.slice(-4),
     weight: Math.max(1, key.weight ?? 1),
     organization: key.organization,
     project: key.project,
     proxy: key.proxy,
+    models: key.models,
     allowsModel: compileGlobs(key.models) ?? any,
   };
 }
@@ -132,7 +156,9 @@ function buildUpstream(config: UpstreamSettings): Upstream {
     baseUrl: config.baseUrl,
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ''),
+    source: config.source ?? 'settings',
     proxy: config.proxy,
+    models: config.models,
     strategy: config.strategy ?? 'round-robin',
     servesModel: compileGlobs(config.models) ?? any,
     keys: config.keys.map((k) => buildKey(config, k)),
@@ -144,16 +170,62 @@ interface Usable extends Candidate {
 }
 
 export class Pool {
-  readonly upstreams: readonly Upstream[];
   readonly health: KeyHealth;
-  private readonly strategies = new Map<string, Strategy>();
+  private current: readonly Upstream[] = [];
+  private settings: readonly UpstreamSettings[];
+  private runtime: RuntimeEntries = { upstreams: [], keys: new Map() };
+  private readonly strategies = new Map<string, { name: StrategyName; strategy: Strategy }>();
+  private readonly changeListeners = new Set<() => void>();
   private readonly now: () => number;
 
   constructor(config: PoolSettings, options: HealthOptions = {}) {
-    this.upstreams = config.upstreams.map(buildUpstream);
+    this.settings = config.upstreams;
     this.health = new KeyHealth(options);
     this.now = options.now ?? Date.now;
-    for (const upstream of this.upstreams) this.strategies.set(upstream.id, createStrategy(upstream.strategy));
+    this.rebuild();
+  }
+
+  get upstreams(): readonly Upstream[] {
+    return this.current;
+  }
+
+  /** Puts the run-time catalog's upstreams and keys in place of the ones it had. */
+  applyRuntime(entries: RuntimeEntries): void {
+    this.runtime = entries;
+    this.rebuild();
+  }
+
+  /** Puts new settings in place (a reload); the run-time entries stay. */
+  applySettings(config: PoolSettings): void {
+    this.settings = config.upstreams;
+    this.rebuild();
+  }
+
+  /** Called after each change of the lists (the masker learns new secrets there). */
+  onChange(listener: () => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  private rebuild(): void {
+    const settingsIds = new Set(this.settings.map((u) => u.id));
+    const merged: UpstreamSettings[] = this.settings.map((u) => {
+      // A key id of the settings wins over one added at run time (refused by the admin API, but
+      // the settings may have gained it since): two keys of one id would share health and pins.
+      const own = new Set(u.keys.map((k) => k.id));
+      const added = this.runtime.keys.get(u.id)?.filter((k) => !own.has(k.id));
+      return added?.length ? { ...u, keys: [...u.keys, ...added] } : u;
+    });
+    // A run-time upstream never shadows one of the settings (the admin API refuses such an id).
+    for (const u of this.runtime.upstreams) if (!settingsIds.has(u.id)) merged.push(u);
+    const upstreams = merged.map(buildUpstream);
+    for (const upstream of upstreams) {
+      const kept = this.strategies.get(upstream.id);
+      if (kept?.name !== upstream.strategy) this.strategies.set(upstream.id, { name: upstream.strategy, strategy: createStrategy(upstream.strategy) });
+    }
+    for (const id of this.strategies.keys()) if (!upstreams.some((u) => u.id === id)) this.strategies.delete(id);
+    this.current = upstreams;
+    for (const listener of this.changeListeners) listener();
   }
 
   get size(): number {
@@ -227,7 +299,7 @@ export class Pool {
     }
     // A pinned request has one candidate: asking the strategy would move its cursor (round robin,
     // smooth weights) for a pick it did not make, skewing the unpinned traffic.
-    const picked = pinned ? usable[0] : this.strategies.get(upstream.id)?.pick(usable);
+    const picked = pinned ? usable[0] : this.strategies.get(upstream.id)?.strategy.pick(usable);
     if (!picked) return { ok: false, reason: 'unavailable', ...(retryAt === undefined ? {} : { retryAt }) };
     return { ok: true, choice: { upstream, key: picked.key } };
   }

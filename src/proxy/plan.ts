@@ -29,7 +29,11 @@ function route(source: ProxySource, urls: readonly string[]): ProxyRoute {
   return { source, proxies, describe: proxies.length === 0 ? DIRECT : proxies.map((p) => p.masked).join(', ') };
 }
 
-export function proxyRouteFor(config: Config, upstream: UpstreamConfig, key?: PoolKeyConfig): ProxyRoute {
+export function proxyRouteFor(
+  config: Pick<Config, 'proxy' | 'proxyEnv'>,
+  upstream: Pick<UpstreamConfig, 'baseUrl'> & { proxy?: ProxySetting },
+  key?: { proxy?: ProxySetting },
+): ProxyRoute {
   const candidates: Array<[ProxySource, ProxySetting]> = [
     ['key', key?.proxy],
     ['upstream', upstream.proxy],

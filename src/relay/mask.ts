@@ -109,3 +109,26 @@ export function createMasker(secrets: Iterable<string> = []): Masker {
 
 /** Masks tokens of the OpenAI shapes only (no configured secrets). */
 export const maskKeyMaterial = createMasker().text;
+
+/**
+ * A masker whose secrets can grow while the gateway runs: pool keys added at run time. A secret
+ * once learnt is never forgotten here, so a key removed or rotated is still masked in the answers
+ * of requests that were running on it. Each call reads the masker of the moment.
+ */
+export function createGrowingMasker(secrets: Iterable<string> = []): Masker & { learn(secrets: Iterable<string>): void } {
+  const known = new Set(secrets);
+  let current = createMasker(known);
+  return {
+    learn(more) {
+      const before = known.size;
+      for (const secret of more) known.add(secret);
+      if (known.size !== before) current = createMasker(known);
+    },
+    text: (value) => current.text(value),
+    bytes: (value) => current.bytes(value),
+    secrets: (value) => current.secrets(value),
+    stream: (keepLength) => current.stream(keepLength),
+    header: (value) => current.header(value),
+    inName: (name) => current.inName(name),
+  };
+}

@@ -1,12 +1,14 @@
-// The undici dispatchers that carry upstream traffic, built once at start and chosen per request:
-// one Agent for direct connections and one per distinct proxy list, each used by every upstream and
-// pool key whose most specific proxy setting names that list (src/proxy/plan.ts).
+// The undici dispatchers that carry upstream traffic, chosen per request: one Agent for direct
+// connections and one per distinct proxy list, each used by every upstream and pool key whose most
+// specific proxy setting names that list (src/proxy/plan.ts). Each pool key's route is worked out
+// the first time it is used and kept with the key object, so a key added or changed at run time
+// (a new object, src/pool/pool.ts) gets its own without a restart.
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import type { Logger } from 'pino';
 import { Agent, type Dispatcher } from 'undici';
 import type { Config } from '../config.js';
-import type { PoolChoice } from '../pool/pool.js';
+import type { PoolChoice, PoolKey } from '../pool/pool.js';
 import { chainConnector } from '../proxy/connector.js';
 import { ProxyHealth } from '../proxy/health.js';
 import { HttpConnectTunnel } from '../proxy/http-tunnel.js';
@@ -19,8 +21,6 @@ export interface Outbound {
   dispatcherFor(choice: PoolChoice): Dispatcher;
   close(): Promise<void>;
 }
-
-const routeId = (upstreamId: string, keyId = '') => `${upstreamId}\n${keyId}`;
 
 export function createOutbound(config: Config, log?: Logger): Outbound {
   const { timeouts } = config;
@@ -62,19 +62,16 @@ export function createOutbound(config: Config, log?: Logger): Outbound {
     return agent;
   };
 
-  const routes = new Map<string, Dispatcher>();
-  for (const upstream of config.upstreams) {
-    routes.set(routeId(upstream.id), dispatcherOf(proxyRouteFor(config, upstream).proxies));
-    for (const key of upstream.keys) {
-      routes.set(routeId(upstream.id, key.id), dispatcherOf(proxyRouteFor(config, upstream, key).proxies));
-    }
-  }
+  const routes = new WeakMap<PoolKey, Dispatcher>();
 
   return {
     dispatcherFor(choice) {
-      const dispatcher = routes.get(routeId(choice.upstream.id, choice.key.id)) ?? routes.get(routeId(choice.upstream.id));
-      // Never fall back to a direct connection: an unknown upstream is a bug, not a reason to go around a proxy.
-      if (!dispatcher) throw new Error(`no outbound route for upstream "${choice.upstream.id}"`);
+      let dispatcher = routes.get(choice.key);
+      if (!dispatcher) {
+        // Never a direct connection by default: proxyRouteFor throws on a proxy it cannot parse.
+        dispatcher = dispatcherOf(proxyRouteFor(config, choice.upstream, choice.key).proxies);
+        routes.set(choice.key, dispatcher);
+      }
       return dispatcher;
     },
     async close() {

@@ -2,6 +2,7 @@
 import { MemoryAlertStore } from '../alerts/types.js';
 import { MemoryAuditLog } from '../audit/log.js';
 import { MemoryHealthSync } from '../pool/health-sync.js';
+import { MemoryCatalogStore } from '../pool/catalog-store.js';
 import { MemoryObjectOwners } from '../pool/object-owners.js';
 import { MemoryLedger } from '../quota/ledger.js';
 import { MemoryLaterCharges } from './later-charges.js';
@@ -111,6 +112,7 @@ export function createMemoryStore(): Store {
       return ledger.usage(userId, limits, now);
     },
     keyHealth: new MemoryHealthSync(),
+    poolCatalog: new MemoryCatalogStore(),
     objectOwners: new MemoryObjectOwners(),
     audit: new MemoryAuditLog(),
     alerts: new MemoryAlertStore(),

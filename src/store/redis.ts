@@ -15,6 +15,7 @@ import { PendingSettles } from './pending-settles.js';
 import { ScriptBatch } from './script-batch.js';
 import { redisKeyHealth } from './redis-pool.js';
 import { redisLaterCharges } from './later-charges.js';
+import { redisCatalogStore } from './redis-catalog.js';
 import { redisObjectOwners } from './redis-owners.js';
 import { redisAlertStore } from '../alerts/redis-store.js';
 import { redisAuditLog } from '../audit/redis-log.js';
@@ -132,6 +133,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     ]);
   }
   const pending = new PendingSettles(runSettle, log);
+  const catalog = redisCatalogStore(data, options, commandTimeoutMs, log);
   quota.on('ready', () => pending.flush());
 
   const ready = await Promise.all([waitReady(data, Math.max(1000, commandTimeoutMs * 2)), waitReady(quota, Math.max(1000, commandTimeoutMs * 2))]);
@@ -343,6 +345,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
       }),
 
     keyHealth: redisKeyHealth(data, log),
+    poolCatalog: catalog,
     objectOwners: redisObjectOwners(data, guard),
     audit: redisAuditLog(data),
     alerts: redisAlertStore(data),
@@ -359,6 +362,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
 
     async close() {
       await pending.close();
+      await catalog.close();
       data.disconnect();
       quota.disconnect();
     },

@@ -4,6 +4,7 @@
 import type { Permission } from '../operations/costs.js';
 import type { AlertStore } from '../alerts/types.js';
 import type { AuditLog } from '../audit/log.js';
+import type { CatalogStore } from '../pool/catalog-store.js';
 import type { HealthSync } from '../pool/health-sync.js';
 import type { ObjectOwners } from '../pool/object-owners.js';
 import type { LaterCharges } from './later-charges.js';
@@ -186,6 +187,8 @@ export interface Store {
 
   /** Pool key health records, shared by every gateway process on this store (src/pool/health-sync.ts). */
   readonly keyHealth: HealthSync;
+  /** Upstreams and pool keys added at run time (src/pool/catalog-store.ts). */
+  readonly poolCatalog: CatalogStore;
   /** The user and pool key behind each object created through the gateway (src/pool/object-owners.ts). */
   readonly objectOwners: ObjectOwners;
   /** The admin API's audit log (src/audit/log.ts). */

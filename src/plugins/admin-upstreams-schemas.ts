@@ -1,0 +1,91 @@
+// The bodies of the upstream and pool key routes (admin-upstreams.ts). Each field's description is
+// the 400's wording (src/validation-error.ts); none ever quotes the value, which may be a secret.
+import { type TSchema, Type } from '@sinclair/typebox';
+import { STRATEGIES } from '../pool/strategies.js';
+
+const orNull = <T extends TSchema>(schema: T, description: string) => Type.Optional(Type.Union([schema, Type.Null()], { description }));
+
+export const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', description: 'must be 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit' });
+export const BaseUrl = Type.String({ minLength: 1, maxLength: 2048, description: 'must be an absolute http:// or https:// URL of at most 2048 characters' });
+// Printable ASCII without spaces: what an Authorization header can carry unchanged.
+export const Secret = Type.String({
+  minLength: 1,
+  maxLength: 512,
+  pattern: '^[\\x21-\\x7e]+$',
+  description: 'must be the key: 1 to 512 printable characters without spaces',
+});
+const Proxy = Type.Union(
+  [Type.String({ minLength: 1, maxLength: 2048 }), Type.Array(Type.String({ minLength: 1, maxLength: 2048 }), { minItems: 1, maxItems: 10 })],
+  { description: 'must be a proxy URL (http://, https://, socks5://, socks5h://), a list of up to 10 of them, or "direct"' },
+);
+const Models = Type.Array(Type.String({ minLength: 1, maxLength: 200 }), {
+  maxItems: 100,
+  description: 'must be a list of at most 100 model names or glob patterns (1 to 200 characters each)',
+});
+const Strategy = Type.Union(STRATEGIES.map((name) => Type.Literal(name)), { description: `must be one of ${STRATEGIES.join(', ')}` });
+const Weight = Type.Integer({ minimum: 1, maximum: 1000, description: 'must be a whole number from 1 to 1000' });
+const Header = (what: string) => Type.String({ minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x7e]+$', description: `must be the ${what} id: 1 to 200 printable characters` });
+// Other kinds (azure) come with their own request shapes; the field is here so the shape can grow.
+const Kind = Type.Literal('openai', { description: 'must be "openai" (any OpenAI-compatible API)' });
+
+export const UpstreamParams = Type.Object({ upstream: Type.String() });
+export const KeyParams = Type.Object({ upstream: Type.String(), keyId: Type.String() });
+
+export const CreateUpstream = Type.Object(
+  {
+    id: Id,
+    baseUrl: BaseUrl,
+    kind: Type.Optional(Kind),
+    models: orNull(Models, 'must be a list of at most 100 model names or glob patterns, or null for any model'),
+    strategy: Type.Optional(Strategy),
+    proxy: orNull(Proxy, 'must be a proxy URL, a list of them, "direct", or null for the settings\' proxy'),
+  },
+  { additionalProperties: false },
+);
+
+export const PatchUpstream = Type.Object(
+  {
+    baseUrl: Type.Optional(BaseUrl),
+    models: orNull(Models, 'must be a list of at most 100 model names or glob patterns, or null for any model'),
+    strategy: Type.Optional(Strategy),
+    proxy: orNull(Proxy, 'must be a proxy URL, a list of them, "direct", or null for the settings\' proxy'),
+  },
+  { additionalProperties: false },
+);
+
+export const CreateKey = Type.Object(
+  {
+    id: Type.Optional(Id),
+    key: Secret,
+    weight: Type.Optional(Weight),
+    models: orNull(Models, 'must be a list of at most 100 model names or glob patterns, or null for any model'),
+    organization: orNull(Header('organization'), 'must be an organization id, or null for none'),
+    project: orNull(Header('project'), 'must be a project id, or null for none'),
+    proxy: orNull(Proxy, 'must be a proxy URL, a list of them, "direct", or null for the upstream\'s proxy'),
+  },
+  { additionalProperties: false },
+);
+
+export const PatchKey = Type.Object(
+  {
+    weight: Type.Optional(Weight),
+    models: orNull(Models, 'must be a list of at most 100 model names or glob patterns, or null for any model'),
+    organization: orNull(Header('organization'), 'must be an organization id, or null for none'),
+    project: orNull(Header('project'), 'must be a project id, or null for none'),
+    proxy: orNull(Proxy, 'must be a proxy URL, a list of them, "direct", or null for the upstream\'s proxy'),
+    enabled: Type.Optional(Type.Boolean({ description: 'must be true or false' })),
+  },
+  { additionalProperties: false },
+);
+
+export const RotateKey = Type.Object({ key: Secret }, { additionalProperties: false });
+
+export const TestKey = Type.Object(
+  {
+    key: Secret,
+    organization: Type.Optional(Header('organization')),
+    project: Type.Optional(Header('project')),
+    proxy: Type.Optional(Proxy),
+  },
+  { additionalProperties: false },
+);
