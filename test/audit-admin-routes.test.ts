@@ -15,7 +15,16 @@ import { type RedisServer, startRedis } from './helpers/redis-server.js';
 
 const POOL_KEY = 'sk-pool-audit-routes-0123456789abcdefXYZ';
 const WEBHOOK_SECRET = 'whsec-audit-routes-0123456789abcdef';
+const RUNTIME_KEY = 'sk-pool-audit-runtime-0123456789abcdefXYZ';
+const ROTATED_KEY = 'sk-pool-audit-rotated-0123456789abcdefXYZ';
+const TESTED_KEY = 'sk-pool-audit-tested-0123456789abcdefXYZ';
+// What seals the run-time pool keys (32 bytes, base64).
+const STORE_SECRET = Buffer.alloc(32, 7).toString('base64');
 registerPoolKey(POOL_KEY);
+registerPoolKey(RUNTIME_KEY);
+registerPoolKey(ROTATED_KEY);
+registerPoolKey(TESTED_KEY);
+registerSecret(STORE_SECRET);
 registerSecret(WEBHOOK_SECRET);
 
 interface Answer {
@@ -72,6 +81,50 @@ const CASES: Record<string, Case> = {
     ok: async (c) => ({ answer: await c.call('POST', '/upstreams/main/keys/k1/enable'), target: 'pool_key:main/k1' }),
     failing: async (c) => [await c.call('POST', '/upstreams/nope/keys/k1/enable')],
   },
+  'POST /admin/upstreams': {
+    ok: async (c) => ({ answer: await c.call('POST', '/upstreams', { id: 'extra', baseUrl: c.saved.baseUrl }), target: 'upstream:extra' }),
+    failing: async (c) => [
+      await c.call('POST', '/upstreams', { id: 'extra', baseUrl: c.saved.baseUrl }),
+      await c.call('POST', '/upstreams', { id: 'main', baseUrl: c.saved.baseUrl }),
+      await c.call('POST', '/upstreams', { id: 'bad', baseUrl: 'ftp://example.com' }),
+    ],
+  },
+  'PATCH /admin/upstreams/:upstream': {
+    ok: async (c) => ({ answer: await c.call('PATCH', '/upstreams/extra', { models: ['gpt-*'] }), target: 'upstream:extra' }),
+    failing: async (c) => [await c.call('PATCH', '/upstreams/main', { models: ['gpt-*'] }), await c.call('PATCH', '/upstreams/nope', { models: [] })],
+  },
+  'POST /admin/upstreams/:upstream/keys': {
+    ok: async (c) => ({ answer: await c.call('POST', '/upstreams/extra/keys', { id: 'r1', key: RUNTIME_KEY }), target: 'pool_key:extra/r1' }),
+    failing: async (c) => [await c.call('POST', '/upstreams/extra/keys', { id: 'r1', key: RUNTIME_KEY }), await c.call('POST', '/upstreams/extra/keys', { key: '' })],
+  },
+  'PATCH /admin/upstreams/:upstream/keys/:keyId': {
+    ok: async (c) => ({ answer: await c.call('PATCH', '/upstreams/extra/keys/r1', { weight: 2 }), target: 'pool_key:extra/r1' }),
+    failing: async (c) => [await c.call('PATCH', '/upstreams/main/keys/k1', { weight: 2 }), await c.call('PATCH', '/upstreams/extra/keys/nope', { weight: 2 })],
+  },
+  'POST /admin/upstreams/:upstream/keys/:keyId/rotate': {
+    ok: async (c) => ({ answer: await c.call('POST', '/upstreams/extra/keys/r1/rotate', { key: ROTATED_KEY }), target: 'pool_key:extra/r1' }),
+    failing: async (c) => [await c.call('POST', '/upstreams/main/keys/k1/rotate', { key: ROTATED_KEY }), await c.call('POST', '/upstreams/extra/keys/nope/rotate', { key: ROTATED_KEY })],
+  },
+  'POST /admin/upstreams/:upstream/keys/:keyId/test': {
+    ok: async (c) => ({ answer: await c.call('POST', '/upstreams/extra/keys/r1/test'), target: 'pool_key:extra/r1' }),
+    failing: async (c) => [await c.call('POST', '/upstreams/extra/keys/nope/test')],
+  },
+  'POST /admin/upstreams/:upstream/test-key': {
+    ok: async (c) => ({ answer: await c.call('POST', '/upstreams/extra/test-key', { key: TESTED_KEY }), target: 'upstream:extra' }),
+    failing: async (c) => [await c.call('POST', '/upstreams/nope/test-key', { key: TESTED_KEY })],
+  },
+  'POST /admin/secrets/rotate': {
+    ok: async (c) => ({ answer: await c.call('POST', '/secrets/rotate'), target: 'secrets' }),
+    failing: async () => [],
+  },
+  'DELETE /admin/upstreams/:upstream/keys/:keyId': {
+    ok: async (c) => ({ answer: await c.call('DELETE', '/upstreams/extra/keys/r1'), target: 'pool_key:extra/r1' }),
+    failing: async (c) => [await c.call('DELETE', '/upstreams/extra/keys/r1'), await c.call('DELETE', '/upstreams/main/keys/k1')],
+  },
+  'DELETE /admin/upstreams/:upstream': {
+    ok: async (c) => ({ answer: await c.call('DELETE', '/upstreams/extra'), target: 'upstream:extra' }),
+    failing: async (c) => [await c.call('DELETE', '/upstreams/extra'), await c.call('DELETE', '/upstreams/main')],
+  },
   'POST /admin/webhooks': {
     ok: async (c) => {
       const answer = await c.call('POST', '/webhooks', { url: 'http://127.0.0.1:9/hook', events: ['pool.exhausted'], secret: WEBHOOK_SECRET });
@@ -104,7 +157,8 @@ describe.each(['memory', 'redis'])('audit of admin changes (%s store)', (kind) =
   beforeAll(async () => {
     fake = await startFakeUpstream();
     if (kind === 'redis') redis = await startRedis();
-    gateway = await startGateway({ env: { REDIS_URL: redis?.url }, config: settings(fake) });
+    gateway = await startGateway({ env: { REDIS_URL: redis?.url, KEYRELAY_SECRET: STORE_SECRET }, config: settings(fake) });
+    ctx.saved.baseUrl = fake.baseUrl;
   });
   afterAll(async () => {
     await gateway?.close();
@@ -167,7 +221,7 @@ describe.each(['memory', 'redis'])('audit of admin changes (%s store)', (kind) =
   it('holds no secret in any entry or admin answer', async () => {
     const all = JSON.stringify(await log());
     const userKey = ctx.saved.key!;
-    const secrets = [POOL_KEY, userKey, createHash('sha256').update(userKey).digest('hex'), WEBHOOK_SECRET, ADMIN_TOKEN];
+    const secrets = [POOL_KEY, RUNTIME_KEY, ROTATED_KEY, TESTED_KEY, STORE_SECRET, userKey, createHash('sha256').update(userKey).digest('hex'), WEBHOOK_SECRET, ADMIN_TOKEN];
     for (const secret of secrets) expect(all).not.toContain(secret);
     // Answers: the user key comes back once, in the answer that created it; nothing else anywhere.
     const others = texts.filter((t) => !t.includes('"key":"sk-kr-'));

@@ -77,7 +77,7 @@ describe('keyrelay webhooks', () => {
     expect(asArgument.code).toBe(2);
     const missing = await cli(['webhooks', 'add', receiver.url, '--events', 'pool.exhausted'], '');
     expect(missing.code).toBe(2);
-    expect(missing.stderr).toContain('no secret on standard input');
+    expect(missing.stderr).toContain('read nothing; pipe it in on standard input');
     const badUrl = await cli(['webhooks', 'add', 'ftp://127.0.0.1/x', '--events', 'pool.exhausted'], SECRET);
     expect(badUrl.code).toBe(1);
     expect(badUrl.stderr).toContain('`url` must be an http:// or https:// URL.');

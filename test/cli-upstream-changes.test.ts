@@ -57,7 +57,7 @@ describe('keyrelay upstreams keys', () => {
     expect(asArgument.code).toBe(2);
     expect(asArgument.stderr).toContain('unexpected argument');
     const empty = await cli(['upstreams', 'keys', 'add', 'main', '--id', 'k2'], '');
-    expect(empty.code).toBe(1);
+    expect(empty.code).toBe(2);
     expect(empty.stderr).toContain('the pool key: read nothing; pipe it in on standard input');
     const list = JSON.parse((await cli(['upstreams', '--json'])).stdout);
     expect(list.data[0].keys.map((k: { id: string }) => k.id)).toEqual(['k1']);

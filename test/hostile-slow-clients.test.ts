@@ -209,7 +209,8 @@ describe('honest clients slower than the clocks', () => {
     // Silence on the line, both ways, for twice idleMs.
     await new Promise((resolve) => setTimeout(resolve, 2 * INBOUND.idleMs));
     expect(ws.readyState).toBe(WebSocket.OPEN);
-    ws.send('still here');
+    // A JSON event (text that is not one is refused by the gateway), which the fake upstream echoes.
+    ws.send(JSON.stringify({ type: 'input_audio_buffer.clear', event_id: 'still here' }));
     await until(() => messages.some((m) => m.includes('still here')), 'the echo');
     ws.close();
   });

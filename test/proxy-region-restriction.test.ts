@@ -174,6 +174,9 @@ describe.each([
     expectTunnelledByName();
   });
 
+  // A client event the fake upstream echoes (the gateway refuses text that is not a JSON event).
+  const CLEAR = JSON.stringify({ type: 'input_audio_buffer.clear' });
+
   it('relays the realtime WebSocket route', async () => {
     up.reset();
     const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/v1/realtime?model=gpt-4o-realtime-preview`, { headers: auth });
@@ -182,14 +185,14 @@ describe.each([
       ws.once('error', reject);
       ws.on('message', (data) => {
         messages.push(JSON.parse(data.toString()));
-        if (messages.length === 1) ws.send('ping');
+        if (messages.length === 1) ws.send(CLEAR);
         if (messages.length === 2) resolve();
       });
     });
     ws.close();
     expect(messages).toEqual([
       { type: 'session.created', session: { model: 'gpt-4o-realtime-preview' } },
-      { type: 'echo', data: 'ping' },
+      { type: 'echo', data: CLEAR },
     ]);
     expect(up.wsConnections).toHaveLength(1);
     expect(up.wsConnections[0]?.headers.host).toBe(`${HOST}:${up.port}`);

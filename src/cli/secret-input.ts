@@ -7,7 +7,7 @@ const MAX_BYTES = 64 * 1024;
 
 export async function readSecret(io: CliIo, what: string): Promise<string> {
   const input = io.stdin;
-  if (!input) throw new CliError(`${what}: nothing to read it from; pipe it in on standard input`);
+  if (!input) throw new CliError(`${what}: nothing to read it from; pipe it in on standard input`, 2);
   const tty = input.isTTY === true;
   if (tty) {
     io.stderr.write(`${what} (not shown): `);
@@ -28,6 +28,7 @@ export async function readSecret(io: CliIo, what: string): Promise<string> {
   }
   if (text.includes('\u0003')) throw new CliError('cancelled');
   const secret = (text.split(/\r?\n|\r|\u0004/, 1)[0] ?? '').trim();
-  if (!secret) throw new CliError(`${what}: read nothing; pipe it in on standard input, as in: printf %s "$KEY" | keyrelay …`);
+  // A usage error (exit code 2), as a missing argument is.
+  if (!secret) throw new CliError(`${what}: read nothing; pipe it in on standard input, as in: printf %s "$KEY" | keyrelay …`, 2);
   return secret;
 }
