@@ -1,17 +1,9 @@
 // keyrelay audit: the audit log of admin changes, newest first (docs/audit.md).
+import type { AuditEntry } from '../audit/log.js';
 import type { Command } from './command.js';
 import { answer, table } from './format.js';
 import { text, wholeNumber } from './options.js';
 
-export interface ApiAuditEntry {
-  id: string;
-  time: string;
-  actor: string;
-  action: string;
-  target: string;
-  requestId: string;
-  ip: string;
-}
 
 export const auditCommands: readonly Command[] = [
   {
@@ -32,7 +24,7 @@ export const auditCommands: readonly Command[] = [
         if (value !== undefined) query.set(name, value);
       }
       const qs = query.size > 0 ? `?${query}` : '';
-      const page = await ctx.admin().get<{ data: ApiAuditEntry[] }>(`/audit${qs}`);
+      const page = await ctx.admin().get<{ data: AuditEntry[] }>(`/audit${qs}`);
       return answer(ctx, page, ({ data }) => {
         if (data.length === 0) return 'No audit entries.\n';
         const rows = data.map((e) => [e.time, e.actor, e.action, e.target, e.ip, e.requestId, e.id]);

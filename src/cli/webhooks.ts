@@ -1,6 +1,6 @@
 // keyrelay webhooks list|add|remove|deliveries: the alert webhooks (docs/alerts.md). The signing
 // secret is read from standard input, never from an argument.
-import { EVENT_TYPES } from '../alerts/types.js';
+import { type Attempt, EVENT_TYPES } from '../alerts/types.js';
 import type { Command } from './command.js';
 import { UsageError } from './command.js';
 import { answer, fields, orDash, table } from './format.js';
@@ -15,18 +15,6 @@ export interface ApiWebhook {
   createdAt: string | null;
 }
 
-export interface ApiAttempt {
-  deliveryId: string;
-  eventId: string;
-  type: string;
-  attempt: number;
-  at: string;
-  status: number | null;
-  ok: boolean;
-  error: string | null;
-  durationMs: number;
-  nextAttemptAt: string | null;
-}
 
 const path = (id: string | undefined): string => `/webhooks/${encodeURIComponent(id ?? '')}`;
 
@@ -75,7 +63,7 @@ export const webhooksCommands: readonly Command[] = [
     summary: "show a webhook's last delivery attempts, newest first",
     async run(ctx, [id], options) {
       const limit = wholeNumber(options, 'limit');
-      const page = await ctx.admin().get<{ data: ApiAttempt[] }>(`${path(id)}/deliveries${limit === undefined ? '' : `?limit=${limit}`}`);
+      const page = await ctx.admin().get<{ data: Attempt[] }>(`${path(id)}/deliveries${limit === undefined ? '' : `?limit=${limit}`}`);
       return answer(ctx, page, ({ data }) => {
         if (data.length === 0) return `No deliveries to ${id} yet.\n`;
         const rows = data.map((a) => [a.at, a.type, a.eventId, String(a.attempt), a.status === null ? '-' : String(a.status), a.ok ? 'ok' : orDash(a.error), orDash(a.nextAttemptAt)]);

@@ -104,3 +104,16 @@ export function claimedNames(operation: Operation, body: unknown): string[] {
   if (operation.id !== 'CreateChatSessionMethod' || !isObject(body)) return [];
   return typeof body.user === 'string' ? [chatkitUserRef(body.user)] : [];
 }
+
+/**
+ * The text fields of a form (multipart/form-data) that name an object, by operation (openapi.yaml):
+ * read as the form streams, checked for ownership like a JSON body's ids, and refused after a file.
+ */
+export const FORM_ID_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  CreateContainerFile: ['file_id'],
+  createVoice: ['consent'],
+  createVideo: ['input_reference'],
+  CreateVideoCharacter: ['video'],
+  CreateVideoEdit: ['video'],
+  CreateVideoExtend: ['video'],
+};

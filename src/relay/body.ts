@@ -10,6 +10,7 @@ import { Readable, Transform, type TransformCallback, pipeline } from 'node:stre
 import secureJson from 'secure-json-parse';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
+import { idsInBody, objectKindOf } from '../pool/objects.js';
 import { FieldGuard, type FieldsScan, scanLeadingFields } from './form-fields.js';
 import { type JsonDigest, digestJson } from './json-digest.js';
 import { checkJsonShape } from './json-shape.js';
@@ -30,6 +31,8 @@ export interface FormFacts {
   fields: ReadonlyMap<string, string>;
   /** The whole form was read: a field it does not show is absent, not after a file. */
   complete: boolean;
+  /** The tracked object ids its id fields name (read before the first file). */
+  ids?: string[];
   /** The body's size: its Content-Length, else the limit it is held to. */
   bytes: number;
 }
@@ -203,7 +206,8 @@ function multipartBoundary(contentType: string): string {
 /** What a form says of its FORM_FIELDS (form-fields.ts), and the body to send: what was read to
  * find out, then the rest as it arrives, through a guard that fails the body if a guarded field
  * comes again. */
-async function readFormFields(source: Readable, boundary: string): Promise<{ scan: FieldsScan; stream: Readable }> {
+async function readFormFields(source: Readable, boundary: string, idFields: readonly string[]): Promise<{ scan: FieldsScan; stream: Readable }> {
+  const names = idFields.length === 0 ? FORM_FIELDS : new Set([...FORM_FIELDS, ...idFields]);
   const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const head: Buffer[] = [];
   let size = 0;
@@ -217,7 +221,7 @@ async function readFormFields(source: Readable, boundary: string): Promise<{ sca
     }
     head.push(next.value);
     size += next.value.length;
-    scan = scanLeadingFields(Buffer.concat(head, size), boundary, FORM_FIELDS);
+    scan = scanLeadingFields(Buffer.concat(head, size), boundary, names);
   }
   if (scan.kind === 'more') scan = { kind: 'hidden' };
   if (scan.kind === 'twice') throw twice(scan.name);
@@ -226,9 +230,18 @@ async function readFormFields(source: Readable, boundary: string): Promise<{ sca
     if (ended) return;
     for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield next.value;
   }
-  const guard = new FieldGuard(boundary, GUARDED_FIELDS, twice);
+  const guarded = idFields.length === 0 ? GUARDED_FIELDS : new Set([...GUARDED_FIELDS, ...idFields]);
+  const guard = new FieldGuard(boundary, guarded, (name, late) => (late ? afterFile(name) : twice(name)), new Set(idFields));
   pipeline(Readable.from(replay(), { objectMode: false }), guard, () => {});
   return { scan, stream: guard };
+}
+
+/** A field naming an object came after a file: the gateway checked the form's objects before it. */
+function afterFile(name: string): GatewayError {
+  return new GatewayError('invalid_multipart', {
+    message: `The form gives \`${name}\` after a file: it names an object, which this gateway checks before relaying, so send it before any file.`,
+    param: name,
+  });
 }
 
 function twice(name: string): GatewayError {
@@ -238,21 +251,50 @@ function twice(name: string): GatewayError {
   });
 }
 
+/** The tracked object ids the form's `idFields` name: a field's value as an id, or ids in it as JSON. */
+function formIds(fields: ReadonlyMap<string, string>, idFields: readonly string[]): string[] {
+  const ids: string[] = [];
+  for (const name of idFields) {
+    const value = fields.get(name)?.trim();
+    if (value === undefined) continue;
+    if (objectKindOf(value)) ids.push(value);
+    else if (value.startsWith('{') || value.startsWith('[')) {
+      try {
+        ids.push(...idsInBody({ [name]: JSON.parse(value) as unknown }));
+      } catch {
+        // Not JSON: no id the upstream could read in it either.
+      }
+    }
+  }
+  return ids;
+}
+
 /** The facts of a form from what was read before its file. */
-function formFacts(scan: FieldsScan, bytes: number): RequestFacts {
-  if (scan.kind !== 'read') return { modelHidden: true, form: { fields: new Map(), complete: false, bytes } };
+function formFacts(scan: FieldsScan, bytes: number, idFields: readonly string[]): RequestFacts {
+  if (scan.kind !== 'read') {
+    // A field naming an object may hide in what could not be read: the form is not relayed.
+    if (idFields.length > 0) {
+      throw new GatewayError('invalid_multipart', {
+        message: `The form's leading fields could not be read (at most ${FORM_HEAD_BYTES} bytes before the first file): send \`${idFields.join('`, `')}\` first.`,
+        param: idFields[0],
+      });
+    }
+    return { modelHidden: true, form: { fields: new Map(), complete: false, bytes } };
+  }
   const { fields, complete } = scan;
   const model = fields.get('model');
   const facts: RequestFacts = model !== undefined ? factsOf({ model }) : { modelHidden: !complete };
   const stream = fields.get('stream');
   if (stream !== undefined) facts.stream = stream.trim().toLowerCase() === 'true';
-  facts.form = { fields, complete, bytes };
+  facts.form = { fields, complete, bytes, ids: formIds(fields, idFields) };
   return facts;
 }
 
 /** Decides how the body crosses the gateway, enforcing the size limits (RELIABILITY.md 30).
- * `formModel`: read a form's `model` on the way (an operation priced by its model). */
-export async function readRequestBody(req: IncomingMessage, limits: BodyLimits, formModel = false): Promise<RequestBody> {
+ * `formModel`: read a form's `model` on the way (an operation priced by its model). `idFields`: a
+ * form's fields that name objects (src/pool/object-operations.ts FORM_ID_FIELDS), read the same
+ * way, which must come before any file. */
+export async function readRequestBody(req: IncomingMessage, limits: BodyLimits, formModel = false, idFields: readonly string[] = []): Promise<RequestBody> {
   if (!hasBody(req)) return { kind: 'none' };
   const contentType = req.headers['content-type'] ?? '';
   const type = mediaType(contentType);
@@ -289,7 +331,7 @@ export async function readRequestBody(req: IncomingMessage, limits: BodyLimits, 
     pipeline(req, limited, () => {});
     stream = limited;
   }
-  if (boundary === undefined || !formModel) return { kind: 'stream', stream, contentLength: length, facts: {} };
-  const read = await readFormFields(stream, boundary);
-  return { kind: 'stream', stream: read.stream, contentLength: length, facts: formFacts(read.scan, length ?? limit) };
+  if (boundary === undefined || (!formModel && idFields.length === 0)) return { kind: 'stream', stream, contentLength: length, facts: {} };
+  const read = await readFormFields(stream, boundary, idFields);
+  return { kind: 'stream', stream: read.stream, contentLength: length, facts: formFacts(read.scan, length ?? limit, idFields) };
 }

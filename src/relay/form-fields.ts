@@ -121,11 +121,17 @@ export class FieldGuard extends Transform {
   private virtual = 2;
   private readonly seen = new Set<string>();
 
-  /** `names`: the fields that may stand once; `refusal` makes the error for one that comes again. */
+  /** Set once a file part has passed: a `leadingOnly` field after it is refused. */
+  private fileSeen = false;
+
+  /** `names`: the fields that may stand once; `refusal` makes the error for one that comes again,
+   * or, for one of `leadingOnly`, comes after a file (where the gateway could not read it before
+   * choosing where the form goes). */
   constructor(
     boundary: string,
     private readonly names: ReadonlySet<string>,
-    private readonly refusal: (name: string) => Error,
+    private readonly refusal: (name: string, late?: boolean) => Error,
+    private readonly leadingOnly: ReadonlySet<string> = new Set(),
   ) {
     super();
     this.delimiter = Buffer.from(`\r\n--${boundary}`);
@@ -163,6 +169,11 @@ export class FieldGuard extends Transform {
         done(this.refusal('model'));
         return;
       }
+      if (part.name !== undefined && this.fileSeen && this.leadingOnly.has(part.name)) {
+        done(this.refusal(part.name, true));
+        return;
+      }
+      if (part.file) this.fileSeen = true;
       if (part.name !== undefined && this.names.has(part.name)) {
         if (this.seen.has(part.name)) {
           done(this.refusal(part.name));

@@ -12,7 +12,7 @@ import type { Observation } from '../observability/observation.js';
 import type { TokenCounts } from '../observability/record.js';
 import type { Permission } from '../operations/costs.js';
 import type { Operation } from '../operations/match.js';
-import { createsObjects, deletedByOperation, listedObjectKind, revealsOwnObjects } from '../pool/object-operations.js';
+import { FORM_ID_FIELDS, createsObjects, deletedByOperation, listedObjectKind, revealsOwnObjects } from '../pool/object-operations.js';
 import { idsInOperation } from '../pool/objects.js';
 import { checkCostBound, effectiveModel } from '../quota/bounds.js';
 import { estimateRequest } from '../quota/estimate.js';
@@ -113,7 +113,7 @@ export function createRelayRoute(services: Services): RelayRoute {
     }
     const costs = operation.cost.kind !== 'free';
     if (costs) checkBodyType(operation, call.req);
-    const body = await readRequestBody(call.req, config.limits, costs);
+    const body = await readRequestBody(call.req, config.limits, costs, FORM_ID_FIELDS[operation.id]);
     observation.sawBody(body);
     const json = body.kind === 'buffered' ? body.json : undefined;
     // A body too large to parse was read in one pass: its ids and prompt sizes come from there.
@@ -127,7 +127,7 @@ export function createRelayRoute(services: Services): RelayRoute {
     const path = call.target.path;
     const route = path.slice(3);
     // Before admission: a request for another user's object costs nothing.
-    const pinned = await pinnedKey(objects, userId, operation, idsInOperation(operation, path), json, digest?.ids);
+    const pinned = await pinnedKey(objects, userId, operation, idsInOperation(operation, path), json, digest?.ids ?? facts.form?.ids);
     // Before admission too: a user who may create no more objects is refused at no cost. The slot
     // is held until the answer is done, whichever way it ends (the objects it made are recorded by
     // then), or the request fails before it is sent.
