@@ -1,4 +1,4 @@
-// `npm run bench`: one run, on loopback, every target side by side (issue 7; docs/performance.md).
+// `npm run bench`: one run, on loopback, every target side by side (docs/performance.md).
 //
 //   node bench/run.js [--quick] [--rounds N] [--json PATH] [--no-docs]
 //

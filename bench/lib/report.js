@@ -39,7 +39,7 @@ function mainTable(result) {
 
 function goalsTable(result) {
   const ids = GOAL_TARGETS.filter((id) => result.rows.find((r) => r.target === id)?.status === 'ok');
-  const header = ['issue 7 target', 'limit', ...ids.map((id) => result.rows.find((r) => r.target === id).label)];
+  const header = ['target', 'limit', ...ids.map((id) => result.rows.find((r) => r.target === id).label)];
   const body = result.goals.map((g) => [
     g.text,
     `${g.op} ${g.limit}`,
@@ -183,7 +183,7 @@ export function renderMarkdown(result, analysis) {
     '# Performance',
     '',
     'What keyrelay costs on top of a direct connection and of a bare relay, measured side by side in one',
-    'run by `npm run bench` (issue 7). This page is rewritten by every full run.',
+    'run by `npm run bench`. This page is rewritten by every full run.',
     '',
     '## Latest run',
     '',
@@ -195,7 +195,7 @@ export function renderMarkdown(result, analysis) {
     '',
     markdown(mainTable(result)),
     '',
-    '### Against the targets of issue 7',
+    '### Against the targets',
     '',
     markdown(goalsTable(result)),
     '',

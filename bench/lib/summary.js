@@ -23,7 +23,7 @@ export const METRICS = {
 const ADDED = ['seqP50Ms', 'seqP99Ms', 'ttfbP50Ms', 'ttfbP99Ms'];
 const RATIOS = ['jsonRps', 'streamRps', 'rssPerStreamKB', 'cpuPerJsonMs', 'cpuPerStreamMs'];
 
-/** The targets of issue 7, held against the keyrelay rows. */
+/** The targets, held against the keyrelay rows. */
 export const GOALS = [
   { id: 'json-rps', text: 'JSON req/s, share of bare', metric: 'jsonRps', kind: 'vsBare', op: '>=', limit: 0.8 },
   { id: 'stream-rps', text: 'stream req/s, share of bare', metric: 'streamRps', kind: 'vsBare', op: '>=', limit: 0.8 },
