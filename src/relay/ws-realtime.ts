@@ -143,8 +143,8 @@ export class RealtimeDialect implements Dialect {
     try {
       const worst = this.worstCase(response);
       const eventId = typeof event.event_id === 'string' ? event.event_id : undefined;
-      await this.o.meter.admit({ model: this.model, ...worst, eventId, capped: true });
-      return { forward: true };
+      const pending = await this.o.meter.admit({ model: this.model, ...worst, eventId, capped: true });
+      return { forward: true, relayed: () => void (pending.relayed = true) };
     } catch (err) {
       if (err instanceof GatewayError) return { forward: false, reply: this.refusal(err, event) };
       throw err;
