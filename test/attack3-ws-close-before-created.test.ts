@@ -1,10 +1,10 @@
 // A realtime create the gateway admitted and relayed, whose session ends before the gateway has
-// read the upstream's `response.created`, is released in full (src/relay/ws-meter.ts close: "the
-// rest released"), as if the upstream had refused it. The upstream got it and ran it. A client
+// read the upstream's `response.created`, was released in full (src/relay/ws-meter.ts close), as
+// if the upstream had refused it; now it is charged its prompt. The upstream got it and ran it. A client
 // makes that window as wide as it likes: it stops reading, so that the gateway stops reading the
 // upstream (its answers back up), sends its create, waits for the upstream to have it, and
 // hangs up. Over HTTP a request that reached the upstream is charged at least its prompt when the
-// client leaves; here the prompt (the whole conversation) and the output are free.
+// client leaves; the socket must do the same.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, type Metered, WS_BACKENDS, eventually, startMetered } from './helpers/ws-metering.js';
 
