@@ -1,8 +1,9 @@
 // A realtime session can make OpenAI transcribe every committed audio buffer with a transcription
 // model of the client's choosing (`audio.input.transcription.model`, or `session.type:
 // "transcription"`), billed per token or per minute with no `response.create` at all. A user whose
-// model list holds only the realtime model must not be able to switch that on: the gateway checks
-// `session.model` only, so the update reaches the upstream and the transcription is never metered.
+// model list holds only the realtime model must not be able to switch that on: the gateway checked
+// `session.model` only, so the update reached the upstream (the transcription itself is not
+// metered, docs/websockets.md "Not metered"; the model list at least must hold).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, type Metered, WS_BACKENDS, startMetered } from './helpers/ws-metering.js';
 
