@@ -50,4 +50,13 @@ describe('a batch line naming another user\'s object', () => {
     expect(err).toBeInstanceOf(NotFoundError);
     expect(fake.requests.filter((r) => r.path === '/v1/batches').length).toBe(before);
   });
+
+  it('still takes a line naming the user\'s own stored response', async () => {
+    const own = client(await userWithKey(gateway, 'own-lines', {}));
+    const previous = (await own.responses.create({ model: 'gpt-4o-mini', input: 'Remember 7.' })).id;
+    const line = JSON.stringify({ custom_id: 'r1', method: 'POST', url: '/v1/responses', body: { model: 'gpt-4o-mini', input: 'What was it?', previous_response_id: previous } });
+    const file = await own.files.create({ file: await toFile(Buffer.from(`${line}\n`), 'input.jsonl'), purpose: 'batch' });
+    const batch = await own.batches.create({ input_file_id: file.id, endpoint: '/v1/responses', completion_window: '24h' });
+    expect(batch.id).toMatch(/^batch_/);
+  });
 });

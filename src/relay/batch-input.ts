@@ -57,6 +57,9 @@ export interface BatchInputCheck {
   defaultMaxOutput: number;
   /** The user has a dollar limit: every model needs a price. */
   dollarLimited: boolean;
+  /** Checks the objects a line's body names (a previous response, a file) as the request itself
+   * would be checked over HTTP: throws the refusal (404 for another user's). */
+  checkObjects?: (body: Json, line: number) => Promise<void>;
 }
 
 /** Reads the whole input file (streamed) and returns its worst case, or throws the refusal. */
@@ -102,6 +105,7 @@ export async function checkBatchInput(content: Readable, check: BatchInputCheck)
       // OpenAI runs a batch on one model; a price per line would need every line's model kept.
       if (model !== undefined && named !== model) throw refuse(`Line ${n} of the input file names the model "${named}"; a batch runs one model, and line 1 named "${model}".`);
       model = named;
+      await check.checkObjects?.(body, n);
       const estimate = estimateRequest(cost, named, body, facts, check.defaultMaxOutput);
       worst.input += estimate.promptTokens;
       worst.output += estimate.maxOutputTokens;
