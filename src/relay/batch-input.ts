@@ -34,13 +34,17 @@ const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' 
 const refuse = (message: string, code: 'invalid_request' | 'model_not_allowed' = 'invalid_request'): GatewayError =>
   new GatewayError(code, { status: 400, param: 'input_file_id', message });
 
+// The shapes whose every cost is tokens the output file reports. Images (dall-e-* bill per image,
+// and their answers report no usage) and speech (tts-1 bills per character) would run unpriced.
+const BATCH_SHAPES: ReadonlySet<string> = new Set(['chat', 'completions', 'responses', 'embeddings', 'moderations']);
+
 /** The endpoint's operation, when the gateway can meter it in tokens. */
 export function batchEndpointCost(endpoint: unknown): ReturnType<typeof matchOperation>['cost'] {
   if (typeof endpoint !== 'string' || !endpoint.startsWith('/v1/')) {
     throw new GatewayError('invalid_request', { param: 'endpoint', message: 'endpoint must be a /v1 path, such as /v1/chat/completions.' });
   }
   const cost = matchOperation('POST', endpoint).cost;
-  if (cost.kind !== 'tokens') {
+  if (cost.kind !== 'tokens' || !BATCH_SHAPES.has(cost.shape)) {
     throw new GatewayError('invalid_request', { param: 'endpoint', message: `${endpoint} is not an endpoint this gateway can meter in a batch.` });
   }
   return cost;
@@ -53,6 +57,9 @@ export interface BatchInputCheck {
   defaultMaxOutput: number;
   /** The user has a dollar limit: every model needs a price. */
   dollarLimited: boolean;
+  /** Checks the objects a line's body names (a previous response, a file) as the request itself
+   * would be checked over HTTP: throws the refusal (404 for another user's). */
+  checkObjects?: (body: Json, line: number) => Promise<void>;
 }
 
 /** Reads the whole input file (streamed) and returns its worst case, or throws the refusal. */
@@ -98,6 +105,7 @@ export async function checkBatchInput(content: Readable, check: BatchInputCheck)
       // OpenAI runs a batch on one model; a price per line would need every line's model kept.
       if (model !== undefined && named !== model) throw refuse(`Line ${n} of the input file names the model "${named}"; a batch runs one model, and line 1 named "${model}".`);
       model = named;
+      await check.checkObjects?.(body, n);
       const estimate = estimateRequest(cost, named, body, facts, check.defaultMaxOutput);
       worst.input += estimate.promptTokens;
       worst.output += estimate.maxOutputTokens;

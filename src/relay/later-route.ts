@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
 import type { Observation } from '../observability/observation.js';
-import type { Operation } from '../operations/match.js';
+import { type Operation, matchOperation } from '../operations/match.js';
 import type { Pool, PoolChoice, SelectRequest } from '../pool/pool.js';
 import type { Estimate } from '../quota/estimate.js';
 import type { LaterKind, LaterLedger, LaterRecord, LaterUsage } from '../quota/later.js';
@@ -21,6 +21,7 @@ import type { RelayOutcome } from './attempts.js';
 import { checkBatchInput } from './batch-input.js';
 import { batchOutputUsage, readableUsage } from './batch-output.js';
 import { LaterTap } from './later-tap.js';
+import { type ObjectAccess, pinnedKey } from './object-access.js';
 import type { Outbound } from './outbound.js';
 import { upstreamGet } from './upstream-get.js';
 
@@ -33,6 +34,8 @@ export interface LaterPlan {
 
 export interface LaterContext {
   later: LaterLedger;
+  /** Who owns what: the objects a batch's lines name are checked as a request's are. */
+  objects?: ObjectAccess;
   pool: Pool;
   outbound: Outbound;
   config: Config;
@@ -74,9 +77,24 @@ async function planBatch(ctx: LaterContext, user: User, json: Json | undefined, 
     if (answer.status >= 500) throw new GatewayError('upstream_unreachable', { message: `The upstream answered ${answer.status} to reading the batch's input file.` });
     throw new GatewayError('invalid_request', { param: 'input_file_id', message: `The batch's input file could not be read (the upstream answered ${answer.status}).` });
   }
+  const endpoint = typeof json?.endpoint === 'string' ? json.endpoint : '';
+  const objects = ctx.objects;
+  // A line runs on the batch's key, as its user: the objects it names must be theirs, on that key.
+  const checkObjects = objects && endpoint.startsWith('/v1/')
+    ? async (body: Json, line: number): Promise<void> => {
+        const lineKey = await pinnedKey(objects, user.id, matchOperation('POST', endpoint), [], body);
+        if (lineKey && (lineKey.upstreamId !== choice.upstream.id || lineKey.keyId !== choice.key.id)) {
+          throw new GatewayError('invalid_request', {
+            param: 'input_file_id',
+            message: `Line ${line} of the input file names objects created with another upstream key than the batch's input file: the batch could not use them.`,
+          });
+        }
+      }
+    : undefined;
   const found = await checkBatchInput(answer.body, {
     user,
-    endpoint: typeof json?.endpoint === 'string' ? json.endpoint : '',
+    endpoint,
+    checkObjects,
     prices: ctx.prices,
     defaultMaxOutput: ctx.config.quota.defaultMaxOutputTokens,
     dollarLimited: dollarLimited(user),

@@ -102,7 +102,7 @@ export function createRelayRoute(services: Services): RelayRoute {
     onSettled: (userId, limits) => services.quotaWatch.settled(userId, limits),
   });
 
-  const laterCtx: LaterContext = { later: new LaterLedger({ store, prices, log: services.log }), pool, outbound, config, prices, log: services.log };
+  const laterCtx: LaterContext = { later: new LaterLedger({ store, prices, log: services.log }), objects, pool, outbound, config, prices, log: services.log };
 
   async function handle(call: RelayCall): Promise<void> {
     const { caller, observation, method, operation } = call;

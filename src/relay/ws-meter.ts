@@ -25,6 +25,8 @@ export interface Pending {
   lane: string;
   /** Set once the upstream announced it (`response.created`). */
   responseId?: string;
+  /** Its create was written upstream: from then on the upstream may be running it. */
+  relayed: boolean;
   /** Text output seen streaming, in tokens, and audio output, in bytes. */
   streamedTokens: number;
   streamedAudioBytes: number;
@@ -94,6 +96,7 @@ export class SessionMeter {
       maxOutput: input.maxOutput,
       eventId: input.eventId,
       lane: input.lane ?? '',
+      relayed: force,
       streamedTokens: 0,
       streamedAudioBytes: 0,
       capped: input.capped,
@@ -197,12 +200,14 @@ export class SessionMeter {
     void p.finally(() => this.settling.delete(p));
   }
 
-  /** The session ended: started responses are charged what streamed, the rest released. */
+  /** The session ended: responses the upstream had (announced, or their create written to it) are
+   * charged their prompt and what streamed, even when the gateway had not yet read their
+   * `response.created` (a client that stops reading holds those back); the rest are released. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const pending of this.open.splice(0)) {
-      if (pending.responseId === undefined) this.track(this.options.gate.settle(pending.ticket, undefined));
+      if (pending.responseId === undefined && !pending.relayed) this.track(this.options.gate.settle(pending.ticket, undefined));
       else this.track(this.settle(pending, this.streamed(pending)));
     }
     await Promise.allSettled([...this.settling]);

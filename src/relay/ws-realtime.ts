@@ -98,6 +98,11 @@ export class RealtimeDialect implements Dialect {
       }
       this.model = session.model;
     }
+    // Input transcription runs a model of its own on every committed buffer: it must be on the list.
+    for (const [param, model] of transcriptionModels(session)) {
+      if (typeof model !== 'string') return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param }), event) };
+      if (!modelAllowed(this.o.user, model)) return { forward: false, reply: this.refusal(modelRefused(this.o.user, model, param), event) };
+    }
     this.learn(session);
     return { forward: true };
   }
@@ -143,8 +148,8 @@ export class RealtimeDialect implements Dialect {
     try {
       const worst = this.worstCase(response);
       const eventId = typeof event.event_id === 'string' ? event.event_id : undefined;
-      await this.o.meter.admit({ model: this.model, ...worst, eventId, capped: true });
-      return { forward: true };
+      const pending = await this.o.meter.admit({ model: this.model, ...worst, eventId, capped: true });
+      return { forward: true, relayed: () => void (pending.relayed = true) };
     } catch (err) {
       if (err instanceof GatewayError) return { forward: false, reply: this.refusal(err, event) };
       throw err;
@@ -203,6 +208,18 @@ export function tooManyInFlight(): GatewayError {
     type: 'requests',
     message: 'Too many responses in progress in this session: wait for one to finish (websocket.maxResponsesInFlight).',
   });
+}
+
+/** The transcription models a session update names (GA `audio.input.transcription`, beta
+ * `input_audio_transcription`), with where each stands. */
+function transcriptionModels(session: Json): Array<[string, unknown]> {
+  const found: Array<[string, unknown]> = [];
+  const audio = isObject(session.audio) ? session.audio : {};
+  const input = isObject(audio.input) ? audio.input : {};
+  if (isObject(input.transcription) && input.transcription.model !== undefined) found.push(['session.audio.input.transcription.model', input.transcription.model]);
+  const beta = session.input_audio_transcription;
+  if (isObject(beta) && beta.model !== undefined) found.push(['session.input_audio_transcription.model', beta.model]);
+  return found;
 }
 
 /** An item less its base64 audio (counted from its length instead). */

@@ -14,7 +14,7 @@ import type { User } from '../store/types.js';
 import { checkModel, factsOf } from './body.js';
 import { type ObjectAccess, pinnedKey } from './object-access.js';
 import { type ObjectSlots, holdObjectSlot } from './object-slots.js';
-import { type SessionMeter, responsesError } from './ws-meter.js';
+import { type Pending, type SessionMeter, responsesError } from './ws-meter.js';
 import { tooManyInFlight } from './ws-realtime.js';
 import type { Dialect, Json, Verdict } from './ws-session.js';
 
@@ -56,15 +56,15 @@ export class ResponsesDialect implements Dialect {
   async client(type: string | undefined, event: Json | undefined): Promise<Verdict> {
     if (type !== 'response.create' || !event) return { forward: true };
     try {
-      await this.create(event);
-      return { forward: true };
+      const pending = await this.create(event);
+      return { forward: true, relayed: () => void (pending.relayed = true) };
     } catch (err) {
       if (err instanceof GatewayError) return { forward: false, reply: this.refusal(err, event) };
       throw err;
     }
   }
 
-  private async create(event: Json): Promise<void> {
+  private async create(event: Json): Promise<Pending> {
     const { user, meter } = this.o;
     if (meter.full) throw tooManyInFlight();
     const facts = factsOf(event);
@@ -89,6 +89,7 @@ export class ResponsesDialect implements Dialect {
     try {
       const pending = await meter.admit({ model, prompt: estimate.promptTokens + (known ?? 0), maxOutput: estimate.maxOutputTokens, lane, capped });
       this.slotReleases.set(pending.id, release);
+      return pending;
     } catch (err) {
       release();
       throw err;

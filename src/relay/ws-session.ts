@@ -12,7 +12,8 @@ import type { OpenStreams } from './open-streams.js';
 import { FrameError, FrameReader, MessageAssembler, OP_CLOSE, OP_TEXT, closeFrame, encodeFrame, eventType } from './ws-frames.js';
 
 export type Json = Record<string, unknown>;
-export type Verdict = { forward: true } | { forward: false; reply: Buffer };
+/** `relayed`: told once the event's frames were written upstream (a create then counts as sent). */
+export type Verdict = { forward: true; relayed?: () => void } | { forward: false; reply: Buffer };
 
 /** Events the gateway says itself: to the client between the upstream's messages, to the upstream between the client's. */
 export interface Channel {
@@ -160,7 +161,10 @@ export class WebSocketSession implements Channel {
         const verdict = await this.judge(item.message);
         if (this.ended) return;
         // An upstream that does not keep up stops the client's reads until it drains.
-        if (verdict.forward) for (const frame of item.frames) if (!this.o.upstream.write(frame)) this.o.client.pause();
+        if (verdict.forward) {
+          for (const frame of item.frames) if (!this.o.upstream.write(frame)) this.o.client.pause();
+          verdict.relayed?.();
+        }
         if (!verdict.forward) this.toClient(verdict.reply);
         if (this.o.client.writableLength > CLIENT_BUFFER_PAUSE || this.injected.length > INJECTED_PAUSE) this.o.client.pause();
       }
