@@ -2,7 +2,7 @@
 // arguments land in shell history and every `ps` listing. A proxy password is a secret of the same
 // kind (sealed at rest, masked in every answer), yet `--proxy http://user:password@host` takes it as
 // an argument. A careless operator following `--help` leaves it in ~/.bash_history: the command
-// line must refuse it (usage error, exit 2) and change nothing.
+// line must refuse it (usage error, exit 2) and change nothing. The same for a webhook URL's password.
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli.js';
@@ -54,5 +54,11 @@ describe('a proxy password on the command line', () => {
     const res = await cli(['upstreams', 'add', 'second', '--base-url', fake.baseUrl, '--proxy', PROXY]);
     expect(res.code).toBe(2);
     expect((await gateway.admin('GET', '/upstreams/second')).status).toBe(404);
+  });
+
+  it('keyrelay webhooks add with a password in the URL is refused, nothing added', async () => {
+    const res = await cli(['webhooks', 'add', `https://alerts:${PASSWORD}@hooks.example.com/k`, '--events', 'pool_key.added', '--id', 'basic'], `${'s'.repeat(32)}\n`);
+    expect(res.code).toBe(2);
+    expect((await gateway.admin('GET', '/webhooks/basic')).status).toBe(404);
   });
 });
