@@ -163,8 +163,13 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
 
   app.delete<{ Params: Static<typeof UpstreamParams> }>('/upstreams/:upstream', { config: audited('upstream.delete', upstreamTarget) }, async (request) => {
     const id = request.params.upstream;
-    const removed = await change((catalog, settings) => removeUpstream(catalog, settings, id));
-    return { id: removed.id, deleted: true };
+    const removed = await change((catalog, settings) => {
+      const keys = (catalog.keys[id] ?? []).map((k) => k.id);
+      return { upstream: removeUpstream(catalog, settings, id), keys };
+    });
+    // Its keys leave with it: each is announced as a key removed one by one would be.
+    for (const key of removed.keys) void services.alerts.emit('pool_key.removed', { upstream: id, key });
+    return { id: removed.upstream.id, deleted: true };
   });
 
   app.get<{ Params: Static<typeof UpstreamParams> }>('/upstreams/:upstream/keys', async (request) => ({
