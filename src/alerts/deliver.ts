@@ -108,11 +108,15 @@ export class Deliverer {
     }
     let status: number | null = null;
     let error: string | null = null;
+    // One deadline for the whole attempt, the answer's body included: an attempt that outlived its
+    // claim would be claimed and sent again (a receiver that answers 200 and trickles its body).
+    const deadline = AbortSignal.timeout(this.options.timeoutMs);
     try {
       const t = Math.floor(this.now() / 1000);
       const answer = await request(hook.url, {
         method: 'POST',
         dispatcher: this.agent,
+        signal: deadline,
         headers: {
           'content-type': 'application/json',
           'user-agent': 'keyrelay-webhooks',
@@ -123,10 +127,11 @@ export class Deliverer {
         body: delivery.body,
       });
       status = answer.statusCode;
-      await answer.body.dump().catch(() => {});
+      // The status is the receiver's word; the body only has to be let go of, within the deadline.
+      await answer.body.dump({ limit: 64 * 1024, signal: deadline }).catch(() => answer.body.destroy());
       if (status < 200 || status > 299) error = `the receiver answered ${status}`;
     } catch (err) {
-      error = (err as { code?: string }).code ?? 'request failed';
+      error = deadline.aborted ? 'timeout' : ((err as { code?: string }).code ?? 'request failed');
     }
     const next = error === null ? undefined : nextAttemptAt(delivery, number, this.now(), this.options.firstRetryMs);
     const attempt = this.record(delivery, number, started, status, error, next);

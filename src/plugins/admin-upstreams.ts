@@ -22,6 +22,7 @@ import {
 } from '../pool/catalog.js';
 import { checkBaseUrl, checkProxy, sealKey, storedProxy } from '../pool/catalog-input.js';
 import { type Pool, type PoolKey, type Upstream, keyRef } from '../pool/pool.js';
+import { openCatalog } from '../pool/runtime.js';
 import { testKey } from '../relay/key-test.js';
 import { SecretError, sealedKeyId } from '../secrets/box.js';
 import type { AuditSpec } from '../audit/hook.js';
@@ -71,9 +72,21 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
     const settings = settingsIds(pool);
     let written: { result: T };
     try {
-      written = await store.poolCatalog.update((catalog) => fn(catalog, settings));
+      written = await store.poolCatalog.update((catalog) => {
+        const result = fn(catalog, settings);
+        // A catalog this process cannot open it would not serve (runtime.ts keeps the version it
+        // has): written anyway, the change would be answered 404 with no audit entry, and every
+        // process of the other secret would stop following the catalog, removals included.
+        openCatalog(catalog, box);
+        return result;
+      });
     } catch (err) {
       if (err instanceof GatewayError) throw err;
+      if (err instanceof SecretError) {
+        throw new GatewayError('conflict', {
+          message: `KEYRELAY_SECRET: this process cannot open what the store holds (${err.message}); nothing was changed. Give every process the same KEYRELAY_SECRET.`,
+        });
+      }
       throw new GatewayError('quota_backend_unavailable', { message: 'The store did not take the change; nothing was changed. Retry.', headers: { 'retry-after': '1' }, cause: err });
     }
     await services.catalog.reload();
@@ -150,8 +163,13 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
 
   app.delete<{ Params: Static<typeof UpstreamParams> }>('/upstreams/:upstream', { config: audited('upstream.delete', upstreamTarget) }, async (request) => {
     const id = request.params.upstream;
-    const removed = await change((catalog, settings) => removeUpstream(catalog, settings, id));
-    return { id: removed.id, deleted: true };
+    const removed = await change((catalog, settings) => {
+      const keys = (catalog.keys[id] ?? []).map((k) => k.id);
+      return { upstream: removeUpstream(catalog, settings, id), keys };
+    });
+    // Its keys leave with it: each is announced as a key removed one by one would be.
+    for (const key of removed.keys) void services.alerts.emit('pool_key.removed', { upstream: id, key });
+    return { id: removed.upstream.id, deleted: true };
   });
 
   app.get<{ Params: Static<typeof UpstreamParams> }>('/upstreams/:upstream/keys', async (request) => ({

@@ -24,9 +24,21 @@ const DeliveriesQuery = Type.Object({ limit: Type.Optional(Type.String({ maxLeng
 
 const invalid = (param: string, message: string): GatewayError => new GatewayError('invalid_request', { param, message });
 
-/** A webhook as the API shows it: never its secret. */
+/** A receiver's URL as answers show it: a basic-auth password is a secret too, so it is masked. */
+function shownUrl(raw: string): string {
+  try {
+    const url = new URL(raw);
+    if (!url.password) return raw;
+    url.password = '***';
+    return url.href;
+  } catch {
+    return raw;
+  }
+}
+
+/** A webhook as the API shows it: never its secret, nor its URL's password. */
 export function webhookView(hook: Webhook) {
-  return { id: hook.id, url: hook.url, events: hook.events, source: hook.source, createdAt: hook.createdAt ?? null };
+  return { id: hook.id, url: shownUrl(hook.url), events: hook.events, source: hook.source, createdAt: hook.createdAt ?? null };
 }
 
 function checkUrl(raw: string): string {

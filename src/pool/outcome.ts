@@ -54,7 +54,7 @@ export type Verdict =
   /** 5xx, timeouts, connection failures: counted towards the key's circuit breaker. */
   | { kind: 'transient'; reason: TransientReason }
   /** Nothing to learn about the key (the proxy failed, the client left, the model is not in the key's project). */
-  | { kind: 'ignored'; reason: 'proxy' | 'client_aborted' | 'model_unavailable' };
+  | { kind: 'ignored'; reason: 'proxy' | 'client_aborted' | 'model_unavailable' | 'rotated' };
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN']);
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);

@@ -314,7 +314,11 @@ export class Pool {
       finish: (result) => {
         if (verdict) return verdict;
         verdict = classifyAttempt(result);
-        this.health.end(ticket, verdict, result.headers);
+        // A secret rotated away while the attempt ran: what it earned (the 401 of an old secret
+        // revoked at once) says nothing of the new secret, which keeps the key id's health.
+        const now = this.find(choice.upstream.id, choice.key.id)?.key;
+        const rotated = now !== undefined && now.secret !== choice.key.secret;
+        this.health.end(ticket, rotated ? { kind: 'ignored', reason: 'rotated' } : verdict, result.headers);
         return verdict;
       },
     };
