@@ -198,20 +198,24 @@ export class RealtimeDialect implements Dialect {
     }
   }
 
-  /** A response no create asked for (server VAD): admitted now; refused, it is cancelled, and what
-   * it used is still charged (the upstream began it before the gateway could say no). */
+  /** A response no create asked for (server VAD): admitted now; refused, it is cancelled, what it
+   * used is still charged (the upstream began it before the gateway could say no), and the session
+   * is closed: the client's audio would start another, and each would spend past the limit again. */
   private async startedByUpstream(responseId: string, response: Json): Promise<void> {
     const worst = this.worstCase(response);
     let pending: Pending;
+    let refused: GatewayError | undefined;
     try {
       pending = await this.o.meter.admit({ model: this.model, ...worst });
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
+      refused = err;
       this.o.channel.toUpstream(Buffer.from(JSON.stringify({ type: 'response.cancel', response_id: responseId })));
       this.o.channel.toClient(this.refusal(err, undefined));
       pending = await this.o.meter.admit({ model: this.model, ...worst }, true);
     }
     pending.responseId = responseId;
+    if (refused) this.o.channel.close(1008, `${refused.code}: a response the server started was past the user's limits and was cancelled`);
   }
 }
 

@@ -19,6 +19,8 @@ export type Verdict = { forward: true; relayed?: () => void } | { forward: false
 export interface Channel {
   toClient(payload: Buffer): void;
   toUpstream(payload: Buffer): void;
+  /** Ends the session with this close code to the client, after what was sent to it. */
+  close(code: number, reason: string): void;
 }
 
 export interface Dialect {
@@ -115,6 +117,10 @@ export class WebSocketSession implements Channel {
 
   toUpstream(payload: Buffer): void {
     if (!this.ended) this.o.upstream.write(encodeFrame(OP_TEXT, payload, true));
+  }
+
+  close(code: number, reason: string): void {
+    this.fail(code, reason);
   }
 
   private writeClient(bytes: Buffer): void {
