@@ -8,6 +8,7 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
+import { checkJsonShape } from './json-shape.js';
 import type { OpenStreams } from './open-streams.js';
 import { FrameError, FrameReader, MessageAssembler, OP_CLOSE, OP_TEXT, closeFrame, encodeFrame, eventType } from './ws-frames.js';
 
@@ -69,6 +70,17 @@ function parse(payload: Buffer): Json | undefined {
     return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Json) : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** The refusal of an event with a key given twice in one object, nested too deep or too big. */
+function shapeError(payload: Buffer): GatewayError | undefined {
+  try {
+    checkJsonShape(payload);
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof GatewayError)) throw err;
+    return new GatewayError(err.code, { message: err.message.replace('The request body', 'This event'), param: err.param });
   }
 }
 
@@ -191,6 +203,10 @@ export class WebSocketSession implements Channel {
     let type = found.type;
     let event: Json | undefined;
     if (found.ambiguous || (type !== undefined && this.dialect.clientTypes.has(type))) {
+      // As over HTTP (json-shape.ts): a key given twice is read one way here and maybe another
+      // upstream, so the event is refused, not relayed.
+      const misshapen = shapeError(message);
+      if (misshapen) return { forward: false, reply: this.dialect.refusal(misshapen, undefined) };
       event = parse(message);
       // Another parser may read what this one refuses (NaN, say): what the gateway cannot read,
       // it cannot meter, so it is not relayed.
