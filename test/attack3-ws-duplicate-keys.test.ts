@@ -29,7 +29,7 @@ describe.each(MEMORY)('the %s store', (_name, make) => {
     const client = await Client.open(m.gateway, '/v1/responses', key);
     client.send(body('dup_marker_ws'));
     const answer = await client.next((e) => e.type === 'error' || e.type === 'response.completed');
-    expect(answer.type).toBe('error');
+    expect(answer).toMatchObject({ type: 'error', code: 'invalid_request', param: 'model' });
     expect(m.fake.wsMessages.filter((x) => x.data.includes('dup_marker_ws'))).toHaveLength(0);
     client.close();
   });
@@ -39,7 +39,7 @@ describe.each(MEMORY)('the %s store', (_name, make) => {
     const client = await Client.open(m.gateway, '/v1/realtime?model=gpt-realtime', key);
     client.send('{"type":"session.update","event_id":"dup_rt_marker","session":{"model":"gpt-4o-realtime-preview","model":"gpt-realtime"}}');
     const answer = await client.next((e) => e.type === 'error' || e.type === 'echo');
-    expect(answer.type).toBe('error');
+    expect(answer).toMatchObject({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_request', param: 'session' } });
     expect(m.fake.wsMessages.filter((x) => x.data.includes('dup_rt_marker'))).toHaveLength(0);
     client.close();
   });

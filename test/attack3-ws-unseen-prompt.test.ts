@@ -39,11 +39,15 @@ describe.each(MEMORY)('the %s store', (_name, make) => {
   it.each([
     ['a stored file of its own as input', 'file'],
     ['a stored prompt template', 'prompt'],
+    ['a tool that fetches (web search)', 'tool'],
   ])('Responses socket: %s is charged the usage the upstream reports, not a worst case that never saw it', async (_what, kind) => {
     const { id, key } = await m.user('unseen-resp', { limits: { tokensPerDay: 100_000, usdPerDay: 100 }, models: ['gpt-4o-mini'] });
-    const body = kind === 'file'
-      ? { input: [{ role: 'user', content: [{ type: 'input_file', file_id: await upload(key) }] }] }
-      : { prompt: { id: 'pmpt_abc123' } };
+    const bodies: Record<string, () => Promise<object>> = {
+      file: async () => ({ input: [{ role: 'user', content: [{ type: 'input_file', file_id: await upload(key) }] }] }),
+      prompt: async () => ({ prompt: { id: 'pmpt_abc123' } }),
+      tool: async () => ({ input: 'news?', tools: [{ type: 'web_search' }], max_output_tokens: 1 }),
+    };
+    const body = await (bodies[kind] as () => Promise<object>)();
     const client = await Client.open(m.gateway, '/v1/responses', key);
     client.send({ type: 'response.create', model: 'gpt-4o-mini', max_output_tokens: 16, ...body });
     const done = await client.next((e) => e.type === 'response.completed');
@@ -66,5 +70,31 @@ describe.each(MEMORY)('the %s store', (_name, make) => {
     client.close();
     const day = await settledDay(id);
     expect(day.tokens).toBe(REALTIME_USED);
+  });
+
+  it('realtime: a session whose conversation holds a stored file, or whose tools fetch, is charged the usage the upstream reports', async () => {
+    for (const setup of [
+      { type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_image', file_id: 'file_big' }] } },
+      { type: 'session.update', session: { tools: [{ type: 'mcp', server_label: 'docs', server_url: 'https://mcp.example.com' }] } },
+    ]) {
+      const { id, key } = await m.user('unseen-rt-session', { limits: { tokensPerDay: 100_000, usdPerDay: 100 }, models: ['gpt-realtime'] });
+      const client = await Client.open(m.gateway, '/v1/realtime?model=gpt-realtime', key);
+      client.send(setup);
+      client.send({ type: 'response.create', response: { max_output_tokens: 1 } });
+      await client.next((e) => e.type === 'response.done');
+      client.close();
+      expect((await settledDay(id)).tokens).toBe(REALTIME_USED);
+    }
+  });
+
+  it('still caps a response whose whole prompt the gateway saw inline at its worst case', async () => {
+    const { id, key } = await m.user('seen-rt', { limits: { tokensPerDay: 100_000, usdPerDay: 100 }, models: ['gpt-realtime'] });
+    const client = await Client.open(m.gateway, '/v1/realtime?model=gpt-realtime', key);
+    const input = [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: 'hi' }] }];
+    client.send({ type: 'response.create', response: { conversation: 'none', input, max_output_tokens: 1 } });
+    await client.next((e) => e.type === 'response.done');
+    client.close();
+    const day = await settledDay(id);
+    expect(day.tokens).toBeLessThan(REALTIME_USED);
   });
 });

@@ -30,7 +30,7 @@ export interface Pending {
   /** Text output seen streaming, in tokens, and audio output, in bytes. */
   streamedTokens: number;
   streamedAudioBytes: number;
-  /** The whole prompt was seen: a report above the worst case is not believed (charged the worst case). */
+  /** The whole prompt was seen (ws-seen.ts): a report above the worst case is not believed (charged the worst case). */
   capped: boolean;
 }
 

@@ -14,6 +14,7 @@ import { estimateRequest } from '../quota/estimate.js';
 import type { User } from '../store/types.js';
 import type { Pending, SessionMeter } from './ws-meter.js';
 import { realtimeError } from './ws-meter.js';
+import { countedTools, inlineInput, inlineItem } from './ws-seen.js';
 import type { Channel, Dialect, Json, Verdict } from './ws-session.js';
 
 /** OpenAI's `max_response_output_tokens` is at most 4096 ("inf" means that cap). */
@@ -53,6 +54,10 @@ export class RealtimeDialect implements Dialect {
   private model: string | undefined;
   private instructions: unknown;
   private tools: unknown;
+  /** The session's stored prompt (`session.prompt`), read by the upstream, not the gateway. */
+  private prompt: unknown;
+  /** An item the gateway could not see whole (a file, a reference) is in the conversation. */
+  private unseenItem = false;
   private maxOutput: unknown;
   private inputRate = 48000;
   private outputRate = 48000;
@@ -81,6 +86,7 @@ export class RealtimeDialect implements Dialect {
     if (type === 'session.update') return this.sessionUpdate(event);
     if (type === 'conversation.item.create') {
       this.conversation += itemTokens(event.item, this.inputRate);
+      if (!inlineItem(event.item)) this.unseenItem = true;
       return { forward: true };
     }
     if (type === 'response.create') return this.create(event);
@@ -111,6 +117,7 @@ export class RealtimeDialect implements Dialect {
   private learn(session: Json): void {
     if (session.instructions !== undefined) this.instructions = session.instructions;
     if (session.tools !== undefined) this.tools = session.tools;
+    if (session.prompt !== undefined) this.prompt = session.prompt;
     const max = session.max_output_tokens ?? session.max_response_output_tokens;
     if (max !== undefined) this.maxOutput = max;
     const audio = isObject(session.audio) ? session.audio : {};
@@ -125,17 +132,22 @@ export class RealtimeDialect implements Dialect {
     return REALTIME_OUTPUT_CAP;
   }
 
-  private worstCase(response: Json): { prompt: number; maxOutput: number } {
+  private worstCase(response: Json): { prompt: number; maxOutput: number; capped: boolean } {
     const instructions = response.instructions ?? this.instructions;
     const tools = response.tools ?? this.tools;
     const input = Array.isArray(response.input) ? response.input.map((item) => withoutAudio(item)) : [];
     const body = { input, instructions: typeof instructions === 'string' ? instructions : undefined, tools };
     const estimate = estimateRequest(RESPONSES, this.model, body, {}, this.o.defaultMaxOutput);
     const inputAudio = Array.isArray(response.input) ? response.input.reduce((sum: number, item) => sum + audioOf(item, this.inputRate), 0) : 0;
-    const conversation = response.conversation === 'none' ? 0 : Math.min(this.conversation, REALTIME_CONTEXT);
+    const own = response.conversation === 'none';
+    const conversation = own ? 0 : Math.min(this.conversation, REALTIME_CONTEXT);
+    // Only a prompt seen whole caps the charge at the worst case (ws-meter.ts finish).
+    const prompt = response.prompt ?? this.prompt;
+    const capped = prompt == null && countedTools(tools) && inlineInput(response.input) && (own || !this.unseenItem);
     return {
       prompt: estimate.promptTokens + inputAudio + conversation,
       maxOutput: this.outputCap(response.max_output_tokens ?? response.max_response_output_tokens ?? this.maxOutput),
+      capped,
     };
   }
 
@@ -148,7 +160,7 @@ export class RealtimeDialect implements Dialect {
     try {
       const worst = this.worstCase(response);
       const eventId = typeof event.event_id === 'string' ? event.event_id : undefined;
-      const pending = await this.o.meter.admit({ model: this.model, ...worst, eventId, capped: true });
+      const pending = await this.o.meter.admit({ model: this.model, ...worst, eventId });
       return { forward: true, relayed: () => void (pending.relayed = true) };
     } catch (err) {
       if (err instanceof GatewayError) return { forward: false, reply: this.refusal(err, event) };
@@ -186,20 +198,24 @@ export class RealtimeDialect implements Dialect {
     }
   }
 
-  /** A response no create asked for (server VAD): admitted now; refused, it is cancelled, and what
-   * it used is still charged (the upstream began it before the gateway could say no). */
+  /** A response no create asked for (server VAD): admitted now; refused, it is cancelled, what it
+   * used is still charged (the upstream began it before the gateway could say no), and the session
+   * is closed: the client's audio would start another, and each would spend past the limit again. */
   private async startedByUpstream(responseId: string, response: Json): Promise<void> {
     const worst = this.worstCase(response);
     let pending: Pending;
+    let refused: GatewayError | undefined;
     try {
-      pending = await this.o.meter.admit({ model: this.model, ...worst, capped: true });
+      pending = await this.o.meter.admit({ model: this.model, ...worst });
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
+      refused = err;
       this.o.channel.toUpstream(Buffer.from(JSON.stringify({ type: 'response.cancel', response_id: responseId })));
       this.o.channel.toClient(this.refusal(err, undefined));
-      pending = await this.o.meter.admit({ model: this.model, ...worst, capped: true }, true);
+      pending = await this.o.meter.admit({ model: this.model, ...worst }, true);
     }
     pending.responseId = responseId;
+    if (refused) this.o.channel.close(1008, `${refused.code}: a response the server started was past the user's limits and was cancelled`);
   }
 }
 

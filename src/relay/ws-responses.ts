@@ -15,6 +15,7 @@ import { checkModel, factsOf } from './body.js';
 import { type ObjectAccess, pinnedKey } from './object-access.js';
 import { type ObjectSlots, holdObjectSlot } from './object-slots.js';
 import { type Pending, type SessionMeter, responsesError } from './ws-meter.js';
+import { countedTools, inlineInput } from './ws-seen.js';
 import { tooManyInFlight } from './ws-realtime.js';
 import type { Dialect, Json, Verdict } from './ws-session.js';
 
@@ -82,8 +83,9 @@ export class ResponsesDialect implements Dialect {
     const estimate = estimateRequest(CREATE.cost, model, event, facts, this.o.defaultMaxOutput);
     const previous = typeof event.previous_response_id === 'string' ? event.previous_response_id : undefined;
     const known = previous === undefined ? 0 : this.sizes.get(previous);
-    // Only a prompt seen whole caps the charge at the worst case (ws-meter.ts finish).
-    const capped = known !== undefined && event.conversation === undefined;
+    // Only a prompt seen whole caps the charge at the worst case (ws-meter.ts finish): no stored
+    // conversation, prompt or file, no item by id, no tool that fetches.
+    const capped = known !== undefined && event.conversation === undefined && event.prompt == null && inlineInput(event.input) && countedTools(event.tools);
     const lane = typeof event.stream_id === 'string' ? event.stream_id : '';
     const release = createsObjects(CREATE, event) ? await holdObjectSlot(this.o.slots, user.id, `${meter.sessionId}.slot${++this.slotCount}`) : () => {};
     try {

@@ -8,6 +8,7 @@
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
+import { checkJsonShape } from './json-shape.js';
 import type { OpenStreams } from './open-streams.js';
 import { FrameError, FrameReader, MessageAssembler, OP_CLOSE, OP_TEXT, closeFrame, encodeFrame, eventType } from './ws-frames.js';
 
@@ -19,6 +20,8 @@ export type Verdict = { forward: true; relayed?: () => void } | { forward: false
 export interface Channel {
   toClient(payload: Buffer): void;
   toUpstream(payload: Buffer): void;
+  /** Ends the session with this close code to the client, after what was sent to it. */
+  close(code: number, reason: string): void;
 }
 
 export interface Dialect {
@@ -70,6 +73,17 @@ function parse(payload: Buffer): Json | undefined {
   }
 }
 
+/** The refusal of an event with a key given twice in one object, nested too deep or too big. */
+function shapeError(payload: Buffer): GatewayError | undefined {
+  try {
+    checkJsonShape(payload);
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof GatewayError)) throw err;
+    return new GatewayError(err.code, { message: err.message.replace('The request body', 'This event'), param: err.param });
+  }
+}
+
 export class WebSocketSession implements Channel {
   private readonly clientFrames: FrameReader;
   private readonly upstreamFrames: FrameReader;
@@ -115,6 +129,10 @@ export class WebSocketSession implements Channel {
 
   toUpstream(payload: Buffer): void {
     if (!this.ended) this.o.upstream.write(encodeFrame(OP_TEXT, payload, true));
+  }
+
+  close(code: number, reason: string): void {
+    this.fail(code, reason);
   }
 
   private writeClient(bytes: Buffer): void {
@@ -185,6 +203,10 @@ export class WebSocketSession implements Channel {
     let type = found.type;
     let event: Json | undefined;
     if (found.ambiguous || (type !== undefined && this.dialect.clientTypes.has(type))) {
+      // As over HTTP (json-shape.ts): a key given twice is read one way here and maybe another
+      // upstream, so the event is refused, not relayed.
+      const misshapen = shapeError(message);
+      if (misshapen) return { forward: false, reply: this.dialect.refusal(misshapen, undefined) };
       event = parse(message);
       // Another parser may read what this one refuses (NaN, say): what the gateway cannot read,
       // it cannot meter, so it is not relayed.
