@@ -56,17 +56,34 @@ describe.each(STORE_BACKENDS)('audit log on %s', (_name, start) => {
     }
   });
 
-  it('drops entries older than maxAge on the next append, and hides them from reads before that', async () => {
+  it('drops entries older than maxAge by the store clock on the next append, and hides them from reads before that', async () => {
+    const log = backend.store.audit;
+    // A short age, waited out for real: on Redis the age is the server's clock, not the one passed in.
+    const retention: AuditRetention = { maxEntries: 1000, maxAgeMs: 300 };
+    // Past the ids the earlier cases wrote in the memory store (ids never go back).
+    const clock = () => Date.now() + 5000;
+    await log.append(entry('user:old'), clock(), retention);
+    expect((await log.page({ limit: 10, target: 'user:old' }, clock(), KEEP)).length).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    // Past its age a read no longer shows it ...
+    expect(await log.page({ limit: 10, target: 'user:old' }, clock(), retention)).toEqual([]);
+    // ... and the next append removes it for good, whatever retention a later read uses.
+    await log.append(entry('user:new'), clock(), retention);
+    expect(await log.page({ limit: 10, target: 'user:old' }, clock(), KEEP)).toEqual([]);
+    expect((await log.page({ limit: 10, target: 'user:new' }, clock(), retention)).length).toBe(1);
+  });
+
+  it('on a shared store, an append or read with a clock 100 days ahead drops and hides nothing younger than maxAge', async () => {
+    if (!backend.keys) return; // In memory the store is the process: its clock is the store's.
     const log = backend.store.audit;
     const retention: AuditRetention = { maxEntries: 1000, maxAgeMs: 90 * DAY };
-    const now = Date.now() + 10 * DAY;
-    await log.append(entry('user:old'), now, retention);
-    // 89 days later it is still there; 91 days later a read no longer shows it ...
-    expect((await log.page({ limit: 10, target: 'user:old' }, now + 89 * DAY, retention)).length).toBe(1);
-    expect(await log.page({ limit: 10, target: 'user:old' }, now + 91 * DAY, retention)).toEqual([]);
-    // ... and an append at that time removes it for good, whatever retention a later read uses.
-    await log.append(entry('user:new'), now + 91 * DAY, retention);
-    expect(await log.page({ limit: 10, target: 'user:old' }, now + 91 * DAY, { maxEntries: 1000, maxAgeMs: 1000 * DAY })).toEqual([]);
-    expect((await log.page({ limit: 10, target: 'user:new' }, now + 91 * DAY, retention)).length).toBe(1);
+    await log.append(entry('user:kept'), Date.now(), retention);
+    const ahead = Date.now() + 100 * DAY;
+    const future = await log.append(entry('user:ahead'), ahead, retention);
+    expect(future.time).toBe(new Date(ahead).toISOString());
+    // Its id is the server's time, so it does not push the ids of later entries into the future.
+    expect(Number(future.id.split('-')[0])).toBeLessThan(Date.now() + DAY);
+    expect((await log.page({ limit: 10, target: 'user:kept' }, ahead, retention)).length).toBe(1);
+    expect((await log.page({ limit: 10, target: 'user:kept' }, Date.now(), retention)).length).toBe(1);
   });
 });

@@ -103,7 +103,7 @@ export class Deliverer {
     const number = delivery.attempts + 1;
     if (!hook) {
       // Removed since the event: nobody to send it to.
-      await this.options.store.attempted(delivery, this.record(delivery, number, started, null, 'the webhook was removed', undefined), undefined);
+      await this.options.store.attempted(delivery, this.record(delivery, number, started, null, 'the webhook was removed', undefined), undefined, started);
       return;
     }
     let status: number | null = null;
@@ -133,12 +133,13 @@ export class Deliverer {
     } catch (err) {
       error = deadline.aborted ? 'timeout' : ((err as { code?: string }).code ?? 'request failed');
     }
-    const next = error === null ? undefined : nextAttemptAt(delivery, number, this.now(), this.options.firstRetryMs);
+    const ended = this.now();
+    const next = error === null ? undefined : nextAttemptAt(delivery, number, ended, this.options.firstRetryMs);
     const attempt = this.record(delivery, number, started, status, error, next);
     if (error !== null) {
       this.options.log.warn({ webhook: hook.id, event: delivery.eventId, type: delivery.type, attempt: number, status, reason: error, next: attempt.nextAttemptAt }, next === undefined ? 'alerts: webhook delivery given up' : 'alerts: webhook delivery failed, will retry');
     }
-    await this.options.store.attempted({ ...delivery, attempts: number }, attempt, next);
+    await this.options.store.attempted({ ...delivery, attempts: number }, attempt, next, ended);
   }
 
   private record(delivery: Delivery, number: number, started: number, status: number | null, error: string | null, next: number | undefined): Attempt {

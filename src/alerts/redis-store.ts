@@ -1,7 +1,8 @@
 // Alerts on Redis and Redis Cluster. Every key carries the hash tag `{alerts}`, so that they sit in
 // one slot and each script below is one atomic step on a cluster too:
 //   kr:{alerts}:webhooks          hash  id -> webhook JSON (with its signing secret)
-//   kr:{alerts}:due               zset  delivery id, scored by when it is due (or its claim ends)
+//   kr:{alerts}:due               zset  delivery id, scored by when it is due (or its claim ends),
+//                                       in the Redis server's clock (TIME), never a process's
 //   kr:{alerts}:deliveries        hash  delivery id -> delivery JSON
 //   kr:{alerts}:once:<key>        string, with a time to live: who raised an event
 //   kr:{alerts}:attempts:<hook>   list  of attempt JSON, newest first, capped
@@ -11,8 +12,9 @@ import { ATTEMPTS_KEPT, type AlertStore, type Attempt, type Delivery, type Webho
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    krAlertsClaim(due: string, deliveries: string, now: number, until: number, max: number): Result<string[], Context>;
-    krAlertsAttempted(due: string, deliveries: string, attempts: string, id: string, json: string, nextAt: string, attempt: string, kept: number): Result<number, Context>;
+    krAlertsEnqueue(due: string, deliveries: string, ...idsAndJson: string[]): Result<number, Context>;
+    krAlertsClaim(due: string, deliveries: string, leaseMs: number, max: number): Result<string[], Context>;
+    krAlertsAttempted(due: string, deliveries: string, attempts: string, id: string, json: string, inMs: string, attempt: string, kept: number): Result<number, Context>;
   }
 }
 
@@ -23,15 +25,30 @@ const DELIVERIES = `${PREFIX}:deliveries`;
 const onceKey = (key: string): string => `${PREFIX}:once:${key}`;
 const attemptsKey = (webhookId: string): string => `${PREFIX}:attempts:${webhookId}`;
 
+// The server's clock in ms: one clock for every process, whatever each one's own says.
+const NOW_LUA = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
+
+// ARGV: delivery id, its JSON, … ; each due now.
+const ENQUEUE_LUA = `${NOW_LUA}
+for i = 1, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[1], now, ARGV[i])
+end
+return 1
+`;
+
 // Takes the due deliveries and pushes each one's score to the end of its claim, in one step, so
-// that two processes polling at once never take the same one.
-const CLAIM_LUA = `
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+// that two processes polling at once never take the same one. ARGV: lease ms, max.
+const CLAIM_LUA = `${NOW_LUA}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for _, id in ipairs(ids) do
   local json = redis.call('HGET', KEYS[2], id)
   if json then
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
     out[#out + 1] = json
   else
     redis.call('ZREM', KEYS[1], id)
@@ -40,14 +57,15 @@ end
 return out
 `;
 
-// ARGV: delivery id, its JSON, when it is due again ('' for never), the attempt's JSON, attempts kept.
-const ATTEMPTED_LUA = `
+// ARGV: delivery id, its JSON, in how many ms it is due again ('' for never), the attempt's JSON,
+// attempts kept.
+const ATTEMPTED_LUA = `${NOW_LUA}
 if ARGV[3] == '' then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[1])
 else
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 end
 redis.call('LPUSH', KEYS[3], ARGV[4])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
@@ -63,6 +81,7 @@ function parsed<T>(json: string): T | undefined {
 }
 
 export function redisAlertStore(client: RedisClient): AlertStore {
+  client.defineCommand('krAlertsEnqueue', { numberOfKeys: 2, lua: ENQUEUE_LUA });
   client.defineCommand('krAlertsClaim', { numberOfKeys: 2, lua: CLAIM_LUA });
   client.defineCommand('krAlertsAttempted', { numberOfKeys: 3, lua: ATTEMPTED_LUA });
   return {
@@ -81,21 +100,17 @@ export function redisAlertStore(client: RedisClient): AlertStore {
     async once(key: string, ttlMs: number) {
       return (await client.set(onceKey(key), '1', 'PX', Math.max(1, Math.round(ttlMs)), 'NX')) === 'OK';
     },
-    async enqueue(deliveries: Delivery[], now: number) {
+    // The `now` arguments below are the process's clock and not used: the server's decides.
+    async enqueue(deliveries: Delivery[], _now: number) {
       if (deliveries.length === 0) return;
-      const multi = client.multi();
-      for (const d of deliveries) {
-        multi.hset(DELIVERIES, d.id, JSON.stringify(d));
-        multi.zadd(DUE, now, d.id);
-      }
-      await multi.exec();
+      await client.krAlertsEnqueue(DUE, DELIVERIES, ...deliveries.flatMap((d) => [d.id, JSON.stringify(d)]));
     },
-    async claim(now: number, leaseMs: number, max: number) {
-      const found = await client.krAlertsClaim(DUE, DELIVERIES, now, now + leaseMs, max);
+    async claim(_now: number, leaseMs: number, max: number) {
+      const found = await client.krAlertsClaim(DUE, DELIVERIES, leaseMs, max);
       return found.map((json) => parsed<Delivery>(json)).filter((d): d is Delivery => d !== undefined);
     },
-    async attempted(delivery: Delivery, attempt: Attempt, nextAt: number | undefined) {
-      const next = nextAt === undefined ? '' : String(nextAt);
+    async attempted(delivery: Delivery, attempt: Attempt, nextAt: number | undefined, now: number) {
+      const next = nextAt === undefined ? '' : String(Math.max(0, Math.round(nextAt - now)));
       await client.krAlertsAttempted(DUE, DELIVERIES, attemptsKey(delivery.webhookId), delivery.id, JSON.stringify(delivery), next, JSON.stringify(attempt), ATTEMPTS_KEPT);
     },
     async attempts(webhookId: string, limit: number) {

@@ -78,13 +78,17 @@ export interface AlertStore {
   removeWebhook(id: string): Promise<boolean>;
   /** True for the first caller of `key` within `ttlMs`, from any process: who raises an event. */
   once(key: string, ttlMs: number): Promise<boolean>;
+  // Due times and claims are the store's clock: on Redis the server's TIME, so that a process whose
+  // clock runs ahead cannot take a delivery another process is still sending; in memory the store
+  // is the process, and `now` is its clock.
   /** Queues deliveries, due at once. */
   enqueue(deliveries: Delivery[], now: number): Promise<void>;
   /** Takes up to `max` due deliveries for `leaseMs`: no other process sees them meanwhile; a
    * process that dies holding them gives them back when the lease ends (at least once). */
   claim(now: number, leaseMs: number, max: number): Promise<Delivery[]>;
-  /** Records the attempt; `nextAt` queues the delivery again, undefined ends it. */
-  attempted(delivery: Delivery, attempt: Attempt, nextAt: number | undefined): Promise<void>;
+  /** Records the attempt; `nextAt` (in the clock that read `now`) queues the delivery again, in
+   * `nextAt - now` by the store's clock; undefined ends it. */
+  attempted(delivery: Delivery, attempt: Attempt, nextAt: number | undefined, now: number): Promise<void>;
   /** The webhook's last attempts, newest first. */
   attempts(webhookId: string, limit: number): Promise<Attempt[]>;
 }
@@ -140,7 +144,7 @@ export class MemoryAlertStore implements AlertStore {
     return out;
   }
 
-  async attempted(delivery: Delivery, attempt: Attempt, nextAt: number | undefined): Promise<void> {
+  async attempted(delivery: Delivery, attempt: Attempt, nextAt: number | undefined, _now: number): Promise<void> {
     if (nextAt === undefined) this.queue.delete(delivery.id);
     else this.queue.set(delivery.id, { delivery: { ...delivery }, dueAt: nextAt });
     const list = this.log.get(delivery.webhookId) ?? [];

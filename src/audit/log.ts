@@ -5,6 +5,10 @@
 //
 // Entry ids are Redis Stream ids (`<ms>-<seq>`), made the same way by the memory log: they sort as
 // time does, are unique across processes, and are what `before` takes to page back.
+//
+// Whose clock: ids and age are the store's clock. On Redis that is the server's TIME, so that no
+// gateway process's clock can trim the others' entries; in memory the store is the process, so its
+// clock is the `now` passed in. An entry's `time` is the appending process's clock, for display.
 
 export interface AuditEntry {
   id: string;
@@ -36,7 +40,7 @@ export interface AuditQuery {
 }
 
 export interface AuditLog {
-  /** Appends the entry at `now` (epoch ms), then drops what retention no longer keeps. */
+  /** Appends the entry (its `time` is `now`, epoch ms), then drops what retention no longer keeps by the store's clock. */
   append(entry: NewAuditEntry, now: number, retention: AuditRetention): Promise<AuditEntry>;
   /** Newest first. */
   page(query: AuditQuery, now: number, retention: AuditRetention): Promise<AuditEntry[]>;

@@ -47,3 +47,23 @@ export function list(options: OptionValues, name: string): string[] | undefined 
   if (items.length === 0) throw new UsageError(`--${name}: expected a comma-separated list, got "${raw}"`);
   return items;
 }
+
+/** True when the URL carries a password (`scheme://user:password@host`), parsed or not. */
+export function hasPassword(value: string): boolean {
+  try {
+    if (new URL(value).password !== '') return true;
+  } catch {
+    // Not a URL the parser takes: look at its shape alone.
+  }
+  return /^[^:/?#]+:\/\/[^/?#]*:[^/?#]*@/.test(value);
+}
+
+// Arguments stay in shell history and show in every `ps` listing, so a password is refused there
+// (as a pool key is read from standard input). The message never repeats the value.
+export function refusePassword(what: string, values: readonly string[] | undefined, kind: string): void {
+  if (!values?.some(hasPassword)) return;
+  throw new UsageError(
+    `${what}: a URL with a password is not taken on the command line (it would stay in shell history and show in ps). ` +
+      `Set it through the admin API with the JSON body read from a file (curl --data @${kind}.json …), or in the settings file.`,
+  );
+}

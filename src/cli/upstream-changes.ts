@@ -3,7 +3,7 @@
 // changes). A pool key's secret is read from standard input (secret-input.ts), never an argument.
 import { type Command, type Context, type OptionSpec, type OptionValues, UsageError } from './command.js';
 import { answer, fields, orDash } from './format.js';
-import { list, text, wholeNumber } from './options.js';
+import { list, refusePassword, text, wholeNumber } from './options.js';
 import { readSecret } from './secret-input.js';
 
 interface ApiKey {
@@ -79,7 +79,12 @@ function setOrClear(patch: Record<string, unknown>, options: OptionValues, name:
   else if (value !== undefined) patch[field] = value;
 }
 
-const proxyOf = (options: OptionValues): string[] | undefined => list(options, 'proxy');
+// A proxy password is a secret: never taken as an argument (options.ts, refusePassword).
+function proxyOf(options: OptionValues): string[] | undefined {
+  const proxies = list(options, 'proxy');
+  refusePassword('--proxy', proxies, 'proxy');
+  return proxies;
+}
 
 const UPSTREAM_OPTIONS: Record<string, OptionSpec> = {
   'base-url': { type: 'string', value: 'URL', help: 'the OpenAI-compatible API, such as https://api.openai.com/v1' },
@@ -164,10 +169,11 @@ export const upstreamChangeCommands: readonly Command[] = [
     options: { organization: KEY_OPTIONS.organization as OptionSpec, project: KEY_OPTIONS.project as OptionSpec, proxy: KEY_OPTIONS.proxy as OptionSpec },
     summary: 'try a key not yet added (read from standard input) with GET /models through the upstream',
     async run(ctx, [upstream = ''], options) {
+      const proxy = proxyOf(options);
       const key = await readSecret(ctx.io, 'the key to test');
       const body: Record<string, unknown> = { key };
       for (const name of ['organization', 'project'] as const) if (text(options, name) !== undefined) body[name] = text(options, name);
-      if (proxyOf(options)) body.proxy = proxyOf(options);
+      if (proxy) body.proxy = proxy;
       const result = await ctx.admin().post<KeyTest>(`/upstreams/${seg(upstream)}/test-key`, body);
       answer(ctx, result, testFields);
       return result.ok ? 0 : 1;

@@ -1,10 +1,10 @@
 // keyrelay webhooks list|add|remove|deliveries: the alert webhooks (docs/alerts.md). The signing
-// secret is read from standard input, never from an argument.
+// secret is read from standard input, never from an argument; a URL with a password is refused.
 import { type Attempt, EVENT_TYPES } from '../alerts/types.js';
 import type { Command } from './command.js';
 import { UsageError } from './command.js';
 import { answer, fields, orDash, table } from './format.js';
-import { list, text, wholeNumber } from './options.js';
+import { list, refusePassword, text, wholeNumber } from './options.js';
 import { readSecret } from './secret-input.js';
 
 export interface ApiWebhook {
@@ -40,6 +40,8 @@ export const webhooksCommands: readonly Command[] = [
     },
     summary: 'add a webhook; its signing secret is read from standard input',
     async run(ctx, [url], options) {
+      // A password in the URL (basic auth at the receiver) is a secret: never an argument.
+      refusePassword('<url>', url === undefined ? undefined : [url], 'webhook');
       const events = list(options, 'events');
       if (!events) throw new UsageError(`--events: say which events to send (${EVENT_TYPES.join(', ')})`);
       const secret = await readSecret(ctx.io, 'Signing secret');
