@@ -24,6 +24,11 @@ declare module 'fastify' {
   }
 }
 
+/** A route's `config` declaring its audit action and target: `{ config: audited('user.create', …) }`. */
+export function audited(action: string, target: AuditSpec['target']): { audit: AuditSpec } {
+  return { audit: { action, target } };
+}
+
 /** Who made the change. One admin token today; its name once there are several. */
 export function actorOf(_request: FastifyRequest): string {
   return 'admin';

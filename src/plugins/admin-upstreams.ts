@@ -25,7 +25,7 @@ import { type Pool, type PoolKey, type Upstream, keyRef } from '../pool/pool.js'
 import { openCatalog } from '../pool/runtime.js';
 import { testKey } from '../relay/key-test.js';
 import { SecretError, sealedKeyId } from '../secrets/box.js';
-import type { AuditSpec } from '../audit/hook.js';
+import { type AuditSpec, audited } from '../audit/hook.js';
 import type { Services } from '../services.js';
 import { CreateKey, CreateUpstream, KeyParams, PatchKey, PatchUpstream, RotateKey, TestKey, UpstreamParams } from './admin-upstreams-schemas.js';
 import { keyView, upstreamView } from './admin-upstreams-views.js';
@@ -44,8 +44,6 @@ function settingsIds(pool: Pool): SettingsIds {
 const notFound = (what: string) => new GatewayError('not_found', { message: `No ${what} with that id.` });
 
 
-/** The audit entry of a change (src/audit/hook.ts): its action and what it was made to. */
-const audited = (action: string, target: AuditSpec['target']) => ({ audit: { action, target } });
 type Params = { upstream?: string; keyId?: string };
 const upstreamTarget: AuditSpec['target'] = (r) => `upstream:${(r.params as Params).upstream ?? ''}`;
 const keyTarget: AuditSpec['target'] = (r) => `pool_key:${(r.params as Params).upstream ?? ''}/${(r.params as Params).keyId ?? ''}`;

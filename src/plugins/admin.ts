@@ -14,7 +14,7 @@ import { PriceTable } from '../quota/prices.js';
 import { unpricedModelWarnings } from '../quota/unpriced.js';
 import { LIMIT_MAXIMUM } from '../quota/amounts.js';
 import { usageView } from '../quota/view.js';
-import type { AuditSpec } from '../audit/hook.js';
+import { audited } from '../audit/hook.js';
 import type { Services } from '../services.js';
 import { adminUpstreamsPlugin } from './admin-upstreams.js';
 import type { KeyRecord, Limits as UserLimits, User, UserPatch } from '../store/types.js';
@@ -74,7 +74,6 @@ const KeyParams = Type.Object({ keyId: Type.String() });
 
 // What each change writes to the audit log (src/audit/hook.ts): an action and its target.
 const param = (name: string) => (request: { params: unknown }) => String((request.params as Record<string, unknown>)[name]);
-const audited = (action: string, target: AuditSpec['target']) => ({ audit: { action, target } });
 
 function digestOf(value: string): Buffer {
   return createHash('sha256').update(value).digest();

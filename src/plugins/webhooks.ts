@@ -1,5 +1,6 @@
 // /admin/webhooks: the alert webhooks added at run time, beside those of the settings (read-only
 // here), and the last delivery attempts of each (docs/alerts.md). The signing secret is write-only.
+import { audited } from '../audit/hook.js';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Alerts } from '../alerts/alerts.js';
@@ -74,7 +75,7 @@ export async function webhooksPlugin(app: FastifyInstance, options: { alerts: Al
 
   app.post<{ Body: Static<typeof CreateWebhook> }>(
     '/webhooks',
-    { schema: { body: CreateWebhook }, config: { audit: { action: 'webhook.create', target: (_r, answer) => `webhook:${String(answer.id)}` } } },
+    { schema: { body: CreateWebhook }, config: audited('webhook.create', (_r, answer) => `webhook:${String(answer.id)}`) },
     async (request, reply) => {
       const { id, url, events, secret } = request.body;
       if (id !== undefined && !new RegExp(WEBHOOK_ID).test(id)) throw invalid('id', '`id` must be 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit.');
@@ -101,7 +102,7 @@ export async function webhooksPlugin(app: FastifyInstance, options: { alerts: Al
 
   app.delete<{ Params: Static<typeof IdParams> }>(
     '/webhooks/:id',
-    { config: { audit: { action: 'webhook.remove', target: (request) => `webhook:${(request.params as { id: string }).id}` } } },
+    { config: audited('webhook.remove', (request) => `webhook:${(request.params as { id: string }).id}`) },
     async (request) => {
       const hook = await found(request.params.id);
       if (hook.source === 'settings') {
