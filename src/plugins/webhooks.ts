@@ -1,9 +1,9 @@
 // /admin/webhooks: the alert webhooks added at run time, beside those of the settings (read-only
 // here), and the last delivery attempts of each (docs/alerts.md). The signing secret is write-only.
-import { audited } from '../audit/hook.js';
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Alerts } from '../alerts/alerts.js';
+import { audited } from '../audit/hook.js';
 import { SECRET_MAX, SECRET_MIN, WEBHOOK_ID } from '../alerts/settings.js';
 import { EVENT_TYPES, type AlertStore, type EventType, type Webhook, isEventType } from '../alerts/types.js';
 import { GatewayError } from '../errors.js';
