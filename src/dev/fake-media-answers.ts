@@ -4,6 +4,7 @@
 // image, gpt-image-* by tokens), and speech streamed as SSE. Deterministic, so tests can predict
 // what is charged: the audio's duration follows from the upload's size (FAKE_AUDIO_BYTES_PER_SECOND).
 import type { FakeResponse, RecordedRequest } from './fake-upstream.js';
+import { isObject } from '../json-object.js';
 
 /** Seconds of audio the fake hears in an upload: its bytes / this (16 kHz 16-bit mono PCM). */
 export const FAKE_AUDIO_BYTES_PER_SECOND = 32_000;
@@ -53,7 +54,6 @@ export function mediaAnswer(req: RecordedRequest, bodyLength: number): FakeRespo
   return undefined;
 }
 
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 function asFields(json: unknown): Map<string, string> {
   const fields = new Map<string, string>();

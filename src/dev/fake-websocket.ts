@@ -9,6 +9,7 @@
 //   "fail": the Responses socket answers `response.failed` (usage included).
 import type { WebSocket } from 'ws';
 import { fakeId } from './fake-openai-answers.js';
+import { isObject } from '../json-object.js';
 
 /** The usage of every realtime `response.done` (unless scripted otherwise). */
 export const FAKE_REALTIME_USAGE = {
@@ -33,7 +34,6 @@ const ABSURD_USAGE = { total_tokens: -5, input_tokens: -1_000_000, output_tokens
 const AUDIO = Buffer.alloc(4800, 7).toString('base64');
 
 type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 function parse(text: string): Json | undefined {
   try {

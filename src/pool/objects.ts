@@ -18,6 +18,7 @@
 // its `user`.
 
 import type { Operation } from '../operations/match.js';
+import { isObject } from '../json-object.js';
 
 export type ObjectKind =
   | 'file'
@@ -154,9 +155,7 @@ const MAX_DEPTH = 64;
 
 type Json = Record<string, unknown>;
 
-export function isObject(value: unknown): value is Json {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
-}
+export { isObject };
 
 /**
  * The tracked ids a parsed JSON request body names, in document order. A body too large to parse

@@ -5,11 +5,11 @@
 // already has `stream_options` is re-serialised with the flag set instead; one too large to have been
 // parsed (src/relay/json-digest.ts) has only its `stream_options` written again, in place.
 import type { RequestBody } from '../relay/body.js';
+import { isObject } from '../json-object.js';
 
 const STREAMS_USAGE_ON_REQUEST = new Set(['createChatCompletion', 'createCompletion']);
 const INSERT = Buffer.from('"stream_options":{"include_usage":true},');
 
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** The body to send upstream instead, or undefined when it needs no change. */
 export function askForUsage(operation: string, body: RequestBody): (RequestBody & { kind: 'buffered' }) | undefined {

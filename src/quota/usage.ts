@@ -13,6 +13,7 @@
 // MAX_AMOUNT is MAX_AMOUNT, and a negative or non-numeric value counts as absent (0): a count can
 // never refund what other parts of the usage cost. Each detail is at most the total it is part of.
 import { MAX_AMOUNT } from './amounts.js';
+import { isObject } from '../json-object.js';
 
 export interface TokenUsage {
   input: number;
@@ -39,7 +40,6 @@ export interface TokenUsage {
 
 type Json = Record<string, unknown>;
 
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** A reported count as the ledger can hold it, or undefined when it is not a count at all. */
 export function count(v: unknown): number | undefined {

@@ -15,6 +15,7 @@ import type { User } from '../store/types.js';
 import { factsOf } from './body.js';
 import { checkJsonShape } from './json-shape.js';
 import { FileTooLarge, LineTooLong, jsonlLines } from './jsonl.js';
+import { isObject } from '../json-object.js';
 
 /** OpenAI's bounds of a batch input file (Batch API guide). */
 export const BATCH_MAX_REQUESTS = 50_000;
@@ -29,7 +30,6 @@ export interface BatchWorstCase {
 }
 
 type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 const refuse = (message: string, code: 'invalid_request' | 'model_not_allowed' = 'invalid_request'): GatewayError =>
   new GatewayError(code, { status: 400, param: 'input_file_id', message });

@@ -8,12 +8,12 @@ import type { Readable } from 'node:stream';
 import { type TokenUsage, normalizeUsage } from '../quota/usage.js';
 import { BATCH_MAX_LINE_BYTES } from './batch-input.js';
 import { jsonlLines } from './jsonl.js';
+import { isObject } from '../json-object.js';
 
 /** An output file is one answer per input line: its bound is OpenAI's answer sizes, not the input's. */
 const OUTPUT_MAX_BYTES = 4 * 1024 * 1024 * 1024;
 
 type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 const COUNTS = ['prompt_tokens', 'completion_tokens', 'input_tokens', 'output_tokens', 'total_tokens'];
 

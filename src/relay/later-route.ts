@@ -24,6 +24,7 @@ import { LaterTap } from './later-tap.js';
 import { type ObjectAccess, pinnedKey } from './object-access.js';
 import type { Outbound } from './outbound.js';
 import { upstreamGet } from './upstream-get.js';
+import { isObject } from '../json-object.js';
 
 export interface LaterPlan {
   kind: LaterKind;
@@ -44,7 +45,6 @@ export interface LaterContext {
 }
 
 type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 const BATCH_ENDED = new Set(['completed', 'failed', 'expired', 'cancelled']);
 const RESPONSE_ENDED = new Set(['completed', 'failed', 'incomplete', 'cancelled']);

@@ -13,6 +13,7 @@ import { type Line, LineSplitter } from '../quota/sse-lines.js';
 import { eventUsage, findJsonUsage } from '../quota/usage.js';
 import type { ResponseTap } from './forward.js';
 import { isEventStream } from './headers.js';
+import { isObject } from '../json-object.js';
 
 const NULL_USAGE = Buffer.from(',"usage":null');
 const JSON_TAIL_BYTES = 256 * 1024;
@@ -30,7 +31,6 @@ const USAGE_KEY = Buffer.from('"usage"');
 const FINISH_KEY = Buffer.from('"finish_reason"');
 
 type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isObjectStart = (byte: number | undefined): boolean => byte === 0x7b;
 const isNotNull = (byte: number | undefined): boolean => byte !== undefined && byte !== 0x6e;
 

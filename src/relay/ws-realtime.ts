@@ -16,6 +16,7 @@ import type { Pending, SessionMeter } from './ws-meter.js';
 import { realtimeError } from './ws-meter.js';
 import { countedTools, inlineInput, inlineItem } from './ws-seen.js';
 import type { Channel, Dialect, Json, Verdict } from './ws-session.js';
+import { isObject } from '../json-object.js';
 
 /** OpenAI's `max_response_output_tokens` is at most 4096 ("inf" means that cap). */
 export const REALTIME_OUTPUT_CAP = 4096;
@@ -30,7 +31,6 @@ export const REALTIME_CONTEXT = 128_000;
 const APPEND_FRAMING = 48;
 const RESPONSES = matchOperation('POST', '/v1/responses').cost;
 
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 function bytesPerSecond(format: unknown): number {
   const name = isObject(format) ? format.type : format;

@@ -18,6 +18,7 @@ import { type Pending, type SessionMeter, responsesError } from './ws-meter.js';
 import { countedTools, inlineInput } from './ws-seen.js';
 import { tooManyInFlight } from './ws-realtime.js';
 import type { Dialect, Json, Verdict } from './ws-session.js';
+import { isObject } from '../json-object.js';
 
 const CREATE = matchOperation('POST', '/v1/responses');
 const SETTLES = new Set(['response.completed', 'response.failed', 'response.incomplete']);
@@ -26,7 +27,6 @@ const REMEMBERED = 1000;
 // Bytes of output per token, for what streamed before a cut (a token is about four bytes of text).
 const BYTES_PER_TOKEN = 4;
 
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 export interface ResponsesOptions {
   user: User;

@@ -5,9 +5,7 @@
 // could count: it is charged what the upstream reports, as over HTTP. What is not known to be
 // inline counts as unseen.
 
-type Json = Record<string, unknown>;
-
-const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+import { type JsonObject as Json, isObject } from '../json-object.js';
 
 // Content parts whose whole text or audio is in the event (audio counted from its bytes).
 const INLINE_PARTS = new Set(['input_text', 'output_text', 'text', 'refusal', 'input_audio', 'audio', 'output_audio']);
