@@ -49,6 +49,8 @@ import { validationError } from './validation-error.js';
 import type { Services } from './services.js';
 import { createStore } from './store/index.js';
 import type { Store } from './store/types.js';
+import { QuotaGate } from './quota/gate.js';
+import { PriceTable } from './quota/prices.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -180,6 +182,18 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   });
   const masker = createGrowingMasker(pool.secrets());
   pool.onChange(() => masker.learn(pool.secrets()));
+  const metrics = createMetrics({ userLabels: config.logging.userLabelsInMetrics });
+  const quotaWatch = new QuotaWatch({ store, alerts, log });
+  const prices = new PriceTable(config.prices);
+  // One gate for every path that admits and settles (HTTP, WebSockets, charges made later).
+  const quota = new QuotaGate({
+    store,
+    prices,
+    leaseMs: config.quota.leaseMs,
+    log,
+    onStoreError: (operation) => metrics.storeFailed(operation),
+    onSettled: (userId, limits) => quotaWatch.settled(userId, limits),
+  });
   const services: Services = {
     config,
     log,
@@ -191,9 +205,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     secretBox,
     outbound: createOutbound(config, log),
     streams: new OpenStreams(),
-    metrics: createMetrics({ userLabels: config.logging.userLabelsInMetrics }),
+    metrics,
     alerts,
-    quotaWatch: new QuotaWatch({ store, alerts, log }),
+    quotaWatch,
+    prices,
+    quota,
   };
   const observability = createObservability(config, log, services.metrics);
   const route = createRelayRoute(services);

@@ -12,6 +12,8 @@ import type { Masker } from './relay/mask.js';
 import type { OpenStreams } from './relay/open-streams.js';
 import type { Outbound } from './relay/outbound.js';
 import type { Store } from './store/types.js';
+import type { QuotaGate } from './quota/gate.js';
+import type { PriceTable } from './quota/prices.js';
 
 export interface Services {
   config: Config;
@@ -34,4 +36,8 @@ export interface Services {
   alerts: Alerts;
   /** Watches settles for the quota.threshold alert. */
   quotaWatch: QuotaWatch;
+  /** The price table of the settings over the built-in one. */
+  prices: PriceTable;
+  /** Admits and settles every metered request, HTTP and WebSocket alike. */
+  quota: QuotaGate;
 }

@@ -10,7 +10,6 @@ import { isPast, parseIsoTime } from '../iso-time.js';
 import { digestKey, displayPrefix, newGatewayKey, newId } from '../keys.js';
 import { PERMISSIONS, type Permission } from '../operations/costs.js';
 import { quotaLimits } from '../quota/gate.js';
-import { PriceTable } from '../quota/prices.js';
 import { unpricedModelWarnings } from '../quota/unpriced.js';
 import { LIMIT_MAXIMUM } from '../quota/amounts.js';
 import { usageView } from '../quota/view.js';
@@ -144,7 +143,7 @@ export function tokenGuard(expectedToken: string, refusal: string): (request: Fa
 
 export async function adminPlugin(app: FastifyInstance, services: Services): Promise<void> {
   const { store } = services;
-  const prices = new PriceTable(services.config.prices);
+  const { prices } = services;
   // A user as created or changed, with warnings about it when there are any (a dollar limit over
   // models without a price).
   const withWarnings = (user: User): User & { warnings?: string[] } => {

@@ -16,10 +16,9 @@ import { FORM_ID_FIELDS, createsObjects, deletedByOperation, listedObjectKind, r
 import { idsInOperation } from '../pool/objects.js';
 import { checkCostBound, effectiveModel } from '../quota/bounds.js';
 import { estimateRequest } from '../quota/estimate.js';
-import { type Charge, QuotaGate } from '../quota/gate.js';
+import type { Charge } from '../quota/gate.js';
 import { LaterLedger } from '../quota/later.js';
 import { askForUsage } from '../quota/include-usage.js';
-import { PriceTable } from '../quota/prices.js';
 import type { Services } from '../services.js';
 import { type RelayOutcome, relay } from './attempts.js';
 import { AnswerUnits } from './answer-units.js';
@@ -92,15 +91,7 @@ export function createRelayRoute(services: Services): RelayRoute {
   const slots: ObjectSlots = { owners: store.objectOwners, max: config.pool.maxObjectsPerUser, leaseMs: config.quota.leaseMs, log: services.log };
   const allowedMicros = (permission: Permission): number =>
     Math.round((config.quota.allowedRouteUsd?.[permission] ?? ALLOWED_ROUTE_USD[permission]) * 1_000_000);
-  const prices = new PriceTable(config.prices);
-  const quota = new QuotaGate({
-    store,
-    prices,
-    leaseMs: config.quota.leaseMs,
-    log: services.log,
-    onStoreError: (operation) => services.metrics.storeFailed(operation),
-    onSettled: (userId, limits) => services.quotaWatch.settled(userId, limits),
-  });
+  const { prices, quota } = services;
 
   const laterCtx: LaterContext = { later: new LaterLedger({ store, prices, log: services.log }), objects, pool, outbound, config, prices, log: services.log };
 

@@ -17,8 +17,7 @@ import { parseUpstreamError } from '../pool/outcome.js';
 import type { Pool, PoolChoice } from '../pool/pool.js';
 import type { RetryPolicy } from '../pool/retry.js';
 import type { Config } from '../config.js';
-import { QuotaGate } from '../quota/gate.js';
-import { PriceTable } from '../quota/prices.js';
+import type { QuotaGate } from '../quota/gate.js';
 import type { Store, User } from '../store/types.js';
 import type { Metrics } from '../metrics.js';
 import type { ObjectAccess } from './object-access.js';
@@ -59,6 +58,7 @@ export interface UpgradeDeps {
   log: Logger;
   newRequestId: () => string;
   streams: OpenStreams;
+  quota: QuotaGate;
 }
 
 /**
@@ -190,14 +190,7 @@ interface Session {
 }
 
 export function createUpgradeHandler(deps: UpgradeDeps) {
-  const { config, store } = deps;
-  const gate = new QuotaGate({
-    store,
-    prices: new PriceTable(config.prices),
-    leaseMs: config.quota.leaseMs,
-    log: deps.log,
-    onStoreError: (operation) => deps.metrics.storeFailed(operation),
-  });
+  const { config, store, quota: gate } = deps;
   const objects: ObjectAccess = { owners: store.objectOwners, shareUnknown: config.pool.shareUnknownObjects };
   const slots: ObjectSlots = { owners: store.objectOwners, max: config.pool.maxObjectsPerUser, leaseMs: config.quota.leaseMs, log: deps.log };
 
