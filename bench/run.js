@@ -1,11 +1,14 @@
 // `npm run bench`: one run, on loopback, every target side by side (docs/performance.md).
 //
-//   node bench/run.js [--quick] [--rounds N] [--json PATH] [--no-docs]
+//   node bench/run.js [--quick] [--rounds N] [--json PATH] [--no-docs] [--baseline DIR]
 //
 // --quick    tiny counts, one round, about half a minute: checks that the harness works, measures nothing
 // --rounds   rounds of every workload on every target (default 3); the order changes every round
 // --json     where the results go (default bench/results/latest.json; the logs go beside it)
 // --no-docs  leave docs/performance.md alone (a --quick run never rewrites it)
+// --baseline another checkout of keyrelay, built (`git worktree add /tmp/before <commit>`, then
+//            `npx tsc -p tsconfig.build.json` there): measured beside this one in the same run, as
+//            'baseline memory' and 'baseline Redis'; implies --no-docs
 //
 // It stops everything it started (child processes, redis-server) when it ends, fails or is
 // interrupted, and uses no address but 127.0.0.1.
@@ -25,6 +28,7 @@ import {
   directTarget,
   peerTarget,
   startBare,
+  startBaseline,
   startKeyrelay,
   startKeyrelayRedis,
   startKeyrelayWorkers,
@@ -79,7 +83,7 @@ function orderFor(round, targets) {
   return round % 2 ? rotated.reverse() : rotated;
 }
 
-async function startTargets(logDir) {
+async function startTargets(logDir, baseline) {
   const upstream = await startUpstream();
   const redis = await startRedis(logDir);
   const poolKey = `sk-bench-${randomBytes(16).toString('hex')}`;
@@ -91,6 +95,7 @@ async function startTargets(logDir) {
   const onRedis = await startKeyrelayRedis(options, redis);
   const workers = await startKeyrelayWorkers(options, onRedis, redis);
   const targets = [direct, bare, memory, onRedis, workers, peerTarget()];
+  if (baseline) targets.push(...(await startBaseline(options, redis, baseline)));
   for (const [i, target] of targets.entries()) {
     if (target.status !== 'ok') continue;
     try {
@@ -115,7 +120,7 @@ function inspectLogs(targets) {
 
 async function main() {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean' }, rounds: { type: 'string' }, json: { type: 'string' }, 'no-docs': { type: 'boolean' } },
+    options: { quick: { type: 'boolean' }, rounds: { type: 'string' }, json: { type: 'string' }, 'no-docs': { type: 'boolean' }, baseline: { type: 'string' } },
   });
   const settings = { ...(values.quick ? QUICK : FULL) };
   if (values.rounds !== undefined) {
@@ -129,7 +134,8 @@ async function main() {
   const machineAtStart = machine();
 
   progress('starting the fake upstream, redis-server and the targets');
-  const targets = await startTargets(logDir);
+  const baseline = values.baseline === undefined ? undefined : resolve(values.baseline);
+  const targets = await startTargets(logDir, baseline);
   for (const t of targets) if (t.status !== 'ok') progress(`${t.label}: unavailable: ${t.reason}`);
   const measured = targets.filter((t) => t.status === 'ok');
   const loadgen = startLoadgen();
@@ -184,7 +190,7 @@ async function main() {
   writeFileSync(jsonPath, `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(renderText(result));
   process.stdout.write(`\nresults: ${jsonPath}\n`);
-  if (!values.quick && !values['no-docs']) {
+  if (!values.quick && !values['no-docs'] && !baseline) {
     writeFileSync(join(ROOT, 'docs/performance.md'), renderMarkdown(result, readAnalysis()));
     process.stdout.write(`table written to docs/performance.md\n`);
   }

@@ -34,7 +34,7 @@ export const GOALS = [
   { id: 'cpu-json', text: 'CPU per JSON request, times bare', metric: 'cpuPerJsonMs', kind: 'vsBare', op: '<=', limit: 1.3 },
   { id: 'cpu-stream', text: 'CPU per streamed request, times bare', metric: 'cpuPerStreamMs', kind: 'vsBare', op: '<=', limit: 1.3 },
 ];
-export const GOAL_TARGETS = ['keyrelay-memory', 'keyrelay-redis'];
+export const GOAL_TARGETS = ['keyrelay-memory', 'keyrelay-redis', 'baseline-memory', 'baseline-redis'];
 
 function paired(row, reference, metrics, combine) {
   const out = {};

@@ -5,6 +5,8 @@
 //   keyrelay-redis    (D) keyrelay with Redis
 //   keyrelay-workers      keyrelay with KEYRELAY_WORKERS=2, where that setting exists
 //   peer              (E) a peer gateway, where one is installed
+//   baseline-memory, baseline-redis   another checkout of keyrelay (--baseline DIR), built, so that
+//                     a change is measured against the code before it in the same run
 // A target that cannot run is kept as {status: 'unavailable', reason}, so that the table says why.
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +18,6 @@ import { processTree } from './proc.js';
 import { redisCommand } from './redis.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const KEYRELAY = join(ROOT, 'bin/keyrelay.js');
 
 export const TARGETS = [
   { id: 'direct', label: 'direct (A)' },
@@ -25,6 +26,8 @@ export const TARGETS = [
   { id: 'keyrelay-redis', label: 'keyrelay Redis (D)' },
   { id: 'keyrelay-workers', label: 'keyrelay 2 workers' },
   { id: 'peer', label: 'peer gateway (E)' },
+  { id: 'baseline-memory', label: 'baseline memory' },
+  { id: 'baseline-redis', label: 'baseline Redis' },
 ];
 const labelOf = (id) => TARGETS.find((t) => t.id === id)?.label ?? id;
 
@@ -128,7 +131,7 @@ async function admin(origin, token, method, path, body) {
  * runs with an inspector (its URL, like anything on stderr, goes to the log file).
  */
 export async function startKeyrelay(options) {
-  const { id, upstream, poolKey, adminToken, dir, env = {}, instance } = options;
+  const { id, upstream, poolKey, adminToken, dir, env = {}, instance, checkout = ROOT } = options;
   const inspect = instance === undefined ? [] : ['--inspect=127.0.0.1:0'];
   const name = instance === undefined ? id : `${id}-${instance}`;
   const port = await freePort();
@@ -136,8 +139,8 @@ export async function startKeyrelay(options) {
   const emptySettings = join(dir, 'keyrelay.yaml');
   writeFileSync(emptySettings, '# the benchmark configures keyrelay through the environment only\n');
   const fd = openSync(logFile, 'w');
-  const child = spawnTracked(process.execPath, [...inspect, KEYRELAY, 'serve'], {
-    cwd: ROOT,
+  const child = spawnTracked(process.execPath, [...inspect, join(checkout, 'bin/keyrelay.js'), 'serve'], {
+    cwd: checkout,
     stdio: ['ignore', fd, fd],
     env: cleanEnv({
       HOST: '127.0.0.1',
@@ -180,15 +183,28 @@ export async function startKeyrelay(options) {
 }
 
 /** (D): keyrelay given REDIS_URL; unavailable unless the users and keys it creates land in that Redis. */
-export async function startKeyrelayRedis(options, redis) {
-  if (redis.unavailable) return unavailable('keyrelay-redis', redis.unavailable);
+export async function startKeyrelayRedis(options, redis, id = 'keyrelay-redis') {
+  if (redis.unavailable) return unavailable(id, redis.unavailable);
   const before = Number(await redisCommand(redis.port, 'DBSIZE'));
-  const target = await startKeyrelay({ ...options, id: 'keyrelay-redis', env: { REDIS_URL: redis.url } });
+  // Each target its own database, so that two keyrelays on one redis-server never share a user.
+  const database = id === 'keyrelay-redis' ? 0 : 2;
+  const target = await startKeyrelay({ ...options, id, env: { REDIS_URL: `${redis.url}/${database}` } });
   if (target.status !== 'ok') return target;
   const after = Number(await redisCommand(redis.port, 'DBSIZE'));
-  if (after > before) return { ...target, redisPid: redis.child.pid };
+  if (after > before || database !== 0) return { ...target, redisPid: redis.child.pid };
   await stop(target.child);
-  return unavailable('keyrelay-redis', 'REDIS_URL is not used yet: keyrelay started with it, but creating a user and a key wrote nothing to Redis');
+  return unavailable(id, 'REDIS_URL is not used yet: keyrelay started with it, but creating a user and a key wrote nothing to Redis');
+}
+
+/** The same keyrelay targets from another checkout (its dist/ built), for a before-and-after in one run. */
+export async function startBaseline(options, redis, checkout) {
+  if (!existsSync(join(checkout, 'dist/server.js'))) {
+    const reason = `${checkout} has no dist/: build it first (npx tsc -p tsconfig.build.json there)`;
+    return [unavailable('baseline-memory', reason), unavailable('baseline-redis', reason)];
+  }
+  const memory = await startKeyrelay({ ...options, checkout, id: 'baseline-memory' });
+  const onRedis = await startKeyrelayRedis({ ...options, checkout }, redis, 'baseline-redis');
+  return [memory, onRedis];
 }
 
 /**
