@@ -80,6 +80,15 @@ describe.each(backends)('console sessions on the %s store', (_name, startBackend
     expect(JSON.parse([...bodies][0] as string).error).toMatchObject({ code: 'invalid_api_key', type: 'invalid_request_error', param: null });
   });
 
+  it('refuses a sign-in from another origin, and takes one from its own', async () => {
+    const foreign = await call(gw.url, 'POST', '/console/api/session', { body: { token: ADMIN_TOKEN }, origin: 'https://evil.example' });
+    expect(foreign.status).toBe(403);
+    expect(foreign.json.error.code).toBe('csrf_failed');
+    expect(foreign.headers.get('set-cookie')).toBeNull();
+    const own = await call(gw.url, 'POST', '/console/api/session', { body: { token: ADMIN_TOKEN }, origin: gw.url });
+    expect(own.status).toBe(200);
+  });
+
   it('answers a malformed sign-in with a 400 naming the field', async () => {
     const res = await call(gw.url, 'POST', '/console/api/session', { body: { tokn: 'x' } });
     expect(res.status).toBe(400);

@@ -58,13 +58,17 @@ function ownOrigin(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
 }
 
+/** True when the request names no Origin, or the gateway's own. */
+export function fromOwnOrigin(request: FastifyRequest): boolean {
+  const origin = request.headers.origin;
+  return origin === undefined || origin.toLowerCase() === ownOrigin(request).toLowerCase();
+}
+
 export function checkCsrf(request: FastifyRequest, session: ConsoleSession): void {
   if (SAFE_METHODS.has(request.method)) return;
   const token = request.headers['x-csrf-token'];
-  const origin = request.headers.origin;
   const tokenOk = typeof token === 'string' && sameToken(token, session.csrfToken);
-  const originOk = origin === undefined || origin.toLowerCase() === ownOrigin(request).toLowerCase();
-  if (!tokenOk || !originOk) {
+  if (!tokenOk || !fromOwnOrigin(request)) {
     throw new GatewayError('csrf_failed', {
       message: tokenOk
         ? 'The request comes from another origin than this gateway.'

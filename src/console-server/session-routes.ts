@@ -8,7 +8,7 @@ import { GatewayError } from '../errors.js';
 import { fromStore } from '../plugins/observability.js';
 import type { Store, User } from '../store/types.js';
 import { clearCookie, cookieDigest, newCookieValue, setCookie } from './cookie.js';
-import type { SignedIn } from './session-auth.js';
+import { type SignedIn, fromOwnOrigin } from './session-auth.js';
 import type { ConsoleSession } from './sessions.js';
 import { FailureThrottle } from './throttle.js';
 
@@ -69,6 +69,8 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
   }
 
   app.post<{ Body: Static<typeof SignIn> }>('/session', { schema: { body: SignIn } }, async (request, reply) => {
+    // Another site's page must not sign a browser in (to an account of the attacker's choosing).
+    if (!fromOwnOrigin(request)) throw new GatewayError('csrf_failed', { message: 'The request comes from another origin than this gateway.' });
     const now = Date.now();
     const wait = throttle.retryAfter(request.ip, now);
     if (wait > 0) {
