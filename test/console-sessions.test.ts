@@ -297,3 +297,38 @@ describe('console turned off', () => {
     expect(signIn.headers.get('set-cookie')).toBeNull();
   });
 });
+
+describe('the store unreachable', () => {
+  let redis: RedisServer;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    redis = await startRedis();
+    gw = await startGateway({ env: { REDIS_URL: redis.url } });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await redis?.stop();
+  });
+
+  it('answers 503 to sign-in and to a session cookie, never lets the cookie through, and works again once Redis is back', async () => {
+    const admin = await signIn(gw.url, ADMIN_TOKEN);
+    await redis.kill();
+    const signInDown = await call(gw.url, 'POST', '/console/api/session', { body: { token: ADMIN_TOKEN } });
+    expect(signInDown.status).toBe(503);
+    expect(signInDown.headers.get('set-cookie')).toBeNull();
+    const read = await call(gw.url, 'GET', '/console/api/session', { cookie: admin.cookie });
+    expect(read.status).toBe(503);
+    expect(read.json.error.code).toBe('quota_backend_unavailable');
+    const adminRead = await call(gw.url, 'GET', '/admin/audit', { cookie: admin.cookie });
+    expect(adminRead.status).toBe(503);
+    await redis.start();
+    // Redis came back empty (no persistence): the session is gone, the admin signs in again.
+    let again: Awaited<ReturnType<typeof call>> | undefined;
+    for (let i = 0; i < 50 && again?.status !== 200; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 100));
+      again = await call(gw.url, 'POST', '/console/api/session', { body: { token: ADMIN_TOKEN } });
+    }
+    expect(again?.status).toBe(200);
+    expect((await call(gw.url, 'GET', '/console/api/session', { cookie: admin.cookie })).status).toBe(401);
+  });
+});
