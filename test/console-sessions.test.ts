@@ -89,6 +89,15 @@ describe.each(backends)('console sessions on the %s store', (_name, startBackend
     expect(own.status).toBe(200);
   });
 
+  it('signs in again over a live session without its CSRF token, replacing it', async () => {
+    const alice = await signIn(gw.url, userKeys.alice as string);
+    const res = await call(gw.url, 'POST', '/console/api/session', { cookie: alice.cookie, body: { token: ADMIN_TOKEN } });
+    expect(res.status).toBe(200);
+    expect(res.json.role).toBe('admin');
+    registerSecret(/^keyrelay_session=([^;]+)/.exec(res.headers.get('set-cookie') ?? '')?.[1] ?? '');
+    expect((await call(gw.url, 'GET', '/console/api/session', { cookie: alice.cookie })).status).toBe(401);
+  });
+
   it('answers a malformed sign-in with a 400 naming the field', async () => {
     const res = await call(gw.url, 'POST', '/console/api/session', { body: { tokn: 'x' } });
     expect(res.status).toBe(400);

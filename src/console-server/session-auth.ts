@@ -29,6 +29,7 @@ declare module 'fastify' {
 }
 
 const SAFE_METHODS = new Set(['GET', 'HEAD']);
+export const SIGN_IN_PATH = '/console/api/session';
 
 /**
  * The session under `digest`, when it still holds: a user session ends as soon as its key is
@@ -89,6 +90,8 @@ export function installSessionHook(app: FastifyInstance, store: Store): void {
   app.addHook('onRequest', async (request) => {
     const where = readsCookie(request.target.path);
     if (where === undefined || request.headers.authorization !== undefined) return;
+    // Signing in is not authenticated by the cookie: it replaces whatever session was there.
+    if (request.method === 'POST' && request.target.path === SIGN_IN_PATH) return;
     const cookie = sessionCookie(request);
     if (cookie === undefined) return;
     const signedIn = await fromStore(() => liveSession(store, cookieDigest(cookie), Date.now()));

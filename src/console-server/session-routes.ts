@@ -7,7 +7,7 @@ import { KeyRejected, authenticate } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { fromStore } from '../plugins/observability.js';
 import type { Store, User } from '../store/types.js';
-import { clearCookie, cookieDigest, newCookieValue, setCookie } from './cookie.js';
+import { clearCookie, cookieDigest, newCookieValue, sessionCookie, setCookie } from './cookie.js';
 import { type SignedIn, fromOwnOrigin } from './session-auth.js';
 import type { ConsoleSession } from './sessions.js';
 import { FailureThrottle } from './throttle.js';
@@ -86,6 +86,9 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
       if (err instanceof GatewayError && err.code === 'invalid_api_key') throttle.failed(request.ip, now);
       throw err;
     }
+    // A new session replaces the one this browser had (a user signing in as the admin, say).
+    const previous = sessionCookie(request);
+    if (previous !== undefined) await fromStore(() => store.consoleSessions.delete(cookieDigest(previous)));
     const cookie = newCookieValue();
     const session: ConsoleSession = {
       role: who.role,
