@@ -113,6 +113,21 @@ describe.each(backends)('console sessions on the %s store', (_name, startBackend
     }
   });
 
+  it('trusts no cookie given twice, nor one of another shape, and reads it among other cookies', async () => {
+    const admin = await signIn(gw.url, ADMIN_TOKEN);
+    const value = admin.cookie.split('=')[1] as string;
+    const refused = [
+      `${admin.cookie}; ${admin.cookie}`,
+      `keyrelay_session=${'A'.repeat(43)}; ${admin.cookie}`,
+      `keyrelay_session=${value}x`,
+      `keyrelay_session="${value}"`,
+      `keyrelay_sessionx=${value}`,
+    ];
+    for (const cookie of refused) expect((await call(gw.url, 'GET', '/admin/users', { cookie })).status, cookie).toBe(401);
+    const among = await call(gw.url, 'GET', '/admin/users', { cookie: `theme=dark; ${admin.cookie}; other=1` });
+    expect(among.status).toBe(200);
+  });
+
   it('takes an admin session on /admin GETs in place of the token', async () => {
     const admin = await signIn(gw.url, ADMIN_TOKEN);
     const users = await call(gw.url, 'GET', '/admin/users', { cookie: admin.cookie });
