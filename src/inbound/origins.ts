@@ -35,6 +35,8 @@ export function parseOrigin(value: string): string {
   }
   const scheme = (shape[1] as string).toLowerCase();
   if (value.includes('@')) throw new OriginError(`"${value}" is not an origin: an origin has no user name or password`);
+  // Browsers never send a pattern: one in the list would match nothing, silently.
+  if (value.includes('*')) throw new OriginError(`"${value}" is not an origin: a host cannot be a pattern; list each origin, or give * alone for any`);
   if (scheme !== 'http' && scheme !== 'https') return `${scheme}://${(shape[2] as string).toLowerCase()}`;
   let url: URL;
   try {
