@@ -3,6 +3,8 @@
 // upstream, with nothing charged; the admin API checks each origin and writes it as browsers do.
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../src/cli.js';
+import { ADMIN_TOKEN } from './helpers/gateway.js';
 import { type RelayFixture, startRelay } from './helpers/relay-fixture.js';
 import { registerSecret } from './helpers/log-capture.js';
 
@@ -142,5 +144,35 @@ describe('the admin API', () => {
     expect(res.json.warnings).toEqual([
       "origins: https://unlisted.example is not in the gateway's cors.origins: pages there get no CORS headers, so browsers cannot read its answers.",
     ]);
+  });
+});
+
+describe('the command line', () => {
+  async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const code = await main(argv, {
+      stdout: { write: (text: string) => (out += text) },
+      stderr: { write: (text: string) => (err += text) },
+      env: { KEYRELAY_URL: relay.gateway.url, KEYRELAY_ADMIN_TOKEN: ADMIN_TOKEN },
+    });
+    return { code, out, err };
+  }
+
+  it('sets origins with --origins, replaces them, prints the warnings, and removes them with --any-origin', async () => {
+    const created = await cli(['users', 'create', 'cli-page-user', '--origins', `${PAGE}, https://unlisted.example`]);
+    expect(created.code).toBe(0);
+    expect(created.out).toContain(`origins    ${PAGE}, https://unlisted.example\n`);
+    expect(created.err).toContain('keyrelay: warning: origins: https://unlisted.example is not in the gateway');
+    expect((await cli(['users', 'update', 'cli-page-user', '--origins', SECOND])).code).toBe(0);
+    expect((await relay.gateway.admin('GET', '/users/cli-page-user')).json.origins).toEqual([SECOND]);
+    expect((await cli(['users', 'update', 'cli-page-user', '--origins', PAGE, '--any-origin'])).code).not.toBe(0);
+    const bad = await cli(['users', 'update', 'cli-page-user', '--origins', 'https://chat.example/app']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toContain('`origins.0`');
+    const cleared = await cli(['users', 'update', 'cli-page-user', '--any-origin']);
+    expect(cleared.code).toBe(0);
+    expect(cleared.out).not.toContain('origins ');
+    expect((await relay.gateway.admin('GET', '/users/cli-page-user')).json.origins).toBeUndefined();
   });
 });
