@@ -113,7 +113,7 @@ describe('a page of a listed origin', () => {
     } finally {
       await closePage(page);
     }
-  }, 60_000);
+  }, 120_000);
 
   it('streams with the official SDK (its x-stainless-* headers pass the preflight)', async () => {
     const page = await openPage(listed);
@@ -134,7 +134,7 @@ describe('a page of a listed origin', () => {
     } finally {
       await closePage(page);
     }
-  }, 60_000);
+  }, 120_000);
 
   it("reads the gateway's own refusal of a key whose user allows other pages (403 origin_not_allowed)", async () => {
     const key = await relay.gateway.createUserKey('browser-elsewhere-user', { origins: ['https://elsewhere.example'] });
@@ -161,7 +161,7 @@ describe('a page of a listed origin', () => {
     } finally {
       await closePage(page);
     }
-  }, 60_000);
+  }, 120_000);
 
   it('opens a realtime WebSocket with the key as subprotocol', async () => {
     const page = await openPage(listed);
@@ -182,7 +182,7 @@ describe('a page of a listed origin', () => {
     } finally {
       await closePage(page);
     }
-  }, 60_000);
+  }, 120_000);
 });
 
 describe('a page of an origin not listed', () => {
@@ -223,7 +223,7 @@ describe('a page of an origin not listed', () => {
     } finally {
       await closePage(page);
     }
-  }, 60_000);
+  }, 120_000);
 
   it('cannot open a realtime WebSocket: refused before the 101, no upstream connection', async () => {
     const page = await openPage(unlisted);
@@ -244,5 +244,5 @@ describe('a page of an origin not listed', () => {
     } finally {
       await closePage(page);
     }
-  }, 60_000);
+  }, 120_000);
 });
