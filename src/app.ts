@@ -16,6 +16,7 @@ import type { Caller } from './auth.js';
 import { type Config, ConfigError } from './config.js';
 import { GatewayError, errorBody } from './errors.js';
 import { capConnections } from './inbound/connection-cap.js';
+import { type Cors, createCors } from './inbound/cors.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
 import { webSocketUpgradesOnly } from './inbound/upgrade-offers.js';
 import { createLogger, loggerOptions } from './logger.js';
@@ -105,10 +106,12 @@ type SlowClientGuard = ReturnType<typeof createSlowClientGuard>;
  * front of Fastify's handler: `lane` takes the API requests it can (src/relay/lane.ts). Its
  * timeouts and connection cap are the `inbound` settings (src/inbound/), not Fastify's options.
  */
-function serverWithLane(config: Config, guard: SlowClientGuard, log: Logger, lane: () => ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined) {
+function serverWithLane(config: Config, guard: SlowClientGuard, log: Logger, cors: Cors, lane: () => ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined) {
   return (handler: Handler) => {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       guard.watch(req, res);
+      // Here, so that every answer to a /v1 request carries them, whoever writes it (lane, Fastify).
+      cors.decorate(req, res);
       if (!lane()?.(req, res)) handler(req, res);
     };
     // Room for an oversized Authorization header to reach the 401 of RELIABILITY.md case 1.
@@ -214,12 +217,13 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     quotaWatch,
     prices,
     quota,
+    cors: createCors(config.cors),
   };
   const observability = createObservability(config, log, services.metrics);
   const route = createRelayRoute(services);
   let closing = false;
   const slowClients = createSlowClientGuard(config.inbound, log);
-  const lane = createLane({ route, observability, log, isClosing: () => closing });
+  const lane = createLane({ route, observability, log, cors: services.cors, isClosing: () => closing });
 
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -227,7 +231,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    serverFactory: serverWithLane(config, slowClients, log, () => lane),
+    serverFactory: serverWithLane(config, slowClients, log, services.cors, () => lane),
     clientErrorHandler: slowClients.clientError,
     routerOptions: { maxParamLength: 2048 },
     return503OnClosing: false,
@@ -272,6 +276,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
       reply.header('connection', 'close');
       if (!HEALTH_PATHS.has(request.target.path)) throw new GatewayError('shutting_down', { headers: { 'retry-after': '1' } });
     }
+    // A /v1 request the lane left: its preflight is answered here, as the lane would (src/inbound/cors.ts).
+    const preflight = request.operation ? services.cors.preflight(request.raw) : undefined;
+    if (preflight) return reply.code(204).headers({ ...preflight, 'x-request-id': request.id, 'x-keyrelay-request-id': request.id }).send();
   });
 
 

@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { AlertsSettings } from './alerts/settings.js';
 import { AuditSettings } from './audit/settings.js';
 import { ConsoleSettings } from './console-server/settings.js';
+import { CorsSettings, OriginError, parseOrigins } from './inbound/origins.js';
 import { STRATEGIES } from './pool/strategies.js';
 import { proxyEnvFrom } from './proxy/env.js';
 import { DIRECT, ProxyUrlError, parseProxyUrl } from './proxy/url.js';
@@ -271,6 +272,8 @@ export const ConfigSchema = Type.Object(
     audit: AuditSettings,
     // The web console at /console/ (docs/console.md).
     console: ConsoleSettings,
+    // Browser pages that may call /v1 (docs/browsers.md).
+    cors: CorsSettings,
   },
   { additionalProperties: false },
 );
@@ -356,6 +359,10 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   set('secretPrevious', env.KEYRELAY_SECRET_PREVIOUS);
   if (env.KEYRELAY_METRICS_TOKEN) out.metrics = { ...((out.metrics as { [k: string]: Json } | undefined) ?? {}), token: env.KEYRELAY_METRICS_TOKEN };
   set('logLevel', env.LOG_LEVEL);
+  if (env.KEYRELAY_CORS_ORIGINS !== undefined && env.KEYRELAY_CORS_ORIGINS.trim() !== '') {
+    const origins = env.KEYRELAY_CORS_ORIGINS.split(',').map((s) => s.trim()).filter(Boolean);
+    out.cors = { ...((out.cors as { [k: string]: Json } | undefined) ?? {}), origins };
+  }
   set('workers', intFromEnv(env, 'KEYRELAY_WORKERS'));
   set('shutdownGraceMs', intFromEnv(env, 'KEYRELAY_SHUTDOWN_GRACE_MS'));
   const consoleOn = boolFromEnv(env, 'KEYRELAY_CONSOLE');
@@ -405,6 +412,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   if (firstError) throw new ConfigError(describe(firstError));
   const config = withDefaults as Config;
   checkConsistency(config);
+  checkCorsOrigins(config, env);
   if (config.workers > 1 && !config.redis.url && !config.redis.clusterNodes) {
     throw new ConfigError('setting workers: more than one worker needs a shared store: set REDIS_URL or REDIS_CLUSTER_NODES');
   }
@@ -440,6 +448,16 @@ function checkConsistency(config: Config): void {
   if (requestMs > 0 && requestMs < headersMs) throw new ConfigError('setting inbound/requestMs: must be 0 (none) or at least inbound/headersMs');
   if (config.tls && (!config.tls.cert || !config.tls.key)) {
     throw new ConfigError('setting tls: KEYRELAY_TLS_CERT and KEYRELAY_TLS_KEY must be set together');
+  }
+}
+
+/** Each of cors.origins is an origin or `*`; the message says where the list came from. */
+function checkCorsOrigins(config: Config, env: Env): void {
+  try {
+    parseOrigins(config.cors.origins, 'setting cors/origins');
+  } catch (err) {
+    if (!(err instanceof OriginError)) throw err;
+    throw new ConfigError(env.KEYRELAY_CORS_ORIGINS?.trim() ? `${err.message} (from KEYRELAY_CORS_ORIGINS)` : err.message);
   }
 }
 

@@ -15,6 +15,8 @@ export const ERRORS = {
   },
   model_not_allowed: { status: 403, type: 'invalid_request_error', message: 'This key may not use the requested model.' },
   route_not_allowed: { status: 403, type: 'invalid_request_error', message: 'This route is not open to keys of this gateway.' },
+  // A page's origin outside the gateway's cors.origins or the user's own `origins` (src/inbound/cors.ts).
+  origin_not_allowed: { status: 403, type: 'invalid_request_error', message: 'This key may not be used from this page\'s origin.' },
   invalid_request: { status: 400, type: 'invalid_request_error', message: 'The request is malformed.' },
   invalid_json: { status: 400, type: 'invalid_request_error', message: 'The request body is not valid JSON.' },
   invalid_path: { status: 400, type: 'invalid_request_error', message: 'The request path is not allowed.' },

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Alerts } from './alerts/alerts.js';
 import type { QuotaWatch } from './alerts/quota-watch.js';
 import type { Config } from './config.js';
+import type { Cors } from './inbound/cors.js';
 import type { Metrics } from './metrics.js';
 import type { Pool } from './pool/pool.js';
 import type { CatalogSync } from './pool/runtime.js';
@@ -40,4 +41,6 @@ export interface Services {
   prices: PriceTable;
   /** Admits and settles every metered request, HTTP and WebSocket alike. */
   quota: QuotaGate;
+  /** Which browser pages may call /v1, and what they are told (src/inbound/cors.ts). */
+  cors: Cors;
 }

@@ -24,6 +24,7 @@ const CREATE_OPTIONS: Record<string, OptionSpec> = {
   models: { type: 'string', value: 'a,b', help: 'allowed models, glob patterns (default: any)' },
   'expires-at': { type: 'string', value: 'ISO', help: 'when the user and all its keys stop working' },
   allow: { type: 'string', value: 'a,b', help: `operations refused unless allowed that the user may call: ${PERMISSIONS.join(', ')}` },
+  origins: { type: 'string', value: 'a,b', help: 'browser page origins the keys may be used from, scheme://host[:port] (default: any; docs/browsers.md)' },
   'allow-past': { type: 'boolean', help: 'accept an --expires-at already past (the user starts expired)' },
   ...limitOptions(false),
 };
@@ -36,6 +37,8 @@ const UPDATE_OPTIONS: Record<string, OptionSpec> = {
   'no-expiry': { type: 'boolean', help: 'the user no longer expires' },
   allow: { type: 'string', value: 'a,b', help: 'operations refused unless allowed that the user may call, in place of the current list' },
   'allow-none': { type: 'boolean', help: 'allow none of the operations refused unless allowed' },
+  origins: { type: 'string', value: 'a,b', help: 'browser page origins the keys may be used from, in place of the current list' },
+  'any-origin': { type: 'boolean', help: 'let the keys be used from any page and any client again' },
   ...limitOptions(true),
   'clear-limits': { type: 'boolean', help: 'remove every limit not given on this line' },
 };
@@ -55,6 +58,7 @@ function userFields(user: ApiUser): string {
   ];
   // Shown only when set: most users are allowed none of these operations.
   if (user.allow?.length) rows.push(['allow', user.allow.join(', ')]);
+  if (user.origins?.length) rows.push(['origins', user.origins.join(', ')]);
   return fields(rows);
 }
 
@@ -85,6 +89,7 @@ async function userPatch(ctx: Context, userId: string, options: OptionValues): P
   either(options, 'models', 'any-model');
   either(options, 'expires-at', 'no-expiry');
   either(options, 'allow', 'allow-none');
+  either(options, 'origins', 'any-origin');
   // Every value is checked before anything is sent.
   const changes = limitChanges(options, true);
   const patch: Record<string, unknown> = {};
@@ -97,6 +102,8 @@ async function userPatch(ctx: Context, userId: string, options: OptionValues): P
   if (expiresAt !== undefined) patch.expiresAt = expiresAt;
   const allow = options['allow-none'] === true ? null : permissions(options);
   if (allow !== undefined) patch.allow = allow;
+  const origins = options['any-origin'] === true ? null : list(options, 'origins');
+  if (origins !== undefined) patch.origins = origins;
   const clear = options['clear-limits'] === true;
   if (!clear && Object.keys(changes).length === 0) {
     if (Object.keys(patch).length === 0) throw new UsageError('nothing to change; "keyrelay users update --help" lists the options');
@@ -123,6 +130,7 @@ export const usersCommands: readonly Command[] = [
         expiresAt: isoTime(options, 'expires-at'),
         limits: limitsFrom(options),
         allow: permissions(options),
+        origins: list(options, 'origins'),
       };
       const user = await ctx.admin().post<ApiUser>(options['allow-past'] === true ? '/users?allowPast=true' : '/users', body);
       warn(ctx, user);
@@ -155,7 +163,7 @@ export const usersCommands: readonly Command[] = [
     path: ['users', 'update'],
     args: ['<id>'],
     options: UPDATE_OPTIONS,
-    summary: "change a user's name, models, expiry, limits or allowed operations; limits not named are kept",
+    summary: "change a user's name, models, expiry, limits, allowed operations or origins; limits not named are kept",
     async run(ctx, [userId = ''], options) {
       const patch = await userPatch(ctx, userId, options);
       const user = await ctx.admin().patch<ApiUser>(`/users/${id(userId)}`, patch);

@@ -7,6 +7,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { bearerToken } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { isPast, parseIsoTime } from '../iso-time.js';
+import { originWarnings } from '../inbound/cors.js';
+import { OriginError, parseOrigin } from '../inbound/origins.js';
 import { digestKey, displayPrefix, newGatewayKey, newId } from '../keys.js';
 import { PERMISSIONS, type Permission } from '../operations/costs.js';
 import { quotaLimits } from '../quota/gate.js';
@@ -53,6 +55,11 @@ const Allow = orNull(
   Type.Array(Type.Union(PERMISSIONS.map((p) => Type.Literal(p))), { maxItems: PERMISSIONS.length, uniqueItems: true }),
   `must be a list of the operations refused unless allowed that the user may call (${PERMISSIONS.join(', ')}), or null for none`,
 );
+// Checked by checkOrigins (src/inbound/origins.ts), which also writes each as browsers send it.
+const Origins = orNull(
+  Type.Array(Type.String({ minLength: 1, maxLength: 300 }), { maxItems: 100 }),
+  'must be a list of at most 100 page origins (scheme://host[:port], no path) or *, or null for any page',
+);
 const CreateUser = Type.Object(
   {
     id: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$' }),
@@ -61,10 +68,14 @@ const CreateUser = Type.Object(
     expiresAt: ExpiresAt,
     limits: Limits,
     allow: Allow,
+    origins: Origins,
   },
   { additionalProperties: false },
 );
-const PatchUser = Type.Object({ name: Name, models: Models, expiresAt: ExpiresAt, limits: Limits, allow: Allow }, { additionalProperties: false });
+const PatchUser = Type.Object(
+  { name: Name, models: Models, expiresAt: ExpiresAt, limits: Limits, allow: Allow, origins: Origins },
+  { additionalProperties: false },
+);
 export const CreateKey = Type.Object({ name: Name, expiresAt: ExpiresAt }, { additionalProperties: false });
 // `?allowPast=true`: create the user or key already expired (to test a client's handling of it).
 export const CreateQuery = Type.Object({ allowPast: Type.Optional(Type.Literal('true')) }, { additionalProperties: false });
@@ -115,6 +126,21 @@ function limitsOf(given: Static<typeof LimitsSchema> | null | undefined): UserLi
     if (typeof value === 'number') limits[field] = value;
   }
   return limits;
+}
+
+/** A user's origins as stored: each as browsers send it, no repeats; none (null, or an empty
+ * list) is absent, which is any page. */
+function checkOrigins(given: string[] | null | undefined): string[] | undefined {
+  if (!given?.length) return undefined;
+  const origins = given.map((value, i) => {
+    try {
+      return parseOrigin(value);
+    } catch (err) {
+      if (!(err instanceof OriginError)) throw err;
+      throw new GatewayError('invalid_request', { message: `\`origins.${i}\`: ${err.message}.`, param: `origins.${i}` });
+    }
+  });
+  return [...new Set(origins)];
 }
 
 /** An allow list as stored: none is absent, not an empty list. */
@@ -191,9 +217,9 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
   const { store } = services;
   const { prices } = services;
   // A user as created or changed, with warnings about it when there are any (a dollar limit over
-  // models without a price).
+  // models without a price, origins the gateway's cors.origins leave out).
   const withWarnings = (user: User): User & { warnings?: string[] } => {
-    const warnings = unpricedModelWarnings(user, prices);
+    const warnings = [...unpricedModelWarnings(user, prices), ...originWarnings(user, services.cors)];
     return warnings.length === 0 ? user : { ...user, warnings };
   };
 
@@ -202,7 +228,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
   const createdUser = audited('user.create', (_r, answer) => `user:${String(answer.id)}`);
   const createUserRoute = { schema: { body: CreateUser, querystring: CreateQuery }, config: createdUser };
   app.post<{ Body: Static<typeof CreateUser>; Querystring: Static<typeof CreateQuery> }>('/users', createUserRoute, async (request, reply) => {
-    const { id, name, models, expiresAt, limits, allow } = request.body;
+    const { id, name, models, expiresAt, limits, allow, origins } = request.body;
     const user: User = {
       id,
       name: some(name),
@@ -210,6 +236,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
       expiresAt: checkFuture(some(checkTime(expiresAt)), request.query.allowPast === 'true', 'user'),
       limits: limitsOf(limits),
       allow: allowed(allow),
+      origins: checkOrigins(origins),
       createdAt: new Date().toISOString(),
     };
     if (!(await store.createUser(user))) {
@@ -240,6 +267,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
       if ('expiresAt' in body) patch.expiresAt = some(checkTime(body.expiresAt));
       if ('limits' in body) patch.limits = limitsOf(body.limits);
       if ('allow' in body) patch.allow = allowed(body.allow);
+      if ('origins' in body) patch.origins = checkOrigins(body.origins);
       const user = await store.updateUser(request.params.id, patch);
       if (!user) throw notFound('user');
       return withWarnings(user);

@@ -3,6 +3,7 @@
 // client goes away. Once this starts, bytes reach the client and the request is never retried.
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { type ErrorCode, GatewayError } from '../errors.js';
+import { keepVary } from '../inbound/cors.js';
 import type { UpstreamAnswer } from './exchange.js';
 import { clientResponseHeaders, isEventStream } from './headers.js';
 import type { StreamMask } from './key-scan.js';
@@ -56,9 +57,10 @@ function endsEvent(chunk: Buffer): boolean {
 }
 
 /** The client's answer headers for an upstream answer. */
-export function answerHeaders(answer: UpstreamAnswer, d: Pick<Delivery, 'requestId' | 'extraHeaders'>): OutgoingHttpHeaders {
+export function answerHeaders(answer: UpstreamAnswer, d: Pick<Delivery, 'res' | 'requestId' | 'extraHeaders'>): OutgoingHttpHeaders {
   const headers = clientResponseHeaders(answer.headers, d.requestId);
   if (d.extraHeaders) Object.assign(headers, d.extraHeaders);
+  keepVary(d.res, headers);
   return headers;
 }
 

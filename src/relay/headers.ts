@@ -16,9 +16,11 @@ const HOP_BY_HOP = new Set([
 ]);
 
 // Never sent upstream: the client's credentials and identity, where the client came from (the
-// upstream has no business knowing), and what undici sets itself.
+// upstream has no business knowing; a page's origin is the gateway's to judge: src/inbound/cors.ts),
+// and what undici sets itself.
 const NOT_FORWARDED = new Set([
   'host',
+  'origin',
   'authorization',
   'cookie',
   'openai-organization',
@@ -33,7 +35,8 @@ const NOT_FORWARDED = new Set([
 ]);
 
 // Never passed back: cookies, the pool key's account, the pool key's own rate limits (a user
-// sees their own), and auth challenges.
+// sees their own), and auth challenges. Nor the upstream's access-control-* headers (below): which
+// pages may read an answer is the gateway's decision (src/inbound/cors.ts), not the upstream's.
 const NOT_RETURNED = new Set([
   'set-cookie',
   'set-cookie2',
@@ -89,7 +92,7 @@ export function clientResponseHeaders(upstream: Record<string, string | string[]
   for (const name in upstream) {
     const value = upstream[name];
     if (value === undefined) continue;
-    if (HOP_BY_HOP.has(name) || NOT_RETURNED.has(name) || name.startsWith('x-ratelimit-')) continue;
+    if (HOP_BY_HOP.has(name) || NOT_RETURNED.has(name) || name.startsWith('x-ratelimit-') || name.startsWith('access-control-')) continue;
     // Skipped rather than deleted after: a delete turns the object into a slow dictionary.
     if (stream && name === 'content-encoding') continue;
     if (dropped?.has(name)) continue;

@@ -1,8 +1,8 @@
 // The lane: API requests (/v1/...) go from Node's HTTP server straight to the relay, without
 // Fastify's per-request objects, hooks and router. It does what those hooks do for such a request,
 // in the same order: a request id, the target check and the operation match (src/operations), the
-// observation (one record per request), the gateway key, then the relay (route.ts: the same `handle` the Fastify route of
-// src/plugins/relay.ts calls).
+// observation (one record per request), a CORS preflight answered there (src/inbound/cors.ts), the
+// gateway key, then the relay (route.ts: the same `handle` the Fastify route of src/plugins/relay.ts calls).
 //
 // Whatever it does not take goes to Fastify, which answers it as before: other paths, other
 // methods, a target that fails the check (answered there with the same 400), an overlong one, and
@@ -12,6 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Caller } from '../auth.js';
 import { GatewayError } from '../errors.js';
+import type { Cors } from '../inbound/cors.js';
 import type { Observability } from '../observability/index.js';
 import { Observation } from '../observability/observation.js';
 import { matchOperation } from '../operations/match.js';
@@ -27,12 +28,13 @@ export interface LaneOptions {
   route: RelayRoute;
   observability: Observability;
   log: Logger;
+  cors: Cors;
   isClosing(): boolean;
 }
 
 /** Returns the lane: true when it took the request, false to leave it to Fastify. */
 export function createLane(options: LaneOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
-  const { route, observability, log, isClosing } = options;
+  const { route, observability, log, cors, isClosing } = options;
 
   function takes(req: IncomingMessage): Target | undefined {
     const url = req.url ?? '';
@@ -64,6 +66,13 @@ export function createLane(options: LaneOptions): (req: IncomingMessage, res: Se
     );
     let takenOver = false;
     try {
+      // Before and without a key: a browser's preflight carries none, and is never relayed.
+      const preflight = cors.preflight(req);
+      if (preflight) {
+        res.writeHead(204, { ...preflight, 'x-request-id': id, 'x-keyrelay-request-id': id });
+        res.end();
+        return;
+      }
       caller = await route.authenticate(req);
       await route.handle({ id, req, res, method, target, operation, caller, observation, takeOver: () => (takenOver = true) });
     } catch (err) {

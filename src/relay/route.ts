@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type Caller, authenticateRequest } from '../auth.js';
 import { ALLOWED_ROUTE_USD } from '../config.js';
 import { GatewayError } from '../errors.js';
+import { userRefusal } from '../inbound/cors.js';
 import { modelAllowed, modelRefused } from '../models.js';
 import type { Observation } from '../observability/observation.js';
 import type { TokenCounts } from '../observability/record.js';
@@ -97,6 +98,9 @@ export function createRelayRoute(services: Services): RelayRoute {
 
   async function handle(call: RelayCall): Promise<void> {
     const { caller, observation, method, operation } = call;
+    // First of all: a key used from a page its user does not allow costs nothing and goes nowhere.
+    const refusal = userRefusal(caller.user, call.req.headers.origin);
+    if (refusal) throw refusal;
     if (operation.admin && !config.relay.allowOrganizationRoutes) {
       throw new GatewayError('route_not_allowed', {
         message: `${operation.id} needs an organization admin key; this gateway does not relay it to its users (relay.allowOrganizationRoutes).`,

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { authenticate, bearerToken } from '../auth.js';
 import { GatewayError } from '../errors.js';
+import { type Cors, userRefusal } from '../inbound/cors.js';
 import { modelAllowed, modelRefused } from '../models.js';
 import { checkWebSocketBound } from '../quota/bounds.js';
 import { parseUpstreamError } from '../pool/outcome.js';
@@ -59,6 +60,7 @@ export interface UpgradeDeps {
   newRequestId: () => string;
   streams: OpenStreams;
   quota: QuotaGate;
+  cors: Cors;
 }
 
 /**
@@ -246,10 +248,16 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       if (!WS_PATHS.has(target.path) || req.method !== 'GET') {
         throw new GatewayError('unknown_url', { message: `No WebSocket route at ${target.path}.` });
       }
+      // Browsers do not guard WebSockets with CORS: the page's origin is checked here, before the
+      // key (cors.origins) and after it (the user's origins), as an HTTP request's is.
+      const pageRefused = deps.cors.upgradeRefusal(req);
+      if (pageRefused) throw pageRefused;
       const protocols = splitProtocols(req.headers['sec-websocket-protocol']);
       const caller = await authenticate(deps.store, bearerToken(req) ?? protocols.key);
       facts.userId = caller.user.id;
       facts.keyId = caller.key.id;
+      const userRefused = userRefusal(caller.user, req.headers.origin);
+      if (userRefused) throw userRefused;
       const model = queryModel(target.search);
       if (model !== undefined && !modelAllowed(caller.user, model)) throw modelRefused(caller.user, model);
       checkWebSocketBound(caller.user, target.path, target.search, model);

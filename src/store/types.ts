@@ -30,6 +30,8 @@ export interface User {
   limits: Limits;
   /** The operations refused unless allowed that this user may call (src/operations/costs.ts). */
   allow?: Permission[];
+  /** The page origins the user's keys may be used from (src/inbound/cors.ts); absent means any. */
+  origins?: string[];
   createdAt: string;
 }
 
@@ -152,7 +154,7 @@ export interface UsageSnapshot {
   inFlight: number;
 }
 
-export type UserPatch = Partial<Pick<User, 'name' | 'models' | 'expiresAt' | 'limits' | 'allow'>>;
+export type UserPatch = Partial<Pick<User, 'name' | 'models' | 'expiresAt' | 'limits' | 'allow' | 'origins'>>;
 
 export interface Store {
   readonly kind: 'memory' | 'redis' | 'cluster';
