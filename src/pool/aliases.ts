@@ -28,7 +28,8 @@ export function aliasProblem(table: AliasTable, top: AliasTable = {}): string | 
     if (name === target) return `the alias ${JSON.stringify(name)} names itself`;
   }
   const merged = mergeAliases(top, table);
-  for (const name of Object.keys(merged)) {
+  // The top-level table was checked on its own: a cycle here runs through one of the table's names.
+  for (const name of Object.keys(table)) {
     const seen = new Set([name]);
     for (let at = merged[name]; at !== undefined && Object.hasOwn(merged, at); at = merged[at]) {
       if (seen.has(at)) return `the aliases ${[...seen, at].map((n) => JSON.stringify(n)).join(' -> ')} form a cycle`;
