@@ -20,7 +20,7 @@ async function post(path: string, body: string | Buffer, contentType = 'applicat
   const res = await fetch(`${relay.gateway.baseUrl}${path}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${relay.userKey}`, 'content-type': contentType },
-    body,
+    body: typeof body === 'string' ? body : new Uint8Array(body),
   });
   return { status: res.status, text: await res.text() };
 }
