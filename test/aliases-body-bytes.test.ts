@@ -1,9 +1,11 @@
 // A request whose model is an alias reaches the upstream with the bytes the client sent, the value
 // of the top-level `model` alone replaced: whatever the spacing, the escapes, a nested `model`,
 // plain or streamed, parsed whole or read in one pass, JSON or a multipart form.
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RecordedRequest } from '../src/dev/fake-upstream.js';
-import { type RelayFixture, startRelay } from './helpers/relay-fixture.js';
+import { withModel } from '../src/relay/model-sent.js';
+import { type RelayFixture, cutEvery, startRelay } from './helpers/relay-fixture.js';
 
 const POOL_KEY = 'sk-pool-alias-bytes-1';
 const TARGET = 'gpt-4o-2024-11-20';
@@ -115,5 +117,29 @@ describe('a multipart form', () => {
     const expected = Buffer.concat([Buffer.from(head.replace('\r\n\r\nwh-alias\r\n', '\r\n\r\nwhisper-1\r\n')), audio, Buffer.from(tail)]);
     expect(seen.body.equals(expected)).toBe(true);
     expect(seen.headers['content-length']).toBe(String(expected.length));
+  });
+});
+
+describe('a streamed body cut anywhere', () => {
+  it('has the model span replaced whichever chunks it falls across', async () => {
+    const body = Buffer.from('--b\r\nContent-Disposition: form-data; name="model"\r\n\r\nwh-alias\r\n--b--\r\n');
+    const start = body.indexOf('wh-alias');
+    const expected = Buffer.from(body.toString('latin1').replace('wh-alias', 'whisper-1'), 'latin1');
+    for (const size of [1, 2, 3, 7, 50, body.length]) {
+      const sent = withModel(
+        {
+          kind: 'stream',
+          stream: Readable.from(cutEvery(body, size)),
+          contentLength: body.length,
+          facts: { model: 'wh-alias', form: { fields: new Map(), complete: true, bytes: body.length, modelSpan: [start, start + 8] } },
+        },
+        'whisper-1',
+      );
+      if (sent.kind !== 'stream') throw new Error('not a stream');
+      const chunks: Buffer[] = [];
+      for await (const chunk of sent.stream) chunks.push(chunk as Buffer);
+      expect(Buffer.concat(chunks).equals(expected), `chunks of ${size}`).toBe(true);
+      expect(sent.contentLength).toBe(expected.length);
+    }
   });
 });
