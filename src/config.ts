@@ -9,6 +9,7 @@ import { AlertsSettings } from './alerts/settings.js';
 import { AuditSettings } from './audit/settings.js';
 import { ConsoleSettings } from './console-server/settings.js';
 import { CorsSettings, OriginError, parseOrigins } from './inbound/origins.js';
+import { aliasProblem } from './pool/aliases.js';
 import { STRATEGIES } from './pool/strategies.js';
 import { proxyEnvFrom } from './proxy/env.js';
 import { DIRECT, ProxyUrlError, parseProxyUrl } from './proxy/url.js';
@@ -69,6 +70,9 @@ export const ALLOWED_ROUTE_USD: Readonly<Record<Permission, number>> = {
   video_edits: 10,
 };
 
+// Public model name -> the name the upstream knows (docs/models.md); checked by checkAliases below.
+const Aliases = Type.Record(Type.String(), Type.String());
+
 const UpstreamSchema = Type.Object(
   {
     id: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$' }),
@@ -77,6 +81,8 @@ const UpstreamSchema = Type.Object(
     models: Type.Array(Type.String(), { default: ['*'] }),
     proxy: Type.Optional(ProxySetting),
     strategy: Type.Union(STRATEGIES.map((name) => Type.Literal(name)), { default: 'round-robin' }),
+    // Laid over the top-level `aliases` for this upstream.
+    aliases: Type.Optional(Aliases),
     keys: Type.Array(PoolKeySchema, { default: [] }),
   },
   { additionalProperties: false },
@@ -177,6 +183,14 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     upstreams: Type.Array(UpstreamSchema, { default: [] }),
+    // Model aliases for every upstream (docs/models.md).
+    aliases: Type.Optional(Aliases),
+    // GET /v1/models: `merged` lists the upstream's models the user may use and the aliases;
+    // `upstream` relays the upstream's list, less the models the user may not use.
+    models: Type.Object(
+      { list: Type.Union([Type.Literal('merged'), Type.Literal('upstream')], { default: 'merged' }) },
+      { additionalProperties: false, default: {} },
+    ),
     // SIGTERM: requests in flight get this long to finish; then streams get a last error event.
     shutdownGraceMs: Type.Integer({ minimum: 0, default: 10_000 }),
     // Processes sharing the port (node:cluster). More than one needs a shared store (Redis).
@@ -436,6 +450,7 @@ function checkConsistency(config: Config): void {
     });
   });
   checkProxies(config);
+  checkAliases(config);
   checkWebhooks(config);
   try {
     secretBoxFrom(config.secret, config.secretPrevious);
@@ -459,6 +474,17 @@ function checkCorsOrigins(config: Config, env: Env): void {
     if (!(err instanceof OriginError)) throw err;
     throw new ConfigError(env.KEYRELAY_CORS_ORIGINS?.trim() ? `${err.message} (from KEYRELAY_CORS_ORIGINS)` : err.message);
   }
+}
+
+/** No alias table may be empty-named, name itself or loop, alone or laid over the top-level one. */
+function checkAliases(config: Config): void {
+  const top = config.aliases ?? {};
+  const problem = aliasProblem(top);
+  if (problem) throw new ConfigError(`setting aliases: ${problem}`);
+  config.upstreams.forEach((upstream, i) => {
+    const own = aliasProblem(upstream.aliases ?? {}, top);
+    if (own) throw new ConfigError(`setting upstreams/${i}/aliases: ${own}`);
+  });
 }
 
 /** Each webhook URL parses and has a host; ids are unique. Messages never quote the URL (it may hold a token). */

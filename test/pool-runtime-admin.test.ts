@@ -73,7 +73,7 @@ describe.each(STORE_BACKENDS)('run-time upstreams on the %s store', (_name, make
   it('adds an upstream and a key that serve requests at once, and shows only the last 4', async () => {
     const up = await call('POST', '/upstreams', { id: 'extra', baseUrl: fake.baseUrl, models: ['o3*'], strategy: 'weighted' });
     expect(up.status).toBe(201);
-    expect(up.json).toEqual({ id: 'extra', source: 'store', kind: 'openai', baseUrl: fake.baseUrl, models: ['o3*'], strategy: 'weighted', proxy: null, keys: [] });
+    expect(up.json).toEqual({ id: 'extra', source: 'store', kind: 'openai', baseUrl: fake.baseUrl, models: ['o3*'], strategy: 'weighted', aliases: {}, proxy: null, keys: [] });
     const key = await call('POST', '/upstreams/extra/keys', { id: 'k1', key: ADDED, weight: 2, organization: 'org-rt' });
     expect(key.status).toBe(201);
     expect(key.json).toMatchObject({ id: 'k1', source: 'store', last4: ADDED.slice(-4), state: 'active', weight: 2, organization: 'org-rt' });

@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { KeyRejected } from '../auth.js';
 import type { GatewayError } from '../errors.js';
 import type { Operation } from '../operations/match.js';
+import type { ModelDecision } from '../pool/aliases.js';
 import type { RequestBody } from '../relay/body.js';
 import type { ResponseTap } from '../relay/forward.js';
 import { isoAt } from './clock.js';
@@ -47,6 +48,7 @@ export class Observation {
   private readonly started = performance.now();
   private relayStarted: number | undefined;
   private model: string | undefined;
+  private upstreamModel: string | undefined;
   private stream = false;
   private endUser: string | undefined;
   private bytesIn: number | undefined;
@@ -99,6 +101,13 @@ export class Observation {
       this.bytesIn = body.bytes.length;
     }
     this.requestBody = this.observability.bodies.request(body);
+  }
+
+  /** The request's model decision: an alias is recorded as `model`, what was sent as `upstreamModel`. */
+  modelSent(models: ModelDecision): void {
+    if (!models.aliased) return;
+    this.model = models.public;
+    this.upstreamModel = models.upstream;
   }
 
   /** The gateway answered with an error of its own: its code, and for a 5xx what caused it. */
@@ -159,6 +168,7 @@ export class Observation {
       route: this.route,
       operation: this.operation,
       model: this.model,
+      upstreamModel: this.upstreamModel,
       endUser: this.endUser,
       userAgent: headerText(this.headers['user-agent']),
       stream: this.stream,
@@ -220,6 +230,7 @@ export class Observation {
       route: this.route,
       operation: this.operation,
       model: this.model,
+      upstreamModel: this.upstreamModel,
       endUser: this.endUser,
       userAgent: headerText(this.headers['user-agent']),
       stream: this.stream,

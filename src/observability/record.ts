@@ -44,7 +44,10 @@ export interface RequestRecord {
   route: string;
   /** The operation the request matched (the spec's operationId, or `unknown`); absent outside /v1. */
   operation?: string;
+  /** The model the client named (an alias as such: docs/models.md). */
   model?: string;
+  /** The model sent upstream in its place, when `model` is an alias; prices are this model's. */
+  upstreamModel?: string;
   /** The request body's `user` field (OpenAI's end-user id), as the client sent it. */
   endUser?: string;
   userAgent?: string;

@@ -22,6 +22,11 @@ const Models = Type.Array(Type.String({ minLength: 1, maxLength: 200 }), {
   maxItems: 100,
   description: 'must be a list of at most 100 model names or glob patterns (1 to 200 characters each)',
 });
+// Public model name -> the upstream's; names, cycles and self-references are checked by aliasProblem.
+const Aliases = Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.String({ minLength: 1, maxLength: 256 }), {
+  maxProperties: 1000,
+  description: 'must map public model names to the upstream\'s model names (1 to 256 characters each, at most 1000 of them)',
+});
 const Strategy = Type.Union(STRATEGIES.map((name) => Type.Literal(name)), { description: `must be one of ${STRATEGIES.join(', ')}` });
 const Weight = Type.Integer({ minimum: 1, maximum: 1000, description: 'must be a whole number from 1 to 1000' });
 const Header = (what: string) => Type.String({ minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x7e]+$', description: `must be the ${what} id: 1 to 200 printable characters` });
@@ -39,6 +44,7 @@ export const CreateUpstream = Type.Object(
     models: orNull(Models, 'must be a list of at most 100 model names or glob patterns, or null for any model'),
     strategy: Type.Optional(Strategy),
     proxy: orNull(Proxy, 'must be a proxy URL, a list of them, "direct", or null for the settings\' proxy'),
+    aliases: orNull(Aliases, 'must map public model names to the upstream\'s model names, or null for none'),
   },
   { additionalProperties: false },
 );
@@ -49,6 +55,7 @@ export const PatchUpstream = Type.Object(
     models: orNull(Models, 'must be a list of at most 100 model names or glob patterns, or null for any model'),
     strategy: Type.Optional(Strategy),
     proxy: orNull(Proxy, 'must be a proxy URL, a list of them, "direct", or null for the settings\' proxy'),
+    aliases: orNull(Aliases, 'must map public model names to the upstream\'s model names, or null for none'),
   },
   { additionalProperties: false },
 );

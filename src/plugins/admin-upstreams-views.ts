@@ -56,6 +56,8 @@ export function upstreamView(upstream: Upstream, health: KeyHealth) {
     baseUrl: baseUrlView(upstream.baseUrl),
     models: upstream.models ?? null,
     strategy: upstream.strategy,
+    // Its own, as set: the settings' top-level aliases apply besides (docs/models.md).
+    aliases: upstream.ownAliases ?? {},
     proxy: proxyView(upstream.proxy),
     keys: upstream.keys.map((k) => keyView(k, health)),
   };

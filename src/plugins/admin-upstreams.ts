@@ -20,7 +20,7 @@ import {
   removeUpstream,
   sealedValues,
 } from '../pool/catalog.js';
-import { checkBaseUrl, checkProxy, sealKey, storedProxy } from '../pool/catalog-input.js';
+import { checkAliases, checkBaseUrl, checkProxy, sealKey, storedProxy } from '../pool/catalog-input.js';
 import { type Pool, type PoolKey, type Upstream, keyRef } from '../pool/pool.js';
 import { openCatalog } from '../pool/runtime.js';
 import { testKey } from '../relay/key-test.js';
@@ -117,6 +117,7 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
     const body = request.body;
     const baseUrl = checkBaseUrl(body.baseUrl);
     const proxy = body.proxy === undefined || body.proxy === null ? undefined : storedProxy(checkProxy(body.proxy), box, proxyPlace(body.id));
+    const aliases = body.aliases ? checkAliases(body.aliases, pool.aliases) : undefined;
     const now = new Date().toISOString();
     await change((catalog, settings) =>
       addUpstream(catalog, settings, {
@@ -126,6 +127,7 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
         ...(body.models ? { models: body.models } : {}),
         strategy: body.strategy ?? 'round-robin',
         ...(proxy ? { proxy } : {}),
+        ...(aliases && Object.keys(aliases).length > 0 ? { aliases } : {}),
         createdAt: now,
         updatedAt: now,
       }),
@@ -143,6 +145,7 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
       // Checked and sealed before the write: a bad field changes nothing.
       const baseUrl = body.baseUrl === undefined ? undefined : checkBaseUrl(body.baseUrl);
       const proxy = body.proxy === undefined || body.proxy === null ? undefined : storedProxy(checkProxy(body.proxy), box, proxyPlace(id));
+      const aliases = body.aliases ? checkAliases(body.aliases, pool.aliases) : undefined;
       await change((catalog, settings) => {
         const upstream = catalogUpstream(catalog, settings, id);
         if (baseUrl !== undefined) upstream.baseUrl = baseUrl;
@@ -151,6 +154,9 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
           else upstream.models = body.models;
         }
         if (body.strategy !== undefined) upstream.strategy = body.strategy;
+        // A new table replaces the old one whole; null or {} removes it.
+        if (body.aliases === null || (aliases && Object.keys(aliases).length === 0)) delete upstream.aliases;
+        else if (aliases) upstream.aliases = aliases;
         if (body.proxy === null) delete upstream.proxy;
         else if (proxy) upstream.proxy = proxy;
         upstream.updatedAt = new Date().toISOString();

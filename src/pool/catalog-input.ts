@@ -5,6 +5,7 @@ import { GatewayError } from '../errors.js';
 import { proxyList } from '../proxy/plan.js';
 import { DIRECT, ProxyUrlError, parseProxyUrl } from '../proxy/url.js';
 import type { SecretBox } from '../secrets/box.js';
+import { type AliasTable, aliasProblem } from './aliases.js';
 import type { StoredProxy } from './catalog.js';
 
 const invalid = (param: string, message: string) => new GatewayError('invalid_request', { message, param });
@@ -58,4 +59,11 @@ export function storedProxy(urls: string[], box: SecretBox, where: string, param
 export function sealKey(key: string, box: SecretBox, where: string): { sealed: string; last4: string } {
   if (!box.configured) throw new GatewayError('secret_not_configured', { param: 'key' });
   return { sealed: box.seal(key, where), last4: key.slice(-4) };
+}
+
+/** An upstream's aliases, checked over the settings' top-level ones: no empty name, none naming itself, no cycle. */
+export function checkAliases(aliases: Record<string, string>, top: AliasTable): Record<string, string> {
+  const problem = aliasProblem(aliases, top);
+  if (problem) throw invalid('aliases', `\`aliases\`: ${problem}.`);
+  return aliases;
 }

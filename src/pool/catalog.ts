@@ -31,6 +31,8 @@ export interface StoredUpstream {
   kind: 'openai';
   models?: string[];
   strategy: StrategyName;
+  /** Public model name -> this upstream's, over the settings' top-level ones (aliases.ts). */
+  aliases?: Record<string, string>;
   proxy?: StoredProxy;
   createdAt: string;
   updatedAt: string;

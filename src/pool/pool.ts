@@ -10,6 +10,7 @@
 // a key removed or rotated meanwhile serves it to the end (its secret is dropped with the last
 // request that holds it), while every selection after the swap sees the new lists.
 import { compileGlobs } from '../glob.js';
+import { type AliasTable, mergeAliases, resolveAliases } from './aliases.js';
 import { type AttemptTicket, type HealthOptions, KeyHealth, type KeyView } from './health.js';
 import { type AttemptResult, type Verdict, classifyAttempt } from './outcome.js';
 import { headroom } from './rate-headers.js';
@@ -36,12 +37,16 @@ export interface UpstreamSettings {
   models?: readonly string[];
   proxy?: string | readonly string[];
   strategy?: StrategyName;
+  /** Public model name -> this upstream's, over the settings' top-level ones (aliases.ts). */
+  aliases?: AliasTable;
   keys: readonly PoolKeySettings[];
 }
 
 /** What the pool needs of the settings; `Config` fits it. */
 export interface PoolSettings {
   upstreams: readonly UpstreamSettings[];
+  /** Aliases for every upstream (aliases.ts). */
+  aliases?: AliasTable;
 }
 
 export interface PoolKey {
@@ -72,6 +77,13 @@ export interface Upstream {
   readonly proxy?: string | readonly string[];
   readonly models?: readonly string[];
   readonly strategy: StrategyName;
+  /** Its own aliases, as set (the settings' or the catalog's). */
+  readonly ownAliases?: AliasTable;
+  /** Every alias it serves (the top-level ones and its own) with the model it sends for it. */
+  readonly aliases: ReadonlyMap<string, string>;
+  /** The model this upstream is sent for a public name: its alias target, or the name itself. */
+  readonly modelFor: (model: string) => string;
+  /** Its model globs match the name, or the alias's target when the name is one of its aliases. */
   readonly servesModel: (model: string) => boolean;
   readonly keys: readonly PoolKey[];
 }
@@ -149,8 +161,11 @@ function buildKey(upstream: UpstreamSettings, key: PoolKeySettings): PoolKey {
   };
 }
 
-function buildUpstream(config: UpstreamSettings): Upstream {
+function buildUpstream(config: UpstreamSettings, topAliases: AliasTable | undefined): Upstream {
   const url = new URL(config.baseUrl);
+  const aliases = resolveAliases(mergeAliases(topAliases, config.aliases));
+  const globs = compileGlobs(config.models) ?? any;
+  const modelFor = (model: string): string => aliases.get(model) ?? model;
   return {
     id: config.id,
     baseUrl: config.baseUrl,
@@ -160,7 +175,10 @@ function buildUpstream(config: UpstreamSettings): Upstream {
     proxy: config.proxy,
     models: config.models,
     strategy: config.strategy ?? 'round-robin',
-    servesModel: compileGlobs(config.models) ?? any,
+    ownAliases: config.aliases,
+    aliases,
+    modelFor,
+    servesModel: aliases.size === 0 ? globs : (model) => globs(model) || (aliases.has(model) && globs(modelFor(model))),
     keys: config.keys.map((k) => buildKey(config, k)),
   };
 }
@@ -173,6 +191,7 @@ export class Pool {
   readonly health: KeyHealth;
   private current: readonly Upstream[] = [];
   private settings: readonly UpstreamSettings[];
+  private topAliases: AliasTable | undefined;
   private runtime: RuntimeEntries = { upstreams: [], keys: new Map() };
   private readonly strategies = new Map<string, { name: StrategyName; strategy: Strategy }>();
   private readonly changeListeners = new Set<() => void>();
@@ -180,6 +199,7 @@ export class Pool {
 
   constructor(config: PoolSettings, options: HealthOptions = {}) {
     this.settings = config.upstreams;
+    this.topAliases = config.aliases;
     this.health = new KeyHealth(options);
     this.now = options.now ?? Date.now;
     this.rebuild();
@@ -198,6 +218,7 @@ export class Pool {
   /** Puts new settings in place (a reload); the run-time entries stay. */
   applySettings(config: PoolSettings): void {
     this.settings = config.upstreams;
+    this.topAliases = config.aliases;
     this.rebuild();
   }
 
@@ -218,7 +239,7 @@ export class Pool {
     });
     // A run-time upstream never shadows one of the settings (the admin API refuses such an id).
     for (const u of this.runtime.upstreams) if (!settingsIds.has(u.id)) merged.push(u);
-    const upstreams = merged.map(buildUpstream);
+    const upstreams = merged.map((u) => buildUpstream(u, this.topAliases));
     for (const upstream of upstreams) {
       const kept = this.strategies.get(upstream.id);
       if (kept?.name !== upstream.strategy) this.strategies.set(upstream.id, { name: upstream.strategy, strategy: createStrategy(upstream.strategy) });
@@ -250,6 +271,15 @@ export class Pool {
     return this.upstreams.find((u) => u.servesModel(model));
   }
 
+  upstreamById(id: string): Upstream | undefined {
+    return this.upstreams.find((u) => u.id === id);
+  }
+
+  /** The settings' top-level aliases (a run-time upstream's own are checked over them). */
+  get aliases(): AliasTable {
+    return this.topAliases ?? {};
+  }
+
   find(upstreamId: string, keyId: string): PoolChoice | undefined {
     const upstream = this.upstreams.find((u) => u.id === upstreamId);
     const key = upstream?.keys.find((k) => k.id === keyId);
@@ -276,7 +306,9 @@ export class Pool {
       if (!upstream) return { ok: false, reason: 'no_upstream' };
       keys = upstream.keys;
     }
-    const allowed = model === undefined ? keys : keys.filter((k) => k.allowsModel(model));
+    // A key's model globs, like its upstream's, may name the alias or the model it stands for.
+    const sent = model === undefined ? undefined : upstream.modelFor(model);
+    const allowed = model === undefined ? keys : keys.filter((k) => k.allowsModel(model) || (sent !== model && k.allowsModel(sent as string)));
     if (allowed.length === 0) return { ok: false, reason: 'no_key' };
     const untried = exclude ? allowed.filter((k) => !exclude.has(k.ref)) : allowed;
     if (untried.length === 0) return { ok: false, reason: 'exhausted' };

@@ -35,6 +35,7 @@ export function openCatalog(catalog: Catalog, box: SecretBox): RuntimeEntries {
     baseUrl: u.baseUrl,
     models: u.models,
     strategy: u.strategy,
+    aliases: u.aliases,
     proxy: openProxy(box, u.proxy, proxyPlace(u.id)),
     keys: keysOf(u.id),
   }));

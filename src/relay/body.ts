@@ -35,6 +35,8 @@ export interface FormFacts {
   ids?: string[];
   /** The body's size: its Content-Length, else the limit it is held to. */
   bytes: number;
+  /** Where the `model` field's value lies in the body's bytes: [start, end). */
+  modelSpan?: readonly [number, number];
 }
 
 /** The fields of a form its worst case depends on, read when they stand before the file. */
@@ -283,10 +285,11 @@ function formFacts(scan: FieldsScan, bytes: number, idFields: readonly string[])
   }
   const { fields, complete } = scan;
   const model = fields.get('model');
+  const modelSpan = scan.spans.get('model');
   const facts: RequestFacts = model !== undefined ? factsOf({ model }) : { modelHidden: !complete };
   const stream = fields.get('stream');
   if (stream !== undefined) facts.stream = stream.trim().toLowerCase() === 'true';
-  facts.form = { fields, complete, bytes, ids: formIds(fields, idFields) };
+  facts.form = { fields, complete, bytes, ids: formIds(fields, idFields), ...(modelSpan ? { modelSpan } : {}) };
   return facts;
 }
 

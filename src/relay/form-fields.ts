@@ -62,7 +62,7 @@ function partHead(headers: string): PartHead | undefined {
 export type FieldsScan =
   /** The fields among `names` that stand before the first file (the first value of each), and
    * whether the whole form was seen (none can come later). */
-  | { kind: 'read'; fields: Map<string, string>; complete: boolean }
+  | { kind: 'read'; fields: Map<string, string>; complete: boolean; spans: Map<string, readonly [number, number]> }
   /** A part that cannot be read for certain: it could be any field. */
   | { kind: 'hidden' }
   /** A field not named `…[]` stands twice before the first file. */
@@ -76,23 +76,28 @@ export function scanLeadingFields(head: Buffer, boundary: string, names: Readonl
   const delimiter = Buffer.from(`--${boundary}`);
   const between = Buffer.from(`\r\n--${boundary}`);
   const fields = new Map<string, string>();
+  // Where each value lies in `head`, for a model alias written in its place (src/relay/model-sent.ts).
+  const spans = new Map<string, readonly [number, number]>();
   let at = head.indexOf(delimiter);
   if (at === -1) return head.length > delimiter.length + MAX_PART_HEADERS ? { kind: 'hidden' } : { kind: 'more' };
   at += delimiter.length;
   for (;;) {
     if (head.length < at + 2) return { kind: 'more' };
     // `--` after a delimiter closes the form.
-    if (head[at] === 0x2d && head[at + 1] === 0x2d) return { kind: 'read', fields, complete: true };
+    if (head[at] === 0x2d && head[at + 1] === 0x2d) return { kind: 'read', fields, complete: true, spans };
     const headersEnd = head.indexOf(HEADERS_END, at);
     if (headersEnd === -1) return head.length - at > MAX_PART_HEADERS ? { kind: 'hidden' } : { kind: 'more' };
     const part = partHead(head.subarray(at, headersEnd).toString('latin1'));
     if (part === undefined) return { kind: 'hidden' };
-    if (part.file) return { kind: 'read', fields, complete: false };
+    if (part.file) return { kind: 'read', fields, complete: false, spans };
     const valueStart = headersEnd + HEADERS_END.length;
     const valueEnd = head.indexOf(between, valueStart);
     if (valueEnd === -1) return { kind: 'more' };
     if (part.name !== undefined && names.has(part.name)) {
-      if (!fields.has(part.name)) fields.set(part.name, head.subarray(valueStart, valueEnd).toString('utf8'));
+      if (!fields.has(part.name)) {
+        fields.set(part.name, head.subarray(valueStart, valueEnd).toString('utf8'));
+        spans.set(part.name, [valueStart, valueEnd]);
+      }
       else if (!part.name.endsWith('[]')) return { kind: 'twice', name: part.name };
     }
     at = valueEnd + between.length;

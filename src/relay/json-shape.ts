@@ -291,3 +291,27 @@ export async function scanJson(bytes: Buffer, reader: JsonReader): Promise<void>
     await nextTurn();
   }
 }
+
+/** Where the value of the root object's member `key` lies in a body `checkJsonShape` accepted:
+ * [start, end), quotes included for a string; undefined when the root is no object or lacks it. */
+export function memberSpan(bytes: Buffer, key: string): readonly [number, number] | undefined {
+  let member: string | undefined;
+  let start = 0;
+  let span: readonly [number, number] | undefined;
+  const reader: JsonReader = {
+    open(depth, _object, at) {
+      if (depth === 2 && member === key) start = at;
+    },
+    close(depth, end) {
+      if (depth === 2 && member === key) span = [start, end];
+    },
+    key(depth, name) {
+      if (depth === 1) member = name;
+    },
+    scalar(depth, _kind, from, end) {
+      if (depth === 1 && member === key) span = [from, end];
+    },
+  };
+  pass(bytes, reader, false).next();
+  return span;
+}

@@ -15,6 +15,7 @@ import type { Permission } from '../operations/costs.js';
 import type { Operation } from '../operations/match.js';
 import { FORM_ID_FIELDS, createsObjects, deletedByOperation, listedObjectKind, revealsOwnObjects } from '../pool/object-operations.js';
 import { idsInOperation } from '../pool/objects.js';
+import { decideModel } from '../pool/aliases.js';
 import { checkCostBound, effectiveModel } from '../quota/bounds.js';
 import { estimateRequest } from '../quota/estimate.js';
 import type { Charge } from '../quota/gate.js';
@@ -32,6 +33,8 @@ import { objectTapFor } from './object-tap.js';
 import type { Target } from './path.js';
 import { type LaterContext, type LaterPlan, afterLater, chargedLater, laterTapFor, ownEstimate, planLater } from './later-route.js';
 import type { Reservation } from '../store/types.js';
+import { servedAliases, withAliases } from './model-list.js';
+import { withModel } from './model-sent.js';
 import { UsageTap } from './usage-tap.js';
 
 export const RELAY_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
@@ -62,6 +65,11 @@ function checkBodyType(operation: Operation, req: IncomingMessage): void {
 /** GET /models shows a user with a model list only the models they may use. */
 const modelsShown = (operation: Operation, user: Caller['user']): ((id: string) => boolean) | undefined =>
   operation.id === 'listModels' && (user.models?.length ?? 0) > 0 ? (id) => modelAllowed(user, id) : undefined;
+
+/** The model a request names for an alias to apply to: its body's, or the path's of GET /models/{model}
+ * (docs/models.md: a DELETE of a model is never aliased; it removes the name it names). */
+const namedModel = (operation: Operation, named: string | undefined): string | undefined =>
+  named ?? (operation.id === 'retrieveModel' ? operation.params.model : undefined);
 
 /** One /v1 request as the relay sees it, whichever way it arrived (Fastify, or the lane). */
 export interface RelayCall {
@@ -95,6 +103,13 @@ export function createRelayRoute(services: Services): RelayRoute {
   const { prices, quota } = services;
 
   const laterCtx: LaterContext = { later: new LaterLedger({ store, prices, log: services.log }), objects, pool, outbound, config, prices, log: services.log };
+
+  /** A list answer as the user may see it; GET /models with the user's aliases (model-list.ts). */
+  async function listFor(operation: Operation, caller: Caller, bytes: Buffer): Promise<Buffer | undefined> {
+    const shown = await filterList(objects, caller.user.id, listedObjectKind(operation), bytes, modelsShown(operation, caller.user));
+    if (operation.id !== 'listModels' || config.models.list !== 'merged') return shown;
+    return withAliases(shown ?? bytes, bytes, servedAliases(pool), (id) => modelAllowed(caller.user, id)) ?? shown;
+  }
 
   async function handle(call: RelayCall): Promise<void> {
     const { caller, observation, method, operation } = call;
@@ -131,7 +146,12 @@ export function createRelayRoute(services: Services): RelayRoute {
       if (call.res.closed) release();
       else call.res.once('close', release);
     }
-    const estimate = estimateRequest(operation.cost, model, json, facts, config.quota.defaultMaxOutputTokens, digest?.sizes, quota.priceOf(model), allowedMicros);
+    // Once: the public model (routing, allowed models, the log's `model`) and the upstream's (the
+    // bytes sent, prices, the log's `upstreamModel`); what follows reads this (src/pool/aliases.ts).
+    const models = decideModel(pool, namedModel(operation, facts.model), pinned?.upstreamId);
+    observation.modelSent(models);
+    const priced = models.aliased ? models.upstream : model;
+    const estimate = estimateRequest(operation.cost, priced, json, facts, config.quota.defaultMaxOutputTokens, digest?.sizes, quota.priceOf(priced), allowedMicros);
     // A batch or a background response: the request itself takes its rpm and concurrency; its
     // worst case is reserved apart, until the work is seen ended (src/quota/later.ts).
     const deferred = chargedLater(operation, json);
@@ -150,7 +170,8 @@ export function createRelayRoute(services: Services): RelayRoute {
     }
     const laterTap = laterTapFor(operation, plan);
 
-    const asked = askForUsage(operation.id, body);
+    const sent = models.aliased && facts.model !== undefined ? withModel(body, models.upstream as string) : body;
+    const asked = askForUsage(operation.id, sent);
     const usageTap = new UsageTap({ stripUsage: asked !== undefined, watch: estimate.metered });
     // Images and seconds the answer shows outside its usage (a dall-e-* answer, a verbose transcript).
     const answerUnits = estimate.units ? new AnswerUnits({ images: estimate.units.images !== undefined, duration: estimate.units.seconds !== undefined }) : undefined;
@@ -165,7 +186,6 @@ export function createRelayRoute(services: Services): RelayRoute {
       revealsObjects,
       deletes: deletedByOperation(operation, method),
     });
-    const listed = listedObjectKind(operation);
     call.takeOver();
     observation.relaying();
     let result: RelayOutcome;
@@ -176,9 +196,9 @@ export function createRelayRoute(services: Services): RelayRoute {
           res: call.res,
           requestId: call.id,
           method,
-          rest: route + call.target.search,
-          body: asked ?? body,
-          model: facts.model,
+          rest: (models.aliased && facts.model === undefined ? `/models/${encodeURIComponent(models.upstream as string)}` : route) + call.target.search,
+          body: asked ?? sent,
+          model: models.aliased ? models.public : facts.model,
           privileged: operation.admin,
           pinned,
           extraHeaders: ticket.headers,
@@ -186,7 +206,7 @@ export function createRelayRoute(services: Services): RelayRoute {
             observation.tap(
               joinTaps(joinTaps(laterTap ? joinTaps(usageTap, laterTap) : usageTap, answerUnits), objectTap?.({ userId, upstreamId: choice.upstream.id, keyId: choice.key.id })),
             ),
-          filterList: filtersList(operation, method) ? (bytes) => filterList(objects, userId, listed, bytes, modelsShown(operation, caller.user)) : undefined,
+          filterList: filtersList(operation, method) ? (bytes) => listFor(operation, caller, bytes) : undefined,
         },
         deps,
       );

@@ -14,6 +14,7 @@ import { GatewayError } from '../errors.js';
 import { type Cors, userRefusal } from '../inbound/cors.js';
 import { modelAllowed, modelRefused } from '../models.js';
 import { checkWebSocketBound } from '../quota/bounds.js';
+import { type ModelDecision, decideModel } from '../pool/aliases.js';
 import { parseUpstreamError } from '../pool/outcome.js';
 import type { Pool, PoolChoice } from '../pool/pool.js';
 import type { RetryPolicy } from '../pool/retry.js';
@@ -71,6 +72,18 @@ function queryModel(search: string): string | undefined {
   const models = new URLSearchParams(search).getAll('model');
   if (models.length > 1) throw new GatewayError('invalid_request', { message: 'The query gives `model` more than once.', param: 'model' });
   return models[0] === undefined ? undefined : checkModel(models[0]);
+}
+
+/** The query with the value of its `model` parameter (found as URLSearchParams finds it) replaced;
+ * every other byte as the client sent it. */
+export function withQueryModel(search: string, model: string): string {
+  if (search.length < 2) return search;
+  const pairs = search.slice(1).split('&').map((pair) => {
+    const eq = pair.indexOf('=');
+    const name = eq === -1 ? pair : pair.slice(0, eq);
+    return new URLSearchParams(`${name}=`).has('model') ? `${name}=${encodeURIComponent(model)}` : pair;
+  });
+  return `?${pairs.join('&')}`;
 }
 
 /** A plain HTTP answer on the raw socket of a refused upgrade; the connection closes after it. */
@@ -187,7 +200,7 @@ interface Session {
   user: User;
   slot: SessionSlot;
   opened: Opened;
-  model?: string;
+  models: ModelDecision;
   head: Buffer;
 }
 
@@ -230,7 +243,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     const owner = { userId: s.user.id, upstreamId: s.opened.choice.upstream.id, keyId: s.opened.choice.key.id };
     const responses = realtime ? undefined : new ResponsesDialect({ user: s.user, meter, objects, slots, owner, defaultMaxOutput });
     if (realtime) {
-      const dialect = new RealtimeDialect({ user: s.user, meter, channel: session, model: s.model, defaultMaxOutput });
+      const dialect = new RealtimeDialect({ user: s.user, meter, channel: session, model: s.models.public, upstreamModel: s.models.upstream, defaultMaxOutput });
       audioBytesPerToken = () => dialect.audioBytesPerToken;
       session.start(dialect);
     } else session.start(responses as ResponsesDialect);
@@ -261,10 +274,13 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       const model = queryModel(target.search);
       if (model !== undefined && !modelAllowed(caller.user, model)) throw modelRefused(caller.user, model);
       checkWebSocketBound(caller.user, target.path, target.search, model);
+      // Once: the public name routes and was checked; the upstream's is sent in the query and priced.
+      const models = decideModel(deps.pool, model);
       // Admitted before any upstream connection: a refusal is an HTTP answer, the upstream never sees it.
-      slot = await SessionSlot.take({ gate, store, leaseMs: config.quota.leaseMs, log: deps.log }, caller.user, requestId, model);
+      slot = await SessionSlot.take({ gate, store, leaseMs: config.quota.leaseMs, log: deps.log }, caller.user, requestId, models.upstream);
 
-      const opened = await openUpstream(deps, { req, socket, target, model, protocols: protocols.others, requestId }, tried);
+      const sent = models.aliased ? { ...target, search: withQueryModel(target.search, models.upstream as string) } : target;
+      const opened = await openUpstream(deps, { req, socket, target: sent, model, protocols: protocols.others, requestId }, tried);
       if (!opened) {
         await slot.close(true);
         deps.log.info(upgradeLine(facts, { tried }), 'websocket refused');
@@ -277,7 +293,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
         return;
       }
       socket.write(handshakeHead(maskHeaders(opened.headers, deps.masker).headers, requestId));
-      relaySession(target, requestId, socket, { user: caller.user, slot, opened, model, head });
+      relaySession(target, requestId, socket, { user: caller.user, slot, opened, models, head });
       deps.log.info(upgradeLine(facts, { poolKeyId: opened.choice.key.id, upstream: opened.choice.upstream.id, retries: tried.length }), 'websocket opened');
     } catch (err) {
       await slot?.close(true);

@@ -45,6 +45,8 @@ export interface RealtimeOptions {
   meter: SessionMeter;
   channel: Channel;
   model?: string;
+  /** The model the upstream runs for `model` when that is an alias (src/pool/aliases.ts): priced in its place. */
+  upstreamModel?: string;
   defaultMaxOutput: number;
 }
 
@@ -132,12 +134,17 @@ export class RealtimeDialect implements Dialect {
     return REALTIME_OUTPUT_CAP;
   }
 
+  /** The model prices are read from: the upstream's for the upgrade's alias, until a session.update names another. */
+  private priced(): string | undefined {
+    return this.model === this.o.model && this.o.upstreamModel !== undefined ? this.o.upstreamModel : this.model;
+  }
+
   private worstCase(response: Json): { prompt: number; maxOutput: number; capped: boolean } {
     const instructions = response.instructions ?? this.instructions;
     const tools = response.tools ?? this.tools;
     const input = Array.isArray(response.input) ? response.input.map((item) => withoutAudio(item)) : [];
     const body = { input, instructions: typeof instructions === 'string' ? instructions : undefined, tools };
-    const estimate = estimateRequest(RESPONSES, this.model, body, {}, this.o.defaultMaxOutput);
+    const estimate = estimateRequest(RESPONSES, this.priced(), body, {}, this.o.defaultMaxOutput);
     const inputAudio = Array.isArray(response.input) ? response.input.reduce((sum: number, item) => sum + audioOf(item, this.inputRate), 0) : 0;
     const own = response.conversation === 'none';
     const conversation = own ? 0 : Math.min(this.conversation, REALTIME_CONTEXT);
@@ -160,7 +167,7 @@ export class RealtimeDialect implements Dialect {
     try {
       const worst = this.worstCase(response);
       const eventId = typeof event.event_id === 'string' ? event.event_id : undefined;
-      const pending = await this.o.meter.admit({ model: this.model, ...worst, eventId });
+      const pending = await this.o.meter.admit({ model: this.priced(), ...worst, eventId });
       return { forward: true, relayed: () => void (pending.relayed = true) };
     } catch (err) {
       if (err instanceof GatewayError) return { forward: false, reply: this.refusal(err, event) };
