@@ -6,7 +6,7 @@
 // follow the strategy, and `pool.cacheAffinity: false` is the strategy alone.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../src/config.js';
+import { type Config, loadConfig } from '../src/config.js';
 import { type PoolFixture, poolSecret, startPool } from './helpers/pool-fixture.js';
 import { until } from './helpers/quota-fixture.js';
 import { SECRET_A } from './helpers/runtime-fixture.js';
@@ -95,14 +95,17 @@ const cachedShare = (turns: Turn[][]): number => {
 const clientOf = (pool: PoolFixture) => new OpenAI({ baseURL: pool.gateway.baseUrl, apiKey: pool.userKey, maxRetries: 0 });
 
 async function startCachePool(config: Partial<Config> = {}): Promise<PoolFixture> {
-  return startPool({ keys: KEYS, fakeOptions: { promptCache: true }, config, env: { KEYRELAY_SECRET: SECRET_A } });
+  return startPool({ keys: KEYS, fakeOptions: { promptCache: true }, config, cacheAffinity: config.pool?.cacheAffinity ?? true, env: { KEYRELAY_SECRET: SECRET_A } });
 }
+
+it('is on by default', () => {
+  expect(loadConfig({ KEYRELAY_CONFIG: undefined }).pool.cacheAffinity).toBe(true);
+});
 
 describe('200 requests of 10 growing conversations over 4 keys', () => {
   let affinity: PoolFixture;
   let roundRobin: PoolFixture;
   beforeAll(async () => {
-    // The default settings: affinity on.
     affinity = await startCachePool();
     roundRobin = await startCachePool({ pool: { cacheAffinity: false } } as Partial<Config>);
   });

@@ -9,7 +9,9 @@
 //   the prompt's leading text    see PREFIX_PARTS
 //
 // The answer is a 32-bit hash the pool ranks its keys by (src/pool/rendezvous.ts). Only strings
-// are read, each cut to PREFIX_CHARS, so a request costs at most a few KB of hashing here.
+// are read, each cut to PREFIX_CHARS, so a request costs at most a few KB of hashing here (see
+// hashPrefix).
+import { createHash } from 'node:crypto';
 import { GatewayError } from '../errors.js';
 import type { Operation } from '../operations/match.js';
 import { type Affinity, hashText } from '../pool/rendezvous.js';
@@ -84,6 +86,15 @@ class Prefix {
   }
 }
 
+/** Past this, SHA-1 (native) is the cheaper hash; below it, FNV-1a in JavaScript, which makes no
+ * Buffer and no hash object. Measured (CPU time, Node 20): about 1 µs for a short prompt, 4 µs for
+ * 2 KB, where parsing a 46 KB chat body takes some 36 µs. */
+const NATIVE_HASH_CHARS = 256;
+
+function hashPrefix(text: string): number {
+  return text.length <= NATIVE_HASH_CHARS ? hashText(text) : createHash('sha1').update(text).digest().readUInt32BE(0);
+}
+
 /** A field that names a grouping: a string, else refused (OpenAI refuses it too). */
 function grouping(json: Record<string, unknown>, field: string): string | undefined {
   const value = json[field];
@@ -115,5 +126,5 @@ export function affinityOf(operation: Operation, json: Record<string, unknown> |
     text += `\u0004${prefix.text}`;
   }
   // Nothing but separators: no text to group by.
-  return /[^\u0001-\u0004]/.test(text) ? { source: 'prefix', hash: hashText(text) } : undefined;
+  return /[^\u0001-\u0004]/.test(text) ? { source: 'prefix', hash: hashPrefix(text) } : undefined;
 }
