@@ -10,7 +10,7 @@ import { type Config, loadConfig } from '../src/config.js';
 import { type PoolFixture, poolSecret, startPool } from './helpers/pool-fixture.js';
 import { until } from './helpers/quota-fixture.js';
 import { SECRET_A } from './helpers/runtime-fixture.js';
-import { registerPoolKey } from './helpers/log-capture.js';
+import { registerPoolKey, registerSecret } from './helpers/log-capture.js';
 
 const KEYS = ['a', 'b', 'c', 'd'];
 const CONVERSATIONS = 10;
@@ -261,6 +261,25 @@ describe('requests with nothing to hash, and bad groupings', () => {
     expect(new Set(pool.keysUsed()).size).toBe(1);
     const lines = pool.gateway.logs.filter((l) => l.route === '/v1/completions' || l.route === '/v1/responses');
     expect(lines.every((l) => l.affinity === 'prefix')).toBe(true);
+  });
+
+  it('a body too large to parse whole still goes by its prompt_cache_key, and by its strategy without one', async () => {
+    // Such a body is estimated at a token a byte: a user whose day holds a few of them.
+    const userKey = await pool.gateway.createUserKey('big-bodies', { limits: { tokensPerDay: 100_000_000 } });
+    registerSecret(userKey);
+    const post = async (body: object) =>
+      (await fetch(`${pool.gateway.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${userKey}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })).status;
+    pool.fake.reset();
+    const long = 'Wind from the west, rain later. '.repeat(40_000);
+    const body = (extra: object) => ({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: long }], ...extra });
+    expect(JSON.stringify(body({})).length).toBeGreaterThan(1024 * 1024);
+    for (let i = 0; i < 3; i++) expect(await post(body({ prompt_cache_key: 'one-big-report' }))).toBe(200);
+    expect(new Set(pool.keysUsed()).size).toBe(1);
+    pool.fake.reset();
+    for (let i = 0; i < 4; i++) expect(await post(body({}))).toBe(200);
+    expect(new Set(pool.keysUsed())).toEqual(new Set(KEYS));
+    const lines = pool.gateway.logs.filter((l) => l.route === '/v1/chat/completions' && typeof l.bytesIn === 'number' && l.bytesIn > 1024 * 1024);
+    expect(lines.map((l) => l.affinity)).toEqual(['prompt_cache_key', 'prompt_cache_key', 'prompt_cache_key', undefined, undefined, undefined, undefined]);
   });
 
   it.each([
