@@ -228,6 +228,10 @@ export const ConfigSchema = Type.Object(
         // keeps each one's owner as long as it may exist, so this bounds what one user can make it
         // remember. At the bound, requests that create objects answer 429 too_many_objects.
         maxObjectsPerUser: Type.Integer({ minimum: 1, default: 100_000 }),
+        // Requests that share a prompt cache (a prompt_cache_key, a user, the start of the prompt)
+        // go to the same pool key, where OpenAI has that cache (docs/key-pool.md); false: the
+        // upstream's strategy picks every key.
+        cacheAffinity: Type.Boolean({ default: true }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -78,6 +78,8 @@ describe('one line per request', () => {
         keyId: expect.stringMatching(/^key_/),
         poolKeyId: 'env-1',
         upstream: 'default',
+        // The body's `user` chose the pool key (docs/key-pool.md, Prompt cache affinity).
+        affinity: 'user',
         method: 'POST',
         route: '/v1/chat/completions',
         operation: 'createChatCompletion',

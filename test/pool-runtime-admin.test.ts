@@ -2,6 +2,7 @@
 // on each store backend: what comes from the settings is listed as such and cannot be changed
 // here, ids never collide, secrets are write-only, and every bad input is refused naming its field
 // with nothing changed.
+import type { Config } from '../src/config.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeUpstream, invalidKeyBody, startFakeUpstream } from '../src/dev/fake-upstream.js';
 import { type TestGateway, startGateway } from './helpers/gateway.js';
@@ -33,7 +34,11 @@ describe.each(STORE_BACKENDS)('run-time upstreams on the %s store', (_name, make
       env: { KEYRELAY_SECRET: SECRET_A },
       store: backend.store,
       // The settings' upstream serves gpt-4o* only, so other models reach the run-time upstream.
-      config: { upstreams: [{ id: 'main', baseUrl: fake.baseUrl, models: ['gpt-4o*'], strategy: 'round-robin', keys: [{ id: 's1', key: SETTINGS_KEY, weight: 1 }] }] },
+      // Round robin, so that the same request reaches every key (affinity would keep it on one).
+      config: {
+        pool: { cacheAffinity: false },
+        upstreams: [{ id: 'main', baseUrl: fake.baseUrl, models: ['gpt-4o*'], strategy: 'round-robin', keys: [{ id: 's1', key: SETTINGS_KEY, weight: 1 }] }],
+      } as Partial<Config>,
     });
     admin = adminAt(gateway.url);
     userKey = await gateway.createUserKey('rt-user', { limits: { tokensPerDay: 1_000_000 } });

@@ -3,6 +3,7 @@
 // what the store holds refuses to start and names the setting. Rotating KEYRELAY_SECRET: a process
 // with the new secret and the previous one serves both while `secrets rotate` re-seals everything
 // under the new one; after it, the new secret alone serves and the old one alone cannot start.
+import type { Config } from '../src/config.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeUpstream, type RecordedRequest, startFakeUpstream } from '../src/dev/fake-upstream.js';
 import { parseSecret } from '../src/secrets/box.js';
@@ -47,6 +48,8 @@ async function rawValues(): Promise<string> {
 const gatewayWith = async (secret: string | undefined, previous?: string) => {
   const gateway = await startGateway({
     env: { REDIS_URL: redis.url, KEYRELAY_UPSTREAM_URL: fake.baseUrl, KEYRELAY_SECRET: secret, KEYRELAY_SECRET_PREVIOUS: previous },
+    // Round robin, so that the same request reaches every key (affinity would keep it on one).
+    config: { pool: { cacheAffinity: false } } as Partial<Config>,
   });
   open.push(gateway);
   return gateway;

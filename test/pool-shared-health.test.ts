@@ -19,7 +19,8 @@ let userKey: string;
 
 async function gatewayOnRedis(): Promise<TestGateway> {
   const upstreams = [{ id: 'main', baseUrl: fake.baseUrl, keys: ['a', 'b'].map((id) => ({ id, key: poolSecret(id) })) }];
-  return startGateway({ env: { REDIS_URL: redis.url }, config: { upstreams } as Partial<Config> });
+  // Round robin, so that the same request reaches every key (affinity would keep it on one).
+  return startGateway({ env: { REDIS_URL: redis.url }, config: { upstreams, pool: { cacheAffinity: false } } as Partial<Config> });
 }
 
 async function keyState(gateway: TestGateway, id: string): Promise<{ state: string; reason: string | null }> {

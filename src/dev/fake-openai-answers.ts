@@ -103,21 +103,28 @@ type Json = Record<string, unknown>;
 const asObject = (v: unknown): Json => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : {});
 const now = (): number => Math.floor(Date.now() / 1000);
 
-/** The default answer for a request that no handler answered; `bodyLength` counts bytes even when not kept. */
-export function defaultAnswer(req: RecordedRequest, bodyLength: number): FakeResponse {
+/** The part of the prompt read from the cache (fake-prompt-cache.ts): ceil(characters / 4) as for the
+ * whole prompt, never more than it. Undefined: the fake keeps no prompt cache, and says nothing of one. */
+function cachedTokens(cachedChars: number | undefined, prompt: number): number | undefined {
+  return cachedChars === undefined ? undefined : Math.min(prompt, Math.floor(cachedChars / 4));
+}
+
+/** The default answer for a request that no handler answered; `bodyLength` counts bytes even when not
+ * kept; `cachedChars`: the prompt's characters found in the key's prompt cache, when the fake keeps one. */
+export function defaultAnswer(req: RecordedRequest, bodyLength: number, cachedChars?: number): FakeResponse {
   const { method, path } = req;
   if (method === 'POST') {
     const media = mediaAnswer(req, bodyLength);
     if (media) return media;
     switch (path) {
       case '/v1/chat/completions':
-        return chatCompletion(asObject(req.json));
+        return chatCompletion(asObject(req.json), cachedChars);
       case '/v1/completions':
-        return completion(asObject(req.json));
+        return completion(asObject(req.json), cachedChars);
       case '/v1/embeddings':
         return embeddings(asObject(req.json));
       case '/v1/responses':
-        return response(asObject(req.json));
+        return response(asObject(req.json), cachedChars);
       case '/v1/audio/speech':
         return { headers: { 'content-type': 'audio/mpeg' }, chunks: SPEECH_CHUNKS };
       case '/v1/files':
@@ -159,10 +166,16 @@ function includeUsage(json: Json): boolean {
   return asObject(json['stream_options'])['include_usage'] === true;
 }
 
-function chatCompletion(json: Json): FakeResponse {
-  const base = { id: fakeId('chatcmpl-'), created: now(), model: modelOf(json), system_fingerprint: 'fp_fake' };
-  const prompt = promptTokens(json['messages']);
+/** Chat and completions usage, with `prompt_tokens_details` when the fake keeps a prompt cache. */
+function promptUsage(prompt: number, cachedChars: number | undefined): object {
   const usage = { prompt_tokens: prompt, completion_tokens: FAKE_COMPLETION_TOKENS, total_tokens: prompt + FAKE_COMPLETION_TOKENS };
+  const cached = cachedTokens(cachedChars, prompt);
+  return cached === undefined ? usage : { ...usage, prompt_tokens_details: { cached_tokens: cached } };
+}
+
+function chatCompletion(json: Json, cachedChars?: number): FakeResponse {
+  const base = { id: fakeId('chatcmpl-'), created: now(), model: modelOf(json), system_fingerprint: 'fp_fake' };
+  const usage = promptUsage(promptTokens(json['messages']), cachedChars);
   if (json['stream'] !== true) {
     const message = { role: 'assistant', content: FAKE_TEXT, refusal: null, annotations: [] };
     return {
@@ -183,10 +196,9 @@ function chatCompletion(json: Json): FakeResponse {
   return { headers: SSE_HEADERS, chunks: sseEvents(events, { done: true }) };
 }
 
-function completion(json: Json): FakeResponse {
+function completion(json: Json, cachedChars?: number): FakeResponse {
   const base = { id: fakeId('cmpl-'), object: 'text_completion', created: now(), model: modelOf(json) };
-  const prompt = promptTokens(json['prompt']);
-  const usage = { prompt_tokens: prompt, completion_tokens: FAKE_COMPLETION_TOKENS, total_tokens: prompt + FAKE_COMPLETION_TOKENS };
+  const usage = promptUsage(promptTokens(json['prompt']), cachedChars);
   const choice = (text: string, finish: string | null): object => ({ text, index: 0, logprobs: null, finish_reason: finish });
   if (json['stream'] !== true) return { body: { ...base, choices: [choice(FAKE_TEXT, 'stop')], usage } };
   const withUsage = includeUsage(json);
@@ -212,11 +224,11 @@ function embeddings(json: Json): FakeResponse {
   return { body: { object: 'list', data, model: modelOf(json), usage: { prompt_tokens: prompt, total_tokens: prompt } } };
 }
 
-export function response(json: Json): FakeResponse {
+export function response(json: Json, cachedChars?: number): FakeResponse {
   const input = promptTokens(json['input']) + promptTokens(json['instructions']);
   const usage = {
     input_tokens: input,
-    input_tokens_details: { cached_tokens: 0 },
+    input_tokens_details: { cached_tokens: cachedTokens(cachedChars, input) ?? 0 },
     output_tokens: FAKE_COMPLETION_TOKENS,
     output_tokens_details: { reasoning_tokens: 0 },
     total_tokens: input + FAKE_COMPLETION_TOKENS,

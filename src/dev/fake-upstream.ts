@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { WebSocketServer } from 'ws';
 import type { WebSocket } from 'ws';
 import { FakeJobs } from './fake-jobs.js';
+import { FakePromptCache } from './fake-prompt-cache.js';
 import { RATE_LIMIT_HEADERS, defaultAnswer, fakeId } from './fake-openai-answers.js';
 import { serveFakeWebSocket } from './fake-websocket.js';
 
@@ -71,6 +72,9 @@ export interface FakeUpstreamOptions {
   port?: number;
   keys?: string[];
   record?: boolean; // default true; the benchmark sets false
+  // Keep a prompt cache per API key, as OpenAI does per project, and report its hits as
+  // `cached_tokens` in the default answers' usage (fake-prompt-cache.ts). Default false.
+  promptCache?: boolean;
 }
 
 // With record: false nothing is kept after the answer; bodies up to this size are still held
@@ -97,6 +101,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
   const wsConnections: RecordedUpgrade[] = [];
   const wsMessages: Array<{ path: string; data: string }> = [];
   const jobs = new FakeJobs();
+  const promptCache = options.promptCache ? new FakePromptCache() : undefined;
 
   // requestTimeout 0: a slow 512 MB upload must not be cut by the fake.
   const server = createServer({ requestTimeout: 0 }, (req, res) => onRequest(req, res));
@@ -167,7 +172,11 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
     if (validAuth && !validAuth.has(ex.rec.headers.authorization ?? '')) {
       return send(ex, { status: 401, body: invalidKeyBody(ex.rec.headers.authorization) }, false);
     }
-    return send(ex, jobs.answer(ex.rec) ?? defaultAnswer(ex.rec, bodyLength), true);
+    const job = jobs.answer(ex.rec);
+    if (job) return send(ex, job, true);
+    const json = ex.rec.json;
+    const cached = promptCache && ex.rec.method === 'POST' && json !== null && typeof json === 'object' ? promptCache.cachedChars(ex.rec.path, ex.rec.headers, json as Record<string, unknown>) : undefined;
+    return send(ex, defaultAnswer(ex.rec, bodyLength, cached), true);
   }
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -223,6 +232,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       wsConnections.length = 0;
       wsMessages.length = 0;
       jobs.reset();
+      promptCache?.reset();
     },
     jobs,
     async close() {

@@ -18,6 +18,8 @@ export interface RelayEnd {
   keyId?: string;
   poolKeyId?: string;
   upstream?: string;
+  /** The pool key was chosen by the request's prompt cache affinity (src/relay/affinity.ts). */
+  affinity?: RequestRecord['affinity'];
   status: number;
   outcome: Outcome;
   retries?: number;
@@ -177,6 +179,7 @@ export class Observation {
       keyId: end.keyId,
       poolKeyId: end.poolKeyId,
       upstream: end.upstream,
+      affinity: end.affinity,
       status: end.status,
       tried: end.tried,
       bytesOut: end.bytesOut,

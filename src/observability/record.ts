@@ -39,6 +39,8 @@ export interface RequestRecord {
   keyId?: string;
   poolKeyId?: string;
   upstream?: string;
+  /** What chose the pool key when the request followed its prompt cache affinity (docs/key-pool.md). */
+  affinity?: 'prompt_cache_key' | 'user' | 'prefix';
   method: string;
   /** The path, without the query string (it may carry ids the operator did not ask to keep). */
   route: string;

@@ -289,6 +289,7 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
         secret: body.key,
         last4: body.key.slice(-4),
         weight: 1,
+        seed: 0,
         organization: body.organization,
         project: body.project,
         proxy: proxy ?? undefined,

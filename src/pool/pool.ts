@@ -2,7 +2,9 @@
 // upstream whose model globs match (strictly: a busy upstream does not spill over to the next,
 // which may not serve the model), then to one of that upstream's keys: those that allow the model,
 // are usable now (health.ts) and were not tried yet by this request, picked by the upstream's
-// strategy (strategies.ts). A recovering key due for its probe takes the request first.
+// strategy (strategies.ts), or, for a request that shares a prompt cache with others, by rendezvous
+// hashing (rendezvous.ts) so that it goes where that cache is. A recovering key due for its probe
+// takes the request first.
 //
 // The settings' upstreams come first; those added at run time (catalog.ts, kept up to date by
 // runtime.ts) follow, and keys added at run time to a settings upstream join its list. A change
@@ -14,6 +16,7 @@ import { type AliasTable, mergeAliases, resolveAliases } from './aliases.js';
 import { type AttemptTicket, type HealthOptions, KeyHealth, type KeyView } from './health.js';
 import { type AttemptResult, type Verdict, classifyAttempt } from './outcome.js';
 import { headroom } from './rate-headers.js';
+import { type Affinity, type AffinitySource, hashText, rendezvousPick } from './rendezvous.js';
 import { type Candidate, type Strategy, type StrategyName, createStrategy } from './strategies.js';
 
 /** `settings`: from the settings file or the environment, read-only at run time; `store`: added at run time. */
@@ -47,6 +50,8 @@ export interface PoolSettings {
   upstreams: readonly UpstreamSettings[];
   /** Aliases for every upstream (aliases.ts). */
   aliases?: AliasTable;
+  /** `cacheAffinity`: requests with an affinity go by rendezvous hashing (default true). */
+  pool?: { cacheAffinity?: boolean };
 }
 
 export interface PoolKey {
@@ -59,6 +64,8 @@ export interface PoolKey {
   readonly secret: string;
   readonly last4: string;
   readonly weight: number;
+  /** hashText of `ref`: the key's own in rendezvous hashing, the same in every process. */
+  readonly seed: number;
   readonly organization?: string;
   readonly project?: string;
   readonly proxy?: string | readonly string[];
@@ -93,6 +100,8 @@ export interface PoolChoice {
   key: PoolKey;
   /** The key is recovering and this request is its trial (health.ts). */
   probe?: boolean;
+  /** The key was chosen by the request's affinity (rendezvous.ts), not by the strategy. */
+  affinity?: AffinitySource;
 }
 
 export interface SelectRequest {
@@ -101,6 +110,8 @@ export interface SelectRequest {
   exclude?: ReadonlySet<string>;
   /** The key that holds an object the request names (objects.ts): that key or none. */
   pinned?: { upstreamId: string; keyId: string };
+  /** What groups the request with others that share its prompt cache (src/relay/affinity.ts). */
+  affinity?: Affinity;
 }
 
 export type Selection =
@@ -153,6 +164,7 @@ function buildKey(upstream: UpstreamSettings, key: PoolKeySettings): PoolKey {
     secret: key.key,
     last4: key.key.slice(-4),
     weight: Math.max(1, key.weight ?? 1),
+    seed: hashText(keyRef(upstream.id, key.id)),
     organization: key.organization,
     project: key.project,
     proxy: key.proxy,
@@ -185,6 +197,7 @@ function buildUpstream(config: UpstreamSettings, topAliases: AliasTable | undefi
 
 interface Usable extends Candidate {
   key: PoolKey;
+  seed: number;
 }
 
 export class Pool {
@@ -196,10 +209,12 @@ export class Pool {
   private readonly strategies = new Map<string, { name: StrategyName; strategy: Strategy }>();
   private readonly changeListeners = new Set<() => void>();
   private readonly now: () => number;
+  private affinityOn: boolean;
 
   constructor(config: PoolSettings, options: HealthOptions = {}) {
     this.settings = config.upstreams;
     this.topAliases = config.aliases;
+    this.affinityOn = config.pool?.cacheAffinity ?? true;
     this.health = new KeyHealth(options);
     this.now = options.now ?? Date.now;
     this.rebuild();
@@ -219,6 +234,7 @@ export class Pool {
   applySettings(config: PoolSettings): void {
     this.settings = config.upstreams;
     this.topAliases = config.aliases;
+    this.affinityOn = config.pool?.cacheAffinity ?? true;
     this.rebuild();
   }
 
@@ -247,6 +263,11 @@ export class Pool {
     for (const id of this.strategies.keys()) if (!upstreams.some((u) => u.id === id)) this.strategies.delete(id);
     this.current = upstreams;
     for (const listener of this.changeListeners) listener();
+  }
+
+  /** `pool.cacheAffinity`: whether a request's affinity is worth working out. */
+  get cacheAffinity(): boolean {
+    return this.affinityOn;
   }
 
   get size(): number {
@@ -293,7 +314,7 @@ export class Pool {
   }
 
   choose(request: SelectRequest): Selection {
-    const { model, exclude, pinned } = request;
+    const { model, exclude, pinned, affinity } = request;
     let upstream: Upstream | undefined;
     let keys: readonly PoolKey[];
     if (pinned) {
@@ -327,13 +348,23 @@ export class Pool {
         continue;
       }
       const stats = this.health.stats(key.ref);
-      usable.push({ key, index: upstream.keys.indexOf(key), weight: key.weight, inFlight: stats.inFlight, headroom: headroom(this.health.rate(key.ref), now) });
+      usable.push({
+        key,
+        seed: key.seed,
+        index: upstream.keys.indexOf(key),
+        weight: key.weight,
+        inFlight: stats.inFlight,
+        headroom: headroom(this.health.rate(key.ref), now),
+      });
     }
     // A pinned request has one candidate: asking the strategy would move its cursor (round robin,
-    // smooth weights) for a pick it did not make, skewing the unpinned traffic.
-    const picked = pinned ? usable[0] : this.strategies.get(upstream.id)?.strategy.pick(usable);
+    // smooth weights) for a pick it did not make, skewing the unpinned traffic. So would one that
+    // goes by its affinity: the first usable key by rendezvous rank, so that a retry (which leaves
+    // out the keys tried) goes on down the same ranking.
+    const byAffinity = !pinned && affinity !== undefined && this.affinityOn;
+    const picked = pinned ? usable[0] : byAffinity ? rendezvousPick(affinity.hash, usable) : this.strategies.get(upstream.id)?.strategy.pick(usable);
     if (!picked) return { ok: false, reason: 'unavailable', ...(retryAt === undefined ? {} : { retryAt }) };
-    return { ok: true, choice: { upstream, key: picked.key } };
+    return { ok: true, choice: byAffinity ? { upstream, key: picked.key, affinity: affinity.source } : { upstream, key: picked.key } };
   }
 
   /** Starts a request on the chosen key; call `finish` with its outcome, whatever it is. */

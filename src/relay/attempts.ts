@@ -48,6 +48,8 @@ export interface RelayRequest {
   privileged: boolean;
   /** The key that holds an object the request names (src/relay/object-access.ts). */
   pinned?: SelectRequest['pinned'];
+  /** What groups the request with others sharing its prompt cache (affinity.ts); a pin wins over it. */
+  affinity?: SelectRequest['affinity'];
   /** Headers the gateway adds to the answer (the user's own x-ratelimit-*). */
   extraHeaders?: Record<string, string>;
   /** The tap for the answer that reaches the client, made by the key `choice`. */
@@ -95,6 +97,7 @@ export async function relay(r: RelayRequest, deps: RelayDeps): Promise<RelayOutc
   const failover = new Failover(deps.pool, deps.retry, {
     model: r.model,
     pinned: r.pinned,
+    affinity: r.affinity,
     method: r.method,
     privileged: r.privileged,
     replayable: (written) => r.body.kind !== 'stream' || !written,

@@ -18,6 +18,7 @@ export interface TriedKey {
 export interface FailoverRequest {
   model?: string;
   pinned?: SelectRequest['pinned'];
+  affinity?: SelectRequest['affinity'];
   method: string;
   /** The route is one for admin keys: its 401 and 403 do not disable a key (src/pool/outcome.ts). */
   privileged?: boolean;
@@ -40,9 +41,9 @@ export class Failover {
     this.run = retry.begin();
   }
 
-  /** The next key: never one this request tried already. */
+  /** The next key: never one this request tried already (with an affinity, the next by rendezvous rank). */
   choose(): Selection {
-    return this.pool.choose({ model: this.request.model, exclude: this.exclude, pinned: this.request.pinned });
+    return this.pool.choose({ model: this.request.model, exclude: this.exclude, pinned: this.request.pinned, affinity: this.request.affinity });
   }
 
   start(selection: Extract<Selection, { ok: true }>): Attempt {

@@ -27,6 +27,9 @@ export const TOP_FIELDS: ReadonlySet<string> = new Set([
   'best_of',
   'store',
   'user',
+  // What groups a request with others sharing its prompt cache (src/relay/affinity.ts).
+  'prompt_cache_key',
+  'safety_identifier',
   // What a run's caps, a video's length and size and a container's memory are charged from.
   'max_prompt_tokens',
   'seconds',

@@ -23,6 +23,7 @@ import { LaterLedger } from '../quota/later.js';
 import { askForUsage } from '../quota/include-usage.js';
 import type { Services } from '../services.js';
 import { type RelayOutcome, relay } from './attempts.js';
+import { affinityOf } from './affinity.js';
 import { AnswerUnits } from './answer-units.js';
 import { hasBody, mediaType, readRequestBody } from './body.js';
 import { chargeFor } from './charge.js';
@@ -133,6 +134,8 @@ export function createRelayRoute(services: Services): RelayRoute {
     // First whether the user may call the operation at all (an operation refused unless allowed).
     checkCostBound(caller.user, operation, model, { json, whole: json !== undefined && digest === undefined });
     if (model !== undefined && !modelAllowed(caller.user, model)) throw modelRefused(caller.user, model);
+    // Which key holds this request's prompt cache, from the body as parsed above (docs/key-pool.md).
+    const affinity = pool.cacheAffinity ? affinityOf(operation, json, digest === undefined) : undefined;
     const userId = caller.user.id;
     const path = call.target.path;
     const route = path.slice(3);
@@ -201,6 +204,7 @@ export function createRelayRoute(services: Services): RelayRoute {
           model: models.aliased ? models.public : facts.model,
           privileged: operation.admin,
           pinned,
+          affinity,
           extraHeaders: ticket.headers,
           tap: (choice) =>
             observation.tap(
@@ -228,6 +232,7 @@ export function createRelayRoute(services: Services): RelayRoute {
       keyId: caller.key.id,
       poolKeyId: result.choice?.key.id,
       upstream: result.choice?.upstream.id,
+      affinity: result.choice?.affinity,
       status: result.status,
       outcome: result.outcome,
       retries: Math.max(0, result.attempts - 1),

@@ -57,6 +57,12 @@ export interface PoolFixtureOptions {
   userId?: string;
   /** The fake upstream's own options (`keys`: the only ones it accepts). */
   fakeOptions?: FakeUpstreamOptions;
+  /**
+   * `pool.cacheAffinity`. Off unless asked for: the tests of strategies, failover and health
+   * count keys in the strategy's order, and their requests all share one prompt, which affinity
+   * would send to one key (test/pool-cache-affinity.test.ts tests it).
+   */
+  cacheAffinity?: boolean;
 }
 
 export const UPSTREAM_ID = 'main';
@@ -79,7 +85,8 @@ export async function startPool(options: PoolFixtureOptions = {}): Promise<PoolF
   const byAuth = new Map(ids.map((id) => [`Bearer ${poolSecret(id)}`, id]));
   const fake = await startFakeUpstream(options.fakeOptions);
   const upstreams = [{ id: UPSTREAM_ID, baseUrl: fake.baseUrl, strategy: options.strategy ?? 'round-robin', keys: ids.map((id) => ({ id, key: poolSecret(id) })) }];
-  const gateway = await startGateway({ env: options.env, config: { ...options.config, upstreams } as Partial<Config> });
+  const pool = { ...options.config?.pool, cacheAffinity: options.cacheAffinity ?? false };
+  const gateway = await startGateway({ env: options.env, config: { ...options.config, pool, upstreams } as Partial<Config> });
   const userId = options.userId ?? 'pool-user';
   const userKey = await gateway.createUserKey(userId, { limits: { tokensPerDay: 1_000_000 } });
   registerSecret(userKey);
