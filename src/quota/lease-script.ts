@@ -72,6 +72,8 @@ end
 local function grant(left, want, least)
   if close or left <= 0 then return 0 end
   local g = math.min(want, math.floor(left / D))
+  -- Whole requests like the last one: a remainder no request fits would be held for nothing.
+  if least > 0 then g = g - g % least end
   if g <= 0 or g < least then return 0 end
   return g
 end
