@@ -4,7 +4,7 @@
 // batches by batchOf like them. KEYS: the seven of the reserve script, for the lease's day and month.
 import { WINDOW_GRACE_MS } from './windows.js';
 import { COMMON } from './scripts.js';
-import { LEASE_DIVISOR, SETTLED_MEMORY_MS } from './rules.js';
+import { LEASE_DIVISOR, SETTLED_MEMORY_MS, SWEEP_LIMIT } from './rules.js';
 
 /**
  * ARGV: 1 lease id, 2 now, 3 lease ms, 4 create (0/1), 5 close (0/1),
@@ -40,6 +40,8 @@ if rec and deadline and tonumber(deadline) <= now then
   expire(id, dayId, monthId)
   return {0}
 end
+-- Other reservations past their deadline (a crashed process's), as an admission sweeps them.
+for _, eid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', fmt(now), 'LIMIT', 0, ${SWEEP_LIMIT})) do expire(eid, dayId, monthId) end
 local T, M, R, P, S = 0, 0, 0, 0, 0
 if rec then
   local t, m = string.match(rec, HELD)

@@ -164,8 +164,10 @@ export class QuotaLeases {
       lease.size = { tokens: input.tokens, micros: input.micros };
       this.current.set(input.userId, lease);
       this.all.add(lease);
+      // This request first: its answer is Redis's, before any of the lease is taken.
+      const admission = this.o.reserve(input);
       this.sync(lease);
-      return this.o.reserve(input);
+      return admission;
     }
     if (this.usable(lease, now) && this.fitsIn(lease, input)) {
       this.take(lease, input, now);
@@ -173,7 +175,20 @@ export class QuotaLeases {
     }
     lease.wanted = true;
     lease.size = { tokens: input.tokens, micros: input.micros };
-    return this.o.reserve(input);
+    return this.withOwn(await this.o.reserve(input), lease);
+  }
+
+  /** Redis's answer counts every lease as used, this process's too: what this process holds
+   * unused is the user's to take here, so the headers count it as remaining (docs/quota.md). */
+  private withOwn(admission: Admission, lease: Lease): Admission {
+    const own = (w: RateState['requests'], free: number) =>
+      w && lease.created && !lease.dead && free > 0 && free !== Infinity ? { ...w, remaining: Math.min(w.limit, w.remaining + Math.floor(free)) } : w;
+    const requests = own(admission.rate.requests, lease.free.rpm);
+    const tokens = own(admission.rate.tokens, lease.free.tpm);
+    const rate: RateState = {};
+    if (requests) rate.requests = requests;
+    if (tokens) rate.tokens = tokens;
+    return { ...admission, rate };
   }
 
   async settle(input: SettleInput): Promise<void> {
