@@ -85,7 +85,11 @@ describe('quota leases in gateways', () => {
     for (let i = 0; i < 5; i++) expect((await post(b.url, key, '/chat/completions', BODY)).status).toBe(429);
     // The old leases go back: nothing stays reserved, and what was used is charged.
     await until(async () => (await usageOf(a, 'patched')).day.reservedTokens === 0, 'the leases to be given back', 10_000);
-    expect((await usageOf(a, 'patched')).day).toMatchObject({ tokens: 6 * REAL, requests: 6 });
+    // Every request admitted (6, and those the second process admitted before it saw the change)
+    // is charged what it used, no more.
+    const day = (await usageOf(a, 'patched')).day;
+    expect(day.requests).toBeGreaterThanOrEqual(6);
+    expect(day.tokens).toBe(day.requests * REAL);
     // The leases taken under the new limit hold nothing, and close once unused.
     await until(async () => (await leasesOf(redis, 'patched')).length === 0, 'every lease to close', 10_000);
   }, 60_000);

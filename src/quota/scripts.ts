@@ -24,10 +24,12 @@ local function num(v) if v then return tonumber(v) end return 0 end
 -- A bucket's field r counts the units leases hold (src/store/redis-leases.ts): the bucket refills
 -- to limit - r at most, so that level + r never exceeds the limit (docs/quota.md).
 local leased = {}
+local stamps = {}
 local function level(key, limit)
   if limit < 0 then return 0 end
   local v = redis.call('HMGET', key, 's', 't', 'r')
   leased[key] = num(v[3])
+  stamps[key] = tonumber(v[2])
   local cap = (limit - leased[key]) * SCALE
   if not v[1] then return cap end
   local elapsed = now - tonumber(v[2])
@@ -45,7 +47,11 @@ local function save(key, limit, s)
     return
   end
   if s > cap then s = cap end
-  redis.call('HSET', key, 's', fmt(s), 't', fmt(now))
+  -- Never back in time: a step that carries an earlier clock reading than the last one (sent
+  -- before it, run after it) must not make the next step refill that gap a second time.
+  local at = now
+  if stamps[key] and stamps[key] > at then at = stamps[key] end
+  redis.call('HSET', key, 's', fmt(s), 't', fmt(at))
   local ttl = math.ceil((cap - s) / limit) + 1000
   -- Held by a lease: alive until that lease's deadline has passed and what it spent has refilled.
   if r > 0 and ttl < ${LEASE_BUCKET_KEEP_MS} then ttl = ${LEASE_BUCKET_KEEP_MS} end

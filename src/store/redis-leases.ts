@@ -82,6 +82,7 @@ class Lease {
   closing = false;
   closed = false;
   syncing = false;
+  exchanging: Promise<void> | undefined;
   wanted = true;
   okAt = -Infinity;
   deadline = -Infinity;
@@ -233,7 +234,8 @@ export class QuotaLeases {
     for (const lease of this.all) {
       if (lease.dead) continue;
       lease.closing = true;
-      last.push(this.exchange(lease));
+      // After the exchange under way, if any: it may have been sent before the lease was closing.
+      last.push((lease.exchanging ?? Promise.resolve()).then(() => this.exchange(lease)));
     }
     await Promise.all(last);
   }
@@ -302,13 +304,16 @@ export class QuotaLeases {
       if (now - lease.lastUsed > IDLE_MS && lease.created) lease.closing = true;
       if (lease.closing && this.current.get(lease.userId) === lease) this.current.delete(lease.userId);
       const renew = now >= lease.deadline - this.o.ttlMs / 2;
-      if (lease.closing || lease.wanted || renew || lease.admitted > 0 || lease.hasPending()) this.sync(lease);
+      // A closing lease whose requests run on (a long stream, a WebSocket session) has nothing to
+      // say until one of them ends or its deadline nears.
+      const toGiveBack = lease.closing && (lease.inFlight === 0 || DIMS.some((dim) => lease.free[dim] > 0 && lease.free[dim] !== Infinity));
+      if (toGiveBack || lease.wanted || renew || lease.admitted > 0 || lease.hasPending()) this.sync(lease);
     }
   }
 
   private sync(lease: Lease): void {
     if (lease.syncing || lease.closed || lease.dead) return;
-    void this.exchange(lease);
+    lease.exchanging = this.exchange(lease);
   }
 
   /** One exchange with Redis: charges, returns, wants, renewal. */
