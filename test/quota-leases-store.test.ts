@@ -9,7 +9,8 @@ import { dayWindow, monthWindow } from '../src/quota/windows.js';
 import { createRedisStore, quotaKeys } from '../src/store/redis.js';
 import type { QuotaLimits, Reservation, Store } from '../src/store/types.js';
 import { capturingLogger } from './helpers/log-capture.js';
-import { type RedisServer, startRedis } from './helpers/redis-server.js';
+import { until } from './helpers/quota-fixture.js';
+import { type RedisServer, redisCli, startRedis, startRedisCluster } from './helpers/redis-server.js';
 
 const HOUR = 3_600_000;
 const log = capturingLogger();
@@ -180,5 +181,37 @@ describe('quota leases on one Redis', () => {
       report.push(`leases ${leases ? 'on' : 'off'}: ${run.refusedBefore} refused before the 100th admission, in ${run.ms} ms`);
     }
     console.info(`quota leases, refusal cost (4 processes x 4 clients, a limit of 100 requests): ${report.join('; ')}`);
+  }, 90_000);
+});
+
+describe('quota leases on a Redis Cluster', () => {
+  it('admit from a lease and settle into it, with every key of a step in the user\'s slot', async () => {
+    const cluster = await startRedisCluster();
+    const all = await Promise.all(
+      [0, 1].map(() => createRedisStore({ clusterNodes: cluster.nodes, commandTimeoutMs: 2000, log, leases: { ttlMs: 10_000 } })),
+    );
+    const userId = `cluster-${Date.now()}`;
+    const limits: QuotaLimits = { tokensPerDay: 1000, rpm: 200, maxConcurrent: 40 };
+    const now = Date.now();
+    const keys = quotaKeys(userId, dayWindow(now).id, monthWindow(now).id) as [string, string, string, string, string];
+    // -c follows the cluster to the master of the key's slot.
+    const hash = async (key: string) => (await redisCli(cluster.ports[0] as number, '-c', 'hgetall', key)).split('\n');
+    let run: Run;
+    try {
+      // A first request asks for a lease: it is taken (the lease step's keys share the user's slot).
+      const first = await all[0]!.reserve({ userId, requestId: `c${++serial}`, limits, tokens: 10, micros: 0, now, leaseMs: HOUR });
+      await until(async () => (await hash(keys[4])).some((k) => k.startsWith('lease:')), 'a lease on the cluster', 5000);
+      if (!first.admitted) throw new Error('not admitted');
+      await all[0]!.settle({ reservation: first.reservation, limits, tokens: 10, micros: 0, estimated: false, refundRequest: false, now: Date.now(), leaseMs: HOUR });
+      run = await drive(all, userId, limits, { loops: 4, worst: 10, used: (w) => w, stopAt: 99, ms: 20_000, check: false });
+      await Promise.all(all.map((s) => s.close()));
+      const answer = await hash(keys[0]);
+      const field = (name: string) => Number(answer[answer.indexOf(name) + 1] ?? 0);
+      expect(run.admitted).toBe(99);
+      expect({ charged: field('t'), reserved: field('rt'), requests: field('n') }).toEqual({ charged: 1000, reserved: 0, requests: 100 });
+    } finally {
+      await Promise.all(all.map((s) => s.close()));
+      await cluster.stop();
+    }
   }, 90_000);
 });
