@@ -3,7 +3,10 @@
 // summarised by package and by function. What bench/analysis.md is written from.
 //
 //   node bench/profile.js [--store memory|redis] [--workload json|stream] [--seconds N]
-//                         [--rounds N] [--connections N] [--profile DIR]
+//                         [--rounds N] [--connections N] [--profile DIR] [--leases off|on|both]
+//
+// --leases both (Redis only) runs a second keyrelay with quota leases on (docs/quota.md) beside
+// the first, and measures the three in turn.
 //
 // Builds nothing: run `npm run build` first. Uses 127.0.0.1 only and stops all it started.
 import { randomBytes } from 'node:crypto';
@@ -29,10 +32,13 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '32' },
     profile: { type: 'string' },
+    leases: { type: 'string', default: 'off' },
   },
 });
 if (!['memory', 'redis'].includes(values.store ?? '')) throw new Error('--store: memory or redis');
 if (!['json', 'stream'].includes(values.workload ?? '')) throw new Error('--workload: json or stream');
+if (!['off', 'on', 'both'].includes(values.leases ?? '')) throw new Error('--leases: off, on or both');
+if (values.leases !== 'off' && values.store !== 'redis') throw new Error('--leases: with --store redis only');
 const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
 const connections = Number(values.connections);
@@ -55,10 +61,13 @@ async function main() {
     env.REDIS_URL = redis.url;
   }
   const bare = await startBare(upstream, poolKey);
-  const keyrelay = await startKeyrelay({ upstream, poolKey, adminToken, dir: logDir, id: `keyrelay-${values.store}`, env });
+  const leased = { ...env, KEYRELAY_QUOTA_LEASES: 'on' };
+  const keyrelay = await startKeyrelay({ upstream, poolKey, adminToken, dir: logDir, id: `keyrelay-${values.store}`, env: values.leases === 'on' ? leased : env });
   if (keyrelay.status !== 'ok') throw new Error(keyrelay.reason);
+  const withLeases = values.leases === 'both' ? await startKeyrelay({ upstream, poolKey, adminToken, dir: logDir, id: 'keyrelay-leases', env: leased }) : undefined;
+  if (withLeases && withLeases.status !== 'ok') throw new Error(withLeases.reason);
   const loadgen = startLoadgen();
-  const targets = [bare, keyrelay];
+  const targets = withLeases ? [bare, keyrelay, withLeases] : [bare, keyrelay];
   for (const t of targets) {
     await sanityCheck(t);
     await warmUp(t, loadgen, { warmUpMs: 1000, connections });
@@ -68,21 +77,32 @@ async function main() {
   };
   if (profileDir) signal();
 
-  const perRequest = { bare: [], keyrelay: [] };
+  const named = [['bare', bare], ['keyrelay', keyrelay], ...(withLeases ? [['leases', withLeases]] : [])];
+  const perRequest = Object.fromEntries(named.map(([name]) => [name, []]));
+  const rates = Object.fromEntries(named.map(([name]) => [name, []]));
   for (let round = 0; round < rounds; round++) {
-    for (const [name, t] of round % 2 ? [['keyrelay', keyrelay], ['bare', bare]] : [['bare', bare], ['keyrelay', keyrelay]]) {
+    // Each round in another order, so that no target always runs first.
+    const order = named.map((_, i) => named[(i + round) % named.length]);
+    for (const [name, t] of round % 2 ? order.reverse() : order) {
       const pids = t.pids();
       const before = cpuMs(pids);
       const r = await loadgen.call('rate', { spec: requestSpec(t, values.workload), connections, warmupMs: 0, durationMs: seconds * 1000 });
       perRequest[name].push((cpuMs(pids) - before) / Math.max(1, r.requests));
+      rates[name].push(r.rps);
       process.stderr.write(`round ${round + 1} ${name}: ${r.rps.toFixed(0)} req/s, ${perRequest[name].at(-1).toFixed(3)} ms CPU per request\n`);
     }
   }
-  const ratios = perRequest.keyrelay.map((k, i) => k / perRequest.bare[i]);
+  const ratio = (name, of = 'bare', xs = perRequest) => median(xs[name].map((k, i) => k / xs[of][i]));
+  const leaseLine = withLeases
+    ? `keyrelay with quota leases ${median(perRequest.leases).toFixed(3)} ms, leases / bare ${ratio('leases').toFixed(2)}, ` +
+      `leases / keyrelay ${ratio('leases', 'keyrelay').toFixed(2)}; req/s, median: bare ${median(rates.bare).toFixed(0)}, keyrelay ${median(rates.keyrelay).toFixed(0)}, ` +
+      `leases ${median(rates.leases).toFixed(0)}, leases / keyrelay ${ratio('leases', 'keyrelay', rates).toFixed(2)} (medians of the rounds' ratios)\n`
+    : '';
   process.stdout.write(
-    `${values.workload} on keyrelay ${values.store}, ${connections} connections, ${rounds} rounds of ${seconds} s\n` +
+    `${values.workload} on keyrelay ${values.store}${values.leases === 'on' ? ' with quota leases' : ''}, ${connections} connections, ${rounds} rounds of ${seconds} s\n` +
       `CPU per request, median: bare ${median(perRequest.bare).toFixed(3)} ms, keyrelay ${median(perRequest.keyrelay).toFixed(3)} ms, ` +
-      `keyrelay / bare ${median(ratios).toFixed(2)} (median of the rounds' ratios)\n`,
+      `keyrelay / bare ${ratio('keyrelay').toFixed(2)} (median of the rounds' ratios)\n` +
+      leaseLine,
   );
 
   if (profileDir) {

@@ -254,6 +254,11 @@ export const ConfigSchema = Type.Object(
         redisCommandTimeoutMs: Type.Integer({ minimum: 10, default: 1000 }),
         // How long a reservation holds when its process dies before settling it.
         leaseMs: Type.Integer({ minimum: 1000, default: 3_600_000 }),
+        // Quota leases with Redis (docs/quota.md): each process admits against a share of each
+        // user's allowance taken from Redis, instead of one Redis call per admission and settle.
+        leases: Type.Optional(Type.Union([Type.Literal('on'), Type.Literal('off'), Type.Boolean()], { default: 'off' })),
+        // How long a process's quota lease outlives the process if it stops renewing it.
+        leaseSeconds: Type.Optional(Type.Integer({ minimum: 2, maximum: 300, default: 10 })),
         // The output worst case of a request that sets no max_tokens, for a model of unknown cap.
         defaultMaxOutputTokens: Type.Integer({ minimum: 1, default: 16_384 }),
         // What one call of an operation refused unless allowed reserves and is charged, in US
@@ -396,6 +401,7 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
     redis.clusterNodes = env.REDIS_CLUSTER_NODES.split(',').map((s) => s.trim()).filter(Boolean);
   }
   out.redis = redis;
+  if (env.KEYRELAY_QUOTA_LEASES) out.quota = { ...((out.quota as { [k: string]: Json } | undefined) ?? {}), leases: env.KEYRELAY_QUOTA_LEASES };
   out.proxyEnv = { ...((out.proxyEnv as { [k: string]: Json } | undefined) ?? {}), ...proxyEnvFrom(env) };
 
   // OPENAI_API_KEYS, KEYRELAY_UPSTREAM_URL and KEYRELAY_PROXY describe the default upstream:

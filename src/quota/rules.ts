@@ -16,6 +16,16 @@ export const SETTLED_MEMORY_MS = 10 * 60 * 1000;
  * requests in flight: `maxConcurrent` does not count them, or one batch would take a slot for a day.
  */
 export const LATER_PREFIX = 'later:';
+/** Quota leases (src/store/redis-leases.ts, docs/quota.md) are reservations under ids with this
+ * prefix: like those charged later, not requests in flight (their slots are counted apart). */
+export const LEASE_PREFIX = 'lease:';
+/** The longest quota lease (setting quota.leaseSeconds), in ms. */
+export const MAX_LEASE_MS = 300_000;
+/** A bucket that a lease holds part of lives at least this long: past the longest lease, and the
+ * minute a bucket takes to refill from empty, so that it never reads as full too early. */
+export const LEASE_BUCKET_KEEP_MS = MAX_LEASE_MS + 61_000;
+/** A lease takes at most this share (1/D) of what is left of each limit. */
+export const LEASE_DIVISOR = 8;
 
 /** A concurrency slot frees when some request ends, which no clock predicts: retry soon. */
 export const CONCURRENCY_RETRY_MS = 1000;

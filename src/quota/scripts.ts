@@ -12,19 +12,25 @@
 // exponent form, which HINCRBY and ZADD refuse or round.
 
 import { MAX_AMOUNT } from './amounts.js';
-import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, LATER_PREFIX, SETTLED_MEMORY_MS, SWEEP_LIMIT } from './rules.js';
+import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, LATER_PREFIX, LEASE_BUCKET_KEEP_MS, LEASE_PREFIX, SETTLED_MEMORY_MS, SWEEP_LIMIT } from './rules.js';
 import { WINDOW_GRACE_MS } from './windows.js';
 
-const COMMON = `
+export const COMMON = `
 local SCALE = 60000
 local now = tonumber(ARGV[2])
 -- Adding 0 turns -0 into 0: HINCRBY refuses "-0".
 local function fmt(x) return string.format('%.0f', x + 0) end
 local function num(v) if v then return tonumber(v) end return 0 end
+-- A bucket's field r counts the units leases hold (src/store/redis-leases.ts): the bucket refills
+-- to limit - r at most, so that level + r never exceeds the limit (docs/quota.md).
+local leased = {}
+local stamps = {}
 local function level(key, limit)
   if limit < 0 then return 0 end
-  local cap = limit * SCALE
-  local v = redis.call('HMGET', key, 's', 't')
+  local v = redis.call('HMGET', key, 's', 't', 'r')
+  leased[key] = num(v[3])
+  stamps[key] = tonumber(v[2])
+  local cap = (limit - leased[key]) * SCALE
   if not v[1] then return cap end
   local elapsed = now - tonumber(v[2])
   if elapsed < 0 then elapsed = 0 end
@@ -33,13 +39,23 @@ local function level(key, limit)
   return s
 end
 local function save(key, limit, s)
-  local cap = limit * SCALE
-  if s >= cap then
+  local r = leased[key]
+  if r == nil then r = num(redis.call('HGET', key, 'r')) end
+  local cap = (limit - r) * SCALE
+  if s >= cap and r <= 0 then
     redis.call('DEL', key)
     return
   end
-  redis.call('HSET', key, 's', fmt(s), 't', fmt(now))
-  redis.call('PEXPIRE', key, fmt(math.ceil((cap - s) / limit) + 1000))
+  if s > cap then s = cap end
+  -- Never back in time: a step that carries an earlier clock reading than the last one (sent
+  -- before it, run after it) must not make the next step refill that gap a second time.
+  local at = now
+  if stamps[key] and stamps[key] > at then at = stamps[key] end
+  redis.call('HSET', key, 's', fmt(s), 't', fmt(at))
+  local ttl = math.ceil((cap - s) / limit) + 1000
+  -- Held by a lease: alive until that lease's deadline has passed and what it spent has refilled.
+  if r > 0 and ttl < ${LEASE_BUCKET_KEEP_MS} then ttl = ${LEASE_BUCKET_KEEP_MS} end
+  redis.call('PEXPIRE', key, fmt(ttl))
 end
 local HELD = '^(%-?%d+):(%-?%d+):([^:]+):([^:]+):(%d):(%d)$'
 -- One request's amount (src/quota/amounts.ts): a whole number the counters hold, else nil.
@@ -47,11 +63,58 @@ local HELD = '^(%-?%d+):(%-?%d+):([^:]+):([^:]+):(%d):(%d)$'
 -- Reservations charged later (rules.ts LATER_PREFIX) are counted in the held hash's field
 -- '#later', so that maxConcurrent counts only the requests in flight.
 local LATER = '${LATER_PREFIX}'
-local function isLater(id) return string.sub(id, 1, #LATER) == LATER end
+-- A lease (LEASE_PREFIX) is not a request in flight either: its slots are counted in '#slots'.
+local LEASE = '${LEASE_PREFIX}'
+local function isLease(id) return string.sub(id, 1, #LEASE) == LEASE end
+local function isLater(id) return string.sub(id, 1, #LATER) == LATER or isLease(id) end
 local function amount(v)
   local x = tonumber(v)
   if x and x >= 0 and x <= ${MAX_AMOUNT} and x % 1 == 0 then return x end
   return nil
+end
+-- Requests in flight: reservations not charged later, and the slots that leases hold.
+local function inFlight()
+  local v = redis.call('HMGET', KEYS[5], '#later', '#slots')
+  return redis.call('ZCARD', KEYS[6]) - num(v[1]) + num(v[2])
+end
+-- Releases a reservation whose lease expired (its holder never settled it: a crashed process):
+-- its amounts are charged in full, as estimated, in the windows of dayId and monthId it sits in.
+-- A quota lease's bucket units and slots are spent: they leave r and '#slots', and do not go
+-- back to the buckets' levels.
+local function expire(eid, dayId, monthId)
+  local rec = redis.call('HGET', KEYS[5], eid)
+  if rec then
+    local t, m, d, mo = string.match(rec, HELD)
+    local windows = {}
+    if d == dayId then windows[#windows + 1] = KEYS[1] end
+    if mo == monthId then windows[#windows + 1] = KEYS[2] end
+    for _, key in ipairs(windows) do
+      if redis.call('EXISTS', key) == 1 then
+        redis.call('HINCRBY', key, 'rt', fmt(-tonumber(t)))
+        redis.call('HINCRBY', key, 'rm', fmt(-tonumber(m)))
+        redis.call('HINCRBY', key, 't', t)
+        redis.call('HINCRBY', key, 'm', m)
+        redis.call('HINCRBY', key, 'e', 1)
+      end
+    end
+    redis.call('HDEL', KEYS[5], eid)
+    if isLater(eid) then redis.call('HINCRBY', KEYS[5], '#later', -1) end
+    if isLease(eid) then
+      local held = redis.call('HGET', KEYS[5], '#lease:' .. eid)
+      if held then
+        local units, tokens, slots = string.match(held, '^(%d+):(%d+):(%d+)$')
+        for k, n in pairs({[3] = units, [4] = tokens}) do
+          if tonumber(n) > 0 and redis.call('EXISTS', KEYS[k]) == 1 then
+            if redis.call('HINCRBY', KEYS[k], 'r', fmt(-tonumber(n))) < 0 then redis.call('HSET', KEYS[k], 'r', 0) end
+          end
+        end
+        if tonumber(slots) > 0 then redis.call('HINCRBY', KEYS[5], '#slots', fmt(-tonumber(slots))) end
+        redis.call('HDEL', KEYS[5], '#lease:' .. eid)
+      end
+    end
+  end
+  redis.call('ZREM', KEYS[6], eid)
+  redis.call('ZADD', KEYS[7], fmt(now), eid)
 end
 `;
 
@@ -87,28 +150,7 @@ if redis.call('ZSCORE', KEYS[7], id) then return denied('settled', 0) end
 
 -- Leases whose holder never settled (a crashed process) are charged in full, as estimated.
 local expired = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', fmt(now), 'LIMIT', 0, ${SWEEP_LIMIT})
-for _, eid in ipairs(expired) do
-  local rec = redis.call('HGET', KEYS[5], eid)
-  if rec then
-    local t, m, d, mo = string.match(rec, HELD)
-    local windows = {}
-    if d == dayId then windows[#windows + 1] = KEYS[1] end
-    if mo == monthId then windows[#windows + 1] = KEYS[2] end
-    for _, key in ipairs(windows) do
-      if redis.call('EXISTS', key) == 1 then
-        redis.call('HINCRBY', key, 'rt', fmt(-tonumber(t)))
-        redis.call('HINCRBY', key, 'rm', fmt(-tonumber(m)))
-        redis.call('HINCRBY', key, 't', t)
-        redis.call('HINCRBY', key, 'm', m)
-        redis.call('HINCRBY', key, 'e', 1)
-      end
-    end
-    redis.call('HDEL', KEYS[5], eid)
-    if isLater(eid) then redis.call('HINCRBY', KEYS[5], '#later', -1) end
-  end
-  redis.call('ZREM', KEYS[6], eid)
-  redis.call('ZADD', KEYS[7], fmt(now), eid)
-end
+for _, eid in ipairs(expired) do expire(eid, dayId, monthId) end
 
 -- Never admitted, whatever the limits; still a request the client made: it takes its unit of rpm.
 if not (tokens and micros) then
@@ -133,7 +175,7 @@ if limit >= 0 and denies(limit - num(d[2]) - num(d[4]), micros) then return deni
 limit = tonumber(ARGV[10])
 if limit >= 0 and denies(limit - num(mo[2]) - num(mo[4]), micros) then return denied('usd_per_month', monthEnd - now) end
 limit = tonumber(ARGV[11])
-if limit >= 0 and redis.call('ZCARD', KEYS[6]) - num(redis.call('HGET', KEYS[5], '#later')) >= limit then return denied('max_concurrent', ${CONCURRENCY_RETRY_MS}) end
+if limit >= 0 and inFlight() >= limit then return denied('max_concurrent', ${CONCURRENCY_RETRY_MS}) end
 local wait = rpmWait()
 if wait then return denied('rpm', wait) end
 if tpm >= 0 then
@@ -230,9 +272,10 @@ redis.call('PEXPIRE', KEYS[7], fmt(tonumber(ARGV[11]) + memory))
 return 1
 `;
 
-/** Read only. ARGV: 1 now. Returns the day and month counters (t m rt rm n e), both buckets
+/** Read only. KEYS: 1 day, 2 month, 3 rpm, 4 tpm, 5 leases, 6 held. ARGV: 1 now. Returns the day and month counters (t m rt rm n e), both buckets
  * (s t, '' when full) and the number of requests in flight (leases still running, less those
- * charged later). */
+ * charged later, and quota leases, whose slots count instead), then the leased units of both
+ * buckets (r). */
 export const USAGE_LUA = `
 local now = ARGV[1]
 local out = {}
@@ -240,18 +283,23 @@ for k = 1, 2 do
   local v = redis.call('HMGET', KEYS[k], 't', 'm', 'rt', 'rm', 'n', 'e')
   for i = 1, 6 do out[#out + 1] = v[i] or '0' end
 end
+local leased = {}
 for k = 3, 4 do
-  local v = redis.call('HMGET', KEYS[k], 's', 't')
+  local v = redis.call('HMGET', KEYS[k], 's', 't', 'r')
   out[#out + 1] = v[1] or ''
   out[#out + 1] = v[2] or ''
+  leased[#leased + 1] = v[3] or '0'
 end
--- Leases still running, less those charged later (a batch is not a request in flight).
+-- Leases still running, less those charged later (a batch is not a request in flight) and quota
+-- leases, whose slots count instead.
 local live = redis.call('ZRANGEBYSCORE', KEYS[5], '(' .. now, '+inf')
-local running = 0
+local running = tonumber(redis.call('HGET', KEYS[6], '#slots') or '0')
 for _, id in ipairs(live) do
-  if string.sub(id, 1, ${LATER_PREFIX.length}) ~= '${LATER_PREFIX}' then running = running + 1 end
+  if string.sub(id, 1, ${LATER_PREFIX.length}) ~= '${LATER_PREFIX}' and string.sub(id, 1, ${LEASE_PREFIX.length}) ~= '${LEASE_PREFIX}' then running = running + 1 end
 end
 out[#out + 1] = running
+out[#out + 1] = leased[1]
+out[#out + 1] = leased[2]
 return out
 `;
 

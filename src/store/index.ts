@@ -8,7 +8,9 @@ import type { Store } from './types.js';
 
 export async function createStore(config: Pick<Config, 'redis' | 'quota'>, log: Logger): Promise<Store> {
   const { url, clusterNodes } = config.redis;
-  if (clusterNodes?.length) return createRedisStore({ clusterNodes, commandTimeoutMs: config.quota.redisCommandTimeoutMs, log });
-  if (url) return createRedisStore({ url, commandTimeoutMs: config.quota.redisCommandTimeoutMs, log });
+  const { leases: on, leaseSeconds } = config.quota;
+  const common = { commandTimeoutMs: config.quota.redisCommandTimeoutMs, log, ...(on === 'on' || on === true ? { leases: { ttlMs: (leaseSeconds ?? 10) * 1000 } } : {}) };
+  if (clusterNodes?.length) return createRedisStore({ clusterNodes, ...common });
+  if (url) return createRedisStore({ url, ...common });
   return createMemoryStore();
 }

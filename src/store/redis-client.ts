@@ -6,12 +6,14 @@ import { Cluster, Redis, type RedisOptions, type Result } from 'ioredis';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { RESERVE_ARGS, RESERVE_KEYS, RESERVE_LUA, SETTLE_ARGS, SETTLE_KEYS, SETTLE_LUA, USAGE_LUA, batchOf } from '../quota/scripts.js';
+import { LEASE_ARGS, LEASE_KEYS, LEASE_LUA } from '../quota/lease-script.js';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     /** Batches (scripts.ts batchOf): the number of keys, the keys, the arguments. */
     krReserve(numKeys: number, ...keysAndArgs: Array<string | number>): Result<unknown[][], Context>;
     krSettle(numKeys: number, ...keysAndArgs: Array<string | number>): Result<number[], Context>;
+    krLease(numKeys: number, ...keysAndArgs: Array<string | number>): Result<unknown[][], Context>;
     krUsage(...keysAndArgs: Array<string | number>): Result<unknown[], Context>;
   }
 }
@@ -71,7 +73,8 @@ export function createRedisClient(target: RedisTarget, name: string, commandTime
 
   client.defineCommand('krReserve', { lua: batchOf(RESERVE_LUA, RESERVE_KEYS, RESERVE_ARGS) });
   client.defineCommand('krSettle', { lua: batchOf(SETTLE_LUA, SETTLE_KEYS, SETTLE_ARGS) });
-  client.defineCommand('krUsage', { numberOfKeys: 5, lua: USAGE_LUA, readOnly: true });
+  client.defineCommand('krLease', { lua: batchOf(LEASE_LUA, LEASE_KEYS, LEASE_ARGS) });
+  client.defineCommand('krUsage', { numberOfKeys: 6, lua: USAGE_LUA, readOnly: true });
 
   // One line when Redis goes away and one when it is back, not one per reconnect attempt.
   let healthy = true;

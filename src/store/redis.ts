@@ -6,12 +6,13 @@ import { Cluster, type Result } from 'ioredis';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import { checkCharge } from '../quota/amounts.js';
-import { levelAt, rateWindow } from '../quota/bucket.js';
+import { SCALE, levelAt, rateWindow } from '../quota/bucket.js';
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from '../quota/windows.js';
 import { BoundedMap } from '../bounded-map.js';
 import { byCreation } from './memory.js';
 import { CallerCache, type FoundCaller } from './caller-cache.js';
 import { PendingSettles } from './pending-settles.js';
+import { QuotaLeases } from './redis-leases.js';
 import { ScriptBatch } from './script-batch.js';
 import { redisKeyHealth } from './redis-pool.js';
 import { redisLaterCharges } from './later-charges.js';
@@ -69,6 +70,8 @@ return 1
 export interface RedisStoreOptions extends RedisTarget {
   commandTimeoutMs: number;
   log: Logger;
+  /** Quota leases (docs/quota.md, src/store/redis-leases.ts); absent: one Redis step per admission. */
+  leases?: { ttlMs: number };
 }
 
 
@@ -134,6 +137,72 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     ]);
   }
   const pending = new PendingSettles(runSettle, log);
+
+  async function reserveInRedis(input: ReserveInput): Promise<Admission> {
+    const { limits, now } = input;
+    const day = dayWindow(now);
+    const month = monthWindow(now);
+    const reservation = { userId: input.userId, requestId: input.requestId, tokens: input.tokens, micros: input.micros, day: day.id, month: month.id };
+    let reply: unknown[];
+    try {
+      reply = await reserves.add(groupOf(input.userId), quotaKeys(input.userId, day.id, month.id), [
+        input.requestId,
+        now,
+        input.tokens,
+        input.micros,
+        limitArg(limits.rpm),
+        limitArg(limits.tpm),
+        limitArg(limits.tokensPerDay),
+        limitArg(limits.tokensPerMonth),
+        limitArg(limits.microsPerDay),
+        limitArg(limits.microsPerMonth),
+        limitArg(limits.maxConcurrent),
+        day.id,
+        month.id,
+        day.end,
+        month.end,
+        input.leaseMs,
+      ]);
+    } catch (err) {
+      // The script may have run (a timeout on a frozen Redis runs it once Redis thaws), or run in
+      // part (an error inside this request's step, such as a write refused for memory, which the
+      // batch answers for this request alone: scripts.ts batchOf): release it then. Settling is
+      // idempotent, a settle of what was never reserved only marks the id settled, and a reserve
+      // that arrives after this cancel is refused.
+      const cancel = { reservation, limits, tokens: 0, micros: 0, estimated: false, refundRequest: true, now, leaseMs: input.leaseMs };
+      pending.add(cancel, now + input.leaseMs);
+      throw unavailable(err);
+    }
+    const [code, denial, retryMs, rpmLevel, tpmLevel] = reply as [number, string, number, number, number];
+    const rate = rateOf(limits, rpmLevel, tpmLevel);
+    if (code === 0) return { admitted: false, denial: denial as Denial, retryAfterMs: retryMs, rate };
+    return { admitted: true, reservation, rate };
+  }
+
+  async function settleInRedis(input: SettleInput): Promise<void> {
+    checkCharge(input);
+    try {
+      await runSettle(input);
+    } catch (err) {
+      // Kept and retried until Redis takes it: the request happened, its usage must land.
+      pending.add(input, input.now + input.leaseMs);
+      log.warn({ requestId: input.reservation.requestId, reason: (err as Error).message }, 'settle failed: retrying when redis answers');
+    }
+  }
+
+  const leaseSteps = new ScriptBatch<unknown[]>((n, keysAndArgs) => quota.krLease(n, ...keysAndArgs), () => writeTogether(quota));
+  const leases =
+    options.leases &&
+    new QuotaLeases({
+      ttlMs: options.leases.ttlMs,
+      staleMs: commandTimeoutMs + 1000,
+      run: (userId, keys, args) => leaseSteps.add(groupOf(userId), keys, args),
+      keys: quotaKeys,
+      reserve: reserveInRedis,
+      settle: settleInRedis,
+      log,
+    });
+
   const catalog = redisCatalogStore(data, options, commandTimeoutMs, log);
   quota.on('ready', () => pending.flush());
 
@@ -265,64 +334,15 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
         return key;
       }),
 
-    async reserve(input: ReserveInput): Promise<Admission> {
-      const { limits, now } = input;
-      const day = dayWindow(now);
-      const month = monthWindow(now);
-      const reservation = { userId: input.userId, requestId: input.requestId, tokens: input.tokens, micros: input.micros, day: day.id, month: month.id };
-      let reply: unknown[];
-      try {
-        reply = await reserves.add(groupOf(input.userId), quotaKeys(input.userId, day.id, month.id), [
-          input.requestId,
-          now,
-          input.tokens,
-          input.micros,
-          limitArg(limits.rpm),
-          limitArg(limits.tpm),
-          limitArg(limits.tokensPerDay),
-          limitArg(limits.tokensPerMonth),
-          limitArg(limits.microsPerDay),
-          limitArg(limits.microsPerMonth),
-          limitArg(limits.maxConcurrent),
-          day.id,
-          month.id,
-          day.end,
-          month.end,
-          input.leaseMs,
-        ]);
-      } catch (err) {
-        // The script may have run (a timeout on a frozen Redis runs it once Redis thaws), or run in
-        // part (an error inside this request's step, such as a write refused for memory, which the
-        // batch answers for this request alone: scripts.ts batchOf): release it then. Settling is
-        // idempotent, a settle of what was never reserved only marks the id settled, and a reserve
-        // that arrives after this cancel is refused.
-        const cancel = { reservation, limits, tokens: 0, micros: 0, estimated: false, refundRequest: true, now, leaseMs: input.leaseMs };
-        pending.add(cancel, now + input.leaseMs);
-        throw unavailable(err);
-      }
-      const [code, denial, retryMs, rpmLevel, tpmLevel] = reply as [number, string, number, number, number];
-      const rate = rateOf(limits, rpmLevel, tpmLevel);
-      if (code === 0) return { admitted: false, denial: denial as Denial, retryAfterMs: retryMs, rate };
-      return { admitted: true, reservation, rate };
-    },
-
-    async settle(input: SettleInput): Promise<void> {
-      checkCharge(input);
-      try {
-        await runSettle(input);
-      } catch (err) {
-        // Kept and retried until Redis takes it: the request happened, its usage must land.
-        pending.add(input, input.now + input.leaseMs);
-        log.warn({ requestId: input.reservation.requestId, reason: (err as Error).message }, 'settle failed: retrying when redis answers');
-      }
-    },
+    reserve: (input: ReserveInput) => (leases ? leases.reserve(input) : reserveInRedis(input)),
+    settle: (input: SettleInput) => (leases ? leases.settle(input) : settleInRedis(input)),
 
     usage: (userId, limits, now) =>
       guard(async () => {
         const day = dayWindow(now);
         const month = monthWindow(now);
         const keys = quotaKeys(userId, day.id, month.id);
-        const raw = (await quota.krUsage(keys[0] as string, keys[1] as string, keys[2] as string, keys[3] as string, keys[5] as string, now)) as Array<string | number>;
+        const raw = (await quota.krUsage(keys[0] as string, keys[1] as string, keys[2] as string, keys[3] as string, keys[5] as string, keys[4] as string, now)) as Array<string | number>;
         const n = (i: number): number => Number(raw[i] ?? 0);
         const window = (offset: number, id: string, end: number): WindowUsage => ({
           window: id,
@@ -335,8 +355,10 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
           estimatedRequests: n(offset + 5),
         });
         const bucket = (i: number) => (raw[i] === '' ? undefined : { s: n(i), t: n(i + 1) });
-        const rpmLevel = limits.rpm === undefined ? 0 : levelAt(bucket(12), limits.rpm, now);
-        const tpmLevel = limits.tpm === undefined ? 0 : levelAt(bucket(14), limits.tpm, now);
+        // A bucket refills to its limit less what leases hold of it (src/quota/scripts.ts).
+        const level = (i: number, limit: number, leased: number) => Math.min(levelAt(bucket(i), limit, now), (limit - leased) * SCALE);
+        const rpmLevel = limits.rpm === undefined ? 0 : level(12, limits.rpm, n(17));
+        const tpmLevel = limits.tpm === undefined ? 0 : level(14, limits.tpm, n(18));
         return {
           day: window(0, day.id, day.end),
           month: window(6, month.id, month.end),
@@ -363,6 +385,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     },
 
     async close() {
+      await leases?.close();
       await pending.close();
       await catalog.close();
       data.disconnect();
