@@ -20,7 +20,7 @@ import {
   removeUpstream,
   sealedValues,
 } from '../pool/catalog.js';
-import { checkBaseUrl, checkProxy, sealKey, storedProxy } from '../pool/catalog-input.js';
+import { checkBaseUrl, checkKind, checkProxy, sealKey, storedProxy } from '../pool/catalog-input.js';
 import { type Pool, type PoolKey, type Upstream, keyRef } from '../pool/pool.js';
 import { openCatalog } from '../pool/runtime.js';
 import { testKey } from '../relay/key-test.js';
@@ -116,13 +116,17 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
   app.post<{ Body: Static<typeof CreateUpstream> }>('/upstreams', createUpstream, async (request, reply) => {
     const body = request.body;
     const baseUrl = checkBaseUrl(body.baseUrl);
+    const kind = body.kind ?? 'openai';
+    checkKind({ kind, baseUrl, deployments: body.deployments, apiVersion: body.apiVersion });
     const proxy = body.proxy === undefined || body.proxy === null ? undefined : storedProxy(checkProxy(body.proxy), box, proxyPlace(body.id));
     const now = new Date().toISOString();
     await change((catalog, settings) =>
       addUpstream(catalog, settings, {
         id: body.id,
         baseUrl,
-        kind: body.kind ?? 'openai',
+        kind,
+        ...(body.deployments ? { deployments: body.deployments } : {}),
+        ...(body.apiVersion ? { apiVersion: body.apiVersion } : {}),
         ...(body.models ? { models: body.models } : {}),
         strategy: body.strategy ?? 'round-robin',
         ...(proxy ? { proxy } : {}),
@@ -153,6 +157,13 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
         if (body.strategy !== undefined) upstream.strategy = body.strategy;
         if (body.proxy === null) delete upstream.proxy;
         else if (proxy) upstream.proxy = proxy;
+        for (const field of ['deployments', 'apiVersion'] as const) {
+          const value = body[field];
+          if (value === null) delete upstream[field];
+          else if (value !== undefined) (upstream as Record<typeof field, unknown>)[field] = value;
+        }
+        // The upstream as it would be: a fault throws, and the catalog is not written.
+        checkKind(upstream);
         upstream.updatedAt = new Date().toISOString();
       });
       return showUpstream(id);

@@ -6,6 +6,7 @@ import { proxyList } from '../proxy/plan.js';
 import { DIRECT, ProxyUrlError, parseProxyUrl } from '../proxy/url.js';
 import type { SecretBox } from '../secrets/box.js';
 import type { StoredProxy } from './catalog.js';
+import { type KindSettings, kindFault } from './upstream-kind.js';
 
 const invalid = (param: string, message: string) => new GatewayError('invalid_request', { message, param });
 
@@ -58,4 +59,10 @@ export function storedProxy(urls: string[], box: SecretBox, where: string, param
 export function sealKey(key: string, box: SecretBox, where: string): { sealed: string; last4: string } {
   if (!box.configured) throw new GatewayError('secret_not_configured', { param: 'key' });
   return { sealed: box.seal(key, where), last4: key.slice(-4) };
+}
+
+/** An upstream's kind settings (upstream-kind.ts): a fault is a 400 naming its field. */
+export function checkKind(upstream: KindSettings): void {
+  const fault = kindFault(upstream);
+  if (fault) throw invalid(fault.field, `\`${fault.field}\`: ${fault.message}.`);
 }

@@ -14,6 +14,7 @@ import { type AttemptTicket, type HealthOptions, KeyHealth, type KeyView } from 
 import { type AttemptResult, type Verdict, classifyAttempt } from './outcome.js';
 import { headroom } from './rate-headers.js';
 import { type Candidate, type Strategy, type StrategyName, createStrategy } from './strategies.js';
+import { type AzureForm, type UpstreamKind, azureForm, defaultModels } from './upstream-kind.js';
 
 /** `settings`: from the settings file or the environment, read-only at run time; `store`: added at run time. */
 export type PoolSource = 'settings' | 'store';
@@ -33,6 +34,12 @@ export interface UpstreamSettings {
   id: string;
   source?: PoolSource;
   baseUrl: string;
+  /** `openai` when absent (upstream-kind.ts). */
+  kind?: UpstreamKind;
+  /** Azure: model -> deployment name. */
+  deployments?: Readonly<Record<string, string>>;
+  /** Azure: the `api-version` of the classic API. */
+  apiVersion?: string;
   models?: readonly string[];
   proxy?: string | readonly string[];
   strategy?: StrategyName;
@@ -69,6 +76,9 @@ export interface Upstream {
   /** The base URL's path without a trailing slash, such as `/v1`. */
   readonly basePath: string;
   readonly source: PoolSource;
+  readonly kind: UpstreamKind;
+  /** Azure only: the API's form, its deployments by model, its api-version. */
+  readonly azure?: { readonly form: AzureForm; readonly deployments: ReadonlyMap<string, string>; readonly apiVersion?: string };
   readonly proxy?: string | readonly string[];
   readonly models?: readonly string[];
   readonly strategy: StrategyName;
@@ -151,16 +161,22 @@ function buildKey(upstream: UpstreamSettings, key: PoolKeySettings): PoolKey {
 
 function buildUpstream(config: UpstreamSettings): Upstream {
   const url = new URL(config.baseUrl);
+  const kind = config.kind ?? 'openai';
+  const models = config.models ?? defaultModels(config);
   return {
     id: config.id,
     baseUrl: config.baseUrl,
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ''),
     source: config.source ?? 'settings',
+    kind,
+    ...(kind === 'azure'
+      ? { azure: { form: azureForm(config.baseUrl), deployments: new Map(Object.entries(config.deployments ?? {})), apiVersion: config.apiVersion } }
+      : {}),
     proxy: config.proxy,
-    models: config.models,
+    models,
     strategy: config.strategy ?? 'round-robin',
-    servesModel: compileGlobs(config.models) ?? any,
+    servesModel: compileGlobs(models) ?? any,
     keys: config.keys.map((k) => buildKey(config, k)),
   };
 }

@@ -32,6 +32,7 @@ import type { Target } from './path.js';
 import { type LaterContext, type LaterPlan, afterLater, chargedLater, laterTapFor, ownEstimate, planLater } from './later-route.js';
 import type { Reservation } from '../store/types.js';
 import { UsageTap } from './usage-tap.js';
+import { checkUpstreamRoute } from './upstream-target.js';
 
 export const RELAY_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
 
@@ -119,6 +120,8 @@ export function createRelayRoute(services: Services): RelayRoute {
     const route = path.slice(3);
     // Before admission: a request for another user's object costs nothing.
     const pinned = await pinnedKey(objects, userId, operation, idsInOperation(operation, path), json, digest?.ids ?? facts.form?.ids);
+    // A route the upstream's kind has not (Azure's classic API) is refused before admission, at no cost.
+    checkUpstreamRoute(pool, operation, route + call.target.search, facts.model, pinned);
     // Before admission too: a user who may create no more objects is refused at no cost. The slot
     // is held until the answer is done, whichever way it ends (the objects it made are recorded by
     // then), or the request fails before it is sent.
@@ -175,6 +178,7 @@ export function createRelayRoute(services: Services): RelayRoute {
           rest: route + call.target.search,
           body: asked ?? body,
           model: facts.model,
+          operation,
           privileged: operation.admin,
           pinned,
           extraHeaders: ticket.headers,
