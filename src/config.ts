@@ -8,7 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { AlertsSettings } from './alerts/settings.js';
 import { AuditSettings } from './audit/settings.js';
 import { STRATEGIES } from './pool/strategies.js';
-import { API_VERSION_PATTERN, DEPLOYMENT_PATTERN, UPSTREAM_KINDS, kindFault } from './pool/upstream-kind.js';
+import { API_VERSION_PATTERN, DEPLOYMENT_PATTERN, UPSTREAM_KINDS, defaultModels, kindFault } from './pool/upstream-kind.js';
 import { proxyEnvFrom } from './proxy/env.js';
 import { DIRECT, ProxyUrlError, parseProxyUrl } from './proxy/url.js';
 import { SecretError, secretBoxFrom } from './secrets/box.js';
@@ -399,6 +399,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   if (firstError) throw new ConfigError(describe(firstError));
   const config = withDefaults as Config;
   checkConsistency(config);
+  // Written out, so that what an upstream serves reads the same in the settings and the admin API.
+  for (const upstream of config.upstreams) upstream.models ??= [...(defaultModels(upstream) ?? ['*'])];
   if (config.workers > 1 && !config.redis.url && !config.redis.clusterNodes) {
     throw new ConfigError('setting workers: more than one worker needs a shared store: set REDIS_URL or REDIS_CLUSTER_NODES');
   }
