@@ -191,7 +191,7 @@ describe('Azure OpenAI, forms whose model comes after the file', () => {
 
   it('the classic API: refused with 400 naming `model`, before any upstream call, at no charge', async () => {
     const openai = client(await fxClassic.user('late-model-classic'), fxClassic);
-    fxClassic.classic.reset();
+    fxClassic.reset();
     const refused = await openai.audio.transcriptions
       .create({ file: await toFile(Buffer.alloc(32_000, 2), 'late.wav'), model: 'gpt-4o-mini-transcribe' })
       .catch((err: unknown) => err);
@@ -210,7 +210,7 @@ describe('Azure OpenAI, forms whose model comes after the file', () => {
 describe('OpenAI and Azure keys in one gateway', () => {
   it('routes by model: Azure deployments to Azure with api-key, other models to OpenAI with a bearer token', async () => {
     const openai = client(await fx.user('mixed'));
-    fx.openai.reset();
+    fx.reset();
     const azure = await openai.chat.completions.create({ model: 'gpt-4o', messages: MESSAGES });
     const classic = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: MESSAGES });
     const plain = await openai.chat.completions.create({ model: 'gpt-4.1', messages: MESSAGES });

@@ -28,6 +28,8 @@ export interface AzureFixture {
   classic: FakeUpstream;
   openai: FakeUpstream;
   gateway: TestGateway;
+  /** Clears the fakes' requests and scripted answers; the resources stay Azure. */
+  reset(): void;
   /** A new user with a key. */
   user(id: string): Promise<string>;
   close(): Promise<void>;
@@ -39,8 +41,9 @@ export async function startAzure(options: { first?: 'v1' | 'classic'; config?: P
   const classic = await startFakeUpstream();
   const openai = await startFakeUpstream({ keys: [OPENAI_KEY] });
   const v1Options: FakeAzureOptions = { form: 'v1', keys: AZURE_KEYS.v1, deployments: invert(V1_DEPLOYMENTS) };
+  const classicOptions: FakeAzureOptions = { form: 'classic', apiVersion: API_VERSION, keys: AZURE_KEYS.classic, deployments: invert(CLASSIC_DEPLOYMENTS) };
   serveAzure(v1, v1Options);
-  serveAzure(classic, { form: 'classic', apiVersion: API_VERSION, keys: AZURE_KEYS.classic, deployments: invert(CLASSIC_DEPLOYMENTS) });
+  serveAzure(classic, classicOptions);
   const azure = [
     { id: 'azure-v1', kind: 'azure', baseUrl: `${v1.url}/openai/v1`, deployments: V1_DEPLOYMENTS, keys: AZURE_KEYS.v1.map((key, i) => ({ id: `az-${i + 1}`, key })) },
     { id: 'azure-classic', kind: 'azure', baseUrl: `${classic.url}/openai`, apiVersion: API_VERSION, deployments: CLASSIC_DEPLOYMENTS, keys: [{ id: 'az-c', key: AZURE_KEYS.classic[0] }] },
@@ -53,6 +56,11 @@ export async function startAzure(options: { first?: 'v1' | 'classic'; config?: P
     classic,
     openai,
     gateway,
+    reset() {
+      for (const fake of [v1, classic, openai]) fake.reset();
+      serveAzure(v1, v1Options);
+      serveAzure(classic, classicOptions);
+    },
     async user(id) {
       const key = await gateway.createUserKey(id, { limits: { tokensPerDay: 1_000_000 } });
       registerSecret(key);
