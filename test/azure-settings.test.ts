@@ -6,11 +6,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../src/cli.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { serveAzure } from '../src/dev/fake-azure.js';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
-import { type TestGateway, startGateway } from './helpers/gateway.js';
+import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerPoolKey, registerSecret } from './helpers/log-capture.js';
 import { SECRET_A, chat } from './helpers/runtime-fixture.js';
 
@@ -135,5 +137,18 @@ describe('the admin API', () => {
     const changed = await gateway.admin('PATCH', '/upstreams/az', { deployments: { 'gpt-4o-mini': 'mini', 'gpt-4o': 'big' } });
     expect(changed.status).toBe(200);
     expect(changed.json).toMatchObject({ deployments: { 'gpt-4o-mini': 'mini', 'gpt-4o': 'big' }, models: ['gpt-4o-mini', 'gpt-4o'] });
+  });
+
+  it('`keyrelay upstreams add --kind azure` takes deployments and an api-version', async () => {
+    let stdout = '';
+    let stderr = '';
+    const code = await main(
+      ['upstreams', 'add', 'az-cli', '--kind', 'azure', '--base-url', `${fake.url}/openai`, '--api-version', '2024-10-21', '--deployments', 'gpt-4o=big,o3=reason'],
+      { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) }, env: { KEYRELAY_URL: gateway.url, KEYRELAY_ADMIN_TOKEN: ADMIN_TOKEN }, stdin: Readable.from([]) },
+    );
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toMatch(/kind\s+azure/);
+    expect(stdout).toMatch(/deployments\s+gpt-4o=big, o3=reason/);
+    expect((await gateway.admin('GET', '/upstreams/az-cli')).json).toMatchObject({ kind: 'azure', apiVersion: '2024-10-21', deployments: { 'gpt-4o': 'big', o3: 'reason' } });
   });
 });
