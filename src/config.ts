@@ -11,6 +11,7 @@ import { ConsoleSettings } from './console-server/settings.js';
 import { CorsSettings, OriginError, parseOrigins } from './inbound/origins.js';
 import { aliasProblem } from './pool/aliases.js';
 import { STRATEGIES } from './pool/strategies.js';
+import { API_VERSION_PATTERN, DEPLOYMENT_PATTERN, UPSTREAM_KINDS, defaultModels, kindFault } from './pool/upstream-kind.js';
 import { proxyEnvFrom } from './proxy/env.js';
 import { DIRECT, ProxyUrlError, parseProxyUrl } from './proxy/url.js';
 import { SecretError, secretBoxFrom } from './secrets/box.js';
@@ -77,8 +78,14 @@ const UpstreamSchema = Type.Object(
   {
     id: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$' }),
     baseUrl: Type.String({ pattern: '^https?://' }),
+    // `azure`: Azure OpenAI, with `deployments` and, for the classic API, `apiVersion` (docs/azure.md).
+    // Absent: `openai`.
+    kind: Type.Optional(Type.Union(UPSTREAM_KINDS.map((k) => Type.Literal(k)))),
+    deployments: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.String({ pattern: DEPLOYMENT_PATTERN }))),
+    apiVersion: Type.Optional(Type.String({ pattern: API_VERSION_PATTERN })),
     // Glob patterns of the models this upstream serves; requests are routed to the first match.
-    models: Type.Array(Type.String(), { default: ['*'] }),
+    // Absent: any model, or for kind azure the models its `deployments` name.
+    models: Type.Optional(Type.Array(Type.String())),
     proxy: Type.Optional(ProxySetting),
     strategy: Type.Union(STRATEGIES.map((name) => Type.Literal(name)), { default: 'round-robin' }),
     // Laid over the top-level `aliases` for this upstream.
@@ -437,6 +444,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
   const config = withDefaults as Config;
   checkConsistency(config);
   checkCorsOrigins(config, env);
+  // Written out, so that what an upstream serves reads the same in the settings and the admin API.
+  for (const upstream of config.upstreams) upstream.models ??= [...(defaultModels(upstream) ?? ['*'])];
   if (config.workers > 1 && !config.redis.url && !config.redis.clusterNodes) {
     throw new ConfigError('setting workers: more than one worker needs a shared store: set REDIS_URL or REDIS_CLUSTER_NODES');
   }
@@ -453,6 +462,8 @@ function checkConsistency(config: Config): void {
     } catch {
       throw new ConfigError(`setting upstreams/${i}/baseUrl: not a URL`);
     }
+    const fault = kindFault(upstream);
+    if (fault) throw new ConfigError(`setting upstreams/${i}/${fault.field}: ${fault.message}`);
     const keyIds = new Set<string>();
     upstream.keys.forEach((key, j) => {
       if (keyIds.has(key.id)) throw new ConfigError(`setting upstreams/${i}/keys/${j}/id: duplicate id "${key.id}"`);

@@ -104,7 +104,7 @@ describe.each(STORE_BACKENDS)('run-time upstreams on the %s store', (_name, make
       ['POST', '/upstreams', { id: 'bad', baseUrl: fake.baseUrl, proxy: 'gopher://proxy:70' }, 400, 'invalid_request', 'proxy'],
       ['POST', '/upstreams', { id: 'bad id!', baseUrl: fake.baseUrl }, 400, 'invalid_request', 'id'],
       ['POST', '/upstreams', { id: 'bad', baseUrl: fake.baseUrl, strategy: 'random' }, 400, 'invalid_request', 'strategy'],
-      ['POST', '/upstreams', { id: 'bad', baseUrl: fake.baseUrl, kind: 'azure' }, 400, 'invalid_request', 'kind'],
+      ['POST', '/upstreams', { id: 'bad', baseUrl: fake.baseUrl, kind: 'anthropic' }, 400, 'invalid_request', 'kind'],
       ['POST', '/upstreams', { id: 'extra', baseUrl: fake.baseUrl }, 409, 'conflict', 'id'],
       ['PATCH', '/upstreams/extra', { baseUrl: fake.baseUrl, proxy: 'gopher://proxy:70' }, 400, 'invalid_request', 'proxy'],
       ['PATCH', '/upstreams/nope', { strategy: 'weighted' }, 404, 'not_found', null],

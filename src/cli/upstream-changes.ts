@@ -21,6 +21,9 @@ interface ApiKey {
 interface ApiUpstream {
   id: string;
   source: string;
+  kind?: string;
+  deployments?: Record<string, string>;
+  apiVersion?: string | null;
   baseUrl: string;
   models: string[] | null;
   strategy: string;
@@ -43,7 +46,10 @@ const upstreamFields = (u: ApiUpstream): string =>
   fields([
     ['id', u.id],
     ['source', u.source],
+    ['kind', u.kind ?? 'openai'],
     ['baseUrl', u.baseUrl],
+    ...(u.deployments ? ([['deployments', Object.entries(u.deployments).map(([m, d]) => `${m}=${d}`).join(', ') || '-']] as Array<[string, string]>) : []),
+    ...(u.apiVersion ? ([['apiVersion', u.apiVersion]] as Array<[string, string]>) : []),
     ['models', listed(u.models)],
     ['strategy', u.strategy],
     ['proxy', u.proxy?.join(', ') ?? '-'],
@@ -91,7 +97,10 @@ const UPSTREAM_OPTIONS: Record<string, OptionSpec> = {
   models: { type: 'string', value: 'a,b', help: 'models it serves, glob patterns (default: any)' },
   strategy: { type: 'string', value: 'NAME', help: 'round-robin, weighted, least-in-flight or rate-aware' },
   proxy: { type: 'string', value: 'URL,URL', help: 'outbound proxies tried in order, or "direct"' },
+  deployments: { type: 'string', value: 'model=name,…', help: 'Azure: the deployment of each model (docs/azure.md)' },
+  'api-version': { type: 'string', value: 'VERSION', help: 'Azure classic API: its api-version, such as 2024-10-21' },
 };
+const KIND_OPTION: Record<string, OptionSpec> = { kind: { type: 'string', value: 'KIND', help: 'openai (default) or azure' } };
 const KEY_OPTIONS: Record<string, OptionSpec> = {
   weight: { type: 'string', value: 'N', help: 'its share of the traffic (1 to 1000)' },
   models: { type: 'string', value: 'a,b', help: 'models it may serve, glob patterns (default: any)' },
@@ -102,6 +111,19 @@ const KEY_OPTIONS: Record<string, OptionSpec> = {
 const clearing = (names: string[], what: string): Record<string, OptionSpec> =>
   Object.fromEntries(names.map((n) => [`no-${n}`, { type: 'boolean', help: `remove its ${n === 'models' ? 'model list (any model)' : n}${what}` } as OptionSpec]));
 
+/** `--deployments gpt-4o=prod,gpt-4o-mini=mini` as a map. */
+function deploymentsOf(options: OptionValues): Record<string, string> | undefined {
+  const pairs = list(options, 'deployments');
+  if (pairs === undefined) return undefined;
+  const map: Record<string, string> = {};
+  for (const pair of pairs) {
+    const at = pair.indexOf('=');
+    if (at <= 0 || at === pair.length - 1) throw new UsageError(`--deployments: "${pair}" is not model=deployment`);
+    map[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return map;
+}
+
 function upstreamBody(options: OptionValues, patch: boolean): Record<string, unknown> {
   const body: Record<string, unknown> = {};
   const baseUrl = text(options, 'base-url');
@@ -110,6 +132,10 @@ function upstreamBody(options: OptionValues, patch: boolean): Record<string, unk
   const strategy = text(options, 'strategy');
   if (strategy !== undefined) body.strategy = strategy;
   setOrClear(body, options, 'proxy', 'proxy', proxyOf(options));
+  const kind = text(options, 'kind');
+  if (kind !== undefined) body.kind = kind;
+  setOrClear(body, options, 'deployments', 'deployments', deploymentsOf(options));
+  setOrClear(body, options, 'api-version', 'apiVersion', text(options, 'api-version'));
   if (patch && Object.keys(body).length === 0) throw new UsageError('nothing to change; "keyrelay upstreams update --help" lists the options');
   return body;
 }
@@ -138,7 +164,7 @@ export const upstreamChangeCommands: readonly Command[] = [
   {
     path: ['upstreams', 'add'],
     args: ['<id>'],
-    options: UPSTREAM_OPTIONS,
+    options: { ...UPSTREAM_OPTIONS, ...KIND_OPTION },
     summary: 'add an upstream at run time; every gateway process serves it within a second',
     async run(ctx, [id = ''], options) {
       if (text(options, 'base-url') === undefined) throw new UsageError('missing --base-url');
@@ -149,7 +175,7 @@ export const upstreamChangeCommands: readonly Command[] = [
   {
     path: ['upstreams', 'update'],
     args: ['<id>'],
-    options: { ...UPSTREAM_OPTIONS, ...clearing(['models', 'proxy'], '') },
+    options: { ...UPSTREAM_OPTIONS, ...clearing(['models', 'proxy', 'deployments', 'api-version'], '') },
     summary: 'change an upstream added at run time',
     async run(ctx, [id = ''], options) {
       return answer(ctx, await ctx.admin().patch<ApiUpstream>(`/upstreams/${seg(id)}`, upstreamBody(options, true)), upstreamFields);

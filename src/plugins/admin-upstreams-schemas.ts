@@ -2,6 +2,7 @@
 // the 400's wording (src/validation-error.ts); none ever quotes the value, which may be a secret.
 import { type TSchema, Type } from '@sinclair/typebox';
 import { STRATEGIES } from '../pool/strategies.js';
+import { API_VERSION_PATTERN, DEPLOYMENT_PATTERN, UPSTREAM_KINDS } from '../pool/upstream-kind.js';
 
 const orNull = <T extends TSchema>(schema: T, description: string) => Type.Optional(Type.Union([schema, Type.Null()], { description }));
 
@@ -30,8 +31,13 @@ const Aliases = Type.Record(Type.String({ minLength: 1, maxLength: 256 }), Type.
 const Strategy = Type.Union(STRATEGIES.map((name) => Type.Literal(name)), { description: `must be one of ${STRATEGIES.join(', ')}` });
 const Weight = Type.Integer({ minimum: 1, maximum: 1000, description: 'must be a whole number from 1 to 1000' });
 const Header = (what: string) => Type.String({ minLength: 1, maxLength: 200, pattern: '^[\\x21-\\x7e]+$', description: `must be the ${what} id: 1 to 200 printable characters` });
-// Other kinds (azure) come with their own request shapes; the field is here so the shape can grow.
-const Kind = Type.Literal('openai', { description: 'must be "openai" (any OpenAI-compatible API)' });
+const Kind = Type.Union(UPSTREAM_KINDS.map((k) => Type.Literal(k)), { description: 'must be "openai" (any OpenAI-compatible API) or "azure" (Azure OpenAI)' });
+const DEPLOYMENTS_WORDS = 'must be a map of model names to Azure deployment names (1 to 64 letters, digits, dots, dashes or underscores)';
+const Deployments = Type.Record(Type.String({ minLength: 1, maxLength: 200 }), Type.String({ pattern: DEPLOYMENT_PATTERN, description: DEPLOYMENTS_WORDS }), {
+  maxProperties: 1000,
+  description: DEPLOYMENTS_WORDS,
+});
+const ApiVersion = Type.String({ pattern: API_VERSION_PATTERN, description: 'must be an Azure OpenAI api-version, such as 2024-10-21' });
 
 export const UpstreamParams = Type.Object({ upstream: Type.String() });
 export const KeyParams = Type.Object({ upstream: Type.String(), keyId: Type.String() });
@@ -41,6 +47,8 @@ export const CreateUpstream = Type.Object(
     id: Id,
     baseUrl: BaseUrl,
     kind: Type.Optional(Kind),
+    deployments: Type.Optional(Deployments),
+    apiVersion: Type.Optional(ApiVersion),
     models: orNull(Models, 'must be a list of at most 100 model names or glob patterns, or null for any model'),
     strategy: Type.Optional(Strategy),
     proxy: orNull(Proxy, 'must be a proxy URL, a list of them, "direct", or null for the settings\' proxy'),
@@ -52,6 +60,8 @@ export const CreateUpstream = Type.Object(
 export const PatchUpstream = Type.Object(
   {
     baseUrl: Type.Optional(BaseUrl),
+    deployments: orNull(Deployments, `${DEPLOYMENTS_WORDS}, or null for none`),
+    apiVersion: orNull(ApiVersion, 'must be an Azure OpenAI api-version, such as 2024-10-21, or null for none'),
     models: orNull(Models, 'must be a list of at most 100 model names or glob patterns, or null for any model'),
     strategy: Type.Optional(Strategy),
     proxy: orNull(Proxy, 'must be a proxy URL, a list of them, "direct", or null for the settings\' proxy'),

@@ -52,8 +52,11 @@ export function upstreamView(upstream: Upstream, health: KeyHealth) {
   return {
     id: upstream.id,
     source: upstream.source,
-    kind: 'openai' as const,
+    kind: upstream.kind,
     baseUrl: baseUrlView(upstream.baseUrl),
+    ...(upstream.azure
+      ? { form: upstream.azure.form, deployments: Object.fromEntries(upstream.azure.deployments), apiVersion: upstream.azure.apiVersion ?? null }
+      : {}),
     models: upstream.models ?? null,
     strategy: upstream.strategy,
     // Its own, as set: the settings' top-level aliases apply besides (docs/models.md).

@@ -20,7 +20,7 @@ import {
   removeUpstream,
   sealedValues,
 } from '../pool/catalog.js';
-import { checkAliases, checkBaseUrl, checkProxy, sealKey, storedProxy } from '../pool/catalog-input.js';
+import { checkAliases, checkBaseUrl, checkKind, checkProxy, sealKey, storedProxy } from '../pool/catalog-input.js';
 import { type Pool, type PoolKey, type Upstream, keyRef } from '../pool/pool.js';
 import { openCatalog } from '../pool/runtime.js';
 import { testKey } from '../relay/key-test.js';
@@ -116,6 +116,8 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
   app.post<{ Body: Static<typeof CreateUpstream> }>('/upstreams', createUpstream, async (request, reply) => {
     const body = request.body;
     const baseUrl = checkBaseUrl(body.baseUrl);
+    const kind = body.kind ?? 'openai';
+    checkKind({ kind, baseUrl, deployments: body.deployments, apiVersion: body.apiVersion });
     const proxy = body.proxy === undefined || body.proxy === null ? undefined : storedProxy(checkProxy(body.proxy), box, proxyPlace(body.id));
     const aliases = body.aliases ? checkAliases(body.aliases, pool.aliases) : undefined;
     const now = new Date().toISOString();
@@ -123,7 +125,9 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
       addUpstream(catalog, settings, {
         id: body.id,
         baseUrl,
-        kind: body.kind ?? 'openai',
+        kind,
+        ...(body.deployments ? { deployments: body.deployments } : {}),
+        ...(body.apiVersion ? { apiVersion: body.apiVersion } : {}),
         ...(body.models ? { models: body.models } : {}),
         strategy: body.strategy ?? 'round-robin',
         ...(proxy ? { proxy } : {}),
@@ -159,6 +163,13 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
         else if (aliases) upstream.aliases = aliases;
         if (body.proxy === null) delete upstream.proxy;
         else if (proxy) upstream.proxy = proxy;
+        for (const field of ['deployments', 'apiVersion'] as const) {
+          const value = body[field];
+          if (value === null) delete upstream[field];
+          else if (value !== undefined) (upstream as Record<typeof field, unknown>)[field] = value;
+        }
+        // The upstream as it would be: a fault throws, and the catalog is not written.
+        checkKind(upstream);
         upstream.updatedAt = new Date().toISOString();
       });
       return showUpstream(id);

@@ -7,6 +7,7 @@ import { DIRECT, ProxyUrlError, parseProxyUrl } from '../proxy/url.js';
 import type { SecretBox } from '../secrets/box.js';
 import { type AliasTable, aliasProblem } from './aliases.js';
 import type { StoredProxy } from './catalog.js';
+import { type KindSettings, kindFault } from './upstream-kind.js';
 
 const invalid = (param: string, message: string) => new GatewayError('invalid_request', { message, param });
 
@@ -66,4 +67,10 @@ export function checkAliases(aliases: Record<string, string>, top: AliasTable): 
   const problem = aliasProblem(aliases, top);
   if (problem) throw invalid('aliases', `\`aliases\`: ${problem}.`);
   return aliases;
+}
+
+/** An upstream's kind settings (upstream-kind.ts): a fault is a 400 naming its field. */
+export function checkKind(upstream: KindSettings): void {
+  const fault = kindFault(upstream);
+  if (fault) throw invalid(fault.field, `\`${fault.field}\`: ${fault.message}.`);
 }

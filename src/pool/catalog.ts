@@ -6,6 +6,7 @@
 // OPENAI_API_KEYS without writing that upstream again.
 import { GatewayError } from '../errors.js';
 import type { StrategyName } from './strategies.js';
+import type { UpstreamKind } from './upstream-kind.js';
 
 /** A proxy setting as stored: in the clear when it holds no password, else sealed with its masked form beside it. */
 export type StoredProxy = { urls: string[] } | { sealed: string; masked: string[] };
@@ -28,7 +29,11 @@ export interface StoredKey {
 export interface StoredUpstream {
   id: string;
   baseUrl: string;
-  kind: 'openai';
+  kind: UpstreamKind;
+  /** Azure: model -> deployment. */
+  deployments?: Record<string, string>;
+  /** Azure's classic API: its api-version. */
+  apiVersion?: string;
   models?: string[];
   strategy: StrategyName;
   /** Public model name -> this upstream's, over the settings' top-level ones (aliases.ts). */

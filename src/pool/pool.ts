@@ -18,6 +18,7 @@ import { type AttemptResult, type Verdict, classifyAttempt } from './outcome.js'
 import { headroom } from './rate-headers.js';
 import { type Affinity, type AffinitySource, hashText, rendezvousPick } from './rendezvous.js';
 import { type Candidate, type Strategy, type StrategyName, createStrategy } from './strategies.js';
+import { type AzureForm, type UpstreamKind, azureForm, defaultModels } from './upstream-kind.js';
 
 /** `settings`: from the settings file or the environment, read-only at run time; `store`: added at run time. */
 export type PoolSource = 'settings' | 'store';
@@ -37,6 +38,12 @@ export interface UpstreamSettings {
   id: string;
   source?: PoolSource;
   baseUrl: string;
+  /** `openai` when absent (upstream-kind.ts). */
+  kind?: UpstreamKind;
+  /** Azure: model -> deployment name. */
+  deployments?: Readonly<Record<string, string>>;
+  /** Azure: the `api-version` of the classic API. */
+  apiVersion?: string;
   models?: readonly string[];
   proxy?: string | readonly string[];
   strategy?: StrategyName;
@@ -81,6 +88,9 @@ export interface Upstream {
   /** The base URL's path without a trailing slash, such as `/v1`. */
   readonly basePath: string;
   readonly source: PoolSource;
+  readonly kind: UpstreamKind;
+  /** Azure only: the API's form, its deployments by model, its api-version. */
+  readonly azure?: { readonly form: AzureForm; readonly deployments: ReadonlyMap<string, string>; readonly apiVersion?: string };
   readonly proxy?: string | readonly string[];
   readonly models?: readonly string[];
   readonly strategy: StrategyName;
@@ -176,7 +186,9 @@ function buildKey(upstream: UpstreamSettings, key: PoolKeySettings): PoolKey {
 function buildUpstream(config: UpstreamSettings, topAliases: AliasTable | undefined): Upstream {
   const url = new URL(config.baseUrl);
   const aliases = resolveAliases(mergeAliases(topAliases, config.aliases));
-  const globs = compileGlobs(config.models) ?? any;
+  const kind = config.kind ?? 'openai';
+  const models = config.models ?? defaultModels(config);
+  const globs = compileGlobs(models) ?? any;
   const modelFor = (model: string): string => aliases.get(model) ?? model;
   return {
     id: config.id,
@@ -184,8 +196,12 @@ function buildUpstream(config: UpstreamSettings, topAliases: AliasTable | undefi
     origin: url.origin,
     basePath: url.pathname.replace(/\/+$/, ''),
     source: config.source ?? 'settings',
+    kind,
+    ...(kind === 'azure'
+      ? { azure: { form: azureForm(config.baseUrl), deployments: new Map(Object.entries(config.deployments ?? {})), apiVersion: config.apiVersion } }
+      : {}),
     proxy: config.proxy,
-    models: config.models,
+    models,
     strategy: config.strategy ?? 'round-robin',
     ownAliases: config.aliases,
     aliases,

@@ -29,6 +29,10 @@ import type { OpenStreams } from './open-streams.js';
 import type { Outbound } from './outbound.js';
 import { writeError } from './respond.js';
 import { errorCode, mapUpstreamError } from './upstream-errors.js';
+import { type OutgoingBody, bodyForUpstream } from './upstream-body.js';
+import { upstreamTarget } from './upstream-target.js';
+import type { Operation } from '../operations/match.js';
+import { unknownOperation } from '../operations/match.js';
 
 // An error body is read whole to judge it and to mask it; OpenAI's are a few hundred bytes.
 const ERROR_BODY_LIMIT = 1024 * 1024;
@@ -44,6 +48,10 @@ export interface RelayRequest {
   rest: string;
   body: RequestBody;
   model?: string;
+  /** The model the upstream is sent (an alias's target, else `model`): an Azure deployment's key. */
+  upstreamModel?: string;
+  /** The operation the request matched: where it goes on an upstream of each kind (upstream-target.ts). */
+  operation?: Operation;
   /** The route is one for admin keys (the spec's AdminApiKey routes): its 401 and 403 leave the key as it was. */
   privileged: boolean;
   /** The key that holds an object the request names (src/relay/object-access.ts). */
@@ -113,11 +121,19 @@ export async function relay(r: RelayRequest, deps: RelayDeps): Promise<RelayOutc
 async function attempts(r: RelayRequest, deps: RelayDeps, failover: Failover, signal: AbortLike, started: number): Promise<Outcome> {
   // What the client gets if no other key does better: the last failure, held back.
   let fallback: (() => Outcome) | undefined;
+  // The body as each upstream gets it, made once: a stream body is wrapped once and read once.
+  const bodies = new Map<string, OutgoingBody>();
   for (;;) {
     const selection = failover.choose();
     if (!selection.ok) return fallback ? fallback() : sendError(r, noKeyError(selection, r.model, r.extraHeaders));
+    const upstream = selection.choice.upstream;
+    const target = upstreamTarget(upstream, r.operation ?? unknownOperation(r.method), r.rest, r.upstreamModel ?? r.model);
+    // Checked before admission too (route.ts); here for an upstream that changed since.
+    if (!target.ok) return fallback ? fallback() : sendError(r, target.error);
+    let body = bodies.get(upstream.id);
+    if (body === undefined) bodies.set(upstream.id, (body = bodyForUpstream(upstream, r.body, r.req.headers['content-type'])));
     const attempt = failover.start(selection);
-    const sent = await exchange(deps.outbound.dispatcherFor(attempt.choice), upstreamRequest(r, attempt.choice, deps.timeouts), signal);
+    const sent = await exchange(deps.outbound.dispatcherFor(attempt.choice), upstreamRequest(r, attempt.choice, target.path, body, deps.timeouts), signal);
 
     if (!sent.ok) {
       if (sent.aborted) return aborted(attempt, sent.sent);
@@ -155,15 +171,13 @@ async function attempts(r: RelayRequest, deps: RelayDeps, failover: Failover, si
   }
 }
 
-function upstreamRequest(r: RelayRequest, choice: PoolChoice, timeouts: Config['timeouts']): Dispatcher.DispatchOptions {
-  const body = r.body;
-  const length = body.kind === 'buffered' ? body.bytes.length : body.kind === 'stream' ? body.contentLength : undefined;
+function upstreamRequest(r: RelayRequest, choice: PoolChoice, path: string, body: OutgoingBody, timeouts: Config['timeouts']): Dispatcher.DispatchOptions {
   return {
     origin: choice.upstream.origin,
-    path: choice.upstream.basePath + r.rest,
+    path,
     method: r.method as Dispatcher.HttpMethod,
-    headers: upstreamRequestHeaders(r.req.headers, choice.key, length),
-    body: body.kind === 'buffered' ? body.bytes : body.kind === 'stream' ? body.stream : undefined,
+    headers: upstreamRequestHeaders(r.req.headers, choice, body.length),
+    body: body.body,
     headersTimeout: timeouts.headersMs,
     bodyTimeout: timeouts.bodyIdleMs,
   };

@@ -195,7 +195,7 @@ const BOUNDARY = /;\s*boundary=(?:"([^"]{1,70})"|([^\s;"]{1,70}))\s*(?:;|$)/i;
 // Room for the text fields SDKs put before a form's file (model, language, prompt …).
 const FORM_HEAD_BYTES = 256 * 1024;
 
-function multipartBoundary(contentType: string): string {
+export function multipartBoundary(contentType: string): string {
   const match = BOUNDARY.exec(contentType);
   if (!match) {
     throw new GatewayError('invalid_multipart', {

@@ -51,7 +51,7 @@ function dispositionParameters(value: string): Map<string, string> | undefined {
 /** A part's name and whether it is a file; undefined for a head that parsers could read two ways:
  * no Content-Disposition or two, unreadable parameters, or an encoded `name*` (RFC 7578 4.2 says a
  * form's names are never encoded that way, yet some parsers decode it). */
-function partHead(headers: string): PartHead | undefined {
+export function partHead(headers: string): PartHead | undefined {
   const dispositions = [...headers.matchAll(DISPOSITION)];
   if (dispositions.length !== 1) return undefined;
   const params = dispositionParameters((dispositions[0] as RegExpMatchArray)[1] as string);

@@ -1,6 +1,7 @@
 // Which headers cross the gateway, in each direction.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { PoolKey } from '../pool/pool.js';
+import type { PoolChoice } from '../pool/pool.js';
+import { poolKeyHeaders } from './credentials.js';
 
 // RFC 9110 section 7.6.1, plus the proxy headers that are hop-by-hop in practice.
 const HOP_BY_HOP = new Set([
@@ -55,10 +56,10 @@ function namedByConnection(value: string | string[] | undefined): Set<string> | 
   return new Set(names.map((n) => n.trim().toLowerCase()).filter(Boolean));
 }
 
-/** The headers of the upstream request: the client's, less the above, plus the pool key's. */
+/** The headers of the upstream request: the client's, less the above, plus the pool key's (as its upstream's kind takes it). */
 export function upstreamRequestHeaders(
   client: IncomingHttpHeaders,
-  key: PoolKey,
+  choice: Pick<PoolChoice, 'upstream' | 'key'>,
   contentLength: number | undefined,
 ): Record<string, string | string[]> {
   const dropped = namedByConnection(client.connection);
@@ -70,9 +71,7 @@ export function upstreamRequestHeaders(
     if (dropped?.has(name)) continue;
     out[name] = value;
   }
-  out.authorization = `Bearer ${key.secret}`;
-  if (key.organization) out['openai-organization'] = key.organization;
-  if (key.project) out['openai-project'] = key.project;
+  Object.assign(out, poolKeyHeaders(choice.upstream, choice.key));
   // The gateway reads usage from answers, and SSE must never be compressed (CONTRACT.md).
   out['accept-encoding'] = 'identity';
   if (contentLength !== undefined) out['content-length'] = String(contentLength);

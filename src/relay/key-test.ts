@@ -1,11 +1,15 @@
 // "Does this key work from here?": one `GET /models` with the key, through the egress its requests
 // would take (its own proxy, its upstream's, the settings'). The answer names the models the key
 // sees and, when it fails, why, with the key masked wherever the upstream quoted it. Nothing about
-// the key's health changes: a test is the admin's question, not traffic.
+// the key's health changes: a test is the admin's question, not traffic. At Azure the key goes as
+// `api-key`: the v1 API lists at `…/openai/v1/models`, the classic one at
+// `…/openai/models?api-version=…` (the models the resource offers, not its deployments).
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { PoolKey, Upstream } from '../pool/pool.js';
+import { poolKeyHeaders } from './credentials.js';
 import { mapUpstreamError } from './upstream-errors.js';
+import { withApiVersion } from './upstream-target.js';
 
 export interface KeyTestResult {
   ok: boolean;
@@ -43,15 +47,14 @@ async function readCapped(body: Dispatcher.ResponseData['body']): Promise<string
 
 export async function testKey(upstream: Upstream, key: PoolKey, deps: KeyTestDeps): Promise<KeyTestResult> {
   const hide = (text: string): string => deps.mask(key.secret.length >= 4 ? text.split(key.secret).join('***') : text);
-  const headers: Record<string, string> = { authorization: `Bearer ${key.secret}`, accept: 'application/json' };
-  if (key.organization) headers['openai-organization'] = key.organization;
-  if (key.project) headers['openai-project'] = key.project;
+  const headers: Record<string, string> = { ...poolKeyHeaders(upstream, key), accept: 'application/json' };
+  const version = upstream.azure?.apiVersion;
   const started = performance.now();
   const latency = () => Math.round(performance.now() - started);
   try {
     const answer = await deps.dispatcher.request({
       origin: upstream.origin,
-      path: `${upstream.basePath}/models`,
+      path: `${upstream.basePath}/models${version === undefined ? '' : withApiVersion('', version)}`,
       method: 'GET',
       headers,
       signal: AbortSignal.timeout(TIMEOUT_MS),

@@ -1,5 +1,6 @@
-// The body sent upstream for a request whose model is an alias (src/pool/aliases.ts): the bytes the
-// client sent with only the value of the top-level `model` member replaced, wherever it stands and
+// The body sent upstream for a request whose model is an alias (src/pool/aliases.ts) or an Azure
+// deployment (upstream-body.ts): the bytes the client sent with only the value of the top-level
+// `model` member replaced, wherever it stands and
 // however the client wrote it (spacing, `\u` escapes in the key or the value). Nothing else is
 // parsed and written again: a nested `model` (in `messages`, in a tool) is not a member of the root
 // and keeps its bytes. A key given twice never gets here (json-shape.ts refuses the body).
@@ -27,7 +28,9 @@ export function withModel(body: RequestBody, model: string): RequestBody {
     const digest = body.digest && { ...body.digest, spans: shifted(body.digest.spans, end, delta) };
     // `json` is what include-usage.ts writes again when it must: the model in it is the one sent.
     const json = body.json && { ...body.json, model };
-    return { ...body, bytes, json, digest };
+    // The facts name the model the bytes now hold, so that a second step (an Azure deployment,
+    // upstream-body.ts) replaces this one.
+    return { ...body, bytes, json, digest, facts: { ...body.facts, model } };
   }
   if (body.kind === 'stream') {
     const span = body.facts.form?.modelSpan;
@@ -37,7 +40,13 @@ export function withModel(body: RequestBody, model: string): RequestBody {
     // pipeline, not pipe: a client that goes away mid-upload must fail the upstream body too.
     pipeline(body.stream, stream, () => {});
     const delta = value.length - (span[1] - span[0]);
-    return { ...body, stream, contentLength: body.contentLength === undefined ? undefined : body.contentLength + delta };
+    const form = body.facts.form && { ...body.facts.form, modelSpan: [span[0], span[0] + value.length] as const };
+    return {
+      ...body,
+      stream,
+      contentLength: body.contentLength === undefined ? undefined : body.contentLength + delta,
+      facts: { ...body.facts, model, form },
+    };
   }
   return body;
 }

@@ -37,6 +37,7 @@ import type { Reservation } from '../store/types.js';
 import { servedAliases, withAliases } from './model-list.js';
 import { withModel } from './model-sent.js';
 import { UsageTap } from './usage-tap.js';
+import { checkUpstreamRoute } from './upstream-target.js';
 
 export const RELAY_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'];
 
@@ -153,6 +154,8 @@ export function createRelayRoute(services: Services): RelayRoute {
     // bytes sent, prices, the log's `upstreamModel`); what follows reads this (src/pool/aliases.ts).
     const models = decideModel(pool, namedModel(operation, facts.model), pinned?.upstreamId);
     observation.modelSent(models);
+    // A route the upstream's kind has not (Azure's classic API) is refused before admission, at no cost.
+    checkUpstreamRoute(pool, operation, route + call.target.search, models.upstream ?? facts.model, pinned);
     const priced = models.aliased ? models.upstream : model;
     const estimate = estimateRequest(operation.cost, priced, json, facts, config.quota.defaultMaxOutputTokens, digest?.sizes, quota.priceOf(priced), allowedMicros);
     // A batch or a background response: the request itself takes its rpm and concurrency; its
@@ -202,6 +205,8 @@ export function createRelayRoute(services: Services): RelayRoute {
           rest: (models.aliased && facts.model === undefined ? `/models/${encodeURIComponent(models.upstream as string)}` : route) + call.target.search,
           body: asked ?? sent,
           model: models.aliased ? models.public : facts.model,
+          upstreamModel: models.upstream ?? facts.model,
+          operation,
           privileged: operation.admin,
           pinned,
           affinity,

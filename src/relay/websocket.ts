@@ -133,7 +133,7 @@ interface Handshake {
 }
 
 function handshakeRequest(h: Handshake, choice: PoolChoice): Dispatcher.DispatchOptions {
-  const headers = upstreamRequestHeaders(h.req.headers, choice.key, undefined);
+  const headers = upstreamRequestHeaders(h.req.headers, choice, undefined);
   delete headers['accept-encoding'];
   delete headers['sec-websocket-protocol'];
   // No compression: frames stay plain text and binary, which the metering reads (docs/websockets.md).
