@@ -103,7 +103,8 @@ function KeyRow(props: { upstream: UpstreamView; k: PoolKeyView; act: (what: str
         {k.reason ?? ''}
         {test && <div class={test.ok ? 'ok' : 'error'}>{test.ok ? `test ok (${num(test.latencyMs)} ms)` : `test failed: ${test.status ?? ''} ${test.error ?? ''}`}</div>}
       </td>
-      <td class="row-actions">
+      <td>
+        <div class="row-actions">
         {k.state === 'disabled' ? (
           <button type="button" onClick={() => act(`Enabled ${k.id}.`, () => api('POST', `${path(upstream.id, 'keys', k.id)}/enable`))}>
             Enable {k.id}
@@ -145,6 +146,7 @@ function KeyRow(props: { upstream: UpstreamView; k: PoolKeyView; act: (what: str
             <button type="submit">Save new secret</button>
           </form>
         )}
+        </div>
       </td>
     </tr>
   );
