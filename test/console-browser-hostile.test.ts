@@ -8,6 +8,8 @@ import type { ObservedGateway } from './helpers/observability-fixture.js';
 import { type Watched, expectCleanConsole, launchChromium, openPage, signIn, startConsoleGateway } from './helpers/console-browser.js';
 
 const HOSTILE = '<img src=x onerror=alert(1)></script><script>alert(2)</script>';
+// A spreadsheet formula as a model name: the CSV keeps it as text.
+const FORMULA = "=HYPERLINK(\"http://x.test\",\"y\")";
 
 let observed: ObservedGateway;
 let browser: Browser;
@@ -25,6 +27,11 @@ beforeAll(async () => {
   });
   await res.arrayBuffer();
   requestId = res.headers.get('x-keyrelay-request-id') ?? '';
+  await fetch(`${observed.gateway.baseUrl}/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: FORMULA, messages: [{ role: 'user', content: 'hello' }] }),
+  }).then((r) => r.arrayBuffer());
   browser = await launchChromium();
   context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   watched = await openPage(context);
@@ -77,6 +84,20 @@ describe('hostile values in the console', () => {
 
     expect(watched.dialogs).toEqual([]);
     expectCleanConsole(watched);
+  });
+
+  it('downloads usage as CSV with the hostile names quoted and a formula kept as text', async () => {
+    const { page } = watched;
+    await page.goto(`${observed.gateway.url}/console/usage`);
+    await page.locator('table.usage-model').getByText(FORMULA).waitFor({ timeout: 10_000 });
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download by model as CSV' }).click()]);
+    const stream = await download.createReadStream();
+    let csv = '';
+    for await (const chunk of stream) csv += (chunk as Buffer).toString('utf8');
+    expect(csv).toContain(`"${HOSTILE}"`);
+    expect(csv).toContain(`"'${FORMULA.replaceAll('"', '""')}"`);
+    expect(csv).not.toMatch(/(^|,)"=/m);
+    expect(watched.dialogs).toEqual([]);
   });
 
   it('serves the console with the strict CSP the pages live under', async () => {

@@ -1,7 +1,7 @@
 // Small pieces every page uses. Everything a client chose (model names, user agents, error texts)
 // reaches the page as a text child, which Preact writes as a text node: never as markup.
 import type { ComponentChildren } from 'preact';
-import { useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { follow } from './router';
 import { localTime, utcTime } from './format';
 
@@ -140,6 +140,11 @@ export function Select(props: { label: string; value: string; onChange: (value: 
 /** A button that asks once more in place (no window.confirm dialog) before it acts. */
 export function ConfirmButton(props: { label: string; confirm: string; onConfirm: () => void | Promise<void>; disabled?: boolean }) {
   const [asking, setAsking] = useState(false);
+  const confirmRef = useRef<HTMLButtonElement>(null);
+  // The keyboard's focus follows the question, so Enter confirms and Tab reaches Cancel.
+  useEffect(() => {
+    if (asking) confirmRef.current?.focus();
+  }, [asking]);
   if (!asking) {
     return (
       <button type="button" class="danger" disabled={props.disabled} onClick={() => setAsking(true)}>
@@ -152,6 +157,7 @@ export function ConfirmButton(props: { label: string; confirm: string; onConfirm
       <button
         type="button"
         class="danger"
+        ref={confirmRef}
         onClick={async () => {
           setAsking(false);
           await props.onConfirm();
