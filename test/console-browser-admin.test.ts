@@ -141,7 +141,7 @@ describe('the console, as an admin', () => {
     await tail.page.close();
   });
 
-  it('shows on Overview and Usage the numbers GET /admin/usage answers', async () => {
+  it('shows on Overview and Usage the numbers GET /admin/usage answers', { timeout: 60_000 }, async () => {
     const { page } = admin;
     for (let i = 0; i < 3; i++) expect(await chatWith(key)).toBe(200);
     const month = new Date(Date.now() - 29 * 86_400_000).toISOString().slice(0, 10);
