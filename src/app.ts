@@ -26,6 +26,8 @@ import { createAlerts } from './alerts/alerts.js';
 import { poolWatch } from './alerts/pool-watch.js';
 import { QuotaWatch } from './alerts/quota-watch.js';
 import { auditAdminRoutes } from './audit/hook.js';
+import { installConsole } from './console-server/plugin.js';
+import { consoleEnabled } from './console-server/settings.js';
 import { adminPlugin } from './plugins/admin.js';
 import { auditPlugin, auditRetention } from './plugins/audit.js';
 import { webhooksPlugin } from './plugins/webhooks.js';
@@ -72,6 +74,8 @@ const HEALTH_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 export interface AppOptions {
   log?: Logger;
   store?: Store;
+  /** Where the console's built files are (tests); by default dist/console/. */
+  consoleRoot?: string;
 }
 
 function toGatewayError(err: FastifyError | GatewayError | Error): GatewayError {
@@ -280,6 +284,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(homePlugin, { metricsToken: config.metrics.token });
   // Before the admin routes: it refuses one that changes something without an audit action.
   auditAdminRoutes(app, { log: store.audit, retention: auditRetention(config), logger: log });
+  // Before the admin routes: their guard takes an admin's console session (docs/console.md).
+  if (consoleEnabled(config)) await installConsole(app, { services, observability, root: options.consoleRoot });
   if (config.adminToken) await app.register(adminPlugin, { ...services, prefix: '/admin' });
   if (config.adminToken) await app.register(auditPlugin, { config, log: store.audit, prefix: '/admin' });
   if (config.adminToken) await app.register(webhooksPlugin, { alerts, store: store.alerts, adminToken: config.adminToken, prefix: '/admin' });

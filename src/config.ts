@@ -7,6 +7,7 @@ import type { Permission } from './operations/costs.js';
 import { parse as parseYaml } from 'yaml';
 import { AlertsSettings } from './alerts/settings.js';
 import { AuditSettings } from './audit/settings.js';
+import { ConsoleSettings } from './console-server/settings.js';
 import { STRATEGIES } from './pool/strategies.js';
 import { proxyEnvFrom } from './proxy/env.js';
 import { DIRECT, ProxyUrlError, parseProxyUrl } from './proxy/url.js';
@@ -268,6 +269,8 @@ export const ConfigSchema = Type.Object(
     // Webhooks for alerts, and the audit log's retention (docs/alerts.md, docs/audit.md).
     alerts: AlertsSettings,
     audit: AuditSettings,
+    // The web console at /console/ (docs/console.md).
+    console: ConsoleSettings,
   },
   { additionalProperties: false },
 );
@@ -332,6 +335,14 @@ function intFromEnv(env: Env, name: string): number | undefined {
   return Number(raw);
 }
 
+function boolFromEnv(env: Env, name: string): boolean | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (/^(true|1|yes|on)$/i.test(raw)) return true;
+  if (/^(false|0|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(`${name}: expected true or false, got "${raw}"`);
+}
+
 /** Applies the environment variables of CONTRACT.md over the file's settings. */
 function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } {
   const out: { [k: string]: Json } = { ...file };
@@ -347,6 +358,8 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   set('logLevel', env.LOG_LEVEL);
   set('workers', intFromEnv(env, 'KEYRELAY_WORKERS'));
   set('shutdownGraceMs', intFromEnv(env, 'KEYRELAY_SHUTDOWN_GRACE_MS'));
+  const consoleOn = boolFromEnv(env, 'KEYRELAY_CONSOLE');
+  if (consoleOn !== undefined) out.console = { ...((out.console as { [k: string]: Json } | undefined) ?? {}), enabled: consoleOn };
   const maxConnections = intFromEnv(env, 'KEYRELAY_MAX_CONNECTIONS');
   if (maxConnections !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxConnections };
   if (env.KEYRELAY_TLS_CERT || env.KEYRELAY_TLS_KEY) {

@@ -33,6 +33,10 @@ export const ERRORS = {
     type: 'invalid_request_error',
     message: 'KEYRELAY_SECRET is not set: the gateway cannot keep a secret encrypted, so it keeps none. Set it and restart.',
   },
+  // The console: a cookie-authenticated change without its CSRF token or from another origin;
+  // a console call without a session (src/console-server/).
+  csrf_failed: { status: 403, type: 'invalid_request_error', message: 'The request failed the console CSRF check.' },
+  no_session: { status: 401, type: 'invalid_request_error', message: 'Not signed in to the console.' },
   rate_limit_exceeded: { status: 429, type: 'requests', message: 'Rate limit reached.' },
   insufficient_quota: { status: 429, type: 'insufficient_quota', message: 'Quota exceeded for this window.' },
   // A user holding pool.maxObjectsPerUser objects creates no more until they delete some: waiting

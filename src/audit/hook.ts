@@ -29,9 +29,11 @@ export function audited(action: string, target: AuditSpec['target']): { audit: A
   return { audit: { action, target } };
 }
 
-/** Who made the change. One admin token today; its name once there are several. */
-export function actorOf(_request: FastifyRequest): string {
-  return 'admin';
+/** Who made the change: `admin` (the admin token, or an admin's console session), or
+ * `user:<id>` for a user changing their own things in the console. */
+export function actorOf(request: FastifyRequest): string {
+  const signedIn = request.consoleSession;
+  return signedIn?.session.role === 'user' ? `user:${String(signedIn.session.userId)}` : 'admin';
 }
 
 const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -65,10 +67,11 @@ export function auditAdminRoutes(app: FastifyInstance, options: AuditHookOptions
   const audited: Array<{ method: string; url: string; action: string }> = [];
   app.decorate('auditedRoutes', audited);
   app.addHook('onRoute', (route) => {
-    if (!changesState(route)) return;
     const spec = (route.config as { audit?: AuditSpec } | undefined)?.audit;
+    // Routes elsewhere may declare an action too (the console's /console/api/me changes).
+    if (!changesState(route) && !spec) return;
     if (!spec) throw new Error(`${String(route.method)} ${route.url}: an admin route that changes something must declare config.audit`);
-    for (const method of Array.isArray(route.method) ? route.method : [route.method]) audited.push({ method: String(method), url: route.url, action: spec.action });
+    if (changesState(route)) for (const method of Array.isArray(route.method) ? route.method : [route.method]) audited.push({ method: String(method), url: route.url, action: spec.action });
     const record = async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
       if (reply.statusCode < 200 || reply.statusCode > 299) return payload;
       const entry = { actor: actorOf(request), action: spec.action, target: spec.target(request, parsedAnswer(payload)), requestId: request.id, ip: request.ip };

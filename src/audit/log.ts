@@ -14,7 +14,7 @@ export interface AuditEntry {
   id: string;
   /** ISO 8601. */
   time: string;
-  /** Who: `admin` (the admin token). */
+  /** Who: `admin` (the admin token or an admin console session), or `user:<id>` (a user in the console). */
   actor: string;
   /** What, as `<object>.<verb>`: `user.create`, `pool_key.disable`, `webhook.remove` … */
   action: string;

@@ -65,9 +65,9 @@ const CreateUser = Type.Object(
   { additionalProperties: false },
 );
 const PatchUser = Type.Object({ name: Name, models: Models, expiresAt: ExpiresAt, limits: Limits, allow: Allow }, { additionalProperties: false });
-const CreateKey = Type.Object({ name: Name, expiresAt: ExpiresAt }, { additionalProperties: false });
+export const CreateKey = Type.Object({ name: Name, expiresAt: ExpiresAt }, { additionalProperties: false });
 // `?allowPast=true`: create the user or key already expired (to test a client's handling of it).
-const CreateQuery = Type.Object({ allowPast: Type.Optional(Type.Literal('true')) }, { additionalProperties: false });
+export const CreateQuery = Type.Object({ allowPast: Type.Optional(Type.Literal('true')) }, { additionalProperties: false });
 const IdParams = Type.Object({ id: Type.String() });
 const KeyParams = Type.Object({ keyId: Type.String() });
 
@@ -124,9 +124,55 @@ function notFound(what: string): GatewayError {
   return new GatewayError('not_found', { message: `No ${what} with that id.` });
 }
 
-/** The onRequest hook of every /admin route: the admin token, or 401. */
+/** The onRequest hook of every /admin route: the admin token, or an admin's console session
+ * (read and CSRF-checked before this hook: src/console-server/session-auth.ts), or 401. */
 export function adminGuard(adminToken: string): (request: FastifyRequest) => Promise<void> {
-  return tokenGuard(adminToken, 'The admin API needs the admin token.');
+  const bearer = tokenGuard(adminToken, 'The admin API needs the admin token.');
+  return async (request) => {
+    if (request.headers.authorization === undefined && request.consoleSession?.session.role === 'admin') return;
+    return bearer(request);
+  };
+}
+
+/** A user with their usage in each window, as GET /admin/users/{id} answers (and /console/api/me). */
+export async function userWithUsage(store: Services['store'], id: string) {
+  const user = await store.getUser(id);
+  if (!user) throw notFound('user');
+  const usage = await store.usage(user.id, quotaLimits(user), Date.now());
+  return { ...user, usage: usageView(usage, user.limits) };
+}
+
+/** A user's keys, never a secret nor a digest. */
+export async function keysOf(store: Services['store'], userId: string) {
+  if (!(await store.getUser(userId))) throw notFound('user');
+  return { data: (await store.listKeys(userId)).map(publicKey) };
+}
+
+/** Makes a key for the user; the answer shows its secret, this once. */
+export async function createKeyFor(store: Services['store'], userId: string, body: Static<typeof CreateKey> | undefined, allowPast: boolean) {
+  const expiresAt = checkFuture(some(checkTime(body?.expiresAt)), allowPast, 'key');
+  const user = await store.getUser(userId);
+  if (!user) throw notFound('user');
+  const key = newGatewayKey();
+  const record: KeyRecord = {
+    id: newId('key'),
+    userId: user.id,
+    name: some(body?.name),
+    prefix: displayPrefix(key),
+    digest: digestKey(key),
+    createdAt: new Date().toISOString(),
+    expiresAt,
+  };
+  await store.createKey(record);
+  return { ...publicKey(record), key };
+}
+
+/** Revokes the key; `owner` set, only a key of that user (another user's key is not found). */
+export async function revokeKeyOf(store: Services['store'], keyId: string, owner?: string) {
+  if (owner !== undefined && (await store.getKey(keyId))?.userId !== owner) throw notFound('key');
+  const key = await store.revokeKey(keyId, new Date().toISOString());
+  if (!key) throw notFound('key');
+  return publicKey(key);
 }
 
 /** A hook that answers 401 `refusal` unless the request's bearer token is `expected`. */
@@ -180,12 +226,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
 
   app.get('/users', async () => ({ data: await store.listUsers() }));
 
-  app.get<{ Params: Static<typeof IdParams> }>('/users/:id', async (request) => {
-    const user = await store.getUser(request.params.id);
-    if (!user) throw notFound('user');
-    const usage = await store.usage(user.id, quotaLimits(user), Date.now());
-    return { ...user, usage: usageView(usage, user.limits) };
-  });
+  app.get<{ Params: Static<typeof IdParams> }>('/users/:id', async (request) => userWithUsage(store, request.params.id));
 
   app.patch<{ Params: Static<typeof IdParams>; Body: Static<typeof PatchUser> }>(
     '/users/:id',
@@ -214,35 +255,15 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     '/users/:id/keys',
     { schema: { body: Type.Union([CreateKey, Type.Null()]), querystring: CreateQuery }, config: audited('key.create', (_r, answer) => `key:${String(answer.id)}`) },
     async (request, reply) => {
-      const expiresAt = checkFuture(some(checkTime(request.body?.expiresAt)), request.query.allowPast === 'true', 'key');
-      const user = await store.getUser(request.params.id);
-      if (!user) throw notFound('user');
-      const key = newGatewayKey();
-      const record: KeyRecord = {
-        id: newId('key'),
-        userId: user.id,
-        name: some(request.body?.name),
-        prefix: displayPrefix(key),
-        digest: digestKey(key),
-        createdAt: new Date().toISOString(),
-        expiresAt,
-      };
-      await store.createKey(record);
+      const created = await createKeyFor(store, request.params.id, request.body ?? undefined, request.query.allowPast === 'true');
       reply.code(201);
-      return { ...publicKey(record), key };
+      return created;
     },
   );
 
-  app.get<{ Params: Static<typeof IdParams> }>('/users/:id/keys', async (request) => {
-    if (!(await store.getUser(request.params.id))) throw notFound('user');
-    return { data: (await store.listKeys(request.params.id)).map(publicKey) };
-  });
+  app.get<{ Params: Static<typeof IdParams> }>('/users/:id/keys', async (request) => keysOf(store, request.params.id));
 
-  app.delete<{ Params: Static<typeof KeyParams> }>('/keys/:keyId', { config: audited('key.revoke', (r) => `key:${param('keyId')(r)}`) }, async (request) => {
-    const key = await store.revokeKey(request.params.keyId, new Date().toISOString());
-    if (!key) throw notFound('key');
-    return publicKey(key);
-  });
+  app.delete<{ Params: Static<typeof KeyParams> }>('/keys/:keyId', { config: audited('key.revoke', (r) => `key:${param('keyId')(r)}`) }, async (request) => revokeKeyOf(store, request.params.keyId));
 
   await app.register(adminUpstreamsPlugin, { ...services, prefix: '' });
 }

@@ -42,12 +42,12 @@ const FilterQuery = {
   status: Type.Optional(Type.String({ maxLength: 3 })),
   outcome: Type.Optional(Type.String({ maxLength: 40 })),
 };
-const RequestsQuerySchema = Type.Object(
+export const RequestsQuerySchema = Type.Object(
   { ...FilterQuery, limit: Type.Optional(Type.String({ maxLength: 10 })), before: Type.Optional(Type.String({ maxLength: 64 })) },
   { additionalProperties: false },
 );
 const ExportQuerySchema = Type.Object(FilterQuery, { additionalProperties: false });
-const UsageQuerySchema = Type.Object(
+export const UsageQuerySchema = Type.Object(
   {
     user: Type.Optional(Type.String({ maxLength: 200 })),
     from: Type.Optional(Type.String({ maxLength: 40 })),
@@ -113,19 +113,36 @@ async function plugin(app: FastifyInstance, options: ObservabilityPluginOptions)
 
 }
 
+/** A page of the request log, as GET /admin/requests answers (and /console/api/me/requests). */
+export function requestsPage(observability: Observability, query: Static<typeof RequestsQuerySchema>) {
+  const { requests } = observability;
+  const page = { ...requestFilter(query), limit: pageSize(query), before: before(query) };
+  return fromStore(async () => {
+    await requests.flush();
+    return requests.page(page);
+  });
+}
+
+/** The usage report, as GET /admin/usage answers (and /console/api/me/usage). */
+export async function usageAnswer(observability: Observability, query: Static<typeof UsageQuerySchema>) {
+  const { usage } = observability;
+  const span = usageSpan(query);
+  const rows = await fromStore(async () => {
+    await usage.flush();
+    return usage.read(span.days, span.user);
+  });
+  return buildReport(rows, span);
+}
+
 /** GET /admin/requests, /admin/requests/export and /admin/usage; registered with the admin API,
  * under its prefix and only when it exists (CONTRACT.md: without a token it answers 404). */
 export async function observabilityAdminPlugin(app: FastifyInstance, options: { config: Config; observability: Observability }): Promise<void> {
-  const { requests, usage } = options.observability;
+  const { requests } = options.observability;
   app.addHook('onRequest', adminGuard(options.config.adminToken ?? ''));
 
-  app.get<{ Querystring: Static<typeof RequestsQuerySchema> }>('/requests', { schema: { querystring: RequestsQuerySchema } }, async (request) => {
-    const query = { ...requestFilter(request.query), limit: pageSize(request.query), before: before(request.query) };
-    return fromStore(async () => {
-      await requests.flush();
-      return requests.page(query);
-    });
-  });
+  app.get<{ Querystring: Static<typeof RequestsQuerySchema> }>('/requests', { schema: { querystring: RequestsQuerySchema } }, async (request) =>
+    requestsPage(options.observability, request.query),
+  );
 
   app.get<{ Querystring: Static<typeof ExportQuerySchema> }>(
     '/requests/export',
@@ -141,14 +158,9 @@ export async function observabilityAdminPlugin(app: FastifyInstance, options: { 
     },
   );
 
-  app.get<{ Querystring: Static<typeof UsageQuerySchema> }>('/usage', { schema: { querystring: UsageQuerySchema } }, async (request) => {
-    const span = usageSpan(request.query);
-    const rows = await fromStore(async () => {
-      await usage.flush();
-      return usage.read(span.days, span.user);
-    });
-    return buildReport(rows, span);
-  });
+  app.get<{ Querystring: Static<typeof UsageQuerySchema> }>('/usage', { schema: { querystring: UsageQuerySchema } }, async (request) =>
+    usageAnswer(options.observability, request.query),
+  );
 }
 
 export const observabilityPlugin = fp(plugin, { name: 'keyrelay-observability' });

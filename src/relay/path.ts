@@ -56,7 +56,8 @@ export function checkTarget(rawUrl: string): Target {
   if (raw === '/') return { path: raw, search };
   let path = checked.get(raw);
   if (path === undefined) {
-    path = canonicalPath(raw);
+    // The console's pages end in a slash (`/console/`, its one empty segment): kept as it is.
+    path = raw.startsWith('/console/') && raw.endsWith('/') ? `${canonicalPath(raw.slice(0, -1))}/` : canonicalPath(raw);
     checked.set(raw, path);
   }
   return { path, search };

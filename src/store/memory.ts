@@ -6,6 +6,7 @@ import { MemoryCatalogStore } from '../pool/catalog-store.js';
 import { MemoryObjectOwners } from '../pool/object-owners.js';
 import { MemoryLedger } from '../quota/ledger.js';
 import { MemoryLaterCharges } from './later-charges.js';
+import { MemorySessionStore } from '../console-server/sessions.js';
 import type { KeyRecord, Store, User, UserPatch } from './types.js';
 
 const PRUNE_EVERY_MS = 60_000;
@@ -117,6 +118,7 @@ export function createMemoryStore(): Store {
     audit: new MemoryAuditLog(),
     alerts: new MemoryAlertStore(),
     laterCharges: new MemoryLaterCharges(),
+    consoleSessions: new MemorySessionStore(),
     async ping() {
       return true;
     },

@@ -19,6 +19,7 @@ import { redisCatalogStore } from './redis-catalog.js';
 import { redisObjectOwners } from './redis-owners.js';
 import { redisAlertStore } from '../alerts/redis-store.js';
 import { redisAuditLog } from '../audit/redis-log.js';
+import { redisSessionStore } from '../console-server/redis-sessions.js';
 import {
   type RedisClient,
   type RedisTarget,
@@ -350,6 +351,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     audit: redisAuditLog(data),
     alerts: redisAlertStore(data),
     laterCharges: redisLaterCharges(data, guard),
+    consoleSessions: redisSessionStore(data),
 
     async ping() {
       try {

@@ -8,6 +8,7 @@ import type { CatalogStore } from '../pool/catalog-store.js';
 import type { HealthSync } from '../pool/health-sync.js';
 import type { ObjectOwners } from '../pool/object-owners.js';
 import type { LaterCharges } from './later-charges.js';
+import type { SessionStore } from '../console-server/sessions.js';
 
 export interface Limits {
   rpm?: number;
@@ -197,6 +198,8 @@ export interface Store {
   readonly alerts: AlertStore;
   /** Batches and background responses waiting to be charged, each taken once (later-charges.ts). */
   readonly laterCharges: LaterCharges;
+  /** The web console's sign-in sessions (src/console-server/sessions.ts). */
+  readonly consoleSessions: SessionStore;
 
   /** True when the backend answers (readiness). */
   ping(): Promise<boolean>;

@@ -29,6 +29,8 @@ export interface TestGatewayOptions {
   /** Settings laid over the environment's. */
   config?: Partial<Config>;
   store?: Store;
+  /** Where the console's built files are (by default dist/console/). */
+  consoleRoot?: string;
 }
 
 export async function startGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
@@ -47,7 +49,7 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
       done();
     },
   });
-  const app = await buildApp(config, { log: createLogger(config.logLevel, sink), store: options.store });
+  const app = await buildApp(config, { log: createLogger(config.logLevel, sink), store: options.store, consoleRoot: options.consoleRoot });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;

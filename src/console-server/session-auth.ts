@@ -1,0 +1,103 @@
+// Which console session a request carries, read once per request in an onRequest hook at the
+// root (before every /admin and /console/api route's own hooks), with the CSRF rule applied:
+// a request the cookie authenticates that is not a GET or HEAD must send `x-csrf-token` equal to
+// its session's token and, when it sends an Origin, come from the gateway's own origin.
+// A request with an Authorization header is a bearer call: the cookie is not looked at.
+// /v1 never reads the cookie: the hook leaves every other path alone.
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { GatewayError } from '../errors.js';
+import { isPast } from '../iso-time.js';
+import { fromStore } from '../plugins/observability.js';
+import type { Store, User } from '../store/types.js';
+import { cookieDigest, sessionCookie } from './cookie.js';
+import type { ConsoleSession } from './sessions.js';
+
+export interface SignedIn {
+  /** The digest the session is stored under. */
+  digest: string;
+  session: ConsoleSession;
+  /** The user of a `user` session, as stored now. */
+  user?: User;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The console session the request's cookie names, once it passed the CSRF rule. */
+    consoleSession: SignedIn | null;
+  }
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD']);
+export const SIGN_IN_PATH = '/console/api/session';
+
+/**
+ * The session under `digest`, when it still holds: a user session ends as soon as its key is
+ * revoked or expired, or its user deleted or expired (then it is deleted from the store too).
+ */
+export async function liveSession(store: Store, digest: string, now: number): Promise<SignedIn | undefined> {
+  const session = await store.consoleSessions.get(digest, now);
+  if (!session) return undefined;
+  if (session.role === 'admin') return { digest, session };
+  const key = await store.getKey(session.keyId ?? '');
+  const user = key && key.userId === session.userId ? await store.getUser(key.userId) : undefined;
+  if (!key || key.revokedAt !== undefined || isPast(key.expiresAt, now) || !user || isPast(user.expiresAt, now)) {
+    await store.consoleSessions.delete(digest);
+    return undefined;
+  }
+  return { digest, session, user };
+}
+
+function sameToken(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The gateway's own origin as the browser names it: the scheme it was reached by and its Host. */
+function ownOrigin(request: FastifyRequest): string {
+  return `${request.protocol}://${request.host}`;
+}
+
+/** True when the request names no Origin, or the gateway's own. */
+export function fromOwnOrigin(request: FastifyRequest): boolean {
+  const origin = request.headers.origin;
+  return origin === undefined || origin.toLowerCase() === ownOrigin(request).toLowerCase();
+}
+
+export function checkCsrf(request: FastifyRequest, session: ConsoleSession): void {
+  if (SAFE_METHODS.has(request.method)) return;
+  const token = request.headers['x-csrf-token'];
+  const tokenOk = typeof token === 'string' && sameToken(token, session.csrfToken);
+  if (!tokenOk || !fromOwnOrigin(request)) {
+    throw new GatewayError('csrf_failed', {
+      message: tokenOk
+        ? 'The request comes from another origin than this gateway.'
+        : 'This request needs the x-csrf-token header of the console session (GET /console/api/session gives it).',
+    });
+  }
+}
+
+function readsCookie(path: string): 'admin' | 'console' | undefined {
+  if (path.startsWith('/admin/')) return 'admin';
+  if (path.startsWith('/console/api/')) return 'console';
+  return undefined;
+}
+
+/** Installs the hook on the root app; call before the admin and console routes are registered. */
+export function installSessionHook(app: FastifyInstance, store: Store): void {
+  app.decorateRequest('consoleSession', null);
+  app.addHook('onRequest', async (request) => {
+    const where = readsCookie(request.target.path);
+    if (where === undefined || request.headers.authorization !== undefined) return;
+    // Signing in is not authenticated by the cookie: it replaces whatever session was there.
+    if (request.method === 'POST' && request.target.path === SIGN_IN_PATH) return;
+    const cookie = sessionCookie(request);
+    if (cookie === undefined) return;
+    const signedIn = await fromStore(() => liveSession(store, cookieDigest(cookie), Date.now()));
+    // On /admin a user session is no session at all: the admin API answers it as a missing token.
+    if (!signedIn || (where === 'admin' && signedIn.session.role !== 'admin')) return;
+    checkCsrf(request, signedIn.session);
+    request.consoleSession = signedIn;
+  });
+}

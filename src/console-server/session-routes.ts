@@ -1,0 +1,121 @@
+// POST, GET and DELETE /console/api/session: signing in with the admin token or one's own
+// `sk-kr-` key, reading the session back, signing out (docs/console.md).
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { type Static, Type } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { KeyRejected, authenticate } from '../auth.js';
+import { GatewayError } from '../errors.js';
+import { fromStore } from '../plugins/observability.js';
+import type { Store, User } from '../store/types.js';
+import { clearCookie, cookieDigest, newCookieValue, sessionCookie, setCookie } from './cookie.js';
+import { type SignedIn, fromOwnOrigin } from './session-auth.js';
+import type { ConsoleSession } from './sessions.js';
+import { FailureThrottle } from './throttle.js';
+
+const SignIn = Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false });
+
+// Every wrong token gets these same words, whatever was wrong with it.
+const REFUSED = 'That is neither the admin token nor a valid key of this gateway.';
+
+export interface SessionRoutesOptions {
+  store: Store;
+  adminToken?: string;
+  sessionHours: number;
+  throttle?: FailureThrottle;
+}
+
+const digestOf = (value: string): Buffer => createHash('sha256').update(value).digest();
+
+/** The session as the console reads it. */
+export function sessionView(session: ConsoleSession, user: User | undefined) {
+  return {
+    role: session.role,
+    user: user ? { id: user.id, name: user.name ?? null } : null,
+    csrfToken: session.csrfToken,
+    expiresAt: new Date(session.expiresAt).toISOString(),
+  };
+}
+
+/** The signed-in session, or 401 no_session. */
+export function signedIn(request: FastifyRequest): SignedIn {
+  if (!request.consoleSession) throw new GatewayError('no_session', { message: 'Not signed in: POST /console/api/session with the admin token or your key.' });
+  return request.consoleSession;
+}
+
+const secure = (request: FastifyRequest): boolean => request.protocol === 'https';
+
+function noStore(reply: FastifyReply): FastifyReply {
+  return reply.header('cache-control', 'no-store');
+}
+
+export async function sessionRoutes(app: FastifyInstance, options: SessionRoutesOptions): Promise<void> {
+  const { store } = options;
+  const throttle = options.throttle ?? new FailureThrottle();
+  const adminDigest = options.adminToken === undefined ? undefined : digestOf(options.adminToken);
+  const ttlMs = Math.round(options.sessionHours * 3_600_000);
+
+  /** Who the token is, or throws the one 401 every wrong token gets. */
+  async function whoIs(token: string): Promise<Pick<ConsoleSession, 'role' | 'userId' | 'keyId'> & { user?: User }> {
+    // Compare digests so the comparison takes the same time whatever the token's length.
+    if (adminDigest !== undefined && timingSafeEqual(digestOf(token), adminDigest)) return { role: 'admin' };
+    try {
+      const caller = await authenticate(store, token);
+      return { role: 'user', userId: caller.user.id, keyId: caller.key.id, user: caller.user };
+    } catch (err) {
+      const cause = err instanceof GatewayError ? err.cause : undefined;
+      if (!(cause instanceof KeyRejected)) throw err;
+      throw new GatewayError('invalid_api_key', { message: REFUSED, cause });
+    }
+  }
+
+  app.post<{ Body: Static<typeof SignIn> }>('/session', { schema: { body: SignIn } }, async (request, reply) => {
+    // Another site's page must not sign a browser in (to an account of the attacker's choosing).
+    if (!fromOwnOrigin(request)) throw new GatewayError('csrf_failed', { message: 'The request comes from another origin than this gateway.' });
+    const now = Date.now();
+    const wait = throttle.retryAfter(request.ip, now);
+    if (wait > 0) {
+      throw new GatewayError('rate_limit_exceeded', {
+        message: `Too many failed sign-ins from this address. Try again in ${wait} s.`,
+        headers: { 'retry-after': String(wait) },
+      });
+    }
+    let who: Awaited<ReturnType<typeof whoIs>>;
+    try {
+      who = await fromStore(() => whoIs(request.body.token));
+    } catch (err) {
+      if (err instanceof GatewayError && err.code === 'invalid_api_key') throttle.failed(request.ip, now);
+      throw err;
+    }
+    // A new session replaces the one this browser had (a user signing in as the admin, say).
+    const previous = sessionCookie(request);
+    if (previous !== undefined) await fromStore(() => store.consoleSessions.delete(cookieDigest(previous)));
+    const cookie = newCookieValue();
+    const session: ConsoleSession = {
+      role: who.role,
+      userId: who.userId,
+      keyId: who.keyId,
+      csrfToken: randomBytes(32).toString('base64url'),
+      expiresAt: now + ttlMs,
+    };
+    await fromStore(() => store.consoleSessions.put(cookieDigest(cookie), session));
+    noStore(reply).header('set-cookie', setCookie(cookie, Math.max(1, Math.floor(ttlMs / 1000)), secure(request)));
+    return sessionView(session, who.user);
+  });
+
+  app.get('/session', async (request, reply) => {
+    const { session, user } = signedIn(request);
+    noStore(reply);
+    return sessionView(session, user);
+  });
+
+  // The CSRF rule was applied before (session-auth.ts); without a session there is nothing to
+  // end, and the cookie is cleared all the same.
+  app.delete('/session', async (request, reply) => {
+    if (request.consoleSession) {
+      const { digest } = request.consoleSession;
+      await fromStore(() => store.consoleSessions.delete(digest));
+    }
+    noStore(reply).header('set-cookie', clearCookie(secure(request))).code(204);
+    return reply.send();
+  });
+}

@@ -1,0 +1,77 @@
+// Console sessions: what a signed-in browser holds, kept in the store so that every gateway
+// process sees the same sessions and a sign-out ends one everywhere. Each is kept under the
+// SHA-256 digest of its cookie value (the cookie itself is never stored), and lives until its
+// expiry, which the store enforces by itself (a Redis TTL; a sweep in memory).
+
+export type ConsoleRole = 'admin' | 'user';
+
+export interface ConsoleSession {
+  role: ConsoleRole;
+  /** The user and the key they signed in with (role `user`): the session ends with either. */
+  userId?: string;
+  keyId?: string;
+  /** What each state-changing request must send as `x-csrf-token`. */
+  csrfToken: string;
+  /** Epoch ms. */
+  expiresAt: number;
+}
+
+export interface SessionStore {
+  /** Keeps the session under `digest` until its `expiresAt`. */
+  put(digest: string, session: ConsoleSession): Promise<void>;
+  /** The session, or undefined when there is none or it has expired. */
+  get(digest: string, now: number): Promise<ConsoleSession | undefined>;
+  delete(digest: string): Promise<void>;
+}
+
+// Sessions one process keeps in memory at most: past it the oldest go first, so that sign-ins
+// (each needs a valid token) cannot grow the process without end.
+const MAX_MEMORY_SESSIONS = 100_000;
+const SWEEP_EVERY_MS = 60_000;
+
+export class MemorySessionStore implements SessionStore {
+  // Insertion order is expiry order for one sessionHours: the first entries go first.
+  private readonly sessions = new Map<string, ConsoleSession>();
+  private lastSweep = 0;
+
+  async put(digest: string, session: ConsoleSession): Promise<void> {
+    this.sweep(Date.now());
+    this.sessions.delete(digest);
+    this.sessions.set(digest, { ...session });
+    while (this.sessions.size > MAX_MEMORY_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as string);
+  }
+
+  async get(digest: string, now: number): Promise<ConsoleSession | undefined> {
+    this.sweep(now);
+    const session = this.sessions.get(digest);
+    if (!session) return undefined;
+    if (session.expiresAt <= now) {
+      this.sessions.delete(digest);
+      return undefined;
+    }
+    return { ...session };
+  }
+
+  async delete(digest: string): Promise<void> {
+    this.sessions.delete(digest);
+  }
+
+  /** Drops expired sessions, at most once a minute (no timer to stop). */
+  private sweep(now: number): void {
+    if (now - this.lastSweep < SWEEP_EVERY_MS) return;
+    this.lastSweep = now;
+    for (const [digest, session] of this.sessions) if (session.expiresAt <= now) this.sessions.delete(digest);
+  }
+}
+
+/** A stored session read back: anything but the shape written is no session. */
+export function parseSession(json: string): ConsoleSession | undefined {
+  try {
+    const value = JSON.parse(json) as Partial<ConsoleSession>;
+    if ((value.role !== 'admin' && value.role !== 'user') || typeof value.csrfToken !== 'string' || typeof value.expiresAt !== 'number') return undefined;
+    if (value.role === 'user' && (typeof value.userId !== 'string' || typeof value.keyId !== 'string')) return undefined;
+    return { role: value.role, userId: value.userId, keyId: value.keyId, csrfToken: value.csrfToken, expiresAt: value.expiresAt };
+  } catch {
+    return undefined;
+  }
+}
