@@ -25,6 +25,7 @@ export const ERRORS = {
   request_timeout: { status: 408, type: 'invalid_request_error', message: 'The request was not received in time.' },
   unknown_url: { status: 404, type: 'invalid_request_error', message: 'Unknown request URL.' },
   not_found: { status: 404, type: 'invalid_request_error', message: 'Not found.' },
+  request_not_found: { status: 404, type: 'invalid_request_error', message: 'No kept request has that id.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist or you do not have access to it.' },
   conflict: { status: 409, type: 'invalid_request_error', message: 'It already exists.' },
   read_only: { status: 409, type: 'invalid_request_error', message: 'This comes from the settings file or the environment: change it there.' },

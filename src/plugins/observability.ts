@@ -11,6 +11,7 @@ import { GatewayError } from '../errors.js';
 import type { Observability } from '../observability/index.js';
 import { Observation } from '../observability/observation.js';
 import { before, pageSize, requestFilter, usageSpan } from '../observability/queries.js';
+import { LiveTail } from '../observability/live-tail.js';
 import { buildReport } from '../observability/usage-report.js';
 import type { Pool } from '../pool/pool.js';
 import { adminGuard, tokenGuard } from './admin.js';
@@ -41,12 +42,19 @@ const FilterQuery = {
   user: Type.Optional(Type.String({ maxLength: 200 })),
   status: Type.Optional(Type.String({ maxLength: 3 })),
   outcome: Type.Optional(Type.String({ maxLength: 40 })),
+  model: Type.Optional(Type.String({ maxLength: 256 })),
+};
+const TimeQuery = {
+  from: Type.Optional(Type.String({ maxLength: 40 })),
+  to: Type.Optional(Type.String({ maxLength: 40 })),
 };
 export const RequestsQuerySchema = Type.Object(
-  { ...FilterQuery, limit: Type.Optional(Type.String({ maxLength: 10 })), before: Type.Optional(Type.String({ maxLength: 64 })) },
+  { ...FilterQuery, ...TimeQuery, limit: Type.Optional(Type.String({ maxLength: 10 })), before: Type.Optional(Type.String({ maxLength: 64 })) },
   { additionalProperties: false },
 );
-const ExportQuerySchema = Type.Object(FilterQuery, { additionalProperties: false });
+const StreamQuerySchema = Type.Object(FilterQuery, { additionalProperties: false });
+const RequestParams = Type.Object({ requestId: Type.String({ minLength: 1, maxLength: 200 }) });
+const ExportQuerySchema = Type.Object({ ...FilterQuery, ...TimeQuery }, { additionalProperties: false });
 export const UsageQuerySchema = Type.Object(
   {
     user: Type.Optional(Type.String({ maxLength: 200 })),
@@ -56,6 +64,11 @@ export const UsageQuerySchema = Type.Object(
   },
   { additionalProperties: false },
 );
+
+// The live tail: a comment this often keeps proxies from closing a quiet stream; a client that
+// lets this much wait unread is dropped.
+const KEEP_ALIVE_MS = 15_000;
+const TAIL_BUFFER_BYTES = 1024 * 1024;
 
 /** The store (Redis) did not answer: the same 503 the quota path gives. */
 function unavailable(err: unknown): GatewayError {
@@ -119,7 +132,9 @@ export function requestsPage(observability: Observability, query: Static<typeof 
   const page = { ...requestFilter(query), limit: pageSize(query), before: before(query) };
   return fromStore(async () => {
     await requests.flush();
-    return requests.page(page);
+    const answer = await requests.page(page);
+    // `next` as before; `nextBefore` and `hasMore` are the names the console reads.
+    return { ...answer, nextBefore: answer.next, hasMore: answer.next !== null };
   });
 }
 
@@ -137,12 +152,41 @@ export async function usageAnswer(observability: Observability, query: Static<ty
 /** GET /admin/requests, /admin/requests/export and /admin/usage; registered with the admin API,
  * under its prefix and only when it exists (CONTRACT.md: without a token it answers 404). */
 export async function observabilityAdminPlugin(app: FastifyInstance, options: { config: Config; observability: Observability }): Promise<void> {
-  const { requests } = options.observability;
+  const { requests, metrics } = options.observability;
   app.addHook('onRequest', adminGuard(options.config.adminToken ?? ''));
 
   app.get<{ Querystring: Static<typeof RequestsQuerySchema> }>('/requests', { schema: { querystring: RequestsQuerySchema } }, async (request) =>
     requestsPage(options.observability, request.query),
   );
+
+  const tail = new LiveTail(requests, {
+    keepAliveMs: KEEP_ALIVE_MS,
+    maxBufferedBytes: TAIL_BUFFER_BYTES,
+    onClients: (count) => metrics.liveTailClients.set(count),
+    onDropped: () => metrics.liveTailDropped.inc(),
+  });
+  // Before the server closes: an open stream would otherwise hold the close until it ended.
+  app.addHook('preClose', async () => tail.closeAll());
+
+  app.get<{ Querystring: Static<typeof StreamQuerySchema> }>('/requests/stream', { schema: { querystring: StreamQuerySchema } }, async (request, reply) => {
+    const filter = requestFilter(request.query);
+    reply
+      .header('content-type', 'text/event-stream; charset=utf-8')
+      .header('cache-control', 'no-cache')
+      .header('x-accel-buffering', 'no')
+      // The stream is the connection's last answer: ending it at shutdown closes the socket too.
+      .header('connection', 'close');
+    return tail.open(filter);
+  });
+
+  app.get<{ Params: Static<typeof RequestParams> }>('/requests/:requestId', { schema: { params: RequestParams } }, async (request) => {
+    const record = await fromStore(async () => {
+      await requests.flush();
+      return requests.find(request.params.requestId);
+    });
+    if (!record) throw new GatewayError('request_not_found', { param: 'requestId', message: `No kept request has the id ${JSON.stringify(request.params.requestId)}.` });
+    return record;
+  });
 
   app.get<{ Querystring: Static<typeof ExportQuerySchema> }>(
     '/requests/export',
