@@ -12,6 +12,7 @@ let browser: Browser;
 let aliceKey = '';
 let bobKey = '';
 let aliceRequest = '';
+let bobRequest = '';
 
 async function chat(key: string, model: string): Promise<string> {
   const res = await fetch(`${observed.gateway.baseUrl}/chat/completions`, {
@@ -31,7 +32,7 @@ beforeAll(async () => {
   registerSecret(aliceKey);
   registerSecret(bobKey);
   aliceRequest = await chat(aliceKey, 'gpt-4o');
-  await chat(bobKey, 'gpt-4o-mini');
+  bobRequest = await chat(bobKey, 'gpt-4o-mini');
   browser = await launchChromium();
 }, 60_000);
 
@@ -63,11 +64,25 @@ describe('the console, as a user', () => {
     await page.goto(`${url}/console/requests/${encodeURIComponent(aliceRequest)}`);
     await page.getByRole('alert').waitFor({ timeout: 10_000 });
     expect(await page.getByText('gpt-4o', { exact: true }).count()).toBe(0);
-    const statuses = await page.evaluate(async (id) => {
+    const statuses = await page.evaluate(async ([other, own]) => {
       const get = async (path: string) => (await fetch(path)).status;
-      return { users: await get('/admin/users'), requests: await get('/admin/requests'), other: await get(`/console/api/me/requests/${id}`) };
-    }, aliceRequest);
-    expect(statuses).toEqual({ users: 401, requests: 401, other: 404 });
+      return {
+        users: await get('/admin/users'),
+        requests: await get('/admin/requests'),
+        other: await get(`/console/api/me/requests/${other}`),
+        own: await get(`/console/api/me/requests/${own}`),
+      };
+    }, [aliceRequest, bobRequest]);
+    expect(statuses).toEqual({ users: 401, requests: 401, other: 404, own: 200 });
+
+    // The live tail shows their requests as they finish, never another user's.
+    await page.goto(`${url}/console/requests`);
+    await page.getByRole('button', { name: 'Start live tail' }).click();
+    await page.getByText('connected', { exact: false }).waitFor({ timeout: 10_000 });
+    await chat(aliceKey, 'gpt-4o');
+    await chat(bobKey, 'gpt-4.1');
+    await page.getByRole('log').getByRole('cell', { name: 'gpt-4.1', exact: true }).waitFor({ timeout: 10_000 });
+    expect(await page.getByRole('log').getByRole('cell', { name: 'gpt-4o', exact: true }).count()).toBe(0);
     await page.goto(`${url}/console/users`);
     await page.getByRole('heading', { level: 1, name: 'Not found' }).waitFor();
 

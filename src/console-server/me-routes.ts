@@ -7,7 +7,8 @@ import { audited } from '../audit/hook.js';
 import { GatewayError } from '../errors.js';
 import type { Observability } from '../observability/index.js';
 import { createKeyFor, keysOf, revokeKeyOf, userWithUsage } from '../plugins/admin.js';
-import { RequestsQuerySchema, UsageQuerySchema, fromStore, requestsPage, usageAnswer } from '../plugins/observability.js';
+import { RequestParams, RequestsQuerySchema, StreamQuerySchema, UsageQuerySchema, fromStore, liveTail, requestRecord, requestsPage, usageAnswer } from '../plugins/observability.js';
+import { requestFilter } from '../observability/queries.js';
 import type { Store } from '../store/types.js';
 import { signedIn } from './session-routes.js';
 
@@ -57,6 +58,15 @@ export async function meRoutes(app: FastifyInstance, options: MeRoutesOptions): 
 
   app.get<{ Querystring: Static<typeof RequestsQuerySchema> }>('/me/requests', { schema: { querystring: RequestsQuerySchema } }, async (request) =>
     requestsPage(observability, { ...request.query, user: me(request) }),
+  );
+
+  const tail = liveTail(app, observability);
+  app.get<{ Querystring: Static<typeof StreamQuerySchema> }>('/me/requests/stream', { schema: { querystring: StreamQuerySchema } }, async (request, reply) =>
+    tail(requestFilter({ ...request.query, user: me(request) }), reply),
+  );
+
+  app.get<{ Params: Static<typeof RequestParams> }>('/me/requests/:requestId', { schema: { params: RequestParams } }, async (request) =>
+    requestRecord(observability, request.params.requestId, me(request)),
   );
 
   app.get<{ Querystring: Static<typeof UsageQuerySchema> }>('/me/usage', { schema: { querystring: UsageQuerySchema } }, async (request) =>

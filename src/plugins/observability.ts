@@ -12,6 +12,7 @@ import type { Observability } from '../observability/index.js';
 import { Observation } from '../observability/observation.js';
 import { before, pageSize, requestFilter, usageSpan } from '../observability/queries.js';
 import { LiveTail } from '../observability/live-tail.js';
+import type { RequestFilter } from '../observability/request-log.js';
 import { buildReport } from '../observability/usage-report.js';
 import type { Pool } from '../pool/pool.js';
 import { adminGuard, tokenGuard } from './admin.js';
@@ -52,8 +53,8 @@ export const RequestsQuerySchema = Type.Object(
   { ...FilterQuery, ...TimeQuery, limit: Type.Optional(Type.String({ maxLength: 10 })), before: Type.Optional(Type.String({ maxLength: 64 })) },
   { additionalProperties: false },
 );
-const StreamQuerySchema = Type.Object(FilterQuery, { additionalProperties: false });
-const RequestParams = Type.Object({ requestId: Type.String({ minLength: 1, maxLength: 200 }) });
+export const StreamQuerySchema = Type.Object(FilterQuery, { additionalProperties: false });
+export const RequestParams = Type.Object({ requestId: Type.String({ minLength: 1, maxLength: 200 }) });
 const ExportQuerySchema = Type.Object({ ...FilterQuery, ...TimeQuery }, { additionalProperties: false });
 export const UsageQuerySchema = Type.Object(
   {
@@ -138,6 +139,43 @@ export function requestsPage(observability: Observability, query: Static<typeof 
   });
 }
 
+/** One kept request, as GET /admin/requests/{requestId} answers (and /console/api/me/requests/{id},
+ * `owner` set: another user's request is as unknown as a missing one). */
+export async function requestRecord(observability: Observability, requestId: string, owner?: string) {
+  const { requests } = observability;
+  const record = await fromStore(async () => {
+    await requests.flush();
+    return requests.find(requestId);
+  });
+  if (!record || (owner !== undefined && record.userId !== owner)) {
+    throw new GatewayError('request_not_found', { param: 'requestId', message: `No kept request has the id ${JSON.stringify(requestId)}.` });
+  }
+  return record;
+}
+
+/** The live tail's streams for one plugin (GET /admin/requests/stream, /console/api/me/requests/stream):
+ * each call answers one client with the records its filter matches, as Server-Sent Events. */
+export function liveTail(app: FastifyInstance, observability: Observability) {
+  const { metrics } = observability;
+  const tail = new LiveTail(observability.requests, {
+    keepAliveMs: KEEP_ALIVE_MS,
+    maxBufferedBytes: TAIL_BUFFER_BYTES,
+    onClients: (count) => metrics.liveTailClients.set(count),
+    onDropped: () => metrics.liveTailDropped.inc(),
+  });
+  // Before the server closes: an open stream would otherwise hold the close until it ended.
+  app.addHook('preClose', async () => tail.closeAll());
+  return (filter: RequestFilter, reply: FastifyReply) => {
+    reply
+      .header('content-type', 'text/event-stream; charset=utf-8')
+      .header('cache-control', 'no-cache')
+      .header('x-accel-buffering', 'no')
+      // The stream is the connection's last answer: ending it at shutdown closes the socket too.
+      .header('connection', 'close');
+    return tail.open(filter);
+  };
+}
+
 /** The usage report, as GET /admin/usage answers (and /console/api/me/usage). */
 export async function usageAnswer(observability: Observability, query: Static<typeof UsageQuerySchema>) {
   const { usage } = observability;
@@ -152,41 +190,21 @@ export async function usageAnswer(observability: Observability, query: Static<ty
 /** GET /admin/requests, /admin/requests/export and /admin/usage; registered with the admin API,
  * under its prefix and only when it exists (CONTRACT.md: without a token it answers 404). */
 export async function observabilityAdminPlugin(app: FastifyInstance, options: { config: Config; observability: Observability }): Promise<void> {
-  const { requests, metrics } = options.observability;
+  const { requests } = options.observability;
   app.addHook('onRequest', adminGuard(options.config.adminToken ?? ''));
 
   app.get<{ Querystring: Static<typeof RequestsQuerySchema> }>('/requests', { schema: { querystring: RequestsQuerySchema } }, async (request) =>
     requestsPage(options.observability, request.query),
   );
 
-  const tail = new LiveTail(requests, {
-    keepAliveMs: KEEP_ALIVE_MS,
-    maxBufferedBytes: TAIL_BUFFER_BYTES,
-    onClients: (count) => metrics.liveTailClients.set(count),
-    onDropped: () => metrics.liveTailDropped.inc(),
-  });
-  // Before the server closes: an open stream would otherwise hold the close until it ended.
-  app.addHook('preClose', async () => tail.closeAll());
+  const tail = liveTail(app, options.observability);
+  app.get<{ Querystring: Static<typeof StreamQuerySchema> }>('/requests/stream', { schema: { querystring: StreamQuerySchema } }, async (request, reply) =>
+    tail(requestFilter(request.query), reply),
+  );
 
-  app.get<{ Querystring: Static<typeof StreamQuerySchema> }>('/requests/stream', { schema: { querystring: StreamQuerySchema } }, async (request, reply) => {
-    const filter = requestFilter(request.query);
-    reply
-      .header('content-type', 'text/event-stream; charset=utf-8')
-      .header('cache-control', 'no-cache')
-      .header('x-accel-buffering', 'no')
-      // The stream is the connection's last answer: ending it at shutdown closes the socket too.
-      .header('connection', 'close');
-    return tail.open(filter);
-  });
-
-  app.get<{ Params: Static<typeof RequestParams> }>('/requests/:requestId', { schema: { params: RequestParams } }, async (request) => {
-    const record = await fromStore(async () => {
-      await requests.flush();
-      return requests.find(request.params.requestId);
-    });
-    if (!record) throw new GatewayError('request_not_found', { param: 'requestId', message: `No kept request has the id ${JSON.stringify(request.params.requestId)}.` });
-    return record;
-  });
+  app.get<{ Params: Static<typeof RequestParams> }>('/requests/:requestId', { schema: { params: RequestParams } }, async (request) =>
+    requestRecord(options.observability, request.params.requestId),
+  );
 
   app.get<{ Querystring: Static<typeof ExportQuerySchema> }>(
     '/requests/export',
