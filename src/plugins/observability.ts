@@ -13,6 +13,7 @@ import { Observation } from '../observability/observation.js';
 import { before, pageSize, requestFilter, usageSpan } from '../observability/queries.js';
 import { LiveTail } from '../observability/live-tail.js';
 import { buildReport } from '../observability/usage-report.js';
+import { buildSeries, seriesSpan } from '../observability/usage-series.js';
 import type { Pool } from '../pool/pool.js';
 import { adminGuard, tokenGuard } from './admin.js';
 
@@ -69,6 +70,15 @@ const UsageQuerySchema = Type.Object(
 // lets this much wait unread is dropped.
 const KEEP_ALIVE_MS = 15_000;
 const TAIL_BUFFER_BYTES = 1024 * 1024;
+
+const SeriesQuerySchema = Type.Object(
+  {
+    range: Type.Optional(Type.String({ maxLength: 10 })),
+    by: Type.Optional(Type.String({ maxLength: 10 })),
+    user: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
 
 /** The store (Redis) did not answer: the same 503 the quota path gives. */
 function unavailable(err: unknown): GatewayError {
@@ -192,6 +202,15 @@ export async function observabilityAdminPlugin(app: FastifyInstance, options: { 
       return usage.read(span.days, span.user);
     });
     return buildReport(rows, span);
+  });
+
+  app.get<{ Querystring: Static<typeof SeriesQuerySchema> }>('/usage/series', { schema: { querystring: SeriesQuerySchema } }, async (request) => {
+    const span = seriesSpan(request.query);
+    const rows = await fromStore(async () => {
+      await usage.flush();
+      return usage.series(span.step, span.buckets, span.user);
+    });
+    return buildSeries(rows, span);
   });
 }
 
