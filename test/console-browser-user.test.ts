@@ -49,6 +49,8 @@ describe('the console, as a user', () => {
     const url = observed.gateway.url;
     await signIn(page, url, bobKey);
 
+    // Their Overview counts their one request, not alice's.
+    await expect.poll(() => page.locator('[data-total="requests"]').textContent(), { timeout: 10_000 }).toBe('1');
     const nav = page.getByRole('navigation', { name: 'Pages' });
     for (const name of ['Overview', 'Keys', 'Requests', 'Usage', 'Playground']) await nav.getByRole('link', { name, exact: true }).waitFor();
     for (const name of ['Users', 'Upstreams', 'Audit']) expect(await nav.getByRole('link', { name, exact: true }).count()).toBe(0);
@@ -71,9 +73,11 @@ describe('the console, as a user', () => {
         requests: await get('/admin/requests'),
         other: await get(`/console/api/me/requests/${other}`),
         own: await get(`/console/api/me/requests/${own}`),
+        series: await get('/console/api/me/usage/series?range=day&by=model'),
+        seriesByUser: await get('/console/api/me/usage/series?range=day&by=user'),
       };
     }, [aliceRequest, bobRequest]);
-    expect(statuses).toEqual({ users: 401, requests: 401, other: 404, own: 200 });
+    expect(statuses).toEqual({ users: 401, requests: 401, other: 404, own: 200, series: 200, seriesByUser: 400 });
 
     // The live tail shows their requests as they finish, never another user's.
     await page.goto(`${url}/console/requests`);

@@ -7,7 +7,19 @@ import { audited } from '../audit/hook.js';
 import { GatewayError } from '../errors.js';
 import type { Observability } from '../observability/index.js';
 import { createKeyFor, keysOf, revokeKeyOf, userWithUsage } from '../plugins/admin.js';
-import { RequestParams, RequestsQuerySchema, StreamQuerySchema, UsageQuerySchema, fromStore, liveTail, requestRecord, requestsPage, usageAnswer } from '../plugins/observability.js';
+import {
+  RequestParams,
+  RequestsQuerySchema,
+  SeriesQuerySchema,
+  StreamQuerySchema,
+  UsageQuerySchema,
+  fromStore,
+  liveTail,
+  requestRecord,
+  requestsPage,
+  usageAnswer,
+  usageSeries,
+} from '../plugins/observability.js';
 import { requestFilter } from '../observability/queries.js';
 import type { Store } from '../store/types.js';
 import { signedIn } from './session-routes.js';
@@ -72,4 +84,10 @@ export async function meRoutes(app: FastifyInstance, options: MeRoutesOptions): 
   app.get<{ Querystring: Static<typeof UsageQuerySchema> }>('/me/usage', { schema: { querystring: UsageQuerySchema } }, async (request) =>
     usageAnswer(observability, { ...request.query, user: me(request) }),
   );
+
+  app.get<{ Querystring: Static<typeof SeriesQuerySchema> }>('/me/usage/series', { schema: { querystring: SeriesQuerySchema } }, async (request) => {
+    // Split by user, a user's own series would be one line of their own id: refused, naming it.
+    if (request.query.by === 'user') throw new GatewayError('invalid_request', { param: 'by', message: '`by` takes model or poolKey here: this is one user\'s own usage.' });
+    return usageSeries(observability, { ...request.query, user: me(request) });
+  });
 }

@@ -14,6 +14,7 @@ import { before, pageSize, requestFilter, usageSpan } from '../observability/que
 import { LiveTail } from '../observability/live-tail.js';
 import type { RequestFilter } from '../observability/request-log.js';
 import { buildReport } from '../observability/usage-report.js';
+import { buildSeries, seriesSpan } from '../observability/usage-series.js';
 import type { Pool } from '../pool/pool.js';
 import { adminGuard, tokenGuard } from './admin.js';
 
@@ -70,6 +71,15 @@ export const UsageQuerySchema = Type.Object(
 // lets this much wait unread is dropped.
 const KEEP_ALIVE_MS = 15_000;
 const TAIL_BUFFER_BYTES = 1024 * 1024;
+
+export const SeriesQuerySchema = Type.Object(
+  {
+    range: Type.Optional(Type.String({ maxLength: 10 })),
+    by: Type.Optional(Type.String({ maxLength: 10 })),
+    user: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
 
 /** The store (Redis) did not answer: the same 503 the quota path gives. */
 function unavailable(err: unknown): GatewayError {
@@ -187,6 +197,17 @@ export async function usageAnswer(observability: Observability, query: Static<ty
   return buildReport(rows, span);
 }
 
+/** Usage over time, as GET /admin/usage/series answers (and /console/api/me/usage/series). */
+export async function usageSeries(observability: Observability, query: Static<typeof SeriesQuerySchema>) {
+  const { usage } = observability;
+  const span = seriesSpan(query);
+  const rows = await fromStore(async () => {
+    await usage.flush();
+    return usage.series(span.step, span.buckets, span.user);
+  });
+  return buildSeries(rows, span);
+}
+
 /** GET /admin/requests, /admin/requests/export and /admin/usage; registered with the admin API,
  * under its prefix and only when it exists (CONTRACT.md: without a token it answers 404). */
 export async function observabilityAdminPlugin(app: FastifyInstance, options: { config: Config; observability: Observability }): Promise<void> {
@@ -222,6 +243,10 @@ export async function observabilityAdminPlugin(app: FastifyInstance, options: { 
 
   app.get<{ Querystring: Static<typeof UsageQuerySchema> }>('/usage', { schema: { querystring: UsageQuerySchema } }, async (request) =>
     usageAnswer(options.observability, request.query),
+  );
+
+  app.get<{ Querystring: Static<typeof SeriesQuerySchema> }>('/usage/series', { schema: { querystring: SeriesQuerySchema } }, async (request) =>
+    usageSeries(options.observability, request.query),
   );
 }
 
