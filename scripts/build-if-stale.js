@@ -8,6 +8,9 @@
 // out with an old time still has no output of its name, and is built. Compared by mtime, as make
 // does; `tsc -b` would also decide this, but it is tsc itself that then starts (a second or more
 // on a small machine), which is what a start should not cost.
+//
+// The web console (console/, built by Vite into dist/console/) is current when no file under
+// console/ is newer than dist/console/index.html, which the console build writes last of its pages.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -23,14 +26,26 @@ function mtime(path) {
   }
 }
 
-function sources(dir) {
+function sources(dir, wanted = (name) => name.endsWith('.ts') && !name.endsWith('.d.ts')) {
   const out = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...sources(path));
-    else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) out.push(path);
+    if (entry.isDirectory()) out.push(...sources(path, wanted));
+    else if (wanted(entry.name)) out.push(path);
   }
   return out;
+}
+
+/** Why dist/console/ must be rebuilt, or undefined when it is current (or there is no console/). */
+export function consoleStaleReason(root) {
+  const dir = join(root, 'console');
+  if (mtime(dir) === undefined) return undefined;
+  const built = mtime(join(root, 'dist', 'console', 'index.html'));
+  if (built === undefined) return 'dist/console/index.html is missing';
+  for (const file of sources(dir, () => true)) {
+    if (mtime(file) > built) return `console/${relative(dir, file)} is newer than dist/console/`;
+  }
+  return undefined;
 }
 
 /** Why dist/ under `root` must be rebuilt, or undefined when it is current (or there is no src/ to build). */
@@ -50,7 +65,7 @@ export function staleReason(root) {
     const changed = mtime(join(root, name));
     if (changed !== undefined && changed > oldest) return `${name} is newer than dist/`;
   }
-  return undefined;
+  return consoleStaleReason(root);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

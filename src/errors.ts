@@ -29,6 +29,7 @@ export const ERRORS = {
   not_found: { status: 404, type: 'invalid_request_error', message: 'Not found.' },
   // An upstream of a kind that has no such route (Azure's classic API: src/relay/upstream-target.ts).
   route_not_supported: { status: 404, type: 'invalid_request_error', message: 'This route is not supported by the upstream that serves the request.' },
+  request_not_found: { status: 404, type: 'invalid_request_error', message: 'No kept request has that id.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist or you do not have access to it.' },
   conflict: { status: 409, type: 'invalid_request_error', message: 'It already exists.' },
   read_only: { status: 409, type: 'invalid_request_error', message: 'This comes from the settings file or the environment: change it there.' },

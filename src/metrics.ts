@@ -255,6 +255,12 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
     labelNames: ['sink'] as const,
     registers: [registry],
   });
+  const liveTailClients = new Gauge({ name: 'keyrelay_live_tail_clients', help: 'Clients of GET /admin/requests/stream now.', registers: [registry] });
+  const liveTailDropped = new Counter({
+    name: 'keyrelay_live_tail_dropped_total',
+    help: 'Live tail clients dropped because they did not read fast enough.',
+    registers: [registry],
+  });
   const poolKeys = new Gauge({
     name: 'keyrelay_pool_key_state',
     help: '1 for the state each pool key is in (active, cooling, disabled).',
@@ -315,6 +321,8 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
     },
     inFlight,
     openStreams,
+    liveTailClients,
+    liveTailDropped,
     poolKeyStates(states: Iterable<{ upstream: string; key: string; state: string }>): void {
       poolKeys.reset();
       for (const s of states) {

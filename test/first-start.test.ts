@@ -55,7 +55,7 @@ async function npmStart(): Promise<Started> {
 
 beforeAll(() => {
   tree = mkdtempSync(join(tmpdir(), 'keyrelay-clone-'));
-  for (const name of ['src', 'bin', 'config', 'scripts']) cpSync(join(here, name), join(tree, name), { recursive: true });
+  for (const name of ['src', 'bin', 'config', 'scripts', 'console']) cpSync(join(here, name), join(tree, name), { recursive: true });
   cpSync(join(here, 'spec/openai/routes.tsv'), join(tree, 'spec/openai/routes.tsv'));
   for (const name of ['package.json', 'tsconfig.json', 'tsconfig.build.json']) cpSync(join(here, name), join(tree, name));
   rmSync(join(tree, 'config/keyrelay.yaml'), { force: true });
@@ -143,6 +143,26 @@ describe('when dist/ counts as current', () => {
     root = fakeTree();
     rmSync(join(root, 'dist'), { recursive: true });
     expect(staleReason(root)).toBe('dist/a.js is missing');
+    rmSync(root, { recursive: true });
+  });
+
+  it('is stale when the console was never built or one of its sources is newer than its build', () => {
+    const root = fakeTree();
+    const old = new Date('2030-01-01T00:00:00Z');
+    const built = new Date('2030-01-02T00:00:00Z');
+    mkdirSync(join(root, 'console/src'), { recursive: true });
+    writeFileSync(join(root, 'console/src/main.tsx'), 'export {};');
+    utimesSync(join(root, 'console/src/main.tsx'), old, old);
+    expect(staleReason(root)).toBe('dist/console/index.html is missing');
+
+    mkdirSync(join(root, 'dist/console'), { recursive: true });
+    writeFileSync(join(root, 'dist/console/index.html'), '<!doctype html>');
+    utimesSync(join(root, 'dist/console/index.html'), built, built);
+    expect(staleReason(root)).toBeUndefined();
+
+    const later = new Date('2030-01-03T00:00:00Z');
+    utimesSync(join(root, 'console/src/main.tsx'), later, later);
+    expect(staleReason(root)).toBe('console/src/main.tsx is newer than dist/console/');
     rmSync(root, { recursive: true });
   });
 

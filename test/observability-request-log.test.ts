@@ -117,10 +117,10 @@ describe.each(['memory', 'redis'] as const)('the request log on %s', (backend) =
     const second = await env.gateway.admin('GET', `/requests?limit=2&before=${first.json.next}`);
     expect(second.json.data.map((r: { requestId: string }) => r.requestId)).toEqual([sent.aborted?.id, sent.streamed?.id]);
     const third = await env.gateway.admin('GET', `/requests?limit=2&before=${second.json.next}`);
-    expect(third.json).toEqual({ data: [expect.objectContaining({ requestId: sent.plain?.id })], next: null });
+    expect(third.json).toEqual({ data: [expect.objectContaining({ requestId: sent.plain?.id })], next: null, nextBefore: null, hasMore: false });
     const future = new Date(Date.now() + 60_000).toISOString();
     expect((await env.gateway.admin('GET', `/requests?limit=1000&before=${future}`)).json.data.length).toBe(5);
-    expect((await env.gateway.admin('GET', '/requests?before=2000-01-01T00:00:00Z')).json).toEqual({ data: [], next: null });
+    expect((await env.gateway.admin('GET', '/requests?before=2000-01-01T00:00:00Z')).json).toEqual({ data: [], next: null, nextBefore: null, hasMore: false });
   });
 
   it('answers 400 naming the parameter for a bad status, limit or before', async () => {

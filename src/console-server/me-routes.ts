@@ -7,7 +7,20 @@ import { audited } from '../audit/hook.js';
 import { GatewayError } from '../errors.js';
 import type { Observability } from '../observability/index.js';
 import { createKeyFor, keysOf, revokeKeyOf, userWithUsage } from '../plugins/admin.js';
-import { RequestsQuerySchema, UsageQuerySchema, fromStore, requestsPage, usageAnswer } from '../plugins/observability.js';
+import {
+  RequestParams,
+  RequestsQuerySchema,
+  SeriesQuerySchema,
+  StreamQuerySchema,
+  UsageQuerySchema,
+  fromStore,
+  liveTail,
+  requestRecord,
+  requestsPage,
+  usageAnswer,
+  usageSeries,
+} from '../plugins/observability.js';
+import { requestFilter } from '../observability/queries.js';
 import type { Store } from '../store/types.js';
 import { signedIn } from './session-routes.js';
 
@@ -59,7 +72,22 @@ export async function meRoutes(app: FastifyInstance, options: MeRoutesOptions): 
     requestsPage(observability, { ...request.query, user: me(request) }),
   );
 
+  const tail = liveTail(app, observability);
+  app.get<{ Querystring: Static<typeof StreamQuerySchema> }>('/me/requests/stream', { schema: { querystring: StreamQuerySchema } }, async (request, reply) =>
+    tail(requestFilter({ ...request.query, user: me(request) }), reply),
+  );
+
+  app.get<{ Params: Static<typeof RequestParams> }>('/me/requests/:requestId', { schema: { params: RequestParams } }, async (request) =>
+    requestRecord(observability, request.params.requestId, me(request)),
+  );
+
   app.get<{ Querystring: Static<typeof UsageQuerySchema> }>('/me/usage', { schema: { querystring: UsageQuerySchema } }, async (request) =>
     usageAnswer(observability, { ...request.query, user: me(request) }),
   );
+
+  app.get<{ Querystring: Static<typeof SeriesQuerySchema> }>('/me/usage/series', { schema: { querystring: SeriesQuerySchema } }, async (request) => {
+    // Split by user, a user's own series would be one line of their own id: refused, naming it.
+    if (request.query.by === 'user') throw new GatewayError('invalid_request', { param: 'by', message: '`by` takes model or poolKey here: this is one user\'s own usage.' });
+    return usageSeries(observability, { ...request.query, user: me(request) });
+  });
 }

@@ -14,7 +14,7 @@ import { createObservabilityRedis } from './redis.js';
 import { type RequestLogStore, createMemoryRequestLog } from './request-log.js';
 import { createRedisRequestLog } from './request-log-redis.js';
 import { configSecrets } from './secrets.js';
-import { ModelCap, NO_MODEL, type UsageStore, createMemoryUsage, utcDay } from './usage.js';
+import { ModelCap, NO_MODEL, NO_POOL_KEY, type UsageStore, createMemoryUsage, minuteLabel, utcDay } from './usage.js';
 import { createRedisUsage } from './usage-redis.js';
 
 export interface Observability {
@@ -32,6 +32,11 @@ export interface Observability {
  * ten characters are that day; any other form is parsed. */
 function dayOf(time: string): string {
   return time.length === 24 && time.charCodeAt(10) === 0x54 && time.charCodeAt(23) === 0x5a ? time.slice(0, 10) : utcDay(Date.parse(time));
+}
+
+/** The minute (`YYYY-MM-DDTHH:MM`) of an ISO 8601 time, read as dayOf reads the day. */
+function minuteOf(time: string): string {
+  return time.length === 24 && time.charCodeAt(10) === 0x54 && time.charCodeAt(23) === 0x5a ? time.slice(0, 16) : minuteLabel(Date.parse(time));
 }
 
 /** Only API requests are kept, counted and measured; other routes (admin, unknown URLs) are logged. */
@@ -63,10 +68,14 @@ export function createObservability(config: Config, log: Logger, metrics: Metric
     // 429, ...): its errors are both. A refused key (401) is no user's request.
     if (record.userId === undefined || record.outcome === 'auth_failed') return;
     const day = dayOf(record.time);
+    const minute = minuteOf(record.time);
     usage.add({
       day,
+      minute,
+      hour: minute.slice(0, 13),
       user: record.userId,
       model: models.label(day, record.model ?? NO_MODEL),
+      poolKey: record.poolKeyId ?? NO_POOL_KEY,
       requests: 1,
       errors: record.status >= 400 || record.outcome !== 'ok' ? 1 : 0,
       input: tokens?.input ?? 0,

@@ -10,6 +10,9 @@ export interface RequestsQuery {
   user?: string;
   status?: string;
   outcome?: string;
+  model?: string;
+  from?: string;
+  to?: string;
   limit?: string;
   before?: string;
 }
@@ -26,8 +29,19 @@ export interface UsageQuery {
 
 const invalid = (param: string, message: string): GatewayError => new GatewayError('invalid_request', { param, message });
 
+/** A time given as an ISO 8601 date-time, or a day (`2030-01-31`: its start, UTC). */
+function timeParam(value: string | undefined, param: string): number | undefined {
+  if (value === undefined) return undefined;
+  const ms = parseIsoTime(/^[0-9]{4}-[0-9]{2}-[0-9]{2}$/.test(value) ? `${value}T00:00:00Z` : value);
+  if (ms === undefined) throw invalid(param, `\`${param}\` must be an ISO 8601 time (2030-01-31T12:00:00Z) or a day (2030-01-31).`);
+  return ms;
+}
+
 export function requestFilter(query: RequestsQuery): RequestFilter {
-  const filter: RequestFilter = { user: query.user, outcome: query.outcome };
+  const filter: RequestFilter = { user: query.user, outcome: query.outcome, model: query.model };
+  filter.from = timeParam(query.from, 'from');
+  filter.to = timeParam(query.to, 'to');
+  if (filter.from !== undefined && filter.to !== undefined && filter.from > filter.to) throw invalid('from', '`from` is after `to`.');
   if (query.status !== undefined) {
     const exact = /^[1-5][0-9]{2}$/.exec(query.status);
     const range = /^([1-5])xx$/i.exec(query.status);

@@ -8,6 +8,10 @@ export interface RequestFilter {
   /** `429` exactly, or a class: `4` for 4xx. */
   status?: { exact: number } | { class: number };
   outcome?: string;
+  model?: string;
+  /** The request's `time` at or after this (ms), and at or before `to`. */
+  from?: number;
+  to?: number;
 }
 
 export interface PageQuery extends RequestFilter {
@@ -22,10 +26,17 @@ export interface Page {
   next: string | null;
 }
 
+/** Called with each record as it is kept, in the shape a read gives; must not throw. */
+export type RecordListener = (record: StoredRecord) => void;
+
 export interface RequestLogStore {
   /** Never waits and never throws: the request path calls it. */
   append(record: RequestRecord): void;
   page(query: PageQuery): Promise<Page>;
+  /** The kept record of the gateway's request id (or of a log entry id), if still kept. */
+  find(requestId: string): Promise<StoredRecord | undefined>;
+  /** Every record kept from now on, by any process on the store; returns the unsubscribe. */
+  subscribe(listener: RecordListener): () => void;
   /** Oldest first, for the export. */
   scan(filter: RequestFilter): AsyncIterable<StoredRecord>;
   /** Writes out what is buffered (Redis); resolves after one attempt. */
@@ -62,6 +73,12 @@ export function beforeId(before: string): string | undefined {
 export function matches(record: RequestRecord, filter: RequestFilter): boolean {
   if (filter.user !== undefined && record.userId !== filter.user) return false;
   if (filter.outcome !== undefined && record.outcome !== filter.outcome) return false;
+  if (filter.model !== undefined && record.model !== filter.model) return false;
+  if (filter.from !== undefined || filter.to !== undefined) {
+    const time = Date.parse(record.time);
+    if (filter.from !== undefined && !(time >= filter.from)) return false;
+    if (filter.to !== undefined && !(time <= filter.to)) return false;
+  }
   const status = filter.status;
   if (status) {
     if ('exact' in status ? record.status !== status.exact : Math.floor(record.status / 100) !== status.class) return false;
@@ -85,6 +102,29 @@ function storedDefined(record: RequestRecord, id: string): StoredRecord {
   return out as unknown as StoredRecord;
 }
 
+/** Listeners of one process; one that throws is no reason to skip the others. */
+export class Listeners {
+  private readonly set = new Set<RecordListener>();
+  get size(): number {
+    return this.set.size;
+  }
+  add(listener: RecordListener): () => void {
+    this.set.add(listener);
+    return () => {
+      this.set.delete(listener);
+    };
+  }
+  emit(record: StoredRecord): void {
+    for (const listener of this.set) {
+      try {
+        listener(record);
+      } catch {
+        // A listener's own fault; the request path must not see it.
+      }
+    }
+  }
+}
+
 /** A ring of the last `capacity` records. Each is kept as it was appended with its id's two
  * numbers beside it; the stored shape is made only for the entries a read returns. */
 export function createMemoryRequestLog(capacity: number, now: () => number = Date.now): RequestLogStore {
@@ -95,6 +135,7 @@ export function createMemoryRequestLog(capacity: number, now: () => number = Dat
   let count = 0;
   let lastMs = 0;
   let lastSeq = 0;
+  const listeners = new Listeners();
 
   /** Ring slots, newest first. */
   function* newest(): Generator<number> {
@@ -118,6 +159,7 @@ export function createMemoryRequestLog(capacity: number, now: () => number = Dat
       seqAt[head] = lastSeq;
       head = (head + 1) % capacity;
       count = Math.min(count + 1, capacity);
+      if (listeners.size > 0) listeners.emit(storedDefined(record, `${lastMs}-${lastSeq}`));
     },
     async page(query) {
       const bound = query.before === undefined ? undefined : parseId(query.before);
@@ -134,6 +176,16 @@ export function createMemoryRequestLog(capacity: number, now: () => number = Dat
       }
       return { data, next: more ? (data[data.length - 1]?.id ?? null) : null };
     },
+    async find(requestId) {
+      const entry = parseId(requestId);
+      for (const slot of newest()) {
+        const record = ring[slot] as RequestRecord;
+        const hit = entry ? msAt[slot] === entry.ms && seqAt[slot] === entry.seq : record.requestId === requestId;
+        if (hit) return storedDefined(record, idAt(slot));
+      }
+      return undefined;
+    },
+    subscribe: (listener) => listeners.add(listener),
     async *scan(filter) {
       // Taken now: appends made while the export is being read reuse the oldest slots.
       const slots = [...newest()].reverse();

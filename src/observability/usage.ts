@@ -20,13 +20,42 @@ export interface UsageRow extends UsageCounts {
   day: string;
   user: string;
   model: string;
+  /** The pool key that answered, NO_POOL_KEY when none did; absent in what `read` gives. */
+  poolKey?: string;
+}
+
+/** A row with the minute (`2030-01-31T12:34`) and hour (`2030-01-31T12`) of the request: the
+ * series counters of those buckets move with the day's. */
+export interface UsageAdd extends UsageRow {
+  minute?: string;
+  hour?: string;
+}
+
+/** The steps of the series counters, and how long each is kept. */
+export type Step = 'minute' | 'hour' | 'day';
+export const SERIES_RETENTION_MS = { minute: 2 * 3_600_000, hour: 3 * 86_400_000 } as const;
+
+/** Counters of one bucket (a minute, an hour or a day) for one user, model and pool key. */
+export interface SeriesRow {
+  /** The bucket's label: `2030-01-31T12:34`, `2030-01-31T12` or `2030-01-31`. */
+  bucket: string;
+  user: string;
+  model: string;
+  poolKey: string;
+  requests: number;
+  errors: number;
+  input: number;
+  output: number;
+  micros: number;
 }
 
 export interface UsageStore {
   /** Never waits and never throws: the request path calls it. */
-  add(row: UsageRow): void;
+  add(row: UsageAdd): void;
   /** Every row of these days, of one user when given. */
   read(days: readonly string[], user?: string): Promise<UsageRow[]>;
+  /** Every row of these buckets of a step, of one user when given. */
+  series(step: Step, buckets: readonly string[], user?: string): Promise<SeriesRow[]>;
   flush(): Promise<void>;
   close(): Promise<void>;
 }
@@ -37,6 +66,10 @@ export const RETENTION_DAYS = 400;
 /** Where a model that passes the per-day cap is counted (a client can send any model name). */
 export const OTHER_MODEL = '(other)';
 export const NO_MODEL = '(none)';
+/** The pool key of a request no key answered (refused by the gateway, or every key failed). */
+export const NO_POOL_KEY = '(none)';
+/** The pool key of day counters written before they were kept per pool key. */
+export const UNKNOWN_POOL_KEY = '(unknown)';
 
 export const utcDay = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
@@ -84,8 +117,55 @@ export class ModelCap {
   }
 }
 
+function seriesRow(bucket: string, row: UsageRow, poolKey: string): SeriesRow {
+  return { bucket, user: row.user, model: row.model, poolKey, requests: row.requests, errors: row.errors, input: row.input, output: row.output, micros: row.micros };
+}
+
+function addSeries(into: SeriesRow, from: UsageRow): void {
+  into.requests += from.requests;
+  into.errors += from.errors;
+  into.input += from.input;
+  into.output += from.output;
+  into.micros += from.micros;
+}
+
+/** Minute or hour buckets in memory, each dropped once older than its retention. */
+class Buckets {
+  private readonly buckets = new Map<string, Map<string, SeriesRow>>();
+  constructor(
+    private readonly retentionMs: number,
+    private readonly labelOf: (ms: number) => string,
+  ) {}
+  add(bucket: string, row: UsageRow, poolKey: string, now: number): void {
+    let rows = this.buckets.get(bucket);
+    if (!rows) {
+      const oldest = this.labelOf(now - this.retentionMs);
+      for (const label of this.buckets.keys()) if (label < oldest) this.buckets.delete(label);
+      rows = new Map();
+      this.buckets.set(bucket, rows);
+    }
+    const key = `${row.user}\t${row.model}\t${poolKey}`;
+    const kept = rows.get(key);
+    if (kept) addSeries(kept, row);
+    else rows.set(key, seriesRow(bucket, row, poolKey));
+  }
+  read(wanted: readonly string[], user?: string): SeriesRow[] {
+    const out: SeriesRow[] = [];
+    for (const bucket of wanted) {
+      for (const row of this.buckets.get(bucket)?.values() ?? []) if (user === undefined || row.user === user) out.push({ ...row });
+    }
+    return out;
+  }
+}
+
+export const minuteLabel = (ms: number): string => new Date(ms).toISOString().slice(0, 16);
+export const hourLabel = (ms: number): string => new Date(ms).toISOString().slice(0, 13);
+
 export function createMemoryUsage(now: () => number = Date.now): UsageStore {
+  // Per day, per user, model and pool key.
   const days = new Map<string, Map<string, UsageRow>>();
+  const minutes = new Buckets(SERIES_RETENTION_MS.minute, minuteLabel);
+  const hours = new Buckets(SERIES_RETENTION_MS.hour, hourLabel);
 
   function prune(): void {
     const oldest = utcDay(now() - RETENTION_DAYS * 86_400_000);
@@ -100,15 +180,36 @@ export function createMemoryUsage(now: () => number = Date.now): UsageStore {
         rows = new Map();
         days.set(row.day, rows);
       }
-      const key = `${row.user}\t${row.model}`;
+      const poolKey = row.poolKey ?? NO_POOL_KEY;
+      const key = `${row.user}\t${row.model}\t${poolKey}`;
       const kept = rows.get(key);
       if (kept) addCounts(kept, row);
-      else rows.set(key, { ...row });
+      else rows.set(key, { day: row.day, user: row.user, model: row.model, poolKey, requests: row.requests, errors: row.errors, input: row.input, cachedInput: row.cachedInput, output: row.output, micros: row.micros, estimated: row.estimated });
+      if (row.minute !== undefined) minutes.add(row.minute, row, poolKey, now());
+      if (row.hour !== undefined) hours.add(row.hour, row, poolKey, now());
     },
     async read(wanted, user) {
       const out: UsageRow[] = [];
       for (const day of wanted) {
-        for (const row of days.get(day)?.values() ?? []) if (user === undefined || row.user === user) out.push({ ...row });
+        // Summed over pool keys: a row per user and model, as ever.
+        const byPair = new Map<string, UsageRow>();
+        for (const row of days.get(day)?.values() ?? []) {
+          if (user !== undefined && row.user !== user) continue;
+          const pair = `${row.user}\t${row.model}`;
+          let kept = byPair.get(pair);
+          if (!kept) byPair.set(pair, (kept = { day, user: row.user, model: row.model, ...emptyCounts() }));
+          addCounts(kept, row);
+        }
+        out.push(...byPair.values());
+      }
+      return out;
+    },
+    async series(step, wanted, user) {
+      if (step === 'minute') return minutes.read(wanted, user);
+      if (step === 'hour') return hours.read(wanted, user);
+      const out: SeriesRow[] = [];
+      for (const day of wanted) {
+        for (const row of days.get(day)?.values() ?? []) if (user === undefined || row.user === user) out.push(seriesRow(day, row, row.poolKey ?? NO_POOL_KEY));
       }
       return out;
     },

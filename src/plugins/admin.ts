@@ -80,6 +80,23 @@ export const CreateKey = Type.Object({ name: Name, expiresAt: ExpiresAt }, { add
 // `?allowPast=true`: create the user or key already expired (to test a client's handling of it).
 export const CreateQuery = Type.Object({ allowPast: Type.Optional(Type.Literal('true')) }, { additionalProperties: false });
 const IdParams = Type.Object({ id: Type.String() });
+// Query strings are text (no type coercion): `limit` and `offset` are read by wholeNumber.
+const ListUsersQuery = Type.Object(
+  {
+    search: Type.Optional(Type.String({ maxLength: 200 })),
+    limit: Type.Optional(Type.String({ maxLength: 10 })),
+    offset: Type.Optional(Type.String({ maxLength: 16 })),
+  },
+  { additionalProperties: false },
+);
+const MAX_USERS_PAGE = 1000;
+
+/** A query parameter written in digits only (not `1e2`, ` 5` or `5.0`), within bounds, or a 400 naming it. */
+function wholeNumber(text: string, param: string, min: number, max: number): number {
+  const n = /^[0-9]{1,15}$/.test(text) ? Number(text) : -1;
+  if (n < min || n > max) throw new GatewayError('invalid_request', { param, message: `\`${param}\` must be a whole number ${max === Number.MAX_SAFE_INTEGER ? `of ${min} or more` : `from ${min} to ${max}`}.` });
+  return n;
+}
 const KeyParams = Type.Object({ keyId: Type.String() });
 
 // What each change writes to the audit log (src/audit/hook.ts): an action and its target.
@@ -251,7 +268,15 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     return withWarnings(user);
   });
 
-  app.get('/users', async () => ({ data: await store.listUsers() }));
+  app.get<{ Querystring: Static<typeof ListUsersQuery> }>('/users', { schema: { querystring: ListUsersQuery } }, async (request) => {
+    const { search, limit, offset } = request.query;
+    const needle = search?.toLowerCase();
+    // In creation order, as ever; the whole list is read (users are few) and cut here.
+    const users = (await store.listUsers()).filter((u) => needle === undefined || u.id.toLowerCase().includes(needle) || (u.name ?? '').toLowerCase().includes(needle));
+    const start = offset === undefined ? 0 : wholeNumber(offset, 'offset', 0, Number.MAX_SAFE_INTEGER);
+    const count = limit === undefined ? users.length : wholeNumber(limit, 'limit', 1, MAX_USERS_PAGE);
+    return { data: users.slice(start, start + count), total: users.length };
+  });
 
   app.get<{ Params: Static<typeof IdParams> }>('/users/:id', async (request) => userWithUsage(store, request.params.id));
 

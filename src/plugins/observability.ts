@@ -11,7 +11,10 @@ import { GatewayError } from '../errors.js';
 import type { Observability } from '../observability/index.js';
 import { Observation } from '../observability/observation.js';
 import { before, pageSize, requestFilter, usageSpan } from '../observability/queries.js';
+import { LiveTail } from '../observability/live-tail.js';
+import type { RequestFilter } from '../observability/request-log.js';
 import { buildReport } from '../observability/usage-report.js';
+import { buildSeries, seriesSpan } from '../observability/usage-series.js';
 import type { Pool } from '../pool/pool.js';
 import { adminGuard, tokenGuard } from './admin.js';
 
@@ -41,18 +44,39 @@ const FilterQuery = {
   user: Type.Optional(Type.String({ maxLength: 200 })),
   status: Type.Optional(Type.String({ maxLength: 3 })),
   outcome: Type.Optional(Type.String({ maxLength: 40 })),
+  model: Type.Optional(Type.String({ maxLength: 256 })),
+};
+const TimeQuery = {
+  from: Type.Optional(Type.String({ maxLength: 40 })),
+  to: Type.Optional(Type.String({ maxLength: 40 })),
 };
 export const RequestsQuerySchema = Type.Object(
-  { ...FilterQuery, limit: Type.Optional(Type.String({ maxLength: 10 })), before: Type.Optional(Type.String({ maxLength: 64 })) },
+  { ...FilterQuery, ...TimeQuery, limit: Type.Optional(Type.String({ maxLength: 10 })), before: Type.Optional(Type.String({ maxLength: 64 })) },
   { additionalProperties: false },
 );
-const ExportQuerySchema = Type.Object(FilterQuery, { additionalProperties: false });
+export const StreamQuerySchema = Type.Object(FilterQuery, { additionalProperties: false });
+export const RequestParams = Type.Object({ requestId: Type.String({ minLength: 1, maxLength: 200 }) });
+const ExportQuerySchema = Type.Object({ ...FilterQuery, ...TimeQuery }, { additionalProperties: false });
 export const UsageQuerySchema = Type.Object(
   {
     user: Type.Optional(Type.String({ maxLength: 200 })),
     from: Type.Optional(Type.String({ maxLength: 40 })),
     to: Type.Optional(Type.String({ maxLength: 40 })),
     groupBy: Type.Optional(Type.String({ maxLength: 40 })),
+  },
+  { additionalProperties: false },
+);
+
+// The live tail: a comment this often keeps proxies from closing a quiet stream; a client that
+// lets this much wait unread is dropped.
+const KEEP_ALIVE_MS = 15_000;
+const TAIL_BUFFER_BYTES = 1024 * 1024;
+
+export const SeriesQuerySchema = Type.Object(
+  {
+    range: Type.Optional(Type.String({ maxLength: 10 })),
+    by: Type.Optional(Type.String({ maxLength: 10 })),
+    user: Type.Optional(Type.String({ maxLength: 200 })),
   },
   { additionalProperties: false },
 );
@@ -119,8 +143,47 @@ export function requestsPage(observability: Observability, query: Static<typeof 
   const page = { ...requestFilter(query), limit: pageSize(query), before: before(query) };
   return fromStore(async () => {
     await requests.flush();
-    return requests.page(page);
+    const answer = await requests.page(page);
+    // `next` as before; `nextBefore` and `hasMore` are the names the console reads.
+    return { ...answer, nextBefore: answer.next, hasMore: answer.next !== null };
   });
+}
+
+/** One kept request, as GET /admin/requests/{requestId} answers (and /console/api/me/requests/{id},
+ * `owner` set: another user's request is as unknown as a missing one). */
+export async function requestRecord(observability: Observability, requestId: string, owner?: string) {
+  const { requests } = observability;
+  const record = await fromStore(async () => {
+    await requests.flush();
+    return requests.find(requestId);
+  });
+  if (!record || (owner !== undefined && record.userId !== owner)) {
+    throw new GatewayError('request_not_found', { param: 'requestId', message: `No kept request has the id ${JSON.stringify(requestId)}.` });
+  }
+  return record;
+}
+
+/** The live tail's streams for one plugin (GET /admin/requests/stream, /console/api/me/requests/stream):
+ * each call answers one client with the records its filter matches, as Server-Sent Events. */
+export function liveTail(app: FastifyInstance, observability: Observability) {
+  const { metrics } = observability;
+  const tail = new LiveTail(observability.requests, {
+    keepAliveMs: KEEP_ALIVE_MS,
+    maxBufferedBytes: TAIL_BUFFER_BYTES,
+    onClients: (count) => metrics.liveTailClients.set(count),
+    onDropped: () => metrics.liveTailDropped.inc(),
+  });
+  // Before the server closes: an open stream would otherwise hold the close until it ended.
+  app.addHook('preClose', async () => tail.closeAll());
+  return (filter: RequestFilter, reply: FastifyReply) => {
+    reply
+      .header('content-type', 'text/event-stream; charset=utf-8')
+      .header('cache-control', 'no-cache')
+      .header('x-accel-buffering', 'no')
+      // The stream is the connection's last answer: ending it at shutdown closes the socket too.
+      .header('connection', 'close');
+    return tail.open(filter);
+  };
 }
 
 /** The usage report, as GET /admin/usage answers (and /console/api/me/usage). */
@@ -134,6 +197,17 @@ export async function usageAnswer(observability: Observability, query: Static<ty
   return buildReport(rows, span);
 }
 
+/** Usage over time, as GET /admin/usage/series answers (and /console/api/me/usage/series). */
+export async function usageSeries(observability: Observability, query: Static<typeof SeriesQuerySchema>) {
+  const { usage } = observability;
+  const span = seriesSpan(query);
+  const rows = await fromStore(async () => {
+    await usage.flush();
+    return usage.series(span.step, span.buckets, span.user);
+  });
+  return buildSeries(rows, span);
+}
+
 /** GET /admin/requests, /admin/requests/export and /admin/usage; registered with the admin API,
  * under its prefix and only when it exists (CONTRACT.md: without a token it answers 404). */
 export async function observabilityAdminPlugin(app: FastifyInstance, options: { config: Config; observability: Observability }): Promise<void> {
@@ -142,6 +216,15 @@ export async function observabilityAdminPlugin(app: FastifyInstance, options: { 
 
   app.get<{ Querystring: Static<typeof RequestsQuerySchema> }>('/requests', { schema: { querystring: RequestsQuerySchema } }, async (request) =>
     requestsPage(options.observability, request.query),
+  );
+
+  const tail = liveTail(app, options.observability);
+  app.get<{ Querystring: Static<typeof StreamQuerySchema> }>('/requests/stream', { schema: { querystring: StreamQuerySchema } }, async (request, reply) =>
+    tail(requestFilter(request.query), reply),
+  );
+
+  app.get<{ Params: Static<typeof RequestParams> }>('/requests/:requestId', { schema: { params: RequestParams } }, async (request) =>
+    requestRecord(options.observability, request.params.requestId),
   );
 
   app.get<{ Querystring: Static<typeof ExportQuerySchema> }>(
@@ -160,6 +243,10 @@ export async function observabilityAdminPlugin(app: FastifyInstance, options: { 
 
   app.get<{ Querystring: Static<typeof UsageQuerySchema> }>('/usage', { schema: { querystring: UsageQuerySchema } }, async (request) =>
     usageAnswer(options.observability, request.query),
+  );
+
+  app.get<{ Querystring: Static<typeof SeriesQuerySchema> }>('/usage/series', { schema: { querystring: SeriesQuerySchema } }, async (request) =>
+    usageSeries(options.observability, request.query),
   );
 }
 
