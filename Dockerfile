@@ -12,6 +12,8 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# The web console's sources: Vite builds them into dist/console/ beside the compiled gateway.
+COPY console ./console
 RUN npm run build
 
 # Runtime stage: production dependencies and the built program only.

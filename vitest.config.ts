@@ -7,8 +7,10 @@ export default defineConfig({
     // The web console's build (dist/console/), made once when stale: its budget and browser tests read it.
     globalSetup: ['test/helpers/console-build.ts'],
     reporters: ['default', './test/helpers/summary-reporter.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
+    // Bounds for a hang, not for speed: a child gateway compiles its TypeScript as it starts, which
+    // takes tens of seconds when the machine is busy with other work.
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
     // Suites start real servers; two cores are shared by everything, so keep workers few.
     maxWorkers: 2,
   },

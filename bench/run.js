@@ -181,7 +181,7 @@ async function main() {
     machine: machineAtStart,
     loadAverageAtEnd: machine().loadAverage,
     workloads: WORKLOADS,
-    targets: TARGETS.map((t) => t.id),
+    targets: targets.map((t) => t.id),
     rows,
     logs: inspectLogs(targets),
   };

@@ -21,7 +21,8 @@ let userKey = '';
 beforeAll(async () => {
   fake = await startFakeUpstream();
   const upstreams = [{ id: 'main', baseUrl: fake.baseUrl, strategy: 'round-robin', keys: [{ id: 'alpha', key: ALPHA }, { id: 'beta', key: BETA }] }];
-  gateway = await startGateway({ config: { upstreams } as Partial<Config> });
+  // Round robin over the same chat, not the prompt cache's one key: what each key went through is shown.
+  gateway = await startGateway({ config: { upstreams, pool: { cacheAffinity: false } } as Partial<Config> });
   userKey = await gateway.createUserKey('ops');
   registerSecret(userKey);
 });

@@ -157,7 +157,7 @@ describe('the console, as an admin', () => {
       .toBe(true);
 
     await visit(page, 'Overview');
-    await page.getByLabel('Period').selectOption('month');
+    await page.getByLabel('Period', { exact: true }).selectOption('month');
     await expect.poll(() => page.locator('[data-total="requests"]').textContent(), { timeout: 10_000 }).toBe(await formatted(page, usage.json.total.requests));
     expect(await page.locator('[data-total="tokens"]').textContent()).toBe(await formatted(page, usage.json.total.totalTokens));
     await page.getByRole('region', { name: 'Top users' }).getByRole('link', { name: 'alice' }).waitFor();

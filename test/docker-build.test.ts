@@ -30,6 +30,7 @@ describe('the Docker image', () => {
       '==> RUN npm ci --ignore-scripts',
       '==> COPY tsconfig.json tsconfig.build.json ./',
       '==> COPY src ./src',
+      '==> COPY console ./console',
       '==> RUN npm run build',
       expect.stringMatching(/^==> FROM node:22-bookworm-slim /),
       '==> COPY package.json package-lock.json ./',

@@ -126,6 +126,6 @@ describe.each(['memory', 'redis'] as const)('the request log cursor on %s', (bac
   });
 
   it('the first possible id after it is a cursor like any other', async () => {
-    expect(await env.gateway.admin('GET', '/requests?before=0-1')).toEqual({ status: 200, json: { data: [], next: null } });
+    expect(await env.gateway.admin('GET', '/requests?before=0-1')).toEqual({ status: 200, json: { data: [], next: null, nextBefore: null, hasMore: false } });
   });
 });

@@ -35,7 +35,7 @@ it('lists each upstream and pool key, without the secret', async () => {
   expect(answer.status).toBe(200);
   expect(answer.json).toEqual({
     data: [
-      { id: 'main', source: 'settings', kind: 'openai', baseUrl: pool.fake.baseUrl, models: ['*'], strategy: 'weighted', proxy: null, keys: [key('a', { requests: 1 }), key('b')] },
+      { id: 'main', source: 'settings', kind: 'openai', baseUrl: pool.fake.baseUrl, models: ['*'], strategy: 'weighted', proxy: null, aliases: {}, keys: [key('a', { requests: 1 }), key('b')] },
     ],
   });
   expect(JSON.stringify(answer.json)).not.toContain(poolSecret('a').slice(0, 12));

@@ -7,8 +7,9 @@ import type { Config } from '../src/config.js';
 import { invalidKeyBody } from '../src/dev/fake-upstream.js';
 import { CHAT, type PoolFixture, openaiError, poolSecret, startPool } from './helpers/pool-fixture.js';
 
-// Probes come 100 to 200 ms after the key was disabled (half to all of the base, jittered).
-const SHORT_PROBES = { pool: { health: { probeBaseMs: 200, probeMaxMs: 200 } } as Config['pool'] };
+// Probes come 1.5 to 3 s after the key was disabled (half to all of the base, jittered): soon
+// enough to wait for, late enough that a busy machine does not make one due between two steps.
+const SHORT_PROBES = { pool: { health: { probeBaseMs: 3000, probeMaxMs: 3000 } } as Config['pool'] };
 
 let pool: PoolFixture;
 beforeEach(async () => {

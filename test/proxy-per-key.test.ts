@@ -37,6 +37,9 @@ beforeAll(async () => {
   writeFileSync(
     file,
     [
+      // The same chat each time: round robin, not the prompt cache, must spread it over both keys.
+      'pool:',
+      '  cacheAffinity: false',
       'upstreams:',
       '  - id: openai',
       `    baseUrl: ${up.baseUrl}`,

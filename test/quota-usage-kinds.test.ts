@@ -141,8 +141,16 @@ describe('the worst case of a form', () => {
     const file = `--${b}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nRIFF`;
     const names = new Set(['model', 'n', 'timestamp_granularities[]']);
     const scan = scanLeadingFields(Buffer.from(part('model', 'whisper-1') + part('timestamp_granularities[]', 'word') + part('timestamp_granularities[]', 'segment') + file), b, names);
-    expect(scan).toEqual({ kind: 'read', fields: new Map([['model', 'whisper-1'], ['timestamp_granularities[]', 'word']]), complete: false });
+    // Where each first value lies too (the model's, for an alias or a deployment put in its place).
+    const at = (text: string, value: string) => [text.indexOf(value), text.indexOf(value) + value.length];
+    const head = part('model', 'whisper-1') + part('timestamp_granularities[]', 'word');
+    expect(scan).toEqual({
+      kind: 'read',
+      fields: new Map([['model', 'whisper-1'], ['timestamp_granularities[]', 'word']]),
+      complete: false,
+      spans: new Map([['model', at(head, 'whisper-1')], ['timestamp_granularities[]', at(head, 'word')]]),
+    });
     expect(scanLeadingFields(Buffer.from(part('n', '1') + part('n', '2') + file), b, names)).toEqual({ kind: 'twice', name: 'n' });
-    expect(scanLeadingFields(Buffer.from(`${part('n', '1')}--${b}--\r\n`), b, names)).toEqual({ kind: 'read', fields: new Map([['n', '1']]), complete: true });
+    expect(scanLeadingFields(Buffer.from(`${part('n', '1')}--${b}--\r\n`), b, names)).toEqual({ kind: 'read', fields: new Map([['n', '1']]), complete: true, spans: new Map([['n', at(part('n', '1'), '1')]]) });
   });
 });
