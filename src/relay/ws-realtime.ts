@@ -213,13 +213,14 @@ export class RealtimeDialect implements Dialect {
     let pending: Pending;
     let refused: GatewayError | undefined;
     try {
-      pending = await this.o.meter.admit({ model: this.model, ...worst });
+      // Priced as a create is: an alias's target, never the alias's own name (docs/models.md).
+      pending = await this.o.meter.admit({ model: this.priced(), ...worst });
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
       refused = err;
       this.o.channel.toUpstream(Buffer.from(JSON.stringify({ type: 'response.cancel', response_id: responseId })));
       this.o.channel.toClient(this.refusal(err, undefined));
-      pending = await this.o.meter.admit({ model: this.model, ...worst }, true);
+      pending = await this.o.meter.admit({ model: this.priced(), ...worst }, true);
     }
     pending.responseId = responseId;
     if (refused) this.o.channel.close(1008, `${refused.code}: a response the server started was past the user's limits and was cancelled`);
