@@ -104,7 +104,9 @@ export class RealtimeDialect implements Dialect {
       if (!modelAllowed(this.o.user, session.model)) {
         return { forward: false, reply: this.refusal(modelRefused(this.o.user, session.model, 'session.model'), event) };
       }
-      this.model = session.model;
+      // Not the model priced: OpenAI keeps a session on the model it opened with and refuses an
+      // update that names another, so taking the client's word would price the session's responses
+      // at a model it never ran. The upstream's own account (session.created) is read below.
     }
     // Input transcription runs a model of its own on every committed buffer: it must be on the list.
     for (const [param, model] of transcriptionModels(session)) {
@@ -184,7 +186,10 @@ export class RealtimeDialect implements Dialect {
     }
     if (!event) return;
     if (type === 'session.created' || type === 'session.updated') {
-      if (isObject(event.session)) this.learn(event.session);
+      if (!isObject(event.session)) return;
+      this.learn(event.session);
+      // A session opened without `?model=` runs the upstream's default: priced as the upstream says.
+      if (this.o.model === undefined && typeof event.session.model === 'string') this.model = event.session.model;
       return;
     }
     const response = isObject(event.response) ? event.response : undefined;
