@@ -2,6 +2,7 @@
 // the body: a second `model` written another way, a body too large to parse whole, a form with two
 // `model` fields or one after the file. And the byte rewrite must keep every other byte.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { type RelayFixture, startRelay } from './helpers/relay-fixture.js';
 import { registerSecret } from './helpers/log-capture.js';
 
@@ -12,8 +13,8 @@ let relay: RelayFixture;
 let aliasOnly: string;
 
 beforeAll(async () => {
-  relay = await startRelay(POOL_KEY, { keys: [POOL_KEY] }, { aliases: { fast: TARGET, 'wh-alias': 'whisper-1', 'é': TARGET } });
-  aliasOnly = await relay.gateway.createUserKey('attack7-alias-only', { models: ['fast', 'wh-alias', 'é'] });
+  relay = await startRelay(POOL_KEY, { keys: [POOL_KEY] }, { aliases: { fast: TARGET, 'wh-alias': 'whisper-1', 'é': TARGET, 'rt-fast': 'gpt-realtime', 'wh-é': 'whisper-1' } });
+  aliasOnly = await relay.gateway.createUserKey('attack7-alias-only', { models: ['fast', 'wh-alias', 'é', 'rt-fast', 'wh-é'] });
   registerSecret(aliasOnly);
 });
 afterAll(() => relay.close());
@@ -150,5 +151,69 @@ describe('a multipart form', () => {
     const answer = await post('/audio/transcriptions', f.body, f.type);
     expect(answer.status).toBeGreaterThanOrEqual(400);
     for (const r of relay.fake.requests) expect(r.body.includes('gpt-4o-transcribe')).toBe(false);
+  });
+});
+
+describe('a multipart form with a multi-byte alias', () => {
+  it('is sent with the target in its place and a Content-Length that counts bytes', async () => {
+    const f = form([
+      { name: 'model', value: 'wh-é' },
+      { name: 'file', value: 'ID3audio \u00e9\u00e9', filename: 'a.mp3' },
+    ]);
+    const answer = await post('/audio/transcriptions', f.body, f.type);
+    expect(answer.status).toBe(200);
+    const seen = relay.fake.requests[0];
+    const expected = Buffer.from(f.body.toString('utf8').replace('\r\n\r\nwh-é\r\n', '\r\n\r\nwhisper-1\r\n'), 'utf8');
+    expect(seen?.body.equals(expected)).toBe(true);
+    expect(seen?.headers['content-length']).toBe(String(expected.length));
+  });
+});
+
+/** The status of a realtime upgrade with `query`, as the alias-only user. */
+function upgrade(query: string): Promise<{ status: number; code?: string }> {
+  const ws = new WebSocket(`${relay.gateway.baseUrl.replace('http://', 'ws://')}/realtime${query}`, { headers: { authorization: `Bearer ${aliasOnly}` } });
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => {
+      ws.terminate();
+      resolve({ status: 101 });
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, code: (JSON.parse(body) as { error: { code: string } }).error.code }));
+    });
+    ws.once('error', reject);
+  });
+}
+
+describe('a realtime upgrade naming its model more than once or hiding it', () => {
+  it('is refused before any upstream connection; the alias alone opens on its target', async () => {
+    for (const query of ['?model=rt-fast&model=gpt-4o-realtime-preview', '?model=rt-fast&mode%6C=gpt-4o-realtime-preview', '?model=rt-fast&model', '?%6Dodel=rt-fast&model=rt-fast']) {
+      expect(await upgrade(query), query).toEqual({ status: 400, code: 'invalid_request' });
+    }
+    // A semicolon is no separator: the whole value is one model name, not on the list.
+    expect(await upgrade('?model=rt-fast;model=gpt-4o-realtime-preview')).toEqual({ status: 403, code: 'model_not_allowed' });
+    expect(relay.fake.wsConnections).toHaveLength(0);
+    expect(await upgrade('?model=rt-fast&x=1')).toEqual({ status: 101 });
+    expect(relay.fake.wsConnections.map((c) => c.url)).toEqual(['/v1/realtime?model=gpt-realtime&x=1']);
+  });
+});
+
+describe('GET /v1/models/{model}', () => {
+  it("tells a user with a model list nothing of a model or an alias they may not use", async () => {
+    const other = await relay.gateway.createUserKey('attack7-other-models', { models: ['gpt-4o-mini'] });
+    registerSecret(other);
+    relay.fake.handle((req) => (req.method === 'GET' ? { body: { id: decodeURIComponent(req.path.split('/').pop() ?? ''), object: 'model', created: 1, owned_by: 'system' } } : undefined));
+    const get = async (model: string) => {
+      const res = await fetch(`${relay.gateway.baseUrl}/models/${model}`, { headers: { authorization: `Bearer ${other}` } });
+      return { status: res.status, json: (await res.json()) as any };
+    };
+    expect((await get('gpt-4o-mini')).status).toBe(200);
+    for (const model of ['gpt-4o', 'fast']) {
+      const answer = await get(model);
+      expect(answer.status, model).toBe(403);
+      expect(answer.json.error.code).toBe('model_not_allowed');
+    }
+    expect(relay.fake.requests.map((r) => r.path)).toEqual(['/v1/models/gpt-4o-mini']);
   });
 });
