@@ -152,4 +152,26 @@ describe('what an answer and the logs tell', () => {
     expect(records.status).toBe(200);
     expect(JSON.stringify(records.json)).not.toContain(MARK);
   });
+
+  it('a key written into a grouping or the model reaches no log line (test/setup.ts scans every line)', async () => {
+    pool.fake.reset();
+    for (const extra of [{ user: pool.userKey }, { prompt_cache_key: pool.userKey }, { safety_identifier: `id ${pool.userKey}` }]) {
+      expect((await pool.post('/chat/completions', chat(extra))).status).toBe(200);
+    }
+    const answer = await pool.post('/chat/completions', { ...chat({}), model: pool.userKey });
+    expect(answer.status).toBe(200);
+    const records = await pool.gateway.admin('GET', `/requests?user=${pool.userId}`);
+    expect(JSON.stringify(records.json)).not.toContain(pool.userKey);
+    const usage = await pool.gateway.admin('GET', `/usage?user=${pool.userId}&groupBy=model`);
+    expect(usage.status).toBe(200);
+    expect(JSON.stringify(usage.json)).toContain('gpt-4o-mini');
+    expect(JSON.stringify(usage.json)).not.toContain(pool.userKey);
+    const metrics = await fetch(`${new URL(pool.gateway.baseUrl).origin}/metrics`);
+    const exposition = await metrics.text();
+    expect(metrics.status).toBe(200);
+    expect(exposition).toContain('keyrelay_');
+    expect(exposition).not.toContain(pool.userKey);
+    const lines = pool.gateway.logs.filter((l) => l.route === '/v1/chat/completions').slice(-4);
+    expect(lines.map((l) => l.affinity)).toEqual(['user', 'prompt_cache_key', 'user', 'prefix']);
+  });
 });
