@@ -217,3 +217,21 @@ describe('GET /v1/models/{model}', () => {
     expect(relay.fake.requests.map((r) => r.path)).toEqual(['/v1/models/gpt-4o-mini']);
   });
 });
+
+describe('a streamed JSON body too large to parse whole, with a multi-byte alias', () => {
+  it('reaches the upstream as valid JSON with the target and the usage option, and a right Content-Length', async () => {
+    const filler = 'ü'.repeat(700_000);
+    // `model` after the messages, and again a `model` nested inside them: only the top one moves.
+    const body = `{"stream":true,"messages":[{"role":"user","content":"${filler}","model":"é"}],"model" : "é","n":1}`;
+    const answer = await post('/chat/completions', body);
+    expect(answer.status).toBe(200);
+    const seen = relay.fake.requests[0];
+    expect(seen?.headers['content-length']).toBe(String(seen?.body.length));
+    const sent = JSON.parse(seen?.body.toString('utf8') ?? '') as Record<string, any>;
+    expect(sent.model).toBe(TARGET);
+    expect(sent.messages[0].model).toBe('é');
+    expect(sent.messages[0].content).toBe(filler);
+    expect(sent.stream_options).toEqual({ include_usage: true });
+    expect(sent.n).toBe(1);
+  });
+});
