@@ -137,7 +137,7 @@ export function createRelayRoute(services: Services): RelayRoute {
     const checked = namedModel(operation, model);
     if (checked !== undefined && !modelAllowed(caller.user, checked)) throw modelRefused(caller.user, checked);
     // Which key holds this request's prompt cache, from the body as parsed above (docs/key-pool.md).
-    const affinity = pool.cacheAffinity ? affinityOf(operation, json, digest === undefined) : undefined;
+    const affinity = pool.cacheAffinity ? affinityOf(operation, json, digest === undefined, caller.user.id) : undefined;
     const userId = caller.user.id;
     const path = call.target.path;
     const route = path.slice(3);
