@@ -46,6 +46,9 @@ export const ALLOWED_HEADERS: readonly string[] = [
 // it: these name the SDK's platform and retries, nothing the gateway or the upstream acts on.
 // Any other name asked for is left out, never echoed.
 const MORE_SDK_HEADERS = /^x-stainless-[a-z0-9-]{1,40}$/;
+// Of those, at most this many are allowed: an SDK adds a few, and a preflight needs no key, so one
+// that asks for thousands (a 64 KB header) must not cost more than an ordinary one nor be echoed.
+const MAX_MORE_SDK_HEADERS = 16;
 
 // What a page may read of an answer: the ids, the user's own limits, and what the SDKs obey.
 export const EXPOSED_HEADERS: readonly string[] = [
@@ -103,12 +106,13 @@ export function createCors(settings: CorsSettings): Cors {
   /** The requested headers the gateway allows beyond its list: x-stainless-* names only. */
   function allowHeaders(requested: string | undefined): string {
     if (!requested) return ALLOW_HEADERS;
-    let more = '';
+    const more = new Set<string>();
     for (const raw of requested.split(',')) {
       const name = raw.trim().toLowerCase();
-      if (!ALLOWED_HEADER_SET.has(name) && MORE_SDK_HEADERS.test(name) && !more.includes(` ${name},`)) more += ` ${name},`;
+      if (!ALLOWED_HEADER_SET.has(name) && MORE_SDK_HEADERS.test(name)) more.add(name);
+      if (more.size === MAX_MORE_SDK_HEADERS) break;
     }
-    return more === '' ? ALLOW_HEADERS : `${ALLOW_HEADERS},${more.slice(0, -1)}`;
+    return more.size === 0 ? ALLOW_HEADERS : `${ALLOW_HEADERS}, ${[...more].join(', ')}`;
   }
 
   return {

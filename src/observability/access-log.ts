@@ -25,10 +25,12 @@ export function sanitize(record: RequestRecord, masker: Masker): RequestRecord {
     method: escapeText(record.method, LIMITS.id),
     route: escapeText(record.route, LIMITS.route),
     operation: record.operation,
-    model: cleanText(record.model, LIMITS.model),
-    upstreamModel: cleanText(record.upstreamModel, LIMITS.model),
-    endUser: cleanText(record.endUser, LIMITS.endUser),
-    userAgent: cleanText(record.userAgent, LIMITS.userAgent),
+    // Chosen by the client, who may write a key in them: masked as the log line masks them, so
+    // the kept request log and the usage by model hold no more than the line does.
+    model: cleanText(maskedText(record.model, masker), LIMITS.model),
+    upstreamModel: cleanText(maskedText(record.upstreamModel, masker), LIMITS.model),
+    endUser: cleanText(maskedText(record.endUser, masker), LIMITS.endUser),
+    userAgent: cleanText(maskedText(record.userAgent, masker), LIMITS.userAgent),
     stream: record.stream,
     status: record.status,
     outcome: record.outcome,
@@ -52,6 +54,8 @@ export function sanitize(record: RequestRecord, masker: Masker): RequestRecord {
 
 /** The counts and their total. Copied then added to: V8 (Node 20) makes `{ ...tokens, total }`, a
  * spread followed by a property, tens of times slower. */
+const maskedText = (value: string | undefined, masker: Masker): string | undefined => (typeof value === 'string' ? masker.text(value) : value);
+
 function withTotal(tokens: TokenCounts): TokenCounts & { total: number } {
   const out = Object.assign({}, tokens) as TokenCounts & { total: number };
   out.total = tokens.input + tokens.output;

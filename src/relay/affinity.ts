@@ -109,22 +109,27 @@ function grouping(json: Record<string, unknown>, field: string): string | undefi
  * The request's affinity, or undefined when it has nothing to hash (the upstream's strategy then
  * picks). `whole`: the body was parsed whole; a body too large to parse shows only its top-level
  * settings (src/relay/json-digest.ts), so it can have a key or a user but no prefix.
+ *
+ * `userId`, the gateway user's, is hashed first: the same values sent by two users rank the keys
+ * apart, so no user can send another's conversation key (or prompt start) to find, in their own
+ * request log, the pool key that conversation uses, nor aim their own traffic at it.
  */
-export function affinityOf(operation: Operation, json: Record<string, unknown> | undefined, whole: boolean): Affinity | undefined {
+export function affinityOf(operation: Operation, json: Record<string, unknown> | undefined, whole: boolean, userId: string): Affinity | undefined {
   const parts = PREFIX_PARTS[operation.id];
   if (!parts || !json) return undefined;
+  const scope = `${userId}\u0000`;
   const key = grouping(json, 'prompt_cache_key');
-  if (key !== undefined) return { source: 'prompt_cache_key', hash: hashText(`k${key}`) };
+  if (key !== undefined) return { source: 'prompt_cache_key', hash: hashText(`${scope}k${key}`) };
   const user = grouping(json, 'safety_identifier') ?? grouping(json, 'user');
-  if (user !== undefined) return { source: 'user', hash: hashText(`u${user}`) };
+  if (user !== undefined) return { source: 'user', hash: hashText(`${scope}u${user}`) };
   if (!whole) return undefined;
   // Each part has its own PREFIX_CHARS: a long system prompt leaves room for the first user turn.
-  let text = '';
+  let text = scope;
   for (const part of parts(json)) {
     const prefix = new Prefix();
     prefix.add(part);
     text += `\u0004${prefix.text}`;
   }
   // Nothing but separators: no text to group by.
-  return /[^\u0001-\u0004]/.test(text) ? { source: 'prefix', hash: hashPrefix(text) } : undefined;
+  return /[^\u0001-\u0004]/.test(text.slice(scope.length)) ? { source: 'prefix', hash: hashPrefix(text) } : undefined;
 }

@@ -134,9 +134,11 @@ export function createRelayRoute(services: Services): RelayRoute {
     const model = effectiveModel(operation, facts.model, facts.modelHidden);
     // First whether the user may call the operation at all (an operation refused unless allowed).
     checkCostBound(caller.user, operation, model, { json, whole: json !== undefined && digest === undefined });
-    if (model !== undefined && !modelAllowed(caller.user, model)) throw modelRefused(caller.user, model);
+    // GET /models/{model} too: the list hides a model the user may not use, and an alias's target.
+    const checked = namedModel(operation, model);
+    if (checked !== undefined && !modelAllowed(caller.user, checked)) throw modelRefused(caller.user, checked);
     // Which key holds this request's prompt cache, from the body as parsed above (docs/key-pool.md).
-    const affinity = pool.cacheAffinity ? affinityOf(operation, json, digest === undefined) : undefined;
+    const affinity = pool.cacheAffinity ? affinityOf(operation, json, digest === undefined, caller.user.id) : undefined;
     const userId = caller.user.id;
     const path = call.target.path;
     const route = path.slice(3);

@@ -104,7 +104,9 @@ export class RealtimeDialect implements Dialect {
       if (!modelAllowed(this.o.user, session.model)) {
         return { forward: false, reply: this.refusal(modelRefused(this.o.user, session.model, 'session.model'), event) };
       }
-      this.model = session.model;
+      // Not the model priced: OpenAI keeps a session on the model it opened with and refuses an
+      // update that names another, so taking the client's word would price the session's responses
+      // at a model it never ran. The upstream's own account (session.created) is read below.
     }
     // Input transcription runs a model of its own on every committed buffer: it must be on the list.
     for (const [param, model] of transcriptionModels(session)) {
@@ -184,7 +186,10 @@ export class RealtimeDialect implements Dialect {
     }
     if (!event) return;
     if (type === 'session.created' || type === 'session.updated') {
-      if (isObject(event.session)) this.learn(event.session);
+      if (!isObject(event.session)) return;
+      this.learn(event.session);
+      // A session opened without `?model=` runs the upstream's default: priced as the upstream says.
+      if (this.o.model === undefined && typeof event.session.model === 'string') this.model = event.session.model;
       return;
     }
     const response = isObject(event.response) ? event.response : undefined;
@@ -213,13 +218,14 @@ export class RealtimeDialect implements Dialect {
     let pending: Pending;
     let refused: GatewayError | undefined;
     try {
-      pending = await this.o.meter.admit({ model: this.model, ...worst });
+      // Priced as a create is: an alias's target, never the alias's own name (docs/models.md).
+      pending = await this.o.meter.admit({ model: this.priced(), ...worst });
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
       refused = err;
       this.o.channel.toUpstream(Buffer.from(JSON.stringify({ type: 'response.cancel', response_id: responseId })));
       this.o.channel.toClient(this.refusal(err, undefined));
-      pending = await this.o.meter.admit({ model: this.model, ...worst }, true);
+      pending = await this.o.meter.admit({ model: this.priced(), ...worst }, true);
     }
     pending.responseId = responseId;
     if (refused) this.o.channel.close(1008, `${refused.code}: a response the server started was past the user's limits and was cancelled`);
