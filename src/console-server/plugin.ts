@@ -22,7 +22,7 @@ const rawPath = (url: string | undefined): string => (url ?? '').split('?')[0] a
  * guard reads the session this installs). */
 export async function installConsole(app: FastifyInstance, options: ConsoleOptions): Promise<void> {
   const { config, store } = options.services;
-  installSessionHook(app, store);
+  installSessionHook(app, store, config.adminToken);
   app.addHook('onSend', async (request, reply, payload) => {
     if (isConsolePath(rawPath(request.raw.url)) || isConsolePath(request.target?.path ?? '')) reply.headers(SECURITY_HEADERS);
     return payload;

@@ -10,6 +10,9 @@ export interface ConsoleSession {
   /** The user and the key they signed in with (role `user`): the session ends with either. */
   userId?: string;
   keyId?: string;
+  /** Role `admin`: the admin token the session was signed in with, as `adminTag` (cookie.ts)
+   * makes it; a session signed in with another token than today's is no session. */
+  adminTag?: string;
   /** What each state-changing request must send as `x-csrf-token`. */
   csrfToken: string;
   /** Epoch ms. */
@@ -70,7 +73,9 @@ export function parseSession(json: string): ConsoleSession | undefined {
     const value = JSON.parse(json) as Partial<ConsoleSession>;
     if ((value.role !== 'admin' && value.role !== 'user') || typeof value.csrfToken !== 'string' || typeof value.expiresAt !== 'number') return undefined;
     if (value.role === 'user' && (typeof value.userId !== 'string' || typeof value.keyId !== 'string')) return undefined;
-    return { role: value.role, userId: value.userId, keyId: value.keyId, csrfToken: value.csrfToken, expiresAt: value.expiresAt };
+    if (value.role === 'admin' && typeof value.adminTag !== 'string') return undefined;
+    const { role, userId, keyId, adminTag, csrfToken, expiresAt } = value;
+    return { role, userId, keyId, adminTag, csrfToken, expiresAt };
   } catch {
     return undefined;
   }

@@ -43,6 +43,24 @@ export class FailureThrottle {
     this.windows.set(address, { start: now, failures: 1 });
   }
 
+  /**
+   * Counts one sign-in from `address` as failed before its token is looked up, so that sign-ins
+   * sent all at once cannot each be looked up before the first failure is counted; `forgive`
+   * takes it back when the token was right (or the store could not tell). Answers the seconds to
+   * wait, and then counts nothing.
+   */
+  begin(address: string, now: number): number {
+    const wait = this.retryAfter(address, now);
+    if (wait === 0) this.failed(address, now);
+    return wait;
+  }
+
+  /** Takes back the failure `begin` counted. */
+  forgive(address: string): void {
+    const window = this.windows.get(address);
+    if (window && window.failures > 0) window.failures--;
+  }
+
   /** How many addresses are remembered (tests check the bound). */
   get size(): number {
     return this.windows.size;
