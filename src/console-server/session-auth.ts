@@ -66,10 +66,24 @@ function ownOrigin(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
 }
 
-/** True when the request names no Origin, or the gateway's own. */
+/** The origin of a Referer, or `null` for one that is not an absolute http(s) URL. */
+function refererOrigin(referer: string): string {
+  try {
+    const url = new URL(referer);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : 'null';
+  } catch {
+    return 'null';
+  }
+}
+
+/** True when the request names the gateway's own origin, or none: its Origin, or when it sends
+ * no Origin (an older browser, a client that is not a browser), its Referer. The console's own
+ * pages send no Referer (Referrer-Policy: no-referrer), so one naming another origin is a page
+ * elsewhere. */
 export function fromOwnOrigin(request: FastifyRequest): boolean {
-  const origin = request.headers.origin;
-  return origin === undefined || origin.toLowerCase() === ownOrigin(request).toLowerCase();
+  const { origin, referer } = request.headers;
+  const named = origin ?? (referer === undefined ? undefined : refererOrigin(referer));
+  return named === undefined || named.toLowerCase() === ownOrigin(request).toLowerCase();
 }
 
 export function checkCsrf(request: FastifyRequest, session: ConsoleSession): void {
