@@ -27,9 +27,10 @@ export interface SessionStore {
   delete(digest: string): Promise<void>;
 }
 
-// Sessions one process keeps in memory at most: past it the oldest go first, so that sign-ins
-// (each needs a valid token) cannot grow the process without end.
-const MAX_MEMORY_SESSIONS = 100_000;
+// Sessions one process keeps in memory at most: past it the oldest user session goes first, so
+// that sign-ins (each needs a valid token) cannot grow the process without end, and a user signing
+// in over and over with their key cannot push the admin's session out.
+export const MAX_MEMORY_SESSIONS = 100_000;
 const SWEEP_EVERY_MS = 60_000;
 
 export class MemorySessionStore implements SessionStore {
@@ -37,11 +38,19 @@ export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, ConsoleSession>();
   private lastSweep = 0;
 
+  constructor(private readonly maxSessions = MAX_MEMORY_SESSIONS) {}
+
   async put(digest: string, session: ConsoleSession): Promise<void> {
     this.sweep(Date.now());
     this.sessions.delete(digest);
     this.sessions.set(digest, { ...session });
-    while (this.sessions.size > MAX_MEMORY_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as string);
+    while (this.sessions.size > this.maxSessions) this.sessions.delete(this.oldestToDrop());
+  }
+
+  /** The oldest user session; the oldest of all when every one is an admin's. */
+  private oldestToDrop(): string {
+    for (const [digest, session] of this.sessions) if (session.role === 'user') return digest;
+    return this.sessions.keys().next().value as string;
   }
 
   async get(digest: string, now: number): Promise<ConsoleSession | undefined> {
