@@ -10,7 +10,7 @@ import type { Store, User } from '../store/types.js';
 import { adminTag, clearCookie, cookieDigest, newCookieValue, sessionCookie, setCookie } from './cookie.js';
 import { type SignedIn, fromOwnOrigin } from './session-auth.js';
 import type { ConsoleSession } from './sessions.js';
-import { FailureThrottle } from './throttle.js';
+import { FailureThrottle, throttleKey } from './throttle.js';
 
 const SignIn = Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false });
 
@@ -72,8 +72,9 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
     // Another site's page must not sign a browser in (to an account of the attacker's choosing).
     if (!fromOwnOrigin(request)) throw new GatewayError('csrf_failed', { message: 'The request comes from another origin than this gateway.' });
     const now = Date.now();
+    const address = throttleKey(request.ip);
     // Counted as a failure until the token proves right: see FailureThrottle.begin.
-    const wait = throttle.begin(request.ip, now);
+    const wait = throttle.begin(address, now);
     if (wait > 0) {
       throw new GatewayError('rate_limit_exceeded', {
         message: `Too many failed sign-ins from this address. Try again in ${wait} s.`,
@@ -84,10 +85,10 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
     try {
       who = await fromStore(() => whoIs(request.body.token));
     } catch (err) {
-      if (!(err instanceof GatewayError && err.code === 'invalid_api_key')) throttle.forgive(request.ip);
+      if (!(err instanceof GatewayError && err.code === 'invalid_api_key')) throttle.forgive(address);
       throw err;
     }
-    throttle.forgive(request.ip);
+    throttle.forgive(address);
     // A new session replaces the one this browser had (a user signing in as the admin, say).
     const previous = sessionCookie(request);
     if (previous !== undefined) await fromStore(() => store.consoleSessions.delete(cookieDigest(previous)));

@@ -7,6 +7,22 @@ export interface ThrottleOptions {
   maxAddresses: number;
 }
 
+/**
+ * Whose failures a client address counts toward: an IPv4 address (also one a dual-stack socket
+ * shows as `::ffff:a.b.c.d`) is itself; an IPv6 address counts toward its /64, since one host
+ * commonly holds a whole /64 and could otherwise try from a new address each time.
+ */
+export function throttleKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1] as string;
+  if (!address.includes(':')) return address;
+  const [head = '', tail = ''] = address.toLowerCase().split('%')[0]!.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === '' ? [] : tail.split(':');
+  const groups = address.includes('::') ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
 export const SIGN_IN_THROTTLE: ThrottleOptions = { limit: 10, windowMs: 60_000, maxAddresses: 10_000 };
 
 interface Window {
