@@ -31,11 +31,18 @@ export interface SessionStore {
 // that sign-ins (each needs a valid token) cannot grow the process without end, and a user signing
 // in over and over with their key cannot push the admin's session out.
 export const MAX_MEMORY_SESSIONS = 100_000;
+
+// Sessions one user keeps at most, on any store: past it their oldest ends. A sign-in with a right
+// token is not slowed, so without this one key could fill the store (Redis included) with sessions.
+export const MAX_USER_SESSIONS = 50;
 const SWEEP_EVERY_MS = 60_000;
 
 export class MemorySessionStore implements SessionStore {
   // Insertion order is expiry order for one sessionHours: the first entries go first.
   private readonly sessions = new Map<string, ConsoleSession>();
+  // Each user's session digests, oldest first (some may have ended since: they only count
+  // toward the cap until pushed out, so no more than MAX_USER_SESSIONS live ones are ever kept).
+  private readonly byUser = new Map<string, string[]>();
   private lastSweep = 0;
 
   constructor(private readonly maxSessions = MAX_MEMORY_SESSIONS) {}
@@ -44,6 +51,12 @@ export class MemorySessionStore implements SessionStore {
     this.sweep(Date.now());
     this.sessions.delete(digest);
     this.sessions.set(digest, { ...session });
+    if (session.role === 'user' && session.userId !== undefined) {
+      const digests = this.byUser.get(session.userId) ?? [];
+      digests.push(digest);
+      while (digests.length > MAX_USER_SESSIONS) this.sessions.delete(digests.shift() as string);
+      this.byUser.set(session.userId, digests);
+    }
     while (this.sessions.size > this.maxSessions) this.sessions.delete(this.oldestToDrop());
   }
 
@@ -73,6 +86,11 @@ export class MemorySessionStore implements SessionStore {
     if (now - this.lastSweep < SWEEP_EVERY_MS) return;
     this.lastSweep = now;
     for (const [digest, session] of this.sessions) if (session.expiresAt <= now) this.sessions.delete(digest);
+    for (const [userId, digests] of this.byUser) {
+      const live = digests.filter((d) => this.sessions.has(d));
+      if (live.length === 0) this.byUser.delete(userId);
+      else this.byUser.set(userId, live);
+    }
   }
 }
 
