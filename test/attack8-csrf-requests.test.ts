@@ -112,6 +112,16 @@ describe('CSRF on the console and /admin', () => {
     expect((await gw.admin('GET', '/users/mallory')).status).toBe(404);
   });
 
+  it("lets no other origin read the session's CSRF token: no CORS headers on /console or /admin", async () => {
+    const admin = await signIn(gw.url, ADMIN_TOKEN);
+    const headers = { origin: 'http://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-csrf-token, content-type' };
+    for (const [method, path] of [['GET', '/console/api/session'], ['OPTIONS', '/console/api/session'], ['OPTIONS', '/admin/users'], ['GET', '/admin/users'], ['GET', '/console/api/me']]) {
+      const res = await call(gw.url, method as string, path as string, { cookie: admin.cookie, headers });
+      expect(res.headers.get('access-control-allow-origin'), `${method} ${path}`).toBeNull();
+      expect(res.headers.get('access-control-allow-credentials'), `${method} ${path}`).toBeNull();
+    }
+  });
+
   it('refuses OPTIONS, PUT and PATCH by cookie without the token', async () => {
     const admin = await signIn(gw.url, ADMIN_TOKEN);
     for (const method of ['OPTIONS', 'PUT', 'PATCH', 'DELETE']) {
