@@ -28,6 +28,7 @@ import { poolWatch } from './alerts/pool-watch.js';
 import { QuotaWatch } from './alerts/quota-watch.js';
 import { auditAdminRoutes } from './audit/hook.js';
 import { installConsole } from './console-server/plugin.js';
+import { addConsoleHeaders } from './console-server/headers.js';
 import { consoleEnabled } from './console-server/settings.js';
 import { adminPlugin } from './plugins/admin.js';
 import { auditPlugin, auditRetention } from './plugins/audit.js';
@@ -242,6 +243,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     // Errors Fastify raises before routing (a malformed URL, a bad header) get the same shape.
     frameworkErrors: (err, request, reply) => {
       const error = err.code === 'FST_ERR_BAD_URL' ? new GatewayError('invalid_path', { cause: err }) : toGatewayError(err);
+      // Sent before any hook: the console's own onSend (src/console-server/plugin.ts) never sees it.
+      if (consoleEnabled(config)) addConsoleHeaders(request.raw.url, reply);
       app.observe(request, reply);
       reply.header('connection', 'close');
       sendError(reply, error, request.id);

@@ -1,7 +1,7 @@
 // The session cookie: `keyrelay_session`, 32 random bytes in base64url, HttpOnly and
 // SameSite=Strict so that page scripts cannot read it and other sites' pages never send it;
 // Secure when the request came over TLS.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 
 export const COOKIE_NAME = 'keyrelay_session';
@@ -29,6 +29,15 @@ export function sessionCookie(request: FastifyRequest): string | undefined {
     found = part.slice(eq + 1).trim();
   }
   return found !== undefined && VALUE.test(found) ? found : undefined;
+}
+
+/**
+ * What an admin session keeps of the admin token it was signed in with: an HMAC of the token keyed
+ * by the cookie's value. A session then ends when the admin token changes (a leaked token
+ * replaced), and the store, which never sees the cookie, holds nothing to guess the token from.
+ */
+export function adminTag(cookie: string, adminToken: string): string {
+  return createHmac('sha256', cookie).update(adminToken).digest('base64url');
 }
 
 export function setCookie(value: string, maxAgeSeconds: number, secure: boolean): string {

@@ -13,3 +13,11 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 export function isConsolePath(path: string): boolean {
   return path === '/console' || path.startsWith('/console/');
 }
+
+/** The path of a raw request target, for the headers: the canonical one may not exist (a 400). */
+export const rawPath = (url: string | undefined): string => (url ?? '').split('?')[0] as string;
+
+/** Puts the headers on an answer to a raw target under /console. */
+export function addConsoleHeaders(url: string | undefined, reply: { headers(values: Record<string, string>): unknown }): void {
+  if (isConsolePath(rawPath(url))) reply.headers(SECURITY_HEADERS);
+}

@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Observability } from '../observability/index.js';
 import type { Services } from '../services.js';
-import { SECURITY_HEADERS, isConsolePath } from './headers.js';
+import { SECURITY_HEADERS, isConsolePath, rawPath } from './headers.js';
 import { meRoutes } from './me-routes.js';
 import { installSessionHook } from './session-auth.js';
 import { sessionRoutes } from './session-routes.js';
@@ -15,14 +15,11 @@ export interface ConsoleOptions extends StaticOptions {
   observability: Observability;
 }
 
-/** The path of a raw request target, for the headers: the canonical one may not exist (a 400). */
-const rawPath = (url: string | undefined): string => (url ?? '').split('?')[0] as string;
-
 /** Installs the console on the root app: after the audit hook, before the admin routes (whose
  * guard reads the session this installs). */
 export async function installConsole(app: FastifyInstance, options: ConsoleOptions): Promise<void> {
   const { config, store } = options.services;
-  installSessionHook(app, store);
+  installSessionHook(app, store, config.adminToken);
   app.addHook('onSend', async (request, reply, payload) => {
     if (isConsolePath(rawPath(request.raw.url)) || isConsolePath(request.target?.path ?? '')) reply.headers(SECURITY_HEADERS);
     return payload;

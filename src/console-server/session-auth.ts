@@ -10,7 +10,7 @@ import { GatewayError } from '../errors.js';
 import { isPast } from '../iso-time.js';
 import { fromStore } from '../plugins/observability.js';
 import type { Store, User } from '../store/types.js';
-import { cookieDigest, sessionCookie } from './cookie.js';
+import { adminTag, cookieDigest, sessionCookie } from './cookie.js';
 import type { ConsoleSession } from './sessions.js';
 
 export interface SignedIn {
@@ -32,13 +32,20 @@ const SAFE_METHODS = new Set(['GET', 'HEAD']);
 export const SIGN_IN_PATH = '/console/api/session';
 
 /**
- * The session under `digest`, when it still holds: a user session ends as soon as its key is
- * revoked or expired, or its user deleted or expired (then it is deleted from the store too).
+ * The session the cookie names, when it still holds: an admin session only while the admin token
+ * is the one it was signed in with; a user session ends as soon as its key is revoked or expired,
+ * or its user deleted or expired (then it is deleted from the store too).
  */
-export async function liveSession(store: Store, digest: string, now: number): Promise<SignedIn | undefined> {
+export async function liveSession(store: Store, cookie: string, adminToken: string | undefined, now: number): Promise<SignedIn | undefined> {
+  const digest = cookieDigest(cookie);
   const session = await store.consoleSessions.get(digest, now);
   if (!session) return undefined;
-  if (session.role === 'admin') return { digest, session };
+  if (session.role === 'admin') {
+    // Another admin token now (or none): the session is left to expire, since a gateway on the
+    // same store may still have the old one (a rolling restart).
+    const expected = adminToken === undefined ? undefined : adminTag(cookie, adminToken);
+    return expected !== undefined && session.adminTag !== undefined && sameToken(session.adminTag, expected) ? { digest, session } : undefined;
+  }
   const key = await store.getKey(session.keyId ?? '');
   const user = key && key.userId === session.userId ? await store.getUser(key.userId) : undefined;
   if (!key || key.revokedAt !== undefined || isPast(key.expiresAt, now) || !user || isPast(user.expiresAt, now)) {
@@ -59,10 +66,24 @@ function ownOrigin(request: FastifyRequest): string {
   return `${request.protocol}://${request.host}`;
 }
 
-/** True when the request names no Origin, or the gateway's own. */
+/** The origin of a Referer, or `null` for one that is not an absolute http(s) URL. */
+function refererOrigin(referer: string): string {
+  try {
+    const url = new URL(referer);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : 'null';
+  } catch {
+    return 'null';
+  }
+}
+
+/** True when the request names the gateway's own origin, or none: its Origin, or when it sends
+ * no Origin (an older browser, a client that is not a browser), its Referer. The console's own
+ * pages send no Referer (Referrer-Policy: no-referrer), so one naming another origin is a page
+ * elsewhere. */
 export function fromOwnOrigin(request: FastifyRequest): boolean {
-  const origin = request.headers.origin;
-  return origin === undefined || origin.toLowerCase() === ownOrigin(request).toLowerCase();
+  const { origin, referer } = request.headers;
+  const named = origin ?? (referer === undefined ? undefined : refererOrigin(referer));
+  return named === undefined || named.toLowerCase() === ownOrigin(request).toLowerCase();
 }
 
 export function checkCsrf(request: FastifyRequest, session: ConsoleSession): void {
@@ -85,7 +106,7 @@ function readsCookie(path: string): 'admin' | 'console' | undefined {
 }
 
 /** Installs the hook on the root app; call before the admin and console routes are registered. */
-export function installSessionHook(app: FastifyInstance, store: Store): void {
+export function installSessionHook(app: FastifyInstance, store: Store, adminToken: string | undefined): void {
   app.decorateRequest('consoleSession', null);
   app.addHook('onRequest', async (request) => {
     const where = readsCookie(request.target.path);
@@ -94,7 +115,7 @@ export function installSessionHook(app: FastifyInstance, store: Store): void {
     if (request.method === 'POST' && request.target.path === SIGN_IN_PATH) return;
     const cookie = sessionCookie(request);
     if (cookie === undefined) return;
-    const signedIn = await fromStore(() => liveSession(store, cookieDigest(cookie), Date.now()));
+    const signedIn = await fromStore(() => liveSession(store, cookie, adminToken, Date.now()));
     // On /admin a user session is no session at all: the admin API answers it as a missing token.
     if (!signedIn || (where === 'admin' && signedIn.session.role !== 'admin')) return;
     checkCsrf(request, signedIn.session);

@@ -7,10 +7,10 @@ import { KeyRejected, authenticate } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { fromStore } from '../plugins/observability.js';
 import type { Store, User } from '../store/types.js';
-import { clearCookie, cookieDigest, newCookieValue, sessionCookie, setCookie } from './cookie.js';
+import { adminTag, clearCookie, cookieDigest, newCookieValue, sessionCookie, setCookie } from './cookie.js';
 import { type SignedIn, fromOwnOrigin } from './session-auth.js';
 import type { ConsoleSession } from './sessions.js';
-import { FailureThrottle } from './throttle.js';
+import { FailureThrottle, throttleKey } from './throttle.js';
 
 const SignIn = Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false });
 
@@ -72,7 +72,9 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
     // Another site's page must not sign a browser in (to an account of the attacker's choosing).
     if (!fromOwnOrigin(request)) throw new GatewayError('csrf_failed', { message: 'The request comes from another origin than this gateway.' });
     const now = Date.now();
-    const wait = throttle.retryAfter(request.ip, now);
+    const address = throttleKey(request.ip);
+    // Counted as a failure until the token proves right: see FailureThrottle.begin.
+    const wait = throttle.begin(address, now);
     if (wait > 0) {
       throw new GatewayError('rate_limit_exceeded', {
         message: `Too many failed sign-ins from this address. Try again in ${wait} s.`,
@@ -83,9 +85,10 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
     try {
       who = await fromStore(() => whoIs(request.body.token));
     } catch (err) {
-      if (err instanceof GatewayError && err.code === 'invalid_api_key') throttle.failed(request.ip, now);
+      if (!(err instanceof GatewayError && err.code === 'invalid_api_key')) throttle.forgive(address);
       throw err;
     }
+    throttle.forgive(address);
     // A new session replaces the one this browser had (a user signing in as the admin, say).
     const previous = sessionCookie(request);
     if (previous !== undefined) await fromStore(() => store.consoleSessions.delete(cookieDigest(previous)));
@@ -94,6 +97,7 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
       role: who.role,
       userId: who.userId,
       keyId: who.keyId,
+      adminTag: who.role === 'admin' && options.adminToken !== undefined ? adminTag(cookie, options.adminToken) : undefined,
       csrfToken: randomBytes(32).toString('base64url'),
       expiresAt: now + ttlMs,
     };

@@ -7,6 +7,22 @@ export interface ThrottleOptions {
   maxAddresses: number;
 }
 
+/**
+ * Whose failures a client address counts toward: an IPv4 address (also one a dual-stack socket
+ * shows as `::ffff:a.b.c.d`) is itself; an IPv6 address counts toward its /64, since one host
+ * commonly holds a whole /64 and could otherwise try from a new address each time.
+ */
+export function throttleKey(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return mapped[1] as string;
+  if (!address.includes(':')) return address;
+  const [head = '', tail = ''] = address.toLowerCase().split('%')[0]!.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === '' ? [] : tail.split(':');
+  const groups = address.includes('::') ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
 export const SIGN_IN_THROTTLE: ThrottleOptions = { limit: 10, windowMs: 60_000, maxAddresses: 10_000 };
 
 interface Window {
@@ -41,6 +57,24 @@ export class FailureThrottle {
     // Oldest first in a Map: evicting the first entry drops the window that started longest ago.
     while (this.windows.size >= this.options.maxAddresses) this.windows.delete(this.windows.keys().next().value as string);
     this.windows.set(address, { start: now, failures: 1 });
+  }
+
+  /**
+   * Counts one sign-in from `address` as failed before its token is looked up, so that sign-ins
+   * sent all at once cannot each be looked up before the first failure is counted; `forgive`
+   * takes it back when the token was right (or the store could not tell). Answers the seconds to
+   * wait, and then counts nothing.
+   */
+  begin(address: string, now: number): number {
+    const wait = this.retryAfter(address, now);
+    if (wait === 0) this.failed(address, now);
+    return wait;
+  }
+
+  /** Takes back the failure `begin` counted. */
+  forgive(address: string): void {
+    const window = this.windows.get(address);
+    if (window && window.failures > 0) window.failures--;
   }
 
   /** How many addresses are remembered (tests check the bound). */

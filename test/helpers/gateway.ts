@@ -31,6 +31,8 @@ export interface TestGatewayOptions {
   store?: Store;
   /** Where the console's built files are (by default dist/console/). */
   consoleRoot?: string;
+  /** The address to listen on (by default 127.0.0.1; `::` for a dual-stack listener). */
+  listenHost?: string;
 }
 
 export async function startGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
@@ -50,7 +52,7 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
     },
   });
   const app = await buildApp(config, { log: createLogger(config.logLevel, sink), store: options.store, consoleRoot: options.consoleRoot });
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  await app.listen({ host: options.listenHost ?? '127.0.0.1', port: 0 });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   const url = `http://127.0.0.1:${port}`;
