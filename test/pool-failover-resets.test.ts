@@ -2,7 +2,7 @@
 // for a POST; a reset after it was written is sent again only when that is safe (GET); once a
 // byte has reached the client the request is never sent again, and the break becomes a stream error.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { type Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,7 +74,15 @@ describe('a reset before the request was written', () => {
   });
 
   it('goes to another key, even for a POST', async () => {
-    const child = await startChildGateway({ OPENAI_API_KEYS: KEYS.join(','), KEYRELAY_UPSTREAM_URL: `https://127.0.0.1:${front.port}/v1`, NODE_EXTRA_CA_CERTS: certFile });
+    // Round robin, not the prompt cache's choice, so that the first key is the one reset.
+    const settings = join(mkdtempSync(join(tmpdir(), 'keyrelay-resets-')), 'keyrelay.yaml');
+    writeFileSync(settings, 'pool:\n  cacheAffinity: false\n');
+    const child = await startChildGateway({
+      KEYRELAY_CONFIG: settings,
+      OPENAI_API_KEYS: KEYS.join(','),
+      KEYRELAY_UPSTREAM_URL: `https://127.0.0.1:${front.port}/v1`,
+      NODE_EXTRA_CA_CERTS: certFile,
+    });
     try {
       const admin = (method: string, path: string, body?: unknown) =>
         fetch(`${child.url}/admin${path}`, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });

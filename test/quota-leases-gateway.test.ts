@@ -65,9 +65,9 @@ describe('quota leases in gateways', () => {
       const answer = await post((i % 2 ? a : b).url, shared, '/chat/completions', BODY);
       expect(answer.status).toBe(200);
       const refilled = Math.ceil(((Date.now() - twoStarted) * 200) / 60_000);
-      // The other process's newest requests may be newer than this process's last exchange with
-      // Redis (every 100 ms, later on a busy machine): a few, at one request per round trip.
-      expect(remaining(answer.headers)).toBeLessThanOrEqual(200 - i + refilled + 3);
+      // What the other process took since this one's last exchange with Redis (every 100 ms, later
+      // on a busy machine) is not seen yet: at most one lease of it, an eighth of what was left.
+      expect(remaining(answer.headers)).toBeLessThanOrEqual(200 - i + refilled + 200 / 8);
       expect(remaining(answer.headers)).toBeGreaterThanOrEqual(200 - i - 200 / 8);
     }
     expect(await leasesOf(redis, 'headers-two')).toHaveLength(2);
