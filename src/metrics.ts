@@ -255,7 +255,7 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
     labelNames: ['sink'] as const,
     registers: [registry],
   });
-  const liveTailClients = new Gauge({ name: 'keyrelay_live_tail_clients', help: 'Clients of GET /admin/requests/stream now.', registers: [registry] });
+  const liveTailClients = new Gauge({ name: 'keyrelay_live_tail_clients', help: 'Clients of the live tail (GET /admin/requests/stream, /console/api/me/requests/stream) now.', registers: [registry] });
   const liveTailDropped = new Counter({
     name: 'keyrelay_live_tail_dropped_total',
     help: 'Live tail clients dropped because they did not read fast enough.',

@@ -8,77 +8,14 @@ import { LiveTail } from '../src/observability/live-tail.js';
 import { createMemoryRequestLog } from '../src/observability/request-log.js';
 import { type ChildGateway, startChildGateway } from './helpers/child-gateway.js';
 import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
+import { TAIL_BOUND_MS, type Tail, openTail as openTailAt } from './helpers/live-tail-client.js';
 import { registerSecret } from './helpers/log-capture.js';
 import { type ObservedGateway, chat, post, startObservedGateway } from './helpers/observability-fixture.js';
 
 const POOL_KEY = 'sk-pool-livetail-0123456789abcdef';
-const BOUND_MS = 5_000;
+const BOUND_MS = TAIL_BOUND_MS;
 
-interface Tail {
-  status: number;
-  headers: Headers;
-  events: Array<Record<string, any>>;
-  text(): string;
-  /** Resolves once `check` holds for the events seen, or fails after BOUND_MS. */
-  until(check: (events: Array<Record<string, any>>) => boolean, what: string): Promise<void>;
-  /** Resolves when the server ends the stream. */
-  ended: Promise<void>;
-  close(): void;
-}
-
-async function openTail(url: string, query = ''): Promise<Tail> {
-  const controller = new AbortController();
-  const res = await fetch(`${url}/admin/requests/stream${query}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: controller.signal });
-  const events: Array<Record<string, any>> = [];
-  let raw = '';
-  let pending = '';
-  const waiters = new Set<() => void>();
-  const reader = res.body?.getReader();
-  const decoder = new TextDecoder();
-  const ended = (async () => {
-    if (!reader) return;
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return;
-        const chunk = decoder.decode(value, { stream: true });
-        raw += chunk;
-        pending += chunk;
-        let end = pending.indexOf('\n\n');
-        while (end !== -1) {
-          const block = pending.slice(0, end);
-          pending = pending.slice(end + 2);
-          const data = block.split('\n').find((line) => line.startsWith('data: '));
-          if (block.startsWith('event: request\n') && data) events.push(JSON.parse(data.slice(6)));
-          end = pending.indexOf('\n\n');
-        }
-        for (const wake of waiters) wake();
-      }
-    } catch {
-      // Aborted by the test.
-    } finally {
-      for (const wake of waiters) wake();
-    }
-  })();
-  return {
-    status: res.status,
-    headers: res.headers,
-    events,
-    text: () => raw,
-    async until(check, what) {
-      const deadline = Date.now() + BOUND_MS;
-      while (!check(events)) {
-        if (Date.now() > deadline) throw new Error(`live tail: no ${what} within ${BOUND_MS} ms; saw ${events.length} events`);
-        await new Promise<void>((resolve) => {
-          waiters.add(resolve);
-          setTimeout(resolve, 50);
-        });
-      }
-    },
-    ended,
-    close: () => controller.abort(),
-  };
-}
+const openTail = (url: string, query = ''): Promise<Tail> => openTailAt(`${url}/admin/requests/stream${query}`, { authorization: `Bearer ${ADMIN_TOKEN}` });
 
 async function metric(gateway: TestGateway, name: string): Promise<number> {
   const text = await (await fetch(`${gateway.url}/metrics`)).text();

@@ -74,7 +74,7 @@ export async function meRoutes(app: FastifyInstance, options: MeRoutesOptions): 
 
   const tail = liveTail(app, observability);
   app.get<{ Querystring: Static<typeof StreamQuerySchema> }>('/me/requests/stream', { schema: { querystring: StreamQuerySchema } }, async (request, reply) =>
-    tail(requestFilter({ ...request.query, user: me(request) }), reply),
+    tail(requestFilter({ ...request.query, user: me(request) }), reply, signedIn(request).holds),
   );
 
   app.get<{ Params: Static<typeof RequestParams> }>('/me/requests/:requestId', { schema: { params: RequestParams } }, async (request) =>

@@ -19,6 +19,9 @@ export interface SignedIn {
   session: ConsoleSession;
   /** The user of a `user` session, as stored now. */
   user?: User;
+  /** Whether the session still holds now, asked again by an answer that outlives its request
+   * (the live tail): false once signed out, expired, or its key or user gone. */
+  holds(): Promise<boolean>;
 }
 
 declare module 'fastify' {
@@ -40,11 +43,12 @@ export async function liveSession(store: Store, cookie: string, adminToken: stri
   const digest = cookieDigest(cookie);
   const session = await store.consoleSessions.get(digest, now);
   if (!session) return undefined;
+  const holds = async () => (await liveSession(store, cookie, adminToken, Date.now())) !== undefined;
   if (session.role === 'admin') {
     // Another admin token now (or none): the session is left to expire, since a gateway on the
     // same store may still have the old one (a rolling restart).
     const expected = adminToken === undefined ? undefined : adminTag(cookie, adminToken);
-    return expected !== undefined && session.adminTag !== undefined && sameToken(session.adminTag, expected) ? { digest, session } : undefined;
+    return expected !== undefined && session.adminTag !== undefined && sameToken(session.adminTag, expected) ? { digest, session, holds } : undefined;
   }
   const key = await store.getKey(session.keyId ?? '');
   const user = key && key.userId === session.userId ? await store.getUser(key.userId) : undefined;
@@ -52,7 +56,7 @@ export async function liveSession(store: Store, cookie: string, adminToken: stri
     await store.consoleSessions.delete(digest);
     return undefined;
   }
-  return { digest, session, user };
+  return { digest, session, user, holds };
 }
 
 function sameToken(given: string, expected: string): boolean {

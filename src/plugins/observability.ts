@@ -167,22 +167,29 @@ export async function requestRecord(observability: Observability, requestId: str
  * each call answers one client with the records its filter matches, as Server-Sent Events. */
 export function liveTail(app: FastifyInstance, observability: Observability) {
   const { metrics } = observability;
+  // The gauge counts the clients of both routes' tails: each adds its own change.
+  let clients = 0;
   const tail = new LiveTail(observability.requests, {
     keepAliveMs: KEEP_ALIVE_MS,
     maxBufferedBytes: TAIL_BUFFER_BYTES,
-    onClients: (count) => metrics.liveTailClients.set(count),
+    onClients: (count) => {
+      metrics.liveTailClients.inc(count - clients);
+      clients = count;
+    },
     onDropped: () => metrics.liveTailDropped.inc(),
   });
   // Before the server closes: an open stream would otherwise hold the close until it ended.
   app.addHook('preClose', async () => tail.closeAll());
-  return (filter: RequestFilter, reply: FastifyReply) => {
+  /** `holds`: for a client signed in by a console session, whether that session still holds;
+   * the stream ends within seconds of it ending (signed out, key revoked). */
+  return (filter: RequestFilter, reply: FastifyReply, holds?: () => Promise<boolean>) => {
     reply
       .header('content-type', 'text/event-stream; charset=utf-8')
       .header('cache-control', 'no-cache')
       .header('x-accel-buffering', 'no')
       // The stream is the connection's last answer: ending it at shutdown closes the socket too.
       .header('connection', 'close');
-    return tail.open(filter);
+    return tail.open(filter, holds);
   };
 }
 
@@ -220,7 +227,7 @@ export async function observabilityAdminPlugin(app: FastifyInstance, options: { 
 
   const tail = liveTail(app, options.observability);
   app.get<{ Querystring: Static<typeof StreamQuerySchema> }>('/requests/stream', { schema: { querystring: StreamQuerySchema } }, async (request, reply) =>
-    tail(requestFilter(request.query), reply),
+    tail(requestFilter(request.query), reply, request.consoleSession?.holds),
   );
 
   app.get<{ Params: Static<typeof RequestParams> }>('/requests/:requestId', { schema: { params: RequestParams } }, async (request) =>
