@@ -261,7 +261,7 @@ describe('with users, keys and requests', () => {
     await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
 
     // The new page's title has the focus, so Tab goes on into the page's content.
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('page-title');
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id), { timeout: 5_000 }).toBe('page-title');
     await page.keyboard.press('Tab');
     expect(await page.evaluate(() => !!document.activeElement?.closest('main'))).toBe(true);
     // Back to the skip link: shown on screen while focused, and Enter moves on to the content.
@@ -276,7 +276,7 @@ describe('with users, keys and requests', () => {
     await page.keyboard.press('Enter');
     await page.getByRole('heading', { level: 1, name: 'Users' }).waitFor({ timeout: 10_000 });
     expect(new URL(page.url()).pathname).toBe('/console/users');
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('page-title');
+    await expect.poll(() => page.evaluate(() => document.activeElement?.id), { timeout: 5_000 }).toBe('page-title');
 
     // Every stop of the Tab order on the Requests page shows the focus: its outline or shadow while
     // focused differs from the same element's once the focus has moved on.
@@ -305,7 +305,7 @@ describe('with users, keys and requests', () => {
     await tabUntil(page, (el) => el.tag === 'INPUT' && el.type === 'password');
     await page.keyboard.type(key);
     await page.keyboard.press('Tab');
-    expect(await activeText(page)).toBe('Load models');
+    await expect.poll(() => activeText(page), { timeout: 5_000 }).toBe('Load models');
     await page.keyboard.press('Enter');
     await page.getByLabel('Model').waitFor({ timeout: 10_000 });
     await tabUntil(page, (el) => el.tag === 'TEXTAREA');
@@ -313,7 +313,7 @@ describe('with users, keys and requests', () => {
     await page.keyboard.press('Control+A');
     await page.keyboard.type('hello from the keyboard');
     await page.keyboard.press('Tab');
-    expect(await activeText(page)).toBe('Send');
+    await expect.poll(() => activeText(page), { timeout: 5_000 }).toBe('Send');
     await page.keyboard.press('Enter');
     await page.locator('dl.facts a').waitFor({ timeout: 15_000 });
     // Backwards out of the form too.
@@ -334,21 +334,21 @@ describe('with users, keys and requests', () => {
     await page.getByRole('button', { name: 'Revoke laptop' }).waitFor();
     await tabUntil(page, (el) => el.text === 'Revoke laptop');
     await page.keyboard.press('Enter');
-    expect(await activeText(page)).toBe('Revoke laptop now');
+    await expect.poll(() => activeText(page), { timeout: 5_000 }).toBe('Revoke laptop now');
     await page.keyboard.press('Tab');
-    expect(await activeText(page)).toBe('Cancel');
+    await expect.poll(() => activeText(page), { timeout: 5_000 }).toBe('Cancel');
     // Not a trap: Tab goes on past the question, and Shift+Tab comes back.
     await page.keyboard.press('Tab');
     expect(await page.evaluate(() => !!document.activeElement?.closest('.confirm'))).toBe(false);
     await page.keyboard.press('Shift+Tab');
-    expect(await activeText(page)).toBe('Cancel');
+    await expect.poll(() => activeText(page), { timeout: 5_000 }).toBe('Cancel');
     await page.keyboard.press('Enter');
-    expect(await activeText(page)).toBe('Revoke laptop');
+    await expect.poll(() => activeText(page), { timeout: 5_000 }).toBe('Revoke laptop');
     // Escape answers no as well, and the key is still active.
     await page.keyboard.press('Enter');
-    expect(await activeText(page)).toBe('Revoke laptop now');
+    await expect.poll(() => activeText(page), { timeout: 5_000 }).toBe('Revoke laptop now');
     await page.keyboard.press('Escape');
-    expect(await activeText(page)).toBe('Revoke laptop');
+    await expect.poll(() => activeText(page), { timeout: 5_000 }).toBe('Revoke laptop');
     const keys = await observed.gateway.admin('GET', '/users/alice/keys');
     expect(keys.json.data.every((k: { revokedAt?: string | null }) => !k.revokedAt)).toBe(true);
     expectCleanConsole(watched);
