@@ -140,20 +140,30 @@ export function Select(props: { label: string; value: string; onChange: (value: 
 /** A button that asks once more in place (no window.confirm dialog) before it acts. */
 export function ConfirmButton(props: { label: string; confirm: string; onConfirm: () => void | Promise<void>; disabled?: boolean }) {
   const [asking, setAsking] = useState(false);
+  const askRef = useRef<HTMLButtonElement>(null);
   const confirmRef = useRef<HTMLButtonElement>(null);
-  // The keyboard's focus follows the question, so Enter confirms and Tab reaches Cancel.
+  const cancelled = useRef(false);
+  // The keyboard's focus follows the question, so Enter confirms and Tab reaches Cancel; answering
+  // no gives the focus back to the button that asked, instead of dropping it on the page's body.
   useEffect(() => {
     if (asking) confirmRef.current?.focus();
+    else if (cancelled.current) askRef.current?.focus();
+    cancelled.current = false;
   }, [asking]);
+  const cancel = () => {
+    cancelled.current = true;
+    setAsking(false);
+  };
   if (!asking) {
     return (
-      <button type="button" class="danger" disabled={props.disabled} onClick={() => setAsking(true)}>
+      <button type="button" class="danger" ref={askRef} disabled={props.disabled} onClick={() => setAsking(true)}>
         {props.label}
       </button>
     );
   }
   return (
-    <span class="confirm">
+    // Escape answers no, as it closes a dialog.
+    <span class="confirm" onKeyDown={(e) => e.key === 'Escape' && (e.preventDefault(), cancel())}>
       <button
         type="button"
         class="danger"
@@ -165,7 +175,7 @@ export function ConfirmButton(props: { label: string; confirm: string; onConfirm
       >
         {props.confirm}
       </button>
-      <button type="button" onClick={() => setAsking(false)}>
+      <button type="button" onClick={cancel}>
         Cancel
       </button>
     </span>
