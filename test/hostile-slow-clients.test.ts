@@ -154,8 +154,11 @@ describe('honest clients slower than the clocks', () => {
   });
 
   it('an upload the upstream holds back for longer than idleMs is not cut: that silence is the gateway\'s', async () => {
-    // An upstream that reads nothing for three idle periods, then everything.
-    const HOLD_MS = 3 * INBOUND.idleMs;
+    // An upstream that reads nothing for three idle periods, then everything. Idle periods of 3 s
+    // here: the client's own writes must never pause for a whole period once the upstream reads,
+    // and on a machine busy with other work a test process can stall for over a second.
+    const IDLE_MS = 3000;
+    const HOLD_MS = 3 * IDLE_MS;
     const slowReader = createServer((req, res) => {
       req.pause();
       setTimeout(() => {
@@ -167,7 +170,7 @@ describe('honest clients slower than the clocks', () => {
     });
     await new Promise<void>((resolve) => slowReader.listen(0, '127.0.0.1', resolve));
     const address = slowReader.address() as AddressInfo;
-    const held = await startGateway({ env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: `http://127.0.0.1:${address.port}/v1` }, config: { inbound: INBOUND } });
+    const held = await startGateway({ env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: `http://127.0.0.1:${address.port}/v1` }, config: { inbound: { ...INBOUND, idleMs: IDLE_MS } } });
     try {
       const heldKey = await held.createUserKey('carol');
       registerSecret(heldKey);
