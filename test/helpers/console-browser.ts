@@ -3,7 +3,7 @@
 // every test takes (sign in, watch for dialogs and CSP refusals, screenshots).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, type Page, chromium } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { expect } from 'vitest';
 import type { Config } from '../../src/config.js';
 import { ROOT } from './console-build.js';
@@ -13,12 +13,8 @@ import { type ObservedGateway, startObservedGateway } from './observability-fixt
 export const SHOTS = join(ROOT, 'test-output/console');
 export const POOL_KEY = 'sk-pool-console-0123456789abcdef';
 
-export function launchChromium(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-}
+// One launcher for every browser test (chromium.ts).
+export { launchChromium } from './chromium.js';
 
 /** The gateway on a real Redis, with a request log big enough for the tests that fill it. */
 export function startConsoleGateway(config: Partial<Config> = {}): Promise<ObservedGateway> {
