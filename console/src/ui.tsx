@@ -138,6 +138,20 @@ export function Select(props: { label: string; value: string; onChange: (value: 
 }
 
 /** A button that asks once more in place (no window.confirm dialog) before it acts. */
+/** A form's last row: its submit button (the primary action) and Cancel. */
+export function SubmitOrCancel(props: { submit: string; onCancel: () => void }) {
+  return (
+    <div class="actions">
+      <button type="submit" class="primary">
+        {props.submit}
+      </button>
+      <button type="button" onClick={props.onCancel}>
+        Cancel
+      </button>
+    </div>
+  );
+}
+
 export function ConfirmButton(props: { label: string; confirm: string; onConfirm: () => void | Promise<void>; disabled?: boolean }) {
   const [asking, setAsking] = useState(false);
   const askRef = useRef<HTMLButtonElement>(null);

@@ -5,7 +5,7 @@
 import { useState } from 'preact/hooks';
 import { api, useApi } from '../api';
 import { dec, num } from '../format';
-import { Badge, ConfirmButton, Empty, ErrorNote, Field, Loading, Page, Table, Time } from '../ui';
+import { Badge, ConfirmButton, Empty, ErrorNote, Field, Loading, Page, SubmitOrCancel, Table, Time } from '../ui';
 import type { PoolKeyView, UpstreamView } from '../types';
 
 const path = (...parts: string[]) => `/admin/upstreams/${parts.map(encodeURIComponent).join('/')}`;
@@ -202,14 +202,7 @@ function AddUpstream(props: { onDone: () => void }) {
       <Field label="Upstream id" value={id} onInput={setId} required />
       <Field label="Base URL" value={baseUrl} onInput={setBaseUrl} placeholder="https://api.openai.com/v1" required />
       <ErrorNote error={error} />
-      <div class="actions">
-        <button type="submit" class="primary">
-          Add
-        </button>
-        <button type="button" onClick={props.onDone}>
-          Cancel
-        </button>
-      </div>
+      <SubmitOrCancel submit="Add" onCancel={props.onDone} />
     </form>
   );
 }

@@ -6,7 +6,7 @@ import { api, useApi } from '../api';
 import { dec, num, usd } from '../format';
 import { navigate } from '../router';
 import type { Session } from '../session';
-import { ConfirmButton, Empty, ErrorNote, Field, Link, Loading, Page, Table, Time, UsageBar } from '../ui';
+import { ConfirmButton, Empty, ErrorNote, Field, Link, Loading, Page, SubmitOrCancel, Table, Time, UsageBar } from '../ui';
 import type { KeyView, UserWithUsage } from '../types';
 import { UserFieldset, bodyOf, fieldsOf } from './user-form';
 
@@ -130,14 +130,7 @@ function EditUser(props: { user: UserWithUsage; path: string; onDone: () => void
       <h2>Edit user</h2>
       <UserFieldset fields={fields} onChange={setFields} />
       <ErrorNote error={error} />
-      <div class="actions">
-        <button type="submit" class="primary">
-          Save
-        </button>
-        <button type="button" onClick={props.onDone}>
-          Cancel
-        </button>
-      </div>
+      <SubmitOrCancel submit="Save" onCancel={props.onDone} />
     </form>
   );
 }

@@ -3,7 +3,7 @@
 import { useState } from 'preact/hooks';
 import { api, query, useApi } from '../api';
 import { navigate } from '../router';
-import { Empty, ErrorNote, Field, Link, Loading, Page, Pager, Table, Time } from '../ui';
+import { Empty, ErrorNote, Field, Link, Loading, Page, Pager, SubmitOrCancel, Table, Time } from '../ui';
 import { num } from '../format';
 import type { User } from '../types';
 import { UserFieldset, bodyOf, fieldsOf } from './user-form';
@@ -101,14 +101,7 @@ function CreateUser(props: { onDone: () => void }) {
       <Field label="User id" value={id} onInput={setId} required hint="Letters, digits and . _ @ -, up to 64 characters." />
       <UserFieldset fields={fields} onChange={setFields} />
       <ErrorNote error={error} />
-      <div class="actions">
-        <button type="submit" class="primary">
-          Create
-        </button>
-        <button type="button" onClick={props.onDone}>
-          Cancel
-        </button>
-      </div>
+      <SubmitOrCancel submit="Create" onCancel={props.onDone} />
     </form>
   );
 }
