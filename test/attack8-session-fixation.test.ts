@@ -5,18 +5,13 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
-import { call, signIn } from './helpers/console-client.js';
+import { SESSION_BACKENDS, call, signIn } from './helpers/console-client.js';
 import { registerSecret } from './helpers/log-capture.js';
-import { type RedisServer, startRedis } from './helpers/redis-server.js';
+import type { RedisServer } from './helpers/redis-server.js';
 
 registerSecret(ADMIN_TOKEN);
 
-const backends: Array<[string, () => Promise<RedisServer | undefined>]> = [
-  ['memory', async () => undefined],
-  ['redis', () => startRedis()],
-];
-
-describe.each(backends)('session fixation and replay on the %s store', (_name, startBackend) => {
+describe.each(SESSION_BACKENDS)('session fixation and replay on the %s store', (_name, startBackend) => {
   let redis: RedisServer | undefined;
   let gw: TestGateway;
 

@@ -7,9 +7,9 @@ import { createHash } from 'node:crypto';
 import { MAX_USER_SESSIONS, MemorySessionStore } from '../src/console-server/sessions.js';
 import { createMemoryStore } from '../src/store/memory.js';
 import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
-import { call, signIn } from './helpers/console-client.js';
+import { SESSION_BACKENDS, call, signIn } from './helpers/console-client.js';
 import { registerSecret } from './helpers/log-capture.js';
-import { type RedisServer, startRedis } from './helpers/redis-server.js';
+import type { RedisServer } from './helpers/redis-server.js';
 
 registerSecret(ADMIN_TOKEN);
 
@@ -42,12 +42,7 @@ describe('a flood of sign-ins with a valid key', () => {
   });
 });
 
-const backends: Array<[string, () => Promise<RedisServer | undefined>]> = [
-  ['memory', async () => undefined],
-  ['redis', () => startRedis()],
-];
-
-describe.each(backends)('one user signing in over and over on the %s store', (_name, startBackend) => {
+describe.each(SESSION_BACKENDS)('one user signing in over and over on the %s store', (_name, startBackend) => {
   let redis: RedisServer | undefined;
   let gw: TestGateway;
 

@@ -6,18 +6,13 @@ import { request as httpRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { throttleKey } from '../src/console-server/throttle.js';
 import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
-import { call } from './helpers/console-client.js';
+import { SESSION_BACKENDS, call } from './helpers/console-client.js';
 import { registerSecret } from './helpers/log-capture.js';
-import { type RedisServer, startRedis } from './helpers/redis-server.js';
+import type { RedisServer } from './helpers/redis-server.js';
 
 registerSecret(ADMIN_TOKEN);
 
-const backends: Array<[string, () => Promise<RedisServer | undefined>]> = [
-  ['memory', async () => undefined],
-  ['redis', () => startRedis()],
-];
-
-describe.each(backends)('sign-in guesses on the %s store', (_name, startBackend) => {
+describe.each(SESSION_BACKENDS)('sign-in guesses on the %s store', (_name, startBackend) => {
   let redis: RedisServer | undefined;
   let gw: TestGateway;
 

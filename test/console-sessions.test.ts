@@ -4,18 +4,13 @@
 // with their key or their user, and /v1 never taking the cookie.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
-import { call, consoleAnswers, signIn } from './helpers/console-client.js';
+import { SESSION_BACKENDS, call, consoleAnswers, signIn } from './helpers/console-client.js';
 import { registerSecret } from './helpers/log-capture.js';
 import { type RedisServer, startRedis } from './helpers/redis-server.js';
 
 registerSecret(ADMIN_TOKEN);
 
-const backends: Array<[string, () => Promise<RedisServer | undefined>]> = [
-  ['memory', async () => undefined],
-  ['redis', () => startRedis()],
-];
-
-describe.each(backends)('console sessions on the %s store', (_name, startBackend) => {
+describe.each(SESSION_BACKENDS)('console sessions on the %s store', (_name, startBackend) => {
   let redis: RedisServer | undefined;
   let gw: TestGateway;
   const userKeys: Record<string, string> = {};

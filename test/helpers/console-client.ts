@@ -1,6 +1,7 @@
 // A console client for the tests: signs in through POST /console/api/session and sends the
 // cookie (and, for changes, the CSRF token) the way the console's pages do.
 import { registerSecret } from './log-capture.js';
+import { type RedisServer, startRedis } from './redis-server.js';
 
 export interface ConsoleAnswer {
   status: number;
@@ -63,3 +64,9 @@ export async function signIn(base: string, token: string): Promise<SignedIn> {
   registerSecret(answer.json.csrfToken);
   return { cookie: `keyrelay_session=${value}`, csrf: answer.json.csrfToken as string, setCookie, answer };
 }
+
+/** The stores the console's sessions are tested on: none started for memory, a real redis-server. */
+export const SESSION_BACKENDS: Array<[string, () => Promise<RedisServer | undefined>]> = [
+  ['memory', async () => undefined],
+  ['redis', () => startRedis()],
+];
