@@ -136,7 +136,8 @@ class Buckets {
     private readonly retentionMs: number,
     private readonly labelOf: (ms: number) => string,
   ) {}
-  add(bucket: string, row: UsageRow, poolKey: string, now: number): void {
+  /** `key`: the row's user, model and pool key, as the day counters key it. */
+  add(bucket: string, key: string, row: UsageRow, poolKey: string, now: number): void {
     let rows = this.buckets.get(bucket);
     if (!rows) {
       const oldest = this.labelOf(now - this.retentionMs);
@@ -144,7 +145,6 @@ class Buckets {
       rows = new Map();
       this.buckets.set(bucket, rows);
     }
-    const key = `${row.user}\t${row.model}\t${poolKey}`;
     const kept = rows.get(key);
     if (kept) addSeries(kept, row);
     else rows.set(key, seriesRow(bucket, row, poolKey));
@@ -185,8 +185,8 @@ export function createMemoryUsage(now: () => number = Date.now): UsageStore {
       const kept = rows.get(key);
       if (kept) addCounts(kept, row);
       else rows.set(key, { day: row.day, user: row.user, model: row.model, poolKey, requests: row.requests, errors: row.errors, input: row.input, cachedInput: row.cachedInput, output: row.output, micros: row.micros, estimated: row.estimated });
-      if (row.minute !== undefined) minutes.add(row.minute, row, poolKey, now());
-      if (row.hour !== undefined) hours.add(row.hour, row, poolKey, now());
+      if (row.minute !== undefined) minutes.add(row.minute, key, row, poolKey, now());
+      if (row.hour !== undefined) hours.add(row.hour, key, row, poolKey, now());
     },
     async read(wanted, user) {
       const out: UsageRow[] = [];

@@ -8,17 +8,38 @@ export function goDuration(ms: number): string {
   if (whole < 1000) return `${whole}ms`;
   const hours = Math.floor(whole / 3_600_000);
   const minutes = Math.floor((whole % 3_600_000) / 60_000);
-  const seconds = ((whole % 60_000) / 1000).toFixed(3).replace(/\.?0+$/, '');
+  const seconds = secondsText(whole % 60_000);
   if (hours > 0) return `${hours}h${minutes}m${seconds}s`;
   if (minutes > 0) return `${minutes}m${seconds}s`;
   return `${seconds}s`;
 }
 
+/** Whole milliseconds as seconds, with no trailing zeros: 1500 → `1.5`, 60 → `0.06`, 2000 → `2`.
+ * Written out rather than toFixed and a regular expression: every answer carries two of these. */
+function secondsText(ms: number): string {
+  const whole = Math.floor(ms / 1000);
+  let fraction = ms % 1000;
+  if (fraction === 0) return String(whole);
+  let digits = 3;
+  while (fraction % 10 === 0) {
+    fraction /= 10;
+    digits--;
+  }
+  return `${whole}.${String(fraction).padStart(digits, '0')}`;
+}
+
+// The names spelled out: built from a template, each answer would make six new strings.
+const NAMES = {
+  requests: ['x-ratelimit-limit-requests', 'x-ratelimit-remaining-requests', 'x-ratelimit-reset-requests'],
+  tokens: ['x-ratelimit-limit-tokens', 'x-ratelimit-remaining-tokens', 'x-ratelimit-reset-tokens'],
+} as const;
+
 function window(out: Record<string, string>, kind: 'requests' | 'tokens', w: RateWindow | undefined): void {
   if (!w) return;
-  out[`x-ratelimit-limit-${kind}`] = String(w.limit);
-  out[`x-ratelimit-remaining-${kind}`] = String(w.remaining);
-  out[`x-ratelimit-reset-${kind}`] = goDuration(w.resetMs);
+  const [limit, remaining, reset] = NAMES[kind];
+  out[limit] = String(w.limit);
+  out[remaining] = String(w.remaining);
+  out[reset] = goDuration(w.resetMs);
 }
 
 export function rateLimitHeaders(rate: RateState): Record<string, string> {
