@@ -4,13 +4,18 @@
 //
 //   node bench/profile.js [--store memory|redis] [--workload json|stream] [--seconds N]
 //                         [--rounds N] [--connections N] [--profile DIR] [--leases off|on|both]
+//                         [--baseline DIR]
 //
 // --leases both (Redis only) runs a second keyrelay with quota leases on (docs/quota.md) beside
 // the first, and measures the three in turn.
 //
+// --baseline DIR runs the same keyrelay from another built checkout (`git worktree add DIR <commit>`,
+// then `npx tsc -p tsconfig.build.json` there) beside this one, measured in turn with it: one change
+// against the code before it, in one run. With --profile, each keyrelay writes its own profile.
+//
 // Builds nothing: run `npm run build` first. Uses 127.0.0.1 only and stops all it started.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -33,6 +38,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '32' },
     profile: { type: 'string' },
     leases: { type: 'string', default: 'off' },
+    baseline: { type: 'string' },
   },
 });
 if (!['memory', 'redis'].includes(values.store ?? '')) throw new Error('--store: memory or redis');
@@ -43,6 +49,8 @@ const seconds = Number(values.seconds);
 const rounds = Number(values.rounds);
 const connections = Number(values.connections);
 const profileDir = values.profile === undefined ? undefined : resolve(values.profile);
+const baselineDir = values.baseline === undefined ? undefined : resolve(values.baseline);
+if (baselineDir && !existsSync(join(baselineDir, 'dist/server.js'))) throw new Error(`--baseline: ${baselineDir} has no dist/: build it first`);
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pct = (share) => `${(share * 100).toFixed(1).padStart(5)}%`;
@@ -66,18 +74,20 @@ async function main() {
   if (keyrelay.status !== 'ok') throw new Error(keyrelay.reason);
   const withLeases = values.leases === 'both' ? await startKeyrelay({ upstream, poolKey, adminToken, dir: logDir, id: 'keyrelay-leases', env: leased }) : undefined;
   if (withLeases && withLeases.status !== 'ok') throw new Error(withLeases.reason);
+  const before = baselineDir ? await startKeyrelay({ upstream, poolKey, adminToken, dir: logDir, id: 'keyrelay-baseline', env, checkout: baselineDir }) : undefined;
+  if (before && before.status !== 'ok') throw new Error(before.reason);
   const loadgen = startLoadgen();
-  const targets = withLeases ? [bare, keyrelay, withLeases] : [bare, keyrelay];
+  const targets = [bare, keyrelay, ...(withLeases ? [withLeases] : []), ...(before ? [before] : [])];
   for (const t of targets) {
     await sanityCheck(t);
     await warmUp(t, loadgen, { warmUpMs: 1000, connections });
   }
   const signal = () => {
-    for (const pid of keyrelay.pids()) process.kill(pid, 'SIGUSR2');
+    for (const t of targets.slice(1)) for (const pid of t.pids()) process.kill(pid, 'SIGUSR2');
   };
   if (profileDir) signal();
 
-  const named = [['bare', bare], ['keyrelay', keyrelay], ...(withLeases ? [['leases', withLeases]] : [])];
+  const named = [['bare', bare], ['keyrelay', keyrelay], ...(withLeases ? [['leases', withLeases]] : []), ...(before ? [['baseline', before]] : [])];
   const perRequest = Object.fromEntries(named.map(([name]) => [name, []]));
   const rates = Object.fromEntries(named.map(([name]) => [name, []]));
   for (let round = 0; round < rounds; round++) {
@@ -102,14 +112,20 @@ async function main() {
     `${values.workload} on keyrelay ${values.store}${values.leases === 'on' ? ' with quota leases' : ''}, ${connections} connections, ${rounds} rounds of ${seconds} s\n` +
       `CPU per request, median: bare ${median(perRequest.bare).toFixed(3)} ms, keyrelay ${median(perRequest.keyrelay).toFixed(3)} ms, ` +
       `keyrelay / bare ${ratio('keyrelay').toFixed(2)} (median of the rounds' ratios)\n` +
-      leaseLine,
+      leaseLine +
+      (before
+        ? `baseline ${median(perRequest.baseline).toFixed(3)} ms, baseline / bare ${ratio('baseline').toFixed(2)}, keyrelay / baseline ${ratio('keyrelay', 'baseline').toFixed(2)}; ` +
+          `req/s, median: baseline ${median(rates.baseline).toFixed(0)}, keyrelay / baseline ${ratio('keyrelay', 'baseline', rates).toFixed(2)} (medians of the rounds' ratios)\n`
+        : ''),
   );
 
   if (profileDir) {
     signal();
     await new Promise((r) => setTimeout(r, 1500));
-    const file = readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(profileDir, f)).sort().at(-1);
-    if (file) {
+    const profiles = readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));
+    // One profile per keyrelay, named by its pid: this one's, then the baseline's.
+    const files = targets.slice(1).map((t) => profiles.find((f) => f.endsWith(`-${t.pids()[0]}.cpuprofile`))).filter((f) => f !== undefined);
+    for (const file of files.map((f) => join(profileDir, f))) {
       const summary = summariseProfile(file);
       process.stdout.write(`\nprofile: ${file} (${summary.busy} busy samples)\nby package or module:\n`);
       for (const [name, share] of summary.groups) process.stdout.write(`  ${pct(share)}  ${name}\n`);
