@@ -44,14 +44,15 @@ const refusal = (message: string, param: string | null) => ({
   status: 400,
   json: { error: { message, type: 'invalid_request_error', param, code: 'invalid_request' } },
 });
-const TOO_DEEP = refusal('The request body nests arrays and objects deeper than 64 levels.', null);
+// `param` is the top-level field the nesting is in, where the client should look.
+const tooDeep = (param: string) => refusal('The request body nests arrays and objects deeper than 64 levels.', param);
 const twice = (key: string, param = key) =>
   refusal(`The request body gives the key "${key}" twice in one object; JSON parsers disagree on which one counts.`, param);
 
 describe('nesting', () => {
   it('200,000 levels deep is a 400, not a crash, and never reaches the upstream', async () => {
     fake.reset();
-    expect(await chat(nested(200_000))).toEqual(TOO_DEEP);
+    expect(await chat(nested(200_000))).toEqual(tooDeep('tools'));
     expect(fake.requests).toHaveLength(0);
     expect((await fetch(`${gateway.url}/healthz`)).status).toBe(200);
   });
@@ -59,7 +60,7 @@ describe('nesting', () => {
   it('64 levels are relayed; 65 are not', async () => {
     fake.reset();
     expect((await chat(nested(64))).status).toBe(200);
-    expect(await chat(nested(65))).toEqual(TOO_DEEP);
+    expect(await chat(nested(65))).toEqual(tooDeep('tools'));
     expect(fake.requests).toHaveLength(1);
   });
 
@@ -70,7 +71,7 @@ describe('nesting', () => {
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
       body: `{"metadata":${'{"a":'.repeat(100)}1${'}'.repeat(100)}}`,
     });
-    expect({ status: res.status, json: await res.json() }).toEqual(TOO_DEEP);
+    expect({ status: res.status, json: await res.json() }).toEqual(tooDeep('metadata'));
     expect(fake.requests).toHaveLength(0);
   });
 });

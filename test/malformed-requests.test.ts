@@ -67,19 +67,6 @@ describe('case 30: body over the limit', () => {
     expect(fake.requests).toHaveLength(0);
   });
 
-  it('a chunked upload without Content-Length is cut as soon as it passes the limit', async () => {
-    fake.reset();
-    async function* chunks() {
-      for (let i = 0; i < 200; i++) yield Buffer.alloc(1024, 0x62);
-    }
-    // A raw upload to a route the operation table does not know: relayed as it streams.
-    const res = await post('/v1/audio/raw_upload', 'application/octet-stream', chunks()).catch((err: Error) => ({ status: 0, err }));
-    // The answer is 413 when the client reads it before the connection closes.
-    if (res.status !== 0) expect(res.status).toBe(413);
-    const seen = fake.requests.reduce((n, r) => n + r.body.length, 0);
-    expect(seen).toBeLessThanOrEqual(128 * 1024);
-  });
-
   it('multipart over its own limit is refused by Content-Length', async () => {
     const answer = await rawRequest(
       gateway.port,
@@ -111,7 +98,9 @@ describe('case 31: malformed JSON', () => {
     fake.reset();
     const deep = `{"model":"gpt-4o","x":${'['.repeat(30_000)}${']'.repeat(30_000)}}`;
     const res = await post('/v1/chat/completions', 'application/json', deep);
-    expect([200, 400]).toContain(res.status);
+    expect(res.status).toBe(400);
+    expect(res.json.error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_request', param: 'x' });
+    expect(fake.requests).toHaveLength(0);
     const health = await request(`${gateway.url}/healthz`);
     expect(health.statusCode).toBe(200);
     await health.body.text();

@@ -94,9 +94,11 @@ export function stringAt(bytes: Buffer, open: number, close: number): string {
 
 const shown = (key: string) => (key.length > SHOWN_KEY ? `${key.slice(0, SHOWN_KEY)}…` : key);
 
-function tooDeep(): GatewayError {
+function tooDeep(topField: string | undefined): GatewayError {
   return new GatewayError('invalid_request', {
     message: `The request body nests arrays and objects deeper than ${MAX_JSON_DEPTH} levels.`,
+    // The top-level field the nesting is in, as for a duplicate key (none when the root itself nests).
+    ...(topField === undefined ? {} : { param: shown(topField) }),
   });
 }
 
@@ -196,7 +198,7 @@ function* pass(bytes: Buffer, reader: JsonReader | undefined, slices: boolean): 
           reader?.scalar(depth, 'string', i, close + 1);
           i = close;
         } else if (c === 0x7b || c === 0x5b) {
-          if (++depth > MAX_JSON_DEPTH) throw tooDeep();
+          if (++depth > MAX_JSON_DEPTH) throw tooDeep(topField);
           isObject[depth] = c === 0x7b;
           keys[depth] = undefined;
           lastKey[depth] = undefined;
