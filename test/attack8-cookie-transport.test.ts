@@ -122,7 +122,7 @@ describe('cookie headers built to break the parser', () => {
 
   it('answers a cookie header past what Node takes with a 431, not a crash', async () => {
     const answer = await session(`pad=${'x'.repeat(70_000)}; ${admin.cookie}`);
-    expect([400, 431]).toContain(answer.status);
+    expect(answer.status).toBe(431);
     expect((await call(gw.url, 'GET', '/console/api/session', { cookie: admin.cookie })).status).toBe(200);
   });
 });

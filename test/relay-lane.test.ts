@@ -109,11 +109,11 @@ describe('what the lane leaves to Fastify', () => {
 
   it('paths outside /v1 and /v1 itself are not relayed', async () => {
     const bare = await request(`${gateway.url}/v1`, { headers: { authorization: `Bearer ${key}` } });
-    await bare.body.text();
     const health = await request(`${gateway.url}/healthz`);
     expect(health.statusCode).toBe(200);
     await health.body.text();
-    // `/v1` alone is Fastify's, through its wildcard route or its 404, never a crash.
-    expect([200, 404]).toContain(bare.statusCode);
+    // `/v1` alone is no operation: the gateway's own 404 unknown_url, never relayed, never a crash.
+    expect(bare.statusCode).toBe(404);
+    expect(await bare.body.json()).toEqual({ error: { message: 'Unknown request URL: GET /v1.', type: 'invalid_request_error', param: null, code: 'unknown_url' } });
   });
 });
