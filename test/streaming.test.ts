@@ -79,6 +79,29 @@ describe('events reach the client as the upstream sends them', () => {
     expect(sentAtFirstEvent).toBeLessThan(10);
     expect(text).toBe(events.join(''));
   });
+  it('case 23: each event reaches the client before the upstream sends the next one', async () => {
+    const events = Array.from({ length: 5 }, (_, n) => `data: {"n":${n}}\n\n`);
+    const sent = new Set<number>();
+    const chunks = new Proxy(events, {
+      get(target, prop, receiver) {
+        if (typeof prop === 'string' && /^\d+$/.test(prop)) sent.add(Number(prop));
+        return Reflect.get(target, prop, receiver) as unknown;
+      },
+    });
+    // A second between events: an event held back until the next (or buffered for 900 ms) fails.
+    relay.fake.handle(() => ({ headers: SSE, chunks, chunkIntervalMs: 1000 }));
+    const res = await post(streamed);
+    let text = '';
+    const sentWhenReceived: number[] = [];
+    for await (const chunk of res.body) {
+      text += String(chunk);
+      const whole = text.split('\n\n').length - 1;
+      while (sentWhenReceived.length < whole) sentWhenReceived.push(sent.size);
+    }
+    expect(text).toBe(events.join(''));
+    // Event n arrived while the upstream had sent n + 1 events, not more.
+    expect(sentWhenReceived).toEqual([1, 2, 3, 4, 5]);
+  });
 });
 
 describe('a client that goes away mid-stream', () => {
@@ -90,9 +113,12 @@ describe('a client that goes away mid-stream', () => {
       expect(String(chunk)).toMatch(/^data: \{"n":0\}/);
       break; // leaving the loop destroys the body and the connection
     }
+    const left = Date.now();
     const upstream = relay.fake.requests[0]!;
     await upstream.closed;
     expect(upstream.clientAborted).toBe(true);
+    // Case 19: "within 500 ms", with a margin for a busy machine; the stream would run 30 s more.
+    expect(Date.now() - left).toBeLessThan(5000);
   });
 });
 

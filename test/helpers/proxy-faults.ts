@@ -1,5 +1,6 @@
 // What the proxy fault tests (HTTP CONNECT and SOCKS5, RELIABILITY.md 17 and 18) share: the errors
 // they expect, a gateway sending through one proxy with a short connect deadline, a chat call.
+import { expect } from 'vitest';
 import { type TestGateway, startGateway } from './gateway.js';
 
 export const PROXY_FAILED = {
@@ -29,12 +30,16 @@ export async function gatewayVia(
   return { gw, userKey: await gw.createUserKey('user') };
 }
 
+/** A chat call; every answer, a proxy fault's included, must come in bounded time: a proxy that
+ * hangs must never hang the client (5 s is far above every deadline these gateways are given). */
 export async function chat(gw: TestGateway, userKey: string, extra: object = {}): Promise<ChatAnswer> {
+  const started = Date.now();
   const res = await fetch(`${gw.baseUrl}/chat/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${userKey}`, 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], ...extra }),
   });
   const text = await res.text();
+  expect(Date.now() - started, 'answered in bounded time').toBeLessThan(5000);
   return { status: res.status, headers: Object.fromEntries(res.headers), text };
 }
