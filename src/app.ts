@@ -115,7 +115,7 @@ function serverWithLane(config: Config, guard: SlowClientGuard, log: Logger, cor
       cors.decorate(req, res);
       if (!lane()?.(req, res)) handler(req, res);
     };
-    // Room for an oversized Authorization header to reach the 401 of RELIABILITY.md case 1.
+    // Room for an oversized Authorization header to reach the 401 of docs/reliability.md, case 1.
     const http = { maxHeaderSize: 64 * 1024, ...serverTimeouts(config.inbound) };
     const server = config.tls
       ? createTlsServer(

@@ -1,5 +1,5 @@
 // Gateway key authentication. Every failure gives the same answer, so a caller cannot tell an
-// unknown key from a revoked or expired one (RELIABILITY.md case 2).
+// unknown key from a revoked or expired one (docs/reliability.md, case 2).
 import type { IncomingMessage } from 'node:http';
 import { GatewayError } from './errors.js';
 import { isPast } from './iso-time.js';

@@ -229,7 +229,7 @@ export const ConfigSchema = Type.Object(
           },
           { additionalProperties: false, default: {} },
         ),
-        // Objects the gateway did not see created: false answers 404 (CONTRACT.md), true lets any user reach them.
+        // Objects the gateway did not see created: false answers 404 (README, "The key pool"), true lets any user reach them.
         shareUnknownObjects: Type.Boolean({ default: false }),
         // The objects (files, vector stores, responses …) one user may hold at once: the gateway
         // keeps each one's owner as long as it may exist, so this bounds what one user can make it
@@ -376,7 +376,7 @@ function boolFromEnv(env: Env, name: string): boolean | undefined {
   throw new ConfigError(`${name}: expected true or false, got "${raw}"`);
 }
 
-/** Applies the environment variables of CONTRACT.md over the file's settings. */
+/** Applies the environment variables of the README ("Settings") over the file's settings. */
 function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } {
   const out: { [k: string]: Json } = { ...file };
   const set = (key: string, value: Json | undefined) => {

@@ -100,7 +100,7 @@ export class GatewayError extends Error {
       headers?: Record<string, string>;
       cause?: unknown;
       type?: string;
-      /** For a code that CONTRACT.md gives two statuses (upstream_proxy_error: 502, 504 on a timeout). */
+      /** For a code the README gives two statuses ("Errors": upstream_proxy_error, 502 and 504 on a timeout). */
       status?: number;
     } = {},
   ) {

@@ -70,7 +70,7 @@ export async function startServer(config: Config, log: Logger = createLogger(con
 }
 
 /**
- * SIGTERM (RELIABILITY.md 37-39): readiness turns false and the port stops taking connections at
+ * SIGTERM (docs/reliability.md, cases 37-39): readiness turns false and the port stops taking connections at
  * once; requests in flight may finish within the grace period, idle keep-alive connections close
  * as they fall idle; at the end of the grace period (or at a second signal) open streams get a
  * last SSE error event and WebSockets close, their reservations settle, and the process exits 0.

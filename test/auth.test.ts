@@ -1,4 +1,4 @@
-// Gateway key authentication and the admin boundary: RELIABILITY.md cases 1, 2, 3 and 5.
+// Gateway key authentication and the admin boundary: docs/reliability.md, cases 1, 2, 3 and 5.
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';

@@ -1,6 +1,6 @@
-// Every operation of spec/openai/routes.tsv crosses the gateway unchanged (CONTRACT.md, The relay):
+// Every operation of spec/openai/routes.tsv crosses the gateway unchanged (README, "The relay"):
 // one request per operation, scripted per operation at the fake upstream, and both ends compared
-// byte for byte, less only what CONTRACT.md and RELIABILITY.md 34 say the gateway changes.
+// byte for byte, less only what the README ("The relay") and docs/reliability.md, case 34, say the gateway changes.
 import type { IncomingHttpHeaders } from 'node:http';
 import { type Dispatcher, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -223,7 +223,7 @@ function omit(headers: IncomingHttpHeaders | Record<string, unknown>, names: (na
   return Object.fromEntries(Object.entries(headers).filter(([name]) => !names(name)));
 }
 
-/** The upstream's headers as CONTRACT.md says the client gets them. */
+/** The upstream's headers as the README ("The relay") says the client gets them. */
 function expectedClientHeaders(sent: Record<string, string | string[]>, kind: Kind): Record<string, unknown> {
   const dropped = new Set(['set-cookie', 'openai-organization', 'openai-project', 'proxy-authenticate', 'x-upstream-hop', ...HOP_BY_HOP]);
   const out = omit(sent, (n) => dropped.has(n) || n.startsWith('x-ratelimit-'));

@@ -1,4 +1,4 @@
-// The CORS headers of /v1 answers (CONTRACT.md, Browsers (CORS); docs/browsers.md): every answer
+// The CORS headers of /v1 answers (README, "The relay"; docs/browsers.md): every answer
 // to a listed origin carries them, relayed or made by the gateway, JSON, SSE or error of any kind;
 // another origin gets none; the upstream's own access-control-* headers never reach the client.
 import { request } from 'undici';

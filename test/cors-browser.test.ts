@@ -1,4 +1,4 @@
-// A real browser against the gateway (CONTRACT.md, Browsers (CORS); docs/browsers.md): Chromium
+// A real browser against the gateway (README, "The relay"; docs/browsers.md): Chromium
 // on a page of another origin streams a chat answer through the gateway with fetch and with the
 // official SDK, reading it as it arrives; a page of an origin not listed is stopped by the browser;
 // preflights never reach the upstream; realtime WebSockets open from the listed page only.

@@ -1,4 +1,4 @@
-// A browser's preflight to /v1 (CONTRACT.md, Browsers (CORS); docs/browsers.md): answered 204 by
+// A browser's preflight to /v1 (README, "The relay"; docs/browsers.md): answered 204 by
 // the gateway itself, without a key and without reaching the upstream, for a listed origin; 403
 // for another; relayed as any OPTIONS when no origin is listed. The headers it allows are the SDKs'
 // and x-stainless-* ones a preflight asks for, never an arbitrary name echoed.

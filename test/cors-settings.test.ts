@@ -1,4 +1,4 @@
-// cors.origins and KEYRELAY_CORS_ORIGINS (CONTRACT.md, Settings; docs/browsers.md): origins or `*`,
+// cors.origins and KEYRELAY_CORS_ORIGINS (README, "Settings"; docs/browsers.md): origins or `*`,
 // written as browsers send them; a bad one stops the start with a message naming the setting.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,4 +1,4 @@
-// A user's `origins` narrow cors.origins (CONTRACT.md, Browsers (CORS); docs/browsers.md): their key
+// A user's `origins` narrow cors.origins (README, "The relay"; docs/browsers.md): their key
 // used from another page, or with no Origin at all, is refused 403 origin_not_allowed before the
 // upstream, with nothing charged; the admin API checks each origin and writes it as browsers do.
 import { request } from 'undici';

@@ -1,4 +1,4 @@
-// WebSocket upgrades check the page's Origin as HTTP requests do (CONTRACT.md, Browsers (CORS);
+// WebSocket upgrades check the page's Origin as HTTP requests do (README, "The relay";
 // docs/browsers.md): browsers do not guard WebSockets with CORS, so an Origin the gateway or the
 // user does not allow is refused with 403 before the 101 and before any upstream connection.
 // No Origin is a client other than a browser: allowed, unless the user has origins.

@@ -1,4 +1,4 @@
-// SIGTERM with requests in flight (RELIABILITY.md 37-39): no new connections, idle keep-alive
+// SIGTERM with requests in flight (docs/reliability.md, cases 37-39): no new connections, idle keep-alive
 // sockets closed at once, a stream that ends within the grace period ends whole, one that does not
 // gets a last SSE error event, every reservation settles, and the process exits 0.
 import { Client, request } from 'undici';

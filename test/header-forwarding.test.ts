@@ -1,4 +1,4 @@
-// Which headers cross the gateway in each direction (RELIABILITY.md case 34, CONTRACT.md headers).
+// Which headers cross the gateway in each direction (docs/reliability.md, case 34, README, "The relay").
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';

@@ -1,5 +1,5 @@
 // Bad bodies and smuggling attempts get a clear OpenAI-shaped error and never reach the upstream
-// (RELIABILITY.md cases 30, 31, 32 and 35).
+// (docs/reliability.md, cases 30, 31, 32 and 35).
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Key material never leaves in an upstream error body (RELIABILITY.md 12): OpenAI-style tokens keep
+// Key material never leaves in an upstream error body (docs/reliability.md, case 12): OpenAI-style tokens keep
 // at most their last 4 characters, configured pool secrets of any shape are replaced verbatim.
 import { describe, expect, it } from 'vitest';
 import { createMasker, maskKeyMaterial } from '../src/relay/mask.js';

@@ -1,4 +1,4 @@
-// Client-chosen text on its way to a log line or a terminal (RELIABILITY.md 36, the pure part):
+// Client-chosen text on its way to a log line or a terminal (docs/reliability.md, case 36, the pure part):
 // control, C1, line-separator and bidi characters become visible escapes, long values are cut to
 // a bound with their length said, and nothing is ever split in the middle of a character.
 import { describe, expect, it } from 'vitest';

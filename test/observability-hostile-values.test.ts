@@ -1,4 +1,4 @@
-// RELIABILITY.md 36: newlines, ANSI codes and 100 KB strings in model, user and User-Agent give
+// docs/reliability.md, case 36: newlines, ANSI codes and 100 KB strings in model, user and User-Agent give
 // one escaped, truncated log line per request, and the kept request log and the usage report
 // hold the same bounded, escaped values.
 import { request } from 'undici';

@@ -1,5 +1,5 @@
 // The access log: every request through a real gateway gives exactly one `request` line, with the
-// fields CONTRACT.md lists (ids, user, key, pool key, method, route, model, stream, status,
+// fields the README lists (ids, user, key, pool key, method, route, model, stream, status,
 // outcome, retries, time to first byte, duration, tokens, cost, bytes in and out), whether it was
 // relayed, streamed, refused before the relay, or not an API request at all.
 import { request } from 'undici';

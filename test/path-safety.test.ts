@@ -1,5 +1,5 @@
 // Paths are checked once, raw, so that auth and dispatch see the same one and nothing but the
-// upstream's /v1 is ever reached (RELIABILITY.md case 33).
+// upstream's /v1 is ever reached (docs/reliability.md, case 33).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.js';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';

@@ -1,4 +1,4 @@
-// The pool in the admin API (CONTRACT.md): GET /admin/upstreams shows each upstream and pool key
+// The pool in the admin API (README, "The key pool"): GET /admin/upstreams shows each upstream and pool key
 // (id, last 4 characters, state, until, reason, in flight, counts; never the key), and
 // POST .../enable and .../disable control a key by hand; /readyz follows the usable keys.
 import { afterAll, beforeAll, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// RELIABILITY.md 12: a 401, a 403 about the key itself (its region) or 429 insufficient_quota disable the key (the request goes on to
+// docs/reliability.md, case 12: a 401, a 403 about the key itself (its region) or 429 insufficient_quota disable the key (the request goes on to
 // another), a probe by a real request brings it back once it works again, and an upstream error
 // text that carries key material never reaches the client as it was.
 import { setTimeout as sleep } from 'node:timers/promises';

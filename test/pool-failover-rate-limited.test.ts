@@ -1,4 +1,4 @@
-// RELIABILITY.md 11: a 429 with Retry-After on one key cools that key for as long as it says; the
+// docs/reliability.md, case 11: a 429 with Retry-After on one key cools that key for as long as it says; the
 // request is retried on another key before any byte reaches the client, which sees 200 and is
 // charged once.
 import { afterEach, beforeEach, expect, it } from 'vitest';

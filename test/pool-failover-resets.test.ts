@@ -1,4 +1,4 @@
-// RELIABILITY.md 15: a connection reset before the request was written goes to another key, even
+// docs/reliability.md, case 15: a connection reset before the request was written goes to another key, even
 // for a POST; a reset after it was written is sent again only when that is safe (GET); once a
 // byte has reached the client the request is never sent again, and the break becomes a stream error.
 import { execFileSync } from 'node:child_process';

@@ -1,4 +1,4 @@
-// RELIABILITY.md 13: a 5xx goes on to another key, over distinct keys, a bounded number of times,
+// docs/reliability.md, case 13: a 5xx goes on to another key, over distinct keys, a bounded number of times,
 // inside one deadline and a pool-wide retry budget; repeated 5xx open the key's circuit; 400, 404
 // and 422 are the request's own fault: passed on at once, at no cost to the key.
 import { afterEach, describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// RELIABILITY.md 14: an upstream that sends no headers in time: a request that can safely be sent
+// docs/reliability.md, case 14: an upstream that sends no headers in time: a request that can safely be sent
 // twice goes to another key, one that cannot (a POST may be running upstream) gets 504; a stream
 // that stalls mid-body ends with an SSE error event and is never sent again.
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// The pure pieces together, as the request path will use them (RELIABILITY.md 11, 13, 16): choose a
+// The pure pieces together, as the request path will use them (docs/reliability.md, cases 11, 13, 16): choose a
 // key, try it, let the verdict update its health, decide whether to go on to another key. The
 // upstream is a function of (key, request number) on a fake clock, so runs are exact.
 import { describe, expect, it } from 'vitest';
@@ -86,7 +86,7 @@ describe('1,000 requests over 3 keys, one failing mid-way', () => {
   });
 });
 
-describe('a 429 with retry-after (RELIABILITY.md 11)', () => {
+describe('a 429 with retry-after (docs/reliability.md, case 11)', () => {
   it('the request goes to another key, the key rests for that long', () => {
     const run = simulate((key, i) => (key === 'a' && i === 0 ? { status: 429, headers: { 'retry-after': '1' } } : ok), 200);
     expect(run.clientErrors).toEqual([]);
@@ -96,7 +96,7 @@ describe('a 429 with retry-after (RELIABILITY.md 11)', () => {
   });
 });
 
-describe('every key failing (RELIABILITY.md 16)', () => {
+describe('every key failing (docs/reliability.md, case 16)', () => {
   it('a fast 503 with the earliest recovery until it comes, then traffic recovers on its own', () => {
     const run = simulate((_key, i) => (i === 0 ? { status: 429, headers: { 'retry-after': '2' } } : ok), 400);
     // Request 0 tries all three keys and gets the last 429; every key then rests 2 s, 200 requests.

@@ -1,4 +1,4 @@
-// Every transition of a pool key's health, on a fake clock (RELIABILITY.md 11-13, 16): 429 cools,
+// Every transition of a pool key's health, on a fake clock (docs/reliability.md, cases 11-13, 16): 429 cools,
 // 401, a 403 refusing the key itself, insufficient_quota and account_deactivated disable and probe, 5xx and timeouts open a growing
 // circuit, 400/404/422 cost nothing, the admin's hand overrides.
 import { describe, expect, it } from 'vitest';

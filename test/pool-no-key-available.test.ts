@@ -1,4 +1,4 @@
-// RELIABILITY.md 16: with every key cooling or disabled, a request gets 503 no_upstream_key_available
+// docs/reliability.md, case 16: with every key cooling or disabled, a request gets 503 no_upstream_key_available
 // at once, without touching the upstream, with retry-after set to the earliest recovery; the pool
 // recovers by itself, and readiness follows it.
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -1,5 +1,5 @@
 // Who owns what: the in-memory owner table (counted per user, responses lapse, nothing evicted) and
-// what the owners of the ids a request names mean for it (RELIABILITY.md 4: another user's object is 404).
+// what the owners of the ids a request names mean for it (docs/reliability.md, case 4: another user's object is 404).
 import { describe, expect, it } from 'vitest';
 import { MemoryObjectOwners, type ObjectOwner, RESPONSE_LIFETIME_MS, resolveOwnership } from '../src/pool/object-owners.js';
 

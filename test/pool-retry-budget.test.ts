@@ -1,4 +1,4 @@
-// The pool-wide retry budget (RELIABILITY.md 13): retries at most a share of the requests of a
+// The pool-wide retry budget (docs/reliability.md, case 13): retries at most a share of the requests of a
 // sliding window, with a floor per second, so an outage does not multiply the load on the upstream.
 import { describe, expect, it } from 'vitest';
 import { type FailedAttempt, RetryBudget, RetryPolicy } from '../src/pool/retry.js';

@@ -1,4 +1,4 @@
-// Failover inside one request (RELIABILITY.md 11-15): which failures go to another key, bounded by
+// Failover inside one request (docs/reliability.md, cases 11-15): which failures go to another key, bounded by
 // attempts and a deadline, with full-jitter backoff for upstream-wide failures.
 import { describe, expect, it } from 'vitest';
 import { type FailedAttempt, RetryPolicy, type RetrySettings } from '../src/pool/retry.js';

@@ -1,5 +1,5 @@
 // Choosing an upstream and a key for one request: model globs, health, keys already tried, pinned
-// objects, probes, and the earliest recovery when nothing is usable (RELIABILITY.md 16).
+// objects, probes, and the earliest recovery when nothing is usable (docs/reliability.md, case 16).
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { Pool, type PoolSettings, type UpstreamSettings } from '../src/pool/pool.js';

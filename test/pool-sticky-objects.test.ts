@@ -1,4 +1,4 @@
-// Objects stay with their key and their user (CONTRACT.md, The relay): a file uploaded through the
+// Objects stay with their key and their user (README, "The key pool"): a file uploaded through the
 // pool is retrieved, downloaded, named by a batch and deleted through the key that created it,
 // whichever key the pool's rotation would pick; another user gets 404 for it and does not see it
 // in a list; a response made in a stream pins its follow-ups the same way.

@@ -1,6 +1,6 @@
-// RELIABILITY.md case 17: an HTTP CONNECT proxy that is down, asks for credentials (407), refuses the
+// docs/reliability.md, case 17: an HTTP CONNECT proxy that is down, asks for credentials (407), refuses the
 // CONNECT, never answers it, or cuts the tunnel mid-stream. Each ends in bounded time with the
-// error CONTRACT.md names, blames the proxy (the pool key keeps serving), never goes direct (the
+// error the README names, blames the proxy (the pool key keeps serving), never goes direct (the
 // upstream is reachable directly here, and sees nothing), and never shows the proxy's password.
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// RELIABILITY.md case 18: a SOCKS5 proxy that refuses the credentials, stalls in the handshake or at
+// docs/reliability.md, case 18: a SOCKS5 proxy that refuses the credentials, stalls in the handshake or at
 // the CONNECT, refuses the CONNECT, is down, or kills the tunnel mid-stream. The same mapping as for
 // HTTP CONNECT proxies: bounded, 502/504 upstream_proxy_error (the stream cut becomes the SSE error
 // event), the pool key keeps serving, nothing goes direct, the password never shows.

@@ -1,4 +1,4 @@
-// RELIABILITY.md 8 and 20: an upstream that fails before answering costs nothing (the
+// docs/reliability.md, cases 8 and 20: an upstream that fails before answering costs nothing (the
 // reservation is released in full); a stream that breaks off is charged what was streamed,
 // counted with the tokenizer and marked estimated. A client that goes away: hostile-aborts.test.ts.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// RELIABILITY.md 6: a quota that fits exactly 10 requests, 50 fired at once at one gateway: exactly
+// docs/reliability.md, case 6: a quota that fits exactly 10 requests, 50 fired at once at one gateway: exactly
 // 10 admitted, the other 40 refused with insufficient_quota, and the ledger never over the limit.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_COMPLETION_TOKENS } from '../src/dev/fake-openai-answers.js';

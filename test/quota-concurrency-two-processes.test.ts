@@ -1,4 +1,4 @@
-// RELIABILITY.md 7: the same quota of exactly 10 requests, 50 fired at once split across two
+// docs/reliability.md, case 7: the same quota of exactly 10 requests, 50 fired at once split across two
 // gateways sharing one Redis: (a) two gateways in this process, each with Redis connections of
 // its own, and (b) this process and a real second `node` process.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

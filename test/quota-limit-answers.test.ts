@@ -1,4 +1,4 @@
-// What a user gets at each limit (CONTRACT.md, Errors; RELIABILITY.md 10): 429
+// What a user gets at each limit (README, "Errors"; docs/reliability.md, case 10): 429
 // rate_limit_exceeded with retry-after(-ms) for rpm, tpm and concurrency; 429 insufficient_quota
 // with x-should-retry: false and retry-after to the window's end for spent quotas, decided on the
 // worst case before any upstream call; 400 for a bad max_tokens; and the user's own x-ratelimit-*.

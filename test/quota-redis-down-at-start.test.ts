@@ -1,4 +1,4 @@
-// RELIABILITY.md 25: Redis down when the gateway starts: it starts anyway, says so, is not ready,
+// docs/reliability.md, case 25: Redis down when the gateway starts: it starts anyway, says so, is not ready,
 // answers quota-gated requests 503 quota_backend_unavailable, and recovers by itself once Redis is up.
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

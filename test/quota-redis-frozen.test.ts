@@ -1,4 +1,4 @@
-// RELIABILITY.md 27: Redis frozen (SIGSTOP): calls time out after the short command timeout and
+// docs/reliability.md, case 27: Redis frozen (SIGSTOP): calls time out after the short command timeout and
 // requests get 503; on SIGCONT Redis runs what was queued meanwhile, the gateway resends what
 // failed, and yet every request is charged exactly once.
 import { request } from 'undici';

@@ -1,4 +1,4 @@
-// RELIABILITY.md 26 and 28: Redis killed mid-traffic: requests fail at once with 503 (no silent
+// docs/reliability.md, cases 26 and 28: Redis killed mid-traffic: requests fail at once with 503 (no silent
 // per-process fallback, no 20 retries), the request in flight still has its usage charged once
 // Redis is back, and after the restart (script cache empty) everything works again by itself.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

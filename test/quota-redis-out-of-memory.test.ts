@@ -1,4 +1,4 @@
-// RELIABILITY.md 29: Redis out of memory fails closed (503, nothing admitted) and recovers when
+// docs/reliability.md, case 29: Redis out of memory fails closed (503, nothing admitted) and recovers when
 // memory is back; a gateway warns at start when Redis's eviction policy could drop quota keys.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FakeUpstream } from '../src/dev/fake-upstream.js';

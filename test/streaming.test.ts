@@ -1,5 +1,5 @@
 // SSE through the gateway: chunk by chunk as the upstream sends, byte for byte, aborts passed on
-// both ways, and a broken-off upstream turned into an error event (RELIABILITY.md 19-23).
+// both ways, and a broken-off upstream turned into an error event (docs/reliability.md, cases 19-23).
 import OpenAI, { APIError } from 'openai';
 import { Agent, type Dispatcher, request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// WebSocket upgrades of GET /v1/realtime and GET /v1/responses (CONTRACT.md, The relay): the key
+// WebSocket upgrades of GET /v1/realtime and GET /v1/responses (README, "The relay"): the key
 // is swapped on the handshake, frames pass both ways, refusals are plain HTTP, and a client that
 // goes away takes the upstream connection with it.
 import type { IncomingMessage } from 'node:http';

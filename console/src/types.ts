@@ -1,4 +1,4 @@
-// The shapes the gateway answers, as far as the pages read them (docs/console.md, CONTRACT.md).
+// The shapes the gateway answers, as far as the pages read them (docs/console.md, README).
 export interface Series {
   range: string;
   step: string;

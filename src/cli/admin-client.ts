@@ -1,4 +1,4 @@
-// A small client of the admin API (CONTRACT.md, Admin API) on the global fetch. Every failure
+// A small client of the admin API (README, "Admin API and command line") on the global fetch. Every failure
 // becomes a CliError that says what went wrong in words an operator can act on.
 import { CliError } from './command.js';
 

@@ -40,7 +40,7 @@ export function orDash(value: string | undefined | null): string {
 
 /**
  * Integer micro-dollars as US dollars with all six decimals, computed on integers so that the
- * figure is the ledger's own (CONTRACT.md: money is kept in integer micro-dollars).
+ * figure is the ledger's own (README, "Users, limits and quotas": money is kept in integer micro-dollars).
  */
 export function dollars(micros: number): string {
   if (!Number.isSafeInteger(micros)) return (micros / 1_000_000).toFixed(6);

@@ -1,4 +1,4 @@
-// A user's limits on the command line: one flag per limit of CONTRACT.md (--rpm, --usd-per-day
+// A user's limits on the command line: one flag per limit the README lists ("Users, limits and quotas") (--rpm, --usd-per-day
 // ...), shared by `users create` and `users update`, and their one-line description.
 import type { Limits } from '../store/types.js';
 import type { OptionSpec, OptionValues } from './command.js';
@@ -11,7 +11,7 @@ interface LimitFlag {
   help: string;
 }
 
-// In the order of CONTRACT.md, which is also the order shown.
+// In the order of the README, which is also the order shown.
 const LIMIT_FLAGS: readonly LimitFlag[] = [
   { flag: 'rpm', field: 'rpm', money: false, help: 'requests per minute' },
   { flag: 'tpm', field: 'tpm', money: false, help: 'tokens per minute' },

@@ -1,4 +1,4 @@
-// Browsers as clients of /v1 (CONTRACT.md, Browsers (CORS); docs/browsers.md). Which page origins
+// Browsers as clients of /v1 (README, "The relay"; docs/browsers.md). Which page origins
 // may call the API and what the gateway tells them is decided here and only here:
 //
 // - the server sets an allowed origin's headers on the answer of every /v1 request as it arrives,

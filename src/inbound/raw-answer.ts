@@ -1,6 +1,6 @@
 // A gateway error written straight on a socket, for the answers made where Node has no request
 // object to answer through: a connection refused at the cap, a request whose headers never came
-// whole or did not parse. Always OpenAI-shaped with a request id (CONTRACT.md, Errors), and always
+// whole or did not parse. Always OpenAI-shaped with a request id (README, "Errors"), and always
 // the last thing said on the connection.
 import { randomUUID } from 'node:crypto';
 import { type OutgoingHttpHeaders, STATUS_CODES } from 'node:http';

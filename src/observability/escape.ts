@@ -3,7 +3,7 @@
 // one-byte CSI to many terminals), U+2028/U+2029 (line breaks to JavaScript and to some log
 // shippers) nor the bidirectional overrides that reorder what a reader sees (CVE-2021-42574).
 // All of those become visible `\xNN` / `\uNNNN` text, and every value is cut to a bound, in one
-// pass that never looks further into a 100 KB string than the bound (RELIABILITY.md case 36).
+// pass that never looks further into a 100 KB string than the bound (docs/reliability.md, case 36).
 
 /** C0, DEL, C1, the Arabic letter mark, LRM/RLM, line and paragraph separators, bidi embeddings,
  * overrides and isolates, and the BOM. */

@@ -1,5 +1,5 @@
 // One request as the gateway saw it: the access log line, the kept request log, the usage
-// counters and the metrics are all made from this one record (CONTRACT.md, Operations).
+// counters and the metrics are all made from this one record (README, "Logs, usage reports and metrics").
 
 /** How a request ended. `ok` means the gateway relayed an answer, whatever its status. */
 export type Outcome =

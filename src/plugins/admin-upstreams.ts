@@ -1,4 +1,4 @@
-// The admin API of upstreams and pool keys (CONTRACT.md, Upstreams and pool keys at run time).
+// The admin API of upstreams and pool keys (README, "The key pool": upstreams and keys at run time).
 // Reads show the pool as this process serves it: the settings' upstreams and keys (`source:
 // settings`, read-only here) and those added at run time (`source: store`). Each change is one
 // atomic write of the catalog (src/pool/catalog-store.ts); this process applies it before it

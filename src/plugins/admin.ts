@@ -1,4 +1,4 @@
-// The admin API (CONTRACT.md, Admin API): users and their keys; upstreams and pool keys are
+// The admin API (README, "Admin API and command line"): users and their keys; upstreams and pool keys are
 // admin-upstreams.ts.
 // Guarded by KEYRELAY_ADMIN_TOKEN; without one the routes do not exist at all and answer 404.
 import { createHash, timingSafeEqual } from 'node:crypto';

@@ -1,4 +1,4 @@
-// Liveness and readiness (CONTRACT.md, Operations).
+// Liveness and readiness (README, "Logs, usage reports and metrics").
 import type { FastifyInstance } from 'fastify';
 import type { Services } from '../services.js';
 

@@ -1,7 +1,7 @@
 // Wires observability in: an Observation per request (one record each: see observation.ts) and
 // `GET /metrics`, registered before every other plugin so that its hook sees every request; and
-// the admin routes over the request log and the usage counters (CONTRACT.md, Admin API and
-// Operations), registered beside the admin API.
+// the admin routes over the request log and the usage counters (README, "Admin API and
+// command line" and "Logs, usage reports and metrics"), registered beside the admin API.
 import { Readable } from 'node:stream';
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -216,7 +216,7 @@ export async function usageSeries(observability: Observability, query: Static<ty
 }
 
 /** GET /admin/requests, /admin/requests/export and /admin/usage; registered with the admin API,
- * under its prefix and only when it exists (CONTRACT.md: without a token it answers 404). */
+ * under its prefix and only when it exists (README, "Settings": without an admin token /admin answers 404). */
 export async function observabilityAdminPlugin(app: FastifyInstance, options: { config: Config; observability: Observability }): Promise<void> {
   const { requests } = options.observability;
   app.addHook('onRequest', adminGuard(options.config.adminToken ?? ''));

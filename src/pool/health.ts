@@ -10,7 +10,7 @@
 //   admin disable / enable: disabled (manual, never probed) / active
 //
 // A key is never dropped silently: when none is usable, selection reports the earliest recovery so
-// the caller answers 503 with retry-after (RELIABILITY.md 16). Probes are in-band: a due key takes
+// the caller answers 503 with retry-after (docs/reliability.md, case 16). Probes are in-band: a due key takes
 // one client request; if that fails the failover policy sends the request on to another key.
 import { ACTIVE, type HealthReason, type HealthRecord, type HealthSync, type KeyState, newer } from './health-sync.js';
 import type { Verdict } from './outcome.js';

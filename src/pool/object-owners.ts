@@ -1,6 +1,6 @@
 // Who owns each object created through the gateway: the user who created it, and the upstream key
 // that holds it. Requests naming an object go to that key; another user's object answers 404
-// (CONTRACT.md, The relay). The store-backed implementation shares it across processes
+// (README, "The key pool"). The store-backed implementation shares it across processes
 // (src/store/redis-owners.ts); the one here lives in one process's memory.
 //
 // A record is kept as long as the upstream may keep its object, never less: forgotten, the object

@@ -5,7 +5,7 @@
 //
 // One difference from curl: curl ignores upper-case HTTP_PROXY because a CGI program's environment
 // may carry a client's `Proxy:` header under that name (httpoxy). keyrelay reads its environment
-// once at start, never per request, so HTTP_PROXY is honoured as CONTRACT.md lists it.
+// once at start, never per request, so HTTP_PROXY is honoured as the README lists it ("Settings").
 
 type Env = Record<string, string | undefined>;
 

@@ -1,7 +1,7 @@
-// What an upstream answer must pass, on every status, before any of it reaches a client (CONTRACT.md:
-// key material is masked). Its headers: each value with a pool key in it is masked, a header whose
-// name holds one is dropped, and a redirect whose `location` holds one is not passed on at all (a
-// client follows it, and a masked URL is no use). Its body: the gateway asks for
+// What an upstream answer must pass, on every status, before any of it reaches a client (README,
+// "The key pool": key material is masked). Its headers: each value with a pool key in it is
+// masked, a header whose name holds one is dropped, and a redirect whose `location` holds one is
+// not passed on at all (a client follows it, and a masked URL is no use). Its body: the gateway asks for
 // `accept-encoding: identity`, and one that comes compressed anyway is decoded here, so that the
 // masking and the usage tap read plain bytes and the client gets identity; an encoding the gateway
 // cannot decode could not be masked either, and is refused. The body's own masking comes later, as

@@ -1,4 +1,4 @@
-// One client request across the pool's keys (CONTRACT.md, The relay; RELIABILITY.md 11-16). A key
+// One client request across the pool's keys (README, "The key pool"; docs/reliability.md, cases 11-16). A key
 // is chosen and the request sent. An answer that says the key failed (429, 401, 403, 5xx) is held
 // back and read (bounded) while nothing has reached the client, and the request goes on to another
 // key for as long as the retry policy allows; otherwise the held answer is what the client gets,
@@ -205,7 +205,7 @@ function sendError(r: RelayRequest, error: GatewayError): Outcome {
   return { outcome: 'upstream_error', status: error.status, bytesOut: 0, error };
 }
 
-/** The upstream's own error answer, masked (CONTRACT.md, Errors). */
+/** The upstream's own error answer, masked (README, "The key pool"). */
 function sendHeldError(r: RelayRequest, masker: Masker, answer: UpstreamAnswer, held: Held, choice: PoolChoice, started: number): Outcome {
   if (held.error) return { ...sendError(r, mapUpstreamError(held.error)), choice };
   if (!held.complete) answer.body.destroy();

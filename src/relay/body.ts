@@ -293,7 +293,7 @@ function formFacts(scan: FieldsScan, bytes: number, idFields: readonly string[])
   return facts;
 }
 
-/** Decides how the body crosses the gateway, enforcing the size limits (RELIABILITY.md 30).
+/** Decides how the body crosses the gateway, enforcing the size limits (docs/reliability.md, case 30).
  * `formModel`: read a form's `model` on the way (an operation priced by its model). `idFields`: a
  * form's fields that name objects (src/pool/object-operations.ts FORM_ID_FIELDS), read the same
  * way, which must come before any file. */

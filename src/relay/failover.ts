@@ -91,7 +91,7 @@ export async function backoff(ms: number, signal: AbortLike): Promise<boolean> {
 
 const DEFAULT_RETRY_AFTER_S = 60;
 
-/** The 503 of a request no key can take now (RELIABILITY.md 16): `retry-after` is the earliest recovery. */
+/** The 503 of a request no key can take now (docs/reliability.md, case 16): `retry-after` is the earliest recovery. */
 export function noKeyError(selection: Extract<Selection, { ok: false }>, model: string | undefined, headers: Record<string, string> = {}, now = Date.now()): GatewayError {
   const waitMs = selection.retryAt === undefined ? DEFAULT_RETRY_AFTER_S * 1000 : Math.max(1000, selection.retryAt - now);
   const retry = { 'retry-after': String(Math.ceil(waitMs / 1000)), 'retry-after-ms': String(Math.ceil(waitMs)) };

@@ -45,7 +45,7 @@ export interface ResponseTap {
   end(complete: boolean): void;
 }
 
-/** SSE error event for a stream that ends early (CONTRACT.md, Errors): cut upstream, or a shutdown. */
+/** SSE error event for a stream that ends early (README, "The relay"): cut upstream, or a shutdown. */
 function interruptionEvent(atEventBoundary: boolean, code: ErrorCode = 'upstream_stream_interrupted'): string {
   const error = new GatewayError(code);
   return `${atEventBoundary ? '' : '\n\n'}data: ${JSON.stringify(error.body())}\n\n`;

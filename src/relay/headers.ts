@@ -72,7 +72,7 @@ export function upstreamRequestHeaders(
     out[name] = value;
   }
   Object.assign(out, poolKeyHeaders(choice.upstream, choice.key));
-  // The gateway reads usage from answers, and SSE must never be compressed (CONTRACT.md).
+  // The gateway reads usage from answers, and SSE must never be compressed (README, "Settings").
   out['accept-encoding'] = 'identity';
   if (contentLength !== undefined) out['content-length'] = String(contentLength);
   return out;

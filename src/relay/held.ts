@@ -1,5 +1,5 @@
 // Answers the gateway reads whole before it writes a byte of them, under a bound: upstream errors
-// (judged by the failover policy, and masked: RELIABILITY.md 12) and list answers (filtered per
+// (judged by the failover policy, and masked: docs/reliability.md, case 12) and list answers (filtered per
 // user). Everything else streams (forward.ts).
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';

@@ -1,5 +1,5 @@
 // Masks key material in text the gateway passes on or logs: upstream error bodies such as
-// "Incorrect API key provided: sk-proj-****…abcd" (RELIABILITY.md 12). Any OpenAI-style token
+// "Incorrect API key provided: sk-proj-****…abcd" (docs/reliability.md, case 12). Any OpenAI-style token
 // (`sk-…`, `sk-proj-…`, `sk-svcacct-…`, `sess-…`, and OpenAI's own partly starred form) becomes its
 // prefix, `***` and at most its last 4 characters, as OpenAI itself shows a key; a configured pool
 // secret of any other shape is replaced wherever it appears verbatim. `text` is for log lines.

@@ -1,4 +1,4 @@
-// Objects belong to the user and the pool key that created them (CONTRACT.md, The relay): a request
+// Objects belong to the user and the pool key that created them (README, "The key pool"): a request
 // naming one goes to that key, another user's object answers 404 as if it did not exist, and a
 // list shows each user only their own. What counts as an object id, and where ids hide in paths,
 // bodies and answers, is src/pool/objects.ts; who owns what is kept by the store.

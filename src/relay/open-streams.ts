@@ -1,5 +1,5 @@
 // The answers being streamed and the WebSockets open right now, so that a shutdown can end
-// them at the end of its grace period (RELIABILITY.md 37, 39) instead of cutting them blindly.
+// them at the end of its grace period (docs/reliability.md, cases 37, 39) instead of cutting them blindly.
 export class OpenStreams {
   private readonly open = new Set<() => void>();
 

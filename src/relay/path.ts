@@ -1,6 +1,6 @@
 // The request target is checked once and brought to one canonical form before anything else reads
 // it: auth, the operation match (src/operations/match.ts), ownership, metering, logs and metrics
-// all see the same path, and that path is what goes upstream (RELIABILITY.md case 33).
+// all see the same path, and that path is what goes upstream (docs/reliability.md, case 33).
 //
 // The canonical form: an escape of a character that may stand in a path segment as it is (letters,
 // digits, `-_~`, `!$&'()*+,;=:@`) is decoded, once; any other escape is refused, as are `.`, `..`

@@ -1,5 +1,5 @@
 // The relay of every method and path under /v1: the key's caller, the body read as it arrives
-// (RELIABILITY.md 30: sizes are enforced as bytes arrive), the model check, the objects it names,
+// (docs/reliability.md, case 30: sizes are enforced as bytes arrive), the model check, the objects it names,
 // admission against the user's limits, the relay across the pool, and the settle and the record.
 // Requests reach it through the lane (lane.ts), or through Fastify (src/plugins/relay.ts), matched
 // to their operation (src/operations/match.ts): every decision here reads that match.

@@ -27,7 +27,7 @@ export function proxyErrorOf(err: unknown): ProxyError | undefined {
 
 /**
  * A proxy failure happens before any byte of the request left (src/proxy/connector.ts): it is the
- * proxy's fault, never the pool key's. CONTRACT.md: 502 `upstream_proxy_error`, 504 on a timeout.
+ * proxy's fault, never the pool key's. README, "Errors": 502 `upstream_proxy_error`, 504 on a timeout.
  */
 function mapProxyError(err: ProxyError): GatewayError {
   if (err.kind === 'timeout') {

@@ -1,7 +1,7 @@
 // Who a key digest belongs to (the key record and its user), as read from the store within the
 // last second. Authentication then costs no store round trip for a key in steady use. The
 // process's own admin writes (revoke, user update or delete) empty it at once; a change made by
-// another process counts here within TTL_MS (CONTRACT.md and RELIABILITY.md case 2 ask that a
+// another process counts here within TTL_MS (docs/reliability.md, case 2 asks that a
 // revocation reach every process, and set no tighter bound). Expiry times are checked on every
 // request against the cached records, so they stay exact.
 import type { KeyRecord, User } from './types.js';

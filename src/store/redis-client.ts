@@ -1,7 +1,7 @@
 // ioredis clients that fail fast: no offline queue (a command while disconnected fails at once
 // instead of waiting for a reconnect), a short command timeout (a frozen Redis costs one timeout,
 // not a hang), one retry per request, and endless reconnects in the background so that the
-// gateway recovers by itself (RELIABILITY.md 25-29).
+// gateway recovers by itself (docs/reliability.md, cases 25-29).
 import { Cluster, Redis, type RedisOptions, type Result } from 'ioredis';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';

@@ -1,7 +1,7 @@
 // A real HTTP CONNECT proxy on loopback (the `proxy` package), optionally over TLS and with Basic
 // auth, that records every CONNECT. `hosts` is the proxy's own name table: it lets the proxy reach
 // names the gateway's resolver does not know (the region-restriction tests). `behaviour` scripts the
-// faults of RELIABILITY.md case 17.
+// faults of docs/reliability.md, case 17.
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';

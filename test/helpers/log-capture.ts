@@ -1,6 +1,6 @@
 // Every log line written by any gateway in this test process, kept for the secret scan
-// (RELIABILITY.md: no secret appears in any log line); and the answers clients got, scanned for the
-// pool keys in every form they could take there (CONTRACT.md: no pool key reaches a client).
+// (docs/reliability.md: no secret appears in any log line); and the answers clients got, scanned for the
+// pool keys in every form they could take there (README, "The key pool": no pool key reaches a client).
 import { Writable } from 'node:stream';
 import { constants, gunzipSync } from 'node:zlib';
 import type { Logger } from 'pino';

@@ -1,4 +1,4 @@
-// What the proxy fault tests (HTTP CONNECT and SOCKS5, RELIABILITY.md 17 and 18) share: the errors
+// What the proxy fault tests (HTTP CONNECT and SOCKS5, docs/reliability.md, cases 17 and 18) share: the errors
 // they expect, a gateway sending through one proxy with a short connect deadline, a chat call.
 import { expect } from 'vitest';
 import { type TestGateway, startGateway } from './gateway.js';

@@ -1,7 +1,7 @@
 // A small SOCKS5 server on loopback (RFC 1928, with RFC 1929 user/password), for the tests: it
 // records every CONNECT with the address type the client sent (a name for socks5h://, an address
 // for socks5://), resolves names through its own `hosts` table first, and scripts the faults of
-// RELIABILITY.md case 18.
+// docs/reliability.md, case 18.
 import { lookup } from 'node:dns/promises';
 import { type Server, type Socket, connect, createServer, isIP } from 'node:net';
 
