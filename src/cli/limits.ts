@@ -1,5 +1,6 @@
-// A user's limits on the command line: one flag per limit the README lists ("Users, limits and quotas") (--rpm, --usd-per-day
-// ...), shared by `users create` and `users update`, and their one-line description.
+// A user's limits on the command line: one flag per limit of the README's "Users, limits and
+// quotas" (--rpm, --usd-per-day ...), shared by `users create` and `users update`, and their
+// one-line description.
 import type { Limits } from '../store/types.js';
 import type { OptionSpec, OptionValues } from './command.js';
 import { amount, text, wholeNumber } from './options.js';

@@ -1,7 +1,8 @@
 // Admission and settlement of one request against its user's limits: the request path calls
 // admit() before choosing a pool key and settle() when the answer has ended. The arithmetic and
 // its atomicity live in the store (memory, or the Lua scripts on Redis); this module prices the
-// worst case, turns a refusal into the answer the README prescribes ("Users, limits and quotas"), and prices real usage.
+// worst case, turns a refusal into the answer the README prescribes ("Users, limits and
+// quotas"), and prices real usage.
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import type { Denial, QuotaLimits, RateState, Reservation, Store, User } from '../store/types.js';

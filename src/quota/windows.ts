@@ -1,4 +1,5 @@
-// The quota windows: UTC calendar days and months (README, "Users, limits and quotas": "Days and months are UTC").
+// The quota windows: UTC calendar days and months (README, "Users, limits and quotas": "Days
+// and months are UTC").
 // Every backend derives them from the same `now`, so memory and Redis agree on the boundaries.
 
 export interface Window {
