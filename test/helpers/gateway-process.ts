@@ -8,3 +8,10 @@ const server = await startServer(loadConfig());
 process.once('SIGTERM', () => {
   void server.close().then(() => process.exit(0));
 });
+// For the load test: SIGUSR2 collects the garbage (when node runs with --expose-gc) and writes one
+// line with what stays held, so that memory is compared without the collector's timing in it.
+process.on('SIGUSR2', () => {
+  (globalThis as { gc?: () => void }).gc?.();
+  const { heapUsed, external, arrayBuffers } = process.memoryUsage();
+  process.stdout.write(`${JSON.stringify({ msg: 'memory held', heapUsed, external, arrayBuffers })}\n`);
+});
