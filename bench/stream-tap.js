@@ -27,14 +27,14 @@ const base = { id: 'chatcmpl-BnK8yVq0R2sx7c3JfLq9a1uTzWd4E', object: 'chat.compl
 const WORDS = ['Hello', '!', ' Here', ' is', ' a', ' short', ' answer', ' about', ' the', ' "quick"', ' brown', ' fox', ' — ', 'it', ' jumps', ' over', ' the', ' lazy', ' dog', ' 🦊', '.', ' Grüße', '.'];
 
 /** Events as OpenAI writes them with include_usage, and the same stream as the client should get it. */
-function recorded(withUsage) {
+function recorded(withUsage, words = WORDS) {
   const usageNull = withUsage ? { usage: null } : {};
   const chunk = (delta, finish) => ({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...usageNull });
   const events = [chunk({ role: 'assistant', content: '', refusal: null }, null)];
-  for (const word of WORDS) events.push(chunk({ content: word }, null));
+  for (const word of words) events.push(chunk({ content: word }, null));
   events.push(chunk({}, 'stop'));
   if (withUsage) {
-    const usage = { prompt_tokens: 31, completion_tokens: WORDS.length, total_tokens: 31 + WORDS.length, prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 } };
+    const usage = { prompt_tokens: 31, completion_tokens: words.length, total_tokens: 31 + words.length, prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 }, completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 } };
     events.push({ ...base, choices: [], usage });
   }
   return [...events.map((e) => `data: ${JSON.stringify(e)}\n\n`), 'data: [DONE]\n\n'].map((e) => Buffer.from(e));
@@ -43,6 +43,10 @@ function recorded(withUsage) {
 const EVENTS = recorded(true);
 const STREAM = Buffer.concat(EVENTS);
 const STRIPPED = Buffer.concat(recorded(false));
+// A long answer too: past the bytes the tap leaves unread before reading them (8 KB).
+const LONG_WORDS = Array.from({ length: 10 }, () => WORDS).flat();
+const LONG = recorded(true, LONG_WORDS);
+const LONG_STRIPPED = Buffer.concat(recorded(false, LONG_WORDS));
 
 function mulberry32(seed) {
   let a = seed >>> 0;
@@ -77,6 +81,7 @@ const CHUNKINGS = [
   ['one event per chunk', [EVENTS]],
   ['3 events per chunk', [severalPerChunk(EVENTS, 3)]],
   ['random splits (1-400 B)', Array.from({ length: 16 }, () => randomSplits(STREAM, random))],
+  [`${LONG.length} events, one per chunk`, [LONG], Buffer.concat(LONG), LONG_STRIPPED],
 ];
 
 function relay(chunks, stripUsage) {
@@ -90,9 +95,9 @@ function relay(chunks, stripUsage) {
 }
 
 // What is measured is checked first: the bytes the client gets, and the usage found.
-for (const [name, variants] of CHUNKINGS) {
+for (const [name, variants, whole = STREAM, stripped = STRIPPED] of CHUNKINGS) {
   for (const chunks of variants) {
-    for (const [strip, expected] of [[false, STREAM], [true, STRIPPED]]) {
+    for (const [strip, expected] of [[false, whole], [true, stripped]]) {
       if (!Buffer.concat(relay(chunks, strip)).equals(expected)) throw new Error(`${name}, stripUsage ${strip}: not the expected bytes`);
     }
   }
@@ -107,7 +112,7 @@ function cpuPerStream(variants, stripUsage) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-process.stdout.write(`usage tap, ${EVENTS.length} events (${STREAM.length} bytes), ${STREAMS} streams per measurement, ${ROUNDS} rounds, Node ${process.version}\n`);
+process.stdout.write(`usage tap, ${EVENTS.length} events (${STREAM.length} bytes) unless said, ${STREAMS} streams per measurement, ${ROUNDS} rounds, Node ${process.version}\n`);
 for (const [name, variants] of CHUNKINGS) {
   // Warm: both paths compiled before anything is measured.
   cpuPerStream(variants, false);
@@ -124,8 +129,8 @@ for (const [name, variants] of CHUNKINGS) {
       stripped.push(cpuPerStream(variants, true));
     }
   }
-  const ratio = median(stripped.map((s, i) => s / plain[i]));
+  const ratio = median(stripped.map((x, i) => x / plain[i]));
   process.stdout.write(
-    `${name.padEnd(24)} plain ${median(plain).toFixed(2).padStart(6)} µs/stream, stripped ${median(stripped).toFixed(2).padStart(6)} µs/stream, stripped / plain ${ratio.toFixed(2)}\n`,
+    `${name.padEnd(28)} plain ${median(plain).toFixed(2).padStart(6)} µs/stream, stripped ${median(stripped).toFixed(2).padStart(6)} µs/stream, stripped / plain ${ratio.toFixed(2)}\n`,
   );
 }
