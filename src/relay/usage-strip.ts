@@ -107,7 +107,8 @@ export class UsageStrip {
   private sentBytes = 0;
   private sentLost = false;
   /** The last bytes sent of the open line, while no choice has finished: a `"finish_reason"` may be cut in two. */
-  private carry: Buffer = EMPTY;
+  private readonly carry = Buffer.alloc(FINISHED.length - 1);
+  private carryLength = 0;
   /** The last bytes not yet looked at for a finished choice: only an open line, to be held or not,
    * needs to know, and most chunks end with their event, so they are looked at only then. */
   private recent: Buffer[] = [];
@@ -162,10 +163,7 @@ export class UsageStrip {
     }
 
     if (!this.finished) {
-      if (this.carry.length > 0) {
-        const probe = Buffer.concat([this.carry, work.subarray(0, Math.min(n, FINISHED.length))]);
-        if (probe.indexOf(FINISHED) !== -1) this.finished = true;
-      }
+      if (this.carryLength > 0 && this.straddles(work)) this.finished = true;
     }
     // The open line at the end, if any (none in most chunks: they end with their event).
     const last = work[n - 1];
@@ -254,6 +252,22 @@ export class UsageStrip {
     }
   }
 
+  /** Whether `finish_reason":"` begins in the carried bytes and ends in `work`. */
+  private straddles(work: Buffer): boolean {
+    const carry = this.carry;
+    const length = this.carryLength;
+    for (let k = Math.min(length, FINISHED.length - 1); k > 0; k--) {
+      // The needle's first k bytes end the carry, the rest begins `work`.
+      if (work.length < FINISHED.length - k) continue;
+      let i = 0;
+      while (i < k && carry[length - k + i] === FINISHED[i]) i++;
+      if (i < k) continue;
+      while (i < FINISHED.length && work[i - k] === FINISHED[i]) i++;
+      if (i === FINISHED.length) return true;
+    }
+    return false;
+  }
+
   /** A line carrying usage whose start was sent already: read whole, for its usage, and kept. */
   private readSentLine(work: Buffer, end: number): void {
     if (this.sentLost) return;
@@ -276,17 +290,22 @@ export class UsageStrip {
       }
     }
     if (!this.finished) {
-      const carried = this.carry.length > 0 ? Buffer.concat([this.carry, sent]) : sent;
-      this.carry = Buffer.from(carried.subarray(Math.max(0, carried.length - (FINISHED.length - 1))));
+      // The last bytes sent, a few at most: moved by hand rather than through new buffers.
+      const carry = this.carry;
+      const keep = Math.min(this.carryLength, carry.length - Math.min(sent.length, carry.length));
+      for (let i = 0; i < keep; i++) carry[i] = carry[this.carryLength - keep + i] as number;
+      const take = Math.min(sent.length, carry.length);
+      for (let i = 0; i < take; i++) carry[keep + i] = sent[sent.length - take + i] as number;
+      this.carryLength = keep + take;
     }
   }
 
   private forgetOpen(): void {
-    if (this.sentBytes === 0 && !this.sentLost && this.carry.length === 0) return;
+    if (this.sentBytes === 0 && !this.sentLost && this.carryLength === 0) return;
     this.sentOfLine = [];
     this.sentBytes = 0;
     this.sentLost = false;
-    this.carry = EMPTY;
+    this.carryLength = 0;
   }
 
   /** Past the line end at `at` (CR, LF or CRLF), taken out: a CR last in the chunk takes an LF next with it. */
