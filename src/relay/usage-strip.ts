@@ -8,8 +8,9 @@
 // ends) only when a choice finished in the last 8 KB before it, as the last one does right before
 // the usage chunk; otherwise only the last few bytes of a chunk that may begin a `,"usage":null`
 // still to be taken out. Whether a choice finished is looked up only then, so a stream whose
-// chunks end with their events (what upstreams write) is searched twice per chunk at most. A usage
-// chunk whose line was partly sent already (no choice had finished) cannot be unsent: it stays.
+// chunks end with their events (what upstreams write) costs one search per event, for its
+// `"usage"`. A usage chunk whose line was partly sent already (no choice had finished) cannot be
+// unsent: it stays, and its usage is still read.
 
 const LF = 0x0a;
 const CR = 0x0d;
