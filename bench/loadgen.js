@@ -9,21 +9,36 @@
 //   fixed     {spec, count, connections}                 exactly `count` requests (CPU per request)
 //   hold      {spec, count, batch}                       opens `count` more streams and keeps them open
 //   release   {}                                         closes the held streams
+//   sent      {}                                         requests sent so far, by origin (CPU per request over a whole run)
+//
+// A spec with `headerSets` sends its requests with each set in turn (the keys of many users).
 import { Pool } from 'undici';
 
 /**
- * @typedef {{origin: string, path: string, headers: Record<string, string>, body: string, expectBytes?: number}} Spec
+ * @typedef {{origin: string, path: string, headers: Record<string, string>, headerSets?: Record<string, string>[], turn?: number, body: string, expectBytes?: number}} Spec
  * @typedef {{ok: boolean, ms: number, ttfbMs: number, bytes: number, status: number}} Outcome
  */
 
+/** @type {Map<string, number>} */
+const sentTo = new Map();
+
+/** The headers of the next request: the spec's own, or the next of its sets. */
+function headersFor(spec) {
+  sentTo.set(spec.origin, (sentTo.get(spec.origin) ?? 0) + 1);
+  if (!spec.headerSets) return spec.headers;
+  spec.turn = ((spec.turn ?? -1) + 1) % spec.headerSets.length;
+  return spec.headerSets[spec.turn];
+}
+
 /** One request, read to its end. Never rejects: failures are outcomes. */
 function exchange(pool, spec) {
+  const headers = headersFor(spec);
   return new Promise((resolve) => {
     const t0 = performance.now();
     let firstAt = 0;
     let bytes = 0;
     const fail = (status) => resolve({ ok: false, ms: performance.now() - t0, ttfbMs: firstAt ? firstAt - t0 : 0, bytes, status });
-    pool.request({ method: 'POST', path: spec.path, headers: spec.headers, body: spec.body }).then(({ statusCode, body }) => {
+    pool.request({ method: 'POST', path: spec.path, headers, body: spec.body }).then(({ statusCode, body }) => {
       body.on('data', (chunk) => {
         if (bytes === 0) firstAt = performance.now();
         bytes += chunk.length;
@@ -137,8 +152,9 @@ let held;
 
 /** Resolves when the stream's first body byte arrives (true) or it fails first (false); keeps reading after. */
 function openStream(pool, spec, state) {
+  const headers = headersFor(spec);
   return new Promise((resolve) => {
-    pool.request({ method: 'POST', path: spec.path, headers: spec.headers, body: spec.body }).then(({ statusCode, body }) => {
+    pool.request({ method: 'POST', path: spec.path, headers, body: spec.body }).then(({ statusCode, body }) => {
       let first = true;
       body.on('data', () => {
         if (!first) return;
@@ -176,7 +192,11 @@ async function release() {
   return { closed: open };
 }
 
-const COMMANDS = { rate, sequence, ttfb, fixed, hold, release };
+async function sent() {
+  return Object.fromEntries(sentTo);
+}
+
+const COMMANDS = { rate, sequence, ttfb, fixed, hold, release, sent };
 
 process.on('message', (message) => {
   const { id, cmd, ...args } = message;

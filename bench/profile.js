@@ -2,9 +2,15 @@
 // rounds in turn, and (with --profile) a V8 CPU profile of keyrelay over the measured window only,
 // summarised by package and by function. What bench/analysis.md is written from.
 //
-//   node bench/profile.js [--store memory|redis] [--workload json|stream] [--seconds N]
+//   node bench/profile.js [--store memory|redis] [--workload json|stream|stream-plain|users] [--seconds N]
 //                         [--rounds N] [--connections N] [--profile DIR] [--leases off|on|both]
 //                         [--baseline DIR]
+//
+// --workload: stream-plain is a stream without stream_options.include_usage (keyrelay asks the
+// upstream for usage and takes it out again); users is JSON chat over 100 users' keys in turn.
+//
+// Besides the steady-state figure (the measured rounds only), it prints CPU per request over the
+// whole run, warm-up included, as bench/run.js reports it.
 //
 // --leases both (Redis only) runs a second keyrelay with quota leases on (docs/quota.md) beside
 // the first, and measures the three in turn.
@@ -42,7 +48,8 @@ const { values } = parseArgs({
   },
 });
 if (!['memory', 'redis'].includes(values.store ?? '')) throw new Error('--store: memory or redis');
-if (!['json', 'stream'].includes(values.workload ?? '')) throw new Error('--workload: json or stream');
+if (!['json', 'stream', 'stream-plain', 'users'].includes(values.workload ?? '')) throw new Error('--workload: json, stream, stream-plain or users');
+const specFor = (target) => (values.workload === 'users' ? requestSpec(target, 'json', { users: true }) : requestSpec(target, values.workload));
 if (!['off', 'on', 'both'].includes(values.leases ?? '')) throw new Error('--leases: off, on or both');
 if (values.leases !== 'off' && values.store !== 'redis') throw new Error('--leases: with --store redis only');
 const seconds = Number(values.seconds);
@@ -78,10 +85,9 @@ async function main() {
   if (before && before.status !== 'ok') throw new Error(before.reason);
   const loadgen = startLoadgen();
   const targets = [bare, keyrelay, ...(withLeases ? [withLeases] : []), ...(before ? [before] : [])];
-  for (const t of targets) {
-    await sanityCheck(t);
-    await warmUp(t, loadgen, { warmUpMs: 1000, connections });
-  }
+  for (const t of targets) await sanityCheck(t);
+  const cpuAtStart = targets.map((t) => cpuMs(t.pids()));
+  for (const t of targets) await warmUp(t, loadgen, { warmUpMs: 1000, connections });
   const signal = () => {
     for (const t of targets.slice(1)) for (const pid of t.pids()) process.kill(pid, 'SIGUSR2');
   };
@@ -96,12 +102,14 @@ async function main() {
     for (const [name, t] of round % 2 ? order.reverse() : order) {
       const pids = t.pids();
       const before = cpuMs(pids);
-      const r = await loadgen.call('rate', { spec: requestSpec(t, values.workload), connections, warmupMs: 0, durationMs: seconds * 1000 });
+      const r = await loadgen.call('rate', { spec: specFor(t), connections, warmupMs: 0, durationMs: seconds * 1000 });
       perRequest[name].push((cpuMs(pids) - before) / Math.max(1, r.requests));
       rates[name].push(r.rps);
       process.stderr.write(`round ${round + 1} ${name}: ${r.rps.toFixed(0)} req/s, ${perRequest[name].at(-1).toFixed(3)} ms CPU per request\n`);
     }
   }
+  const sent = await loadgen.call('sent');
+  const whole = targets.map((t, i) => (cpuMs(t.pids()) - cpuAtStart[i]) / Math.max(1, sent[t.origin] ?? 0));
   const ratio = (name, of = 'bare', xs = perRequest) => median(xs[name].map((k, i) => k / xs[of][i]));
   const leaseLine = withLeases
     ? `keyrelay with quota leases ${median(perRequest.leases).toFixed(3)} ms, leases / bare ${ratio('leases').toFixed(2)}, ` +
@@ -112,6 +120,8 @@ async function main() {
     `${values.workload} on keyrelay ${values.store}${values.leases === 'on' ? ' with quota leases' : ''}, ${connections} connections, ${rounds} rounds of ${seconds} s\n` +
       `CPU per request, median: bare ${median(perRequest.bare).toFixed(3)} ms, keyrelay ${median(perRequest.keyrelay).toFixed(3)} ms, ` +
       `keyrelay / bare ${ratio('keyrelay').toFixed(2)} (median of the rounds' ratios)\n` +
+      `CPU per request over the whole run, warm-up included: ${named.map(([name], i) => `${name} ${whole[i].toFixed(3)} ms`).join(', ')}, ` +
+      `keyrelay / bare ${(whole[1] / whole[0]).toFixed(2)}\n` +
       leaseLine +
       (before
         ? `baseline ${median(perRequest.baseline).toFixed(3)} ms, baseline / bare ${ratio('baseline').toFixed(2)}, keyrelay / baseline ${ratio('keyrelay', 'baseline').toFixed(2)}; ` +

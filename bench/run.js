@@ -20,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { killAllNow, stopAll } from './lib/children.js';
 import { startLoadgen } from './lib/loadgen-client.js';
 import { machine } from './lib/machine.js';
+import { cpuMs } from './lib/proc.js';
 import { startRedis } from './lib/redis.js';
 import { renderMarkdown, renderText } from './lib/report.js';
 import { summarise } from './lib/summary.js';
@@ -113,7 +114,10 @@ function inspectLogs(targets) {
   for (const t of targets) {
     if (!t.logFile) continue;
     const text = readFileSync(t.logFile, 'utf8');
-    out[t.id] = { file: t.logFile, lines: text.split('\n').filter(Boolean).length, leaksSecret: t.secrets.some((s) => text.includes(s)) };
+    const lines = text.split('\n').filter(Boolean);
+    // Access lines: one per request, at info level (LOG_LEVEL=info, as keyrelay runs by default).
+    const accessLines = lines.filter((l) => l.includes('"level":30') && l.includes('"msg":"request"')).length;
+    out[t.id] = { file: t.logFile, lines: lines.length, accessLines, leaksSecret: t.secrets.some((s) => text.includes(s)) };
   }
   return out;
 }
@@ -139,6 +143,8 @@ async function main() {
   for (const t of targets) if (t.status !== 'ok') progress(`${t.label}: unavailable: ${t.reason}`);
   const measured = targets.filter((t) => t.status === 'ok');
   const loadgen = startLoadgen();
+  // CPU per request over the whole run, warm-up included: from here to the end of the last round.
+  const cpuAtStart = Object.fromEntries(measured.map((t) => [t.id, cpuMs(t.pids())]));
   for (const target of measured) await warmUp(target, loadgen, settings);
 
   const rows = targets.map((t) => ({
@@ -170,6 +176,10 @@ async function main() {
     }
   }
 
+  const sent = await loadgen.call('sent');
+  for (const target of measured) {
+    rowOf(target.id).whole = { cpuMs: cpuMs(target.pids()) - cpuAtStart[target.id], requests: sent[target.origin] ?? 0 };
+  }
   await stopAll();
   const result = {
     version: 1,

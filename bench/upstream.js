@@ -3,7 +3,9 @@
 // built once, so the fake spends as little as it can per request: it is target (A), the floor.
 //
 //   json    a chat.completion of about 500 bytes
-//   stream  a streamed chat answer of 20 SSE events (the last one `[DONE]`), written back to back
+//   stream  a streamed chat answer of 20 SSE events (the last one `[DONE]`), written back to back;
+//           as OpenAI does, the usage chunk and `"usage":null` in every other chunk only when the
+//           request sets stream_options.include_usage (19 events without)
 //   paced   the same 20 events, 20 ms apart (time to first byte)
 //   hold    an event every 500 ms for ten minutes (open streams, for memory per stream)
 //
@@ -32,15 +34,16 @@ function chatCompletion() {
   return Buffer.from(answer(words.slice(0, room)));
 }
 
-/** 20 SSE events as OpenAI sends them with stream_options.include_usage: role, deltas, stop, usage, [DONE]. */
-function streamChunks() {
+/** 20 SSE events as OpenAI sends them with stream_options.include_usage: role, deltas, stop, usage,
+ * [DONE]; without it, 19: no usage chunk and no `"usage":null` in the others. */
+function streamChunks(includeUsage = true) {
   const base = { id: 'chatcmpl-bench0000000000000000000000', object: 'chat.completion.chunk', created: CREATED, model: MODEL, system_fingerprint: 'fp_bench' };
-  const chunk = (delta, finish) => ({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], usage: null });
+  const chunk = (delta, finish) => ({ ...base, choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }], ...(includeUsage ? { usage: null } : {}) });
   const events = [chunk({ role: 'assistant', content: '', refusal: null }, null)];
   const deltas = STREAM_EVENTS - 4; // role, stop, usage and [DONE] are the other four
   for (let i = 0; i < deltas; i++) events.push(chunk({ content: ` word${i}` }, null));
   events.push(chunk({}, 'stop'));
-  events.push({ ...base, choices: [], usage: { prompt_tokens: 24, completion_tokens: deltas, total_tokens: 24 + deltas } });
+  if (includeUsage) events.push({ ...base, choices: [], usage: { prompt_tokens: 24, completion_tokens: deltas, total_tokens: 24 + deltas } });
   const lines = events.map((e) => `data: ${JSON.stringify(e)}\n\n`);
   lines.push('data: [DONE]\n\n');
   return lines.map((l) => Buffer.from(l));
@@ -48,12 +51,14 @@ function streamChunks() {
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' };
 const CHUNKS = streamChunks();
+const PLAIN_CHUNKS = streamChunks(false);
 const HOLD_CHUNKS = Array.from({ length: 1200 }, (_, i) => CHUNKS[Math.min(i, 1)]);
 
 /** @type {Record<string, import('../dist/dev/fake-upstream.js').FakeResponse>} */
 const ANSWERS = {
   json: { headers: { 'content-type': 'application/json' }, body: chatCompletion() },
   stream: { headers: SSE_HEADERS, chunks: CHUNKS },
+  'stream-plain': { headers: SSE_HEADERS, chunks: PLAIN_CHUNKS },
   paced: { headers: SSE_HEADERS, chunks: CHUNKS, chunkIntervalMs: 20 },
   hold: { headers: SSE_HEADERS, chunks: HOLD_CHUNKS, chunkIntervalMs: 500 },
 };
@@ -64,9 +69,12 @@ const port = portArg === -1 ? 0 : Number(args[portArg + 1]);
 
 const upstream = await startFakeUpstream({ host: '127.0.0.1', port, record: false });
 upstream.handle((req) => {
-  const json = /** @type {{metadata?: {bench?: string}} | undefined} */ (req.json);
+  const json = /** @type {{metadata?: {bench?: string}, stream_options?: {include_usage?: boolean}} | undefined} */ (req.json);
   const which = json?.metadata?.bench;
-  return which === undefined ? undefined : ANSWERS[which];
+  if (which === undefined) return undefined;
+  // Streams carry usage only when asked for, whichever workload they belong to.
+  if (which === 'stream' || which === 'stream-plain') return ANSWERS[json?.stream_options?.include_usage === true ? 'stream' : 'stream-plain'];
+  return ANSWERS[which];
 });
 
 const stop = () => void upstream.close().then(() => process.exit(0));

@@ -1,6 +1,7 @@
 // `npm run bench` in its smallest form (--quick): the harness starts every target it can, runs
 // every workload on each, reports why any target could not run, and stops what it started.
-// Figures from a quick run mean nothing, so none is asserted; only that each one is there.
+// Figures from a quick run mean nothing, so none is asserted; only that each one is there, and that
+// keyrelay ran as it would in production: every limit set, the access log on at info level.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,12 +23,12 @@ interface Result {
   mode: string;
   workloads: Array<{ id: string; metrics: string[] }>;
   targets: string[];
-  rows: Row[];
+  rows: Array<Row & { whole?: { cpuMs: number; requests: number } }>;
   goals: Array<{ id: string; results: Record<string, { value: number; met: boolean }> }>;
-  logs: Record<string, { lines: number; leaksSecret: boolean }>;
+  logs: Record<string, { lines: number; accessLines: number; leaksSecret: boolean }>;
 }
 
-const WORKLOADS = ['json', 'stream', 'sequential', 'ttfb', 'memory', 'cpu'];
+const WORKLOADS = ['json', 'stream', 'stream-plain', 'users', 'sequential', 'ttfb', 'memory', 'cpu'];
 const TARGETS = ['direct', 'bare', 'keyrelay-memory', 'keyrelay-redis', 'keyrelay-workers', 'peer'];
 const dir = mkdtempSync(join(tmpdir(), 'keyrelay-bench-'));
 
@@ -37,10 +38,22 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+describe('the benchmark user', () => {
+  it('has every limit the gateway has (src/store/types.ts Limits)', async () => {
+    const targets = '../bench/lib/targets.js'; // plain JavaScript, without types
+    const { BENCH_LIMITS } = (await import(targets)) as { BENCH_LIMITS: Record<string, number> };
+    const types = readFileSync('src/store/types.ts', 'utf8');
+    const body = /export interface Limits \{([^}]*)\}/.exec(types)?.[1] ?? '';
+    const kinds = [...body.matchAll(/^\s*(\w+)\?:/gm)].map((m) => m[1]);
+    expect(kinds.length).toBeGreaterThan(5);
+    expect(Object.keys(BENCH_LIMITS).sort()).toEqual(kinds.sort());
+  });
+});
+
 describe('npm run bench --quick', () => {
   it('measures every workload on every target that runs, and says why the others do not', async () => {
     const jsonPath = join(dir, 'latest.json');
-    const { stdout } = await run(process.execPath, ['bench/run.js', '--quick', '--json', jsonPath], { timeout: 150_000 });
+    const { stdout } = await run(process.execPath, ['bench/run.js', '--quick', '--json', jsonPath], { timeout: 240_000 });
     const result = JSON.parse(readFileSync(jsonPath, 'utf8')) as Result;
 
     expect(result.mode).toBe('quick');
@@ -68,9 +81,11 @@ describe('npm run bench --quick', () => {
     for (const goal of result.goals) expect(Object.keys(goal.results)).toContain('keyrelay-memory');
 
     // keyrelay logged every request, at info level, to its file, and no secret of the run is in it.
-    expect(result.logs['keyrelay-memory']?.lines).toBeGreaterThan(100);
+    const memory = result.rows.find((r) => r.target === 'keyrelay-memory');
+    expect(memory?.whole?.requests).toBeGreaterThan(100);
+    expect(result.logs['keyrelay-memory']?.accessLines).toBeGreaterThanOrEqual(memory?.whole?.requests ?? Infinity);
     for (const log of Object.values(result.logs)) expect(log.leaksSecret).toBe(false);
-  }, 180_000);
+  }, 270_000);
 });
 
 describe('bench/profile.js', () => {
@@ -84,6 +99,13 @@ describe('bench/profile.js', () => {
     // keyrelay's own code and the packages it uses show up by name.
     expect(stdout).toContain('keyrelay relay');
     expect(stdout).toContain('package undici');
+  }, 120_000);
+
+  it.each(['stream-plain', 'users'])('measures the %s workload, in steady use and over the whole run', async (workload) => {
+    const { stdout } = await run(process.execPath, ['bench/profile.js', '--store', 'memory', '--workload', workload, '--seconds', '1', '--rounds', '1'], { timeout: 90_000 });
+    expect(stdout).toContain(`${workload} on keyrelay memory`);
+    expect(stdout).toMatch(/CPU per request, median: bare [0-9.]+ ms, keyrelay [0-9.]+ ms/);
+    expect(stdout).toMatch(/CPU per request over the whole run, warm-up included: bare [0-9.]+ ms, keyrelay [0-9.]+ ms, keyrelay \/ bare [0-9.]+/);
   }, 120_000);
 });
 

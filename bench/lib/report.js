@@ -4,6 +4,8 @@ import { GOAL_TARGETS, METRICS } from './summary.js';
 const COMPARISON = {
   jsonRps: ['vsBare', 'share of bare'],
   streamRps: ['vsBare', 'share of bare'],
+  streamPlainRps: ['vsBare', 'share of bare'],
+  usersRps: ['vsBare', 'share of bare'],
   seqP50Ms: ['addedOverDirect', 'added over direct, ms'],
   seqP99Ms: ['addedOverDirect', 'added over direct, ms'],
   ttfbP50Ms: ['addedOverDirect', 'added over direct, ms'],
@@ -11,6 +13,8 @@ const COMPARISON = {
   rssPerStreamKB: ['vsBare', 'times bare'],
   cpuPerJsonMs: ['vsBare', 'times bare'],
   cpuPerStreamMs: ['vsBare', 'times bare'],
+  cpuPerStreamPlainMs: ['vsBare', 'times bare'],
+  cpuWholeRunMs: ['vsBare', 'times bare'],
 };
 
 function fmt(value, digits) {
@@ -99,7 +103,7 @@ function settingsLine(s) {
   return (
     `${s.connections} connections for ${s.rateMs / 1000} s per rate workload; concurrency 1 for ${s.sequentialMs / 1000} s; ` +
     `${s.ttfbStreams} paced streams over ${s.ttfbConnections} connections; ${n(s.heldStreams)} open streams; ` +
-    `${n(s.cpuJsonRequests)} JSON and ${n(s.cpuStreamRequests)} streamed requests for CPU, after ${n(s.cpuWarmupRequests)} of each unmeasured`
+    `${n(s.cpuJsonRequests)} JSON and ${n(s.cpuStreamRequests)} streamed requests of each kind for CPU, after ${n(s.cpuWarmupRequests)} of each unmeasured`
   );
 }
 
@@ -131,9 +135,10 @@ upstream directly (A, \`src/dev/fake-upstream.ts\` scripted by \`bench/upstream.
 keyrelay with the in-memory store (C) and with Redis (D; the harness starts its own
 \`redis-server --save '' --appendonly no\` on a free port), and keyrelay with \`KEYRELAY_WORKERS=2\`
 when that setting exists. Each keyrelay is \`node bin/keyrelay.js serve\` with info-level logs going
-to a file, one pool key, and a user created through the admin API whose limits (rpm, tpm, tokens
-and dollars per day and month, concurrency) are checked on every request and never reached.
-Answers carry usage, so usage accounting runs as it would in production.
+to a file (its access log: one line per request, counted in the JSON file), one pool key, and
+users created through the admin API whose limits (every kind there is: rpm, tpm, tokens and
+dollars per day and month, concurrency) are checked on every request and never reached. Answers
+carry usage, so usage accounting runs as it would in production.
 
 The load comes from one separate process (\`bench/loadgen.js\`, undici \`Pool\`, fixed connections,
 no pipelining), identical for every target; every answer is read to its end and checked against
@@ -145,11 +150,14 @@ in the same round).
 | workload | how |
 | --- | --- |
 | JSON chat | \`POST /v1/chat/completions\`, 500-byte answer, fixed connections for a fixed time: completed requests per second |
-| streamed chat | the same with \`stream: true\`: 20 SSE events (the last \`[DONE]\`) written back to back |
+| streamed chat | the same with \`stream: true\` and \`stream_options.include_usage\`: 20 SSE events (the last \`[DONE]\`) written back to back |
+| streamed chat without include_usage | \`stream: true\` alone, as most clients send it: keyrelay asks the upstream for usage and takes the usage chunk and the \`"usage":null\` fields out (19 events reach the client, as from OpenAI) |
+| JSON chat over 100 users | JSON chat with the key of one of 100 users in turn (created at start), so that per-user state is not always hot; direct and bare get the same key 100 times |
 | concurrency 1 | JSON chat one after another on one connection: latency p50 and p99; "added" is over direct |
 | first byte of a stream | 20 events 20 ms apart: time from sending the request to the first body byte |
 | memory per open stream | in a fresh process of the target, run with \`--inspect=127.0.0.1:0\`: VmRSS of its processes (\`/proc/<pid>/status\`), each read after a full garbage collection (\`HeapProfiler.collectGarbage\`), with N/5 and with N streams open (an event every 500 ms); difference / (4N/5). The first fifth takes what a process allocates once when it starts serving streams |
-| CPU per request | utime + stime of the relay's processes (\`/proc/<pid>/stat\`) over a fixed number of requests, / requests; after as many unmeasured ones as warm-up, so that it is the cost in steady use and not of compiling the code again after the idle memory workload |
+| CPU per request | utime + stime of the relay's processes (\`/proc/<pid>/stat\`) over a fixed number of requests (JSON, streamed, streamed without include_usage), / requests; after as many unmeasured ones as warm-up, so that it is the cost in steady use and not of compiling the code again after the idle memory workload |
+| CPU per request over the whole run | the same CPU from before the first warm-up request to the end of the last round, / every request the load generator sent the target: warm-up, compiling, idle time and all workloads included (not the fresh processes of the memory workload). One figure per target, not a median of rounds |
 
 For direct, "the relay's process" is the fake upstream itself, and its requests per second are
 bounded by the load generator, which shares the two cores with it: that column is there for the
@@ -161,13 +169,18 @@ tree are summed. With Redis, redis-server's own CPU per request is in the JSON f
 
 \`\`\`sh
 npm ci
-npm run bench                # builds, runs (about 7 minutes on 2 cores), prints the table,
+npm run bench                # builds, runs (about 10 minutes on 2 cores), prints the table,
                              # writes bench/results/latest.json and rewrites this page
-node bench/run.js --quick    # a smoke run of half a minute, figures meaningless; leaves this page alone
+node bench/run.js --quick    # a smoke run of a minute or so, figures meaningless; leaves this page alone
 node bench/run.js --rounds 5 # more rounds; --no-docs leaves this page alone
 npm run build && node bench/profile.js --store redis --workload json --profile /tmp/prof
                              # CPU per request against the bare relay in steady use, and where
-                             # keyrelay's goes (a V8 profile of the measured window, summarised)
+                             # keyrelay's goes (a V8 profile of the measured window, summarised),
+                             # and CPU per request over the whole run, warm-up included;
+                             # --workload stream-plain or users for the other two workloads
+npx tsc -p tsconfig.build.json && node bench/stream-tap.js
+                             # CPU per stream of the usage tap alone, no network: usage taken
+                             # out of the stream against chunks passed through
 \`\`\`
 
 It needs \`redis-server\` on PATH for (D); without it (D) is reported unavailable. The logs of each

@@ -11,6 +11,8 @@ export function median(values) {
 export const METRICS = {
   jsonRps: { label: 'JSON chat, req/s', unit: 'req/s', digits: 0 },
   streamRps: { label: 'streamed chat (20 events), req/s', unit: 'req/s', digits: 0 },
+  streamPlainRps: { label: 'streamed chat without include_usage, req/s', unit: 'req/s', digits: 0 },
+  usersRps: { label: 'JSON chat over 100 users, req/s', unit: 'req/s', digits: 0 },
   seqP50Ms: { label: 'latency at concurrency 1, p50, ms', unit: 'ms', digits: 3 },
   seqP99Ms: { label: 'latency at concurrency 1, p99, ms', unit: 'ms', digits: 3 },
   ttfbP50Ms: { label: 'first byte of a stream, p50, ms', unit: 'ms', digits: 3 },
@@ -18,10 +20,12 @@ export const METRICS = {
   rssPerStreamKB: { label: 'resident memory per open stream, KB', unit: 'KB', digits: 1 },
   cpuPerJsonMs: { label: 'CPU per JSON request, ms', unit: 'ms', digits: 3 },
   cpuPerStreamMs: { label: 'CPU per streamed request, ms', unit: 'ms', digits: 3 },
+  cpuPerStreamPlainMs: { label: 'CPU per streamed request without include_usage, ms', unit: 'ms', digits: 3 },
+  cpuWholeRunMs: { label: 'CPU per request over the whole run, ms', unit: 'ms', digits: 3 },
 };
 
 const ADDED = ['seqP50Ms', 'seqP99Ms', 'ttfbP50Ms', 'ttfbP99Ms'];
-const RATIOS = ['jsonRps', 'streamRps', 'rssPerStreamKB', 'cpuPerJsonMs', 'cpuPerStreamMs'];
+const RATIOS = ['jsonRps', 'streamRps', 'streamPlainRps', 'usersRps', 'rssPerStreamKB', 'cpuPerJsonMs', 'cpuPerStreamMs', 'cpuPerStreamPlainMs'];
 
 /** The targets, held against the keyrelay rows. */
 export const GOALS = [
@@ -55,6 +59,14 @@ export function summarise(rows) {
     row.addedOverDirect = paired(row, byId.direct, ADDED, (a, b) => a - b);
     // A ratio of a non-positive figure (memory that fell during a measurement) means nothing.
     row.vsBare = paired(row, byId.bare, RATIOS, (a, b) => (a > 0 && b > 0 ? a / b : Number.NaN));
+  }
+  // One figure per target for the whole run (run.js: CPU from before the first warm-up request to
+  // after the last round, over every request the load generator sent it), not a median of rounds.
+  const whole = (row) => (row?.status === 'ok' && row.whole?.requests > 0 ? row.whole.cpuMs / row.whole.requests : Number.NaN);
+  for (const row of rows) {
+    if (row.status !== 'ok') continue;
+    row.metrics.cpuWholeRunMs = whole(row);
+    if (row !== byId.bare) row.vsBare.cpuWholeRunMs = whole(row) / whole(byId.bare);
   }
   const goals = GOALS.map((goal) => ({
     ...goal,

@@ -31,8 +31,9 @@ export const TARGETS = [
 ];
 const labelOf = (id) => TARGETS.find((t) => t.id === id)?.label ?? id;
 
-/** Limits on every dimension, checked on every request, never reached in a run; each within what
- * the admin API takes (src/quota/amounts.ts: dollars at most 1e9). */
+/** Limits on every dimension (every field of src/store/types.ts Limits; test/bench-smoke.test.ts
+ * holds them to it), checked on every request, never reached in a run; each within what the admin
+ * API takes (src/quota/amounts.ts: dollars at most 1e9). */
 export const BENCH_LIMITS = {
   rpm: 10_000_000,
   tpm: 1e11,
@@ -52,6 +53,9 @@ export function cleanEnv(extra = {}) {
   return { ...env, ...extra };
 }
 
+/** The users of the `users` workload: per-user state then is not always hot. */
+export const USER_COUNT = 100;
+
 export const unavailable = (id, reason) => ({ id, label: labelOf(id), status: 'unavailable', reason });
 
 const ok = (id, fields) => ({ id, label: labelOf(id), status: 'ok', ...fields });
@@ -69,6 +73,8 @@ export function directTarget(upstream, poolKey) {
   return ok('direct', {
     origin: upstream.url,
     authorization: `Bearer ${poolKey}`,
+    // No users here: the same key 100 times, so that the workload runs the same way.
+    userAuthorizations: Array(USER_COUNT).fill(`Bearer ${poolKey}`),
     pids: () => [upstream.child.pid],
     inspectorUrls: () => inspectorUrls(upstream.child.stderrText),
     close: () => stop(upstream.child),
@@ -84,6 +90,7 @@ export async function startBare(upstream, poolKey, { inspect = false } = {}) {
   return ok('bare', {
     origin: `http://127.0.0.1:${port}`,
     authorization: 'Bearer sk-bench-client-key',
+    userAuthorizations: Array(USER_COUNT).fill('Bearer sk-bench-client-key'),
     pids: () => [child.pid],
     inspectorUrls: () => inspectorUrls(child.stderrText),
     close: () => stop(child),
@@ -117,12 +124,23 @@ async function waitHealthy(child, origin, logFile) {
 async function admin(origin, token, method, path, body) {
   const res = await fetch(`${origin}/admin${path}`, {
     method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
-  if (res.status !== 201) throw new Error(`${method} /admin${path}: ${res.status} ${text.slice(0, 200)}`);
+  if (res.status !== (method === 'POST' ? 201 : 200)) throw new Error(`${method} /admin${path}: ${res.status} ${text.slice(0, 200)}`);
   return JSON.parse(text);
+}
+
+/** A user with BENCH_LIMITS and one key; throws unless keyrelay kept every limit as given. */
+async function benchUser(origin, token, userId) {
+  const created = await admin(origin, token, 'POST', '/users', { id: userId, name: 'benchmark', limits: BENCH_LIMITS });
+  const limits = created.limits ?? created.user?.limits;
+  for (const [kind, value] of Object.entries(BENCH_LIMITS)) {
+    if (limits?.[kind] !== value) throw new Error(`user ${userId}: limit ${kind} is ${limits?.[kind]}, not ${value}`);
+  }
+  const { key } = await admin(origin, token, 'POST', `/users/${userId}/keys`, { name: 'benchmark' });
+  return key;
 }
 
 /**
@@ -157,9 +175,14 @@ export async function startKeyrelay(options) {
   const origin = `http://127.0.0.1:${port}`;
   try {
     await waitHealthy(child, origin, logFile);
-    const userId = `bench-${name}`;
-    await admin(origin, adminToken, 'POST', '/users', { id: userId, name: 'benchmark', limits: BENCH_LIMITS });
-    const { key } = await admin(origin, adminToken, 'POST', `/users/${userId}/keys`, { name: 'benchmark' });
+    const key = await benchUser(origin, adminToken, `bench-${name}`);
+    const userKeys = [];
+    // The users workload's (a fresh copy, for memory, has none): created ten at a time.
+    const users = instance === undefined ? USER_COUNT : 0;
+    for (let i = 0; i < users; i += 10) {
+      const batch = Array.from({ length: Math.min(10, users - i) }, (_, j) => benchUser(origin, adminToken, `bench-${name}-user-${i + j}`));
+      userKeys.push(...(await Promise.all(batch)));
+    }
     const pids = () => {
       const tree = processTree(child.pid);
       for (const pid of tree.slice(1)) rememberDescendant(pid);
@@ -168,10 +191,11 @@ export async function startKeyrelay(options) {
     return ok(id, {
       origin,
       authorization: `Bearer ${key}`,
+      userAuthorizations: userKeys.map((k) => `Bearer ${k}`),
       pids,
       child,
       logFile,
-      secrets: [poolKey, adminToken, key],
+      secrets: [poolKey, adminToken, key, ...userKeys],
       inspectorUrls: () => inspectorUrls(readFileSync(logFile, 'utf8')),
       close: () => stop(child),
       fresh: (n) => startKeyrelay({ ...options, instance: `fresh-${n}` }),

@@ -6,11 +6,17 @@ import { cpuMs, rssKb } from './proc.js';
 
 export const WORKLOADS = [
   { id: 'json', title: 'JSON chat completion (500 B answer)', metrics: ['jsonRps'] },
-  { id: 'stream', title: 'streamed chat completion (20 events)', metrics: ['streamRps'] },
+  { id: 'stream', title: 'streamed chat completion (20 events), the client asking for usage', metrics: ['streamRps'] },
+  { id: 'stream-plain', title: 'streamed chat completion without include_usage (keyrelay asks for usage and takes it out)', metrics: ['streamPlainRps'] },
+  { id: 'users', title: 'JSON chat spread over 100 users, one key each', metrics: ['usersRps'] },
   { id: 'sequential', title: 'JSON chat at concurrency 1', metrics: ['seqP50Ms', 'seqP99Ms'] },
   { id: 'ttfb', title: 'first byte of a stream whose events come 20 ms apart', metrics: ['ttfbP50Ms', 'ttfbP99Ms'] },
   { id: 'memory', title: 'resident memory per open stream', metrics: ['rssPerStreamKB'] },
-  { id: 'cpu', title: 'CPU time of the relay process per request', metrics: ['cpuPerJsonMs', 'cpuPerStreamMs'] },
+  {
+    id: 'cpu',
+    title: 'CPU time of the relay process per request',
+    metrics: ['cpuPerJsonMs', 'cpuPerStreamMs', 'cpuPerStreamPlainMs', 'cpuWholeRunMs'],
+  },
 ];
 
 const MESSAGES = [
@@ -18,29 +24,39 @@ const MESSAGES = [
   { role: 'user', content: 'Write a few sentences about a quick brown fox and a lazy dog.' },
 ];
 
-/** The request bodies; `metadata.bench` picks the answer of bench/upstream.js. */
+/** The request bodies; `metadata.bench` picks the answer of bench/upstream.js. `stream-plain` is
+ * the stream most clients ask for: without stream_options, so keyrelay asks the upstream for usage
+ * on its behalf and takes it out of what the client gets. */
 const BODIES = Object.fromEntries(
-  ['json', 'stream', 'paced', 'hold'].map((bench) => [
+  ['json', 'stream', 'stream-plain', 'paced', 'hold'].map((bench) => [
     bench,
     JSON.stringify({
       model: 'gpt-4o-mini',
       messages: MESSAGES,
       max_tokens: 100,
-      ...(bench === 'json' ? {} : { stream: true, stream_options: { include_usage: true } }),
+      ...(bench === 'json' ? {} : bench === 'stream-plain' ? { stream: true } : { stream: true, stream_options: { include_usage: true } }),
       metadata: { bench },
     }),
   ]),
 );
 
-/** The request of a workload (`json`, `stream`, `paced`, `hold`) against a target, as the load generator takes it. */
-export function requestSpec(target, bench) {
-  const expectBytes = bench === 'json' ? target.expect?.json : bench === 'hold' ? undefined : target.expect?.stream;
+const EXPECT = { json: 'json', stream: 'stream', paced: 'stream', 'stream-plain': 'streamPlain' };
+
+/**
+ * The request of a workload (`json`, `stream`, `stream-plain`, `paced`, `hold`) against a target,
+ * as the load generator takes it. `users`: one request after another over the target's 100 keys.
+ */
+export function requestSpec(target, bench, { users = false } = {}) {
+  const authorizations = users ? target.userAuthorizations : [target.authorization];
+  if (!authorizations?.length) throw new Error(`${target.label}: no keys of many users`);
+  const headerSets = authorizations.map((authorization) => ({ authorization, 'content-type': 'application/json' }));
   return {
     origin: target.origin,
     path: '/v1/chat/completions',
-    headers: { authorization: target.authorization, 'content-type': 'application/json' },
+    headers: headerSets[0],
+    ...(users ? { headerSets } : {}),
     body: BODIES[bench],
-    expectBytes,
+    expectBytes: EXPECT[bench] === undefined ? undefined : target.expect?.[EXPECT[bench]],
   };
 }
 
@@ -63,7 +79,14 @@ export async function sanityCheck(target) {
   }
   const events = text.split('\n\n').filter(Boolean);
   if (events.length !== 20 || events[19] !== 'data: [DONE]') throw new Error(`streamed request: ${events.length} events, not 20 ending in [DONE]`);
-  target.expect = { json: json.bytes.length, stream: stream.bytes.length };
+  // Without include_usage the client gets what OpenAI would send it: no usage chunk, no "usage":null.
+  const plain = await post(target, 'stream-plain');
+  const plainText = plain.bytes.toString('utf8');
+  const plainEvents = plainText.split('\n\n').filter(Boolean);
+  if (plain.status !== 200 || plainEvents.length !== 19 || plainEvents[18] !== 'data: [DONE]' || plainText.includes('"usage"')) {
+    throw new Error(`streamed request without include_usage answered ${plain.status}, ${plainEvents.length} events: not 19 ending in [DONE] without usage`);
+  }
+  target.expect = { json: json.bytes.length, stream: stream.bytes.length, streamPlain: plain.bytes.length };
 }
 
 const merge = (into, errors) => {
@@ -81,21 +104,23 @@ async function steadyRss(pids) {
   return readings.sort((a, b) => a - b)[1];
 }
 
+/** Completed requests per second at fixed connections, and the load generator's own CPU share. */
+async function rate(target, loadgen, s, spec, metric) {
+  const before = cpuMs([loadgen.pid]);
+  const r = await loadgen.call('rate', { spec, connections: s.connections, warmupMs: s.warmupMs, durationMs: s.rateMs });
+  const loadgenCpu = (cpuMs([loadgen.pid]) - before) / (s.warmupMs + s.rateMs);
+  return { metrics: { [metric]: r.rps }, errors: r.errors, notes: { loadgenCpu } };
+}
+
 /** measure[workload](target, loadgen, settings) -> {metrics, errors, notes?} */
 export const measure = {
-  async json(target, loadgen, s) {
-    const before = cpuMs([loadgen.pid]);
-    const r = await loadgen.call('rate', { spec: requestSpec(target, 'json'), connections: s.connections, warmupMs: s.warmupMs, durationMs: s.rateMs });
-    const loadgenCpu = (cpuMs([loadgen.pid]) - before) / (s.warmupMs + s.rateMs);
-    return { metrics: { jsonRps: r.rps }, errors: r.errors, notes: { loadgenCpu } };
-  },
+  json: (target, loadgen, s) => rate(target, loadgen, s, requestSpec(target, 'json'), 'jsonRps'),
 
-  async stream(target, loadgen, s) {
-    const before = cpuMs([loadgen.pid]);
-    const r = await loadgen.call('rate', { spec: requestSpec(target, 'stream'), connections: s.connections, warmupMs: s.warmupMs, durationMs: s.rateMs });
-    const loadgenCpu = (cpuMs([loadgen.pid]) - before) / (s.warmupMs + s.rateMs);
-    return { metrics: { streamRps: r.rps }, errors: r.errors, notes: { loadgenCpu } };
-  },
+  stream: (target, loadgen, s) => rate(target, loadgen, s, requestSpec(target, 'stream'), 'streamRps'),
+  'stream-plain': (target, loadgen, s) => rate(target, loadgen, s, requestSpec(target, 'stream-plain'), 'streamPlainRps'),
+  // Per-user state (the key's lookup, the user's limits and counters) is hot for one user: over
+  // 100, each is touched once in 100 requests.
+  users: (target, loadgen, s) => rate(target, loadgen, s, requestSpec(target, 'json', { users: true }), 'usersRps'),
 
   async sequential(target, loadgen, s) {
     const r = await loadgen.call('sequence', { spec: requestSpec(target, 'json'), warmup: s.sequentialWarmup, durationMs: s.sequentialMs });
@@ -165,22 +190,27 @@ export const measure = {
     };
     // Warmed first, unmeasured: a target that sat idle through the memory workload may have had its
     // compiled code dropped, and recompiling it is no part of what a request costs in steady use.
-    await loadgen.call('fixed', { spec: requestSpec(target, 'json'), count: s.cpuWarmupRequests, connections: s.cpuConnections });
-    await loadgen.call('fixed', { spec: requestSpec(target, 'stream'), count: s.cpuWarmupRequests, connections: s.cpuConnections });
+    for (const bench of ['json', 'stream', 'stream-plain']) {
+      await loadgen.call('fixed', { spec: requestSpec(target, bench), count: s.cpuWarmupRequests, connections: s.cpuConnections });
+    }
     const json = await run('json', s.cpuJsonRequests);
     const stream = await run('stream', s.cpuStreamRequests);
-    const notes = redis.length ? { redisCpuPerJsonMs: json.redisPerRequest, redisCpuPerStreamMs: stream.redisPerRequest } : undefined;
+    const plain = await run('stream-plain', s.cpuStreamRequests);
+    const notes = redis.length
+      ? { redisCpuPerJsonMs: json.redisPerRequest, redisCpuPerStreamMs: stream.redisPerRequest, redisCpuPerStreamPlainMs: plain.redisPerRequest }
+      : undefined;
     return {
-      metrics: { cpuPerJsonMs: json.perRequest, cpuPerStreamMs: stream.perRequest },
-      errors: merge(merge({}, json.errors), stream.errors),
+      // cpuWholeRunMs is the whole run's, not this workload's: run.js fills it in (summary.js).
+      metrics: { cpuPerJsonMs: json.perRequest, cpuPerStreamMs: stream.perRequest, cpuPerStreamPlainMs: plain.perRequest },
+      errors: merge(merge(merge({}, json.errors), stream.errors), plain.errors),
       notes,
     };
   },
 };
 
-/** A short run of both rate workloads, so the JIT and connection pools are warm before round 1. */
+/** A short run of each streamed and JSON workload, so the JIT and connection pools are warm before round 1. */
 export async function warmUp(target, loadgen, s) {
-  for (const bench of ['json', 'stream']) {
+  for (const bench of ['json', 'stream', 'stream-plain']) {
     await loadgen.call('rate', { spec: requestSpec(target, bench), connections: s.connections, warmupMs: 0, durationMs: s.warmUpMs });
   }
 }

@@ -6,7 +6,9 @@
 //                 deltas, so that a stream that breaks off is charged what it streamed.
 // When the gateway asked the upstream for `stream_options.include_usage` on the client's behalf
 // (`stripUsage`), the tap also gives the client the stream it asked for: without the usage chunk,
-// and without the `"usage":null` that OpenAI then adds to every other chunk.
+// and without the `"usage":null` that OpenAI then adds to every other chunk (usage-strip.ts). That
+// path reads no line but the usage chunk's: the text of the others is kept unread, as on the plain
+// path, and read only if the stream ends without usage.
 import type { TokenUsage } from '../quota/usage.js';
 import { countText } from '../quota/estimate.js';
 import { type Line, LineSplitter } from '../quota/sse-lines.js';
@@ -14,13 +16,12 @@ import { eventUsage, findJsonUsage } from '../quota/usage.js';
 import type { ResponseTap } from './forward.js';
 import { isEventStream } from './headers.js';
 import { isObject } from '../json-object.js';
+import { UsageStrip } from './usage-strip.js';
 
-const NULL_USAGE = Buffer.from(',"usage":null');
 const JSON_TAIL_BYTES = 256 * 1024;
 // A line longer than this is not parsed (nor held back): usage is then estimated.
 const MAX_LINE_BYTES = 8 * 1024 * 1024;
 const TEXT_FLUSH_CHARS = 1024 * 1024;
-const EMPTY = Buffer.alloc(0);
 const DATA = Buffer.from('data:');
 
 // Text of events not read at once is read when the stream ends without usage, or once this much
@@ -28,11 +29,9 @@ const DATA = Buffer.from('data:');
 const DEFERRED_BYTES = 8 * 1024;
 const DEFERRED_MS = 200;
 const USAGE_KEY = Buffer.from('"usage"');
-const FINISH_KEY = Buffer.from('"finish_reason"');
 
 type Json = Record<string, unknown>;
 const isObjectStart = (byte: number | undefined): boolean => byte === 0x7b;
-const isNotNull = (byte: number | undefined): boolean => byte !== undefined && byte !== 0x6e;
 
 function skipSpace(buf: Buffer, i: number, end: number): number {
   while (i < end && (buf[i] === 0x20 || buf[i] === 0x09 || buf[i] === 0x0a || buf[i] === 0x0d)) i++;
@@ -74,6 +73,8 @@ interface Piece {
   end: number;
   /** Whole lines of an SSE chunk, not one event's JSON: split when read. */
   lines?: boolean;
+  /** A chunk as it came, lines cut anywhere: read in order through one splitter. */
+  raw?: boolean;
 }
 
 /** Where the JSON object of an SSE `data:` line begins, or -1 when the line holds none. */
@@ -81,14 +82,6 @@ function dataObjectAt(buf: Buffer, start: number, end: number): number {
   if (end - start < 7 || buf.compare(DATA, 0, 5, start, start + 5) !== 0) return -1;
   const value = buf[start + 5] === 0x20 ? start + 6 : start + 5;
   return buf[value] === 0x7b ? value : -1; // not `[DONE]`, not a bare value
-}
-
-/** The length of the longest end of `buf` that could be the start of `,"usage":null`. */
-function heldSuffix(buf: Buffer): number {
-  for (let k = Math.min(buf.length, NULL_USAGE.length); k > 0; k--) {
-    if (buf.compare(NULL_USAGE, 0, k, buf.length - k, buf.length) === 0) return k;
-  }
-  return 0;
 }
 
 export class UsageTap implements ResponseTap {
@@ -107,24 +100,17 @@ export class UsageTap implements ResponseTap {
   private deferredBytes = 0;
   private deferredSince = 0;
 
-  private strip: boolean;
-  private out: Piece[] = [];
-  private current: Buffer = EMPTY;
-  /** Bytes of the open line already sent to the client. */
-  private openSent = 0;
-  /** The last complete line was taken out (an LF completing its CRLF goes too). */
-  private lastDropped = false;
-  /** The data line of the usage chunk was taken out: the blank line ending its event goes too. */
-  private dropBlank = false;
-  /** A choice has finished: the usage chunk may come next, so lines are held until whole. */
-  private finished = false;
+  /** Takes the usage out when the gateway asked for it (undefined otherwise, or once it gave up). */
+  private strip: UsageStrip | undefined;
+  /** Reads deferred raw chunks, whose lines may be cut anywhere. */
+  private rawLines: LineSplitter | undefined;
 
   private readonly watch: boolean;
 
   /** `watch`: look for usage (metered endpoints); `stripUsage`: see the file's head. */
   constructor(options: { stripUsage: boolean; watch?: boolean }) {
-    this.strip = options.stripUsage;
     this.watch = options.watch ?? true;
+    if (options.stripUsage) this.strip = new UsageStrip(this.usageLine, MAX_LINE_BYTES);
   }
 
   start(status: number, headers: Record<string, string | string[] | undefined>): void {
@@ -155,7 +141,14 @@ export class UsageTap implements ResponseTap {
       if (this.lines.pending.length > MAX_LINE_BYTES) this.giveUp();
       return chunk;
     }
-    return this.rewrite(chunk);
+    // The text of every event waits, unread, as on the path above; the usage chunk is read by the strip.
+    this.defer({ buf: chunk, start: 0, end: chunk.length, raw: true });
+    const out = this.strip.push(chunk);
+    if (this.strip.overflowed) {
+      this.strip = undefined;
+      this.giveUp();
+    }
+    return out;
   }
 
   end(complete: boolean): void {
@@ -195,24 +188,32 @@ export class UsageTap implements ResponseTap {
     this.parse(line.buf, line.start, line.end);
   };
 
-  /** Reads one line; true when it is the data line of a chat/completions usage chunk. */
-  private parse(buf: Buffer, start: number, end: number): boolean {
+  /** Reads one line. */
+  private parse(buf: Buffer, start: number, end: number): void {
     const value = dataObjectAt(buf, start, end);
-    if (value === -1) return false;
-    const json = buf.subarray(value, end);
-    // A finished choice matters only to the rewrite (the usage chunk may come next).
-    if (!keyWithValue(json, USAGE_KEY, isObjectStart) && !(this.strip && keyWithValue(json, FINISH_KEY, isNotNull))) {
+    if (value === -1) return;
+    if (!keyWithValue(buf.subarray(value, end), USAGE_KEY, isObjectStart)) {
       // Only its text can matter, and only if no usage comes: kept as it is, read if needed.
       this.defer({ buf, start: value, end });
-      return false;
+      return;
     }
     const event = parseEvent(buf, value, end);
-    if (!event) return false;
+    if (!event) return;
     const usage = eventUsage(event);
     if (usage) this.reported = usage;
     this.collectText(event, this.deferred.length === 0 ? this.addText : this.deferText);
-    return Array.isArray(event.choices) && event.choices.length === 0 && isObject(event.usage);
   }
+
+  /** The strip's reader of a line holding a usage object: true when it is the chat/completions
+   * usage chunk (no choices), to take out. Its text, if any, is read with the deferred events. */
+  private readonly usageLine = (buf: Buffer, start: number, end: number): boolean => {
+    const value = dataObjectAt(buf, start, end);
+    const event = value === -1 ? undefined : parseEvent(buf, value, end);
+    if (!event) return false;
+    const usage = eventUsage(event);
+    if (usage) this.reported = usage;
+    return Array.isArray(event.choices) && event.choices.length === 0 && isObject(event.usage);
+  };
 
   private defer(piece: Piece): void {
     const now = performance.now();
@@ -237,18 +238,25 @@ export class UsageTap implements ResponseTap {
         this.addText(item);
         continue;
       }
+      if (item.raw) {
+        this.rawLines ??= new LineSplitter();
+        this.rawLines.push(item.buf.subarray(item.start, item.end), this.readTextLine);
+        continue;
+      }
       if (item.lines) {
-        new LineSplitter().push(item.buf.subarray(item.start, item.end), (line) => {
-          const value = dataObjectAt(line.buf, line.start, line.end);
-          const event = value === -1 ? undefined : parseEvent(line.buf, value, line.end);
-          if (event) this.collectText(event, this.addText);
-        });
+        new LineSplitter().push(item.buf.subarray(item.start, item.end), this.readTextLine);
         continue;
       }
       const event = parseEvent(item.buf, item.start, item.end);
       if (event) this.collectText(event, this.addText);
     }
   }
+
+  private readonly readTextLine = (line: Line): void => {
+    const value = dataObjectAt(line.buf, line.start, line.end);
+    const event = value === -1 ? undefined : parseEvent(line.buf, value, line.end);
+    if (event) this.collectText(event, this.addText);
+  };
 
   private collectText(event: Json, addText: (text: string) => void): void {
     const choices = event.choices;
@@ -271,7 +279,6 @@ export class UsageTap implements ResponseTap {
           }
         }
       }
-      if (choice.finish_reason !== null && choice.finish_reason !== undefined) this.finished = true;
     }
   }
 
@@ -285,91 +292,5 @@ export class UsageTap implements ResponseTap {
     this.textTokens += countText(this.textParts.join(''));
     this.textParts = [];
     this.textChars = 0;
-  }
-
-  // Taking the injected usage out.
-
-  private rewrite(chunk: Buffer): Buffer {
-    this.out = [];
-    this.current = chunk;
-    this.lines.push(chunk, this.rewriteLine, this.loneLf);
-    const open = this.lines.pending;
-    if (open.length > MAX_LINE_BYTES) {
-      this.emit(open, this.openSent, open.length);
-      this.strip = false;
-      this.giveUp();
-    } else if (open.length > this.openSent && !this.finished) {
-      // Not near the end of the stream: send what is there of the line at once, but for bytes
-      // that may turn out to start a `,"usage":null` to take out.
-      const cut = open.length - heldSuffix(open);
-      if (cut > this.openSent) {
-        this.emitWithout(open, this.openSent, Math.min(open.length, cut + 1), cut);
-        this.openSent = cut;
-      }
-    }
-    this.current = EMPTY;
-    return this.joined();
-  }
-
-  private readonly loneLf = (): void => {
-    if (!this.lastDropped) this.emit(this.current, 0, 1);
-  };
-
-  private readonly rewriteLine = (line: Line): void => {
-    const { buf, start, end, next } = line;
-    const from = start + this.openSent;
-    this.openSent = 0;
-    if (start === end) {
-      this.lastDropped = this.dropBlank;
-      this.dropBlank = false;
-      if (!this.lastDropped) this.emit(buf, from, next);
-      return;
-    }
-    const usageChunk = this.parse(buf, start, end);
-    // A usage chunk partly sent already (it came before any choice finished) cannot be unsent.
-    if (usageChunk && from === start) {
-      this.dropBlank = true;
-      this.lastDropped = true;
-      return;
-    }
-    this.dropBlank = false;
-    this.lastDropped = false;
-    this.emitWithout(buf, from, end, next);
-  };
-
-  /** Emits buf[from, emitEnd) less every `,"usage":null` that ends before `searchEnd` and is
-   * followed by `}` or `,` (a key and its value, not text: text has its quotes escaped). */
-  private emitWithout(buf: Buffer, from: number, searchEnd: number, emitEnd: number): void {
-    let pos = from;
-    const view = buf.subarray(from, searchEnd);
-    let at = view.indexOf(NULL_USAGE);
-    while (at !== -1) {
-      const abs = from + at;
-      const after = abs + NULL_USAGE.length;
-      if (after < searchEnd && (buf[after] === 0x7d || buf[after] === 0x2c)) {
-        this.emit(buf, pos, abs);
-        pos = after;
-      }
-      at = view.indexOf(NULL_USAGE, at + 1);
-    }
-    this.emit(buf, pos, emitEnd);
-  }
-
-  private emit(buf: Buffer, start: number, end: number): void {
-    if (end <= start) return;
-    const last = this.out[this.out.length - 1];
-    if (last && last.buf === buf && last.end === start) last.end = end;
-    else this.out.push({ buf, start, end });
-  }
-
-  private joined(): Buffer {
-    const out = this.out;
-    this.out = [];
-    if (out.length === 0) return EMPTY;
-    if (out.length === 1) {
-      const only = out[0] as Piece;
-      return only.start === 0 && only.end === only.buf.length ? only.buf : only.buf.subarray(only.start, only.end);
-    }
-    return Buffer.concat(out.map((p) => p.buf.subarray(p.start, p.end)));
   }
 }
