@@ -1,0 +1,78 @@
+// The cap on HTTP requests in flight in one process (docs/connections.md). A request past it gets a
+// 503 `server_overloaded` at once, before its key is looked up or a byte of its body is read: under
+// more load than the process can serve, those it admits keep their latency and the rest learn
+// within a round trip that they should go elsewhere or retry, instead of every request slowing
+// down together while they queue in the event loop.
+//
+// A request holds its place from the moment Node hands it over until its answer ends, whichever
+// way: written whole, the client gone, an error, a stream's end. WebSockets are not counted here
+// (a session is one connection, held by the connection cap), nor are the health routes: an
+// orchestrator must still see a saturated process, and /metrics says how saturated.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { GatewayError } from '../errors.js';
+import { writeError } from '../relay/respond.js';
+
+// One warning line per this long at most while requests are refused.
+const WARN_EVERY_MS = 10_000;
+const EXEMPT = new Set(['/healthz', '/readyz', '/metrics']);
+
+function exempt(url: string | undefined): boolean {
+  if (url === undefined) return false;
+  const q = url.indexOf('?');
+  return EXEMPT.has(q === -1 ? url : url.slice(0, q));
+}
+
+export interface RequestCap {
+  /** Requests holding a place now. */
+  readonly inFlight: number;
+  /** True when the request may go on; false when it was refused (the 503 is written). */
+  admit(req: IncomingMessage, res: ServerResponse): boolean;
+}
+
+export function createRequestCap(maxRequests: number, log: Logger, onRefused: () => void): RequestCap {
+  let inFlight = 0;
+  let refused = 0;
+  let warnedAt = 0;
+
+  function refuse(res: ServerResponse): void {
+    refused += 1;
+    onRefused();
+    const now = Date.now();
+    if (now - warnedAt >= WARN_EVERY_MS) {
+      warnedAt = now;
+      log.warn({ maxRequestsInFlight: maxRequests, refused }, 'request limit reached: new requests answered 503 server_overloaded');
+      refused = 0;
+    }
+    const error = new GatewayError('server_overloaded', {
+      message: 'The gateway is at its limit of requests in flight. Try again later.',
+      headers: { 'retry-after': '1' },
+    });
+    writeError(res, error, randomUUID());
+  }
+
+  return {
+    get inFlight() {
+      return inFlight;
+    },
+    admit(req, res) {
+      if (exempt(req.url)) return true;
+      if (inFlight >= maxRequests) {
+        refuse(res);
+        return false;
+      }
+      inFlight += 1;
+      let held = true;
+      const release = () => {
+        if (!held) return;
+        held = false;
+        inFlight -= 1;
+      };
+      // 'finish' when the answer is written whole; 'close' always comes too, and alone when the
+      // client went away or the answer was cut.
+      res.once('finish', release).once('close', release);
+      return true;
+    },
+  };
+}
