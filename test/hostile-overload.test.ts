@@ -162,6 +162,9 @@ describe('inbound.maxRequestsInFlight', () => {
     // A wrong key is not looked at: 503, not 401.
     const wrongKey = await rawRequest(gateway.port, 'POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer sk-wrong\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}');
     expectOverloaded(wrongKey);
+    // A body that small is read and dropped: the connection stays for the client's next request.
+    expect(wrongKey.closed).toBe(false);
+    expect(wrongKey.headers.connection).toBe('keep-alive');
     // A body announced at 10 MB of which nothing is sent: answered at once, then closed.
     const connection = await openConnection(gateway.port);
     connection.socket.write(`POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\ncontent-type: application/json\r\ncontent-length: ${10 * 1024 * 1024}\r\n\r\n`);

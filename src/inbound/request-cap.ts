@@ -11,12 +11,22 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { GatewayError } from '../errors.js';
-import { writeError } from '../relay/respond.js';
+import { GatewayError, errorBody } from '../errors.js';
 
 // One warning line per this long at most while requests are refused.
 const WARN_EVERY_MS = 10_000;
 const EXEMPT = new Set(['/healthz', '/readyz', '/metrics']);
+// A refused request's body up to this size is read and dropped by Node after the 503, and its
+// connection kept: a client that reconnects for each refused request costs more than the bytes.
+// A larger body, or one of unknown length, is not read: the connection closes.
+const DRAINED_BODY_BYTES = 64 * 1024;
+
+function drainable(req: IncomingMessage): boolean {
+  if (req.complete) return true;
+  if (req.headers['transfer-encoding'] !== undefined) return false;
+  const length = Number(req.headers['content-length'] ?? 0);
+  return length <= DRAINED_BODY_BYTES;
+}
 
 function exempt(url: string | undefined): boolean {
   if (url === undefined) return false;
@@ -36,7 +46,7 @@ export function createRequestCap(maxRequests: number, log: Logger, onRefused: ()
   let refused = 0;
   let warnedAt = 0;
 
-  function refuse(res: ServerResponse): void {
+  function refuse(req: IncomingMessage, res: ServerResponse): void {
     refused += 1;
     onRefused();
     const now = Date.now();
@@ -49,7 +59,17 @@ export function createRequestCap(maxRequests: number, log: Logger, onRefused: ()
       message: 'The gateway is at its limit of requests in flight. Try again later.',
       headers: { 'retry-after': '1' },
     });
-    writeError(res, error, randomUUID());
+    const body = errorBody(error);
+    const id = randomUUID();
+    if (!drainable(req)) res.shouldKeepAlive = false;
+    res.writeHead(error.status, {
+      ...error.headers,
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'x-request-id': id,
+      'x-keyrelay-request-id': id,
+    });
+    res.end(body);
   }
 
   return {
@@ -59,7 +79,7 @@ export function createRequestCap(maxRequests: number, log: Logger, onRefused: ()
     admit(req, res) {
       if (exempt(req.url)) return true;
       if (inFlight >= maxRequests) {
-        refuse(res);
+        refuse(req, res);
         return false;
       }
       inFlight += 1;
