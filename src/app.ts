@@ -246,7 +246,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const route = createRelayRoute(services);
   let closing = false;
   const slowClients = createSlowClientGuard(config.inbound, log);
-  const requestCap = createRequestCap(config.inbound.maxRequestsInFlight, log, () => metrics.overloaded('requests'));
+  const requestCap = createRequestCap(config.inbound, log, (why) => metrics.overloaded(why));
   metrics.countInboundWith(() => requestCap.inFlight);
   const lane = createLane({ route, observability, log, cors: services.cors, isClosing: () => closing });
 
@@ -345,6 +345,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('applyPoolSettings', (next: Config) => pool.applySettings(next));
   app.addHook('onClose', async () => {
     app.server.off('upgrade', onUpgrade);
+    requestCap.close();
     catalog.close();
     pool.close();
     services.quotaWatch.close();

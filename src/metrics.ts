@@ -239,11 +239,11 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
   const openStreams = new Gauge({ name: 'keyrelay_open_streams', help: 'SSE answers being streamed now.', registers: [registry] });
   const overloadRefusals = new Counter({
     name: 'keyrelay_overload_refusals_total',
-    help: 'Connections and requests answered 503 server_overloaded, by the limit reached (connections, requests).',
+    help: 'Connections and requests answered 503 server_overloaded, by the limit reached (connections, requests, event_loop).',
     labelNames: ['limit'] as const,
     registers: [registry],
   });
-  for (const limit of ['connections', 'requests']) overloadRefusals.inc({ limit }, 0);
+  for (const limit of ['connections', 'requests', 'event_loop']) overloadRefusals.inc({ limit }, 0);
   // Read when scraped: counting it per request would cost every request a gauge update.
   let countInbound = () => 0;
   new Gauge({
@@ -327,7 +327,7 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
     quotaRejected(code: string): void {
       quotaRejections.inc({ code });
     },
-    overloaded(limit: 'connections' | 'requests'): void {
+    overloaded(limit: 'connections' | 'requests' | 'event_loop'): void {
       overloadRefusals.inc({ limit });
     },
     /** Where keyrelay_inbound_requests_in_flight reads its value. */

@@ -234,6 +234,41 @@ describe('inbound.maxRequestsInFlight', () => {
   });
 });
 
+/** Holds this process's event loop, the gateway's included, for `ms`. */
+function holdLoop(ms: number): void {
+  const end = performance.now() + ms;
+  while (performance.now() < end);
+}
+
+describe('inbound.maxEventLoopDelayMs', () => {
+  it('refuses new requests while the event loop is behind, answers the health routes, and admits again once it caught up', async () => {
+    const behind = await startGateway({
+      env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl },
+      config: { inbound: { maxEventLoopDelayMs: 100 } as never },
+    });
+    try {
+      const api = await openConnection(behind.port);
+      const health = await openConnection(behind.port);
+      api.socket.write('GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+      health.socket.write('GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+      // The requests are read after the loop is free again, once the gateway has seen it late.
+      holdLoop(500);
+      const refused = await within(api.closed, FAST_MS, 'the refusal');
+      expect(refused.status).toBe(503);
+      expect(refused.headers['retry-after']).toBe('1');
+      expect(JSON.parse(refused.body)).toEqual({
+        error: { message: 'The gateway is overloaded. Try again later.', type: 'server_error', param: null, code: 'server_overloaded' },
+      });
+      expect((await within(health.closed, FAST_MS, 'the health answer')).status).toBe(200);
+      await until(async () => (await fetch(`${behind.url}/`)).status === 200, 'the gateway to admit requests again');
+      const scraped = parsePrometheusText(await (await fetch(`${behind.url}/metrics`)).text());
+      expect(sampleValue(scraped, 'keyrelay_overload_refusals_total', { limit: 'event_loop' })).toBeGreaterThanOrEqual(1);
+    } finally {
+      await behind.close();
+    }
+  });
+});
+
 function head(path: string, fields: number, extra = ''): string {
   const lines = extra === '' ? ['host: x', 'connection: close'] : ['host: x'];
   for (let i = lines.length; i < fields; i++) lines.push(`x-field-${i}: ${i}`);

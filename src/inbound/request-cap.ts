@@ -8,13 +8,21 @@
 // way: written whole, the client gone, an error, a stream's end. WebSockets are not counted here
 // (a session is one connection, held by the connection cap), nor are the health routes: an
 // orchestrator must still see a saturated process, and /metrics says how saturated.
+//
+// A count alone does not keep latency when the CPU is what runs out: requests then wait in the
+// socket buffers for the event loop before any of them is counted, refused ones too. With
+// `maxEventLoopDelayMs`, the loop's own delay is sampled, and while the last sample is past it
+// new requests are refused as well, which costs the loop little and lets it catch up.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { Config } from '../config.js';
 import { GatewayError, errorBody } from '../errors.js';
 
 // One warning line per this long at most while requests are refused.
 const WARN_EVERY_MS = 10_000;
+// How often the event loop's delay is sampled.
+const SAMPLE_MS = 20;
 const EXEMPT = new Set(['/healthz', '/readyz', '/metrics']);
 // A refused request's body up to this size is read and dropped by Node after the 503, and its
 // connection kept: a client that reconnects for each refused request costs more than the bytes.
@@ -39,26 +47,47 @@ export interface RequestCap {
   readonly inFlight: number;
   /** True when the request may go on; false when it was refused (the 503 is written). */
   admit(req: IncomingMessage, res: ServerResponse): boolean;
+  /** Stops sampling the event loop. */
+  close(): void;
 }
 
-export function createRequestCap(maxRequests: number, log: Logger, onRefused: () => void): RequestCap {
+export type Refusal = 'requests' | 'event_loop';
+
+/** Whether the event loop was late by more than `limitMs` at its last sample. */
+function loopDelay(limitMs: number): { behind(): boolean; close(): void } {
+  if (limitMs === 0) return { behind: () => false, close: () => {} };
+  let last = performance.now();
+  let late = false;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    late = now - last - SAMPLE_MS > limitMs;
+    last = now;
+  }, SAMPLE_MS).unref();
+  return { behind: () => late, close: () => clearInterval(timer) };
+}
+
+const MESSAGES: Record<Refusal, string> = {
+  requests: 'The gateway is at its limit of requests in flight. Try again later.',
+  event_loop: 'The gateway is overloaded. Try again later.',
+};
+
+export function createRequestCap(settings: Config['inbound'], log: Logger, onRefused: (why: Refusal) => void): RequestCap {
+  const { maxRequestsInFlight, maxEventLoopDelayMs } = settings;
+  const delay = loopDelay(maxEventLoopDelayMs);
   let inFlight = 0;
   let refused = 0;
   let warnedAt = 0;
 
-  function refuse(req: IncomingMessage, res: ServerResponse): void {
+  function refuse(req: IncomingMessage, res: ServerResponse, why: Refusal): void {
     refused += 1;
-    onRefused();
+    onRefused(why);
     const now = Date.now();
     if (now - warnedAt >= WARN_EVERY_MS) {
       warnedAt = now;
-      log.warn({ maxRequestsInFlight: maxRequests, refused }, 'request limit reached: new requests answered 503 server_overloaded');
+      log.warn({ maxRequestsInFlight, maxEventLoopDelayMs, inFlight, refused }, 'request limit reached: new requests answered 503 server_overloaded');
       refused = 0;
     }
-    const error = new GatewayError('server_overloaded', {
-      message: 'The gateway is at its limit of requests in flight. Try again later.',
-      headers: { 'retry-after': '1' },
-    });
+    const error = new GatewayError('server_overloaded', { message: MESSAGES[why], headers: { 'retry-after': '1' } });
     const body = errorBody(error);
     const id = randomUUID();
     if (!drainable(req)) res.shouldKeepAlive = false;
@@ -78,8 +107,12 @@ export function createRequestCap(maxRequests: number, log: Logger, onRefused: ()
     },
     admit(req, res) {
       if (exempt(req.url)) return true;
-      if (inFlight >= maxRequests) {
-        refuse(req, res);
+      if (inFlight >= maxRequestsInFlight) {
+        refuse(req, res, 'requests');
+        return false;
+      }
+      if (delay.behind()) {
+        refuse(req, res, 'event_loop');
         return false;
       }
       inFlight += 1;
@@ -94,5 +127,6 @@ export function createRequestCap(maxRequests: number, log: Logger, onRefused: ()
       res.once('finish', release).once('close', release);
       return true;
     },
+    close: () => delay.close(),
   };
 }
