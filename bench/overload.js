@@ -1,7 +1,7 @@
 // Overload: what one keyrelay process does under twice the load it can serve (docs/connections.md,
 // "Requests past the in-flight cap"). Not part of `npm test` nor of `npm run bench`.
 //
-//   node bench/overload.js [--seconds N] [--cap-factor F] [--json PATH]
+//   node bench/overload.js [--seconds N] [--cap-factor F] [--loop-delay MS] [--json PATH]
 //
 // 1. capacity: closed loops of rising concurrency against keyrelay (memory store) in front of the
 //    fake upstream, whose answers take 20 ms; the best rate of 200s is the capacity.
@@ -9,8 +9,13 @@
 // 3. twice the capacity, open loop (requests sent on a fixed schedule, whatever the answers do),
 //    first with the default cap (5,000 requests in flight: nothing is refused at this scale, so
 //    every request queues), then with `inbound.maxRequestsInFlight` set to the capacity times the
-//    light-load p50 times `--cap-factor` (default 2): what is admitted, at what latency, and how fast
-//    the rest are refused.
+//    light-load p50 times `--cap-factor` (default 2), then with the default cap and
+//    `inbound.maxEventLoopDelayMs` set to `--loop-delay` (default 50): what is admitted, at what
+//    latency, and how fast the rest are refused.
+// With two cores or more and `taskset` at hand, keyrelay runs on the first core and this script and
+// the upstream on the second (`--no-pin` leaves them where the kernel puts them): the capacity is
+// then keyrelay's alone, not the whole harness's, and at twice that load the generator does not
+// take its extra CPU from keyrelay.
 // Latency is counted from the moment a request was due, not from when it was sent, so a load
 // generator that falls behind shows as latency rather than hiding it; the report also says how
 // late the generator was at worst. Needs a build (`npx tsc -p tsconfig.build.json`). Everything
@@ -21,7 +26,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { execFileSync } from 'node:child_process';
 import { connect } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { killAllNow, stopAll } from './lib/children.js';
 import { machine } from './lib/machine.js';
 import { startKeyrelay, startUpstream } from './lib/targets.js';
@@ -31,11 +38,14 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' },
     'cap-factor': { type: 'string', default: '2' },
+    'loop-delay': { type: 'string', default: '50' },
+    'no-pin': { type: 'boolean', default: false },
     json: { type: 'string', default: join(ROOT, 'bench/results/overload.json') },
   },
 });
 const SECONDS = Number(values.seconds);
 const CAP_FACTOR = Number(values['cap-factor']);
+const LOOP_DELAY = Number(values['loop-delay']);
 const CONCURRENCY = [8, 16, 32, 64, 128, 256];
 const MAX_CONNECTIONS = 512;
 const BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 100, metadata: { bench: 'delayed' } });
@@ -206,6 +216,17 @@ async function openLoop(target, rate, ms) {
   };
 }
 
+/** Puts the process on one core; false when it cannot. */
+function pin(pid, core) {
+  try {
+    execFileSync('taskset', ['-pc', String(core), String(pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const PIN = !values['no-pin'] && availableParallelism() >= 2;
+
 async function start(upstream, dir, env = {}) {
   const target = await startKeyrelay({
     id: 'keyrelay-memory',
@@ -216,6 +237,7 @@ async function start(upstream, dir, env = {}) {
     env,
   });
   if (target.status !== 'ok') throw new Error(target.reason);
+  if (PIN) pin(target.child.pid, 0);
   return target;
 }
 
@@ -233,8 +255,10 @@ function line(label, r) {
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'keyrelay-overload-'));
   const upstream = await startUpstream();
+  const pinned = PIN && pin(process.pid, 1) && pin(upstream.child.pid, 1);
   const ms = SECONDS * 1000;
-  const results = { machine: machine(), seconds: SECONDS, upstreamDelayMs: 20 };
+  const results = { machine: machine(), pinned, seconds: SECONDS, upstreamDelayMs: 20 };
+  process.stdout.write(`${pinned ? 'keyrelay on core 0, load generator and upstream on core 1' : 'not pinned to cores'}; load average ${results.machine.loadAverage.join(' ')}\n`);
 
   let target = await start(upstream, dir);
   await closedLoop(target, 32, 1000); // warm up
@@ -262,6 +286,13 @@ async function main() {
   const capped = await openLoop(target, 2 * capacity, ms);
   results.twiceCapped = { maxRequestsInFlight: cap, ...capped };
   process.stdout.write(`${line(`twice the capacity, maxRequestsInFlight ${cap} (capacity × light p50 × ${CAP_FACTOR})`, capped)}\n`);
+  await target.close();
+
+  target = await start(upstream, dir, { KEYRELAY_MAX_EVENT_LOOP_DELAY_MS: String(LOOP_DELAY) });
+  await closedLoop(target, 32, 1000);
+  const shed = await openLoop(target, 2 * capacity, ms);
+  results.twiceLoopDelay = { maxEventLoopDelayMs: LOOP_DELAY, ...shed };
+  process.stdout.write(`${line(`twice the capacity, maxEventLoopDelayMs ${LOOP_DELAY}`, shed)}\n`);
   await target.close();
 
   mkdirSync(dirname(values.json), { recursive: true });
