@@ -21,7 +21,7 @@ import { capConnections } from './inbound/connection-cap.js';
 import { type Cors, createCors } from './inbound/cors.js';
 import { headerCountError, headerSizeOption, keepOneFieldMore } from './inbound/header-limits.js';
 import { refuseOnSocket } from './inbound/raw-answer.js';
-import { type RequestCap, createRequestCap } from './inbound/request-cap.js';
+import { HEALTH_PATHS, type RequestCap, createRequestCap } from './inbound/request-cap.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
 import { webSocketUpgradesOnly } from './inbound/upgrade-offers.js';
 import { createLogger, loggerOptions } from './logger.js';
@@ -77,7 +77,6 @@ declare module 'fastify' {
   }
 }
 
-const HEALTH_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 export interface AppOptions {
   log?: Logger;

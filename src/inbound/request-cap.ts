@@ -23,7 +23,8 @@ import { GatewayError, errorBody } from '../errors.js';
 const WARN_EVERY_MS = 10_000;
 // How often the event loop's delay is sampled.
 const SAMPLE_MS = 20;
-const EXEMPT = new Set(['/healthz', '/readyz', '/metrics']);
+/** Routes an orchestrator reads: never counted, never refused for load. */
+export const HEALTH_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
 // A refused request's body up to this size is read and dropped by Node after the 503, and its
 // connection kept: a client that reconnects for each refused request costs more than the bytes.
 // A larger body, or one of unknown length, is not read: the connection closes.
@@ -39,7 +40,7 @@ function drainable(req: IncomingMessage): boolean {
 function exempt(url: string | undefined): boolean {
   if (url === undefined) return false;
   const q = url.indexOf('?');
-  return EXEMPT.has(q === -1 ? url : url.slice(0, q));
+  return HEALTH_PATHS.has(q === -1 ? url : url.slice(0, q));
 }
 
 export interface RequestCap {
