@@ -12,10 +12,10 @@
 //    light-load p50 times `--cap-factor` (default 2), then with the default cap and
 //    `inbound.maxEventLoopDelayMs` set to `--loop-delay` (default 50): what is admitted, at what
 //    latency, and how fast the rest are refused.
-// With two cores or more and `taskset` at hand, keyrelay runs on the first core and this script and
-// the upstream on the second (`--no-pin` leaves them where the kernel puts them): the capacity is
-// then keyrelay's alone, not the whole harness's, and at twice that load the generator does not
-// take its extra CPU from keyrelay.
+// With `--pin` (two cores or more, `taskset`), keyrelay runs on the first core and this script and
+// the upstream on the second: the capacity is then keyrelay's alone, not the whole harness's, and
+// at twice that load the generator does not take its extra CPU from keyrelay. Only on a machine
+// doing nothing else: where other work runs, a pinned process cannot move off a busy core.
 // Latency is counted from the moment a request was due, not from when it was sent, so a load
 // generator that falls behind shows as latency rather than hiding it; the report also says how
 // late the generator was at worst. Needs a build (`npx tsc -p tsconfig.build.json`). Everything
@@ -39,7 +39,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     'cap-factor': { type: 'string', default: '2' },
     'loop-delay': { type: 'string', default: '50' },
-    'no-pin': { type: 'boolean', default: false },
+    pin: { type: 'boolean', default: false },
     json: { type: 'string', default: join(ROOT, 'bench/results/overload.json') },
   },
 });
@@ -225,7 +225,7 @@ function pin(pid, core) {
     return false;
   }
 }
-const PIN = !values['no-pin'] && availableParallelism() >= 2;
+const PIN = values.pin && availableParallelism() >= 2;
 
 async function start(upstream, dir, env = {}) {
   const target = await startKeyrelay({
