@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { GatewayError, errorBody } from '../errors.js';
+import { ERRORS, GatewayError, errorBody } from '../errors.js';
 
 // One warning line per this long at most while requests are refused.
 const WARN_EVERY_MS = 10_000;
@@ -67,10 +67,16 @@ function loopDelay(limitMs: number): { behind(): boolean; close(): void } {
   return { behind: () => late, close: () => clearInterval(timer) };
 }
 
-const MESSAGES: Record<Refusal, string> = {
-  requests: 'The gateway is at its limit of requests in flight. Try again later.',
-  event_loop: 'The gateway is overloaded. Try again later.',
+// Each refusal's body made once: under overload every refusal's cost is taken from the requests
+// admitted, so it builds no error object and no JSON.
+function refusalBody(message: string): Buffer {
+  return Buffer.from(errorBody(new GatewayError('server_overloaded', { message })));
+}
+const BODIES: Record<Refusal, Buffer> = {
+  requests: refusalBody('The gateway is at its limit of requests in flight. Try again later.'),
+  event_loop: refusalBody('The gateway is overloaded. Try again later.'),
 };
+const STATUS = ERRORS.server_overloaded.status;
 
 export function createRequestCap(settings: Config['inbound'], log: Logger, onRefused: (why: Refusal) => void): RequestCap {
   const { maxRequestsInFlight, maxEventLoopDelayMs } = settings;
@@ -88,14 +94,13 @@ export function createRequestCap(settings: Config['inbound'], log: Logger, onRef
       log.warn({ maxRequestsInFlight, maxEventLoopDelayMs, inFlight, refused }, 'request limit reached: new requests answered 503 server_overloaded');
       refused = 0;
     }
-    const error = new GatewayError('server_overloaded', { message: MESSAGES[why], headers: { 'retry-after': '1' } });
-    const body = errorBody(error);
+    const body = BODIES[why];
     const id = randomUUID();
     if (!drainable(req)) res.shouldKeepAlive = false;
-    res.writeHead(error.status, {
-      ...error.headers,
+    res.writeHead(STATUS, {
+      'retry-after': '1',
       'content-type': 'application/json',
-      'content-length': Buffer.byteLength(body),
+      'content-length': body.length,
       'x-request-id': id,
       'x-keyrelay-request-id': id,
     });
