@@ -215,15 +215,19 @@ describe('inbound.maxRequestsInFlight', () => {
     }
     await expectAllFree();
 
-    fake.handle((req) => (req.json as { metadata?: { stream?: string } } | undefined)?.metadata?.stream === 'slow'
-      ? { headers: { 'content-type': 'text/event-stream' }, chunks: sseEvents([{ choices: [] }, { choices: [] }]), chunkIntervalMs: 300 }
-      : undefined);
+    // Streams: their places are held until each one's last event.
+    const before = held.size;
     const streams = Array.from({ length: CAP }, () =>
-      client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true, metadata: { stream: 'slow' } }),
+      client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true, metadata: { hold: 'ok' } }),
     );
-    await until(async () => (await inFlight()) === CAP, 'the streams to hold every place');
+    await until(() => held.size === before + CAP, 'the fake to hold the streams');
     expectOverloaded(await rawRequest(gateway.port, 'GET / HTTP/1.1\r\nhost: x\r\n\r\n'));
-    for (const stream of streams) for await (const _event of await stream);
+    releaseAll();
+    for (const stream of streams) {
+      const kinds = new Set<string>();
+      for await (const event of await stream) kinds.add(event.object);
+      expect([...kinds]).toEqual(['chat.completion.chunk']);
+    }
     await expectAllFree();
 
     // Every place is free again: CAP requests at once are admitted.
