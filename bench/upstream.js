@@ -8,6 +8,7 @@
 //           request sets stream_options.include_usage (19 events without)
 //   paced   the same 20 events, 20 ms apart (time to first byte)
 //   hold    an event every 500 ms for ten minutes (open streams, for memory per stream)
+//   delayed the json answer after 20 ms (bench/overload.js: an upstream that takes time)
 //
 // node bench/upstream.js [--port N]; when forked, it tells the parent its port over IPC.
 import { startFakeUpstream } from '../dist/dev/fake-upstream.js';
@@ -61,6 +62,7 @@ const ANSWERS = {
   'stream-plain': { headers: SSE_HEADERS, chunks: PLAIN_CHUNKS },
   paced: { headers: SSE_HEADERS, chunks: CHUNKS, chunkIntervalMs: 20 },
   hold: { headers: SSE_HEADERS, chunks: HOLD_CHUNKS, chunkIntervalMs: 500 },
+  delayed: { headers: { 'content-type': 'application/json' }, body: chatCompletion(), headersDelayMs: 20 },
 };
 
 const args = process.argv.slice(2);

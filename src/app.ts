@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
@@ -17,10 +19,13 @@ import { type Config, ConfigError } from './config.js';
 import { GatewayError, errorBody } from './errors.js';
 import { capConnections } from './inbound/connection-cap.js';
 import { type Cors, createCors } from './inbound/cors.js';
+import { headerCountError, headerSizeOption, keepOneFieldMore } from './inbound/header-limits.js';
+import { refuseOnSocket } from './inbound/raw-answer.js';
+import { HEALTH_PATHS, type RequestCap, createRequestCap } from './inbound/request-cap.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
 import { webSocketUpgradesOnly } from './inbound/upgrade-offers.js';
 import { createLogger, loggerOptions } from './logger.js';
-import { createMetrics } from './metrics.js';
+import { type Metrics, createMetrics } from './metrics.js';
 import { createObservability } from './observability/index.js';
 import { type Operation, matchOperation } from './operations/match.js';
 import { createAlerts } from './alerts/alerts.js';
@@ -49,6 +54,7 @@ import { createRelayRoute } from './relay/route.js';
 import { createOutbound } from './relay/outbound.js';
 import { type Target, checkTarget } from './relay/path.js';
 import { createUpgradeHandler } from './relay/websocket.js';
+import { writeError } from './relay/respond.js';
 import { validationError } from './validation-error.js';
 import type { Services } from './services.js';
 import { createStore } from './store/index.js';
@@ -71,7 +77,6 @@ declare module 'fastify' {
   }
 }
 
-const HEALTH_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 export interface AppOptions {
   log?: Logger;
@@ -102,21 +107,36 @@ function toGatewayError(err: FastifyError | GatewayError | Error): GatewayError 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 type SlowClientGuard = ReturnType<typeof createSlowClientGuard>;
 
+interface Inbound {
+  guard: SlowClientGuard;
+  cap: RequestCap;
+  metrics: Metrics;
+}
+
 /**
  * The server Fastify would make (HTTP, or HTTPS with KEYRELAY_TLS_CERT/KEY), with the lane in
  * front of Fastify's handler: `lane` takes the API requests it can (src/relay/lane.ts). Its
- * timeouts and connection cap are the `inbound` settings (src/inbound/), not Fastify's options.
+ * timeouts, header limits and caps are the `inbound` settings (src/inbound/), not Fastify's options.
  */
-function serverWithLane(config: Config, guard: SlowClientGuard, log: Logger, cors: Cors, lane: () => ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined) {
+function serverWithLane(config: Config, inbound: Inbound, log: Logger, cors: Cors, lane: () => ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined) {
+  const { guard, cap, metrics } = inbound;
   return (handler: Handler) => {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       guard.watch(req, res);
       // Here, so that every answer to a /v1 request carries them, whoever writes it (lane, Fastify).
       cors.decorate(req, res);
+      const tooManyFields = headerCountError(req, config.inbound);
+      if (tooManyFields) {
+        writeError(res, tooManyFields, randomUUID());
+        return;
+      }
+      // Before the key and the body: a refusal costs the parse of the request's head, no more.
+      if (!cap.admit(req, res)) return;
       if (!lane()?.(req, res)) handler(req, res);
     };
-    // Room for an oversized Authorization header to reach the 401 of docs/reliability.md, case 1.
-    const http = { maxHeaderSize: 64 * 1024, ...serverTimeouts(config.inbound) };
+    // maxHeaderBytes (64 KB by default) leaves room for an oversized Authorization header to reach
+    // the 401 of docs/reliability.md, case 1.
+    const http = { ...headerSizeOption(config.inbound), ...serverTimeouts(config.inbound) };
     const server = config.tls
       ? createTlsServer(
           // A TLS handshake that does not finish within `idleMs` ends the connection (Node waits 120 s):
@@ -125,7 +145,8 @@ function serverWithLane(config: Config, guard: SlowClientGuard, log: Logger, cor
           onRequest,
         )
       : createServer(http, onRequest);
-    capConnections(server, config.tls !== undefined, config.inbound.maxConnections, log);
+    keepOneFieldMore(server, config.inbound);
+    capConnections(server, config.tls !== undefined, config.inbound.maxConnections, log, () => metrics.overloaded('connections'));
     server.setTimeout(config.inbound.idleMs);
     server.on('timeout', guard.onSilence);
     return server;
@@ -224,6 +245,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const route = createRelayRoute(services);
   let closing = false;
   const slowClients = createSlowClientGuard(config.inbound, log);
+  const requestCap = createRequestCap(config.inbound, log, (why) => metrics.overloaded(why));
+  metrics.countInboundWith(() => requestCap.inFlight);
   const lane = createLane({ route, observability, log, cors: services.cors, isClosing: () => closing });
 
   const app = Fastify({
@@ -232,7 +255,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    serverFactory: serverWithLane(config, slowClients, log, services.cors, () => lane),
+    serverFactory: serverWithLane(config, { guard: slowClients, cap: requestCap, metrics }, log, services.cors, () => lane),
     clientErrorHandler: slowClients.clientError,
     routerOptions: { maxParamLength: 2048 },
     return503OnClosing: false,
@@ -303,7 +326,13 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(relayPlugin, { route });
 
   // An upgrade offer other than WebSocket (an h2c offer) is served as an ordinary request.
-  const onUpgrade = webSocketUpgradesOnly(app.server, createUpgradeHandler({ ...services, newRequestId: () => randomUUID() }));
+  const upgrade = webSocketUpgradesOnly(app.server, createUpgradeHandler({ ...services, newRequestId: () => randomUUID() }));
+  // An upgrade never reaches the request listener: its header fields are counted here.
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const tooManyFields = headerCountError(req, config.inbound);
+    if (tooManyFields) refuseOnSocket(socket as Socket, tooManyFields);
+    else upgrade(req, socket, head);
+  };
   app.server.on('upgrade', onUpgrade);
 
   alerts.start();
@@ -315,6 +344,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   app.decorate('applyPoolSettings', (next: Config) => pool.applySettings(next));
   app.addHook('onClose', async () => {
     app.server.off('upgrade', onUpgrade);
+    requestCap.close();
     catalog.close();
     pool.close();
     services.quotaWatch.close();

@@ -175,6 +175,16 @@ export const ConfigSchema = Type.Object(
       {
         // Open connections per process, WebSockets included; one more is answered 503 at once.
         maxConnections: Type.Integer({ minimum: 1, default: 10_000 }),
+        // HTTP requests being handled at once per process, streams included (not WebSockets, nor
+        // the health routes); one more is answered 503 before its key or body is read.
+        maxRequestsInFlight: Type.Integer({ minimum: 1, default: 5_000 }),
+        // Past this delay of the event loop (its last 20 ms sample), new requests are answered 503
+        // as well, so that a CPU-bound process keeps its latency (0: off).
+        maxEventLoopDelayMs: Type.Integer({ minimum: 0, default: 0 }),
+        // A request's start line and headers together (Node's maxHeaderSize); past it: 431.
+        maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024, default: 64 * 1024 }),
+        // Header fields of one request (Apache's LimitRequestFields); past it: 431.
+        maxHeadersCount: Type.Integer({ minimum: 16, maximum: 10_000, default: 100 }),
         // From the connection (or the end of the previous answer) until the request's headers are whole.
         headersMs: Type.Integer({ minimum: 100, default: 20_000 }),
         // Longest silence of a client the gateway is waiting for: before its first request and
@@ -399,6 +409,10 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   if (consoleOn !== undefined) out.console = { ...((out.console as { [k: string]: Json } | undefined) ?? {}), enabled: consoleOn };
   const maxConnections = intFromEnv(env, 'KEYRELAY_MAX_CONNECTIONS');
   if (maxConnections !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxConnections };
+  const maxRequestsInFlight = intFromEnv(env, 'KEYRELAY_MAX_REQUESTS_IN_FLIGHT');
+  if (maxRequestsInFlight !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxRequestsInFlight };
+  const maxEventLoopDelayMs = intFromEnv(env, 'KEYRELAY_MAX_EVENT_LOOP_DELAY_MS');
+  if (maxEventLoopDelayMs !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxEventLoopDelayMs };
   if (env.KEYRELAY_TLS_CERT || env.KEYRELAY_TLS_KEY) {
     out.tls = { cert: env.KEYRELAY_TLS_CERT ?? '', key: env.KEYRELAY_TLS_KEY ?? '' };
   }

@@ -237,6 +237,23 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
   });
   const inFlight = new Gauge({ name: 'keyrelay_requests_in_flight', help: 'Requests being relayed now.', registers: [registry] });
   const openStreams = new Gauge({ name: 'keyrelay_open_streams', help: 'SSE answers being streamed now.', registers: [registry] });
+  const overloadRefusals = new Counter({
+    name: 'keyrelay_overload_refusals_total',
+    help: 'Connections and requests answered 503 server_overloaded, by the limit reached (connections, requests, event_loop).',
+    labelNames: ['limit'] as const,
+    registers: [registry],
+  });
+  for (const limit of ['connections', 'requests', 'event_loop']) overloadRefusals.inc({ limit }, 0);
+  // Read when scraped: counting it per request would cost every request a gauge update.
+  let countInbound = () => 0;
+  new Gauge({
+    name: 'keyrelay_inbound_requests_in_flight',
+    help: 'HTTP requests being handled now, counted against inbound.maxRequestsInFlight.',
+    registers: [registry],
+    collect() {
+      this.set(countInbound());
+    },
+  });
   const retries = new Counter({
     name: 'keyrelay_upstream_retries_total',
     help: 'Attempts retried on another pool key, by the reason of the failed attempt.',
@@ -309,6 +326,13 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
     },
     quotaRejected(code: string): void {
       quotaRejections.inc({ code });
+    },
+    overloaded(limit: 'connections' | 'requests' | 'event_loop'): void {
+      overloadRefusals.inc({ limit });
+    },
+    /** Where keyrelay_inbound_requests_in_flight reads its value. */
+    countInboundWith(count: () => number): void {
+      countInbound = count;
     },
     retried(reason: string): void {
       retries.inc({ reason });

@@ -23,7 +23,7 @@ describe('defaults', () => {
       expect.objectContaining({ id: 'default', baseUrl: DEFAULT_UPSTREAM_URL, keys: [], models: ['*'] }),
     ]);
     expect(config.limits).toEqual({ jsonBodyBytes: 50 * 1024 * 1024, multipartBodyBytes: 512 * 1024 * 1024, otherBodyBytes: 512 * 1024 * 1024 });
-    expect(config.inbound).toEqual({ maxConnections: 10_000, headersMs: 20_000, idleMs: 30_000, bodyMinBytesPerSecond: 1024, requestMs: 0, keepAliveMs: 72_000 });
+    expect(config.inbound).toEqual({ maxConnections: 10_000, maxRequestsInFlight: 5000, maxEventLoopDelayMs: 0, maxHeaderBytes: 64 * 1024, maxHeadersCount: 100, headersMs: 20_000, idleMs: 30_000, bodyMinBytesPerSecond: 1024, requestMs: 0, keepAliveMs: 72_000 });
   });
 
   it('the annotated example loads', () => {
@@ -75,6 +75,12 @@ upstreams:
   it('KEYRELAY_MAX_CONNECTIONS sets inbound/maxConnections over the file', () => {
     const path = file('inbound:\n  maxConnections: 500\n  idleMs: 45000\n');
     expect(loadConfig({ KEYRELAY_CONFIG: path, KEYRELAY_MAX_CONNECTIONS: '2000' }).inbound).toMatchObject({ maxConnections: 2000, idleMs: 45_000 });
+  });
+
+  it('KEYRELAY_MAX_REQUESTS_IN_FLIGHT sets inbound/maxRequestsInFlight over the file', () => {
+    const path = file('inbound:\n  maxRequestsInFlight: 500\n  maxHeadersCount: 50\n');
+    expect(loadConfig({ KEYRELAY_CONFIG: path, KEYRELAY_MAX_REQUESTS_IN_FLIGHT: '700' }).inbound).toMatchObject({ maxRequestsInFlight: 700, maxHeadersCount: 50 });
+    expect(loadConfig({ KEYRELAY_CONFIG: path, KEYRELAY_MAX_EVENT_LOOP_DELAY_MS: '150' }).inbound).toMatchObject({ maxRequestsInFlight: 500, maxEventLoopDelayMs: 150 });
   });
 
   it('reads env:NAME secrets from the file', () => {

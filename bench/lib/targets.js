@@ -122,11 +122,19 @@ async function waitHealthy(child, origin, logFile) {
 }
 
 async function admin(origin, token, method, path, body) {
-  const res = await fetch(`${origin}/admin${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let res;
+  // A 503 is retried for a moment: with inbound.maxEventLoopDelayMs (bench/overload.js), a process
+  // that has just started may refuse its first requests while it warms up.
+  for (let attempt = 1; ; attempt++) {
+    res = await fetch(`${origin}/admin${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (res.status !== 503 || attempt === 20) break;
+    await res.arrayBuffer();
+    await delay(100);
+  }
   const text = await res.text();
   if (res.status !== (method === 'POST' ? 201 : 200)) throw new Error(`${method} /admin${path}: ${res.status} ${text.slice(0, 200)}`);
   return JSON.parse(text);

@@ -26,7 +26,7 @@ type Listener = (socket: Socket) => void;
  * over TLS the 503 is sent encrypted. Every TCP connection counts, WebSockets and handshakes
  * included. To be called before anything else listens for connections.
  */
-export function capConnections(server: HttpServer | HttpsServer, tls: boolean, maxConnections: number, log: Logger): void {
+export function capConnections(server: HttpServer | HttpsServer, tls: boolean, maxConnections: number, log: Logger, onRefused: () => void = () => {}): void {
   const event = tls ? 'secureConnection' : 'connection';
   const nodeListeners = server.listeners(event) as Listener[];
   server.removeAllListeners(event);
@@ -54,6 +54,7 @@ export function capConnections(server: HttpServer | HttpsServer, tls: boolean, m
       return;
     }
     refused += 1;
+    onRefused();
     warn();
     refuseOnSocket(
       socket,

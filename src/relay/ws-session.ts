@@ -149,7 +149,7 @@ export class WebSocketSession implements Channel {
         }
       }
     } catch (err) {
-      if (err instanceof FrameError) return this.fail(err.code, err.message);
+      if (err instanceof FrameError) return this.clientFrameError(err);
       throw err;
     }
     if (this.queue.length > QUEUE_PAUSE) this.o.client.pause();
@@ -231,9 +231,44 @@ export class WebSocketSession implements Channel {
         if (!this.upstreamMessages.open) this.flushInjected();
       }
     } catch (err) {
-      if (err instanceof FrameError) return this.fail(err.code, `upstream: ${err.message}`);
+      if (err instanceof FrameError) return this.upstreamFrameError(err);
       throw err;
     }
+  }
+
+  /**
+   * A client message past `clientMessageBytes` (1009) or a frame that breaks the protocol (1002).
+   * Past the limit, the client first gets the API's error event saying so (`request_too_large`, as
+   * an HTTP body past its limit), when it can be written: not inside a fragmented message of the
+   * upstream's that the client is still receiving.
+   */
+  private clientFrameError(err: FrameError): void {
+    if (err.code === 1009 && !this.upstreamMessages.open) {
+      const error = new GatewayError('request_too_large', {
+        message: `This event is larger than the gateway takes (${this.o.clientMessageBytes} bytes): the session is closed.`,
+      });
+      this.writeClient(encodeFrame(OP_TEXT, this.dialect.refusal(error, undefined), false));
+    }
+    this.fail(err.code, err.message);
+  }
+
+  /**
+   * An upstream message past `upstreamMessageBytes`, or an upstream frame that breaks the protocol:
+   * the gateway cannot read it, so cannot meter it, and buffers none of it. The client gets an error
+   * event `upstream_invalid_response` (as HTTP answers 502 an answer it cannot pass on) when one can
+   * be written, then close code 1014 (bad gateway); the upstream gets the code its frame earned.
+   */
+  private upstreamFrameError(err: FrameError): void {
+    if (!this.upstreamMessages.open) {
+      const error = new GatewayError('upstream_invalid_response', {
+        message:
+          err.code === 1009
+            ? `The upstream sent an event larger than the gateway takes (${this.o.upstreamMessageBytes} bytes): the session is closed.`
+            : 'The upstream broke the WebSocket protocol: the session is closed.',
+      });
+      this.writeClient(encodeFrame(OP_TEXT, this.dialect.refusal(error, undefined), false));
+    }
+    this.fail(1014, `upstream: ${err.message}`, err.code);
   }
 
   private flushInjected(): void {
@@ -260,13 +295,16 @@ export class WebSocketSession implements Channel {
       .catch((err: unknown) => this.o.log.error({ err, requestId: this.o.requestId }, 'websocket upstream event could not be metered'));
   }
 
-  /** Ends the session with a close code to both sides (1009: a message past the limit). */
-  fail(code: number, reason: string): void {
+  /**
+   * Ends the session with a close code to both sides (1009: a message past the limit). The upstream
+   * gets `upstreamCode`, else the same code, but 1000 for a client's fault it had no part in.
+   */
+  fail(code: number, reason: string, upstreamCode?: number): void {
     if (this.ended) return;
     this.o.log.info({ requestId: this.o.requestId, code, reason }, 'websocket closed by the gateway');
     const { client, upstream } = this.o;
     client.write(closeFrame(code, reason, false));
-    upstream.write(closeFrame(code === 1009 || code === 1002 ? 1000 : code, 'closed by the gateway', true));
+    upstream.write(closeFrame(upstreamCode ?? (code === 1009 || code === 1002 ? 1000 : code), 'closed by the gateway', true));
     client.end();
     upstream.end();
     this.end();
