@@ -91,7 +91,7 @@ function parseList(bytes: Buffer): unknown {
 
 /**
  * A list of `kind` objects less what the user may not see; undefined when it is to be sent as it
- * is. Items of other kinds pass (the base models of GET /models are everyone's). Without a kind
+ * is; throws upstream_invalid_response for an answer that is not a list. Items of other kinds pass (the base models of GET /models are everyone's). Without a kind
  * (a list of an operation the table does not know), items of every tracked kind are filtered.
  */
 export async function filterList(
@@ -104,7 +104,9 @@ export async function filterList(
 ): Promise<Buffer | undefined> {
   const answer = parseList(bytes);
   const all = filterListAnswer(answer, () => true);
-  if (!all) return undefined;
+  // Not a list (not JSON, cut, another shape): it cannot be filtered, so it is not passed on, lest
+  // other users' objects go out with it.
+  if (!all) throw new GatewayError('upstream_invalid_response', { message: 'The upstream answered a list request with something that is not a list.' });
   const filtered = (id: string): boolean => (kind === undefined ? objectKindOf(id) !== undefined : objectKindOf(id) === kind);
   const items = (all.data as Array<{ id: string }>).filter((item) => filtered(item.id));
   const hints = new Map<string, string>();
