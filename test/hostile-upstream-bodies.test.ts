@@ -281,17 +281,24 @@ describe('a list page the gateway filters per user', () => {
   });
 
   it.each([
-    ['not JSON', '{"object":"list","data":[{"id":"file-abc"'],
-    ['JSON of another shape', '{"files":[{"id":"file-abc","object":"file"}]}'],
-    ['gzip of a list, cut', gzipSync('{"object":"list","data":[]}').subarray(0, 20).toString('latin1')],
-  ])('that is %s: 502 upstream_invalid_response, nothing of it passed on', async (name, body) => {
+    ['not JSON', '{"object":"list","data":[{"id":"file-abc"', false],
+    ['gzip of a list, cut', gzipSync('{"object":"list","data":[{"id":"file-abc"}]}').subarray(0, 30).toString('latin1'), true],
+  ])('that is %s: 502 upstream_invalid_response, nothing of it passed on', async (_name, body, gzipped) => {
     const headers: Array<[string, string | number]> = [JSON_TYPE, ['content-length', Buffer.byteLength(body, 'latin1')]];
-    if (name.startsWith('gzip')) headers.push(GZIP);
+    if (gzipped) headers.push(GZIP);
     f.upstream.answer((socket) => socket.end(Buffer.concat([Buffer.from(head('200 OK', headers)), Buffer.from(body, 'latin1')])));
     const answer = await call(f, '/files');
     expect(answer.status).toBe(502);
     expect(answer.json.error).toMatchObject({ type: 'server_error', code: 'upstream_invalid_response' });
     expect(answer.text).not.toContain('file-abc');
     await keyNotBlamed();
+  });
+
+  it('whose `object` is not "list": filtered all the same, another user\'s file not shown', async () => {
+    const body = JSON.stringify({ object: 'page', data: [{ id: 'file-abc', object: 'file' }], has_more: false });
+    f.upstream.answer((socket) => socket.end(head('200 OK', [JSON_TYPE, ['content-length', body.length]]) + body));
+    const answer = await call(f, '/files');
+    expect(answer.status).toBe(200);
+    expect(answer.json).toEqual({ object: 'page', data: [], has_more: false });
   });
 });

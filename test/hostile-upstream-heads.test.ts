@@ -62,6 +62,21 @@ describe('a header section past what the gateway reads', () => {
     expect(answer.json.error.code).toBe('upstream_timeout');
   });
 
+  it('a status line that never ends: 504 upstream_timeout at the headers deadline, none of it held', async () => {
+    f.upstream.answer((socket) => {
+      socket.write('HTTP/1.1 200 ');
+      const timer = setInterval(() => socket.write('A'.repeat(64 * 1024)), 5);
+      socket.once('close', () => clearInterval(timer));
+    });
+    const before = process.memoryUsage().rss;
+    const answer = await call(f, '/chat/completions', { body: CHAT });
+    // undici keeps only the last piece of a reason phrase: tens of MB come and go.
+    expect(answer.status).toBe(504);
+    expect(answer.json.error.code).toBe('upstream_timeout');
+    expect(process.memoryUsage().rss - before).toBeLessThan(256 * 1024 * 1024);
+    await f.upstream.whenIdle();
+  });
+
   it('a few hundred small headers pass as they came', async () => {
     const some: Array<[string, string]> = Array.from({ length: 300 }, (_, i) => [`x-h${i}`, String(i)]);
     f.upstream.answer((socket) => socket.end(head('200 OK', [JSON_TYPE, ...some, ['content-length', OK_BODY.length]]) + OK_BODY));

@@ -81,17 +81,19 @@ export async function pinnedKey(
   }
 }
 
+const NOT_JSON = Symbol('not JSON');
+
 function parseList(bytes: Buffer): unknown {
   try {
     return JSON.parse(bytes.toString('utf8'));
   } catch {
-    return undefined;
+    return NOT_JSON;
   }
 }
 
 /**
  * A list of `kind` objects less what the user may not see; undefined when it is to be sent as it
- * is; throws upstream_invalid_response for an answer that is not a list. Items of other kinds pass (the base models of GET /models are everyone's). Without a kind
+ * is; throws upstream_invalid_response for an answer that is not JSON. Items of other kinds pass (the base models of GET /models are everyone's). Without a kind
  * (a list of an operation the table does not know), items of every tracked kind are filtered.
  */
 export async function filterList(
@@ -103,10 +105,11 @@ export async function filterList(
   allowed?: (id: string) => boolean,
 ): Promise<Buffer | undefined> {
   const answer = parseList(bytes);
+  // Not JSON (cut, garbage): it cannot be filtered, so it is not passed on, lest other users'
+  // objects go out with it. JSON of a shape with no `data` list has no items to filter: it passes.
+  if (answer === NOT_JSON) throw new GatewayError('upstream_invalid_response', { message: 'The upstream answered a list request with a body that is not JSON.' });
   const all = filterListAnswer(answer, () => true);
-  // Not a list (not JSON, cut, another shape): it cannot be filtered, so it is not passed on, lest
-  // other users' objects go out with it.
-  if (!all) throw new GatewayError('upstream_invalid_response', { message: 'The upstream answered a list request with something that is not a list.' });
+  if (!all) return undefined;
   const filtered = (id: string): boolean => (kind === undefined ? objectKindOf(id) !== undefined : objectKindOf(id) === kind);
   const items = (all.data as Array<{ id: string }>).filter((item) => filtered(item.id));
   const hints = new Map<string, string>();

@@ -24,17 +24,16 @@ export interface HostileFixture {
   close(): Promise<void>;
 }
 
-export async function startHostile(options: { env?: Record<string, string>; config?: Partial<Config> } = {}): Promise<HostileFixture> {
+/** `proxy`: the outbound proxy of the upstream, as its `proxy` setting takes it. */
+export async function startHostile(options: { proxy?: string } = {}): Promise<HostileFixture> {
   registerPoolKey(POOL_KEY);
   const upstream = await startRawUpstream();
   const gateway = await startGateway({
-    env: options.env,
     config: {
       timeouts: { connectMs: 2_000, headersMs: HEADERS_MS, bodyIdleMs: BODY_IDLE_MS },
       // One attempt: each case is about what one hostile answer does.
       pool: { retry: { maxAttempts: 1 } } as Config['pool'],
-      upstreams: [{ id: UPSTREAM_ID, baseUrl: upstream.baseUrl, keys: [{ id: KEY_ID, key: POOL_KEY }] }] as Config['upstreams'],
-      ...options.config,
+      upstreams: [{ id: UPSTREAM_ID, baseUrl: upstream.baseUrl, proxy: options.proxy, keys: [{ id: KEY_ID, key: POOL_KEY }] }] as Config['upstreams'],
     },
   });
   const userKey = await gateway.createUserKey('hostile-user');
