@@ -8,7 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CHAT, type HostileFixture, call, startHostile } from './helpers/hostile-upstream-fixture.js';
 import { head } from './helpers/raw-upstream.js';
 
-type Behaviour = 'huge-header' | 'not-http' | 'endless-header' | 'garbage-in-tunnel' | 'garbage-in-answer' | 'endless-status';
+type Behaviour = 'huge-header' | 'not-http' | 'endless-header' | 'garbage-in-tunnel' | 'garbage-in-answer' | 'endless-status' | 'close-after-connect';
 
 let behaviour: Behaviour = 'huge-header';
 let connects = 0;
@@ -43,6 +43,9 @@ function answerConnect(socket: Socket, target: string): void {
   switch (behaviour) {
     case 'huge-header':
       socket.end(head('200 Connection Established', [['x-huge', 'a'.repeat(64 * 1024)]]));
+      return;
+    case 'close-after-connect':
+      socket.end('HTTP/1.1 200 Connection Established\r\n\r\n');
       return;
     case 'not-http':
       socket.end('SSH-2.0-OpenSSH_9.6\r\n\r\n');
@@ -118,6 +121,17 @@ describe('a hostile CONNECT answer', () => {
     expect(f.upstream.requests).toEqual([]);
     expect(connects).toBe(1);
     await keyNotBlamed();
+  });
+});
+
+describe('a tunnel closed as soon as it opened', () => {
+  it('502 upstream_unreachable after one CONNECT, as a connection the upstream closed would be', async () => {
+    // The gateway cannot tell the proxy's close from the upstream's: a reset, as any other.
+    behaviour = 'close-after-connect';
+    const answer = await call(f, '/chat/completions', { body: CHAT });
+    expect(answer.status).toBe(502);
+    expect(answer.json).toEqual({ error: { message: expect.any(String), type: 'server_error', param: null, code: 'upstream_unreachable' } });
+    expect(connects).toBe(1);
   });
 });
 

@@ -142,6 +142,8 @@ export function classifyAttempt(result: AttemptResult): Verdict {
   if (result.status !== undefined) {
     const byStatus = statusVerdict(result.status, result.error, privileged);
     if (byStatus.kind === 'disable' || byStatus.kind === 'rate_limited') return byStatus;
+    // A body that did not decode adds nothing to what its status said (a 500 is still one).
+    if (isMalformedAnswer(result.transportCode) && byStatus.kind !== 'ok') return byStatus;
   }
   return transportVerdict(result.transportCode);
 }
