@@ -2,7 +2,7 @@
 // (JSON, SSE, an error body read for the key's health), an SSE line of hundreds of MB with no
 // newline, a body that trickles forever or stops after its headers, an error body of many MB, a
 // list page that is huge, malformed or endless. The gateway holds a bounded amount (measured here
-// with process.memoryUsage(): it runs in this process), answers within its timeouts, and blames the
+// with process.memoryUsage(), heap and buffers: it runs in this process), answers within its timeouts, and blames the
 // pool key only for what is the key's (a 401 is; a body that does not decode is not).
 import { type Socket } from 'node:net';
 import { constants, deflateRawSync, gzipSync } from 'node:zlib';
@@ -47,11 +47,17 @@ function bombSegment(byte: number): Buffer {
   return deflateRawSync(Buffer.alloc(16 * MB, byte), { level: 9, finishFlush: constants.Z_SYNC_FLUSH });
 }
 
+/** What the process holds: its JS heap and the buffers outside it (RSS stays high once grown). */
+const held = (): number => {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+};
+
 /** Reads the answer's body up to `stopAfter` bytes, sampling the process's memory as it goes. */
 async function readMeasured(res: Response, stopAfter = Number.POSITIVE_INFINITY): Promise<{ bytes: number; growth: number; text: string; cut: boolean }> {
-  const before = process.memoryUsage().rss;
+  const before = held();
   let peak = before;
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+  const sampler = setInterval(() => (peak = Math.max(peak, held())), 20);
   const reader = (res.body as ReadableStream<Uint8Array>).getReader();
   let bytes = 0;
   let tail = '';
@@ -72,7 +78,7 @@ async function readMeasured(res: Response, stopAfter = Number.POSITIVE_INFINITY)
   } finally {
     clearInterval(sampler);
   }
-  peak = Math.max(peak, process.memoryUsage().rss);
+  peak = Math.max(peak, held());
   return { bytes, growth: peak - before, text: tail, cut };
 }
 
@@ -166,6 +172,28 @@ describe('a gzip bomb, although the gateway asked for identity', () => {
     const answer = await call(f, '/chat/completions', { body: CHAT });
     expect(answer.status).toBe(502);
     expect(answer.json.error).toMatchObject({ type: 'server_error', code: 'upstream_invalid_response' });
+    await keyNotBlamed();
+  });
+});
+
+describe('a compressed success body that does not decode', () => {
+  const bad = Buffer.concat([GZIP_HEADER, Buffer.from('this is not deflate data at all, not at all')]);
+
+  it('as JSON: the connection is cut, never a body that looks whole', async () => {
+    f.upstream.answer((socket) => socket.end(Buffer.concat([Buffer.from(head('200 OK', [JSON_TYPE, GZIP, ['content-length', bad.length]])), bad])));
+    // Cut before or after the headers went out, as the decoder's error comes.
+    const cut = await post('/chat/completions', CHAT).then(
+      async (res) => (await readMeasured(res)).cut,
+      () => true,
+    );
+    expect(cut).toBe(true);
+    await keyNotBlamed();
+  });
+
+  it('as SSE: the stream ends with the upstream_stream_interrupted error event', async () => {
+    f.upstream.answer((socket) => socket.end(Buffer.concat([Buffer.from(head('200 OK', [SSE_TYPE, GZIP, ['content-length', bad.length]])), bad])));
+    const read = await readMeasured(await post('/chat/completions', { ...CHAT, stream: true }));
+    expect(read.text).toContain('"code":"upstream_stream_interrupted"');
     await keyNotBlamed();
   });
 });
@@ -292,6 +320,14 @@ describe('a list page the gateway filters per user', () => {
     expect(answer.json.error).toMatchObject({ type: 'server_error', code: 'upstream_invalid_response' });
     expect(answer.text).not.toContain('file-abc');
     await keyNotBlamed();
+  });
+
+  it('of JSON with no `data` list: passed as it came, having no items to filter', async () => {
+    const body = JSON.stringify({ files: [] });
+    f.upstream.answer((socket) => socket.end(head('200 OK', [JSON_TYPE, ['content-length', body.length]]) + body));
+    const answer = await call(f, '/files');
+    expect(answer.status).toBe(200);
+    expect(answer.text).toBe(body);
   });
 
   it('whose `object` is not "list": filtered all the same, another user\'s file not shown', async () => {

@@ -128,7 +128,7 @@ describe('a content-length that lies', () => {
     f.upstream.answer((socket) => socket.end(head('500 Internal Server Error', [JSON_TYPE, ['content-length', 5000]]) + '{"error":'));
     const answer = await call(f, '/chat/completions', { body: CHAT });
     expect(answer.status).toBe(502);
-    expect(answer.json.error.type).toBe('server_error');
+    expect(answer.json.error).toMatchObject({ type: 'server_error', code: 'upstream_unreachable' });
   });
 });
 
