@@ -5,7 +5,7 @@
 // that is the upstream's fault (docs/reliability.md, Hostile upstreams).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { CHAT, type HostileFixture, call, startHostile } from './helpers/hostile-upstream-fixture.js';
+import { CHAT, HEADERS_MS, type HostileFixture, call, startHostile } from './helpers/hostile-upstream-fixture.js';
 import { head } from './helpers/raw-upstream.js';
 
 let f: HostileFixture;
@@ -75,6 +75,28 @@ describe('a header section past what the gateway reads', () => {
     expect(answer.json.error.code).toBe('upstream_timeout');
     expect(process.memoryUsage().rss - before).toBeLessThan(256 * 1024 * 1024);
     await f.upstream.whenIdle();
+  });
+
+  it('informational answers (103) without end: 504 upstream_timeout at the headers deadline', async () => {
+    f.upstream.answer((socket) => {
+      const timer = setInterval(() => socket.write('HTTP/1.1 103 Early Hints\r\nlink: </a>; rel=preload\r\n\r\n'), 50);
+      socket.once('close', () => clearInterval(timer));
+    });
+    const started = performance.now();
+    const answer = await call(f, '/chat/completions', { body: CHAT });
+    expect(answer.status).toBe(504);
+    expect(answer.json.error.code).toBe('upstream_timeout');
+    expect(performance.now() - started).toBeLessThan(HEADERS_MS + 5_000);
+  });
+
+  it('an informational answer (103) ahead of the real one: the real one reaches the client', async () => {
+    f.upstream.answer((socket) => {
+      socket.write('HTTP/1.1 103 Early Hints\r\nlink: </a>; rel=preload\r\n\r\n');
+      setTimeout(() => socket.end(head('200 OK', [JSON_TYPE, ['content-length', OK_BODY.length]]) + OK_BODY), 200);
+    });
+    const answer = await call(f, '/chat/completions', { body: CHAT });
+    expect(answer.status).toBe(200);
+    expect(answer.json.id).toBe('chatcmpl-1');
   });
 
   it('a few hundred small headers pass as they came', async () => {
