@@ -166,9 +166,11 @@ describe('a gzip bomb, although the gateway asked for identity', () => {
     expect(await f.key()).toMatchObject({ state: 'disabled', reason: 'invalid_api_key' });
   });
 
-  it('as an error body that does not decode: 502 upstream_invalid_response, the key not blamed', async () => {
-    const bad = Buffer.concat([GZIP_HEADER, Buffer.from('this is not deflate data at all, not at all')]);
-    f.upstream.answer((socket) => socket.end(Buffer.concat([Buffer.from(head('400 Bad Request', [JSON_TYPE, GZIP, ['content-length', bad.length]])), bad])));
+  it.each([
+    ['gzip', Buffer.concat([GZIP_HEADER, Buffer.from('this is not deflate data at all, not at all')])],
+    ['br', Buffer.from('this is not brotli data at all, not at all')],
+  ])('as a %s error body that does not decode: 502 upstream_invalid_response, the key not blamed', async (encoding, bad) => {
+    f.upstream.answer((socket) => socket.end(Buffer.concat([Buffer.from(head('400 Bad Request', [JSON_TYPE, ['content-encoding', encoding], ['content-length', bad.length]])), bad])));
     const answer = await call(f, '/chat/completions', { body: CHAT });
     expect(answer.status).toBe(502);
     expect(answer.json.error).toMatchObject({ type: 'server_error', code: 'upstream_invalid_response' });

@@ -44,7 +44,7 @@ describe('the error the client gets', () => {
     expect(mapUpstreamError(err)).toMatchObject({ code: 'upstream_invalid_response', status: 502 });
   });
 
-  it.each(['UND_ERR_HEADERS_OVERFLOW', 'HPE_INVALID_CONSTANT', 'Z_DATA_ERROR'])('%s: 502 upstream_invalid_response', (code) => {
+  it.each(['UND_ERR_HEADERS_OVERFLOW', 'HPE_INVALID_CONSTANT', 'Z_DATA_ERROR', 'ERR__ERROR_FORMAT_PADDING_1'])('%s: 502 upstream_invalid_response', (code) => {
     expect(isMalformedAnswer(code)).toBe(true);
     const err = Object.assign(new Error('x'), { code });
     const mapped = mapUpstreamError(err);

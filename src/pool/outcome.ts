@@ -62,13 +62,14 @@ const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEO
 
 // The upstream answered, with bytes that are not a valid answer: a header section past undici's
 // bound (16 KB), a status or header line llhttp cannot parse (`HPE_*`), a content-length that
-// disagrees with itself, a compressed body that does not decode (`Z_*`, zlib's codes). Whatever
+// disagrees with itself, a compressed body that does not decode (`Z_*`, zlib's codes; `ERR__ERROR_*`,
+// Node's for brotli's decoder errors). Whatever
 // key asked, the same bytes would have come: the upstream's fault, not the key's. A cut connection
 // or a stall is not one of these (they stay transient: a key's traffic may be what is cut).
 const MALFORMED_CODES = new Set(['UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE']);
 
 export function isMalformedAnswer(code: string | undefined): boolean {
-  return code !== undefined && (MALFORMED_CODES.has(code) || code.startsWith('HPE_') || code.startsWith('Z_'));
+  return code !== undefined && (MALFORMED_CODES.has(code) || code.startsWith('HPE_') || code.startsWith('Z_') || code.startsWith('ERR__ERROR_'));
 }
 
 /** Before any byte of the request can have left: always safe to send elsewhere. */

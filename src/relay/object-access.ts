@@ -93,8 +93,9 @@ function parseList(bytes: Buffer): unknown {
 
 /**
  * A list of `kind` objects less what the user may not see; undefined when it is to be sent as it
- * is; throws upstream_invalid_response for an answer that is not JSON. Items of other kinds pass (the base models of GET /models are everyone's). Without a kind
- * (a list of an operation the table does not know), items of every tracked kind are filtered.
+ * is; throws upstream_invalid_response for an answer that is not JSON. Items of other kinds pass
+ * (the base models of GET /models are everyone's). Without a kind (a list of an operation the
+ * table does not know), items of every tracked kind are filtered.
  */
 export async function filterList(
   access: ObjectAccess,
