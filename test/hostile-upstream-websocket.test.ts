@@ -1,10 +1,11 @@
-// A WebSocket handshake refused by a hostile upstream: a refusal whose body never ends (endless
-// bytes, or a trickle). The gateway keeps 64 KB of it, waits no longer than timeouts.bodyIdleMs
-// for the rest, and gives the client the refusal's status; the 401 is the key's all the same.
+// A WebSocket handshake answered by a hostile upstream: a refusal whose body never ends (endless
+// bytes, or a trickle), informational answers without end. The gateway keeps 64 KB of a refusal,
+// waits no longer than timeouts.bodyIdleMs for the rest, and gives the client the refusal's
+// status (the 401 is the key's all the same); the real answer must come within timeouts.headersMs.
 import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { BODY_IDLE_MS, type HostileFixture, startHostile } from './helpers/hostile-upstream-fixture.js';
+import { BODY_IDLE_MS, HEADERS_MS, type HostileFixture, startHostile } from './helpers/hostile-upstream-fixture.js';
 import { head } from './helpers/raw-upstream.js';
 
 let f: HostileFixture;
@@ -67,5 +68,18 @@ it('a 429 whose body trickles forever: the client gets the 429 once timeouts.bod
   const answer = await handshake();
   expect(answer.status).toBe(429);
   expect(performance.now() - started).toBeLessThan(BODY_IDLE_MS + 5_000);
+  await f.upstream.whenIdle();
+});
+
+it('informational answers (103) without end: 504 upstream_timeout at the headers deadline', async () => {
+  f.upstream.answer((socket) => {
+    const timer = setInterval(() => socket.write('HTTP/1.1 103 Early Hints\r\nlink: </a>; rel=preload\r\n\r\n'), 50);
+    socket.once('close', () => clearInterval(timer));
+  });
+  const started = performance.now();
+  const answer = await handshake();
+  expect(answer.status).toBe(504);
+  expect(JSON.parse(answer.body).error.code).toBe('upstream_timeout');
+  expect(performance.now() - started).toBeLessThan(HEADERS_MS + 5_000);
   await f.upstream.whenIdle();
 });

@@ -3,7 +3,7 @@
 // key's: the handshake goes to another key, or the refusal goes to the client with its status).
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import { type Dispatcher, errors } from 'undici';
 import { ClientAbortError } from './exchange.js';
 
 export type UpgradeResult =
@@ -53,7 +53,13 @@ export function upgradeUpstream(dispatcher: Dispatcher, options: Dispatcher.Disp
         if (!settle({ kind: 'upgraded', status, headers, socket })) socket.destroy();
       },
       onResponseStart(c, status, headers) {
-        if (status < 200) return;
+        // undici restarts its headers timeout on each informational answer: from the first, the
+        // real one must come within it, or 103s without end would hold the handshake forever.
+        if (status < 200) {
+          deadline ??= setTimeout(() => c.abort(new errors.HeadersTimeoutError()), options.headersTimeout ?? deadlineMs);
+          return;
+        }
+        clearTimeout(deadline);
         refusal = { status, headers, chunks: [], size: 0 };
         deadline = setTimeout(() => {
           refused();
