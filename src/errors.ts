@@ -71,7 +71,9 @@ export const ERRORS = {
   shutting_down: { status: 503, type: 'server_error', message: 'The gateway is shutting down. Retry the request.' },
   upstream_proxy_error: { status: 502, type: 'server_error', message: 'The outbound proxy failed.' },
   upstream_unreachable: { status: 502, type: 'server_error', message: 'The upstream could not be reached.' },
-  // An upstream answer that cannot be passed on without passing a pool key (src/relay/answer-guard.ts).
+  // An upstream answer that cannot be passed on without passing a pool key (src/relay/answer-guard.ts),
+  // or that is not a valid answer: unparsable HTTP, a header section past 16 KB, a body that does
+  // not decode, a list page that is not JSON (src/relay/upstream-errors.ts, object-access.ts).
   upstream_invalid_response: { status: 502, type: 'server_error', message: 'The upstream sent an answer the gateway cannot pass on safely.' },
   upstream_timeout: { status: 504, type: 'server_error', message: 'The upstream did not answer in time.' },
   upstream_stream_interrupted: {

@@ -311,7 +311,9 @@ export function ownerHintOf(kind: ObjectKind, item: unknown): string | undefined
  * accepts; `first_id`/`last_id` follow the kept items. Undefined when the answer is not a list.
  */
 export function filterListAnswer(answer: unknown, keep: (id: string) => boolean): Json | undefined {
-  if (!isObject(answer) || answer.object !== 'list' || !Array.isArray(answer.data)) return undefined;
+  // Any object with a `data` array, whatever its `object` says: a page in a shape a little off
+  // OpenAI's would otherwise pass unfiltered, other users' objects in it.
+  if (!isObject(answer) || !Array.isArray(answer.data)) return undefined;
   const data = answer.data.filter((item) => isObject(item) && typeof item.id === 'string' && keep(item.id));
   const out: Json = { ...answer, data };
   const first = data[0] as Json | undefined;

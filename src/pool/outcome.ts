@@ -54,11 +54,23 @@ export type Verdict =
   /** 5xx, timeouts, connection failures: counted towards the key's circuit breaker. */
   | { kind: 'transient'; reason: TransientReason }
   /** Nothing to learn about the key (the proxy failed, the client left, the model is not in the key's project). */
-  | { kind: 'ignored'; reason: 'proxy' | 'client_aborted' | 'model_unavailable' | 'rotated' };
+  | { kind: 'ignored'; reason: 'proxy' | 'client_aborted' | 'model_unavailable' | 'rotated' | 'malformed_answer' };
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN']);
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED']);
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+// The upstream answered, with bytes that are not a valid answer: a header section past undici's
+// bound (16 KB), a status or header line llhttp cannot parse (`HPE_*`), a content-length that
+// disagrees with itself, a compressed body that does not decode (`Z_*`, zlib's codes; `ERR__ERROR_*`,
+// Node's for brotli's decoder errors). Whatever
+// key asked, the same bytes would have come: the upstream's fault, not the key's. A cut connection
+// or a stall is not one of these (they stay transient: a key's traffic may be what is cut).
+const MALFORMED_CODES = new Set(['UND_ERR_HEADERS_OVERFLOW', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_RES_EXCEEDED_MAX_SIZE']);
+
+export function isMalformedAnswer(code: string | undefined): boolean {
+  return code !== undefined && (MALFORMED_CODES.has(code) || code.startsWith('HPE_') || code.startsWith('Z_') || code.startsWith('ERR__ERROR_'));
+}
 
 /** Before any byte of the request can have left: always safe to send elsewhere. */
 export function failedToConnect(code: string | undefined): boolean {
@@ -70,6 +82,7 @@ export function isReset(code: string | undefined): boolean {
 }
 
 function transportVerdict(code: string | undefined): Verdict {
+  if (isMalformedAnswer(code)) return { kind: 'ignored', reason: 'malformed_answer' };
   if (code !== undefined && TIMEOUT_CODES.has(code)) return { kind: 'transient', reason: 'timeout' };
   if (code !== undefined && CONNECT_CODES.has(code)) return { kind: 'transient', reason: 'connect_error' };
   if (isReset(code)) return { kind: 'transient', reason: 'connection_reset' };
@@ -130,6 +143,8 @@ export function classifyAttempt(result: AttemptResult): Verdict {
   if (result.status !== undefined) {
     const byStatus = statusVerdict(result.status, result.error, privileged);
     if (byStatus.kind === 'disable' || byStatus.kind === 'rate_limited') return byStatus;
+    // A body that did not decode adds nothing to what its status said (a 500 is still one).
+    if (isMalformedAnswer(result.transportCode) && byStatus.kind !== 'ok') return byStatus;
   }
   return transportVerdict(result.transportCode);
 }

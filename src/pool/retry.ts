@@ -126,6 +126,8 @@ function retryable(failure: FailedAttempt, verdict: Verdict): boolean {
     case 'disable':
       return true;
     case 'ignored':
+      // A malformed answer came after the request was sent: the upstream may be working on it.
+      if (verdict.reason === 'malformed_answer') return SAFE_METHODS.has(failure.method.toUpperCase());
       return verdict.reason !== 'client_aborted';
     case 'transient': {
       if (failure.transportCode === undefined) return verdict.reason === 'server_error';

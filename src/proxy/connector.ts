@@ -40,6 +40,13 @@ export function chainConnector(options: ChainOptions): buildConnector.connector 
     for (const proxy of options.health.candidates(options.proxies)) {
       try {
         const socket = await openWithin(options.tunnelFor(proxy), proxy, target, options.connectMs);
+        // An upstream speaks only once asked: bytes already in the tunnel are the proxy's own. Handed
+        // to undici, they fail the connection before the request is written, and undici then opens
+        // another tunnel for the same request, and another, without end.
+        if (socket.readableLength > 0) {
+          socket.destroy();
+          throw new ProxyError('protocol', proxy, `sent bytes of its own into the tunnel to ${target.host}:${target.port}`);
+        }
         options.health.succeeded(proxy);
         return socket;
       } catch (err) {

@@ -10,7 +10,7 @@
 // failed before undici began writing it (a refused connection, a proxy that failed); once it has
 // been read, the failing key's answer is passed on.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Dispatcher } from 'undici';
+import { type Dispatcher, errors } from 'undici';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
 import { type AttemptResult, parseUpstreamError } from '../pool/outcome.js';
@@ -155,7 +155,7 @@ async function attempts(r: RelayRequest, deps: RelayDeps, failover: Failover, si
     }
     const { answer } = guarded;
     if (answer.status < 400) return deliver(answer, attempt, r, signal, started, deps);
-    const held = await hold(answer, ERROR_BODY_LIMIT, signal);
+    const held = await hold(answer, ERROR_BODY_LIMIT, signal, deps.timeouts.bodyIdleMs);
     if (signal.aborted) return aborted(attempt);
     const result: AttemptResult = { status: answer.status, headers: answer.headers, error: parseUpstreamError(held.bytes) };
     if (held.error) result.transportCode = errorCode(held.error);
@@ -183,13 +183,20 @@ function upstreamRequest(r: RelayRequest, choice: PoolChoice, path: string, body
   };
 }
 
-/** Reads an answer whole (bounded); a client that goes away meanwhile aborts the upstream. */
-async function hold(answer: UpstreamAnswer, limit: number, signal: AbortLike): Promise<Held> {
+/**
+ * Reads an answer whole (bounded); a client that goes away meanwhile aborts the upstream. The
+ * client sees nothing while an answer is held, so all of it must come within `deadlineMs` (the
+ * longest silence of an upstream, timeouts.bodyIdleMs): a body that trickles a byte at a time
+ * never meets the idle timeout, and would hold the client forever.
+ */
+async function hold(answer: UpstreamAnswer, limit: number, signal: AbortLike, deadlineMs: number): Promise<Held> {
   const stop = () => answer.body.destroy(new ClientAbortError());
   signal.addEventListener('abort', stop, { once: true });
+  const timer = setTimeout(() => answer.body.destroy(new errors.BodyTimeoutError('The held answer did not come whole in time.')), deadlineMs);
   try {
     return await readBounded(answer.body, limit);
   } finally {
+    clearTimeout(timer);
     signal.removeEventListener('abort', stop);
   }
 }
@@ -225,7 +232,7 @@ async function deliver(answer: UpstreamAnswer, attempt: Attempt, r: RelayRequest
   const choice = attempt.choice;
   const tap = r.tap?.(choice);
   const json = String(answer.headers['content-type'] ?? '').toLowerCase().includes('json');
-  if (r.filterList && answer.status < 300 && json) return deliverList(answer, attempt, r, tap, signal, started, masker);
+  if (r.filterList && answer.status < 300 && json) return deliverList(answer, attempt, r, tap, signal, started, masker, deps.timeouts.bodyIdleMs);
   const mask = masker.stream(answer.headers['content-length'] !== undefined);
   const result = await deliverStream(answer, { res: r.res, requestId: r.requestId, extraHeaders: r.extraHeaders, tap, mask, started, streams });
   if (result.outcome === 'client_aborted') attempt.finish({ clientAborted: true });
@@ -241,8 +248,9 @@ async function deliverList(
   signal: AbortLike,
   started: number,
   masker: Masker,
+  deadlineMs: number,
 ): Promise<Outcome> {
-  const held = await hold(answer, LIST_BODY_LIMIT, signal);
+  const held = await hold(answer, LIST_BODY_LIMIT, signal, deadlineMs);
   if (signal.aborted) return aborted(attempt, true);
   attempt.finish({ status: answer.status, headers: answer.headers, transportCode: held.error ? errorCode(held.error) : undefined });
   if (held.error) return sendError(r, mapUpstreamError(held.error));

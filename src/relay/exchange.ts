@@ -5,7 +5,7 @@
 // to another key whatever the method; after it the upstream may have the request (retry.ts).
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import { type Dispatcher, errors } from 'undici';
 import type { AbortLike } from './client-gone.js';
 
 export interface UpstreamAnswer {
@@ -22,6 +22,9 @@ export type ExchangeResult =
    * working on it (and billing it); `aborted`: the caller's signal ended it.
    */
   | { ok: false; error: Error; written: boolean; sent: boolean; aborted: boolean };
+
+// undici's own default, for a dispatch that sets none.
+const DEFAULT_HEADERS_MS = 300_000;
 
 export class ClientAbortError extends Error {
   override name = 'ClientAbortError';
@@ -43,6 +46,7 @@ export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOpt
     let body: Readable | undefined;
     let settled = false;
     let ended = false;
+    let informational: NodeJS.Timeout | undefined;
     const settle = (result: ExchangeResult) => {
       signal.removeEventListener('abort', onAbort);
       if (settled) return;
@@ -66,7 +70,14 @@ export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOpt
         written = true;
       },
       onResponseStart(c, status, headers) {
-        if (status < 200) return; // 1xx informational answers come before the real one
+        // 1xx informational answers come before the real one. undici restarts its headers timeout
+        // on each: an upstream sending 103s without end would hold the request forever. From the
+        // first, the real answer must come within the headers timeout.
+        if (status < 200) {
+          informational ??= setTimeout(() => c.abort(new errors.HeadersTimeoutError()), options.headersTimeout ?? DEFAULT_HEADERS_MS);
+          return;
+        }
+        clearTimeout(informational);
         body = new Readable({
           read: () => c.resume(),
           // Whoever destroys the body (the client went away) ends the upstream request with it.
@@ -87,6 +98,7 @@ export function exchange(dispatcher: Dispatcher, options: Dispatcher.DispatchOpt
         body?.push(null);
       },
       onResponseError(_c, error) {
+        clearTimeout(informational);
         if (body) body.destroy(error);
         else settle({ ok: false, error, written, sent: sent(), aborted: signal.aborted });
       },

@@ -81,18 +81,21 @@ export async function pinnedKey(
   }
 }
 
+const NOT_JSON = Symbol('not JSON');
+
 function parseList(bytes: Buffer): unknown {
   try {
     return JSON.parse(bytes.toString('utf8'));
   } catch {
-    return undefined;
+    return NOT_JSON;
   }
 }
 
 /**
  * A list of `kind` objects less what the user may not see; undefined when it is to be sent as it
- * is. Items of other kinds pass (the base models of GET /models are everyone's). Without a kind
- * (a list of an operation the table does not know), items of every tracked kind are filtered.
+ * is; throws upstream_invalid_response for an answer that is not JSON. Items of other kinds pass
+ * (the base models of GET /models are everyone's). Without a kind (a list of an operation the
+ * table does not know), items of every tracked kind are filtered.
  */
 export async function filterList(
   access: ObjectAccess,
@@ -103,6 +106,9 @@ export async function filterList(
   allowed?: (id: string) => boolean,
 ): Promise<Buffer | undefined> {
   const answer = parseList(bytes);
+  // Not JSON (cut, garbage): it cannot be filtered, so it is not passed on, lest other users'
+  // objects go out with it. JSON of a shape with no `data` list has no items to filter: it passes.
+  if (answer === NOT_JSON) throw new GatewayError('upstream_invalid_response', { message: 'The upstream answered a list request with a body that is not JSON.' });
   const all = filterListAnswer(answer, () => true);
   if (!all) return undefined;
   const filtered = (id: string): boolean => (kind === undefined ? objectKindOf(id) !== undefined : objectKindOf(id) === kind);

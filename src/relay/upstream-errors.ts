@@ -1,6 +1,8 @@
 // Maps a failure of the upstream call to the gateway's error catalogue, on error classes and on
 // undici's and Node's error codes, never on message text.
+import { errors } from 'undici';
 import { GatewayError } from '../errors.js';
+import { isMalformedAnswer } from '../pool/outcome.js';
 import { ProxyError } from '../proxy/errors.js';
 
 const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
@@ -10,6 +12,8 @@ export function errorCode(err: unknown): string | undefined {
   for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
     const code = (current as NodeJS.ErrnoException).code;
     if (typeof code === 'string') return code;
+    // undici's parser error may come without its llhttp code: it is one still.
+    if (current instanceof errors.HTTPParserError) return 'HPE_INVALID';
     current = current.cause;
   }
   return undefined;
@@ -43,6 +47,9 @@ export function mapUpstreamError(err: unknown): GatewayError {
   const code = errorCode(err);
   if (code !== undefined && TIMEOUTS.has(code)) {
     return new GatewayError('upstream_timeout', { cause: err });
+  }
+  if (isMalformedAnswer(code)) {
+    return new GatewayError('upstream_invalid_response', { message: 'The upstream sent an answer that is not valid HTTP, or a body that does not decode.', cause: err });
   }
   if (code === 'UND_ERR_INVALID_ARG') {
     return new GatewayError('invalid_header', { cause: err });

@@ -3,7 +3,7 @@
 // key's: the handshake goes to another key, or the refusal goes to the client with its status).
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Dispatcher } from 'undici';
+import { type Dispatcher, errors } from 'undici';
 import { ClientAbortError } from './exchange.js';
 
 export type UpgradeResult =
@@ -14,13 +14,19 @@ export type UpgradeResult =
 
 const REFUSAL_BODY_LIMIT = 64 * 1024;
 
-export function upgradeUpstream(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, signal: AbortSignal): Promise<UpgradeResult> {
+/**
+ * `deadlineMs`: how long a refusal's body may take to come whole (timeouts.bodyIdleMs); one that
+ * trickles, or goes on past 64 KB, is judged on what came, and the rest is not waited for.
+ */
+export function upgradeUpstream(dispatcher: Dispatcher, options: Dispatcher.DispatchOptions, signal: AbortSignal, deadlineMs: number): Promise<UpgradeResult> {
   return new Promise((resolve) => {
     let controller: Dispatcher.DispatchController | undefined;
     let written = false;
     let refusal: { status: number; headers: IncomingHttpHeaders; chunks: Buffer[]; size: number } | undefined;
     let settled = false;
+    let deadline: NodeJS.Timeout | undefined;
     const settle = (result: UpgradeResult): boolean => {
+      clearTimeout(deadline);
       signal.removeEventListener('abort', onAbort);
       if (settled) return false;
       settled = true;
@@ -46,14 +52,29 @@ export function upgradeUpstream(dispatcher: Dispatcher, options: Dispatcher.Disp
       onRequestUpgrade(_c, status, headers, socket) {
         if (!settle({ kind: 'upgraded', status, headers, socket })) socket.destroy();
       },
-      onResponseStart(_c, status, headers) {
-        if (status >= 200) refusal = { status, headers, chunks: [], size: 0 };
+      onResponseStart(c, status, headers) {
+        // undici restarts its headers timeout on each informational answer: from the first, the
+        // real one must come within it, or 103s without end would hold the handshake forever.
+        if (status < 200) {
+          deadline ??= setTimeout(() => c.abort(new errors.HeadersTimeoutError()), options.headersTimeout ?? deadlineMs);
+          return;
+        }
+        clearTimeout(deadline);
+        refusal = { status, headers, chunks: [], size: 0 };
+        deadline = setTimeout(() => {
+          refused();
+          c.abort(new ClientAbortError());
+        }, deadlineMs);
       },
-      onResponseData(_c, chunk) {
-        if (!refusal || refusal.size >= REFUSAL_BODY_LIMIT) return;
+      onResponseData(c, chunk) {
+        if (!refusal || settled) return;
         const part = chunk.subarray(0, REFUSAL_BODY_LIMIT - refusal.size);
         refusal.chunks.push(part);
         refusal.size += part.length;
+        if (refusal.size < REFUSAL_BODY_LIMIT) return;
+        // Nothing past the bound is kept: no need to read it.
+        refused();
+        c.abort(new ClientAbortError());
       },
       onResponseEnd: refused,
       onResponseError(_c, error) {

@@ -132,7 +132,7 @@ interface Handshake {
   requestId: string;
 }
 
-function handshakeRequest(h: Handshake, choice: PoolChoice): Dispatcher.DispatchOptions {
+function handshakeRequest(h: Handshake, choice: PoolChoice, timeouts: Config['timeouts']): Dispatcher.DispatchOptions {
   const headers = upstreamRequestHeaders(h.req.headers, choice, undefined);
   delete headers['accept-encoding'];
   delete headers['sec-websocket-protocol'];
@@ -145,6 +145,7 @@ function handshakeRequest(h: Handshake, choice: PoolChoice): Dispatcher.Dispatch
     method: 'GET',
     headers,
     upgrade: 'websocket',
+    headersTimeout: timeouts.headersMs,
   };
 }
 
@@ -172,7 +173,7 @@ async function openUpstream(deps: UpgradeDeps, h: Handshake, tried: TriedKey[]):
       }
       const attempt = failover.start(selection);
       const { choice } = attempt;
-      const result = await upgradeUpstream(deps.outbound.dispatcherFor(choice), handshakeRequest(h, choice), controller.signal);
+      const result = await upgradeUpstream(deps.outbound.dispatcherFor(choice), handshakeRequest(h, choice, deps.config.timeouts), controller.signal, deps.config.timeouts.bodyIdleMs);
       if (result.kind === 'upgraded') {
         attempt.finish({ status: result.status, headers: result.headers });
         return { choice, headers: result.headers, socket: result.socket };
