@@ -17,6 +17,7 @@ import { type Config, ConfigError } from './config.js';
 import { GatewayError, errorBody } from './errors.js';
 import { capConnections } from './inbound/connection-cap.js';
 import { type Cors, createCors } from './inbound/cors.js';
+import { refuseExpectation } from './inbound/expectations.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
 import { webSocketUpgradesOnly } from './inbound/upgrade-offers.js';
 import { createLogger, loggerOptions } from './logger.js';
@@ -126,6 +127,11 @@ function serverWithLane(config: Config, guard: SlowClientGuard, log: Logger, cor
         )
       : createServer(http, onRequest);
     capConnections(server, config.tls !== undefined, config.inbound.maxConnections, log);
+    // Node would answer an unknown expectation itself, with an empty 417 (src/inbound/expectations.ts).
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      cors.decorate(req, res);
+      refuseExpectation(req, res);
+    });
     server.setTimeout(config.inbound.idleMs);
     server.on('timeout', guard.onSilence);
     return server;
