@@ -105,8 +105,7 @@ describe('request targets, fuzzed', () => {
         if (withBody) headers.push(['content-type', 'application/json']);
         const before = fx.fake.requests.length;
         const reply = await rawExchange(fx.gateway.port, httpRequest(verb, raw, headers, withBody ? CHAT : undefined), { head: verb === 'HEAD' });
-        tally.add(reply);
-        checkReply(fx, label, reply, before, { head: verb === 'HEAD' });
+        tally.add(reply, await checkReply(fx, label, reply, before, { head: verb === 'HEAD' }));
         for (const sent of fx.fake.requests.slice(before)) {
           const path = sent.path.slice(1).split('/');
           expect(path[0], `${label}: upstream path ${sent.path}`).toBe('v1');
