@@ -223,15 +223,16 @@ export async function whoAnswered(fx: FuzzGateway, reply: RawReply): Promise<'ga
  * every error of the gateway OpenAI-shaped (the upstream's reach the client as it sent them:
  * README, Errors), no upstream request for a request the gateway refused itself, and an upstream
  * request behind every answer the upstream made. `upstreamBefore`: the fake's count of requests
- * before this one was sent; `pipelined`: the bytes hold a second request after the first. Resolves
- * who answered.
+ * before this one was sent; `pipelined`: the bytes hold a second request after the first;
+ * `alongside`: other requests were in flight (upstream requests are then counted by the caller).
+ * Resolves who answered.
  */
 export async function checkReply(
   fx: FuzzGateway,
   label: string,
   reply: RawReply,
   upstreamBefore: number,
-  options: { head?: boolean; pipelined?: boolean } = {},
+  options: { head?: boolean; pipelined?: boolean; alongside?: boolean } = {},
 ): Promise<'gateway' | 'upstream'> {
   // A request followed on its connection by bytes that are not HTTP is not answered: the parse
   // error closes the connection (src/inbound/slow-clients.ts, clientError).
@@ -248,9 +249,11 @@ export async function checkReply(
     const id = reply.headers['x-keyrelay-request-id'];
     expect(fx.gateway.logs.some((line) => line.requestId === id && line.level === 50), `${label}: the 500's log line`).toBe(true);
   }
+  if (who === 'gateway' && reply.status >= 400 && !options.head) expectOpenAIError(reply.body, label);
+  // Requests sent side by side are counted together by the caller (upstreamCount).
+  if (options.alongside) return who;
   const sent = fx.fake.requests.length - upstreamBefore;
   if (who === 'gateway') {
-    if (reply.status >= 400 && !options.head) expectOpenAIError(reply.body, label);
     if (reply.status >= 400 && reply.status < 500) expect(sent, `${label}: upstream requests for a refused request`).toBe(0);
   } else if (reply.headers['x-request-id'] !== reply.headers['x-keyrelay-request-id']) {
     // The fake's handler answered (it names every answer): the fake saw the request.
