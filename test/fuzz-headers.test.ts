@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN } from './helpers/gateway.js';
-import { type FuzzGateway, POOL_KEY, Tally, checkAlive, checkLedger, checkReply, fuzz, httpRequest, rawExchange, startFuzzGateway } from './helpers/fuzz.js';
+import { FUZZ_TIMEOUT, type FuzzGateway, POOL_KEY, Tally, checkAlive, checkLedger, checkReply, fuzz, httpRequest, rawExchange, startFuzzGateway } from './helpers/fuzz.js';
 
 let fx: FuzzGateway;
 
@@ -123,5 +123,5 @@ describe('request headers, fuzzed', () => {
     );
     await checkAlive(fx);
     console.log(`fuzz-headers: ${tally}`);
-  });
+  }, FUZZ_TIMEOUT);
 });

@@ -6,7 +6,7 @@
 // and with requests in flight side by side.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FuzzGateway, Tally, checkAlive, checkLedger, checkReply, fuzz, httpRequest, rawExchange, startFuzzGateway } from './helpers/fuzz.js';
+import { FUZZ_TIMEOUT, type FuzzGateway, Tally, checkAlive, checkLedger, checkReply, fuzz, httpRequest, rawExchange, startFuzzGateway } from './helpers/fuzz.js';
 
 let fx: FuzzGateway;
 
@@ -124,11 +124,11 @@ describe('JSON bodies on metered routes, fuzzed', () => {
         await send(route, b, how, type, single);
         await checkLedger(fx, `POST ${route.path}`);
       }),
-      2000,
+      1200,
     );
     await checkAlive(fx);
     console.log(`fuzz-json-bodies, one at a time: ${single}`);
-  });
+  }, FUZZ_TIMEOUT);
 
   it('several side by side: the same, and the ledger whole once they are done', async () => {
     const request = fc.tuple(fc.constantFrom(...ROUTES), body, spelling, contentType);
@@ -144,9 +144,9 @@ describe('JSON bodies on metered routes, fuzzed', () => {
         expect(sent, 'upstream requests of requests side by side').toBeLessThanOrEqual(relayed);
         await checkLedger(fx, 'requests side by side');
       }),
-      300,
+      200,
     );
     await checkAlive(fx);
     console.log(`fuzz-json-bodies, side by side: ${together}`);
-  });
+  }, FUZZ_TIMEOUT);
 });

@@ -5,7 +5,7 @@
 // upstream request has a canonical path (src/relay/path.ts); no 500, no secret out, nothing reserved.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FuzzGateway, POOL_KEY, checkAlive, checkLedger, checkReply, fuzz, httpRequest, rawExchange, startFuzzGateway, Tally } from './helpers/fuzz.js';
+import { FUZZ_TIMEOUT, type FuzzGateway, POOL_KEY, checkAlive, checkLedger, checkReply, fuzz, httpRequest, rawExchange, startFuzzGateway, Tally } from './helpers/fuzz.js';
 
 let fx: FuzzGateway;
 
@@ -115,9 +115,9 @@ describe('request targets, fuzzed', () => {
         if (who !== 'user' && reply.status !== 0) expect(fx.fake.requests.length - before, `${label}: relayed without a key`).toBe(0);
         await checkLedger(fx, label);
       }),
-      1500,
+      1000,
     );
     await checkAlive(fx);
     console.log(`fuzz-paths: ${tally}`);
-  });
+  }, FUZZ_TIMEOUT);
 });

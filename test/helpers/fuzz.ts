@@ -34,6 +34,9 @@ export async function fuzz<T>(property: fc.IAsyncProperty<T>, numRuns: number): 
   }
 }
 
+/** A fuzz test's bound for a hang: its runs take seconds to tens of seconds, more on a busy machine. */
+export const FUZZ_TIMEOUT = 120_000;
+
 export const POOL_KEY = 'sk-pool-fuzz-0123456789abcdefghij';
 /** The fuzz user's daily token limit: far above what the runs spend, so that no run is refused for it. */
 export const TOKEN_LIMIT = 50_000_000;
