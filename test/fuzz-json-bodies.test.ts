@@ -1,5 +1,6 @@
-// Fuzzing of JSON bodies on every metered JSON route: plausible bodies with fields of random types
-// and values, random JSON of any shape, nesting up to and past the 64 levels the gateway reads
+// Fuzzing of JSON bodies on the metered JSON routes (charged by tokens, images, seconds or a flat
+// price): plausible bodies with fields of random types and values, random JSON of any shape,
+// nesting up to and past the 64 levels the gateway reads
 // (src/relay/json-shape.ts), long strings, and texts that are not quite JSON (cut short, trailing
 // bytes, a BOM, a key twice, NUL), under several content types. Each answer keeps the properties
 // of every answer (helpers/fuzz.ts), and the user's ledger holds nothing reserved afterwards, alone
@@ -28,12 +29,14 @@ const ROUTES: Array<{ path: string; base: Record<string, unknown> }> = [
   { path: '/v1/audio/speech', base: { model: 'tts-1', input: 'Say hello', voice: 'alloy' } },
   { path: '/v1/moderations', base: { model: 'omni-moderation-latest', input: 'Say hello' } },
   { path: '/v1/threads/runs', base: { assistant_id: 'asst_abc', max_prompt_tokens: 100, max_completion_tokens: 20 } },
+  { path: '/v1/videos', base: { model: 'sora-2', prompt: 'a cat', seconds: '4' } },
+  { path: '/v1/containers', base: { name: 'fuzz' } },
 ];
 
 const FIELDS = [
   'model', 'messages', 'input', 'prompt', 'max_tokens', 'max_output_tokens', 'max_completion_tokens', 'n', 'stream', 'stream_options', 'size',
   'quality', 'voice', 'response_format', 'tools', 'user', 'prompt_cache_key', 'background', 'store', 'previous_response_id', 'instructions',
-  'dimensions', 'encoding_format', 'stream_format', 'reasoning', 'metadata', 'best_of', 'echo', 'thread', 'assistant_id',
+  'dimensions', 'encoding_format', 'stream_format', 'reasoning', 'metadata', 'best_of', 'echo', 'thread', 'assistant_id', 'seconds', 'memory_limit',
 ];
 
 const special = fc.constantFrom<unknown>(
