@@ -4,7 +4,7 @@
 // upstream sent when the client asked for usage itself; when it did not (the gateway asked on its
 // behalf: src/quota/include-usage.ts), exactly that less the usage chunk and the `"usage":null`
 // OpenAI then adds to every other chunk (src/relay/usage-tap.ts). The usage the stream carries is
-// what the user is charged.
+// what the user is charged. The same for a Responses stream, which the gateway never changes.
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FakeResponse, RecordedRequest } from '../src/dev/fake-upstream.js';
@@ -15,7 +15,7 @@ let script: FakeResponse | undefined;
 
 beforeAll(async () => {
   fx = await startFuzzGateway();
-  fx.fake.handle((req: RecordedRequest) => (req.path === '/v1/chat/completions' ? script : undefined));
+  fx.fake.handle((req: RecordedRequest) => (req.path === '/v1/chat/completions' || req.path === '/v1/responses' ? script : undefined));
 });
 
 afterAll(async () => {
@@ -78,6 +78,25 @@ function render(s: Stream, withUsage: boolean): Buffer {
   return Buffer.concat(out);
 }
 
+/** A Responses stream (`event:` and `data:` lines), its usage in response.completed when `usageChunk`. */
+function renderResponses(s: Stream): Buffer {
+  const response = { id: 'resp_fuzz', object: 'response', model: 'gpt-4o-mini' };
+  const usage = { input_tokens: s.usage.prompt, output_tokens: s.usage.completion, total_tokens: s.usage.prompt + s.usage.completion };
+  const events: object[] = [
+    { type: 'response.created', response: { ...response, status: 'in_progress' } },
+    ...s.deltas.map((delta, i) => ({ type: 'response.output_text.delta', item_id: 'msg_fuzz', output_index: 0, content_index: 0, delta, sequence_number: i + 1 })),
+    { type: 'response.completed', response: { ...response, status: 'completed', ...(s.usageChunk ? { usage } : {}) } },
+  ];
+  const out: Buffer[] = [];
+  events.forEach((event, i) => {
+    if (s.comments.includes(i)) out.push(Buffer.from(`: keep-alive${s.eol}`));
+    const [before, ...after] = `event: ${(event as { type: string }).type}${s.eol}data: ${JSON.stringify(event)}${s.eol}${s.eol}`.split(BAD);
+    out.push(Buffer.from(before as string));
+    for (const rest of after) out.push(BAD_BYTES[s.badBytes] as Buffer, Buffer.from(rest));
+  });
+  return Buffer.concat(out);
+}
+
 function cut(bytes: Buffer, cuts: number[]): Buffer[] {
   const at = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
   const pieces: Buffer[] = [];
@@ -91,6 +110,7 @@ function cut(bytes: Buffer, cuts: number[]): Buffer[] {
 }
 
 const tally = new Tally();
+const responsesTally = new Tally();
 
 describe('SSE from the upstream, fuzzed', () => {
   it('reaches the client byte for byte (less the usage the gateway asked for), and the usage it carries is charged', async () => {
@@ -120,5 +140,28 @@ describe('SSE from the upstream, fuzzed', () => {
     );
     await checkAlive(fx);
     console.log(`fuzz-sse: ${tally}`);
+  }, FUZZ_TIMEOUT);
+
+  it('a Responses stream reaches the client byte for byte, and the usage of response.completed is charged', async () => {
+    await fuzz(
+      fc.asyncProperty(stream, async (s) => {
+        const sent = renderResponses(s);
+        script = { headers: { 'content-type': 'text/event-stream; charset=utf-8' }, chunks: cut(sent, s.cuts) };
+        const dayBefore = (await checkLedger(fx, 'before the stream')).day.tokens;
+        const before = fx.fake.requests.length;
+        const headers: Array<[string, string]> = [['host', 'gateway.test'], ['authorization', `Bearer ${fx.userKey}`], ['content-type', 'application/json']];
+        const request = JSON.stringify({ model: 'gpt-4o-mini', input: 'hi', max_output_tokens: 50, stream: true });
+        const reply = await rawExchange(fx.gateway.port, httpRequest('POST', '/v1/responses', headers, request));
+        const label = `responses stream ${JSON.stringify(sent.toString('latin1').replace(/g{32,}/g, (g) => `g…×${g.length}`).slice(0, 1500))} cut at ${JSON.stringify(s.cuts)}`;
+        responsesTally.add(reply, await checkReply(fx, label, reply, before));
+        expect(reply.status, label).toBe(200);
+        if (!reply.body.equals(sent)) expect(reply.body.toString('latin1'), `${label}: the bytes the client got`).toBe(sent.toString('latin1'));
+        const day = (await checkLedger(fx, label)).day.tokens;
+        if (s.usageChunk) expect(day - dayBefore, `${label}: tokens charged`).toBe(s.usage.prompt + s.usage.completion);
+      }),
+      150,
+    );
+    await checkAlive(fx);
+    console.log(`fuzz-sse, responses: ${responsesTally}`);
   }, FUZZ_TIMEOUT);
 });
