@@ -22,6 +22,7 @@ import { type Cors, createCors } from './inbound/cors.js';
 import { headerCountError, headerSizeOption, keepOneFieldMore } from './inbound/header-limits.js';
 import { refuseOnSocket } from './inbound/raw-answer.js';
 import { HEALTH_PATHS, type RequestCap, createRequestCap } from './inbound/request-cap.js';
+import { refuseExpectation } from './inbound/expectations.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
 import { webSocketUpgradesOnly } from './inbound/upgrade-offers.js';
 import { createLogger, loggerOptions } from './logger.js';
@@ -147,6 +148,11 @@ function serverWithLane(config: Config, inbound: Inbound, log: Logger, cors: Cor
       : createServer(http, onRequest);
     keepOneFieldMore(server, config.inbound);
     capConnections(server, config.tls !== undefined, config.inbound.maxConnections, log, () => metrics.overloaded('connections'));
+    // Node would answer an unknown expectation itself, with an empty 417 (src/inbound/expectations.ts).
+    server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      cors.decorate(req, res);
+      refuseExpectation(req, res);
+    });
     server.setTimeout(config.inbound.idleMs);
     server.on('timeout', guard.onSilence);
     return server;
