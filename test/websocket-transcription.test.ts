@@ -116,6 +116,20 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     expect(usage.day).toMatchObject({ usdMicros: 2 * WORST_SECOND, tokens: 2 * 40, estimatedRequests: 1 });
   });
 
+  it('charges a transcription that completes without a usage the worst case of its audio, marked estimated', async () => {
+    const { id, key } = await m.user('tr-nousage', { limits: { usdPerDay: 1 } });
+    const client = await Client.open(m.gateway, PATH, key);
+    client.send(transcribeWith({ model: TRANSCRIBE, prompt: 'fake:nousage' }));
+    await client.next((e) => e.type === 'echo');
+    client.send(append());
+    client.send({ type: 'input_audio_buffer.commit' });
+    const completed = await client.next((e) => e.type === 'conversation.item.input_audio_transcription.completed');
+    expect(completed.usage).toBeUndefined();
+    await eventually(async () => expect((await m.usage(id)).day).toMatchObject({ usdMicros: WORST_SECOND, tokens: 40, estimatedRequests: 1, reservedUsdMicros: 0 }));
+    client.close();
+    expect((await settledUsage(id)).day).toMatchObject({ usdMicros: WORST_SECOND, estimatedRequests: 1 });
+  });
+
   it('counts the transcriptions of a user with no limits, refusing none', async () => {
     const { id, key } = await m.user('tr-free', {});
     const client = await Client.open(m.gateway, PATH, key);

@@ -11,7 +11,8 @@
 // or beta `input_audio_transcription`) makes each `input_audio_buffer.commit` answer
 // `input_audio_buffer.committed` and `conversation.item.input_audio_transcription.completed` with
 // a usage as OpenAI bills it (FAKE_TRANSCRIPTION_USAGE; whisper-1: its seconds), unless the
-// transcription's `prompt` is "fake:hang" (committed, then nothing) or "fake:fail" (`.failed`).
+// transcription's `prompt` is "fake:hang" (committed, then nothing), "fake:fail" (`.failed`) or
+// "fake:nousage" (completed without a usage).
 // A session whose update sets `turn_detection: null` starts no response on commit.
 import type { WebSocket } from 'ws';
 import { fakeId } from './fake-openai-answers.js';
@@ -119,7 +120,8 @@ function transcribe(send: (event: Json) => void, state: RealtimeState): void {
     send({ type: 'conversation.item.input_audio_transcription.failed', ...base, error: { type: 'transcription_error', code: 'audio_unintelligible', message: 'unintelligible', param: null } });
     return;
   }
-  const usage = t.model === 'whisper-1' ? { type: 'duration', seconds: Math.ceil(seconds) } : FAKE_TRANSCRIPTION_USAGE;
+  // "fake:nousage": completed as the beta interface once answered, with no usage.
+  const usage = t.prompt === 'fake:nousage' ? undefined : t.model === 'whisper-1' ? { type: 'duration', seconds: Math.ceil(seconds) } : FAKE_TRANSCRIPTION_USAGE;
   send({ type: 'conversation.item.input_audio_transcription.completed', ...base, transcript: 'Hello there.', usage });
 }
 

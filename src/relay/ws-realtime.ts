@@ -219,11 +219,15 @@ export class RealtimeDialect implements Dialect {
     if (type === 'input_audio_buffer.cleared') return transcription.cleared();
     if (type === 'conversation.item.input_audio_transcription.completed' || type === 'conversation.item.input_audio_transcription.failed') {
       const itemId = typeof event.item_id === 'string' ? event.item_id : undefined;
-      return transcription.reported(itemId, type.endsWith('.completed') ? (event.usage ?? null) : undefined);
+      return transcription.reported(itemId, event.usage, type.endsWith('.failed'));
     }
     if (type === 'session.created' || type === 'session.updated') {
       if (!isObject(event.session)) return;
       this.learn(event.session);
+      // A session that opens with transcription on (never so today) is metered from the start;
+      // later accounts are not read for it, as one may answer an update older than the client's last.
+      const opened = type === 'session.created' ? transcriptionOf(event.session) : undefined;
+      if (opened?.on) transcription.configure(true, typeof opened.model === 'string' ? opened.model : undefined);
       // A session opened without `?model=` runs the upstream's default: priced as the upstream says.
       if (this.o.model === undefined && typeof event.session.model === 'string') this.model = event.session.model;
       return;

@@ -54,6 +54,8 @@ export class TranscriptionMeter {
   private resolved = 0;
   /** Usage reported not yet charged to a block. */
   private owed: TokenUsage = { input: 0, cachedInput: 0, output: 0 };
+  /** Part of what is owed is a worst case, not a report: the next charge is marked estimated. */
+  private estimated = false;
   private readonly settling = new Set<Promise<unknown>>();
   /** The user's token and money windows only: rpm and concurrency are the session's. */
   private readonly blockUser: User;
@@ -159,14 +161,22 @@ export class TranscriptionMeter {
     await this.settleDone();
   }
 
-  /** A transcription ended: completed with its usage, or failed (`usage` undefined). */
-  async reported(itemId: string | undefined, usage: unknown): Promise<void> {
-    if (itemId !== undefined && this.items.has(itemId)) {
-      this.resolved += this.items.get(itemId) ?? 0;
+  /** A transcription ended: completed with its usage, or failed (nothing billed). A completed one
+   * whose usage cannot be read is charged the worst case of its audio, marked estimated. */
+  async reported(itemId: string | undefined, usage: unknown, failed: boolean): Promise<void> {
+    const seconds = itemId === undefined ? undefined : this.items.get(itemId);
+    if (itemId !== undefined && seconds !== undefined) {
+      this.resolved += seconds;
       this.items.delete(itemId);
     }
-    const used = usage === undefined ? undefined : normalizeUsage(usage);
-    if (used) this.owed = add(this.owed, used);
+    if (!failed) {
+      const used = normalizeUsage(usage);
+      if (used) this.owed = add(this.owed, used);
+      else if (seconds !== undefined) {
+        this.owed = add(this.owed, worstUsage(this.priceBySeconds(this.model), seconds));
+        this.estimated = true;
+      }
+    }
     await this.settleDone();
   }
 
@@ -189,7 +199,7 @@ export class TranscriptionMeter {
       if (this.resolved + EPSILON < first.filled) break;
       this.blocks.shift();
       this.resolved -= first.filled;
-      done.push(this.settle(first, this.take(first, first.filled), false));
+      done.push(this.settle(first, this.take(first, first.filled), this.estimatedTaken()));
     }
     for (const p of done) this.track(p);
     await Promise.all(done);
@@ -211,8 +221,15 @@ export class TranscriptionMeter {
     return usage;
   }
 
-  private async settle(block: Block, usage: TokenUsage, atWorst: boolean): Promise<void> {
-    const settled = this.o.gate.settle(block.ticket, { usage, estimated: atWorst, atWorst });
+  /** Whether the usage just taken held a worst case (then nothing owed is left, or it is one too). */
+  private estimatedTaken(): boolean {
+    const was = this.estimated;
+    if (this.owed.input + this.owed.output + (this.owed.seconds ?? 0) === 0) this.estimated = false;
+    return was;
+  }
+
+  private async settle(block: Block, usage: TokenUsage, estimated: boolean, atWorst = false): Promise<void> {
+    const settled = this.o.gate.settle(block.ticket, { usage, estimated: estimated || atWorst, atWorst });
     this.track(settled);
     const charge = await settled;
     if (charge) this.o.onCharge?.(block.model, charge);
@@ -253,8 +270,9 @@ export class TranscriptionMeter {
       const cut = Math.min(block.filled - reported, unreported);
       unreported -= cut;
       const usage = this.take(block, reported);
-      if (cut > EPSILON) this.track(this.settle(block, add(usage, worstUsage(this.priceBySeconds(block.model), cut)), true));
-      else this.track(this.settle(block, usage, false));
+      const estimated = this.estimatedTaken();
+      if (cut > EPSILON) this.track(this.settle(block, add(usage, worstUsage(this.priceBySeconds(block.model), cut)), true, true));
+      else this.track(this.settle(block, usage, estimated));
     }
     await Promise.allSettled([...this.settling]);
   }
