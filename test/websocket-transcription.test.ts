@@ -196,8 +196,16 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     client.close();
   });
 
-  it('still refuses a transcription session (?intent=) to a limited user', async () => {
-    const { key } = await m.user('tr-intent', { limits: { usdPerDay: 1 } });
-    expect(await Client.refusal(m.gateway, '/v1/realtime?intent=transcription', key)).toBe(403);
+  it('refuses a transcription session (?intent=), which it does not meter, to a user with a dollar or a token limit', async () => {
+    const upgrades = m.fake.wsConnections.length;
+    for (const limits of [{ usdPerDay: 1 }, { tokensPerDay: 1_000_000 }, { tpm: 1_000_000 }]) {
+      const { key } = await m.user('tr-intent', { limits });
+      expect(await Client.refusal(m.gateway, '/v1/realtime?intent=transcription', key)).toBe(403);
+      expect(await Client.refusal(m.gateway, '/v1/realtime?model=gpt-realtime&intent=transcription', key)).toBe(403);
+    }
+    expect(m.fake.wsConnections.length).toBe(upgrades);
+    // A user with no such limits is relayed (unmetered, as documented).
+    const { key } = await m.user('tr-intent-free', {});
+    expect(await Client.refusal(m.gateway, '/v1/realtime?intent=transcription', key)).toBe(101);
   });
 });
