@@ -14,7 +14,8 @@ const prices = new PriceTable();
 const transcribePrice = prices.lookup(TRANSCRIBE)!;
 // A second of PCM16 at 24 kHz is 48,000 bytes; its worst case is 20 audio tokens in, 20 text tokens out.
 const SECOND = Buffer.alloc(48_000, 3).toString('base64');
-const WORST_SECOND = worstCostMicros(transcribePrice, { input: 20, output: 20 });
+const worstOf = (tokens: number) => worstCostMicros(transcribePrice, { input: tokens, output: tokens });
+const WORST_SECOND = worstOf(20);
 const USAGE = normalizeUsage(FAKE_TRANSCRIPTION_USAGE)!;
 const USED_MICROS = costMicros(transcribePrice, USAGE);
 const USED_TOKENS = FAKE_TRANSCRIPTION_USAGE.input_tokens + FAKE_TRANSCRIPTION_USAGE.output_tokens;
@@ -113,7 +114,9 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     await client.next((e) => e.type === 'input_audio_buffer.committed');
     client.close();
     const usage = await settledUsage(id);
-    expect(usage.day).toMatchObject({ usdMicros: 2 * WORST_SECOND, tokens: 2 * 40, estimatedRequests: 1 });
+    // Two seconds and the prompt's text (a token a byte at most), each at the worst case.
+    const tokens = 2 * 20 + Buffer.byteLength('fake:hang');
+    expect(usage.day).toMatchObject({ usdMicros: worstOf(tokens), tokens: 2 * tokens, estimatedRequests: 1 });
   });
 
   it('charges a transcription that completes without a usage the worst case of its audio, marked estimated', async () => {
@@ -125,9 +128,33 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     client.send({ type: 'input_audio_buffer.commit' });
     const completed = await client.next((e) => e.type === 'conversation.item.input_audio_transcription.completed');
     expect(completed.usage).toBeUndefined();
-    await eventually(async () => expect((await m.usage(id)).day).toMatchObject({ usdMicros: WORST_SECOND, tokens: 40, estimatedRequests: 1, reservedUsdMicros: 0 }));
+    const tokens = 20 + Buffer.byteLength('fake:nousage');
+    await eventually(async () => expect((await m.usage(id)).day).toMatchObject({ usdMicros: worstOf(tokens), tokens: 2 * tokens, estimatedRequests: 1, reservedUsdMicros: 0 }));
     client.close();
-    expect((await settledUsage(id)).day).toMatchObject({ usdMicros: WORST_SECOND, estimatedRequests: 1 });
+    expect((await settledUsage(id)).day).toMatchObject({ usdMicros: worstOf(tokens), estimatedRequests: 1 });
+  });
+
+  it("reserves the transcription prompt's tokens with each buffer's first audio: a long prompt is refused where the audio alone fits", async () => {
+    const prompt = 'x'.repeat(100);
+    const limit = worstOf(20 + 100) - 1;
+    const { id, key } = await m.user('tr-prompt', { limits: { usdPerDay: limit / 1_000_000 } });
+    const client = await Client.open(m.gateway, PATH, key);
+    client.send(transcribeWith({ model: TRANSCRIBE, prompt }));
+    await client.next((e) => e.type === 'echo');
+    const before = appendsRelayed(m);
+    let from = client.events.length;
+    client.send(append());
+    expect(await client.next((e) => e.type === 'error', from)).toMatchObject({ error: { code: 'insufficient_quota' } });
+    expect(appendsRelayed(m)).toBe(before);
+    from = client.events.length;
+    client.send(transcribeWith({ model: TRANSCRIBE }));
+    await client.next((e) => e.type === 'echo', from);
+    client.send(append());
+    await eventually(async () => expect(appendsRelayed(m)).toBe(before + 1));
+    const { day } = await m.usage(id);
+    expect(day.usdMicros + day.reservedUsdMicros).toBeLessThanOrEqual(limit);
+    client.close();
+    await settledUsage(id);
   });
 
   it('counts the transcriptions of a user with no limits, refusing none', async () => {

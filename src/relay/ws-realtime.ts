@@ -140,7 +140,7 @@ export class RealtimeDialect implements Dialect {
       if (model !== undefined && !modelAllowed(this.o.user, model)) return { forward: false, reply: this.refusal(modelRefused(this.o.user, model, param), event) };
       const unpriced = on ? this.o.transcription.refusal(model, param) : undefined;
       if (unpriced) return { forward: false, reply: this.refusal(unpriced, event) };
-      this.o.transcription.configure(on, model);
+      this.o.transcription.configure(on, model, transcription.prompt);
     }
     this.learn(session);
     return { forward: true };
@@ -227,7 +227,7 @@ export class RealtimeDialect implements Dialect {
       // A session that opens with transcription on (never so today) is metered from the start;
       // later accounts are not read for it, as one may answer an update older than the client's last.
       const opened = type === 'session.created' ? transcriptionOf(event.session) : undefined;
-      if (opened?.on) transcription.configure(true, typeof opened.model === 'string' ? opened.model : undefined);
+      if (opened?.on) transcription.configure(true, typeof opened.model === 'string' ? opened.model : undefined, opened.prompt);
       // A session opened without `?model=` runs the upstream's default: priced as the upstream says.
       if (this.o.model === undefined && typeof event.session.model === 'string') this.model = event.session.model;
       return;
@@ -282,19 +282,33 @@ export function tooManyInFlight(): GatewayError {
 /** The input transcription a session update sets (GA `audio.input.transcription`, beta
  * `input_audio_transcription`): on with its model (an object), off (null), or not named. When both
  * are given, the GA one counts, as it is the one the upstream reads first; either one on turns it on. */
-function transcriptionOf(session: Json): { param: string; on: boolean; model: unknown } | undefined {
+interface TranscriptionSetting {
+  param: string;
+  on: boolean;
+  model: unknown;
+  prompt: unknown;
+}
+
+function transcriptionOf(session: Json): TranscriptionSetting | undefined {
   const audio = isObject(session.audio) ? session.audio : {};
   const input = isObject(audio.input) ? audio.input : {};
-  const found: Array<{ param: string; on: boolean; model: unknown }> = [];
-  if (input.transcription !== undefined) {
-    found.push({ param: 'session.audio.input.transcription.model', on: input.transcription !== null, model: isObject(input.transcription) ? input.transcription.model : undefined });
-  }
+  const found: TranscriptionSetting[] = [];
+  const setting = (param: string, value: unknown): TranscriptionSetting => ({
+    param,
+    on: value !== null,
+    model: isObject(value) ? value.model : undefined,
+    prompt: isObject(value) ? value.prompt : undefined,
+  });
+  if (input.transcription !== undefined) found.push(setting('session.audio.input.transcription.model', input.transcription));
   const beta = session.input_audio_transcription;
-  if (beta !== undefined) found.push({ param: 'session.input_audio_transcription.model', on: beta !== null, model: isObject(beta) ? beta.model : undefined });
+  if (beta !== undefined) found.push(setting('session.input_audio_transcription.model', beta));
   // Both named: the one that is on (the worse case), each model checked.
   if (found.length === 2 && found[0] && found[1]) {
     const [ga, b] = found;
     if (ga.model !== undefined && b.model !== undefined && ga.model !== b.model && ga.on && b.on) return { ...ga, model: [ga.model, b.model] };
+    // Both on: the longer prompt of the two, as either may be the one read.
+    const longer = (x: unknown, y: unknown) => (String(x ?? '').length >= String(y ?? '').length ? x : y);
+    if (ga.on && b.on) return { ...ga, model: ga.model ?? b.model, prompt: longer(ga.prompt, b.prompt) };
     return ga.on ? ga : b;
   }
   return found[0];

@@ -45,6 +45,8 @@ export class TranscriptionMeter {
   /** An append is waiting for its reservation. */
   private appending = false;
   private on = false;
+  /** The transcription prompt, as the seconds of audio whose worst case covers its tokens. */
+  private promptSeconds = 0;
   private model: string | undefined;
   /** Seconds appended since the input buffer was last committed or cleared. */
   private buffered = 0;
@@ -84,8 +86,10 @@ export class TranscriptionMeter {
     });
   }
 
-  /** The session's transcription turned on (with its model) or off. */
-  configure(on: boolean, model: string | undefined): void {
+  /** The session's transcription turned on (with its model and prompt) or off. */
+  configure(on: boolean, model: string | undefined, prompt?: unknown): void {
+    // Each transcription bills its prompt's text tokens again; a token is at least a byte.
+    this.promptSeconds = on && typeof prompt === 'string' ? Buffer.byteLength(prompt) / TRANSCRIPTION_TOKENS_PER_SECOND : 0;
     if (on === this.on && model === this.model) return;
     // Reserved at another model's price: no more audio goes into the blocks open so far.
     for (const block of this.blocks) block.sealed = true;
@@ -94,8 +98,11 @@ export class TranscriptionMeter {
   }
 
   /** Reserves what transcribing these seconds may cost; a refusal is thrown (the append is not relayed). */
-  async appended(seconds: number): Promise<void> {
-    if (!this.on || seconds <= 0 || this.closed) return;
+  async appended(audio: number): Promise<void> {
+    if (!this.on || audio <= 0 || this.closed) return;
+    // The first audio of a buffer starts a transcription: its prompt is reserved with it, and
+    // reported (or charged its worst case) with that buffer's audio.
+    const seconds = audio + (this.buffered === 0 ? this.promptSeconds : 0);
     const last = this.blocks.at(-1);
     const room = last && !last.sealed ? last.capacity - last.filled : 0;
     const need = seconds - room;
