@@ -214,7 +214,8 @@ export class TranscriptionMeter {
 
   /** What of the usage owed a block covering these seconds may be charged: at most its worst case. */
   private take(block: Block, seconds: number): TokenUsage {
-    const cap = worstUsage(this.priceBySeconds(block.model), seconds);
+    // Never past what the block reserved.
+    const cap = worstUsage(this.priceBySeconds(block.model), Math.min(seconds, block.capacity));
     const o = this.owed;
     const input = Math.min(o.input, cap.input);
     const usage: TokenUsage = { input, cachedInput: Math.min(o.cachedInput, input), output: Math.min(o.output, cap.output) };
@@ -274,7 +275,7 @@ export class TranscriptionMeter {
       // The block's audio: first what was reported (its usage owed), then what never was.
       const reported = Math.min(block.filled, this.resolved);
       this.resolved -= reported;
-      const cut = Math.min(block.filled - reported, unreported);
+      const cut = Math.min(block.filled - reported, unreported, block.capacity - Math.min(reported, block.capacity));
       unreported -= cut;
       const usage = this.take(block, reported);
       const estimated = this.estimatedTaken();
