@@ -223,6 +223,19 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     client.close();
   });
 
+  it('refuses transcription with no model named to a user with a model list, and relays it named', async () => {
+    const { key } = await m.user('tr-list', { models: ['gpt-realtime', TRANSCRIBE] });
+    const client = await Client.open(m.gateway, PATH, key);
+    const before = m.fake.wsMessages.length;
+    client.send(transcribeWith({ language: 'en' }));
+    expect(await client.next((e) => e.type === 'error')).toMatchObject({ error: { code: 'model_not_allowed', param: 'session.audio.input.transcription.model' } });
+    expect(m.fake.wsMessages.length).toBe(before);
+    client.send(transcribeWith({ model: TRANSCRIBE, language: 'en' }));
+    await client.next((e) => e.type === 'echo');
+    expect(m.fake.wsMessages.length).toBe(before + 1);
+    client.close();
+  });
+
   it('refuses a transcription session (?intent=), which it does not meter, to a user with a dollar or a token limit', async () => {
     const upgrades = m.fake.wsConnections.length;
     for (const limits of [{ usdPerDay: 1 }, { tokensPerDay: 1_000_000 }, { tpm: 1_000_000 }]) {

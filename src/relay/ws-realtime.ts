@@ -138,6 +138,10 @@ export class RealtimeDialect implements Dialect {
       const { param, on, model } = transcription;
       if (model !== undefined && typeof model !== 'string') return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param }), event) };
       if (model !== undefined && !modelAllowed(this.o.user, model)) return { forward: false, reply: this.refusal(modelRefused(this.o.user, model, param), event) };
+      // Unnamed, it runs the upstream's default, which a model list may not hold.
+      if (on && model === undefined && (this.o.user.models?.length ?? 0) > 0) {
+        return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param, message: 'Name the transcription model: this key has a model list.' }), event) };
+      }
       const unpriced = on ? this.o.transcription.refusal(model, param) : undefined;
       if (unpriced) return { forward: false, reply: this.refusal(unpriced, event) };
       this.o.transcription.configure(on, model, transcription.prompt);
