@@ -14,7 +14,7 @@ import { RATE_LIMIT_HEADERS, defaultAnswer, fakeId } from './fake-openai-answers
 import { serveFakeWebSocket } from './fake-websocket.js';
 
 export { sseEvents } from './fake-openai-answers.js';
-export { FAKE_REALTIME_USAGE, FAKE_RESPONSES_USAGE } from './fake-websocket.js';
+export { FAKE_REALTIME_USAGE, FAKE_RESPONSES_USAGE, FAKE_TRANSCRIPTION_USAGE } from './fake-websocket.js';
 
 export interface FakeResponse {
   status?: number; // default 200

@@ -7,6 +7,13 @@
 //   "hang": the deltas, then nothing (a response cut by a close);
 //   "absurd": usage with negative and huge counts;
 //   "fail": the Responses socket answers `response.failed` (usage included).
+// Realtime input transcription: a `session.update` that turns it on (`audio.input.transcription`
+// or beta `input_audio_transcription`) makes each `input_audio_buffer.commit` answer
+// `input_audio_buffer.committed` and `conversation.item.input_audio_transcription.completed` with
+// a usage as OpenAI bills it (FAKE_TRANSCRIPTION_USAGE; whisper-1: its seconds), unless the
+// transcription's `prompt` is "fake:hang" (committed, then nothing), "fake:fail" (`.failed`) or
+// "fake:nousage" (completed without a usage).
+// A session whose update sets `turn_detection: null` starts no response on commit.
 import type { WebSocket } from 'ws';
 import { fakeId } from './fake-openai-answers.js';
 import { isObject } from '../json-object.js';
@@ -27,6 +34,15 @@ export const FAKE_RESPONSES_USAGE = {
   output_tokens: 9,
   output_tokens_details: { reasoning_tokens: 0 },
   total_tokens: 30,
+};
+
+/** The usage of every transcription of a committed buffer by a token-billed model. */
+export const FAKE_TRANSCRIPTION_USAGE = {
+  type: 'tokens',
+  total_tokens: 19,
+  input_tokens: 14,
+  input_token_details: { text_tokens: 0, audio_tokens: 14 },
+  output_tokens: 5,
 };
 
 const ABSURD_USAGE = { total_tokens: -5, input_tokens: -1_000_000, output_tokens: 1e300, input_token_details: { cached_tokens: -3 } };
@@ -52,6 +68,7 @@ export function serveFakeWebSocket(ws: WebSocket, path: string, model: string | 
   const send = (event: Json): void => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(event));
   };
+  const realtime: RealtimeState = { transcription: undefined, vad: true, buffered: 0 };
   ws.on('message', (data, isBinary) => {
     if (isBinary) return;
     const text = data.toString();
@@ -59,12 +76,53 @@ export function serveFakeWebSocket(ws: WebSocket, path: string, model: string | 
     const event = parse(text);
     if (event?.type === 'response.create' && path === '/v1/realtime') return realtimeResponse(send, isObject(event.response) ? event.response : {});
     if (event?.type === 'response.create' && path === '/v1/responses') return responsesResponse(send, event);
-    // Server VAD: the end of the user's turn starts a response no create asked for.
-    if (event?.type === 'input_audio_buffer.commit' && path === '/v1/realtime') return realtimeResponse(send, {});
+    if (path === '/v1/realtime' && event?.type === 'input_audio_buffer.append' && typeof event.audio === 'string') {
+      realtime.buffered += Buffer.from(event.audio, 'base64').length;
+    }
+    if (path === '/v1/realtime' && event?.type === 'session.update' && isObject(event.session)) learnSession(realtime, event.session);
+    if (event?.type === 'input_audio_buffer.commit' && path === '/v1/realtime') {
+      transcribe(send, realtime);
+      // Server VAD: the end of the user's turn starts a response no create asked for.
+      if (realtime.vad) realtimeResponse(send, {});
+      return;
+    }
     if (event?.type === 'response.cancel') return;
     send({ type: 'echo', data: text });
   });
   if (path === '/v1/realtime') send({ type: 'session.created', session: { model } });
+}
+
+interface RealtimeState {
+  transcription: Json | undefined;
+  vad: boolean;
+  /** Bytes appended since the last commit (PCM16 at 24 kHz). */
+  buffered: number;
+}
+
+function learnSession(state: RealtimeState, session: Json): void {
+  const audio = isObject(session.audio) ? session.audio : {};
+  const input = isObject(audio.input) ? audio.input : {};
+  const transcription = input.transcription !== undefined ? input.transcription : session.input_audio_transcription;
+  if (transcription !== undefined) state.transcription = isObject(transcription) ? transcription : undefined;
+  const turn = input.turn_detection !== undefined ? input.turn_detection : session.turn_detection;
+  if (turn !== undefined) state.vad = turn !== null;
+}
+
+function transcribe(send: (event: Json) => void, state: RealtimeState): void {
+  const seconds = state.buffered / 48_000;
+  state.buffered = 0;
+  const itemId = fakeId('item_');
+  send({ type: 'input_audio_buffer.committed', event_id: fakeId('event_'), previous_item_id: null, item_id: itemId });
+  const t = state.transcription;
+  if (!t || t.prompt === 'fake:hang') return;
+  const base = { event_id: fakeId('event_'), item_id: itemId, content_index: 0 };
+  if (t.prompt === 'fake:fail') {
+    send({ type: 'conversation.item.input_audio_transcription.failed', ...base, error: { type: 'transcription_error', code: 'audio_unintelligible', message: 'unintelligible', param: null } });
+    return;
+  }
+  // "fake:nousage": completed as the beta interface once answered, with no usage.
+  const usage = t.prompt === 'fake:nousage' ? undefined : t.model === 'whisper-1' ? { type: 'duration', seconds: Math.ceil(seconds) } : FAKE_TRANSCRIPTION_USAGE;
+  send({ type: 'conversation.item.input_audio_transcription.completed', ...base, transcript: 'Hello there.', usage });
 }
 
 function realtimeResponse(send: (event: Json) => void, create: Json): void {

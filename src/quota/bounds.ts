@@ -133,17 +133,21 @@ export function checkCostBound(user: Pick<User, 'models' | 'limits' | 'allow'>, 
  * response (src/relay/ws-session.ts), and the Responses socket checks each `response.create`'s
  * model. A realtime session runs on the model of its `?model=`, so a user with a model list or a
  * dollar limit must name one; a session attached to a call (`?call_id=`) or for transcription
- * (`?intent=`) is spent in ways the gateway does not meter, so it is closed to such users.
+ * (`?intent=`) is spent in ways the gateway does not meter, so it is closed to such users and to
+ * users with a token limit.
  */
 export function checkWebSocketBound(user: Pick<User, 'models' | 'limits'>, path: string, search: string, model: string | undefined): void {
-  if (path !== '/v1/realtime' || (!hasModelList(user) && !dollarLimited(user))) return;
+  if (path !== '/v1/realtime') return;
+  const restricted = hasModelList(user) || dollarLimited(user);
+  // Not metered, so closed to a token limit too: a call or a transcription-only session would spend it unseen.
+  if (!restricted && !tokenLimited(user)) return;
   const query = new URLSearchParams(search);
   if (query.has('call_id') || query.has('intent')) {
     throw new GatewayError('route_not_allowed', {
-      message: `${path} with \`call_id\` or \`intent\` is not metered by this gateway, so it is not open to keys with a model list or a dollar limit.`,
+      message: `${path} with \`call_id\` or \`intent\` is not metered by this gateway, so it is not open to keys with a model list, a token limit or a dollar limit.`,
     });
   }
-  if (model === undefined) {
+  if (model === undefined && restricted) {
     throw new GatewayError('model_not_allowed', { param: 'model', message: 'Name the realtime session\'s model (`?model=`): this key has a model list or a dollar limit.' });
   }
 }

@@ -19,7 +19,7 @@ import { parseUpstreamError } from '../pool/outcome.js';
 import type { Pool, PoolChoice } from '../pool/pool.js';
 import type { RetryPolicy } from '../pool/retry.js';
 import type { Config } from '../config.js';
-import type { QuotaGate } from '../quota/gate.js';
+import type { Charge, QuotaGate } from '../quota/gate.js';
 import type { Store, User } from '../store/types.js';
 import type { Metrics } from '../metrics.js';
 import type { ObjectAccess } from './object-access.js';
@@ -27,6 +27,7 @@ import type { ObjectSlots } from './object-slots.js';
 import { NO_MODEL } from '../observability/usage.js';
 import { SessionMeter } from './ws-meter.js';
 import { RealtimeDialect } from './ws-realtime.js';
+import { TranscriptionMeter } from './ws-transcription.js';
 import { ResponsesDialect } from './ws-responses.js';
 import { WebSocketSession } from './ws-session.js';
 import { SessionSlot } from './ws-slot.js';
@@ -214,6 +215,8 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
   function relaySession(target: Target, requestId: string, socket: Duplex, s: Session): void {
     const realtime = target.path === '/v1/realtime';
     let audioBytesPerToken = () => 4;
+    const onCharge = (model: string | undefined, charge: Charge): void =>
+      deps.metrics.usage(model ?? NO_MODEL, charge.usage.input, charge.usage.output, charge.micros / 1_000_000, s.user.id);
     const meter = new SessionMeter({
       gate,
       user: s.user,
@@ -221,8 +224,9 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       log: deps.log,
       maxInFlight: config.websocket.maxResponsesInFlight,
       audioBytesPerToken: () => audioBytesPerToken(),
-      onCharge: (model, charge) => deps.metrics.usage(model ?? NO_MODEL, charge.usage.input, charge.usage.output, charge.micros / 1_000_000, s.user.id),
+      onCharge,
     });
+    const transcription = new TranscriptionMeter({ gate, user: s.user, sessionId: requestId, log: deps.log, onCharge });
     const session = new WebSocketSession({
       client: socket,
       upstream: s.opened.socket,
@@ -235,7 +239,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       sizedTypes: realtime ? new Set(['response.output_audio.delta', 'response.audio.delta']) : new Set(),
       onEnd: async () => {
         if (!realtime) responses?.close();
-        await meter.close();
+        await Promise.all([meter.close(), transcription.close()]);
         await s.slot.close();
         deps.log.info({ requestId }, 'websocket closed');
       },
@@ -244,7 +248,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     const owner = { userId: s.user.id, upstreamId: s.opened.choice.upstream.id, keyId: s.opened.choice.key.id };
     const responses = realtime ? undefined : new ResponsesDialect({ user: s.user, meter, objects, slots, owner, defaultMaxOutput });
     if (realtime) {
-      const dialect = new RealtimeDialect({ user: s.user, meter, channel: session, model: s.models.public, upstreamModel: s.models.upstream, defaultMaxOutput });
+      const dialect = new RealtimeDialect({ user: s.user, meter, transcription, channel: session, model: s.models.public, upstreamModel: s.models.upstream, defaultMaxOutput });
       audioBytesPerToken = () => dialect.audioBytesPerToken;
       session.start(dialect);
     } else session.start(responses as ResponsesDialect);

@@ -16,6 +16,7 @@ import type { Pending, SessionMeter } from './ws-meter.js';
 import { realtimeError } from './ws-meter.js';
 import { countedTools, inlineInput, inlineItem } from './ws-seen.js';
 import type { Channel, Dialect, Json, Verdict } from './ws-session.js';
+import type { TranscriptionMeter } from './ws-transcription.js';
 import { isObject } from '../json-object.js';
 
 /** OpenAI's `max_response_output_tokens` is at most 4096 ("inf" means that cap). */
@@ -43,6 +44,8 @@ const audioTokens = (bytes: number, perSecond: number): number => Math.ceil((Mat
 export interface RealtimeOptions {
   user: User;
   meter: SessionMeter;
+  /** The session's input audio transcription, reserved as audio is appended (ws-transcription.ts). */
+  transcription: TranscriptionMeter;
   channel: Channel;
   model?: string;
   /** The model the upstream runs for `model` when that is an alias (src/pool/aliases.ts): priced in its place. */
@@ -52,7 +55,19 @@ export interface RealtimeOptions {
 
 export class RealtimeDialect implements Dialect {
   readonly clientTypes = new Set(['session.update', 'response.create', 'conversation.item.create']);
-  readonly upstreamTypes = new Set(['session.created', 'session.updated', 'response.created', 'response.done', 'error', 'response.output_text.delta', 'response.text.delta']);
+  readonly upstreamTypes = new Set([
+    'session.created',
+    'session.updated',
+    'response.created',
+    'response.done',
+    'error',
+    'response.output_text.delta',
+    'response.text.delta',
+    'input_audio_buffer.committed',
+    'input_audio_buffer.cleared',
+    'conversation.item.input_audio_transcription.completed',
+    'conversation.item.input_audio_transcription.failed',
+  ]);
   private model: string | undefined;
   private instructions: unknown;
   private tools: unknown;
@@ -81,7 +96,15 @@ export class RealtimeDialect implements Dialect {
   async client(type: string | undefined, event: Json | undefined, size: number): Promise<Verdict> {
     if (type === 'input_audio_buffer.append') {
       // Base64: four characters for three bytes.
-      this.conversation += audioTokens(((size - APPEND_FRAMING) * 3) / 4, this.inputRate);
+      const bytes = ((size - APPEND_FRAMING) * 3) / 4;
+      try {
+        // Transcribed once committed: reserved before the upstream has it.
+        await this.o.transcription.appended(Math.max(0, bytes) / this.inputRate);
+      } catch (err) {
+        if (err instanceof GatewayError) return { forward: false, reply: this.refusal(err, undefined) };
+        throw err;
+      }
+      this.conversation += audioTokens(bytes, this.inputRate);
       return { forward: true };
     }
     if (!event) return { forward: true };
@@ -108,10 +131,20 @@ export class RealtimeDialect implements Dialect {
       // update that names another, so taking the client's word would price the session's responses
       // at a model it never ran. The upstream's own account (session.created) is read below.
     }
-    // Input transcription runs a model of its own on every committed buffer: it must be on the list.
-    for (const [param, model] of transcriptionModels(session)) {
-      if (typeof model !== 'string') return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param }), event) };
-      if (!modelAllowed(this.o.user, model)) return { forward: false, reply: this.refusal(modelRefused(this.o.user, model, param), event) };
+    // Input transcription runs a model of its own on every committed buffer: it must be on the
+    // list and, under a dollar limit, priced (its audio is reserved at that price).
+    const transcription = transcriptionOf(session);
+    if (transcription) {
+      const { param, on, model } = transcription;
+      if (model !== undefined && typeof model !== 'string') return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param }), event) };
+      if (model !== undefined && !modelAllowed(this.o.user, model)) return { forward: false, reply: this.refusal(modelRefused(this.o.user, model, param), event) };
+      // Unnamed, it runs the upstream's default, which a model list may not hold.
+      if (on && model === undefined && (this.o.user.models?.length ?? 0) > 0) {
+        return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param, message: 'Name the transcription model: this key has a model list.' }), event) };
+      }
+      const unpriced = on ? this.o.transcription.refusal(model, param) : undefined;
+      if (unpriced) return { forward: false, reply: this.refusal(unpriced, event) };
+      this.o.transcription.configure(on, model, transcription.prompt);
     }
     this.learn(session);
     return { forward: true };
@@ -185,9 +218,20 @@ export class RealtimeDialect implements Dialect {
       return;
     }
     if (!event) return;
+    const transcription = this.o.transcription;
+    if (type === 'input_audio_buffer.committed') return transcription.committed(typeof event.item_id === 'string' ? event.item_id : undefined);
+    if (type === 'input_audio_buffer.cleared') return transcription.cleared();
+    if (type === 'conversation.item.input_audio_transcription.completed' || type === 'conversation.item.input_audio_transcription.failed') {
+      const itemId = typeof event.item_id === 'string' ? event.item_id : undefined;
+      return transcription.reported(itemId, event.usage, type.endsWith('.failed'));
+    }
     if (type === 'session.created' || type === 'session.updated') {
       if (!isObject(event.session)) return;
       this.learn(event.session);
+      // A session that opens with transcription on (never so today) is metered from the start;
+      // later accounts are not read for it, as one may answer an update older than the client's last.
+      const opened = type === 'session.created' ? transcriptionOf(event.session) : undefined;
+      if (opened?.on) transcription.configure(true, typeof opened.model === 'string' ? opened.model : undefined, opened.prompt);
       // A session opened without `?model=` runs the upstream's default: priced as the upstream says.
       if (this.o.model === undefined && typeof event.session.model === 'string') this.model = event.session.model;
       return;
@@ -239,16 +283,39 @@ export function tooManyInFlight(): GatewayError {
   });
 }
 
-/** The transcription models a session update names (GA `audio.input.transcription`, beta
- * `input_audio_transcription`), with where each stands. */
-function transcriptionModels(session: Json): Array<[string, unknown]> {
-  const found: Array<[string, unknown]> = [];
+/** The input transcription a session update sets (GA `audio.input.transcription`, beta
+ * `input_audio_transcription`): on with its model (an object), off (null), or not named. When both
+ * are given, the GA one counts, as it is the one the upstream reads first; either one on turns it on. */
+interface TranscriptionSetting {
+  param: string;
+  on: boolean;
+  model: unknown;
+  prompt: unknown;
+}
+
+function transcriptionOf(session: Json): TranscriptionSetting | undefined {
   const audio = isObject(session.audio) ? session.audio : {};
   const input = isObject(audio.input) ? audio.input : {};
-  if (isObject(input.transcription) && input.transcription.model !== undefined) found.push(['session.audio.input.transcription.model', input.transcription.model]);
+  const found: TranscriptionSetting[] = [];
+  const setting = (param: string, value: unknown): TranscriptionSetting => ({
+    param,
+    on: value !== null,
+    model: isObject(value) ? value.model : undefined,
+    prompt: isObject(value) ? value.prompt : undefined,
+  });
+  if (input.transcription !== undefined) found.push(setting('session.audio.input.transcription.model', input.transcription));
   const beta = session.input_audio_transcription;
-  if (isObject(beta) && beta.model !== undefined) found.push(['session.input_audio_transcription.model', beta.model]);
-  return found;
+  if (beta !== undefined) found.push(setting('session.input_audio_transcription.model', beta));
+  // Both named: the one that is on (the worse case), each model checked.
+  if (found.length === 2 && found[0] && found[1]) {
+    const [ga, b] = found;
+    if (ga.model !== undefined && b.model !== undefined && ga.model !== b.model && ga.on && b.on) return { ...ga, model: [ga.model, b.model] };
+    // Both on: the longer prompt of the two, as either may be the one read.
+    const longer = (x: unknown, y: unknown) => (String(x ?? '').length >= String(y ?? '').length ? x : y);
+    if (ga.on && b.on) return { ...ga, model: ga.model ?? b.model, prompt: longer(ga.prompt, b.prompt) };
+    return ga.on ? ga : b;
+  }
+  return found[0];
 }
 
 /** An item less its base64 audio (counted from its length instead). */
