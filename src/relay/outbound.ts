@@ -22,7 +22,8 @@ import { upstreamConnector } from './upstream-connector.js';
 import { WarmConnections } from './warm.js';
 
 export interface Outbound {
-  dispatcherFor(choice: PoolChoice): Dispatcher;
+  /** `upgrade`: for a WebSocket handshake, which always goes over HTTP/1.1 (see `http2`). */
+  dispatcherFor(choice: PoolChoice, use?: 'request' | 'upgrade'): Dispatcher;
   /** After a pool key was removed or disabled: closes the warm connections no usable key needs. */
   refresh(): void;
   /** Warm connections held now (warm.ts). */
@@ -50,7 +51,7 @@ export function createOutbound(config: Config, options: OutboundOptions = {}): O
     ? new WarmConnections({ maxIdleMs: connections.keepAliveMs, forMs: connections.warmForMs, live: options.keyLive ?? (() => true) })
     : undefined;
   const connectorOf = (chain: string, connector: buildConnector.connector) => (warm ? warm.wrap(chain, connector) : connector);
-  const upstreamTls = () => upstreamConnector({ timeout: timeouts.connectMs, allowH2: connections.http2 });
+  const upstreamTls = (allowH2 = connections.http2) => upstreamConnector({ timeout: timeouts.connectMs, allowH2 });
   const DIRECT = '[]';
   const direct = new Agent({ ...agentOptions, connect: connectorOf(DIRECT, upstreamTls()) });
 
@@ -74,32 +75,48 @@ export function createOutbound(config: Config, options: OutboundOptions = {}): O
 
   interface Route {
     chain: string;
+    proxies: readonly ProxyEndpoint[];
     dispatcher: Dispatcher;
+    /** With `http2` on: an HTTP/1.1 dispatcher for WebSocket handshakes, made on first use. */
+    upgrades?: Dispatcher;
   }
+  const directRoute: Route = { chain: DIRECT, proxies: [], dispatcher: direct };
   const chains = new Map<string, Route>();
   const routeOf = (proxies: readonly ProxyEndpoint[]): Route => {
-    if (proxies.length === 0) return { chain: DIRECT, dispatcher: direct };
+    if (proxies.length === 0) return directRoute;
     const chain = JSON.stringify(proxies.map((p) => p.id));
     let route = chains.get(chain);
     if (!route) {
       for (const proxy of proxies) tunnelFor(proxy);
       const connector = connectorOf(chain, chainConnector({ proxies, tunnelFor, health, connectMs: timeouts.connectMs, upstreamTls: upstreamTls() }));
-      route = { chain, dispatcher: new Agent({ ...agentOptions, connect: connector }) };
+      route = { chain, proxies, dispatcher: new Agent({ ...agentOptions, connect: connector }) };
       chains.set(chain, route);
     }
     return route;
+  };
+  // undici sends a WebSocket handshake over HTTP/2 as an extended CONNECT (RFC 8441), which an
+  // upstream that negotiated HTTP/2 but does not take it refuses: handshakes keep to HTTP/1.1.
+  const upgradesOf = (route: Route): Dispatcher => {
+    if (!connections.http2) return route.dispatcher;
+    if (!route.upgrades) {
+      const tls = upstreamTls(false);
+      const connect = route.proxies.length === 0 ? tls : chainConnector({ proxies: route.proxies, tunnelFor, health, connectMs: timeouts.connectMs, upstreamTls: tls });
+      route.upgrades = new Agent({ ...agentOptions, allowH2: false, connect });
+    }
+    return route.upgrades;
   };
 
   const routes = new WeakMap<PoolKey, Route>();
 
   return {
-    dispatcherFor(choice) {
+    dispatcherFor(choice, use = 'request') {
       let route = routes.get(choice.key);
       if (!route) {
         // Never a direct connection by default: proxyRouteFor throws on a proxy it cannot parse.
         route = routeOf(proxyRouteFor(config, choice.upstream, choice.key).proxies);
         routes.set(choice.key, route);
       }
+      if (use === 'upgrade' && connections.http2) return upgradesOf(route);
       warm?.use(route.chain, choice.upstream.origin, choice.key.ref);
       return route.dispatcher;
     },
@@ -111,7 +128,8 @@ export function createOutbound(config: Config, options: OutboundOptions = {}): O
     },
     async close() {
       warm?.close();
-      const agents = [direct, ...[...chains.values()].map((r) => r.dispatcher)];
+      const all = [directRoute, ...chains.values()];
+      const agents = [...all.map((r) => r.dispatcher), ...all.flatMap((r) => (r.upgrades ? [r.upgrades] : []))];
       await Promise.all([...agents.map((a) => a.close()), ...[...tunnels.values()].map((t) => t.close())]);
     },
   };

@@ -31,14 +31,20 @@ export interface TlsFront {
   close(): Promise<void>;
 }
 
-export async function startTlsFront(target: number, options: { idleMs: number; names?: string[] }): Promise<TlsFront> {
-  const dir = mkdtempSync(join(tmpdir(), 'keyrelay-front-'));
+/** A self-signed certificate for 127.0.0.1 and `names`, made by openssl (Node cannot make one). */
+export function makeCertificate(names: string[] = []): { key: string; cert: string; certFile: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'keyrelay-cert-'));
   const certFile = join(dir, 'cert.pem');
-  const san = ['IP:127.0.0.1', ...(options.names ?? []).map((n) => `DNS:${n}`)].join(',');
+  const san = ['IP:127.0.0.1', ...names.map((n) => `DNS:${n}`)].join(',');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-keyout', join(dir, 'key.pem'), '-out', certFile, '-subj', '/CN=keyrelay test upstream', '-addext', `subjectAltName=${san}`], { stdio: 'ignore' });
+  return { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(certFile, 'utf8'), certFile };
+}
+
+export async function startTlsFront(target: number, options: { idleMs: number; names?: string[] }): Promise<TlsFront> {
+  const { key, cert, certFile } = makeCertificate(options.names);
   const connections: FrontConnection[] = [];
   const sockets = new Set<Socket>();
-  const server = createServer({ key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(certFile, 'utf8') }, (secure: TLSSocket) => {
+  const server = createServer({ key, cert }, (secure: TLSSocket) => {
     const record: FrontConnection = {
       openedAt: Date.now(),
       resumed: secure.isSessionReused(),
