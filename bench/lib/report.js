@@ -168,6 +168,10 @@ node bench/run.js --rounds 5 # more rounds; --no-docs leaves this page alone
 npm run build && node bench/profile.js --store redis --workload json --profile /tmp/prof
                              # CPU per request against the bare relay in steady use, and where
                              # keyrelay's goes (a V8 profile of the measured window, summarised)
+npm run build && node bench/far-client.js
+                             # a client far from the upstream behind a proxy, new connection per
+                             # request: first streamed byte through keyrelay and direct, after idle
+                             # gaps of 0, 15 and 60 s (about 7 minutes with --samples 5)
 \`\`\`
 
 It needs \`redis-server\` on PATH for (D); without it (D) is reported unavailable. The logs of each

@@ -26,8 +26,6 @@ export interface Outbound {
   dispatcherFor(choice: PoolChoice, use?: 'request' | 'upgrade'): Dispatcher;
   /** After a pool key was removed or disabled: closes the warm connections no usable key needs. */
   refresh(): void;
-  /** Warm connections held now (warm.ts). */
-  readonly warmCount: number;
   close(): Promise<void>;
 }
 
@@ -122,9 +120,6 @@ export function createOutbound(config: Config, options: OutboundOptions = {}): O
     },
     refresh() {
       warm?.refresh();
-    },
-    get warmCount() {
-      return warm?.size ?? 0;
     },
     async close() {
       warm?.close();

@@ -55,8 +55,6 @@ export class WarmConnections {
   private readonly routeOfRef = new Map<string, Route>();
   private readonly now: () => number;
   private closed = false;
-  /** Warm sockets opened so far (for tests and the log). */
-  opened = 0;
 
   constructor(private readonly options: WarmOptions) {
     this.now = options.now ?? Date.now;
@@ -95,13 +93,6 @@ export class WarmConnections {
   /** Closes the warm sockets of routes whose keys are all removed or disabled (call after a change). */
   refresh(): void {
     for (const route of this.routes.values()) this.settle(route);
-  }
-
-  /** Warm sockets held now. */
-  get size(): number {
-    let n = 0;
-    for (const route of this.routes.values()) if (route.spare) n++;
-    return n;
   }
 
   close(): void {
@@ -179,7 +170,6 @@ export class WarmConnections {
         this.settle(route);
         return;
       }
-      this.opened++;
       this.hold(route, socket);
     }) as Callback);
   }
