@@ -171,6 +171,7 @@ async function main() {
   const samples = Number(values.samples ?? 3);
   const delayMs = Number(values.delay ?? 50);
   if (gaps.some((g) => !Number.isFinite(g) || g < 0) || !(samples >= 1) || !(delayMs >= 0)) throw new Error('--gaps: seconds, comma-separated; --samples: 1 or more; --delay: ms');
+  const startedAt = new Date();
   const jsonPath = resolve(values.json ?? join(ROOT, 'bench/results/far-client.json'));
   const logDir = join(dirname(jsonPath), 'logs');
   mkdirSync(logDir, { recursive: true });
@@ -211,7 +212,7 @@ async function main() {
   upstream.server.close();
   proxy.server.close();
 
-  const result = { startedAt: new Date().toISOString(), machine: machine(), delayMsEachWay: delayMs, proxyConnects: proxy.state.connects, target: 'keyrelay <= 0.4 x direct at every gap', rows };
+  const result = { startedAt: startedAt.toISOString(), durationS: Math.round((Date.now() - startedAt.getTime()) / 1000), machine: machine(), delayMsEachWay: delayMs, proxyConnects: proxy.state.connects, target: 'keyrelay <= 0.4 x direct at every gap', rows };
   writeFileSync(jsonPath, `${JSON.stringify(result, null, 2)}\n`);
   const f = (x) => x.toFixed(0);
   const lines = [
