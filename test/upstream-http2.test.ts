@@ -99,12 +99,12 @@ describe('upstreamConnections.http2', () => {
     for (let i = 0; i < 2; i++) expect(await streamedChat(gw, userKey)).toEqual({ status: 200, text: STREAM });
     expect(await firstRealtimeMessage(gw, userKey)).toBe(JSON.stringify({ type: 'session.created', session: {} }));
     expect(seen.slice(from)).toEqual(['2.0 POST /v1/chat/completions', '2.0 POST /v1/chat/completions', '1.1 upgrade /v1/realtime?model=gpt-4o-realtime-preview']);
-  }, 30_000);
+  }, 60_000);
 
   it('is off by default: HTTP/1.1 only', async () => {
     const { gw, userKey } = await gateway(undefined);
     const from = seen.length;
     expect(await streamedChat(gw, userKey)).toEqual({ status: 200, text: STREAM });
     expect(seen.slice(from)).toEqual(['1.1 POST /v1/chat/completions']);
-  }, 30_000);
+  }, 60_000);
 });

@@ -151,8 +151,9 @@ export class WarmConnections {
     spare.socket.destroy();
   }
 
-  private replenish(route: Route): void {
-    if (route.spare || route.opening || !route.connectOptions || !this.wanted(route)) return;
+  /** Opens a warm socket when the route has none; `renew`: to replace the one it has, once open. */
+  private replenish(route: Route, renew = false): void {
+    if ((route.spare && !renew) || route.opening || !route.connectOptions || !this.wanted(route)) return;
     route.opening = true;
     route.connector(route.connectOptions, ((err: Error | null, socket: Socket | null) => {
       route.opening = false;
@@ -164,11 +165,21 @@ export class WarmConnections {
         return;
       }
       // Opening failed: the next request tries again (no retry loop against a proxy that is down).
-      if (err || !socket) return;
-      if (route.spare || !this.wanted(route)) {
+      if (err || !socket) {
+        if (renew) this.drop(route);
+        return;
+      }
+      if (!this.wanted(route)) {
         socket.destroy();
         this.settle(route);
         return;
+      }
+      if (route.spare) {
+        if (!renew) {
+          socket.destroy();
+          return;
+        }
+        this.drop(route);
       }
       this.hold(route, socket);
     }) as Callback);
@@ -176,10 +187,11 @@ export class WarmConnections {
 
   private hold(route: Route, socket: Socket): void {
     const openedAt = this.now();
-    // Replaced before the upstream's idle timeout could close it under a request.
+    // Replaced before the upstream's idle timeout could close it under a request; the old one is
+    // closed once the new one is open, so that a request meanwhile still finds one.
     const timer = setTimeout(() => {
-      this.drop(route);
-      this.replenish(route);
+      if (this.wanted(route) && !route.opening) this.replenish(route, true);
+      else this.drop(route);
     }, this.options.maxIdleMs);
     timer.unref();
     const onClose = () => {
