@@ -52,7 +52,7 @@ import { startCatalogSync } from './pool/runtime.js';
 import { SecretError, secretBoxFrom } from './secrets/box.js';
 import { OpenStreams } from './relay/open-streams.js';
 import { createRelayRoute } from './relay/route.js';
-import { createOutbound } from './relay/outbound.js';
+import { type Outbound, createOutbound } from './relay/outbound.js';
 import { type Target, checkTarget } from './relay/path.js';
 import { createUpgradeHandler } from './relay/websocket.js';
 import { writeError } from './relay/respond.js';
@@ -186,8 +186,14 @@ function logKeyState(log: Logger) {
   };
 }
 
+/** A pool key that is still configured and not disabled (by the admin or by its upstream's answers). */
+function keyLive(pool: Pool, ref: string): boolean {
+  if (pool.health.record(ref).state === 'disabled') return false;
+  return pool.upstreams.some((u) => u.keys.some((k) => k.ref === ref));
+}
+
 /** The key pool, its health shared through the store, caught up with what other processes saw. */
-async function buildPool(config: Config, store: Store, log: Logger, alerts: Alerts): Promise<Pool> {
+async function buildPool(config: Config, store: Store, log: Logger, alerts: Alerts, onKeyChange: () => void): Promise<Pool> {
   const logChange = logKeyState(log);
   const alertOnChange = poolWatch({ alerts, describe: () => pool.describe() });
   const pool: Pool = new Pool(config, {
@@ -196,6 +202,7 @@ async function buildPool(config: Config, store: Store, log: Logger, alerts: Aler
     onChange: (ref, record, previous) => {
       logChange(ref, record, previous);
       alertOnChange(ref, record, previous);
+      onKeyChange();
     },
     onSyncError: (err) => log.warn({ reason: (err as Error).message }, 'pool key health: could not share a change with the other processes'),
   });
@@ -207,7 +214,11 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const log = options.log ?? createLogger(config.logLevel, undefined, loggerOptions(config));
   const store = options.store ?? (await createStore(config, log));
   const alerts = createAlerts({ config, store: store.alerts, log });
-  const pool = await buildPool(config, store, log, alerts);
+  // The warm connections of a key that is removed or disabled are closed (src/relay/warm.ts).
+  let outbound: Outbound | undefined;
+  const pool = await buildPool(config, store, log, alerts, () => outbound?.refresh());
+  outbound = createOutbound(config, { log, keyLive: (ref) => keyLive(pool, ref) });
+  pool.onChange(() => outbound?.refresh());
   const secretBox = secretBoxFrom(config.secret, config.secretPrevious);
   // What the store holds must open before a single request is served (src/pool/runtime.ts).
   const catalog = await startCatalogSync(pool, store.poolCatalog, secretBox, log).catch(async (err: unknown) => {
@@ -238,7 +249,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     masker,
     catalog,
     secretBox,
-    outbound: createOutbound(config, log),
+    outbound,
     streams: new OpenStreams(),
     metrics,
     alerts,

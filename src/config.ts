@@ -169,6 +169,23 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    // Connections to the upstreams (docs/proxies.md, "Connections kept open").
+    upstreamConnections: Type.Object(
+      {
+        // An idle connection to an upstream is closed after this, and a hint from the upstream
+        // (`keep-alive: timeout=N`) is capped by it: under OpenAI's own idle timeout (about 60 s),
+        // so that keyrelay closes first and never sends a request on a connection being closed.
+        keepAliveMs: Type.Integer({ minimum: 1000, default: 50_000 }),
+        // One connection per upstream and proxy list opened ahead of the next request, TLS done,
+        // replaced every keepAliveMs while unused.
+        warm: Type.Boolean({ default: true }),
+        // ...kept while the upstream and proxy list had a request within this long.
+        warmForMs: Type.Integer({ minimum: 1000, default: 900_000 }),
+        // Offer HTTP/2 to https upstreams (docs/proxies.md says why it is off by default).
+        http2: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     // What a client may hold of this process: connections, and time to send its request
     // (docs/connections.md). The `timeouts` above are the upstream's side.
     inbound: Type.Object(

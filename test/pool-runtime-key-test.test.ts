@@ -6,6 +6,7 @@ import { type FakeUpstream, invalidKeyBody, startFakeUpstream } from '../src/dev
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { type TestHttpProxy, startHttpProxy, withCredentials } from './helpers/http-proxy.js';
 import { registerSecret } from './helpers/log-capture.js';
+import { NO_WARM_CONNECTION } from './helpers/proxy-faults.js';
 import { SECRET_A, adminAt, runtimeSecret } from './helpers/runtime-fixture.js';
 
 const GOOD = runtimeSecret('probe-good');
@@ -29,7 +30,7 @@ beforeAll(async () => {
       : { status: 401, headers: { connection: 'close' }, body: invalidKeyBody(req.headers.authorization) };
   });
   proxy = await startHttpProxy({ auth: { username: 'probe', password: PROXY_PASSWORD } });
-  gateway = await startGateway({ env: { KEYRELAY_SECRET: SECRET_A }, config: { upstreams: [{ id: 'main', baseUrl: fake.baseUrl, models: ['*'], strategy: 'round-robin', keys: [] }] } });
+  gateway = await startGateway({ env: { KEYRELAY_SECRET: SECRET_A }, config: { upstreams: [{ id: 'main', baseUrl: fake.baseUrl, models: ['*'], strategy: 'round-robin', keys: [] }], upstreamConnections: NO_WARM_CONNECTION } });
   admin = adminAt(gateway.url);
   const proxied = withCredentials(proxy.url, 'probe', PROXY_PASSWORD);
   expect((await admin('POST', '/upstreams/main/keys', { id: 'good', key: GOOD, proxy: proxied, project: 'proj_probe' })).status).toBe(201);

@@ -7,6 +7,7 @@ import { bypassesProxy, environmentProxyFor, proxyEnvFrom } from '../src/proxy/e
 import { startGateway } from './helpers/gateway.js';
 import { type TestHttpProxy, startHttpProxy } from './helpers/http-proxy.js';
 import { registerSecret } from './helpers/log-capture.js';
+import { NO_WARM_CONNECTION } from './helpers/proxy-faults.js';
 import { type TestSocks5Server, startSocks5Server } from './helpers/socks5-server.js';
 
 const POOL_KEY = 'sk-pool-environment-0123456789abc';
@@ -30,7 +31,7 @@ async function wayTaken(env: Record<string, string>): Promise<string> {
   proxyA.connects.length = 0;
   proxyB.connects.length = 0;
   socks.connects.length = 0;
-  const gw = await startGateway({ env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: up.baseUrl, ...env } });
+  const gw = await startGateway({ env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: up.baseUrl, ...env }, config: { upstreamConnections: NO_WARM_CONNECTION } });
   try {
     const userKey = await gw.createUserKey('env-user');
     const res = await fetch(`${gw.baseUrl}/models`, { headers: { authorization: `Bearer ${userKey}` } });

@@ -10,6 +10,7 @@ import { parseProxyUrl } from '../src/proxy/url.js';
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { type TestHttpProxy, startHttpProxy } from './helpers/http-proxy.js';
 import { registerSecret } from './helpers/log-capture.js';
+import { NO_WARM_CONNECTION } from './helpers/proxy-faults.js';
 import { type TestSocks5Server, startSocks5Server } from './helpers/socks5-server.js';
 
 const POOL_KEY = 'sk-pool-failover-0123456789abcdef';
@@ -37,6 +38,7 @@ describe('a gateway with a list of proxies', () => {
     gw = await startGateway({
       env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: up.baseUrl },
       config: {
+        upstreamConnections: NO_WARM_CONNECTION,
         proxy: [`http://127.0.0.1:${await freePort()}`, refusing.url, good.url],
         proxyOptions: { cooldownMs: 600_000 },
       },
@@ -106,7 +108,7 @@ describe('a list where every proxy fails', () => {
     const refusing = await startHttpProxy({ behaviour: 'refuse-502' });
     const gw = await startGateway({
       env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: up.baseUrl },
-      config: { proxy: [`socks5://127.0.0.1:${await freePort()}`, refusing.url] },
+      config: { proxy: [`socks5://127.0.0.1:${await freePort()}`, refusing.url], upstreamConnections: NO_WARM_CONNECTION },
     });
     try {
       const userKey = await gw.createUserKey('unlucky');

@@ -9,6 +9,7 @@ import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.j
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { type TestHttpProxy, startHttpProxy } from './helpers/http-proxy.js';
 import { registerSecret } from './helpers/log-capture.js';
+import { NO_WARM_CONNECTION } from './helpers/proxy-faults.js';
 import { type TestSocks5Server, startSocks5Server } from './helpers/socks5-server.js';
 
 const KEY_A = 'sk-pool-key-a-0123456789abcdefAAAA';
@@ -61,6 +62,7 @@ beforeAll(async () => {
       KEY_B,
       KEY_B_PROXY: `socks5://key-b:${SOCKS_PASSWORD}@127.0.0.1:${socksB.port}`,
     },
+    config: { upstreamConnections: NO_WARM_CONNECTION },
   });
   userKey = await gw.createUserKey('per-key-user');
 });

@@ -11,6 +11,7 @@ import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.j
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { type TestHttpProxy, startHttpProxy } from './helpers/http-proxy.js';
 import { registerSecret } from './helpers/log-capture.js';
+import { NO_WARM_CONNECTION } from './helpers/proxy-faults.js';
 import { type TestSocks5Server, startSocks5Server } from './helpers/socks5-server.js';
 
 const POOL_KEY = 'sk-pool-region-0123456789abcdef';
@@ -38,7 +39,7 @@ function gatewayVia(proxy: string | undefined): Promise<TestGateway> {
       KEYRELAY_PROXY: proxy,
     },
     // The download below names a made-up file (`file-abc`): shared, it reaches the upstream.
-    config: { pool: { shareUnknownObjects: true } as Config['pool'] },
+    config: { pool: { shareUnknownObjects: true } as Config['pool'], upstreamConnections: NO_WARM_CONNECTION },
   });
 }
 

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerSecret } from './helpers/log-capture.js';
+import { NO_WARM_CONNECTION } from './helpers/proxy-faults.js';
 import { type TestSocks5Server, startSocks5Server } from './helpers/socks5-server.js';
 
 const POOL_KEY = 'sk-pool-socks-resolution-01234567';
@@ -35,6 +36,7 @@ async function models(scheme: 'socks5' | 'socks5h', host: string): Promise<{ sta
       KEYRELAY_UPSTREAM_URL: `http://${host}:${up.port}/v1`,
       KEYRELAY_PROXY: `${scheme}://127.0.0.1:${socks.port}`,
     },
+    config: { upstreamConnections: NO_WARM_CONNECTION },
   });
   gateways.push(gw);
   const userKey = await gw.createUserKey('resolution-user');

@@ -12,6 +12,7 @@ import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.j
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { type TestHttpProxy, startHttpProxy, withCredentials } from './helpers/http-proxy.js';
 import { registerSecret } from './helpers/log-capture.js';
+import { NO_WARM_CONNECTION } from './helpers/proxy-faults.js';
 
 const POOL_KEY = 'sk-pool-tls-0123456789abcdefghijk';
 const PASSWORD = 'Tls-Pr0xy-Passw0rd';
@@ -46,7 +47,7 @@ afterAll(async () => {
 async function gateway(upstreamUrl: string, caFile: string | undefined): Promise<{ gw: TestGateway; userKey: string }> {
   const gw = await startGateway({
     env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: upstreamUrl, KEYRELAY_PROXY: withCredentials(proxy.url, 'tls-user', PASSWORD) },
-    config: { proxyOptions: { cooldownMs: 30_000, ...(caFile ? { caFile } : {}) } },
+    config: { proxyOptions: { cooldownMs: 30_000, ...(caFile ? { caFile } : {}) }, upstreamConnections: NO_WARM_CONNECTION },
   });
   gateways.push(gw);
   return { gw, userKey: await gw.createUserKey('tls-user') };

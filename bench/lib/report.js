@@ -181,6 +181,10 @@ npm run build && node bench/profile.js --store redis --workload json --profile /
 npx tsc -p tsconfig.build.json && node bench/stream-tap.js
                              # CPU per stream of the usage tap alone, no network: usage taken
                              # out of the stream against chunks passed through
+npm run build && node bench/far-client.js
+                             # a client far from the upstream behind a proxy, new connection per
+                             # request: first streamed byte through keyrelay and direct, after idle
+                             # gaps of 0, 15 and 60 s (about 7 minutes with --samples 5)
 \`\`\`
 
 It needs \`redis-server\` on PATH for (D); without it (D) is reported unavailable. The logs of each

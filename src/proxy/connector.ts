@@ -5,7 +5,7 @@
 // upgrades included. Errors that are not the proxy's (the gateway's own DNS for socks5://, TLS
 // with the upstream) end the attempt at once.
 import type { Socket } from 'node:net';
-import { buildConnector } from 'undici';
+import type { buildConnector } from 'undici';
 import { ProxyError } from './errors.js';
 import type { ProxyHealth } from './health.js';
 import type { Tunnel, TunnelTarget } from './tunnel.js';
@@ -15,8 +15,10 @@ export interface ChainOptions {
   proxies: readonly ProxyEndpoint[];
   tunnelFor: (proxy: ProxyEndpoint) => Tunnel;
   health: ProxyHealth;
-  /** Deadline for each proxy's tunnel, and for the TLS handshake with the upstream through it. */
+  /** Deadline for each proxy's tunnel. */
   connectMs: number;
+  /** TLS with the upstream inside the tunnel (`httpSocket`), with its own deadline. */
+  upstreamTls: buildConnector.connector;
 }
 
 async function openWithin(tunnel: Tunnel, proxy: ProxyEndpoint, target: TunnelTarget, ms: number): Promise<Socket> {
@@ -33,7 +35,7 @@ async function openWithin(tunnel: Tunnel, proxy: ProxyEndpoint, target: TunnelTa
 }
 
 export function chainConnector(options: ChainOptions): buildConnector.connector {
-  const upstreamTls = buildConnector({ timeout: options.connectMs });
+  const { upstreamTls } = options;
 
   async function tunnel(target: TunnelTarget): Promise<Socket> {
     let lastError: ProxyError | undefined;

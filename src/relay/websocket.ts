@@ -174,7 +174,7 @@ async function openUpstream(deps: UpgradeDeps, h: Handshake, tried: TriedKey[]):
       }
       const attempt = failover.start(selection);
       const { choice } = attempt;
-      const result = await upgradeUpstream(deps.outbound.dispatcherFor(choice), handshakeRequest(h, choice, deps.config.timeouts), controller.signal, deps.config.timeouts.bodyIdleMs);
+      const result = await upgradeUpstream(deps.outbound.dispatcherFor(choice, 'upgrade'), handshakeRequest(h, choice, deps.config.timeouts), controller.signal, deps.config.timeouts.bodyIdleMs);
       if (result.kind === 'upgraded') {
         attempt.finish({ status: result.status, headers: result.headers });
         return { choice, headers: result.headers, socket: result.socket };

@@ -1,7 +1,14 @@
 // What the proxy fault tests (HTTP CONNECT and SOCKS5, docs/reliability.md, cases 17 and 18) share: the errors
 // they expect, a gateway sending through one proxy with a short connect deadline, a chat call.
 import { expect } from 'vitest';
+import type { Config } from '../../src/config.js';
 import { type TestGateway, startGateway } from './gateway.js';
+
+/**
+ * For tests that count the tunnels each request opens: without the warm connection that keyrelay
+ * opens beside them in the background (test/upstream-warm-connections.test.ts tests that one).
+ */
+export const NO_WARM_CONNECTION: Config['upstreamConnections'] = { keepAliveMs: 50_000, warm: false, warmForMs: 900_000, http2: false };
 
 export const PROXY_FAILED = {
   error: { message: 'The outbound proxy failed.', type: 'server_error', param: null, code: 'upstream_proxy_error' },
@@ -24,7 +31,7 @@ export async function gatewayVia(
   const gw = await startGateway({
     env: { OPENAI_API_KEYS: options.poolKey, KEYRELAY_UPSTREAM_URL: options.upstreamUrl, KEYRELAY_PROXY: options.proxyUrl },
     // A short connect deadline: the proxy that never answers must be given up on quickly.
-    config: { timeouts: { connectMs: 400, headersMs: 600_000, bodyIdleMs: 300_000 } },
+    config: { timeouts: { connectMs: 400, headersMs: 600_000, bodyIdleMs: 300_000 }, upstreamConnections: NO_WARM_CONNECTION },
   });
   gateways.push(gw);
   return { gw, userKey: await gw.createUserKey('user') };
