@@ -104,6 +104,8 @@ export class UsageTap implements ResponseTap {
   private strip: UsageStrip | undefined;
   /** Reads deferred raw chunks, whose lines may be cut anywhere. */
   private rawLines: LineSplitter | undefined;
+  /** The open line grew past MAX_LINE_BYTES: its bytes are skipped up to its end (readRaw). */
+  private skippingLine = false;
 
   private readonly watch: boolean;
 
@@ -239,8 +241,7 @@ export class UsageTap implements ResponseTap {
         continue;
       }
       if (item.raw) {
-        this.rawLines ??= new LineSplitter();
-        this.rawLines.push(item.buf.subarray(item.start, item.end), this.readTextLine);
+        this.readRaw(item.buf.subarray(item.start, item.end));
         continue;
       }
       if (item.lines) {
@@ -249,6 +250,28 @@ export class UsageTap implements ResponseTap {
       }
       const event = parseEvent(item.buf, item.start, item.end);
       if (event) this.collectText(event, this.addText);
+    }
+  }
+
+  /**
+   * Reads the text of the stream's lines as they come whole. A line past MAX_LINE_BYTES is not
+   * gathered further (its text is not counted): the bytes up to its end are skipped, so that a line
+   * of hundreds of MB with no newline holds no more than the bound.
+   */
+  private readRaw(buf: Buffer): void {
+    if (this.skippingLine) {
+      const lf = buf.indexOf(0x0a);
+      const cr = buf.indexOf(0x0d);
+      const end = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
+      if (end === -1) return;
+      this.skippingLine = false;
+      buf = buf.subarray(end);
+    }
+    this.rawLines ??= new LineSplitter();
+    this.rawLines.push(buf, this.readTextLine);
+    if (this.rawLines.pending.length > MAX_LINE_BYTES) {
+      this.rawLines = undefined;
+      this.skippingLine = true;
     }
   }
 

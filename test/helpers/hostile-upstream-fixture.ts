@@ -3,6 +3,7 @@
 // key's health and to set it back to active between cases.
 import type { Config } from '../../src/config.js';
 import { type TestGateway, startGateway } from './gateway.js';
+import { NO_WARM_CONNECTION } from './proxy-faults.js';
 import { registerPoolKey, registerSecret } from './log-capture.js';
 import { type RawUpstream, startRawUpstream } from './raw-upstream.js';
 
@@ -33,6 +34,9 @@ export async function startHostile(options: { proxy?: string } = {}): Promise<Ho
       timeouts: { connectMs: 2_000, headersMs: HEADERS_MS, bodyIdleMs: BODY_IDLE_MS },
       // One attempt: each case is about what one hostile answer does.
       pool: { retry: { maxAttempts: 1 } } as Config['pool'],
+      // The raw upstream answers every connection as the case scripts it, the moment it opens: a
+      // warm connection opened in the background would take the case's answer before its request.
+      upstreamConnections: NO_WARM_CONNECTION,
       upstreams: [{ id: UPSTREAM_ID, baseUrl: upstream.baseUrl, proxy: options.proxy, keys: [{ id: KEY_ID, key: POOL_KEY }] }] as Config['upstreams'],
     },
   });
