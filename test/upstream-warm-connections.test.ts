@@ -134,10 +134,12 @@ describe('with warm connections (the default)', () => {
     // Its tunnel was opened before the request, so the request path opened none: the first
     // request's, its warm one, and the warm one that replaced it during the gap.
     expect(connectsAtRequest).toBeGreaterThanOrEqual(3);
-    // Every connection since the first resumed its TLS session, through the proxy.
+    // Connections opened since the first resume its TLS session, through the proxy. The one that
+    // served the second request was opened during the gap, long after the session's ticket came;
+    // one opened right after the first request may race the ticket on a busy machine.
     const later = front.connections.filter((c) => c.openedAt > first.doneAt && c.servername === '');
     expect(later.length).toBeGreaterThan(0);
-    expect(later.every((c) => c.resumed)).toBe(true);
+    expect(used.resumed).toBe(true);
   }, 60_000);
 
   it('holds at most one warm connection per upstream and proxy, however many requests ran at once', async () => {
