@@ -215,3 +215,28 @@ describe('quota leases on a Redis Cluster', () => {
     }
   }, 90_000);
 });
+
+describe('quota leases without a window limit', () => {
+  it('charge the tokens and dollars of requests admitted from a lease taken for rpm alone', async () => {
+    const userId = `uncapped-${Date.now()}`;
+    // No token nor dollar limit: the lease reserves none of them, yet what is used is charged.
+    const limits: QuotaLimits = { rpm: 1000 };
+    const [store] = (await stores(1)) as [Store];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const a = await store.reserve({ userId, requestId: `u${++serial}`, limits, tokens: 10, micros: 500, now: Date.now(), leaseMs: HOUR });
+        if (!a.admitted) throw new Error('not admitted');
+        await store.settle({ reservation: a.reservation, limits, tokens: 7, micros: 300, estimated: false, refundRequest: false, now: Date.now(), leaseMs: HOUR });
+        if (i === 0) await until(async () => (await ledger(userId)).leaseRecords === 1, 'a lease', 5000);
+      }
+      // Admitted from the lease, not one by one in Redis (else this tested the path without leases).
+      expect((await ledger(userId)).rpm.leased).toBeGreaterThan(0);
+    } finally {
+      await store.close();
+    }
+    const now = Date.now();
+    const month = await reader.hgetall(quotaKeys(userId, dayWindow(now).id, monthWindow(now).id)[1] as string);
+    expect(await ledger(userId)).toMatchObject({ charged: 140, reserved: 0, requests: 20, leaseRecords: 0 });
+    expect({ t: Number(month.t), m: Number(month.m), rm: Number(month.rm ?? 0) }).toEqual({ t: 140, m: 6000, rm: 0 });
+  }, 30_000);
+});
