@@ -1,6 +1,6 @@
 // RELIABILITY.md 7: the same quota of exactly 10 requests, 50 fired at once split across two
 // gateways sharing one Redis: (a) two gateways in this process, each with Redis connections of
-// its own, and (b) this process and a real second `node` process.
+// its own, and (b) this process and a real second `node` process; with quota leases off and on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_COMPLETION_TOKENS } from '../src/dev/fake-openai-answers.js';
 import type { FakeUpstream } from '../src/dev/fake-upstream.js';
@@ -22,10 +22,8 @@ let first: TestGateway;
 beforeAll(async () => {
   fake = await startFake();
   redis = await startRedis();
-  first = await startQuotaGateway(fake, redis.url);
 });
 afterAll(async () => {
-  await first.close();
   await fake.close();
   await redis.stop();
 });
@@ -56,7 +54,12 @@ async function fiftyAtOnce(userId: string, key: string, urls: [string, string]) 
   const peak = await usageOf(first, userId);
   release.open();
   const results = await Promise.all(answers);
-  await until(async () => (await usageOf(first, userId)).concurrent.inFlight === 0, 'every request to settle');
+  // With leases, a lease's charges reach Redis at its next exchange, and its free part once it is
+  // given back (idle for 2 s).
+  await until(async () => {
+    const usage = await usageOf(first, userId);
+    return usage.concurrent.inFlight === 0 && usage.day.reservedTokens === 0;
+  }, 'every request to settle');
   return { results, peak, settled: await usageOf(first, userId) };
 }
 
@@ -79,25 +82,32 @@ function check(label: string, run: Awaited<ReturnType<typeof fiftyAtOnce>>): voi
   );
 }
 
-describe('two gateways sharing one Redis', () => {
+describe.each([['off'], ['on']] as const)('two gateways sharing one Redis, quota leases %s', (leases) => {
+  beforeAll(async () => {
+    first = await startQuotaGateway(fake, redis.url, { leases });
+  });
+  afterAll(async () => {
+    await first?.close();
+  });
+
   it('admit exactly 10 of 50 between them: two app instances, each with its own Redis connections', async () => {
-    const second = await startQuotaGateway(fake, redis.url);
+    const second = await startQuotaGateway(fake, redis.url, { leases });
     try {
-      const key = await userWithKey(first, 'shared-a', { tokensPerDay: LIMIT });
-      check('two app instances', await fiftyAtOnce('shared-a', key, [first.url, second.url]));
+      const key = await userWithKey(first, `shared-a-${leases}`, { tokensPerDay: LIMIT });
+      check(`two app instances, leases ${leases}`, await fiftyAtOnce(`shared-a-${leases}`, key, [first.url, second.url]));
     } finally {
       await second.close();
     }
   });
 
   it('admit exactly 10 of 50 between them: this process and a second node process', async () => {
-    const child: ChildGateway = await startChildGateway({ REDIS_URL: redis.url, OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl });
+    const child: ChildGateway = await startChildGateway({ REDIS_URL: redis.url, OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl, KEYRELAY_QUOTA_LEASES: leases });
     try {
       // One request first, so that the child's first answers do not include its warm-up.
-      const warm = await userWithKey(first, 'warm-up', {});
+      const warm = await userWithKey(first, `warm-up-${leases}`, {});
       expect((await post(child.url, warm, '/chat/completions', BODY)).status).toBe(200);
-      const key = await userWithKey(first, 'shared-b', { tokensPerDay: LIMIT });
-      check('two OS processes', await fiftyAtOnce('shared-b', key, [first.url, child.url]));
+      const key = await userWithKey(first, `shared-b-${leases}`, { tokensPerDay: LIMIT });
+      check(`two OS processes, leases ${leases}`, await fiftyAtOnce(`shared-b-${leases}`, key, [first.url, child.url]));
     } finally {
       await child.stop();
     }
