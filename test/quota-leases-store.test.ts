@@ -8,7 +8,8 @@ import { SCALE } from '../src/quota/bucket.js';
 import { dayWindow, monthWindow } from '../src/quota/windows.js';
 import { createRedisStore, quotaKeys } from '../src/store/redis.js';
 import type { QuotaLimits, Reservation, Store } from '../src/store/types.js';
-import { capturingLogger } from './helpers/log-capture.js';
+import { capturedLines, capturingLogger } from './helpers/log-capture.js';
+import { startRedisLink } from './helpers/redis-link.js';
 import { until } from './helpers/quota-fixture.js';
 import { type RedisServer, redisCli, startRedis, startRedisCluster } from './helpers/redis-server.js';
 
@@ -214,4 +215,63 @@ describe('quota leases on a Redis Cluster', () => {
       await cluster.stop();
     }
   }, 90_000);
+});
+
+describe('quota leases without a window limit', () => {
+  it('charge the tokens and dollars of requests admitted from a lease taken for rpm alone', async () => {
+    const userId = `uncapped-${Date.now()}`;
+    // No token nor dollar limit: the lease reserves none of them, yet what is used is charged.
+    const limits: QuotaLimits = { rpm: 1000 };
+    const [store] = (await stores(1)) as [Store];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const a = await store.reserve({ userId, requestId: `u${++serial}`, limits, tokens: 10, micros: 500, now: Date.now(), leaseMs: HOUR });
+        if (!a.admitted) throw new Error('not admitted');
+        await store.settle({ reservation: a.reservation, limits, tokens: 7, micros: 300, estimated: false, refundRequest: false, now: Date.now(), leaseMs: HOUR });
+        if (i === 0) await until(async () => (await ledger(userId)).leaseRecords === 1, 'a lease', 5000);
+      }
+      // Admitted from the lease, not one by one in Redis (else this tested the path without leases).
+      expect((await ledger(userId)).rpm.leased).toBeGreaterThan(0);
+    } finally {
+      await store.close();
+    }
+    const now = Date.now();
+    const month = await reader.hgetall(quotaKeys(userId, dayWindow(now).id, monthWindow(now).id)[1] as string);
+    expect(await ledger(userId)).toMatchObject({ charged: 140, reserved: 0, requests: 20, leaseRecords: 0 });
+    expect({ t: Number(month.t), m: Number(month.m), rm: Number(month.rm ?? 0) }).toEqual({ t: 140, m: 6000, rm: 0 });
+  }, 30_000);
+});
+
+describe('a lease dropped while its request runs', () => {
+  it('still charges that request its tokens and dollars when no window limits them', async () => {
+    const userId = `dropped-${Date.now()}`;
+    const limits: QuotaLimits = { rpm: 1000 };
+    // This process's own path to Redis, so that only it sees Redis freeze.
+    const link = await startRedisLink(redis.port);
+    const store = await createRedisStore({ url: link.url, commandTimeoutMs: 300, log, leases: { ttlMs: 10_000 } });
+    const settle = (reservation: Reservation) =>
+      store.settle({ reservation, limits, tokens: 7, micros: 300, estimated: false, refundRequest: false, now: Date.now(), leaseMs: HOUR });
+    try {
+      const first = await store.reserve({ userId, requestId: `d${++serial}`, limits, tokens: 10, micros: 500, now: Date.now(), leaseMs: HOUR });
+      if (!first.admitted) throw new Error('not admitted');
+      await settle(first.reservation);
+      await until(async () => (await ledger(userId)).leaseRecords === 1 && (await ledger(userId)).charged === 7, 'a lease', 5000);
+      const second = await store.reserve({ userId, requestId: `d${++serial}`, limits, tokens: 10, micros: 500, now: Date.now(), leaseMs: HOUR });
+      if (!second.admitted) throw new Error('not admitted');
+      // From the lease: Redis did not count it.
+      expect((await ledger(userId)).requests).toBe(1);
+      // Its next exchange times out: the process drops the lease while the request runs.
+      const logFrom = capturedLines().length;
+      link.pause();
+      await until(() => capturedLines().slice(logFrom).some((l) => l.includes('quota lease exchange failed')), 'the exchange to fail', 5000);
+      link.resume();
+      await settle(second.reservation);
+    } finally {
+      await store.close();
+      await link.cut();
+    }
+    const now = Date.now();
+    const day = await reader.hgetall(quotaKeys(userId, dayWindow(now).id, monthWindow(now).id)[0] as string);
+    expect({ t: Number(day.t), m: Number(day.m) }).toEqual({ t: 14, m: 600 });
+  }, 30_000);
 });

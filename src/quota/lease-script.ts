@@ -59,12 +59,17 @@ local bt = math.min(arg(10), T - ct)
 local bm = math.min(arg(11), M - cm)
 T = T - ct - bt
 M = M - cm - bm
+-- A unit no window limits is not reserved by a lease (it holds none of it): what its requests
+-- used is charged all the same, or the user's usage would lose it.
+local ut, um = 0, 0
+if tonumber(ARGV[28]) < 0 and tonumber(ARGV[29]) < 0 then ut = arg(6) - ct end
+if tonumber(ARGV[30]) < 0 and tonumber(ARGV[31]) < 0 then um = arg(7) - cm end
 local ends = {dayEnd + ${WINDOW_GRACE_MS}, monthEnd + ${WINDOW_GRACE_MS}}
 for k = 1, 2 do
   redis.call('HINCRBY', KEYS[k], 'rt', fmt(-(ct + bt)))
   redis.call('HINCRBY', KEYS[k], 'rm', fmt(-(cm + bm)))
-  redis.call('HINCRBY', KEYS[k], 't', fmt(ct))
-  redis.call('HINCRBY', KEYS[k], 'm', fmt(cm))
+  redis.call('HINCRBY', KEYS[k], 't', fmt(ct + ut))
+  redis.call('HINCRBY', KEYS[k], 'm', fmt(cm + um))
   redis.call('HINCRBY', KEYS[k], 'n', fmt(tonumber(ARGV[8]) or 0))
   redis.call('HINCRBY', KEYS[k], 'e', fmt(arg(9)))
   redis.call('PEXPIREAT', KEYS[k], fmt(ends[k]))

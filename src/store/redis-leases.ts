@@ -222,8 +222,12 @@ export class QuotaLeases {
     p.tokens += tokens;
     p.micros += micros;
     if (input.estimated) p.estimated += 1;
-    if (input.tokens > tokens || input.micros > micros) {
-      await this.o.settle({ ...input, tokens: input.tokens - tokens, micros: input.micros - micros, refundRequest: false });
+    // A dropped lease is charged in full in Redis, which pays for this request in every unit a
+    // window limits; a unit none limits was never reserved in it, so its usage is charged here.
+    const unpaidTokens = lease.dead && !bounds(limits, 'tokens') ? tokens : 0;
+    const unpaidMicros = lease.dead && !bounds(limits, 'micros') ? micros : 0;
+    if (input.tokens > tokens || input.micros > micros || unpaidTokens > 0 || unpaidMicros > 0) {
+      await this.o.settle({ ...input, tokens: input.tokens - tokens + unpaidTokens, micros: input.micros - micros + unpaidMicros, refundRequest: false });
     }
   }
 

@@ -71,7 +71,11 @@ export interface RedisStoreOptions extends RedisTarget {
   commandTimeoutMs: number;
   log: Logger;
   /** Quota leases (docs/quota.md, src/store/redis-leases.ts); absent: one Redis step per admission. */
-  leases?: { ttlMs: number };
+  leases?: {
+    ttlMs: number;
+    /** The leases' clock (tests drive it: window rollovers, expiry); Date.now by default. */
+    now?: () => number;
+  };
 }
 
 
@@ -201,6 +205,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
       reserve: reserveInRedis,
       settle: settleInRedis,
       log,
+      ...(options.leases.now ? { now: options.leases.now } : {}),
     });
 
   const catalog = redisCatalogStore(data, options, commandTimeoutMs, log);

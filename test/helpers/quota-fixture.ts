@@ -14,9 +14,11 @@ registerSecret(POOL_KEY);
 // frozen-Redis tests to wait it out.
 export const QUOTA_SETTINGS: Config['quota'] = { redisCommandTimeoutMs: 1000, leaseMs: 600_000, defaultMaxOutputTokens: 4096 };
 
-export function startQuotaGateway(fake: FakeUpstream, redisUrl?: string, quota: Partial<Config['quota']> = {}): Promise<TestGateway> {
+/** `redis`: a Redis URL, or the `host:port` of each master of a Redis Cluster; absent: the memory store. */
+export function startQuotaGateway(fake: FakeUpstream, redis?: string | string[], quota: Partial<Config['quota']> = {}): Promise<TestGateway> {
+  const store = Array.isArray(redis) ? { REDIS_CLUSTER_NODES: redis.join(',') } : { REDIS_URL: redis };
   return startGateway({
-    env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl, REDIS_URL: redisUrl },
+    env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl, ...store },
     // Some tests break the upstream again and again on the one key: its circuit breaker stays
     // closed, so that no test meets a 503 for its neighbours' breaks.
     config: { quota: { ...QUOTA_SETTINGS, ...quota }, pool: { health: { failureThreshold: 1_000_000 } } as Config['pool'] },
