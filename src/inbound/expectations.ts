@@ -1,6 +1,6 @@
 // A request with an `Expect` other than `100-continue`. Node answers it 417 with an empty body of
 // its own, which no SDK can read as an error; this answers the same status OpenAI-shaped, as every
-// error of the gateway is (CONTRACT.md, Errors). The request is not read: the client holds its body
+// error of the gateway is (README, "Errors"). The request is not read: the client holds its body
 // back until told to send it, so the connection closes after the answer.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
