@@ -21,6 +21,7 @@ import { capConnections } from './inbound/connection-cap.js';
 import { type Cors, createCors } from './inbound/cors.js';
 import { headerCountError, headerSizeOption, keepOneFieldMore } from './inbound/header-limits.js';
 import { refuseOnSocket } from './inbound/raw-answer.js';
+import { closeWithConnection } from './inbound/pipelined.js';
 import { HEALTH_PATHS, type RequestCap, createRequestCap } from './inbound/request-cap.js';
 import { refuseExpectation } from './inbound/expectations.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
@@ -123,6 +124,7 @@ function serverWithLane(config: Config, inbound: Inbound, log: Logger, cors: Cor
   const { guard, cap, metrics } = inbound;
   return (handler: Handler) => {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+      closeWithConnection(req.socket, res);
       guard.watch(req, res);
       // Here, so that every answer to a /v1 request carries them, whoever writes it (lane, Fastify).
       cors.decorate(req, res);
