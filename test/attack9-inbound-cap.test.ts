@@ -3,7 +3,7 @@
 // user with a handful of sockets. The count is read from /metrics.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
-import { type TestGateway, startGateway } from './helpers/gateway.js';
+import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerSecret } from './helpers/log-capture.js';
 import { parsePrometheusText, sampleValue } from './helpers/prometheus-text.js';
 import { until } from './helpers/quota-fixture.js';
@@ -65,7 +65,8 @@ describe('pipelined requests on one keep-alive socket', () => {
     const before = held.size;
     const connection = await openConnection(gateway.port);
     // The second is relayed at once too, but its answer waits behind the first's.
-    connection.socket.write(post(chat('ok')) + post(chat('ok')) + post(chat()));
+    // The third goes through Fastify rather than the lane.
+    connection.socket.write(post(chat('ok')) + post(chat('ok')) + `GET /admin/users HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${ADMIN_TOKEN}\r\n\r\n`);
     await until(() => held.size === before + 2, 'the fake to hold the first two');
     await until(async () => (await inFlight()) === 3, 'the three to be counted');
     connection.socket.destroy();
@@ -151,5 +152,33 @@ describe('health routes written otherwise while the process is full', () => {
     expectOpenAIError(refused, 503, 'server_overloaded');
     expect(refused.headers.connection).toBe('close');
     await releaseAll(answers);
+  });
+});
+
+describe('header fields at the limit and one over', () => {
+  const upgrade = (fields: number) => {
+    const lines = ['host: x', 'upgrade: websocket', 'connection: Upgrade', 'sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version: 13', `authorization: Bearer ${key}`];
+    for (let i = lines.length; i < fields; i++) lines.push(`x-field-${i}: ${i}`);
+    return `GET /v1/responses HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n`;
+  };
+
+  it('a WebSocket upgrade with exactly maxHeadersCount (100) fields opens; with 101 it is an OpenAI-shaped 431', async () => {
+    const at = await openConnection(gateway.port);
+    at.socket.write(upgrade(100));
+    await until(() => at.received().includes('\r\n\r\n'), 'the answer to the upgrade', FAST_MS);
+    expect(at.received().startsWith('HTTP/1.1 101')).toBe(true);
+    at.socket.destroy();
+    expectOpenAIError(await rawRequest(gateway.port, upgrade(101)), 431, 'invalid_header');
+    await until(async () => (await inFlight()) === 0, 'no place held', FAST_MS);
+  });
+
+  it('two Expect fields, 100-continue and another: met as 100-continue, and neither goes upstream', async () => {
+    const before = fake.requests.length;
+    const body = chat();
+    const answer = await rawRequest(gateway.port, post(body, 'expect: 100-continue\r\nexpect: x-other\r\nconnection: close\r\n'));
+    expect(answer.raw).toContain('HTTP/1.1 200 OK');
+    const sent = fake.requests.slice(before);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.headers.expect).toBeUndefined();
   });
 });
