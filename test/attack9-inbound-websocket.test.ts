@@ -2,7 +2,7 @@
 // written by hand: a message just at the limit and one byte over, in one frame and fragmented with
 // control frames between the fragments, and a fragmented message made of frames with (almost) no
 // payload, which adds nothing to a message's size but costs the gateway memory for each frame.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
@@ -10,7 +10,6 @@ import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.j
 import { MAX_MESSAGE_FRAMES } from '../src/relay/ws-frames.js';
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerSecret } from './helpers/log-capture.js';
-import { type RawUpstream, startRawUpstream } from './helpers/raw-upstream.js';
 
 const POOL_KEY = 'sk-pool-attack9-ws-000000000001';
 const LIMIT = 64 * 1024;
@@ -45,7 +44,7 @@ afterEach(() => {
 });
 
 /** A frame as a client writes it (masked); `fin` false for all but a message's last fragment. */
-export function clientFrame(opcode: number, payload: Buffer, fin: boolean): Buffer {
+function clientFrame(opcode: number, payload: Buffer, fin: boolean): Buffer {
   const length = payload.length;
   const extended = length < 126 ? 0 : length < 65536 ? 2 : 8;
   const head = Buffer.alloc(2 + extended + 4);
@@ -176,3 +175,4 @@ describe('a client message at and past clientMessageBytes', () => {
     expect(s.ws.readyState).toBe(WebSocket.OPEN);
   });
 });
+
