@@ -21,6 +21,8 @@ import { capConnections } from './inbound/connection-cap.js';
 import { type Cors, createCors } from './inbound/cors.js';
 import { headerCountError, headerSizeOption, keepOneFieldMore } from './inbound/header-limits.js';
 import { refuseOnSocket } from './inbound/raw-answer.js';
+import { closeWithConnection } from './inbound/pipelined.js';
+import { transferCodingError } from './inbound/transfer-codings.js';
 import { HEALTH_PATHS, type RequestCap, createRequestCap } from './inbound/request-cap.js';
 import { refuseExpectation } from './inbound/expectations.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
@@ -123,12 +125,13 @@ function serverWithLane(config: Config, inbound: Inbound, log: Logger, cors: Cor
   const { guard, cap, metrics } = inbound;
   return (handler: Handler) => {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+      closeWithConnection(req.socket, res);
       guard.watch(req, res);
       // Here, so that every answer to a /v1 request carries them, whoever writes it (lane, Fastify).
       cors.decorate(req, res);
-      const tooManyFields = headerCountError(req, config.inbound);
-      if (tooManyFields) {
-        writeError(res, tooManyFields, randomUUID());
+      const refused = headerCountError(req, config.inbound) ?? transferCodingError(req);
+      if (refused) {
+        writeError(res, refused, randomUUID());
         return;
       }
       // Before the key and the body: a refusal costs the parse of the request's head, no more.

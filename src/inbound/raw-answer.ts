@@ -49,3 +49,10 @@ export function answerOnSocket(socket: Socket, error: GatewayError): void {
   socket.once('close', () => clearTimeout(linger));
   socket.end(rawError(error), () => socket.destroy());
 }
+
+/** On a socket whose last answer is written (or being written): closes it once that is out. */
+export function closeAfterAnswer(socket: Socket): void {
+  const linger = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  socket.once('close', () => clearTimeout(linger));
+  socket.end(() => socket.destroy());
+}

@@ -22,7 +22,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { GatewayError } from '../errors.js';
-import { answerOnSocket } from './raw-answer.js';
+import { answerOnSocket, closeAfterAnswer } from './raw-answer.js';
 
 type Settings = Config['inbound'];
 
@@ -129,6 +129,12 @@ export function createSlowClientGuard(settings: Settings, log: Logger) {
     clientError(err: NodeJS.ErrnoException, socket: Socket): void {
       if (err.code === 'ECONNRESET' || socket.destroyed) return;
       const ex = exchanges.get(socket);
+      // Answered already, whole, as the request arrived (a transfer coding Node's parser then
+      // refused, transfer-codings.ts): closed once that answer is out, not cut before it.
+      if (ex && ex.res.writableEnded) {
+        closeAfterAnswer(socket);
+        return;
+      }
       if (receiving(ex) || answering(ex)) {
         socket.destroy();
         return;

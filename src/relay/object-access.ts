@@ -12,6 +12,7 @@
 // `user` the caller's session claimed becomes the caller's, and the fine-tuned model of the
 // caller's job becomes the caller's, on the job's key.
 import { GatewayError } from '../errors.js';
+import { checkJsonShape } from './json-shape.js';
 import { claimedNames } from '../pool/object-operations.js';
 import {
   type ObjectKind,
@@ -83,6 +84,19 @@ export async function pinnedKey(
 
 const NOT_JSON = Symbol('not JSON');
 
+const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/** No key given twice in one object (nor a page too deep or too large to tell). */
+function unambiguous(bytes: Buffer): boolean {
+  try {
+    checkJsonShape(bytes);
+    return true;
+  } catch (err) {
+    if (err instanceof GatewayError) return false;
+    throw err;
+  }
+}
+
 function parseList(bytes: Buffer): unknown {
   try {
     return JSON.parse(bytes.toString('utf8'));
@@ -107,8 +121,13 @@ export async function filterList(
 ): Promise<Buffer | undefined> {
   const answer = parseList(bytes);
   // Not JSON (cut, garbage): it cannot be filtered, so it is not passed on, lest other users'
-  // objects go out with it. JSON of a shape with no `data` list has no items to filter: it passes.
+  // objects go out with it. JSON of a shape with no `data` at all has no items to filter: it passes.
   if (answer === NOT_JSON) throw new GatewayError('upstream_invalid_response', { message: 'The upstream answered a list request with a body that is not JSON.' });
+  // A `data` that is there but is no list (an object, a page inside the page) holds items the
+  // filter cannot tell apart: refused as a body that is not JSON is.
+  if (isObject(answer) && 'data' in answer && !Array.isArray(answer.data)) {
+    throw new GatewayError('upstream_invalid_response', { message: 'The upstream answered a list request with a `data` that is not a list.' });
+  }
   const all = filterListAnswer(answer, () => true);
   if (!all) return undefined;
   const filtered = (id: string): boolean => (kind === undefined ? objectKindOf(id) !== undefined : objectKindOf(id) === kind);
@@ -141,7 +160,10 @@ export async function filterList(
     return owner ? owner.userId === userId : access.shareUnknown;
   };
   const ids = (all.data as Array<{ id: string }>).map((item) => item.id);
-  // Unchanged lists go out byte for byte, as the upstream sent them.
-  if (ids.every(visible) && ids.length === (answer as { data: unknown[] }).data.length) return undefined;
+  // Unchanged lists go out byte for byte, as the upstream sent them; but not one that gives a key
+  // twice in an object: JSON.parse kept the last, the filter judged that, and the bytes would still
+  // carry the other (another user's items in a first `data`, another id in an item). It goes out
+  // as the gateway read it.
+  if (ids.every(visible) && ids.length === (answer as { data: unknown[] }).data.length && unambiguous(bytes)) return undefined;
   return Buffer.from(JSON.stringify(filterListAnswer(answer, visible)));
 }

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import { checkJsonShape } from './json-shape.js';
 import type { OpenStreams } from './open-streams.js';
-import { FrameError, FrameReader, MessageAssembler, OP_CLOSE, OP_TEXT, closeFrame, encodeFrame, eventType } from './ws-frames.js';
+import { FrameError, FrameReader, MAX_MESSAGE_FRAMES, MessageAssembler, OP_CLOSE, OP_TEXT, closeFrame, encodeFrame, eventType } from './ws-frames.js';
 
 export type Json = Record<string, unknown>;
 /** `relayed`: told once the event's frames were written upstream (a create then counts as sent). */
@@ -245,7 +245,9 @@ export class WebSocketSession implements Channel {
   private clientFrameError(err: FrameError): void {
     if (err.code === 1009 && !this.upstreamMessages.open) {
       const error = new GatewayError('request_too_large', {
-        message: `This event is larger than the gateway takes (${this.o.clientMessageBytes} bytes): the session is closed.`,
+        message: err.tooManyFrames
+          ? `This event is split into more frames than the gateway takes (${MAX_MESSAGE_FRAMES}): the session is closed.`
+          : `This event is larger than the gateway takes (${this.o.clientMessageBytes} bytes): the session is closed.`,
       });
       this.writeClient(encodeFrame(OP_TEXT, this.dialect.refusal(error, undefined), false));
     }
@@ -262,9 +264,11 @@ export class WebSocketSession implements Channel {
     if (!this.upstreamMessages.open) {
       const error = new GatewayError('upstream_invalid_response', {
         message:
-          err.code === 1009
-            ? `The upstream sent an event larger than the gateway takes (${this.o.upstreamMessageBytes} bytes): the session is closed.`
-            : 'The upstream broke the WebSocket protocol: the session is closed.',
+          err.code !== 1009
+            ? 'The upstream broke the WebSocket protocol: the session is closed.'
+            : err.tooManyFrames
+              ? `The upstream sent an event split into more frames than the gateway takes (${MAX_MESSAGE_FRAMES}): the session is closed.`
+              : `The upstream sent an event larger than the gateway takes (${this.o.upstreamMessageBytes} bytes): the session is closed.`,
       });
       this.writeClient(encodeFrame(OP_TEXT, this.dialect.refusal(error, undefined), false));
     }
