@@ -1,0 +1,301 @@
+// The suite-wide secret scan (docs/reliability.md, "Secret scan"). Every secret a test file knows
+// of is registered here with a label, and every output of a gateway (its log lines, a child
+// process's stdout and stderr, every answer's status line, headers and body, WebSocket frames) is
+// scanned for it: whole, as any fragment of WINDOW characters or more, base64 or hex encoded, and
+// as the SHA-256 digests the gateway keeps. test/setup.ts fails the file on any finding.
+//
+// The cost stays linear in the text: every WINDOW-character window of every form of every secret
+// goes into one table under a rolling hash, and a text is read once, window by window, looking each
+// hash up (a hit is then compared character by character).
+import { createHash } from 'node:crypto';
+import { constants, gunzipSync } from 'node:zlib';
+
+/** The shortest piece of a secret that counts as a leak: long enough that chance never makes one
+ * (12 base62 characters are 71 bits), short enough that a key cut in half is still caught. */
+export const WINDOW = 12;
+
+export type SecretKind = 'pool key' | 'user key' | 'admin token' | 'secret';
+
+interface Secret {
+  label: string;
+  kind: SecretKind;
+  /** Order of registration: a stored text is scanned again only for secrets newer than itself. */
+  seq: number;
+  value: string;
+  forms: Array<{ name: string; text: string }>;
+}
+
+interface WindowEntry {
+  secret: Secret;
+  form: string;
+  formText: string;
+  /** Where the window starts in the form's text. */
+  at: number;
+  window: string;
+}
+
+const secrets = new Map<string, Secret>();
+/** Secrets shorter than WINDOW: only found whole. */
+const shortSecrets: Secret[] = [];
+const table = new Map<number, WindowEntry[]>();
+let seq = 0;
+
+const BASE = 0x01000193;
+/** BASE ** (WINDOW - 1), mod 2^32: the weight of the character leaving the window. */
+const TOP = (() => {
+  let p = 1;
+  for (let i = 1; i < WINDOW; i++) p = Math.imul(p, BASE);
+  return p;
+})();
+
+function hashOf(text: string, from: number): number {
+  let h = 0;
+  for (let i = from; i < from + WINDOW; i++) h = (Math.imul(h, BASE) + text.charCodeAt(i)) | 0;
+  return h;
+}
+
+/** The base64 forms of `bytes` as they read inside a longer encoded text: each of the 3
+ * alignments, less the characters that mix with the bytes around it; base64url alike. */
+function base64Forms(bytes: Buffer): string[] {
+  const out: string[] = [];
+  for (const pad of [0, 1, 2]) {
+    const encoded = Buffer.concat([Buffer.alloc(pad), bytes]).toString('base64').replace(/=+$/, '');
+    const core = encoded.slice(pad === 0 ? 0 : 4, -3);
+    out.push(core, core.replaceAll('+', '-').replaceAll('/', '_'));
+  }
+  return out;
+}
+
+/** Every form a secret could take in an output. `bytes`: other spellings of the same bytes (a
+ * KEYRELAY_SECRET given in hex is the same key in base64). */
+function formsOf(value: string): Array<{ name: string; text: string }> {
+  const bytes = Buffer.from(value, 'utf8');
+  const sha = createHash('sha256').update(value).digest();
+  const forms = [
+    { name: 'raw', text: value },
+    { name: 'hex', text: bytes.toString('hex') },
+    ...base64Forms(bytes).map((text) => ({ name: 'base64', text })),
+    // The gateway keeps a key (src/keys.ts digestKey) and a session cookie (console-server/cookie.ts)
+    // under the SHA-256 hex digest: one in an answer is a key's identity in the store.
+    { name: 'sha256 hex', text: sha.toString('hex') },
+    { name: 'sha256 base64', text: sha.toString('base64').replace(/=+$/, '') },
+    { name: 'sha256 base64url', text: sha.toString('base64url') },
+  ];
+  // 32 bytes written as hex or base64 (KEYRELAY_SECRET): the other spellings of those bytes.
+  let raw: Buffer | undefined;
+  if (/^[0-9a-fA-F]{64}$/.test(value)) raw = Buffer.from(value, 'hex');
+  else if (/^[A-Za-z0-9+/_-]{43}=?$/.test(value)) raw = Buffer.from(value.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  if (raw?.length === 32) {
+    forms.push({ name: 'as hex bytes', text: raw.toString('hex') }, { name: 'as base64 bytes', text: raw.toString('base64').replace(/=+$/, '') }, { name: 'as base64url bytes', text: raw.toString('base64url') });
+  }
+  return forms.filter((f) => f.text.length >= WINDOW || f.name === 'raw');
+}
+
+/** Where the registration came from, for a secret a test names without a label. */
+function caller(): string {
+  const stack = new Error().stack?.split('\n') ?? [];
+  const line = stack.find((l) => /\.test\.ts|helpers\/(?!secret-scan|log-capture)/.test(l) && !l.includes('secret-scan.ts') && !l.includes('log-capture.ts'));
+  const where = line ? /([\w.-]+\/[\w.-]+\.ts):(\d+)/.exec(line) : null;
+  return where ? `${where[1]}:${where[2]}` : 'unknown place';
+}
+
+/** Registers a value that no output may hold, under a label that findings name (never the value).
+ * Registering a value twice keeps its first label. Values under 8 characters are not secrets. */
+export function registerSecret(value: string, label?: string, kind: SecretKind = 'secret'): void {
+  if (typeof value !== 'string' || value.length < 8) return;
+  const known = secrets.get(value);
+  if (known) {
+    // A pool key is the stricter kind: it may not even reach its own gateway's clients.
+    if (kind === 'pool key') known.kind = kind;
+    return;
+  }
+  const secret: Secret = { label: label ?? `secret registered at ${caller()}`, kind, seq: ++seq, value, forms: formsOf(value) };
+  secrets.set(value, secret);
+  if (value.length < WINDOW) shortSecrets.push(secret);
+  for (const { name, text } of secret.forms) {
+    for (let at = 0; at + WINDOW <= text.length; at++) {
+      const window = text.slice(at, at + WINDOW);
+      const h = hashOf(window, 0);
+      const entries = table.get(h);
+      const entry = { secret, form: name, formText: text, at, window };
+      if (entries) entries.push(entry);
+      else table.set(h, [entry]);
+    }
+  }
+}
+
+export function secretCount(): number {
+  return seq;
+}
+
+export function isRegistered(value: string): boolean {
+  return secrets.has(value);
+}
+
+export interface Hit {
+  label: string;
+  kind: SecretKind;
+  /** `raw whole`, `raw fragment of 14`, `sha256 hex whole` ... */
+  form: string;
+  /** Offset in the scanned text. */
+  at: number;
+  value: string;
+}
+
+/** Where the values of `allowed` stand in `text`, as [start, end) spans. */
+function spansOf(text: string, allowed: ReadonlySet<string> | undefined): Array<[number, number]> {
+  const spans: Array<[number, number]> = [];
+  for (const value of allowed ?? []) {
+    for (let at = text.indexOf(value); at !== -1; at = text.indexOf(value, at + 1)) spans.push([at, at + value.length]);
+  }
+  return spans;
+}
+
+/**
+ * The secrets (newer than `after`) found in `text`, one hit per secret and form. A match that lies
+ * wholly inside an occurrence of a value of `allowed` (a key in the answer that created it) is
+ * not a hit: that covers the value and nothing around it, nor its digests or encodings.
+ */
+export function scanText(text: string, after = 0, allowed?: ReadonlySet<string>): Hit[] {
+  const hits = new Map<string, Hit>();
+  const spans = spansOf(text, allowed);
+  const inside = (start: number, end: number) => spans.some(([s, e]) => start >= s && end <= e);
+  const consider = (secret: Secret) => secret.seq > after;
+  for (const secret of shortSecrets) {
+    if (!consider(secret)) continue;
+    for (let at = text.indexOf(secret.value); at !== -1; at = text.indexOf(secret.value, at + 1)) {
+      if (inside(at, at + secret.value.length)) continue;
+      hits.set(`${secret.value}\0raw`, { label: secret.label, kind: secret.kind, form: 'raw whole', at, value: secret.value });
+      break;
+    }
+  }
+  if (text.length < WINDOW || table.size === 0) return [...hits.values()];
+  let h = hashOf(text, 0);
+  for (let i = 0; ; i++) {
+    const entries = table.get(h);
+    if (entries) {
+      for (const e of entries) {
+        const key = `${e.secret.value}\0${e.form}`;
+        if (hits.has(key) || !consider(e.secret) || !text.startsWith(e.window, i)) continue;
+        // Grow the match both ways to tell a whole secret from a fragment, and say how long it is.
+        let start = i;
+        let end = i + WINDOW;
+        let fs = e.at;
+        let fe = e.at + WINDOW;
+        while (fs > 0 && start > 0 && text.charCodeAt(start - 1) === e.formText.charCodeAt(fs - 1)) {
+          start--;
+          fs--;
+        }
+        while (fe < e.formText.length && end < text.length && text.charCodeAt(end) === e.formText.charCodeAt(fe)) {
+          end++;
+          fe++;
+        }
+        if (inside(start, end)) continue;
+        const whole = fs === 0 && fe === e.formText.length;
+        hits.set(key, { label: e.secret.label, kind: e.secret.kind, form: `${e.form} ${whole ? 'whole' : `fragment of ${end - start}`}`, at: start, value: e.secret.value });
+      }
+    }
+    if (i + WINDOW >= text.length) break;
+    h = (Math.imul(h - Math.imul(text.charCodeAt(i), TOP), BASE) + text.charCodeAt(i + WINDOW)) | 0;
+  }
+  return [...hits.values()];
+}
+
+/** The text with JSON escapes and percent-encoding decoded, repeatedly (a scan may over-decode). */
+export function unescaped(text: string): string {
+  let out = text;
+  for (let round = 0; round < 3; round++) {
+    if (!/[\\%]/.test(out)) break;
+    const next = out
+      .replace(/\\u([0-9a-fA-F]{4})/g, (_m, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))
+      .replace(/\\([\\/"])/g, '$1')
+      .replace(/%([0-9a-fA-F]{2})/g, (_m, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)));
+    if (next === out) break;
+    out = next;
+  }
+  return out;
+}
+
+/** The readings of a body a client could make: as UTF-8, unescaped, and gunzipped when gzip. */
+export function readings(body: Buffer): Array<{ name: string; text: string }> {
+  const out = [{ name: 'body', text: body.toString('utf8') }];
+  if (body[0] === 0x1f && body[1] === 0x8b) {
+    try {
+      out.push({ name: 'gunzipped body', text: gunzipSync(body, { finishFlush: constants.Z_SYNC_FLUSH }).toString('utf8') });
+    } catch {
+      // not gzip after all
+    }
+  }
+  for (const { name, text } of [...out]) {
+    const plain = unescaped(text);
+    if (plain !== text) out.push({ name: `${name}, unescaped`, text: plain });
+  }
+  return out;
+}
+
+// ---- Findings ---------------------------------------------------------------------------------
+
+/** One place an output was read: the texts of it (each with the name of its part), and the secrets
+ * this output may hold by design (a key in the answer that created it). */
+export interface Output {
+  source: string;
+  parts: Array<{ name: string; text: string }>;
+  allowed?: ReadonlySet<string>;
+}
+
+interface Stored extends Output {
+  seq: number;
+  chars: number;
+}
+
+const findingList: string[] = [];
+const reported = new Set<string>();
+const stored: Stored[] = [];
+let storedChars = 0;
+/** Outputs are kept for a second look at the end (secrets registered after them) up to this many
+ * characters; past it an output is scanned once, when it is made. */
+const STORE_LIMIT = 64 * 1024 * 1024;
+let unstored = 0;
+
+function report(output: Output, part: string, hit: Hit): void {
+  const line = `${output.source}: ${hit.label} (${hit.kind}), ${hit.form}, in ${part} at ${hit.at}`;
+  const once = `${output.source}\0${part}\0${hit.label}`;
+  if (reported.has(once)) return;
+  reported.add(once);
+  findingList.push(line);
+}
+
+function scanOutput(output: Output, after: number): void {
+  for (const part of output.parts) for (const hit of scanText(part.text, after, output.allowed)) report(output, part.name, hit);
+}
+
+/** Scans an output now, and keeps it to scan again for secrets registered later. */
+export function scanOutputNow(output: Output): void {
+  scanOutput(output, 0);
+  const chars = output.parts.reduce((n, p) => n + p.text.length, 0);
+  if (storedChars + chars > STORE_LIMIT) {
+    unstored++;
+    return;
+  }
+  storedChars += chars;
+  stored.push({ ...output, seq, chars });
+}
+
+/** Scans the kept outputs again for secrets registered after each was made. */
+export function rescanStored(): void {
+  for (const output of stored) {
+    if (output.seq === seq) continue;
+    scanOutput(output, output.seq);
+    output.seq = seq;
+  }
+}
+
+/** Every finding so far, as `source: label (kind), form, in part at offset`. */
+export function findings(): readonly string[] {
+  return findingList;
+}
+
+/** Outputs too many to keep for the second look. */
+export function unstoredCount(): number {
+  return unstored;
+}
