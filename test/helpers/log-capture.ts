@@ -8,9 +8,7 @@ import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/logger.js';
 import type { TappedAnswer } from './answer-tap.js';
-import { type Output, findings, readings, registerSecret as register, rescanStored, scanOutputNow, scanText } from './secret-scan.js';
-
-export { isRegistered } from './secret-scan.js';
+import { type Hit, type Output, allowedIn, findings, readings, registerSecret as register, rescanStored, scanOutputNow, scanText } from './secret-scan.js';
 
 const lines: string[] = [];
 
@@ -47,26 +45,26 @@ function jsonOf(text: string): any {
 
 /**
  * The secrets an answer holds by design, registered here as it is the first place they are seen:
- * - the answer that created a user key shows the key, that once (and only that key);
+ * - the answer that created a user key shows the key in its body, that once (and only that key);
  * - the console's session answers (GET and POST /console/api/session) show the session's CSRF token
  *   to the session's holder, and the sign-in sets the session cookie.
  * Every other answer, and every other secret in these, is scanned like any answer.
  */
-function ownSecrets(status: number, head: string, body: string): Set<string> {
-  const allowed = new Set<string>();
+function ownSecrets(status: number, head: string, body: string): Array<{ value: string; part: string }> {
+  const allowed: Array<{ value: string; part: string }> = [];
   const json = jsonOf(body);
   if (status === 201 && json && typeof json.key === 'string' && CREATED_KEY.test(json.key) && typeof json.id === 'string') {
     register(json.key, `user key ${json.id} of user ${String(json.userId)}`, 'user key');
-    allowed.add(json.key);
+    allowed.push({ value: json.key, part: 'body' });
   }
   if (status === 200 && json && typeof json.csrfToken === 'string' && typeof json.role === 'string') {
     register(json.csrfToken, `console CSRF token (${json.role} session)`);
-    allowed.add(json.csrfToken);
+    allowed.push({ value: json.csrfToken, part: 'body' });
   }
   for (const [, value] of head.matchAll(SESSION_COOKIE)) {
     if (!value) continue;
     register(value, 'console session cookie');
-    allowed.add(value);
+    allowed.push({ value, part: 'header set-cookie' });
   }
   return allowed;
 }
@@ -81,11 +79,25 @@ function headParts(head: string): Array<{ name: string; text: string }> {
     });
 }
 
-function scanAnswer(source: string, status: number, head: string, body: Buffer): void {
+/** Scans an output of a gateway other than an answer (a webhook delivery): headers, then body. */
+export function captureOutput(source: string, head: string, body: Buffer): void {
+  scanOutputNow({ source, parts: [...headParts(head), ...readings(body)] });
+}
+
+function answerOutput(source: string, status: number, head: string, body: Buffer): Output {
   const texts = readings(body);
   const allowed = ownSecrets(status, head, texts[0]?.text ?? '');
-  const output: Output = { source, parts: [...headParts(head), ...texts], allowed };
-  scanOutputNow(output);
+  return { source, parts: [...headParts(head), ...texts], allowed };
+}
+
+function scanAnswer(source: string, status: number, head: string, body: Buffer): void {
+  scanOutputNow(answerOutput(source, status, head, body));
+}
+
+/** What the scan would find in an answer, its rules applied, without counting it (for its tests). */
+export function answerHits(status: number, head: string, body: string): Hit[] {
+  const output = answerOutput('', status, head, Buffer.from(body, 'utf8'));
+  return output.parts.flatMap((part) => scanText(part.text, 0, allowedIn(output, part.name)));
 }
 
 /** Scans an answer a gateway's server sent (answer-tap.ts). */

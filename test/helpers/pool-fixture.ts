@@ -81,7 +81,7 @@ async function answer(res: Response): Promise<Answer> {
 
 export async function startPool(options: PoolFixtureOptions = {}): Promise<PoolFixture> {
   const ids = options.keys ?? ['a', 'b'];
-  for (const id of ids) registerPoolKey(poolSecret(id));
+  for (const id of ids) registerPoolKey(poolSecret(id), `pool key ${id} (pool-fixture)`);
   const byAuth = new Map(ids.map((id) => [`Bearer ${poolSecret(id)}`, id]));
   const fake = await startFakeUpstream(options.fakeOptions);
   const upstreams = [{ id: UPSTREAM_ID, baseUrl: fake.baseUrl, strategy: options.strategy ?? 'round-robin', keys: ids.map((id) => ({ id, key: poolSecret(id) })) }];
@@ -89,7 +89,7 @@ export async function startPool(options: PoolFixtureOptions = {}): Promise<PoolF
   const gateway = await startGateway({ env: options.env, config: { ...options.config, pool, upstreams } as Partial<Config> });
   const userId = options.userId ?? 'pool-user';
   const userKey = await gateway.createUserKey(userId, { limits: { tokensPerDay: 1_000_000 } });
-  registerSecret(userKey);
+  registerSecret(userKey, `user key of ${userId} (pool-fixture)`);
   const auth = { authorization: `Bearer ${userKey}` };
   const keyOf = (req: RecordedRequest): string => byAuth.get(req.headers.authorization ?? '') ?? '?';
 

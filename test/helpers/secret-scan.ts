@@ -88,7 +88,9 @@ function formsOf(value: string): Array<{ name: string; text: string }> {
   if (raw?.length === 32) {
     forms.push({ name: 'as hex bytes', text: raw.toString('hex') }, { name: 'as base64 bytes', text: raw.toString('base64').replace(/=+$/, '') }, { name: 'as base64url bytes', text: raw.toString('base64url') });
   }
-  return forms.filter((f) => f.text.length >= WINDOW || f.name === 'raw');
+  // One form per text (base64 and base64url read alike without a + or a /).
+  const seen = new Set<string>();
+  return forms.filter((f) => (f.text.length >= WINDOW || f.name === 'raw') && !seen.has(f.text) && seen.add(f.text));
 }
 
 /** Where the registration came from, for a secret a test names without a label. */
@@ -122,14 +124,6 @@ export function registerSecret(value: string, label?: string, kind: SecretKind =
       else table.set(h, [entry]);
     }
   }
-}
-
-export function secretCount(): number {
-  return seq;
-}
-
-export function isRegistered(value: string): boolean {
-  return secrets.has(value);
 }
 
 export interface Hit {
@@ -236,11 +230,17 @@ export function readings(body: Buffer): Array<{ name: string; text: string }> {
 // ---- Findings ---------------------------------------------------------------------------------
 
 /** One place an output was read: the texts of it (each with the name of its part), and the secrets
- * this output may hold by design (a key in the answer that created it). */
+ * this output may hold by design, each in the parts whose name starts with `part` (a key in the
+ * body of the answer that created it). */
 export interface Output {
   source: string;
   parts: Array<{ name: string; text: string }>;
-  allowed?: ReadonlySet<string>;
+  allowed?: ReadonlyArray<{ value: string; part: string }>;
+}
+
+/** The values `output` may hold in `part`. */
+export function allowedIn(output: Output, part: string): Set<string> {
+  return new Set((output.allowed ?? []).filter((a) => part.startsWith(a.part)).map((a) => a.value));
 }
 
 interface Stored extends Output {
@@ -255,7 +255,6 @@ let storedChars = 0;
 /** Outputs are kept for a second look at the end (secrets registered after them) up to this many
  * characters; past it an output is scanned once, when it is made. */
 const STORE_LIMIT = 64 * 1024 * 1024;
-let unstored = 0;
 
 function report(output: Output, part: string, hit: Hit): void {
   const line = `${output.source}: ${hit.label} (${hit.kind}), ${hit.form}, in ${part} at ${hit.at}`;
@@ -266,7 +265,7 @@ function report(output: Output, part: string, hit: Hit): void {
 }
 
 function scanOutput(output: Output, after: number): void {
-  for (const part of output.parts) for (const hit of scanText(part.text, after, output.allowed)) report(output, part.name, hit);
+  for (const part of output.parts) for (const hit of scanText(part.text, after, allowedIn(output, part.name))) report(output, part.name, hit);
 }
 
 /** Scans an output now, and keeps it to scan again for secrets registered later. */
@@ -274,7 +273,6 @@ export function scanOutputNow(output: Output): void {
   scanOutput(output, 0);
   const chars = output.parts.reduce((n, p) => n + p.text.length, 0);
   if (storedChars + chars > STORE_LIMIT) {
-    unstored++;
     return;
   }
   storedChars += chars;
@@ -295,7 +293,10 @@ export function findings(): readonly string[] {
   return findingList;
 }
 
-/** Outputs too many to keep for the second look. */
-export function unstoredCount(): number {
-  return unstored;
+/** Takes out the findings `wanted` picks and returns them: for the scan's own tests, whose
+ * outputs hold a secret on purpose. */
+export function takeFindings(wanted: (finding: string) => boolean): string[] {
+  const taken = findingList.filter(wanted);
+  for (const finding of taken) findingList.splice(findingList.indexOf(finding), 1);
+  return taken;
 }

@@ -1,0 +1,174 @@
+// The suite-wide secret scan itself (docs/reliability.md, "Secret scan"): what it finds in a text,
+// what it lets through on purpose, that the server-side copy of answers sees every kind of answer
+// (streamed, gzip, WebSocket frames), and that a gateway's outputs, in this process and in a child
+// process, reach it. The outputs made here hold a secret on purpose: each test takes out the
+// findings it made (takeFindings), so that the file's own verdict stays clean.
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import { afterAll, describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
+import { startFakeUpstream } from '../src/dev/fake-upstream.js';
+import { digestKey } from '../src/keys.js';
+import { type TappedAnswer, tapServer } from './helpers/answer-tap.js';
+import { startChildGateway } from './helpers/child-gateway.js';
+import { startGateway } from './helpers/gateway.js';
+import { answerHits, registerPoolKey, registerSecret } from './helpers/log-capture.js';
+import { findings, readings, scanText, takeFindings } from './helpers/secret-scan.js';
+
+const SECRET = 'sk-scan-Qm3Tz8Lw1Kp5Vn7Rx2Yb4Hc6Jd0Fg9';
+registerPoolKey(SECRET, 'the scan test pool key');
+
+const forms = (text: string) => readings(Buffer.from(text, 'utf8')).flatMap((r) => scanText(r.text).map((h) => h.form));
+
+describe('matching', () => {
+  it('finds a secret whole and names it by its label, never by its value', () => {
+    const [hit] = scanText(`before ${SECRET} after`);
+    expect(hit).toMatchObject({ label: 'the scan test pool key', kind: 'pool key', form: 'raw whole', at: 7 });
+  });
+
+  it('finds any 12 characters of it, and not 11', () => {
+    expect(scanText(`x${SECRET.slice(10, 22)}x`).map((h) => h.form)).toEqual(['raw fragment of 12']);
+    expect(scanText(`x${SECRET.slice(10, 21)}x`)).toEqual([]);
+    expect(scanText(`${SECRET.slice(0, 20)}***${SECRET.slice(-4)}`).map((h) => h.form)).toEqual(['raw fragment of 20']);
+  });
+
+  it('passes the masked form (the last 4 characters)', () => {
+    expect(scanText(`key sk-***${SECRET.slice(-4)} refused`)).toEqual([]);
+  });
+
+  it('finds it base64 encoded at each of the 3 alignments, base64url too, inside longer encoded text', () => {
+    for (const pad of ['', 'a', 'ab']) {
+      const encoded = Buffer.from(`${pad}${SECRET}{"more":1}`).toString('base64');
+      expect(forms(`token=${encoded}`), pad).toEqual([expect.stringMatching(/^base64 (whole|fragment of \d+)$/)]);
+      expect(forms(encoded.replaceAll('+', '-').replaceAll('/', '_')), pad).toEqual([expect.stringMatching(/^base64 (whole|fragment of \d+)$/)]);
+    }
+  });
+
+  it('finds the digests the gateway keeps a key under (SHA-256 hex, as digestKey writes it) and their base64', () => {
+    expect(forms(`"digest":"${digestKey(SECRET)}"`)).toEqual(['sha256 hex whole']);
+    expect(forms(createHash('sha256').update(SECRET).digest('base64'))).toEqual([expect.stringMatching(/^sha256 base64(url)? whole$/)]);
+    expect(forms(`${digestKey(SECRET).slice(20, 36)}`)).toEqual(['sha256 hex fragment of 16']);
+  });
+
+  it('finds it JSON-escaped, percent-encoded and gzipped', () => {
+    const escaped = JSON.stringify(SECRET).replace(/[a-z]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`);
+    expect(forms(escaped)).toContain('raw whole');
+    expect(forms(encodeURIComponent(`k=${SECRET}`).replace(/s/g, '%73'))).toContain('raw whole');
+    expect(readings(gzipSync(`{"x":"${SECRET}"}`)).flatMap((r) => scanText(r.text).map((h) => `${r.name}: ${h.form}`))).toContain('gunzipped body: raw whole');
+  });
+
+  it('spells a 32-byte KEYRELAY_SECRET both ways: given in hex, found in base64', () => {
+    const hex = 'c4'.repeat(32);
+    registerSecret(hex, 'a test KEYRELAY_SECRET');
+    expect(scanText(Buffer.from(hex, 'hex').toString('base64')).map((h) => `${h.label}: ${h.form}`)).toEqual(['a test KEYRELAY_SECRET: as base64 bytes whole']);
+  });
+});
+
+describe('what an answer may hold by design', () => {
+  const key = `sk-kr-${'Ab3'.repeat(13)}Z`;
+
+  it('the answer that created a user key shows that key, and only in that place', () => {
+    const body = JSON.stringify({ id: 'key_1', userId: 'u1', prefix: key.slice(0, 10), key });
+    expect(answerHits(201, 'HTTP/1.1 201 Created', body)).toEqual([]);
+    // The same key anywhere else in it, or its digest, is still a finding.
+    expect(answerHits(201, `HTTP/1.1 201 Created\r\nx-echo: ${key}`, body).map((h) => h.form)).toEqual(['raw whole']);
+    expect(answerHits(201, 'HTTP/1.1 201 Created', JSON.stringify({ ...JSON.parse(body), digest: digestKey(key) })).map((h) => h.form)).toEqual(['sha256 hex whole']);
+    // And any other answer that shows it is a finding.
+    expect(answerHits(200, 'HTTP/1.1 200 OK', JSON.stringify({ data: [{ key }] })).map((h) => h.label)).toEqual(['user key key_1 of user u1']);
+  });
+
+  it('a secret longer than the created key is found where it goes past it', () => {
+    registerSecret(`${key}0`, 'a near miss of the key');
+    expect(answerHits(201, 'HTTP/1.1 201 Created', JSON.stringify({ id: 'key_1', userId: 'u1', key }))).toEqual([]);
+    expect(answerHits(201, 'HTTP/1.1 201 Created', JSON.stringify({ id: 'key_1', userId: 'u1', key, other: `${key}0` })).map((h) => h.label)).toEqual(['a near miss of the key']);
+  });
+
+  it("the console's session answers show their CSRF token and set their cookie, nothing more", () => {
+    const csrf = 'Zr7Lp2Qm9Xw4Kt6Vb1Nc8Hd3Jf5Gs0Ay7Ue2Io4Pa1';
+    const cookie = 'Mq5Tz1Lw8Kp3Vn6Rx9Yb2Hc4Jd7Fg0Se5Ua8Wi1Oq3';
+    const head = `HTTP/1.1 200 OK\r\nset-cookie: keyrelay_session=${cookie}; HttpOnly; SameSite=Strict; Path=/`;
+    expect(answerHits(200, head, JSON.stringify({ role: 'admin', user: null, csrfToken: csrf }))).toEqual([]);
+    expect(answerHits(200, 'HTTP/1.1 200 OK', JSON.stringify({ data: [csrf, cookie] })).map((h) => h.label).sort()).toEqual(['console CSRF token (admin session)', 'console session cookie']);
+  });
+});
+
+describe('the copy of answers taken at the server', () => {
+  it('has the status line, the headers and the body of a streamed, a gzip and a WebSocket answer', async () => {
+    const copies: TappedAnswer[] = [];
+    const server = createServer((req, res) => {
+      if (req.url === '/gzip') {
+        res.writeHead(200, { 'content-encoding': 'gzip', 'x-note': 'zipped' }).end(gzipSync(`{"hidden":"${SECRET}"}`));
+        return;
+      }
+      res.setHeader('x-set', 'before');
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      // Cut mid-secret across two writes, each sent as its own chunk.
+      res.write(`data: ${SECRET.slice(0, 15)}`);
+      setTimeout(() => res.end(`${SECRET.slice(15)}\n\n`), 20);
+    });
+    const wss = new WebSocketServer({ noServer: true });
+    server.on('upgrade', (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => ws.send(`frame ${SECRET}`, () => ws.close())));
+    tapServer(server, 'test server', (answer) => copies.push(answer));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+    expect(await (await fetch(`${base}/stream`)).text()).toBe(`data: ${SECRET}\n\n`);
+    await (await fetch(`${base}/gzip`)).text();
+    const ws = new WebSocket(base.replace('http', 'ws'));
+    await new Promise((resolve) => ws.once('close', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+
+    const stream = copies.find((c) => c.target === '/stream')!;
+    expect(stream.head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(stream.head).toContain('x-set: before');
+    expect(stream.head).toContain('content-type: text/event-stream');
+    expect(scanText(stream.body.toString()).map((h) => h.form)).toEqual(['raw whole']);
+    const gzip = copies.find((c) => c.target === '/gzip')!;
+    expect(readings(gzip.body).flatMap((r) => scanText(r.text).map((h) => `${r.name}: ${h.form}`))).toEqual(['gunzipped body: raw whole']);
+    const socket = copies.find((c) => c.websocket)!;
+    expect(socket.status).toBe(101);
+    expect(socket.body.toString()).toContain(`frame ${SECRET}\n`);
+  });
+});
+
+describe("a gateway's outputs reach the scan", () => {
+  const NAME = 'Wq4Er8Ty2Ui6Op0As3Df7Gh1Jk5';
+  registerSecret(NAME, 'a secret the test sends as a user name');
+  const mine = (f: string) => f.includes('a secret the test sends as a user name');
+
+  afterAll(() => {
+    expect(findings().filter(mine)).toEqual([]);
+  });
+
+  it('in this process: every answer, whichever client, and the reads made as it closes', async () => {
+    const fake = await startFakeUpstream();
+    const gateway = await startGateway({ env: { KEYRELAY_UPSTREAM_URL: fake.baseUrl, OPENAI_API_KEYS: `sk-scan-gw-${'7Yh2'.repeat(6)}` } });
+    await gateway.admin('POST', '/users', { id: 'named', name: NAME });
+    const port = gateway.port;
+    expect(takeFindings(mine)).toEqual([expect.stringMatching(`^gateway :${port}, answer to POST /admin/users \\(201\\): a secret the test sends as a user name \\(secret\\), raw whole, in body at \\d+$`)]);
+    await gateway.close();
+    // The user list read before closing showed it again.
+    expect(takeFindings(mine)).toEqual([expect.stringMatching(`^gateway :${port}, answer to GET /admin/users \\(200\\): a secret the test sends as a user name \\(secret\\), raw whole, in body at \\d+$`)]);
+    await fake.close();
+  });
+
+  it('in a child process: its answers, read from the file it writes', async () => {
+    const fake = await startFakeUpstream();
+    const child = await startChildGateway({ KEYRELAY_UPSTREAM_URL: fake.baseUrl, OPENAI_API_KEYS: `sk-scan-child-${'3Kd9'.repeat(6)}` });
+    const res = await fetch(`${child.url}/admin/users`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer test-admin-token-0123456789', 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'named', name: Buffer.from(NAME).toString('base64') }),
+    });
+    expect(res.status).toBe(201);
+    await child.stop();
+    expect(takeFindings(mine).map((f) => f.replace(/\d+/, 'N').replace(/at \d+$/, 'at N'))).toEqual([
+      'gateway process N, answer to POST /admin/users (201): a secret the test sends as a user name (secret), base64 whole, in body at N',
+      'gateway process N, answer to GET /admin/users (200): a secret the test sends as a user name (secret), base64 whole, in body at N',
+    ]);
+    await fake.close();
+  });
+});
