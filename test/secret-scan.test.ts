@@ -34,6 +34,13 @@ describe('matching', () => {
     expect(scanText(`${SECRET.slice(0, 20)}***${SECRET.slice(-4)}`).map((h) => h.form)).toEqual(['raw fragment of 20']);
   });
 
+  it('passes a fragment that is a plain word of a made-up key, and finds the key whole', () => {
+    registerSecret('sk-pool-conformance-1', 'a made-up key');
+    expect(scanText('x-conformance-op: 1:listModels')).toEqual([]);
+    expect(scanText('see sk-pool-conformance-1').map((h) => `${h.label}: ${h.form}`)).toEqual(['a made-up key: raw whole']);
+    expect(scanText('pool-conformance-1').map((h) => `${h.label}: ${h.form}`)).toEqual(['a made-up key: raw fragment of 18']);
+  });
+
   it('passes the masked form (the last 4 characters)', () => {
     expect(scanText(`key sk-***${SECRET.slice(-4)} refused`)).toEqual([]);
   });

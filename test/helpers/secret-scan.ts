@@ -186,6 +186,10 @@ export function scanText(text: string, after = 0, allowed?: ReadonlySet<string>)
         }
         if (inside(start, end)) continue;
         const whole = fs === 0 && fe === e.formText.length;
+        // A piece of a made-up test key that is a plain word (`-conformance-` of
+        // `sk-pool-conformance-1`) also stands in ordinary text. A random key has a digit or a
+        // capital in nearly every 12 characters, so a fragment without one is not taken.
+        if (!whole && !/[0-9A-Z]/.test(text.slice(start, end))) continue;
         hits.set(key, { label: e.secret.label, kind: e.secret.kind, form: `${e.form} ${whole ? 'whole' : `fragment of ${end - start}`}`, at: start, value: e.secret.value });
       }
     }
