@@ -10,12 +10,13 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startFakeUpstream } from '../src/dev/fake-upstream.js';
+import { adminTag } from '../src/console-server/cookie.js';
 import { digestKey } from '../src/keys.js';
 import { type TappedAnswer, tapServer } from './helpers/answer-tap.js';
 import { startChildGateway } from './helpers/child-gateway.js';
 import { startGateway } from './helpers/gateway.js';
 import { answerHits, registerPoolKey, registerSecret } from './helpers/log-capture.js';
-import { findings, readings, scanText, takeFindings } from './helpers/secret-scan.js';
+import { findings, readings, registerSecret as registerAdminToken, scanText, takeFindings } from './helpers/secret-scan.js';
 
 const SECRET = 'sk-scan-Qm3Tz8Lw1Kp5Vn7Rx2Yb4Hc6Jd0Fg9';
 registerPoolKey(SECRET, 'the scan test pool key');
@@ -96,7 +97,10 @@ describe('what an answer may hold by design', () => {
     const csrf = 'Zr7Lp2Qm9Xw4Kt6Vb1Nc8Hd3Jf5Gs0Ay7Ue2Io4Pa1';
     const cookie = 'Mq5Tz1Lw8Kp3Vn6Rx9Yb2Hc4Jd7Fg0Se5Ua8Wi1Oq3';
     const head = `HTTP/1.1 200 OK\r\nset-cookie: keyrelay_session=${cookie}; HttpOnly; SameSite=Strict; Path=/`;
+    registerAdminToken('an admin token for the scan test', 'the scan test admin token', 'admin token');
     expect(answerHits(200, head, JSON.stringify({ role: 'admin', user: null, csrfToken: csrf }))).toEqual([]);
+    // An admin session keeps a tag of the admin token keyed by the cookie: that is a secret too.
+    expect(scanText(adminTag(cookie, 'an admin token for the scan test')).map((h) => `${h.label}: ${h.form}`)).toEqual(['admin tag of a console session: raw whole']);
     expect(answerHits(200, 'HTTP/1.1 200 OK', JSON.stringify({ data: [csrf, cookie] })).map((h) => h.label).sort()).toEqual(['console CSRF token (admin session)', 'console session cookie']);
   });
 });

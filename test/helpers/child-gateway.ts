@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ADMIN_TOKEN, readOutputs } from './gateway.js';
 import { registerEnvSecrets } from './gateway-secrets.js';
-import { captureLogLine, captureProcessOutput, drainAnswerDirs, watchAnswerDir } from './log-capture.js';
+import { atFileEnd, captureLogLine, captureProcessOutput, drainAnswerDirs, watchAnswerDir } from './log-capture.js';
 
 export interface ChildGateway {
   url: string;
@@ -73,6 +73,8 @@ export function startChildGateway(env: Record<string, string>, options: ChildOpt
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
         if (entry.msg === 'keyrelay listening' && ++listening === wanted) {
+          const read = () => readOutputs(String(entry.url), fullEnv.KEYRELAY_ADMIN_TOKEN, fullEnv.KEYRELAY_METRICS_TOKEN);
+          const notAtEnd = atFileEnd(read);
           resolve({
             url: String(entry.url),
             pid: child.pid ?? 0,
@@ -80,7 +82,8 @@ export function startChildGateway(env: Record<string, string>, options: ChildOpt
             logs,
             exited,
             async stop() {
-              if (child.exitCode === null) await readOutputs(String(entry.url), fullEnv.KEYRELAY_ADMIN_TOKEN, fullEnv.KEYRELAY_METRICS_TOKEN);
+              notAtEnd();
+              if (child.exitCode === null) await read();
               if (child.exitCode === null) child.kill('SIGTERM');
               await exited;
             },

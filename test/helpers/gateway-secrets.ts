@@ -3,6 +3,7 @@
 // the metrics token, every pool key, every password in a proxy or Redis URL.
 import type { Config } from '../../src/config.js';
 import { registerPoolKey, registerSecret } from './log-capture.js';
+import { registerSecret as register } from './secret-scan.js';
 
 /** The password of a URL (`http://user:pass@host`), when it has one. */
 function urlPassword(value: unknown): string | undefined {
@@ -23,7 +24,7 @@ function registerProxies(setting: unknown, where: string): void {
 }
 
 export function registerConfigSecrets(config: Config): void {
-  if (config.adminToken) registerSecret(config.adminToken, 'admin token');
+  if (config.adminToken) register(config.adminToken, 'admin token', 'admin token');
   if (config.secret) registerSecret(config.secret, 'KEYRELAY_SECRET');
   if (config.secretPrevious) registerSecret(config.secretPrevious, 'KEYRELAY_SECRET_PREVIOUS');
   if (config.metrics?.token) registerSecret(config.metrics.token, 'metrics token');
@@ -42,7 +43,7 @@ export function registerConfigSecrets(config: Config): void {
 
 /** The same, from the environment a child gateway is given (`keyrelay serve` reads it so). */
 export function registerEnvSecrets(env: Record<string, string | undefined>): void {
-  if (env.KEYRELAY_ADMIN_TOKEN) registerSecret(env.KEYRELAY_ADMIN_TOKEN, 'admin token');
+  if (env.KEYRELAY_ADMIN_TOKEN) register(env.KEYRELAY_ADMIN_TOKEN, 'admin token', 'admin token');
   if (env.KEYRELAY_SECRET) registerSecret(env.KEYRELAY_SECRET, 'KEYRELAY_SECRET');
   if (env.KEYRELAY_SECRET_PREVIOUS) registerSecret(env.KEYRELAY_SECRET_PREVIOUS, 'KEYRELAY_SECRET_PREVIOUS');
   if (env.KEYRELAY_METRICS_TOKEN) registerSecret(env.KEYRELAY_METRICS_TOKEN, 'metrics token');

@@ -2,13 +2,14 @@
 // any gateway in this test process, a child gateway's stdout and stderr, and every answer a
 // gateway sent (answer-tap.ts copies them at the server; scannedRequest and some fixtures hand
 // theirs in too). The matching itself is secret-scan.ts; test/setup.ts fails the file on a finding.
+import { createHmac } from 'node:crypto';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/logger.js';
 import type { TappedAnswer } from './answer-tap.js';
-import { type Hit, type Output, allowedIn, findings, readings, registerSecret as register, rescanStored, scanOutputNow, scanText } from './secret-scan.js';
+import { type Hit, type Output, allowedIn, findings, readings, registerSecret as register, rescanStored, scanOutputNow, scanText, valuesOf } from './secret-scan.js';
 
 const lines: string[] = [];
 
@@ -65,6 +66,8 @@ function ownSecrets(status: number, head: string, body: string): Array<{ value: 
     if (!value) continue;
     register(value, 'console session cookie');
     allowed.push({ value, part: 'header set-cookie' });
+    // What an admin session keeps of the admin token (src/console-server/cookie.ts, adminTag).
+    if (json?.role === 'admin') for (const token of valuesOf('admin token')) register(createHmac('sha256', value).update(token).digest('base64url'), 'admin tag of a console session');
   }
   return allowed;
 }
@@ -164,6 +167,21 @@ export function captureProcessOutput(source: string, text: string): void {
 const processOutputs: Array<{ source: string; text: string }> = [];
 
 // ---- The file's verdict -------------------------------------------------------------------------
+
+const fileEndReads = new Set<() => Promise<void>>();
+
+/** A read to make at the file's end if it is still wanted then (a gateway the file never closed);
+ * returns the function that takes it back. */
+export function atFileEnd(read: () => Promise<void>): () => void {
+  fileEndReads.add(read);
+  return () => fileEndReads.delete(read);
+}
+
+/** Makes the reads still wanted at the file's end. */
+export async function fileEndOutputs(): Promise<void> {
+  for (const read of [...fileEndReads]) await read();
+  fileEndReads.clear();
+}
 
 const TOKEN = /\bsk-[A-Za-z0-9_-]{6,}/;
 

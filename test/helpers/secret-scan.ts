@@ -101,6 +101,11 @@ function caller(): string {
   return where ? `${where[1]}:${where[2]}` : 'unknown place';
 }
 
+/** The values registered as `kind`. */
+export function valuesOf(kind: SecretKind): string[] {
+  return [...secrets.values()].filter((s) => s.kind === kind).map((s) => s.value);
+}
+
 /** Registers a value that no output may hold, under a label that findings name (never the value).
  * Registering a value twice keeps its first label. Values under 8 characters are not secrets. */
 export function registerSecret(value: string, label?: string, kind: SecretKind = 'secret'): void {
@@ -131,8 +136,9 @@ export interface Hit {
   kind: SecretKind;
   /** `raw whole`, `raw fragment of 14`, `sha256 hex whole` ... */
   form: string;
-  /** Offset in the scanned text. */
+  /** Offset in the scanned text, and how many characters matched. */
   at: number;
+  length: number;
   value: string;
 }
 
@@ -146,7 +152,7 @@ function spansOf(text: string, allowed: ReadonlySet<string> | undefined): Array<
 }
 
 /**
- * The secrets (newer than `after`) found in `text`, one hit per secret and form. A match that lies
+ * The secrets (newer than `after`) found in `text`, one hit per secret: its longest match. A match that lies
  * wholly inside an occurrence of a value of `allowed` (a key in the answer that created it) is
  * not a hit: that covers the value and nothing around it, nor its digests or encodings.
  */
@@ -159,7 +165,7 @@ export function scanText(text: string, after = 0, allowed?: ReadonlySet<string>)
     if (!consider(secret)) continue;
     for (let at = text.indexOf(secret.value); at !== -1; at = text.indexOf(secret.value, at + 1)) {
       if (inside(at, at + secret.value.length)) continue;
-      hits.set(`${secret.value}\0raw`, { label: secret.label, kind: secret.kind, form: 'raw whole', at, value: secret.value });
+      hits.set(secret.value, { label: secret.label, kind: secret.kind, form: 'raw whole', at, length: secret.value.length, value: secret.value });
       break;
     }
   }
@@ -169,8 +175,8 @@ export function scanText(text: string, after = 0, allowed?: ReadonlySet<string>)
     const entries = table.get(h);
     if (entries) {
       for (const e of entries) {
-        const key = `${e.secret.value}\0${e.form}`;
-        if (hits.has(key) || !consider(e.secret) || !text.startsWith(e.window, i)) continue;
+        const found = hits.get(e.secret.value);
+        if (found?.form.endsWith('whole') || !consider(e.secret) || !text.startsWith(e.window, i)) continue;
         // Grow the match both ways to tell a whole secret from a fragment, and say how long it is.
         let start = i;
         let end = i + WINDOW;
@@ -190,7 +196,8 @@ export function scanText(text: string, after = 0, allowed?: ReadonlySet<string>)
         // `sk-pool-conformance-1`) also stands in ordinary text. A random key has a digit or a
         // capital in nearly every 12 characters, so a fragment without one is not taken.
         if (!whole && !/[0-9A-Z]/.test(text.slice(start, end))) continue;
-        hits.set(key, { label: e.secret.label, kind: e.secret.kind, form: `${e.form} ${whole ? 'whole' : `fragment of ${end - start}`}`, at: start, value: e.secret.value });
+        if (found && found.length >= end - start) continue;
+        hits.set(e.secret.value, { label: e.secret.label, kind: e.secret.kind, form: `${e.form} ${whole ? 'whole' : `fragment of ${end - start}`}`, at: start, length: end - start, value: e.secret.value });
       }
     }
     if (i + WINDOW >= text.length) break;
