@@ -154,12 +154,18 @@ describe("a gateway's outputs reach the scan", () => {
     expect(findings().filter(mine)).toEqual([]);
   });
 
-  it('in this process: every answer, whichever client, and the reads made as it closes', async () => {
+  it('in this process: every answer, the secrets given by admin requests, and the reads made as it closes', async () => {
     const fake = await startFakeUpstream();
-    const gateway = await startGateway({ env: { KEYRELAY_UPSTREAM_URL: fake.baseUrl, OPENAI_API_KEYS: `sk-scan-gw-${'7Yh2'.repeat(6)}` } });
+    const gateway = await startGateway({ env: { KEYRELAY_UPSTREAM_URL: fake.baseUrl, OPENAI_API_KEYS: `sk-scan-gw-${'7Yh2'.repeat(6)}`, KEYRELAY_SECRET: 'e3'.repeat(32) } });
     await gateway.admin('POST', '/users', { id: 'named', name: NAME });
     const port = gateway.port;
     expect(takeFindings(mine)).toEqual([expect.stringMatching(`^gateway :${port}, answer to POST /admin/users \\(201\\): a secret the test sends as a user name \\(secret\\), raw whole, in body at \\d+$`)]);
+    // A pool key and a proxy password given at run time are registered from the admin request.
+    const runtimeKey = `sk-scan-runtime-${'Pq7W'.repeat(6)}`;
+    const proxyPassword = 'Hn4Jm8Kl2Zx6Cv';
+    const added = await gateway.admin('POST', '/upstreams/default/keys', { id: 'late', key: runtimeKey, proxy: `http://ops:${proxyPassword}@127.0.0.1:9` });
+    expect(added.status).toBe(201);
+    expect(scanText(`${runtimeKey} ${proxyPassword}`).map((h) => h.label)).toEqual(['pool key late sent to POST /admin/upstreams/default/keys', 'password of a URL sent to POST /admin/upstreams/default/keys (/proxy)']);
     await gateway.close();
     // The user list read before closing showed it again.
     expect(takeFindings(mine)).toEqual([expect.stringMatching(`^gateway :${port}, answer to GET /admin/users \\(200\\): a secret the test sends as a user name \\(secret\\), raw whole, in body at \\d+$`)]);

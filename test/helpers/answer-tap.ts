@@ -22,8 +22,41 @@ export interface TappedAnswer {
 
 export type AnswerSink = (answer: TappedAnswer) => void;
 
+/** A request body sent to the admin API: where secrets are given to a gateway at run time. */
+export interface TappedRequest {
+  method: string;
+  target: string;
+  body: Buffer;
+}
+
+export type RequestSink = (request: TappedRequest) => void;
+
+/** Copies the body of a POST, PUT or PATCH to /admin/ as the gateway reads it (watching its 'data'
+ * events, without reading the stream itself), handing it to `sink` at its end. */
+export function tapAdminRequest(req: IncomingMessage | Http2ServerRequest, sink: RequestSink): void {
+  if (!/^(POST|PUT|PATCH)$/.test(req.method ?? '') || !(req.url ?? '').startsWith('/admin/')) return;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const r = req as any;
+  const emit = r.emit;
+  r.emit = function (this: unknown, event: string, ...args: unknown[]) {
+    if (event === 'data' && size < REQUEST_LIMIT) {
+      const bytes = bytesOf(args[0]);
+      if (bytes) {
+        chunks.push(bytes);
+        size += bytes.length;
+      }
+    } else if (event === 'end') {
+      sink({ method: req.method ?? '', target: req.url ?? '', body: Buffer.concat(chunks) });
+    }
+    return emit.call(this, event, ...args);
+  };
+}
+
 /** Bytes of one answer kept: past this a body's tail is not copied (no test answer comes near). */
 const BODY_LIMIT = 32 * 1024 * 1024;
+/** An admin request body past this is no settings change: not read for secrets. */
+const REQUEST_LIMIT = 1024 * 1024;
 
 function bytesOf(chunk: unknown, encoding?: unknown): Buffer | undefined {
   if (chunk === undefined || chunk === null || typeof chunk === 'function') return undefined;
@@ -154,8 +187,11 @@ function offersWebSocket(req: IncomingMessage): boolean {
 
 /** Copies every answer of `server` (an http, https or http2 compat server). Listeners go first, so
  * that the wrapping is in place before the gateway writes anything. */
-export function tapServer(server: Server | import('node:events').EventEmitter, name: string, sink: AnswerSink): void {
-  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => tapResponse(name, req, res, sink));
+export function tapServer(server: Server | import('node:events').EventEmitter, name: string, sink: AnswerSink, requests?: RequestSink): void {
+  server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (requests) tapAdminRequest(req, requests);
+    tapResponse(name, req, res, sink);
+  });
   // Only a WebSocket upgrade stays a raw socket; any other offer is served as a request (above).
   server.prependListener('upgrade', (req: IncomingMessage, socket: Duplex) => {
     if (offersWebSocket(req)) tapUpgrade(name, req, socket, sink);

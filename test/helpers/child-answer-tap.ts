@@ -1,16 +1,17 @@
 // Imported first by the child gateway entries (gateway-process.ts, serve-process.ts, and so by
 // every worker `keyrelay serve` forks): a copy of each answer any server of the process sends goes,
 // one JSON line each, to a file in TEST_ANSWER_DIR, which the parent's secret scan reads
-// (log-capture.ts, drainAnswerDirs). A file per process: workers never interleave their lines.
+// (log-capture.ts, drainAnswerDirs), and so does each admin request's body (the secrets given at
+// run time). A file per process: workers never interleave their lines.
 import { appendFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
-import { type TappedAnswer, tapResponse, tapUpgrade } from './answer-tap.js';
+import { type TappedAnswer, type TappedRequest, tapAdminRequest, tapResponse, tapUpgrade } from './answer-tap.js';
 
 const dir = process.env.TEST_ANSWER_DIR;
 
-function sink(answer: TappedAnswer): void {
+function sink(answer: TappedAnswer | (TappedRequest & { request: true })): void {
   const line = JSON.stringify({ ...answer, body: answer.body.toString('base64') });
   appendFileSync(join(dir!, `answers-${process.pid}.jsonl`), `${line}\n`);
 }
@@ -22,7 +23,10 @@ if (dir) {
     const emit = proto.emit as (...args: unknown[]) => boolean;
     proto.emit = function (this: any, event: string, ...args: any[]) {
       const name = `gateway process ${process.pid}`;
-      if (event === 'request') tapResponse(name, args[0], args[1], sink);
+      if (event === 'request') {
+        tapAdminRequest(args[0], (request) => sink({ ...request, request: true }));
+        tapResponse(name, args[0], args[1], sink);
+      }
       else if (event === 'upgrade' && /\bwebsocket\b/i.test(String(args[0]?.headers?.upgrade ?? ''))) tapUpgrade(name, args[0], args[1], sink);
       return emit.call(this, event, ...args);
     };

@@ -2,19 +2,8 @@
 // one (gateway.ts in this process, child-gateway.ts in another): the admin token, KEYRELAY_SECRET,
 // the metrics token, every pool key, every password in a proxy or Redis URL.
 import type { Config } from '../../src/config.js';
-import { registerPoolKey, registerSecret } from './log-capture.js';
+import { registerPoolKey, registerSecret, urlPassword } from './log-capture.js';
 import { registerSecret as register } from './secret-scan.js';
-
-/** The password of a URL (`http://user:pass@host`), when it has one. */
-function urlPassword(value: unknown): string | undefined {
-  if (typeof value !== 'string' || !value.includes('@')) return undefined;
-  try {
-    const password = decodeURIComponent(new URL(value).password);
-    return password || undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 function registerProxies(setting: unknown, where: string): void {
   for (const url of Array.isArray(setting) ? setting : [setting]) {

@@ -8,7 +8,7 @@ import { createLogger } from '../../src/logger.js';
 import type { Store } from '../../src/store/types.js';
 import { tapServer } from './answer-tap.js';
 import { registerConfigSecrets } from './gateway-secrets.js';
-import { atFileEnd, captureLogLine, captureTapped } from './log-capture.js';
+import { atFileEnd, captureAdminRequest, captureLogLine, captureTapped } from './log-capture.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -60,7 +60,7 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   const url = `http://127.0.0.1:${port}`;
-  tapServer(app.server, `gateway :${port}`, captureTapped);
+  tapServer(app.server, `gateway :${port}`, captureTapped, captureAdminRequest);
   const notAtEnd = atFileEnd(() => readOutputs(url, config.adminToken, config.metrics.token));
 
   async function admin(method: string, path: string, body?: unknown) {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/logger.js';
-import type { TappedAnswer } from './answer-tap.js';
+import type { TappedAnswer, TappedRequest } from './answer-tap.js';
 import { type Hit, type Output, allowedIn, findings, readings, registerSecret as register, rescanStored, scanOutputNow, scanText, valuesOf } from './secret-scan.js';
 
 const lines: string[] = [];
@@ -124,6 +124,41 @@ export function captureAnswer(label: string, answer: ScannedAnswer): void {
   scanAnswer(`client answer ${label}`, answer.status, head, body);
 }
 
+/** The password of a URL (`http://user:pass@host`), when it has one. */
+export function urlPassword(value: unknown): string | undefined {
+  if (typeof value !== 'string' || !value.includes('@')) return undefined;
+  try {
+    const password = decodeURIComponent(new URL(value).password);
+    return password || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Registers the secrets an admin request gives a gateway at run time: a pool key (`key`, as pool
+ * key routes take it), a webhook's signing `secret`, any password in a URL (a proxy, a receiver).
+ * What a test sends is not an output; what the gateway says back afterwards is.
+ */
+export function captureAdminRequest(request: TappedRequest): void {
+  const path = request.target.split('?')[0] ?? '';
+  const json = jsonOf(request.body.toString('utf8'));
+  if (!json) return;
+  const walk = (value: unknown, where: string): void => {
+    if (Array.isArray(value)) value.forEach((v, i) => walk(v, `${where}/${i}`));
+    else if (value && typeof value === 'object') {
+      const record = value as Record<string, unknown>;
+      if (typeof record.key === 'string' && path.startsWith('/admin/upstreams')) register(record.key, `pool key ${String(record.id ?? where)} sent to ${request.method} ${path}`, 'pool key');
+      if (typeof record.secret === 'string') register(record.secret, `secret sent to ${request.method} ${path}`);
+      for (const [name, v] of Object.entries(record)) walk(v, `${where}/${name}`);
+    } else {
+      const password = urlPassword(value);
+      if (password) register(password, `password of a URL sent to ${request.method} ${path} (${where || '/'})`);
+    }
+  };
+  walk(json, '');
+}
+
 // ---- Child processes --------------------------------------------------------------------------
 
 const answerDirs = new Map<string, Map<string, number>>();
@@ -149,8 +184,9 @@ export function drainAnswerDirs(remove = false): void {
       read.set(name, Math.max(from, end));
       for (const line of text.slice(from, end).split('\n')) {
         if (!line) continue;
-        const record = JSON.parse(line) as Omit<TappedAnswer, 'body'> & { body: string };
-        captureTapped({ ...record, body: Buffer.from(record.body, 'base64') });
+        const record = JSON.parse(line) as Omit<TappedAnswer, 'body'> & { body: string; request?: true };
+        if (record.request) captureAdminRequest({ ...record, body: Buffer.from(record.body, 'base64') });
+        else captureTapped({ ...record, body: Buffer.from(record.body, 'base64') });
       }
     }
     if (remove) {
