@@ -35,11 +35,18 @@ describe('matching', () => {
     expect(scanText(`${SECRET.slice(0, 20)}***${SECRET.slice(-4)}`).map((h) => h.form)).toEqual(['raw fragment of 20']);
   });
 
-  it('passes a fragment that is a plain word of a made-up key, and finds the key whole', () => {
-    registerSecret('sk-pool-conformance-1', 'a made-up key');
-    expect(scanText('x-conformance-op: 1:listModels')).toEqual([]);
-    expect(scanText('see sk-pool-conformance-1').map((h) => `${h.label}: ${h.form}`)).toEqual(['a made-up key: raw whole']);
-    expect(scanText('pool-conformance-1').map((h) => `${h.label}: ${h.form}`)).toEqual(['a made-up key: raw fragment of 18']);
+  it('finds a made-up key of words whole only: its pieces are words other text holds too', () => {
+    registerSecret('sk-pool-attack7-alias-1', 'a made-up key');
+    expect(scanText('x-conformance-op: 1:listModels {"id":"attack7-alias-only"}')).toEqual([]);
+    expect(scanText('see sk-pool-attack7-alias-1').map((h) => `${h.label}: ${h.form}`)).toEqual(['a made-up key: raw whole']);
+    expect(scanText(Buffer.from('sk-pool-attack7-alias-1').toString('base64')).map((h) => `${h.label}: ${h.form}`)).toEqual(['a made-up key: base64 whole']);
+    expect(scanText(digestKey('sk-pool-attack7-alias-1').slice(0, 12)).map((h) => `${h.label}: ${h.form}`)).toEqual(['a made-up key: sha256 hex fragment of 12']);
+  });
+
+  it('of a key with a random part, counts a fragment holding 8 characters of that part', () => {
+    // `sk-scan-` and 4 of the random part: 12 characters, not a finding; 8 of it: a finding.
+    expect(scanText(`x${SECRET.slice(0, 12)}x`)).toEqual([]);
+    expect(scanText(`x${SECRET.slice(4, 16)}x`).map((h) => h.form)).toEqual(['raw fragment of 12']);
   });
 
   it('passes the masked form (the last 4 characters)', () => {
@@ -79,18 +86,20 @@ describe('what an answer may hold by design', () => {
 
   it('the answer that created a user key shows that key, and only in that place', () => {
     const body = JSON.stringify({ id: 'key_1', userId: 'u1', prefix: key.slice(0, 10), key });
-    expect(answerHits(201, 'HTTP/1.1 201 Created', body)).toEqual([]);
+    expect(answerHits('POST /admin/users/u1/keys', 201, 'HTTP/1.1 201 Created', body)).toEqual([]);
     // The same key anywhere else in it, or its digest, is still a finding.
-    expect(answerHits(201, `HTTP/1.1 201 Created\r\nx-echo: ${key}`, body).map((h) => h.form)).toEqual(['raw whole']);
-    expect(answerHits(201, 'HTTP/1.1 201 Created', JSON.stringify({ ...JSON.parse(body), digest: digestKey(key) })).map((h) => h.form)).toEqual(['sha256 hex whole']);
+    expect(answerHits('POST /admin/users/u1/keys', 201, `HTTP/1.1 201 Created\r\nx-echo: ${key}`, body).map((h) => h.form)).toEqual(['raw whole']);
+    expect(answerHits('POST /admin/users/u1/keys', 201, 'HTTP/1.1 201 Created', JSON.stringify({ ...JSON.parse(body), digest: digestKey(key) })).map((h) => h.form)).toEqual(['sha256 hex whole']);
+    // The same body from another route holds no key by design.
+    expect(answerHits('POST /admin/users/u1/other', 201, 'HTTP/1.1 201 Created', body).map((h) => h.label)).toEqual(['user key key_1 of user u1']);
     // And any other answer that shows it is a finding.
-    expect(answerHits(200, 'HTTP/1.1 200 OK', JSON.stringify({ data: [{ key }] })).map((h) => h.label)).toEqual(['user key key_1 of user u1']);
+    expect(answerHits('GET /admin/users/u1/keys', 200, 'HTTP/1.1 200 OK', JSON.stringify({ data: [{ key }] })).map((h) => h.label)).toEqual(['user key key_1 of user u1']);
   });
 
   it('a secret longer than the created key is found where it goes past it', () => {
     registerSecret(`${key}0`, 'a near miss of the key');
-    expect(answerHits(201, 'HTTP/1.1 201 Created', JSON.stringify({ id: 'key_1', userId: 'u1', key }))).toEqual([]);
-    expect(answerHits(201, 'HTTP/1.1 201 Created', JSON.stringify({ id: 'key_1', userId: 'u1', key, other: `${key}0` })).map((h) => h.label)).toEqual(['a near miss of the key']);
+    expect(answerHits('POST /admin/users/u1/keys', 201, 'HTTP/1.1 201 Created', JSON.stringify({ id: 'key_1', userId: 'u1', key }))).toEqual([]);
+    expect(answerHits('POST /admin/users/u1/keys', 201, 'HTTP/1.1 201 Created', JSON.stringify({ id: 'key_1', userId: 'u1', key, other: `${key}0` })).map((h) => h.label)).toEqual(['a near miss of the key']);
   });
 
   it("the console's session answers show their CSRF token and set their cookie, nothing more", () => {
@@ -98,10 +107,10 @@ describe('what an answer may hold by design', () => {
     const cookie = 'Mq5Tz1Lw8Kp3Vn6Rx9Yb2Hc4Jd7Fg0Se5Ua8Wi1Oq3';
     const head = `HTTP/1.1 200 OK\r\nset-cookie: keyrelay_session=${cookie}; HttpOnly; SameSite=Strict; Path=/`;
     registerAdminToken('an admin token for the scan test', 'the scan test admin token', 'admin token');
-    expect(answerHits(200, head, JSON.stringify({ role: 'admin', user: null, csrfToken: csrf }))).toEqual([]);
+    expect(answerHits('POST /console/api/session', 200, head, JSON.stringify({ role: 'admin', user: null, csrfToken: csrf }))).toEqual([]);
     // An admin session keeps a tag of the admin token keyed by the cookie: that is a secret too.
     expect(scanText(adminTag(cookie, 'an admin token for the scan test')).map((h) => `${h.label}: ${h.form}`)).toEqual(['admin tag of a console session: raw whole']);
-    expect(answerHits(200, 'HTTP/1.1 200 OK', JSON.stringify({ data: [csrf, cookie] })).map((h) => h.label).sort()).toEqual(['console CSRF token (admin session)', 'console session cookie']);
+    expect(answerHits('GET /console/api/me', 200, 'HTTP/1.1 200 OK', JSON.stringify({ data: [csrf, cookie] })).map((h) => h.label).sort()).toEqual(['console CSRF token (admin session)', 'console session cookie']);
   });
 });
 

@@ -30,9 +30,11 @@ export function registerPoolKey(value: string, label?: string): void {
 
 // ---- Answers ----------------------------------------------------------------------------------
 
-/** A key the gateway made (POST /admin/users/{id}/keys, POST /console/api/me/keys): the one
- * answer that shows it, by its shape (the key record and the key itself). */
+/** The routes that make a user key and answer with it, once: the key record and the key itself. */
+const KEY_ROUTE = /^POST (\/admin\/users\/[^/]+\/keys|\/console\/api\/me\/keys)$/;
 const CREATED_KEY = /^sk-kr-[A-Za-z0-9]{32,128}$/;
+/** The console's session routes: their answers show the session's CSRF token to its holder. */
+const SESSION_ROUTE = /^(GET|POST) \/console\/api\/session$/;
 const SESSION_COOKIE = /^set-cookie:\s*keyrelay_session=([^;\r\n]+)/gim;
 
 function jsonOf(text: string): any {
@@ -51,19 +53,19 @@ function jsonOf(text: string): any {
  *   to the session's holder, and the sign-in sets the session cookie.
  * Every other answer, and every other secret in these, is scanned like any answer.
  */
-function ownSecrets(status: number, head: string, body: string): Array<{ value: string; part: string }> {
+function ownSecrets(route: string, status: number, head: string, body: string): Array<{ value: string; part: string }> {
   const allowed: Array<{ value: string; part: string }> = [];
   const json = jsonOf(body);
-  if (status === 201 && json && typeof json.key === 'string' && CREATED_KEY.test(json.key) && typeof json.id === 'string') {
+  if (KEY_ROUTE.test(route) && status === 201 && json && typeof json.key === 'string' && CREATED_KEY.test(json.key) && typeof json.id === 'string') {
     register(json.key, `user key ${json.id} of user ${String(json.userId)}`, 'user key');
     allowed.push({ value: json.key, part: 'body' });
   }
-  if (status === 200 && json && typeof json.csrfToken === 'string' && typeof json.role === 'string') {
+  if (SESSION_ROUTE.test(route) && status === 200 && json && typeof json.csrfToken === 'string' && typeof json.role === 'string') {
     register(json.csrfToken, `console CSRF token (${json.role} session)`);
     allowed.push({ value: json.csrfToken, part: 'body' });
   }
   for (const [, value] of head.matchAll(SESSION_COOKIE)) {
-    if (!value) continue;
+    if (!value || !SESSION_ROUTE.test(route)) continue;
     register(value, 'console session cookie');
     allowed.push({ value, part: 'header set-cookie' });
     // What an admin session keeps of the admin token (src/console-server/cookie.ts, adminTag).
@@ -87,19 +89,20 @@ export function captureOutput(source: string, head: string, body: Buffer): void 
   scanOutputNow({ source, parts: [...headParts(head), ...readings(body)] });
 }
 
-function answerOutput(source: string, status: number, head: string, body: Buffer): Output {
+/** `route`: the method and path the answer is for (`POST /admin/users/u1/keys`). */
+function answerOutput(source: string, route: string, status: number, head: string, body: Buffer): Output {
   const texts = readings(body);
-  const allowed = ownSecrets(status, head, texts[0]?.text ?? '');
+  const allowed = ownSecrets(route, status, head, texts[0]?.text ?? '');
   return { source, parts: [...headParts(head), ...texts], allowed };
 }
 
-function scanAnswer(source: string, status: number, head: string, body: Buffer): void {
-  scanOutputNow(answerOutput(source, status, head, body));
+function scanAnswer(source: string, route: string, status: number, head: string, body: Buffer): void {
+  scanOutputNow(answerOutput(source, route, status, head, body));
 }
 
 /** What the scan would find in an answer, its rules applied, without counting it (for its tests). */
-export function answerHits(status: number, head: string, body: string): Hit[] {
-  const output = answerOutput('', status, head, Buffer.from(body, 'utf8'));
+export function answerHits(route: string, status: number, head: string, body: string): Hit[] {
+  const output = answerOutput('', route, status, head, Buffer.from(body, 'utf8'));
   return output.parts.flatMap((part) => scanText(part.text, 0, allowedIn(output, part.name)));
 }
 
@@ -107,7 +110,7 @@ export function answerHits(status: number, head: string, body: string): Hit[] {
 export function captureTapped(answer: TappedAnswer): void {
   const path = answer.target.split('?')[0] ?? '';
   const what = answer.websocket ? 'WebSocket' : 'answer';
-  scanAnswer(`${answer.server}, ${what} to ${answer.method} ${path} (${answer.status})`, answer.status, answer.head, answer.body);
+  scanAnswer(`${answer.server}, ${what} to ${answer.method} ${path} (${answer.status})`, `${answer.method} ${path}`, answer.status, answer.head, answer.body);
 }
 
 export interface ScannedAnswer {
@@ -116,12 +119,14 @@ export interface ScannedAnswer {
   body: Buffer | string;
 }
 
-/** Scans what a client got (status, every header, the body, gunzipped too when it is gzip). */
+/** Scans what a client got (status, every header, the body, gunzipped too when it is gzip).
+ * `label`: the method and URL (`POST http://127.0.0.1:4321/admin/users/u1/keys`). */
 export function captureAnswer(label: string, answer: ScannedAnswer): void {
   const entries = answer.headers instanceof Headers ? [...answer.headers.entries()] : Object.entries(answer.headers);
   const head = [`status ${answer.status}`, ...entries.filter(([, v]) => v !== undefined).map(([n, v]) => `${n}: ${String(v)}`)].join('\r\n');
   const body = Buffer.isBuffer(answer.body) ? answer.body : Buffer.from(answer.body, 'utf8');
-  scanAnswer(`client answer ${label}`, answer.status, head, body);
+  const [, method = '', path = ''] = /^([A-Z]+) (?:[a-z]+:\/\/[^/]+)?([^?\s]*)/.exec(label) ?? [];
+  scanAnswer(`client answer ${label}`, `${method} ${path}`, answer.status, head, body);
 }
 
 /** The password of a URL (`http://user:pass@host`), when it has one. */

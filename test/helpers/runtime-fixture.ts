@@ -33,7 +33,7 @@ export function adminAt(url: string) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
-    captureAnswer(`admin ${method} ${path}`, { status: res.status, headers: res.headers, body: text });
+    captureAnswer(`${method} ${url}/admin${path}`, { status: res.status, headers: res.headers, body: text });
     return { status: res.status, json: text ? JSON.parse(text) : undefined, text };
   };
 }

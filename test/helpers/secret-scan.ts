@@ -22,13 +22,25 @@ interface Secret {
   /** Order of registration: a stored text is scanned again only for secrets newer than itself. */
   seq: number;
   value: string;
-  forms: Array<{ name: string; text: string }>;
+  forms: Form[];
 }
+
+interface Form {
+  name: string;
+  text: string;
+  /** How a piece of this form counts: `any` piece of WINDOW characters (a digest, an encoding
+   * of a random key), `none` (an encoding of a made-up key: whole only), or for the raw form of a
+   * key that has a random part, a piece holding RANDOM_PIECE characters of it: `random[i]` is how
+   * many of the first i characters are random. */
+  fragments: 'any' | 'none' | number[];
+}
+
+/** Characters of a key's random part a fragment must hold to count. */
+const RANDOM_PIECE = 8;
 
 interface WindowEntry {
   secret: Secret;
-  form: string;
-  formText: string;
+  form: Form;
   /** Where the window starts in the form's text. */
   at: number;
   window: string;
@@ -66,27 +78,53 @@ function base64Forms(bytes: Buffer): string[] {
   return out;
 }
 
-/** Every form a secret could take in an output. `bytes`: other spellings of the same bytes (a
- * KEYRELAY_SECRET given in hex is the same key in base64). */
-function formsOf(value: string): Array<{ name: string; text: string }> {
+/**
+ * The random part of a key, as a running count: runs of 10 or more letters and digits that mix
+ * at least two of digits, capitals and small letters, each twice (`Zq8Lm3Np7R…`, `a1a1a1…`, the 40
+ * characters of an `sk-kr-` key). A made-up test key of words (`sk-pool-attack7-alias-1`,
+ * `test-admin-token-0123456789`) has none: a piece of it is a word that other text holds too (a
+ * user id `attack7-alias-only`), so only the whole of it counts.
+ */
+function randomCount(value: string): number[] | undefined {
+  const counts = [0];
+  const random = new Array<boolean>(value.length).fill(false);
+  let any = false;
+  for (const run of value.matchAll(/[A-Za-z0-9]{10,}/g)) {
+    const classes = [/[0-9].*[0-9]/, /[A-Z].*[A-Z]/, /[a-z].*[a-z]/].filter((c) => c.test(run[0])).length;
+    if (classes < 2) continue;
+    any = true;
+    for (let i = run.index; i < run.index + run[0].length; i++) random[i] = true;
+  }
+  for (let i = 0; i < value.length; i++) counts.push(counts[i]! + (random[i] ? 1 : 0));
+  return any ? counts : undefined;
+}
+
+/** Every form a secret could take in an output. */
+function formsOf(value: string): Form[] {
   const bytes = Buffer.from(value, 'utf8');
   const sha = createHash('sha256').update(value).digest();
-  const forms = [
-    { name: 'raw', text: value },
-    { name: 'hex', text: bytes.toString('hex') },
-    ...base64Forms(bytes).map((text) => ({ name: 'base64', text })),
+  const random = randomCount(value);
+  const encoded: Form['fragments'] = random ? 'any' : 'none';
+  const forms: Form[] = [
+    { name: 'raw', text: value, fragments: random ?? 'none' },
+    { name: 'hex', text: bytes.toString('hex'), fragments: encoded },
+    ...base64Forms(bytes).map((text) => ({ name: 'base64', text, fragments: encoded })),
     // The gateway keeps a key (src/keys.ts digestKey) and a session cookie (console-server/cookie.ts)
     // under the SHA-256 hex digest: one in an answer is a key's identity in the store.
-    { name: 'sha256 hex', text: sha.toString('hex') },
-    { name: 'sha256 base64', text: sha.toString('base64').replace(/=+$/, '') },
-    { name: 'sha256 base64url', text: sha.toString('base64url') },
+    { name: 'sha256 hex', text: sha.toString('hex'), fragments: 'any' },
+    { name: 'sha256 base64', text: sha.toString('base64').replace(/=+$/, ''), fragments: 'any' },
+    { name: 'sha256 base64url', text: sha.toString('base64url'), fragments: 'any' },
   ];
   // 32 bytes written as hex or base64 (KEYRELAY_SECRET): the other spellings of those bytes.
   let raw: Buffer | undefined;
   if (/^[0-9a-fA-F]{64}$/.test(value)) raw = Buffer.from(value, 'hex');
   else if (/^[A-Za-z0-9+/_-]{43}=?$/.test(value)) raw = Buffer.from(value.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
   if (raw?.length === 32) {
-    forms.push({ name: 'as hex bytes', text: raw.toString('hex') }, { name: 'as base64 bytes', text: raw.toString('base64').replace(/=+$/, '') }, { name: 'as base64url bytes', text: raw.toString('base64url') });
+    forms.push(
+      { name: 'as hex bytes', text: raw.toString('hex'), fragments: 'any' },
+      { name: 'as base64 bytes', text: raw.toString('base64').replace(/=+$/, ''), fragments: 'any' },
+      { name: 'as base64url bytes', text: raw.toString('base64url'), fragments: 'any' },
+    );
   }
   // One form per text (base64 and base64url read alike without a + or a /).
   const seen = new Set<string>();
@@ -119,12 +157,14 @@ export function registerSecret(value: string, label?: string, kind: SecretKind =
   const secret: Secret = { label: label ?? `secret registered at ${caller()}`, kind, seq: ++seq, value, forms: formsOf(value) };
   secrets.set(value, secret);
   if (value.length < WINDOW) shortSecrets.push(secret);
-  for (const { name, text } of secret.forms) {
-    for (let at = 0; at + WINDOW <= text.length; at++) {
+  for (const form of secret.forms) {
+    const { text } = form;
+    // A form found whole only needs one window: its first.
+    for (let at = 0; at + WINDOW <= text.length && (at === 0 || form.fragments !== 'none'); at++) {
       const window = text.slice(at, at + WINDOW);
       const h = hashOf(window, 0);
       const entries = table.get(h);
-      const entry = { secret, form: name, formText: text, at, window };
+      const entry = { secret, form, at, window };
       if (entries) entries.push(entry);
       else table.set(h, [entry]);
     }
@@ -182,22 +222,21 @@ export function scanText(text: string, after = 0, allowed?: ReadonlySet<string>)
         let end = i + WINDOW;
         let fs = e.at;
         let fe = e.at + WINDOW;
-        while (fs > 0 && start > 0 && text.charCodeAt(start - 1) === e.formText.charCodeAt(fs - 1)) {
+        const formText = e.form.text;
+        while (fs > 0 && start > 0 && text.charCodeAt(start - 1) === formText.charCodeAt(fs - 1)) {
           start--;
           fs--;
         }
-        while (fe < e.formText.length && end < text.length && text.charCodeAt(end) === e.formText.charCodeAt(fe)) {
+        while (fe < formText.length && end < text.length && text.charCodeAt(end) === formText.charCodeAt(fe)) {
           end++;
           fe++;
         }
         if (inside(start, end)) continue;
-        const whole = fs === 0 && fe === e.formText.length;
-        // A piece of a made-up test key that is a plain word (`-conformance-` of
-        // `sk-pool-conformance-1`) also stands in ordinary text. A random key has a digit or a
-        // capital in nearly every 12 characters, so a fragment without one is not taken.
-        if (!whole && !/[0-9A-Z]/.test(text.slice(start, end))) continue;
+        const whole = fs === 0 && fe === formText.length;
+        const { fragments } = e.form;
+        if (!whole && (fragments === 'none' || (Array.isArray(fragments) && fragments[fe]! - fragments[fs]! < RANDOM_PIECE))) continue;
         if (found && found.length >= end - start) continue;
-        hits.set(e.secret.value, { label: e.secret.label, kind: e.secret.kind, form: `${e.form} ${whole ? 'whole' : `fragment of ${end - start}`}`, at: start, length: end - start, value: e.secret.value });
+        hits.set(e.secret.value, { label: e.secret.label, kind: e.secret.kind, form: `${e.form.name} ${whole ? 'whole' : `fragment of ${end - start}`}`, at: start, length: end - start, value: e.secret.value });
       }
     }
     if (i + WINDOW >= text.length) break;
