@@ -17,6 +17,8 @@ export interface TappedAnswer {
   /** The status line and headers as sent, one per line. */
   head: string;
   body: Buffer;
+  /** The request's body (its first REQUEST_LIMIT bytes): what the client itself sent. */
+  sent?: Buffer;
   websocket?: boolean;
 }
 
@@ -31,10 +33,14 @@ export interface TappedRequest {
 
 export type RequestSink = (request: TappedRequest) => void;
 
-/** Copies the body of a POST, PUT or PATCH to /admin/ as the gateway reads it (watching its 'data'
- * events, without reading the stream itself), handing it to `sink` at its end. */
-export function tapAdminRequest(req: IncomingMessage | Http2ServerRequest, sink: RequestSink): void {
-  if (!/^(POST|PUT|PATCH)$/.test(req.method ?? '') || !(req.url ?? '').startsWith('/admin/')) return;
+/** Whether a request is one that gives a gateway settings (a POST, PUT or PATCH to /admin/). */
+export function isAdminChange(req: IncomingMessage | Http2ServerRequest): boolean {
+  return /^(POST|PUT|PATCH)$/.test(req.method ?? '') && (req.url ?? '').startsWith('/admin/');
+}
+
+/** Copies a request's body as the gateway reads it (watching its 'data' events, without reading
+ * the stream itself), handing it to `sink` at its end. */
+export function tapRequest(req: IncomingMessage | Http2ServerRequest, sink: RequestSink): void {
   const chunks: Buffer[] = [];
   let size = 0;
   const r = req as any;
@@ -55,7 +61,7 @@ export function tapAdminRequest(req: IncomingMessage | Http2ServerRequest, sink:
 
 /** Bytes of one answer kept: past this a body's tail is not copied (no test answer comes near). */
 const BODY_LIMIT = 32 * 1024 * 1024;
-/** An admin request body past this is no settings change: not read for secrets. */
+/** Bytes of a request body kept (an admin request past this is no settings change). */
 const REQUEST_LIMIT = 1024 * 1024;
 
 function bytesOf(chunk: unknown, encoding?: unknown): Buffer | undefined {
@@ -94,6 +100,10 @@ export function tapResponse(server: string, req: IncomingMessage | Http2ServerRe
     chunks.push(bytes);
     size += bytes.length;
   };
+  let sent: Buffer | undefined;
+  tapRequest(req, (request) => {
+    sent = request.body;
+  });
   const r = res as any;
   const writeHead = r.writeHead;
   r.writeHead = function (this: unknown, ...args: unknown[]) {
@@ -115,9 +125,9 @@ export function tapResponse(server: string, req: IncomingMessage | Http2ServerRe
     if (done) return;
     done = true;
     // HTTP/1: the header block exactly as written; HTTP/2: the headers the response holds.
-    const sent = typeof r._header === 'string' && r._header ? (r._header as string) : '';
-    const head = sent || [`:status ${res.statusCode}`, headerText(res.getHeaders()), ...heads].filter(Boolean).join('\r\n');
-    sink({ server, method: req.method ?? '', target: req.url ?? '', status: res.statusCode, head, body: Buffer.concat(chunks) });
+    const written = typeof r._header === 'string' && r._header ? (r._header as string) : '';
+    const head = written || [`:status ${res.statusCode}`, headerText(res.getHeaders()), ...heads].filter(Boolean).join('\r\n');
+    sink({ server, method: req.method ?? '', target: req.url ?? '', status: res.statusCode, head, body: Buffer.concat(chunks), sent });
   };
   res.once('finish', finish);
   res.once('close', finish);
@@ -189,7 +199,7 @@ function offersWebSocket(req: IncomingMessage): boolean {
  * that the wrapping is in place before the gateway writes anything. */
 export function tapServer(server: Server | import('node:events').EventEmitter, name: string, sink: AnswerSink, requests?: RequestSink): void {
   server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (requests) tapAdminRequest(req, requests);
+    if (requests && isAdminChange(req)) tapRequest(req, requests);
     tapResponse(name, req, res, sink);
   });
   // Only a WebSocket upgrade stays a raw socket; any other offer is served as a request (above).

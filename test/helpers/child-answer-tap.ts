@@ -7,12 +7,13 @@ import { appendFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
-import { type TappedAnswer, type TappedRequest, tapAdminRequest, tapResponse, tapUpgrade } from './answer-tap.js';
+import { type TappedAnswer, type TappedRequest, isAdminChange, tapRequest, tapResponse, tapUpgrade } from './answer-tap.js';
 
 const dir = process.env.TEST_ANSWER_DIR;
 
 function sink(answer: TappedAnswer | (TappedRequest & { request: true })): void {
-  const line = JSON.stringify({ ...answer, body: answer.body.toString('base64') });
+  const sent = 'sent' in answer ? answer.sent?.toString('base64') : undefined;
+  const line = JSON.stringify({ ...answer, body: answer.body.toString('base64'), sent });
   appendFileSync(join(dir!, `answers-${process.pid}.jsonl`), `${line}\n`);
 }
 
@@ -24,7 +25,7 @@ if (dir) {
     proto.emit = function (this: any, event: string, ...args: any[]) {
       const name = `gateway process ${process.pid}`;
       if (event === 'request') {
-        tapAdminRequest(args[0], (request) => sink({ ...request, request: true }));
+        if (isAdminChange(args[0])) tapRequest(args[0], (request) => sink({ ...request, request: true }));
         tapResponse(name, args[0], args[1], sink);
       }
       else if (event === 'upgrade' && /\bwebsocket\b/i.test(String(args[0]?.headers?.upgrade ?? ''))) tapUpgrade(name, args[0], args[1], sink);

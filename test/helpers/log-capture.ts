@@ -89,20 +89,31 @@ export function captureOutput(source: string, head: string, body: Buffer): void 
   scanOutputNow({ source, parts: [...headParts(head), ...readings(body)] });
 }
 
-/** `route`: the method and path the answer is for (`POST /admin/users/u1/keys`). */
-function answerOutput(source: string, route: string, status: number, head: string, body: Buffer): Output {
+/**
+ * The text of a secret its request held (in whatever form) may come back in its answer's body,
+ * exactly that text and no more: the client sent it (a test that writes a key into the `model`
+ * field, which the answer names). That is no output of anything the gateway kept.
+ */
+function echoed(sent: Buffer | undefined): Array<{ value: string; part: string }> {
+  if (!sent || sent.length === 0) return [];
+  return readings(sent).flatMap((r) => scanText(r.text).map((h) => ({ value: r.text.slice(h.at, h.at + h.length), part: 'body' })));
+}
+
+/** `route`: the method and path the answer is for (`POST /admin/users/u1/keys`); `sent`: the
+ * request's body. */
+function answerOutput(source: string, route: string, status: number, head: string, body: Buffer, sent?: Buffer): Output {
   const texts = readings(body);
-  const allowed = ownSecrets(route, status, head, texts[0]?.text ?? '');
+  const allowed = [...ownSecrets(route, status, head, texts[0]?.text ?? ''), ...echoed(sent)];
   return { source, parts: [...headParts(head), ...texts], allowed };
 }
 
-function scanAnswer(source: string, route: string, status: number, head: string, body: Buffer): void {
-  scanOutputNow(answerOutput(source, route, status, head, body));
+function scanAnswer(source: string, route: string, status: number, head: string, body: Buffer, sent?: Buffer): void {
+  scanOutputNow(answerOutput(source, route, status, head, body, sent));
 }
 
 /** What the scan would find in an answer, its rules applied, without counting it (for its tests). */
-export function answerHits(route: string, status: number, head: string, body: string): Hit[] {
-  const output = answerOutput('', route, status, head, Buffer.from(body, 'utf8'));
+export function answerHits(route: string, status: number, head: string, body: string, sent?: string): Hit[] {
+  const output = answerOutput('', route, status, head, Buffer.from(body, 'utf8'), sent === undefined ? undefined : Buffer.from(sent, 'utf8'));
   return output.parts.flatMap((part) => scanText(part.text, 0, allowedIn(output, part.name)));
 }
 
@@ -110,13 +121,15 @@ export function answerHits(route: string, status: number, head: string, body: st
 export function captureTapped(answer: TappedAnswer): void {
   const path = answer.target.split('?')[0] ?? '';
   const what = answer.websocket ? 'WebSocket' : 'answer';
-  scanAnswer(`${answer.server}, ${what} to ${answer.method} ${path} (${answer.status})`, `${answer.method} ${path}`, answer.status, answer.head, answer.body);
+  scanAnswer(`${answer.server}, ${what} to ${answer.method} ${path} (${answer.status})`, `${answer.method} ${path}`, answer.status, answer.head, answer.body, answer.sent);
 }
 
 export interface ScannedAnswer {
   status: number;
   headers: Headers | Record<string, string | string[] | undefined>;
   body: Buffer | string;
+  /** The request's body, when the client sent one. */
+  sent?: string;
 }
 
 /** Scans what a client got (status, every header, the body, gunzipped too when it is gzip).
@@ -126,7 +139,7 @@ export function captureAnswer(label: string, answer: ScannedAnswer): void {
   const head = [`status ${answer.status}`, ...entries.filter(([, v]) => v !== undefined).map(([n, v]) => `${n}: ${String(v)}`)].join('\r\n');
   const body = Buffer.isBuffer(answer.body) ? answer.body : Buffer.from(answer.body, 'utf8');
   const [, method = '', path = ''] = /^([A-Z]+) (?:[a-z]+:\/\/[^/]+)?([^?\s]*)/.exec(label) ?? [];
-  scanAnswer(`client answer ${label}`, `${method} ${path}`, answer.status, head, body);
+  scanAnswer(`client answer ${label}`, `${method} ${path}`, answer.status, head, body, answer.sent === undefined ? undefined : Buffer.from(answer.sent, 'utf8'));
 }
 
 /** The password of a URL (`http://user:pass@host`), when it has one. */
@@ -189,9 +202,10 @@ export function drainAnswerDirs(remove = false): void {
       read.set(name, Math.max(from, end));
       for (const line of text.slice(from, end).split('\n')) {
         if (!line) continue;
-        const record = JSON.parse(line) as Omit<TappedAnswer, 'body'> & { body: string; request?: true };
-        if (record.request) captureAdminRequest({ ...record, body: Buffer.from(record.body, 'base64') });
-        else captureTapped({ ...record, body: Buffer.from(record.body, 'base64') });
+        const record = JSON.parse(line) as Omit<TappedAnswer, 'body' | 'sent'> & { body: string; sent?: string; request?: true };
+        const body = Buffer.from(record.body, 'base64');
+        if (record.request) captureAdminRequest({ ...record, body });
+        else captureTapped({ ...record, body, sent: record.sent === undefined ? undefined : Buffer.from(record.sent, 'base64') });
       }
     }
     if (remove) {

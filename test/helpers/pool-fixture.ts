@@ -67,9 +67,9 @@ export interface PoolFixtureOptions {
 
 export const UPSTREAM_ID = 'main';
 
-async function answer(res: Response): Promise<Answer> {
+async function answer(res: Response, sent?: string): Promise<Answer> {
   const text = await res.text();
-  captureAnswer(res.url, { status: res.status, headers: res.headers, body: text });
+  captureAnswer(`${sent === undefined ? 'GET' : 'POST'} ${res.url}`, { status: res.status, headers: res.headers, body: text, sent });
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -107,8 +107,10 @@ export async function startPool(options: PoolFixtureOptions = {}): Promise<PoolF
       };
       fake.handle(handler);
     },
-    post: async (path, body, headers = {}) =>
-      answer(await fetch(`${gateway.baseUrl}${path}`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })),
+    post: async (path, body, headers = {}) => {
+      const sent = JSON.stringify(body);
+      return answer(await fetch(`${gateway.baseUrl}${path}`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json', ...headers }, body: sent }), sent);
+    },
     get: async (path) => answer(await fetch(`${gateway.baseUrl}${path}`, { headers: auth })),
     async charged() {
       await until(async () => (await usageOf(gateway, userId)).concurrent.inFlight === 0, 'the request to settle');
