@@ -15,7 +15,7 @@ import { digestKey } from '../src/keys.js';
 import { type TappedAnswer, tapServer } from './helpers/answer-tap.js';
 import { startChildGateway } from './helpers/child-gateway.js';
 import { startGateway } from './helpers/gateway.js';
-import { answerHits, registerPoolKey, registerSecret } from './helpers/log-capture.js';
+import { answerHits, logLineFindings, registerPoolKey, registerSecret } from './helpers/log-capture.js';
 import { findings, readings, registerSecret as registerAdminToken, scanText, takeFindings } from './helpers/secret-scan.js';
 
 const SECRET = 'sk-scan-Qm3Tz8Lw1Kp5Vn7Rx2Yb4Hc6Jd0Fg9';
@@ -78,6 +78,23 @@ describe('matching', () => {
     const hex = 'c4'.repeat(32);
     registerSecret(hex, 'a test KEYRELAY_SECRET');
     expect(scanText(Buffer.from(hex, 'hex').toString('base64')).map((h) => `${h.label}: ${h.form}`)).toEqual(['a test KEYRELAY_SECRET: as base64 bytes whole']);
+  });
+});
+
+describe('log lines', () => {
+  it('name the line and its message, unless the message is where the secret stands', () => {
+    expect(logLineFindings(JSON.stringify({ msg: 'upstream refused', detail: SECRET }), 3)).toEqual([
+      'log line 3 (upstream refused): the scan test pool key (pool key), raw whole, in the line at 36',
+    ]);
+    expect(logLineFindings(JSON.stringify({ msg: `refused ${SECRET.slice(0, 20)}` }), 4)).toEqual([
+      'log line 4 (message not shown): the scan test pool key (pool key), raw fragment of 20, in the line at 16',
+    ]);
+  });
+
+  it('are read JSON-unescaped too, and any sk- token in them is a finding', () => {
+    const escaped = JSON.stringify({ msg: 'x', key: SECRET }).replace('Qm3T', '\\u0051m3T');
+    expect(logLineFindings(escaped, 1).map((f) => f.replace(/ at \d+$/, ''))).toEqual(['log line 1 (x): the scan test pool key (pool key), raw whole, in the line, unescaped']);
+    expect(logLineFindings(JSON.stringify({ msg: 'x', key: 'sk-unregistered-123' }), 2)).toEqual(['log line 2 (x): an sk- token, at 18']);
   });
 });
 

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { createLogger } from '../../src/logger.js';
 import type { TappedAnswer, TappedRequest } from './answer-tap.js';
-import { type Hit, type Output, allowedIn, findings, readings, registerSecret as register, rescanStored, scanOutputNow, scanText, valuesOf } from './secret-scan.js';
+import { type Hit, type Output, allowedIn, findings, longestHits, readings, registerSecret as register, rescanStored, scanOutputNow, scanText, valuesOf } from './secret-scan.js';
 
 const lines: string[] = [];
 
@@ -242,7 +242,20 @@ const TOKEN = /\bsk-[A-Za-z0-9_-]{6,}/;
 
 /** The captured log lines that hold a registered secret in any form, or any `sk-` token. */
 export function leakedLines(): string[] {
-  return lines.filter((line) => TOKEN.test(line) || scanText(line).length > 0);
+  return lines.filter((line) => TOKEN.test(line) || readings(Buffer.from(line, 'utf8')).some((r) => scanText(r.text).length > 0));
+}
+
+const textHits = (text: string) => longestHits(readings(Buffer.from(text, 'utf8')).map((r) => ({ name: r.name, hits: scanText(r.text) })));
+
+/** The findings in log line number `n`: registered secrets in any form, JSON-escaped too, and any
+ * `sk-` token. The line's message names the place, unless it is where the secret stands. */
+export function logLineFindings(line: string, n: number): string[] {
+  const hits = textHits(line);
+  if (hits.length === 0 && !TOKEN.test(line)) return [];
+  const msg = /"msg":"([^"]{0,60})/.exec(line)?.[1];
+  const where = `log line ${n} (${msg !== undefined && textHits(msg).length === 0 && !TOKEN.test(msg) ? msg : 'message not shown'})`;
+  if (hits.length === 0) return [`${where}: an sk- token, at ${line.search(TOKEN)}`];
+  return hits.map(({ hit, part }) => `${where}: ${hit.label} (${hit.kind}), ${hit.form}, in ${part === 'body' ? 'the line' : 'the line, unescaped'} at ${hit.at}`);
 }
 
 /** Every finding of the file: answers as they came, then logs and process output against every
@@ -251,12 +264,10 @@ export function secretFindings(): string[] {
   drainAnswerDirs(true);
   rescanStored();
   const out = [...findings()];
-  lines.forEach((line, i) => {
-    const where = `log line ${i + 1} (${/"msg":"([^"]{0,60})/.exec(line)?.[1] ?? 'not JSON'})`;
-    for (const hit of scanText(line)) out.push(`${where}: ${hit.label} (${hit.kind}), ${hit.form}, at ${hit.at}`);
-    if (scanText(line).length === 0 && TOKEN.test(line)) out.push(`${where}: an sk- token, at ${line.search(TOKEN)}`);
-  });
-  for (const { source, text } of processOutputs) for (const hit of scanText(text)) out.push(`${source}: ${hit.label} (${hit.kind}), ${hit.form}, at ${hit.at}`);
+  lines.forEach((line, i) => out.push(...logLineFindings(line, i + 1)));
+  for (const { source, text } of processOutputs) {
+    for (const { hit, part } of textHits(text)) out.push(`${source}: ${hit.label} (${hit.kind}), ${hit.form}, in ${part === 'body' ? 'the text' : 'the text, unescaped'} at ${hit.at}`);
+  }
   return out;
 }
 

@@ -314,8 +314,29 @@ function report(output: Output, part: string, hit: Hit): void {
   findingList.push(line);
 }
 
+/** The longest hit of each secret over several readings of one text (as sent, unescaped,
+ * gunzipped), with the name of the reading it was found in. */
+export function longestHits(readings: Array<{ name: string; hits: Hit[] }>): Array<{ part: string; hit: Hit }> {
+  const best = new Map<string, { part: string; hit: Hit }>();
+  for (const { name, hits } of readings) {
+    for (const hit of hits) {
+      const known = best.get(hit.value);
+      if (!known || hit.length > known.hit.length) best.set(hit.value, { part: name, hit });
+    }
+  }
+  return [...best.values()];
+}
+
 function scanOutput(output: Output, after: number): void {
-  for (const part of output.parts) for (const hit of scanText(part.text, after, allowedIn(output, part.name))) report(output, part.name, hit);
+  // Readings of one text (`body`, `body, unescaped`, `gunzipped body` ...) are one place.
+  const places = new Map<string, Array<{ name: string; hits: Hit[] }>>();
+  for (const part of output.parts) {
+    const place = part.name.includes('body') ? 'body' : part.name;
+    const list = places.get(place) ?? [];
+    list.push({ name: part.name, hits: scanText(part.text, after, allowedIn(output, part.name)) });
+    places.set(place, list);
+  }
+  for (const readings of places.values()) for (const { part, hit } of longestHits(readings)) report(output, part, hit);
 }
 
 /** Scans an output now, and keeps it to scan again for secrets registered later. */
