@@ -175,7 +175,7 @@ describe.each(['memory', 'redis'])('audit of admin changes (%s store)', (kind) =
         body: body === undefined ? undefined : JSON.stringify(body),
       });
       const text = await res.text();
-      captureAnswer(`${method} ${path}`, { status: res.status, headers: res.headers, body: text });
+      captureAnswer(`${method} ${gateway.url}/admin${path}`, { status: res.status, headers: res.headers, body: text });
       texts.push(text);
       return { status: res.status, text, json: text ? JSON.parse(text) : undefined };
     },

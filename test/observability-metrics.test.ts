@@ -107,7 +107,7 @@ describe('/metrics', () => {
 
   it('counts retries on another key by the failed attempt, and logs the keys tried', async () => {
     const keys = ['sk-pool-metrics-A-0123456789abcdef', 'sk-pool-metrics-B-0123456789abcdef'];
-    keys.forEach(registerSecret);
+    for (const key of keys) registerSecret(key);
     const fake = await startFakeUpstream();
     fake.handle((req) => (req.headers.authorization === `Bearer ${keys[0]}` ? { status: 503, body: { error: { message: 'overloaded' } } } : undefined));
     const gateway = await startGateway({ env: { OPENAI_API_KEYS: keys.join(','), KEYRELAY_UPSTREAM_URL: fake.baseUrl } });

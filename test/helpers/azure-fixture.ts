@@ -10,7 +10,7 @@ import { registerPoolKey, registerSecret } from './log-capture.js';
 export const API_VERSION = '2024-10-21';
 export const AZURE_KEYS = { v1: ['az-v1-key-0123456789abcdef0001', 'az-v1-key-0123456789abcdef0002'], classic: ['az-cl-key-0123456789abcdef0003'] };
 export const OPENAI_KEY = 'sk-pool-azure-mixed-0123456789abcdef';
-for (const key of [...AZURE_KEYS.v1, ...AZURE_KEYS.classic, OPENAI_KEY]) registerPoolKey(key);
+for (const key of [...AZURE_KEYS.v1, ...AZURE_KEYS.classic, OPENAI_KEY]) registerPoolKey(key, `pool key ${key.slice(0, 6)}… (azure-fixture)`);
 
 /** model -> deployment, as the gateway's settings say. */
 export const V1_DEPLOYMENTS = { 'gpt-4o': 'prod-gpt4o', 'text-embedding-3-small': 'emb-small', 'dall-e-3': 'images', 'whisper-1': 'speech-in' };
@@ -63,7 +63,7 @@ export async function startAzure(options: { first?: 'v1' | 'classic'; config?: P
     },
     async user(id) {
       const key = await gateway.createUserKey(id, { limits: { tokensPerDay: 1_000_000 } });
-      registerSecret(key);
+      registerSecret(key, `user key of ${id} (azure-fixture)`);
       return key;
     },
     async close() {

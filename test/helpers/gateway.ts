@@ -1,11 +1,14 @@
-// Starts a real gateway on port 0 in this process, with its logs captured for the secret scan.
+// Starts a real gateway on port 0 in this process, with its logs and every answer it sends
+// captured for the secret scan, and the secrets it is started with registered there.
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import type { Store } from '../../src/store/types.js';
-import { captureLogLine } from './log-capture.js';
+import { tapServer } from './answer-tap.js';
+import { registerConfigSecrets } from './gateway-secrets.js';
+import { atFileEnd, captureAdminRequest, captureLogLine, captureTapped } from './log-capture.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -40,6 +43,7 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
     { KEYRELAY_CONFIG: undefined, KEYRELAY_ADMIN_TOKEN: ADMIN_TOKEN, LOG_LEVEL: 'info', ...options.env },
     { host: '127.0.0.1', port: 0, ...options.config },
   );
+  registerConfigSecrets(config);
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -56,6 +60,8 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
   const url = `http://127.0.0.1:${port}`;
+  tapServer(app.server, `gateway :${port}`, captureTapped, captureAdminRequest);
+  const notAtEnd = atFileEnd(() => readOutputs(url, config.adminToken, config.metrics.token));
 
   async function admin(method: string, path: string, body?: unknown) {
     const res = await fetch(`${url}/admin${path}`, {
@@ -81,6 +87,29 @@ export async function startGateway(options: TestGatewayOptions = {}): Promise<Te
       if (key.status !== 201) throw new Error(`create key for ${id}: ${key.status}`);
       return key.json.key as string;
     },
-    close: () => app.close(),
+    async close() {
+      notAtEnd();
+      await readOutputs(url, config.adminToken, config.metrics.token);
+      await app.close();
+    },
   };
+}
+
+/**
+ * Reads what a gateway keeps and shows on its own (the audit log, the request log, the pool's and
+ * the users' views, the metrics) before it closes, so that the secret scan sees those answers too
+ * even in a file whose tests never asked. A gateway that does not answer is passed over.
+ */
+export async function readOutputs(url: string, adminToken: string | undefined, metricsToken: string | undefined): Promise<void> {
+  const get = async (path: string, token: string | undefined) => {
+    try {
+      const res = await fetch(`${url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(5000) });
+      await res.arrayBuffer();
+    } catch {
+      // closed already, or never listening: nothing to read
+    }
+  };
+  await get('/metrics', metricsToken);
+  if (!adminToken) return;
+  for (const path of ['/admin/audit?limit=1000', '/admin/requests', '/admin/upstreams', '/admin/users']) await get(path, adminToken);
 }

@@ -6,6 +6,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server } f
 import { createServer as createHttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { createProxy } from 'proxy';
+import { registerSecret } from './log-capture.js';
 
 export type HttpProxyBehaviour = 'tunnel' | 'refuse-403' | 'refuse-502' | 'stall';
 
@@ -41,6 +42,7 @@ type ConnectListener = (this: Server, req: IncomingMessage, socket: Duplex, head
 export async function startHttpProxy(options: HttpProxyOptions = {}): Promise<TestHttpProxy> {
   const server: Server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }) : createHttpServer();
   const proxy = createProxy(server);
+  if (options.auth) registerSecret(options.auth.password, 'HTTP proxy password');
   const expected = options.auth
     ? `Basic ${Buffer.from(`${options.auth.username}:${options.auth.password}`).toString('base64')}`
     : undefined;
@@ -118,6 +120,7 @@ export async function startHttpProxy(options: HttpProxyOptions = {}): Promise<Te
 
 /** `http://user:pass@127.0.0.1:port` for a proxy started with `auth`. */
 export function withCredentials(url: string, username: string, password: string): string {
+  registerSecret(password, 'HTTP proxy password');
   const u = new URL(url);
   u.username = encodeURIComponent(username);
   u.password = encodeURIComponent(password);

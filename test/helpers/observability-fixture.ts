@@ -5,7 +5,7 @@ import { request } from 'undici';
 import type { Config } from '../../src/config.js';
 import { type FakeUpstream, sseEvents, startFakeUpstream } from '../../src/dev/fake-upstream.js';
 import { type TestGateway, startGateway } from './gateway.js';
-import { registerSecret } from './log-capture.js';
+import { registerPoolKey } from './log-capture.js';
 import { type RedisServer, startRedis } from './redis-server.js';
 
 export const SLOW = 'answer slowly';
@@ -26,7 +26,7 @@ function slowStream(): object {
 }
 
 export async function startObservedGateway(poolKey: string, backend: 'memory' | 'redis', config: Partial<Config> = {}): Promise<ObservedGateway> {
-  registerSecret(poolKey);
+  registerPoolKey(poolKey, 'pool key (observability-fixture)');
   const fake = await startFakeUpstream();
   fake.handle((req) => {
     const content = (req.json as { messages?: Array<{ content?: unknown }> } | undefined)?.messages?.[0]?.content;

@@ -67,9 +67,9 @@ export interface PoolFixtureOptions {
 
 export const UPSTREAM_ID = 'main';
 
-async function answer(res: Response): Promise<Answer> {
+async function answer(res: Response, sent?: string): Promise<Answer> {
   const text = await res.text();
-  captureAnswer(res.url, { status: res.status, headers: res.headers, body: text });
+  captureAnswer(`${sent === undefined ? 'GET' : 'POST'} ${res.url}`, { status: res.status, headers: res.headers, body: text, sent });
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -81,7 +81,7 @@ async function answer(res: Response): Promise<Answer> {
 
 export async function startPool(options: PoolFixtureOptions = {}): Promise<PoolFixture> {
   const ids = options.keys ?? ['a', 'b'];
-  for (const id of ids) registerPoolKey(poolSecret(id));
+  for (const id of ids) registerPoolKey(poolSecret(id), `pool key ${id} (pool-fixture)`);
   const byAuth = new Map(ids.map((id) => [`Bearer ${poolSecret(id)}`, id]));
   const fake = await startFakeUpstream(options.fakeOptions);
   const upstreams = [{ id: UPSTREAM_ID, baseUrl: fake.baseUrl, strategy: options.strategy ?? 'round-robin', keys: ids.map((id) => ({ id, key: poolSecret(id) })) }];
@@ -89,7 +89,7 @@ export async function startPool(options: PoolFixtureOptions = {}): Promise<PoolF
   const gateway = await startGateway({ env: options.env, config: { ...options.config, pool, upstreams } as Partial<Config> });
   const userId = options.userId ?? 'pool-user';
   const userKey = await gateway.createUserKey(userId, { limits: { tokensPerDay: 1_000_000 } });
-  registerSecret(userKey);
+  registerSecret(userKey, `user key of ${userId} (pool-fixture)`);
   const auth = { authorization: `Bearer ${userKey}` };
   const keyOf = (req: RecordedRequest): string => byAuth.get(req.headers.authorization ?? '') ?? '?';
 
@@ -107,8 +107,10 @@ export async function startPool(options: PoolFixtureOptions = {}): Promise<PoolF
       };
       fake.handle(handler);
     },
-    post: async (path, body, headers = {}) =>
-      answer(await fetch(`${gateway.baseUrl}${path}`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })),
+    post: async (path, body, headers = {}) => {
+      const sent = JSON.stringify(body);
+      return answer(await fetch(`${gateway.baseUrl}${path}`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json', ...headers }, body: sent }), sent);
+    },
     get: async (path) => answer(await fetch(`${gateway.baseUrl}${path}`, { headers: auth })),
     async charged() {
       await until(async () => (await usageOf(gateway, userId)).concurrent.inFlight === 0, 'the request to settle');

@@ -5,10 +5,10 @@ import { type FakeUpstream, startFakeUpstream } from '../../src/dev/fake-upstrea
 import type { Config } from '../../src/config.js';
 import type { Limits } from '../../src/store/types.js';
 import { type TestGateway, startGateway } from './gateway.js';
-import { registerSecret } from './log-capture.js';
+import { registerPoolKey, registerSecret } from './log-capture.js';
 
 export const POOL_KEY = 'sk-pool-quota-0123456789';
-registerSecret(POOL_KEY);
+registerPoolKey(POOL_KEY, 'pool key (quota-fixture)');
 
 // A command timeout roomy enough for a machine busy with the whole suite, short enough for the
 // frozen-Redis tests to wait it out.
@@ -32,7 +32,7 @@ export async function startFake(): Promise<FakeUpstream> {
 /** Creates a user with these limits and one key; registers the key as a secret. */
 export async function userWithKey(gateway: TestGateway, id: string, limits: Limits, extra: Record<string, unknown> = {}): Promise<string> {
   const key = await gateway.createUserKey(id, { limits, ...extra });
-  registerSecret(key);
+  registerSecret(key, `user key of ${id} (quota-fixture)`);
   return key;
 }
 

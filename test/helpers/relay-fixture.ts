@@ -21,14 +21,14 @@ export interface RelayFixture {
 export const NO_CIRCUIT: Partial<Config> = { pool: { health: { failureThreshold: 1_000_000 } } as Config['pool'] };
 
 export async function startRelay(poolKey: string, fakeOptions: FakeUpstreamOptions = {}, config: Partial<Config> = {}): Promise<RelayFixture> {
-  registerPoolKey(poolKey);
+  registerPoolKey(poolKey, 'pool key (relay-fixture)');
   const fake = await startFakeUpstream(fakeOptions);
   const gateway = await startGateway({
     env: { OPENAI_API_KEYS: poolKey, KEYRELAY_UPSTREAM_URL: fake.baseUrl },
     config: { ...NO_CIRCUIT, ...config, pool: { ...NO_CIRCUIT.pool, ...config.pool } as Config['pool'] },
   });
   const userKey = await gateway.createUserKey('relay-user');
-  registerSecret(userKey);
+  registerSecret(userKey, 'user key of relay-user (relay-fixture)');
   return {
     fake,
     gateway,

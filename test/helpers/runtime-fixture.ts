@@ -7,15 +7,15 @@ import { captureAnswer, registerPoolKey, registerSecret } from './log-capture.js
 
 export const SECRET_A = 'a1'.repeat(32);
 export const SECRET_B = Buffer.alloc(32, 0xb7).toString('base64');
-registerSecret(SECRET_A);
-registerSecret(SECRET_B);
+registerSecret(SECRET_A, 'KEYRELAY_SECRET A (runtime-fixture)');
+registerSecret(SECRET_B, 'KEYRELAY_SECRET B (runtime-fixture)');
 
 /** A pool key secret for run-time tests: OpenAI-shaped, unique per label, registered for the scans. */
 export function runtimeSecret(label: string): string {
   // The last 4 characters come from the label, so that two keys never show the same last 4.
   const tail = createHash('sha256').update(label).digest('hex').slice(0, 4);
   const secret = `sk-rt-${label}-${'Zq8Lm3Np7Rt2Vx6Bc9Df4Gh1Jk5'.slice(0, 24)}${tail}`;
-  registerPoolKey(secret);
+  registerPoolKey(secret, `run-time pool key ${label}`);
   return secret;
 }
 
@@ -33,7 +33,7 @@ export function adminAt(url: string) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
-    captureAnswer(`admin ${method} ${path}`, { status: res.status, headers: res.headers, body: text });
+    captureAnswer(`${method} ${url}/admin${path}`, { status: res.status, headers: res.headers, body: text });
     return { status: res.status, json: text ? JSON.parse(text) : undefined, text };
   };
 }

@@ -20,7 +20,7 @@ export function scannedRequest(url: string, options: { method?: string; headers?
       res.once('error', reject);
       res.once('end', () => {
         const answer = { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) };
-        captureAnswer(`${options.method ?? 'GET'} ${url}`, answer);
+        captureAnswer(`${options.method ?? 'GET'} ${url}`, { ...answer, sent: options.body });
         resolve({ ...answer, text: answer.body.toString('utf8') });
       });
     });

@@ -4,6 +4,7 @@
 // docs/reliability.md, case 18.
 import { lookup } from 'node:dns/promises';
 import { type Server, type Socket, connect, createServer, isIP } from 'node:net';
+import { registerSecret } from './log-capture.js';
 
 export type Socks5Behaviour = 'tunnel' | 'stall-greeting' | 'stall-connect';
 
@@ -57,6 +58,7 @@ function reply(code: number): Buffer {
 }
 
 export async function startSocks5Server(options: Socks5ServerOptions = {}): Promise<TestSocks5Server> {
+  if (options.auth) registerSecret(options.auth.password, 'SOCKS5 proxy password');
   const connects: Socks5ConnectRecord[] = [];
   const sockets = new Set<Socket>();
   const idleWaiters: Array<() => boolean> = [];

@@ -4,6 +4,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { captureOutput, registerSecret } from './log-capture.js';
 
 export interface Received {
   headers: IncomingMessage['headers'];
@@ -33,6 +34,7 @@ export function verify(secret: string, header: string | undefined, body: string,
 }
 
 export async function startWebhookReceiver(secret: string): Promise<WebhookReceiver> {
+  registerSecret(secret, 'webhook signing secret');
   const received: Received[] = [];
   const answers: Array<number | 'hang'> = [];
   const hanging = new Set<ServerResponse>();
@@ -42,6 +44,8 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
       const header = req.headers['x-keyrelay-signature'];
+      // A delivery is an output of the gateway like an answer: the secret scan reads it too.
+      captureOutput(`webhook delivery to ${req.url}`, Object.entries(req.headers).map(([n, v]) => `${n}: ${String(v)}`).join('\r\n'), Buffer.from(body, 'utf8'));
       received.push({ headers: req.headers, body, event: JSON.parse(body), verified: verify(secret, typeof header === 'string' ? header : undefined, body) });
       const answer = answers.shift() ?? 200;
       if (answer === 'hang') {

@@ -6,7 +6,7 @@ import type { Config } from '../../src/config.js';
 import { type FakeUpstream, startFakeUpstream } from '../../src/dev/fake-upstream.js';
 import { type Backend, STORE_BACKENDS } from './store-backends.js';
 import { type TestGateway, startGateway } from './gateway.js';
-import { registerSecret } from './log-capture.js';
+import { registerPoolKey, registerSecret } from './log-capture.js';
 
 export type Json = Record<string, any>;
 
@@ -29,7 +29,7 @@ export interface Metered {
 /** `poolKeys`: how many pool keys the gateway has (round-robin between them). */
 export async function startMetered(make: () => Promise<Backend>, config: Partial<Config> = {}, poolKeys = 1): Promise<Metered> {
   const keys = Array.from({ length: poolKeys }, (_, i) => `sk-pool-ws-metering-${i}-${Math.random().toString(36).slice(2, 10)}`);
-  for (const key of keys) registerSecret(key);
+  keys.forEach((key, i) => registerPoolKey(key, `pool key ${i} (ws-metering)`));
   const backend = await make();
   const fake = await startFakeUpstream({ keys });
   const gateway = await startGateway({
@@ -45,7 +45,7 @@ export async function startMetered(make: () => Promise<Backend>, config: Partial
     async user(name, fields) {
       const id = `${name}-${++seq}-${Math.random().toString(36).slice(2, 6)}`;
       const key = await gateway.createUserKey(id, fields);
-      registerSecret(key);
+      registerSecret(key, `user key of ${id} (ws-metering)`);
       return { id, key };
     },
     async usage(id) {
