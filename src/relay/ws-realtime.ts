@@ -33,9 +33,28 @@ const APPEND_FRAMING = 48;
 const RESPONSES = matchOperation('POST', '/v1/responses').cost;
 
 
+const PCM = new Set(['pcm16', 'audio/pcm']);
+const G711 = new Set(['g711_ulaw', 'g711_alaw', 'audio/pcmu', 'audio/pcma']);
+
+/** Bytes a second of an audio format (beta string, GA object with `type` and `rate`). Fewer bytes a
+ * second make more seconds of the same append, so what the gateway cannot size for sure is sized as
+ * the slowest format: an unknown one as G.711, PCM at a rate below 24 kHz at that rate. */
 function bytesPerSecond(format: unknown): number {
   const name = isObject(format) ? format.type : format;
-  return typeof name === 'string' && /pcmu|pcma|g711/.test(name) ? 8000 : 48000;
+  if (typeof name !== 'string' || G711.has(name) || !PCM.has(name)) return 8000;
+  const rate = isObject(format) ? format.rate : undefined;
+  if (rate === undefined) return 48000;
+  return typeof rate === 'number' && rate >= 4000 ? Math.min(48000, rate * 2) : 8000;
+}
+
+/** The slowest of the formats a session event names (GA `audio.<side>.format`, beta `<side>_audio_format`):
+ * with both given, either may be the one the upstream reads. */
+function slowestNamed(session: Json, side: 'input' | 'output'): number | undefined {
+  const audio = isObject(session.audio) ? session.audio : {};
+  const ga = isObject(audio[side]) ? (audio[side] as Json).format : undefined;
+  const beta = session[`${side}_audio_format`];
+  const rates = [ga, beta].filter((f) => f !== undefined).map(bytesPerSecond);
+  return rates.length > 0 ? Math.min(...rates) : undefined;
 }
 
 /** Tokens of audio bytes, rounded up. */
@@ -157,11 +176,13 @@ export class RealtimeDialect implements Dialect {
     if (session.prompt !== undefined) this.prompt = session.prompt;
     const max = session.max_output_tokens ?? session.max_response_output_tokens;
     if (max !== undefined) this.maxOutput = max;
-    const audio = isObject(session.audio) ? session.audio : {};
-    const input = isObject(audio.input) ? audio.input.format : session.input_audio_format;
-    const output = isObject(audio.output) ? audio.output.format : session.output_audio_format;
-    if (input !== undefined) this.inputRate = bytesPerSecond(input);
-    if (output !== undefined) this.outputRate = bytesPerSecond(output);
+    // The input format only ever slows: an update back to a faster one may be refused upstream
+    // (one bad field refuses it all) or answered after a later one, and the gateway cannot tell,
+    // so the audio the client appends is sized at the slowest format the session ever named.
+    const input = slowestNamed(session, 'input');
+    if (input !== undefined) this.inputRate = Math.min(this.inputRate, input);
+    const output = slowestNamed(session, 'output');
+    if (output !== undefined) this.outputRate = output;
   }
 
   private outputCap(value: unknown): number {
