@@ -48,8 +48,10 @@ export class TranscriptionMeter {
   /** The transcription prompt, as the seconds of audio whose worst case covers its tokens. */
   private promptSeconds = 0;
   private model: string | undefined;
-  /** Seconds appended since the input buffer was last committed or cleared. */
+  /** Seconds appended since the input buffer was last committed or cleared (while transcription is on). */
   private buffered = 0;
+  /** Seconds appended since then, transcription on or off. */
+  private inBuffer = 0;
   /** Committed items waiting for their transcription, with their seconds. */
   private readonly items = new Map<string, number>();
   /** Seconds reported (or dropped) not yet set against a block. */
@@ -86,6 +88,17 @@ export class TranscriptionMeter {
     });
   }
 
+  /** Whether this setting turns transcription on or off, or changes its model. */
+  changes(on: boolean, model: string | undefined): boolean {
+    return on !== this.on || (on && model !== this.model);
+  }
+
+  /** The input buffer holds audio: OpenAI transcribes a buffer with the model in force when it is
+   * committed, so a change now would bill audio reserved at one model (or none) at another. */
+  get holdsAudio(): boolean {
+    return this.inBuffer > EPSILON;
+  }
+
   /** The session's transcription turned on (with its model and prompt) or off. */
   configure(on: boolean, model: string | undefined, prompt?: unknown): void {
     // Each transcription bills its prompt's text tokens again; a token is at least a byte.
@@ -99,7 +112,11 @@ export class TranscriptionMeter {
 
   /** Reserves what transcribing these seconds may cost; a refusal is thrown (the append is not relayed). */
   async appended(audio: number): Promise<void> {
-    if (!this.on || audio <= 0 || this.closed) return;
+    if (audio <= 0 || this.closed) return;
+    if (!this.on) {
+      this.inBuffer += audio;
+      return;
+    }
     // The first audio of a buffer starts a transcription: its prompt is reserved with it, and
     // reported (or charged its worst case) with that buffer's audio.
     const seconds = audio + (this.buffered === 0 ? this.promptSeconds : 0);
@@ -133,6 +150,7 @@ export class TranscriptionMeter {
     }
     for (const b of this.blocks.slice(0, -1)) b.sealed = true;
     this.buffered += seconds;
+    this.inBuffer += audio;
   }
 
   private async reserve(seconds: number): Promise<Block> {
@@ -155,6 +173,7 @@ export class TranscriptionMeter {
 
   /** The upstream committed the input buffer as this item: its audio waits for a transcription. */
   committed(itemId: string | undefined): void {
+    this.inBuffer = 0;
     if (this.buffered <= 0) return;
     if (itemId !== undefined) this.items.set(itemId, (this.items.get(itemId) ?? 0) + this.buffered);
     else this.resolved += this.buffered;
@@ -163,6 +182,7 @@ export class TranscriptionMeter {
 
   /** The upstream cleared the input buffer: nothing transcribes it. */
   async cleared(): Promise<void> {
+    this.inBuffer = 0;
     this.resolved += this.buffered;
     this.buffered = 0;
     await this.settleDone();
