@@ -250,7 +250,15 @@ export class RealtimeDialect implements Dialect {
     if (type === 'input_audio_buffer.cleared') return transcription.cleared();
     if (type === 'conversation.item.input_audio_transcription.completed' || type === 'conversation.item.input_audio_transcription.failed') {
       const itemId = typeof event.item_id === 'string' ? event.item_id : undefined;
-      return transcription.reported(itemId, event.usage, type.endsWith('.failed'));
+      const unreserved = await transcription.reported(itemId, event.usage, type.endsWith('.failed'));
+      // Audio transcribed that no append reserved: charged, and the session ends, as the next
+      // buffer could be transcribed past the user's limits the same way.
+      if (unreserved) {
+        const error = new GatewayError('insufficient_quota', { message: 'The upstream transcribed input audio the gateway had not reserved (a setting it did not take): charged as reported, and the session is closed.' });
+        this.o.channel.toClient(this.refusal(error, undefined));
+        this.o.channel.close(1008, 'insufficient_quota: input audio transcribed that was not reserved');
+      }
+      return;
     }
     if (type === 'session.created' || type === 'session.updated') {
       if (!isObject(event.session)) return;

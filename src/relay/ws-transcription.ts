@@ -48,6 +48,8 @@ export class TranscriptionMeter {
   /** The transcription prompt, as the seconds of audio whose worst case covers its tokens. */
   private promptSeconds = 0;
   private model: string | undefined;
+  /** The last model transcription was turned on with: a usage no block reserved is priced by it. */
+  private lastModel: string | undefined;
   /** Seconds appended since the input buffer was last committed or cleared (while transcription is on). */
   private buffered = 0;
   /** Seconds appended since then, transcription on or off. */
@@ -108,6 +110,7 @@ export class TranscriptionMeter {
     for (const block of this.blocks) block.sealed = true;
     this.on = on;
     this.model = on ? model : undefined;
+    if (on && model !== undefined) this.lastModel = model;
   }
 
   /** Reserves what transcribing these seconds may cost; a refusal is thrown (the append is not relayed). */
@@ -189,15 +192,22 @@ export class TranscriptionMeter {
   }
 
   /** A transcription ended: completed with its usage, or failed (nothing billed). A completed one
-   * whose usage cannot be read is charged the worst case of its audio, marked estimated. */
-  async reported(itemId: string | undefined, usage: unknown, failed: boolean): Promise<void> {
+   * whose usage cannot be read is charged the worst case of its audio, marked estimated. A usage
+   * reported for an item whose audio no append reserved (committed while the gateway counted none:
+   * an update the upstream did not take, audio it transcribes unasked) is charged as reported, past
+   * the limits, as it was spent already; true is returned then, for a user with limits. */
+  async reported(itemId: string | undefined, usage: unknown, failed: boolean): Promise<boolean> {
     const seconds = itemId === undefined ? undefined : this.items.get(itemId);
+    const used = failed ? undefined : normalizeUsage(usage);
+    if (itemId !== undefined && seconds === undefined && used && used.input + used.output + (used.seconds ?? 0) > 0) {
+      await this.chargeUnreserved(used);
+      return this.limited;
+    }
     if (itemId !== undefined && seconds !== undefined) {
       this.resolved += seconds;
       this.items.delete(itemId);
     }
     if (!failed) {
-      const used = normalizeUsage(usage);
       if (used) this.owed = add(this.owed, used);
       else if (seconds !== undefined) {
         this.owed = add(this.owed, worstUsage(this.priceBySeconds(this.model), seconds));
@@ -205,6 +215,21 @@ export class TranscriptionMeter {
       }
     }
     await this.settleDone();
+    return false;
+  }
+
+  /** Charges a usage no block reserved, with no limits (the session is then closed by the caller). */
+  private async chargeUnreserved(used: TokenUsage): Promise<void> {
+    const model = this.lastModel;
+    const estimate = {
+      model,
+      promptTokens: used.input,
+      maxOutputTokens: used.output,
+      metered: model !== undefined,
+      units: used.seconds ? { seconds: used.seconds } : undefined,
+    };
+    const ticket = await this.o.gate.admit({ ...this.blockUser, limits: {} }, `${this.o.sessionId}.t${++this.count}`, estimate);
+    await this.settle({ ticket, model, capacity: 0, filled: 0, sealed: true }, used, false);
   }
 
   /** Settles, oldest first, the blocks whose audio was all reported (an empty one that takes no
