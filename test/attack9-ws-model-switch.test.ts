@@ -61,6 +61,26 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
     });
   }
 
+  it('refuses a longer transcription prompt while the buffer holds audio (its tokens were reserved with the first audio), and takes it after the commit', async () => {
+    const { id, key } = await m.user('switch-prompt', { limits: { usdPerDay: 1 } });
+    const client = await Client.open(m.gateway, PATH, key);
+    client.send(update({ model: 'gpt-4o-transcribe' }, 'evt_first'));
+    await client.next((e) => e.type === 'echo' && String(e.data).includes('evt_first'));
+    client.send({ type: 'input_audio_buffer.append', audio: SECOND });
+    client.send(update({ model: 'gpt-4o-transcribe', prompt: 'x'.repeat(10_000) }, 'evt_long'));
+    expect(await client.next((e) => e.type === 'error')).toMatchObject({ error: { code: 'invalid_request', event_id: 'evt_long' } });
+    // The same model and no longer a prompt is no change: taken mid-buffer.
+    client.send(update({ model: 'gpt-4o-transcribe', language: 'en' }, 'evt_same'));
+    await client.next((e) => e.type === 'echo' && String(e.data).includes('evt_same'));
+    client.send({ type: 'input_audio_buffer.commit' });
+    await client.next((e) => e.type === 'conversation.item.input_audio_transcription.completed');
+    const from = client.events.length;
+    client.send(update({ model: 'gpt-4o-transcribe', prompt: 'x'.repeat(10_000) }, 'evt_after'));
+    await client.next((e) => e.type === 'echo' && String(e.data).includes('evt_after'), from);
+    client.close();
+    expect((await settled(id)).usdMicros).toBe(USED_MICROS);
+  });
+
   it('lets a user with no limits change the model mid-buffer (unmetered by limits, nothing refused)', async () => {
     const { key } = await m.user('switch-free', {});
     const client = await Client.open(m.gateway, PATH, key);

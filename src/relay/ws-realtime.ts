@@ -165,8 +165,8 @@ export class RealtimeDialect implements Dialect {
       if (unpriced) return { forward: false, reply: this.refusal(unpriced, event) };
       // The buffer is transcribed by the model in force at its commit: audio appended under one
       // model (or with transcription off, reserved by none) must not be transcribed by another.
-      if (this.o.transcription.limited && this.o.transcription.changes(on, model) && this.o.transcription.holdsAudio) {
-        const message = 'Commit or clear the input audio buffer before turning transcription on or off or changing its model: its audio was reserved under the setting it was appended with.';
+      if (this.o.transcription.limited && this.o.transcription.changes(on, model, transcription.prompt) && this.o.transcription.holdsAudio) {
+        const message = 'Commit or clear the input audio buffer before turning transcription on or off or changing its model or prompt: its audio was reserved under the setting it was appended with.';
         return { forward: false, reply: this.refusal(new GatewayError('invalid_request', { param, message }), event) };
       }
       this.o.transcription.configure(on, model, transcription.prompt);

@@ -90,9 +90,10 @@ export class TranscriptionMeter {
     });
   }
 
-  /** Whether this setting turns transcription on or off, or changes its model. */
-  changes(on: boolean, model: string | undefined): boolean {
-    return on !== this.on || (on && model !== this.model);
+  /** Whether this setting turns transcription on or off, changes its model, or lengthens its
+   * prompt (billed with the buffer's transcription, reserved with its first audio). */
+  changes(on: boolean, model: string | undefined, prompt?: unknown): boolean {
+    return on !== this.on || (on && (model !== this.model || promptSecondsOf(prompt) > this.promptSeconds + EPSILON));
   }
 
   /** The input buffer holds audio: OpenAI transcribes a buffer with the model in force when it is
@@ -104,7 +105,7 @@ export class TranscriptionMeter {
   /** The session's transcription turned on (with its model and prompt) or off. */
   configure(on: boolean, model: string | undefined, prompt?: unknown): void {
     // Each transcription bills its prompt's text tokens again; a token is at least a byte.
-    this.promptSeconds = on && typeof prompt === 'string' ? Buffer.byteLength(prompt) / TRANSCRIPTION_TOKENS_PER_SECOND : 0;
+    this.promptSeconds = on ? promptSecondsOf(prompt) : 0;
     if (on === this.on && model === this.model) return;
     // Reserved at another model's price: no more audio goes into the blocks open so far.
     for (const block of this.blocks) block.sealed = true;
@@ -329,6 +330,11 @@ export class TranscriptionMeter {
     }
     await Promise.allSettled([...this.settling]);
   }
+}
+
+/** A transcription prompt as the seconds of audio whose worst case covers its tokens (a token is at least a byte). */
+function promptSecondsOf(prompt: unknown): number {
+  return typeof prompt === 'string' ? Buffer.byteLength(prompt) / TRANSCRIPTION_TOKENS_PER_SECOND : 0;
 }
 
 /** The most transcribing these seconds may bill. */
