@@ -33,9 +33,28 @@ const APPEND_FRAMING = 48;
 const RESPONSES = matchOperation('POST', '/v1/responses').cost;
 
 
+const PCM = new Set(['pcm16', 'audio/pcm']);
+const G711 = new Set(['g711_ulaw', 'g711_alaw', 'audio/pcmu', 'audio/pcma']);
+
+/** Bytes a second of an audio format (beta string, GA object with `type` and `rate`). Fewer bytes a
+ * second make more seconds of the same append, so what the gateway cannot size for sure is sized as
+ * the slowest format: an unknown one as G.711, PCM at a rate below 24 kHz at that rate. */
 function bytesPerSecond(format: unknown): number {
   const name = isObject(format) ? format.type : format;
-  return typeof name === 'string' && /pcmu|pcma|g711/.test(name) ? 8000 : 48000;
+  if (typeof name !== 'string' || G711.has(name) || !PCM.has(name)) return 8000;
+  const rate = isObject(format) ? format.rate : undefined;
+  if (rate === undefined) return 48000;
+  return typeof rate === 'number' && rate >= 4000 ? Math.min(48000, rate * 2) : 8000;
+}
+
+/** The slowest of the formats a session event names (GA `audio.<side>.format`, beta `<side>_audio_format`):
+ * with both given, either may be the one the upstream reads. */
+function slowestNamed(session: Json, side: 'input' | 'output'): number | undefined {
+  const audio = isObject(session.audio) ? session.audio : {};
+  const ga = isObject(audio[side]) ? (audio[side] as Json).format : undefined;
+  const beta = session[`${side}_audio_format`];
+  const rates = [ga, beta].filter((f) => f !== undefined).map(bytesPerSecond);
+  return rates.length > 0 ? Math.min(...rates) : undefined;
 }
 
 /** Tokens of audio bytes, rounded up. */
@@ -144,6 +163,12 @@ export class RealtimeDialect implements Dialect {
       }
       const unpriced = on ? this.o.transcription.refusal(model, param) : undefined;
       if (unpriced) return { forward: false, reply: this.refusal(unpriced, event) };
+      // The buffer is transcribed by the model in force at its commit: audio appended under one
+      // model (or with transcription off, reserved by none) must not be transcribed by another.
+      if (this.o.transcription.limited && this.o.transcription.changes(on, model, transcription.prompt) && this.o.transcription.holdsAudio) {
+        const message = 'Commit or clear the input audio buffer before turning transcription on or off or changing its model or prompt: its audio was reserved under the setting it was appended with.';
+        return { forward: false, reply: this.refusal(new GatewayError('invalid_request', { param, message }), event) };
+      }
       this.o.transcription.configure(on, model, transcription.prompt);
     }
     this.learn(session);
@@ -157,11 +182,13 @@ export class RealtimeDialect implements Dialect {
     if (session.prompt !== undefined) this.prompt = session.prompt;
     const max = session.max_output_tokens ?? session.max_response_output_tokens;
     if (max !== undefined) this.maxOutput = max;
-    const audio = isObject(session.audio) ? session.audio : {};
-    const input = isObject(audio.input) ? audio.input.format : session.input_audio_format;
-    const output = isObject(audio.output) ? audio.output.format : session.output_audio_format;
-    if (input !== undefined) this.inputRate = bytesPerSecond(input);
-    if (output !== undefined) this.outputRate = bytesPerSecond(output);
+    // The input format only ever slows: an update back to a faster one may be refused upstream
+    // (one bad field refuses it all) or answered after a later one, and the gateway cannot tell,
+    // so the audio the client appends is sized at the slowest format the session ever named.
+    const input = slowestNamed(session, 'input');
+    if (input !== undefined) this.inputRate = Math.min(this.inputRate, input);
+    const output = slowestNamed(session, 'output');
+    if (output !== undefined) this.outputRate = output;
   }
 
   private outputCap(value: unknown): number {
@@ -223,7 +250,15 @@ export class RealtimeDialect implements Dialect {
     if (type === 'input_audio_buffer.cleared') return transcription.cleared();
     if (type === 'conversation.item.input_audio_transcription.completed' || type === 'conversation.item.input_audio_transcription.failed') {
       const itemId = typeof event.item_id === 'string' ? event.item_id : undefined;
-      return transcription.reported(itemId, event.usage, type.endsWith('.failed'));
+      const unreserved = await transcription.reported(itemId, event.usage, type.endsWith('.failed'));
+      // Audio transcribed that no append reserved: charged, and the session ends, as the next
+      // buffer could be transcribed past the user's limits the same way.
+      if (unreserved) {
+        const error = new GatewayError('insufficient_quota', { message: 'The upstream transcribed input audio the gateway had not reserved (a setting it did not take): charged as reported, and the session is closed.' });
+        this.o.channel.toClient(this.refusal(error, undefined));
+        this.o.channel.close(1008, 'insufficient_quota: input audio transcribed that was not reserved');
+      }
+      return;
     }
     if (type === 'session.created' || type === 'session.updated') {
       if (!isObject(event.session)) return;

@@ -48,8 +48,12 @@ export class TranscriptionMeter {
   /** The transcription prompt, as the seconds of audio whose worst case covers its tokens. */
   private promptSeconds = 0;
   private model: string | undefined;
-  /** Seconds appended since the input buffer was last committed or cleared. */
+  /** The last model transcription was turned on with: a usage no block reserved is priced by it. */
+  private lastModel: string | undefined;
+  /** Seconds appended since the input buffer was last committed or cleared (while transcription is on). */
   private buffered = 0;
+  /** Seconds appended since then, transcription on or off. */
+  private inBuffer = 0;
   /** Committed items waiting for their transcription, with their seconds. */
   private readonly items = new Map<string, number>();
   /** Seconds reported (or dropped) not yet set against a block. */
@@ -86,20 +90,37 @@ export class TranscriptionMeter {
     });
   }
 
+  /** Whether this setting turns transcription on or off, changes its model, or lengthens its
+   * prompt (billed with the buffer's transcription, reserved with its first audio). */
+  changes(on: boolean, model: string | undefined, prompt?: unknown): boolean {
+    return on !== this.on || (on && (model !== this.model || promptSecondsOf(prompt) > this.promptSeconds + EPSILON));
+  }
+
+  /** The input buffer holds audio: OpenAI transcribes a buffer with the model in force when it is
+   * committed, so a change now would bill audio reserved at one model (or none) at another. */
+  get holdsAudio(): boolean {
+    return this.inBuffer > EPSILON;
+  }
+
   /** The session's transcription turned on (with its model and prompt) or off. */
   configure(on: boolean, model: string | undefined, prompt?: unknown): void {
     // Each transcription bills its prompt's text tokens again; a token is at least a byte.
-    this.promptSeconds = on && typeof prompt === 'string' ? Buffer.byteLength(prompt) / TRANSCRIPTION_TOKENS_PER_SECOND : 0;
+    this.promptSeconds = on ? promptSecondsOf(prompt) : 0;
     if (on === this.on && model === this.model) return;
     // Reserved at another model's price: no more audio goes into the blocks open so far.
     for (const block of this.blocks) block.sealed = true;
     this.on = on;
     this.model = on ? model : undefined;
+    if (on && model !== undefined) this.lastModel = model;
   }
 
   /** Reserves what transcribing these seconds may cost; a refusal is thrown (the append is not relayed). */
   async appended(audio: number): Promise<void> {
-    if (!this.on || audio <= 0 || this.closed) return;
+    if (audio <= 0 || this.closed) return;
+    if (!this.on) {
+      this.inBuffer += audio;
+      return;
+    }
     // The first audio of a buffer starts a transcription: its prompt is reserved with it, and
     // reported (or charged its worst case) with that buffer's audio.
     const seconds = audio + (this.buffered === 0 ? this.promptSeconds : 0);
@@ -133,6 +154,7 @@ export class TranscriptionMeter {
     }
     for (const b of this.blocks.slice(0, -1)) b.sealed = true;
     this.buffered += seconds;
+    this.inBuffer += audio;
   }
 
   private async reserve(seconds: number): Promise<Block> {
@@ -155,6 +177,7 @@ export class TranscriptionMeter {
 
   /** The upstream committed the input buffer as this item: its audio waits for a transcription. */
   committed(itemId: string | undefined): void {
+    this.inBuffer = 0;
     if (this.buffered <= 0) return;
     if (itemId !== undefined) this.items.set(itemId, (this.items.get(itemId) ?? 0) + this.buffered);
     else this.resolved += this.buffered;
@@ -163,21 +186,29 @@ export class TranscriptionMeter {
 
   /** The upstream cleared the input buffer: nothing transcribes it. */
   async cleared(): Promise<void> {
+    this.inBuffer = 0;
     this.resolved += this.buffered;
     this.buffered = 0;
     await this.settleDone();
   }
 
   /** A transcription ended: completed with its usage, or failed (nothing billed). A completed one
-   * whose usage cannot be read is charged the worst case of its audio, marked estimated. */
-  async reported(itemId: string | undefined, usage: unknown, failed: boolean): Promise<void> {
+   * whose usage cannot be read is charged the worst case of its audio, marked estimated. A usage
+   * reported for an item whose audio no append reserved (committed while the gateway counted none:
+   * an update the upstream did not take, audio it transcribes unasked) is charged as reported, past
+   * the limits, as it was spent already; true is returned then, for a user with limits. */
+  async reported(itemId: string | undefined, usage: unknown, failed: boolean): Promise<boolean> {
     const seconds = itemId === undefined ? undefined : this.items.get(itemId);
+    const used = failed ? undefined : normalizeUsage(usage);
+    if (itemId !== undefined && seconds === undefined && used && used.input + used.output + (used.seconds ?? 0) > 0) {
+      await this.chargeUnreserved(used);
+      return this.limited;
+    }
     if (itemId !== undefined && seconds !== undefined) {
       this.resolved += seconds;
       this.items.delete(itemId);
     }
     if (!failed) {
-      const used = normalizeUsage(usage);
       if (used) this.owed = add(this.owed, used);
       else if (seconds !== undefined) {
         this.owed = add(this.owed, worstUsage(this.priceBySeconds(this.model), seconds));
@@ -185,6 +216,21 @@ export class TranscriptionMeter {
       }
     }
     await this.settleDone();
+    return false;
+  }
+
+  /** Charges a usage no block reserved, with no limits (the session is then closed by the caller). */
+  private async chargeUnreserved(used: TokenUsage): Promise<void> {
+    const model = this.lastModel;
+    const estimate = {
+      model,
+      promptTokens: used.input,
+      maxOutputTokens: used.output,
+      metered: model !== undefined,
+      units: used.seconds ? { seconds: used.seconds } : undefined,
+    };
+    const ticket = await this.o.gate.admit({ ...this.blockUser, limits: {} }, `${this.o.sessionId}.t${++this.count}`, estimate);
+    await this.settle({ ticket, model, capacity: 0, filled: 0, sealed: true }, used, false);
   }
 
   /** Settles, oldest first, the blocks whose audio was all reported (an empty one that takes no
@@ -284,6 +330,11 @@ export class TranscriptionMeter {
     }
     await Promise.allSettled([...this.settling]);
   }
+}
+
+/** A transcription prompt as the seconds of audio whose worst case covers its tokens (a token is at least a byte). */
+function promptSecondsOf(prompt: unknown): number {
+  return typeof prompt === 'string' ? Buffer.byteLength(prompt) / TRANSCRIPTION_TOKENS_PER_SECOND : 0;
 }
 
 /** The most transcribing these seconds may bill. */
