@@ -429,31 +429,34 @@ async function main() {
     log.records.set(id, record);
     fromKilledLog++;
   }
-  const charged = chargedByUser(log.records);
   // A whole answer of the killed process that reached no log (both are written after the answer,
   // in the background): its charge is what the client knows the answer costs.
   const killedProcesses = new Set(gateways.flatMap((gw) => Array.from({ length: gw.generation }, (_, g) => `${gw.name}#${g}`)));
   let fromClient = 0;
   let missing = 0;
+  const heldIds = new Set([...held.values()].flat().map((o) => o.requestId));
+  const answeredIds = new Set(answered.map((a) => a.requestId));
   for (const a of answered) {
-    if (!a.requestId || log.records.has(a.requestId)) continue;
+    // Held: its settle never reached Redis either, and it is charged as an orphan below.
+    if (!a.requestId || log.records.has(a.requestId) || heldIds.has(a.requestId)) continue;
     if (killedProcesses.has(a.servedBy) && a.expected) {
       log.records.set(a.requestId, { requestId: a.requestId, userId: a.userId, tokens: { input: a.expected.input, output: a.expected.output }, costMicros: a.expected.micros });
       fromClient++;
     } else missing++;
   }
   if (missing > 0) failures.push(`${missing} answered requests are in no log, and were not whole answers of the killed process`);
+  const charged = chargedByUser(log.records);
   const ledger = [];
   for (const user of USERS) {
     const view = await admin(gateways[0].origin, ADMIN_TOKEN, 'GET', `/users/${user.id}`);
-    // What Redis still holds belongs to the killed process: requests it was serving, and
-    // admissions whose reply came too late (a reserve sent while Redis was frozen runs when it
+    // What Redis still holds belongs to the killed process: requests it was serving (cut, or
+    // answered whole but not yet settled), and admissions whose reply came too late (a reserve sent while Redis was frozen runs when it
     // thaws; the client had its 503) and whose release the process had not sent yet.
     const orphans = [];
     const unexplained = [];
     for (const o of held.get(user.id) ?? []) {
       const r = log.records.get(o.requestId);
-      if (!r) orphans.push({ ...o, why: 'cut' });
+      if (!r) orphans.push({ ...o, why: answeredIds.has(o.requestId) ? 'settle lost' : 'cut' });
       else if (killedRecords.has(o.requestId) && r.status === 503 && r.errorCode === 'quota_backend_unavailable') orphans.push({ ...o, why: 'release lost' });
       else unexplained.push(`reservation ${o.requestId} is still held, yet the log shows its request ended (${r.status} ${r.outcome}${r.errorCode ? ` ${r.errorCode}` : ''}, at ${r.time})`);
     }
@@ -487,7 +490,7 @@ async function main() {
 
   const served = (await tellUpstream({ served: true })).served;
   for (const mode of ['429', '500', 'reset']) if (!(served[mode] > 0)) failures.push(`the flaky key never answered ${mode}: that fault met no request`);
-  const wellFormed = [...counts].filter(([k]) => !bad.some((b) => b.kind === k)).reduce((s, [, v]) => s + v, 0);
+  const wellFormed = [...counts].filter(([k]) => !bad.some((b) => b.kind === k) && !k.includes('cut by the SIGKILL')).reduce((s, [, v]) => s + v, 0);
   const malformed = [...counts].filter(([k]) => bad.some((b) => b.kind === k)).reduce((s, [, v]) => s + v, 0);
   if (malformed > 0) failures.push(`${malformed} requests without a well-formed answer in time: ${bad.map((b) => `${b.kind} (${b.detail})`).join('; ')}`);
 
@@ -528,11 +531,11 @@ function print(r) {
   out.push(
     `request log: ${r.requestLog.records} records (${r.requestLog.duplicatesDropped} written twice, counted once; ${r.requestLog.fromKilledLog} only in the access log of the killed process, ${r.requestLog.fromClient} answered whole by it and in no log); unaccounted answers: ${r.requestLog.answeredButMissing}`,
   );
-  out.push('ledger (day window; spent = logged + orphans charged at their worst case; orphans: cut requests + releases lost):');
+  out.push('ledger (day window; spent = logged + orphans charged at their worst case; orphans: requests cut + settles or releases lost):');
   out.push('  user            logged tokens / µ$     orphans: tokens / µ$     spent tokens / µ$      reserved  verdict');
   for (const l of r.ledger) {
     out.push(
-      `  ${l.user.padEnd(15)} ${`${l.logged.tokens} / ${l.logged.micros}`.padEnd(22)} ${`${l.orphans.cut}+${l.orphans.releaseLost}: ${l.orphans.tokens} / ${l.orphans.micros}`.padEnd(24)} ${`${l.spent.tokens} / ${l.spent.micros}`.padEnd(22)} ${`${l.reserved.tokens} / ${l.reserved.micros}`.padEnd(9)} ${l.failures.length === 0 ? 'exact' : 'WRONG'}`,
+      `  ${l.user.padEnd(15)} ${`${l.logged.tokens} / ${l.logged.micros}`.padEnd(22)} ${`${l.orphans.cut}+${l.orphans.lost}: ${l.orphans.tokens} / ${l.orphans.micros}`.padEnd(24)} ${`${l.spent.tokens} / ${l.spent.micros}`.padEnd(22)} ${`${l.reserved.tokens} / ${l.reserved.micros}`.padEnd(9)} ${l.failures.length === 0 ? 'exact' : 'WRONG'}`,
     );
   }
   out.push(`memory and descriptors (after a GC; tolerance +${mb(r.tolerance.rssKb)}, +${r.tolerance.fds} descriptors):`);

@@ -109,7 +109,7 @@ export function checkUser(user, view, charged, orphans) {
     orphans: {
       count: orphans.length,
       cut: orphans.filter((o) => o.why === 'cut').length,
-      releaseLost: orphans.filter((o) => o.why === 'release lost').length,
+      lost: orphans.filter((o) => o.why !== 'cut').length,
       tokens: orphanTokens,
       micros: orphanMicros,
     },
