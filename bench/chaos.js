@@ -252,7 +252,7 @@ async function oneRequest(user, n, { phase = 'load' } = {}) {
   const whole = verdict.kind === '200 json' || verdict.kind === '200 stream';
   answered.push({ requestId: res.headers.get('x-keyrelay-request-id'), userId: user.id, servedBy: `${gw.name}#${generation}`, expected: whole ? expected : undefined });
   if (verdict.ok) count(`${phase}: ${verdict.kind}`);
-  else fail(`${phase}: ${verdict.kind}`, verdict.detail);
+  else fail(`${phase}: ${verdict.kind}`, `${gw.name} request ${res.headers.get('x-keyrelay-request-id')}: ${verdict.detail}`);
 }
 
 async function load(endAt) {

@@ -41,7 +41,9 @@ export async function startStallProxy({ username, password }) {
     const colon = req.url.lastIndexOf(':');
     const target = connect({ host: req.url.slice(0, colon), port: Number(req.url.slice(colon + 1)) });
     track(target);
+    let open = false;
     target.once('connect', () => {
+      open = true;
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head.length > 0) target.write(head);
       forward(client, target);
@@ -50,7 +52,10 @@ export async function startStallProxy({ username, password }) {
       else client.resume();
     });
     target.once('error', () => {
-      if (!client.destroyed) client.end('HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      // Once the tunnel is open its bytes are the upstream's: a reset there is a reset here.
+      if (client.destroyed) return;
+      if (!open) client.end('HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      else client.resetAndDestroy();
     });
   };
 
