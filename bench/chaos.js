@@ -445,23 +445,33 @@ async function main() {
     } else missing++;
   }
   if (missing > 0) failures.push(`${missing} answered requests are in no log, and were not whole answers of the killed process`);
+  // What Redis still holds belongs to the killed process: requests it was serving (cut, or
+  // answered but not yet settled), and requests whose settle or release it kept to send again
+  // once Redis answered (a reserve sent while Redis was frozen runs when it thaws, after the
+  // client had its 503) and lost with it. Each is charged its worst case when its lease runs
+  // out, in place of anything its record says.
+  const servedBy = new Map(answered.map((a) => [a.requestId, a.servedBy]));
+  const ofKilled = (id) => killedRecords.has(id) || killedProcesses.has(servedBy.get(id));
+  const orphansOf = new Map();
+  const unexplained = [];
+  for (const [userId, list] of held) {
+    const orphans = [];
+    for (const o of list) {
+      const r = log.records.get(o.requestId);
+      if (!r) orphans.push({ ...o, why: answeredIds.has(o.requestId) ? 'settle lost' : 'cut' });
+      else if (ofKilled(o.requestId)) {
+        orphans.push({ ...o, why: r.status === 503 ? 'release lost' : 'settle lost' });
+        log.records.delete(o.requestId);
+      } else unexplained.push(`reservation ${o.requestId} of ${userId} is still held, yet a live gateway logged its end (${r.status} ${r.outcome}${r.errorCode ? ` ${r.errorCode}` : ''}, at ${r.time})`);
+    }
+    orphansOf.set(userId, orphans);
+  }
+  failures.push(...unexplained);
   const charged = chargedByUser(log.records);
   const ledger = [];
   for (const user of USERS) {
     const view = await admin(gateways[0].origin, ADMIN_TOKEN, 'GET', `/users/${user.id}`);
-    // What Redis still holds belongs to the killed process: requests it was serving (cut, or
-    // answered whole but not yet settled), and admissions whose reply came too late (a reserve sent while Redis was frozen runs when it
-    // thaws; the client had its 503) and whose release the process had not sent yet.
-    const orphans = [];
-    const unexplained = [];
-    for (const o of held.get(user.id) ?? []) {
-      const r = log.records.get(o.requestId);
-      if (!r) orphans.push({ ...o, why: answeredIds.has(o.requestId) ? 'settle lost' : 'cut' });
-      else if (killedRecords.has(o.requestId) && r.status === 503 && r.errorCode === 'quota_backend_unavailable') orphans.push({ ...o, why: 'release lost' });
-      else unexplained.push(`reservation ${o.requestId} is still held, yet the log shows its request ended (${r.status} ${r.outcome}${r.errorCode ? ` ${r.errorCode}` : ''}, at ${r.time})`);
-    }
-    const row = checkUser(user, view, charged.get(user.id) ?? { requests: 0, tokens: 0, micros: 0 }, orphans);
-    row.failures.push(...unexplained);
+    const row = checkUser(user, view, charged.get(user.id) ?? { requests: 0, tokens: 0, micros: 0 }, orphansOf.get(user.id) ?? []);
     ledger.push(row);
     for (const f of row.failures) failures.push(`ledger of ${user.id}: ${f}`);
   }
