@@ -250,7 +250,9 @@ async function oneRequest(user, n, { phase = 'load' } = {}) {
   for (const name of leaks(`${headerText}\n${text}`, SECRETS.concat(USERS.map((u) => [`key of ${u.id}`, u.key])))) answerLeaks.add(name);
   const verdict = judge(res.status, res.headers.get('content-type') ?? '', text, streamed);
   const whole = verdict.kind === '200 json' || verdict.kind === '200 stream';
-  answered.push({ requestId: res.headers.get('x-keyrelay-request-id'), userId: user.id, servedBy: `${gw.name}#${generation}`, expected: whole ? expected : undefined });
+  // An error answer is charged nothing: refused before the upstream, or its reservation released.
+  const charge = whole ? expected : res.status !== 200 ? { input: 0, output: 0, micros: 0 } : undefined;
+  answered.push({ requestId: res.headers.get('x-keyrelay-request-id'), userId: user.id, servedBy: `${gw.name}#${generation}`, expected: charge });
   if (verdict.ok) count(`${phase}: ${verdict.kind}`);
   else fail(`${phase}: ${verdict.kind}`, `${gw.name} request ${res.headers.get('x-keyrelay-request-id')}: ${verdict.detail}`);
 }
@@ -429,8 +431,8 @@ async function main() {
     log.records.set(id, record);
     fromKilledLog++;
   }
-  // A whole answer of the killed process that reached no log (both are written after the answer,
-  // in the background): its charge is what the client knows the answer costs.
+  // An answer of the killed process that reached no log (both are written after the answer, in
+  // the background): its charge is what the client knows the answer costs, nothing for an error.
   const killedProcesses = new Set(gateways.flatMap((gw) => Array.from({ length: gw.generation }, (_, g) => `${gw.name}#${g}`)));
   let fromClient = 0;
   let missing = 0;
@@ -440,11 +442,11 @@ async function main() {
     // Held: its settle never reached Redis either, and it is charged as an orphan below.
     if (!a.requestId || log.records.has(a.requestId) || heldIds.has(a.requestId)) continue;
     if (killedProcesses.has(a.servedBy) && a.expected) {
-      log.records.set(a.requestId, { requestId: a.requestId, userId: a.userId, tokens: { input: a.expected.input, output: a.expected.output }, costMicros: a.expected.micros });
+      log.records.set(a.requestId, { requestId: a.requestId, userId: a.userId, tokens: { input: a.expected.input, output: a.expected.output }, costMicros: a.expected.micros, fromClient: true });
       fromClient++;
     } else missing++;
   }
-  if (missing > 0) failures.push(`${missing} answered requests are in no log, and were not whole answers of the killed process`);
+  if (missing > 0) failures.push(`${missing} answered requests are in no log, and were not answers of the killed process whose charge the client knows`);
   // What Redis still holds belongs to the killed process: requests it was serving (cut, or
   // answered but not yet settled), and requests whose settle or release it kept to send again
   // once Redis answered (a reserve sent while Redis was frozen runs when it thaws, after the
@@ -539,7 +541,7 @@ function print(r) {
   out.push(`upstream answered: ${Object.entries(r.upstreamServed).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   out.push(`proxy: ${r.proxy.connects} CONNECTs, ${r.proxy.heldConnects} held while stalled, ${r.proxy.frozenTunnels} tunnels frozen, ${r.proxy.refused} refused`);
   out.push(
-    `request log: ${r.requestLog.records} records (${r.requestLog.duplicatesDropped} written twice, counted once; ${r.requestLog.fromKilledLog} only in the access log of the killed process, ${r.requestLog.fromClient} answered whole by it and in no log); unaccounted answers: ${r.requestLog.answeredButMissing}`,
+    `request log: ${r.requestLog.records} records (${r.requestLog.duplicatesDropped} written twice, counted once; ${r.requestLog.fromKilledLog} only in the access log of the killed process, ${r.requestLog.fromClient} answered by it and in no log); unaccounted answers: ${r.requestLog.answeredButMissing}`,
   );
   out.push('ledger (day window; spent = logged + orphans charged at their worst case; orphans: requests cut + settles or releases lost):');
   out.push('  user            logged tokens / µ$     orphans: tokens / µ$     spent tokens / µ$      reserved  verdict');
