@@ -1,4 +1,5 @@
-// A redis-server of the harness's own, on a free port of 127.0.0.1, keeping nothing on disk.
+// A redis-server of the harness's own, on a free port of 127.0.0.1, keeping nothing on disk
+// (bench/chaos.js restarts one on its port with an append-only file, so that its data survives).
 import { closeSync, openSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -25,11 +26,14 @@ export function redisCommand(port, ...args) {
   });
 }
 
-/** Starts redis-server, or resolves {unavailable} with the reason when it cannot. */
-export async function startRedis(dir) {
-  const port = await freePort();
-  const log = openSync(join(dir, 'redis.log'), 'w');
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no'];
+/**
+ * Starts redis-server, or resolves {unavailable} with the reason when it cannot. `port`: that one
+ * rather than a free one; `persist`: an append-only file in `dir`, read again by the next start.
+ */
+export async function startRedis(dir, { port: fixedPort, persist = false } = {}) {
+  const port = fixedPort ?? (await freePort());
+  const log = openSync(join(dir, 'redis.log'), 'a');
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', persist ? 'yes' : 'no', '--dir', dir, '--daemonize', 'no'];
   const child = spawnTracked('redis-server', args, { stdio: ['ignore', log, log] });
   closeSync(log); // the child has its own
   const failed = new Promise((resolve) => {

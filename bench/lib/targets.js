@@ -106,7 +106,7 @@ function tail(file, lines = 5) {
   }
 }
 
-async function waitHealthy(child, origin, logFile) {
+export async function waitHealthy(child, origin, logFile) {
   let gone = false;
   void exited(child).then(() => (gone = true));
   for (let i = 0; i < 300; i++) {
@@ -121,7 +121,7 @@ async function waitHealthy(child, origin, logFile) {
   throw new Error(`no answer on /healthz within 15 s: ${tail(logFile)}`);
 }
 
-async function admin(origin, token, method, path, body) {
+export async function admin(origin, token, method, path, body) {
   let res;
   // A 503 is retried for a moment: with inbound.maxEventLoopDelayMs (bench/overload.js), a process
   // that has just started may refuse its first requests while it warms up.
