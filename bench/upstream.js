@@ -10,7 +10,12 @@
 //   hold    an event every 500 ms for ten minutes (open streams, for memory per stream)
 //   delayed the json answer after 20 ms (bench/overload.js: an upstream that takes time)
 //
-// node bench/upstream.js [--port N]; when forked, it tells the parent its port over IPC.
+// With --flaky-key KEY (bench/soak.js), chat completions sent with that key fail some of the time,
+// so that the gateway fails over to its other key: 10% answer 429 (retry-after 1 s), 15% answer
+// 500. The faults served are counted; a forked upstream answers {faults} to the message 'faults'.
+//
+// node bench/upstream.js [--port N] [--flaky-key KEY]; when forked, it tells the parent its port
+// over IPC.
 import { startFakeUpstream } from '../dist/dev/fake-upstream.js';
 
 const MODEL = 'gpt-4o-mini';
@@ -68,6 +73,9 @@ const ANSWERS = {
 const args = process.argv.slice(2);
 const portArg = args.indexOf('--port');
 const port = portArg === -1 ? 0 : Number(args[portArg + 1]);
+const flakyArg = args.indexOf('--flaky-key');
+const flakyKey = flakyArg === -1 ? undefined : args[flakyArg + 1];
+const faults = { 429: 0, 500: 0 };
 
 const upstream = await startFakeUpstream({ host: '127.0.0.1', port, record: false });
 upstream.handle((req) => {
@@ -78,6 +86,23 @@ upstream.handle((req) => {
   if (which === 'stream' || which === 'stream-plain') return ANSWERS[json?.stream_options?.include_usage === true ? 'stream' : 'stream-plain'];
   return ANSWERS[which];
 });
+if (flakyKey !== undefined) {
+  // Registered last, so tried first (handlers are tried newest first).
+  upstream.handle((req) => {
+    if (req.path !== '/v1/chat/completions' || req.headers.authorization !== `Bearer ${flakyKey}`) return undefined;
+    const draw = Math.random();
+    if (draw < 0.1) {
+      faults[429]++;
+      const body = { error: { message: 'Rate limit reached (bench fault)', type: 'requests', param: null, code: 'rate_limit_exceeded' } };
+      return { status: 429, headers: { 'retry-after': '1' }, body };
+    }
+    if (draw < 0.25) {
+      faults[500]++;
+      return { status: 500, body: { error: { message: 'The server had an error (bench fault)', type: 'server_error', param: null, code: null } } };
+    }
+    return undefined;
+  });
+}
 
 const stop = () => void upstream.close().then(() => process.exit(0));
 process.once('SIGINT', stop);
@@ -85,6 +110,7 @@ process.once('SIGTERM', stop);
 if (process.send) {
   // Forked by the harness: its end is ours too, even when it could not say so (SIGKILL).
   process.once('disconnect', stop);
+  process.on('message', (m) => m === 'faults' && process.send?.({ faults }));
   process.send({ ready: true, port: upstream.port });
 } else {
   process.stdout.write(`bench upstream listening on ${upstream.baseUrl}\n`);

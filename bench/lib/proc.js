@@ -64,3 +64,12 @@ export function rssKb(pids) {
   }
   return kb;
 }
+
+/** Open file descriptors of a process (entries of /proc/<pid>/fd), or undefined when it is gone. */
+export function fdCount(pid) {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return undefined;
+  }
+}
