@@ -53,3 +53,16 @@ describe('no refusal quotes a secret back', () => {
     }
   });
 });
+
+describe('the kept request log', () => {
+  it('masks a key written in a path that matched no operation, as the access line does', async () => {
+    const answer = await rawRequest(gateway.port, `GET /v1/nothing/${SECRET} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
+    expect(answer.status).toBeGreaterThanOrEqual(400);
+    const page = await gateway.admin('GET', '/requests?limit=50');
+    expect(page.status).toBe(200);
+    const routes: string[] = page.json.data.map((r: { route: string }) => r.route).filter((r: string) => r.startsWith('/v1/nothing/'));
+    expect(routes).toHaveLength(1);
+    expect(routes[0]).not.toContain(SECRET);
+    expect(routes[0]).toMatch(/^\/v1\/nothing\/sk-\*+CRET$/);
+  });
+});

@@ -23,10 +23,11 @@ export function sanitize(record: RequestRecord, masker: Masker): RequestRecord {
     upstream: cleanText(record.upstream, LIMITS.id),
     affinity: record.affinity,
     method: escapeText(record.method, LIMITS.id),
-    route: escapeText(record.route, LIMITS.route),
+    // Chosen by the client, who may write a key in them (the route of a path that matched no
+    // operation is the path as sent), as in the fields below: masked as the log line masks them,
+    // so the kept request log and the usage by model hold no more than the line does.
+    route: escapeText(masker.text(record.route), LIMITS.route),
     operation: record.operation,
-    // Chosen by the client, who may write a key in them: masked as the log line masks them, so
-    // the kept request log and the usage by model hold no more than the line does.
     model: cleanText(maskedText(record.model, masker), LIMITS.model),
     upstreamModel: cleanText(maskedText(record.upstreamModel, masker), LIMITS.model),
     endUser: cleanText(maskedText(record.endUser, masker), LIMITS.endUser),
