@@ -188,8 +188,7 @@ export class SessionMeter {
         responseId: pending.responseId,
         userId: this.options.user.id,
         model: pending.model,
-        tokens: charge && { input: charge.usage.input, cachedInput: charge.usage.cachedInput, output: charge.usage.output, estimated: charge.estimated },
-        costMicros: charge?.micros,
+        ...chargeFields(charge),
       },
       'websocket response settled',
     );
@@ -236,4 +235,13 @@ export function responsesError(error: GatewayError, lane: unknown): Buffer {
   const event: Record<string, unknown> = { type: 'error', code: error.code, message: error.message, param: error.param, sequence_number: 0 };
   if (typeof lane === 'string') event.stream_id = lane;
   return Buffer.from(JSON.stringify(event));
+}
+
+/** The tokens and cost of a settled charge, as the log lines of WebSocket responses and
+ * transcriptions write them (undefined when nothing was charged). */
+export function chargeFields(charge: Charge | undefined): { tokens?: Record<string, unknown>; costMicros?: number } {
+  return {
+    tokens: charge && { input: charge.usage.input, cachedInput: charge.usage.cachedInput, output: charge.usage.output, estimated: charge.estimated },
+    costMicros: charge?.micros,
+  };
 }

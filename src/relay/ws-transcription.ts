@@ -9,6 +9,7 @@
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import type { Charge, QuotaGate, Ticket } from '../quota/gate.js';
+import { chargeFields } from './ws-meter.js';
 import { type TokenUsage, normalizeUsage } from '../quota/usage.js';
 import type { User } from '../store/types.js';
 
@@ -293,8 +294,7 @@ export class TranscriptionMeter {
         transcriptionRequestId: block.ticket.reservation.requestId,
         userId: this.o.user.id,
         model: block.model,
-        tokens: charge && { input: charge.usage.input, cachedInput: charge.usage.cachedInput, output: charge.usage.output, estimated: charge.estimated },
-        costMicros: charge?.micros,
+        ...chargeFields(charge),
       },
       'websocket transcription settled',
     );
