@@ -3,6 +3,7 @@
 // user with a handful of sockets. The count is read from /metrics.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
+import { holdMark, holdUntilReleased } from './helpers/held-requests.js';
 import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerSecret } from './helpers/log-capture.js';
 import { parsePrometheusText, sampleValue } from './helpers/prometheus-text.js';
@@ -22,12 +23,7 @@ beforeAll(async () => {
   registerSecret(POOL_KEY);
   fake = await startFakeUpstream();
   fake.handle(async (req) => {
-    const meta = (req.json as { metadata?: { hold?: string } } | undefined)?.metadata;
-    if (meta?.hold === undefined) return undefined;
-    await new Promise<void>((resolve) => {
-      held.add(resolve);
-      void req.closed.then(() => held.delete(resolve));
-    });
+    if (holdMark(req) !== undefined) await holdUntilReleased(req, held);
     return undefined;
   });
   gateway = await startGateway({

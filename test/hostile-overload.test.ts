@@ -8,6 +8,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { type FakeUpstream, sseEvents, startFakeUpstream } from '../src/dev/fake-upstream.js';
+import { holdMark, holdUntilReleased } from './helpers/held-requests.js';
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerSecret } from './helpers/log-capture.js';
 import { parsePrometheusText, sampleValue } from './helpers/prometheus-text.js';
@@ -38,14 +39,11 @@ beforeAll(async () => {
   fake = await startFakeUpstream();
   // `hold` in the request's metadata: the fake answers only once the test releases it.
   fake.handle(async (req) => {
-    const meta = (req.json as { metadata?: { hold?: string } } | undefined)?.metadata;
-    if (meta?.hold === undefined) return undefined;
-    await new Promise<void>((resolve) => {
-      held.add(resolve);
-      void req.closed.then(() => held.delete(resolve));
-    });
+    const hold = holdMark(req);
+    if (hold === undefined) return undefined;
+    await holdUntilReleased(req, held);
     // Cut after the first event: the client has its 200 and then a broken stream.
-    if (meta.hold === 'fail') return { headers: { 'content-type': 'text/event-stream' }, chunks: sseEvents([CHUNK, CHUNK]), destroyAfterChunks: 1 };
+    if (hold === 'fail') return { headers: { 'content-type': 'text/event-stream' }, chunks: sseEvents([CHUNK, CHUNK]), destroyAfterChunks: 1 };
     return undefined;
   });
   gateway = await startGateway({
