@@ -79,7 +79,8 @@ export function createSlowClientGuard(settings: Settings, log: Logger) {
       ex.req.off('end', stop);
       socket.off('close', stop).off('pause', onPause).off('resume', onResume);
     };
-    const check = () => {
+    // `read`: the bytes waiting in the kernel have been read since the clock fired (as above).
+    const check = (read = false) => {
       if (exchanges.get(socket) !== ex || !receiving(ex) || socket.destroyed) {
         stop();
         return;
@@ -91,13 +92,28 @@ export function createSlowClientGuard(settings: Settings, log: Logger) {
       const received = socket.bytesRead - base;
       const allowedMs = idleMs + (received * 1000) / minRate;
       const elapsed = Date.now() - since - heldMs;
-      if (elapsed >= allowedMs) cut(socket, received === 0 ? 'silent' : 'too slow', ex);
+      if (elapsed >= allowedMs && !read) setImmediate(check, true);
+      else if (elapsed >= allowedMs) cut(socket, received === 0 ? 'silent' : 'too slow', ex);
       else timer = setTimeout(check, Math.ceil(allowedMs - elapsed)).unref();
     };
     if (socket.isPaused()) onPause();
     timer = setTimeout(check, idleMs).unref();
     ex.req.once('end', stop);
     socket.once('close', stop).on('pause', onPause).on('resume', onResume);
+  }
+
+  /**
+   * Cuts a socket that is silent once the bytes already waiting for it have been read. Timers run
+   * before I/O in a turn of the loop: after the gateway's own loop stalled for longer than
+   * `idleMs`, the clock fires while what the client sent meanwhile is still unread.
+   */
+  function afterPendingReads(socket: Socket, ex: Exchange): void {
+    const before = socket.bytesRead;
+    setImmediate(() => {
+      if (socket.destroyed || exchanges.get(socket) !== ex || !receiving(ex)) return;
+      if (socket.bytesRead !== before || socket.isPaused()) socket.setTimeout(idleMs);
+      else cut(socket, 'silent', ex);
+    });
   }
 
   return {
@@ -114,7 +130,7 @@ export function createSlowClientGuard(settings: Settings, log: Logger) {
       if (receiving(ex)) {
         // Held back by the gateway: look again later.
         if (socket.isPaused()) socket.setTimeout(idleMs);
-        else cut(socket, 'silent', ex);
+        else afterPendingReads(socket, ex);
         return;
       }
       if (answering(ex)) return;
