@@ -8,9 +8,10 @@ export default defineConfig({
     globalSetup: ['test/helpers/console-build.ts'],
     reporters: ['default', './test/helpers/summary-reporter.ts'],
     // Bounds for a hang, not for speed: a child gateway compiles its TypeScript as it starts, which
-    // takes tens of seconds when the machine is busy with other work.
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
+    // takes tens of seconds when the machine is busy with other work, and past a minute when it is
+    // very busy (a load of ten times its cores).
+    testTimeout: 120_000,
+    hookTimeout: 180_000,
     // Suites start real servers; two cores are shared by everything, so keep workers few.
     maxWorkers: 2,
   },

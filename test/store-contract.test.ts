@@ -331,7 +331,9 @@ describe.each(BACKENDS)('the %s store', (name, make) => {
   if (name !== 'memory') {
     it('gives every quota key a time to live, and every script its keys in one slot', async () => {
       const id = fresh();
-      const limits = { rpm: 10, tpm: 1000, tokensPerDay: 1000, microsPerMonth: 1000, maxConcurrent: 3 };
+      // Buckets that take close to a minute to refill: a key lives until its bucket is full again,
+      // and a bucket that refills in a second or two is gone before a slow machine lists it.
+      const limits = { rpm: 2, tpm: 20, tokensPerDay: 1000, microsPerMonth: 1000, maxConcurrent: 3 };
       // Real time here: the keys' lifetimes are measured against Redis's own clock.
       const now = Date.now();
       await store.reserve({ userId: id, requestId: 'a', limits, tokens: 10, micros: 0, now, leaseMs: HOUR });
