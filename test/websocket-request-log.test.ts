@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_REALTIME_USAGE, FAKE_RESPONSES_USAGE } from '../src/dev/fake-upstream.js';
 import { PriceTable, costMicros } from '../src/quota/prices.js';
 import { normalizeUsage } from '../src/quota/usage.js';
-import { Client, type Json, type Metered, WS_BACKENDS, eventually, startMetered } from './helpers/ws-metering.js';
+import { Client, type Metered, WS_BACKENDS, eventually, startMetered } from './helpers/ws-metering.js';
 
 const PATH = '/v1/responses';
 const CREATE = { type: 'response.create', model: 'gpt-4o-mini', input: 'Say hello.', max_output_tokens: 100 };
@@ -20,12 +20,12 @@ describe.each(WS_BACKENDS)('the %s store', (_name, make) => {
   afterAll(() => m.close());
 
   /** The user's records, newest first, once there are `count` of them. */
-  async function records(user: string, count: number): Promise<Json[]> {
+  async function records(user: string, count: number): Promise<any[]> {
     return eventually(async () => {
       const page = await m.gateway.admin('GET', `/requests?user=${user}`);
       expect(page.status).toBe(200);
       expect(page.json.data).toHaveLength(count);
-      return page.json.data as Json[];
+      return page.json.data as any[];
     });
   }
 
