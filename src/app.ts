@@ -346,7 +346,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   await app.register(relayPlugin, { route });
 
   // An upgrade offer other than WebSocket (an h2c offer) is served as an ordinary request.
-  const upgrade = webSocketUpgradesOnly(app.server, createUpgradeHandler({ ...services, newRequestId: () => randomUUID() }));
+  const upgrade = webSocketUpgradesOnly(app.server, createUpgradeHandler({ ...services, newRequestId: () => randomUUID(), record: (r) => observability.record(r) }));
   // An upgrade never reaches the request listener: its header fields are counted here.
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const tooManyFields = headerCountError(req, config.inbound);

@@ -4,6 +4,8 @@
 // request of the batch's endpoint, names a model the user may not use (or, under a dollar limit,
 // one with no price), or when the file is past OpenAI's bounds. Else it sums the worst case of
 // every line with the estimator of the endpoint's operation: what src/quota/later.ts reserves.
+// A line naming a model alias (src/pool/aliases.ts) is refused: the file was uploaded before the
+// batch, as any file is, and the upstream runs it as uploaded (docs/models.md, "Batches").
 import type { Readable } from 'node:stream';
 import { GatewayError } from '../errors.js';
 import { modelAllowed } from '../models.js';
@@ -57,6 +59,8 @@ export interface BatchInputCheck {
   defaultMaxOutput: number;
   /** The user has a dollar limit: every model needs a price. */
   dollarLimited: boolean;
+  /** The name is an alias on the upstream the batch runs on (its input file's). */
+  isAlias?: (model: string) => boolean;
   /** Checks the objects a line's body names (a previous response, a file) as the request itself
    * would be checked over HTTP: throws the refusal (404 for another user's). */
   checkObjects?: (body: Json, line: number) => Promise<void>;
@@ -99,6 +103,12 @@ export async function checkBatchInput(content: Readable, check: BatchInputCheck)
       const named = facts.model;
       if (named === undefined) throw refuse(`Line ${n} of the input file names no model.`);
       if (!modelAllowed(check.user, named)) throw refuse(`Line ${n} of the input file: this key may not use the model "${named}".`, 'model_not_allowed');
+      if (check.isAlias?.(named)) {
+        throw refuse(
+          `Line ${n} of the input file names the model "${named}", an alias of this gateway. Aliases are not replaced inside a batch's input file (the upstream runs the file as it was uploaded): name the upstream's model.`,
+          'model_not_allowed',
+        );
+      }
       if (check.dollarLimited && !check.prices.lookup(named)) {
         throw refuse(`Line ${n} of the input file: the model "${named}" has no price in this gateway's price table, so it cannot be used under a dollar limit.`, 'model_not_allowed');
       }

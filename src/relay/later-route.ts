@@ -98,6 +98,7 @@ async function planBatch(ctx: LaterContext, user: User, json: Json | undefined, 
     prices: ctx.prices,
     defaultMaxOutput: ctx.config.quota.defaultMaxOutputTokens,
     dollarLimited: dollarLimited(user),
+    isAlias: (model) => choice.upstream.modelFor(model) !== model,
   });
   return { kind: 'batch', model: found.model, worst: found.worst, requests: found.requests };
 }

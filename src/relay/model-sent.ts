@@ -10,6 +10,8 @@
 //   places it knows move by the difference in length, for include-usage.ts to write in after.
 // - A multipart form: the `model` field stood before the first file (body.ts reads it there); its
 //   value is replaced as the stream passes, and the Content-Length follows.
+// - A WebSocket event (a `response.create`, a `session.update`): parsed whole already; the member
+//   is found as in a JSON body, nested when the event holds the model deeper.
 import { Transform, type TransformCallback, pipeline } from 'node:stream';
 import type { RequestBody } from './body.js';
 import { memberSpan } from './json-shape.js';
@@ -49,6 +51,20 @@ export function withModel(body: RequestBody, model: string): RequestBody {
     };
   }
   return body;
+}
+
+/** A WebSocket event's bytes with the value of the member at `path` (`['model']`,
+ * `['session', 'model']`) replaced by `model`, every other byte as the client wrote it; undefined
+ * when the event has no such member. */
+export function eventWithModel(bytes: Buffer, path: readonly string[], model: string): Buffer | undefined {
+  let start = 0;
+  let end = bytes.length;
+  for (const key of path) {
+    const span = memberSpan(bytes.subarray(start, end), key);
+    if (!span) return undefined;
+    [start, end] = [start + span[0], start + span[1]];
+  }
+  return Buffer.concat([bytes.subarray(0, start), Buffer.from(JSON.stringify(model)), bytes.subarray(end)]);
 }
 
 function shifted(spans: ReadonlyMap<string, Span>, after: number, delta: number): Map<string, Span> {

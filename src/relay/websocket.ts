@@ -25,7 +25,9 @@ import type { Metrics } from '../metrics.js';
 import type { ObjectAccess } from './object-access.js';
 import type { ObjectSlots } from './object-slots.js';
 import { NO_MODEL } from '../observability/usage.js';
+import type { RequestRecord } from '../observability/record.js';
 import { SessionMeter } from './ws-meter.js';
+import { type ResponseFacts, type SessionFacts, refusedRecord, settledRecord } from './ws-record.js';
 import { RealtimeDialect } from './ws-realtime.js';
 import { TranscriptionMeter } from './ws-transcription.js';
 import { ResponsesDialect } from './ws-responses.js';
@@ -63,6 +65,8 @@ export interface UpgradeDeps {
   streams: OpenStreams;
   quota: QuotaGate;
   cors: Cors;
+  /** Keeps a record in the request log (src/observability/index.ts): each response of a session. */
+  record: (record: RequestRecord) => void;
 }
 
 /**
@@ -200,6 +204,8 @@ async function openUpstream(deps: UpgradeDeps, h: Handshake, tried: TriedKey[]):
 
 interface Session {
   user: User;
+  /** Who opened it, with which key, on which pool key: what each response's record carries. */
+  facts: SessionFacts;
   slot: SessionSlot;
   opened: Opened;
   models: ModelDecision;
@@ -224,7 +230,9 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       log: deps.log,
       maxInFlight: config.websocket.maxResponsesInFlight,
       audioBytesPerToken: () => audioBytesPerToken(),
-      onCharge,
+      // The record counts the response in the usage report and the token and cost metrics.
+      onSettled: (pending, end, charge) =>
+        deps.record(settledRecord(s.facts, { requestId: pending.id, at: pending.at, model: pending.named ?? pending.model, upstreamModel: pending.model }, end, charge)),
     });
     const transcription = new TranscriptionMeter({ gate, user: s.user, sessionId: requestId, log: deps.log, onCharge });
     const session = new WebSocketSession({
@@ -246,9 +254,12 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
     });
     const defaultMaxOutput = config.quota.defaultMaxOutputTokens;
     const owner = { userId: s.user.id, upstreamId: s.opened.choice.upstream.id, keyId: s.opened.choice.key.id };
-    const responses = realtime ? undefined : new ResponsesDialect({ user: s.user, meter, objects, slots, owner, defaultMaxOutput });
+    // A model an event names is sent as the session's upstream knows it, as HTTP's is (src/pool/aliases.ts).
+    const modelFor = (model: string): string => decideModel(deps.pool, model, owner.upstreamId).upstream ?? model;
+    const refused = (error: GatewayError, response: ResponseFacts): void => deps.record(refusedRecord(s.facts, response, error));
+    const responses = realtime ? undefined : new ResponsesDialect({ user: s.user, meter, objects, slots, owner, defaultMaxOutput, modelFor, refused });
     if (realtime) {
-      const dialect = new RealtimeDialect({ user: s.user, meter, transcription, channel: session, model: s.models.public, upstreamModel: s.models.upstream, defaultMaxOutput });
+      const dialect = new RealtimeDialect({ user: s.user, meter, transcription, channel: session, model: s.models.public, upstreamModel: s.models.upstream, modelFor, defaultMaxOutput });
       audioBytesPerToken = () => dialect.audioBytesPerToken;
       session.start(dialect);
     } else session.start(responses as ResponsesDialect);
@@ -298,7 +309,16 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
         return;
       }
       socket.write(handshakeHead(maskHeaders(opened.headers, deps.masker).headers, requestId));
-      relaySession(target, requestId, socket, { user: caller.user, slot, opened, models, head });
+      const sessionFacts: SessionFacts = {
+        sessionId: requestId,
+        route: target.path,
+        userId: caller.user.id,
+        keyId: caller.key.id,
+        poolKeyId: opened.choice.key.id,
+        upstream: opened.choice.upstream.id,
+        userAgent: facts.userAgent,
+      };
+      relaySession(target, requestId, socket, { user: caller.user, facts: sessionFacts, slot, opened, models, head });
       deps.log.info(upgradeLine(facts, { poolKeyId: opened.choice.key.id, upstream: opened.choice.upstream.id, retries: tried.length }), 'websocket opened');
     } catch (err) {
       await slot?.close(true);

@@ -10,13 +10,19 @@ import type { GatewayError } from '../errors.js';
 import type { Charge, QuotaGate, Ticket } from '../quota/gate.js';
 import { type TokenUsage, normalizeUsage, totalTokens } from '../quota/usage.js';
 import type { User } from '../store/types.js';
+import type { ResponseEnd } from './ws-record.js';
 
 /** A response the gateway admitted, until it settles. */
 export interface Pending {
   /** The gateway's request id of its reservation. */
   id: string;
   ticket: Ticket;
+  /** The model priced (an alias's upstream model). */
   model?: string;
+  /** The model the client named, when it differs from `model` (an alias). */
+  named?: string;
+  /** When it was admitted (ms). */
+  at: number;
   prompt: number;
   maxOutput: number;
   /** The client's `event_id` of the create (realtime), matched by the upstream's errors. */
@@ -43,8 +49,8 @@ export interface MeterOptions {
   maxInFlight: number;
   /** Output audio bytes per token, for a response cut before its usage came. */
   audioBytesPerToken: () => number;
-  /** Told of each charge (the token and cost metrics). */
-  onCharge?: (model: string | undefined, charge: Charge) => void;
+  /** Told of each response settled, with how it ended and its charge (the kept request log). */
+  onSettled?: (pending: Pending, end: ResponseEnd, charge: Charge | undefined) => void;
 }
 
 export interface Settled {
@@ -80,7 +86,7 @@ export class SessionMeter {
   }
 
   /** Reserves a response's worst case, or throws the refusal (a GatewayError) it gets instead. */
-  async admit(input: { model?: string; prompt: number; maxOutput: number; eventId?: string; lane?: string; capped: boolean }, force = false): Promise<Pending> {
+  async admit(input: { model?: string; named?: string; prompt: number; maxOutput: number; eventId?: string; lane?: string; capped: boolean }, force = false): Promise<Pending> {
     if (this.closed) throw new Error('session closed');
     const id = `${this.options.sessionId}.r${++this.count}`;
     const estimate = { model: input.model, promptTokens: input.prompt, maxOutputTokens: input.maxOutput, metered: true };
@@ -92,6 +98,8 @@ export class SessionMeter {
       id,
       ticket,
       model: input.model,
+      named: input.named !== input.model ? input.named : undefined,
+      at: Date.now(),
       prompt: input.prompt,
       maxOutput: input.maxOutput,
       eventId: input.eventId,
@@ -149,7 +157,7 @@ export class SessionMeter {
    * was seen: the worst case, estimated, so the ledger is never charged less than nothing nor past
    * what the response was let spend.
    */
-  async finish(pending: Pending, raw: unknown): Promise<TokenUsage | undefined> {
+  async finish(pending: Pending, raw: unknown, end: ResponseEnd = 'completed'): Promise<TokenUsage | undefined> {
     const at = this.open.indexOf(pending);
     if (at === -1) return undefined;
     this.open.splice(at, 1);
@@ -162,7 +170,7 @@ export class SessionMeter {
       else if (pending.capped && totalTokens(usage) > pending.prompt + pending.maxOutput) used = worst;
       else used = { usage, estimated: false };
     }
-    await this.settle(pending, used);
+    await this.settle(pending, used, end);
     return used.usage;
   }
 
@@ -176,11 +184,11 @@ export class SessionMeter {
     return { usage, estimated: true };
   }
 
-  private async settle(pending: Pending, used: { usage: TokenUsage; estimated: boolean; atWorst?: boolean }): Promise<void> {
+  private async settle(pending: Pending, used: { usage: TokenUsage; estimated: boolean; atWorst?: boolean }, end: ResponseEnd): Promise<void> {
     const settled = this.options.gate.settle(pending.ticket, used);
     this.track(settled);
     const charge = await settled;
-    if (charge) this.options.onCharge?.(pending.model, charge);
+    this.options.onSettled?.(pending, end, charge);
     this.options.log.info(
       {
         requestId: this.options.sessionId,
@@ -207,7 +215,7 @@ export class SessionMeter {
     this.closed = true;
     for (const pending of this.open.splice(0)) {
       if (pending.responseId === undefined && !pending.relayed) this.track(this.options.gate.settle(pending.ticket, undefined));
-      else this.track(this.settle(pending, this.streamed(pending)));
+      else this.track(this.settle(pending, this.streamed(pending), 'cut'));
     }
     await Promise.allSettled([...this.settling]);
   }

@@ -14,6 +14,7 @@ import { estimateRequest } from '../quota/estimate.js';
 import type { User } from '../store/types.js';
 import type { Pending, SessionMeter } from './ws-meter.js';
 import { realtimeError } from './ws-meter.js';
+import { eventWithModel } from './model-sent.js';
 import { countedTools, inlineInput, inlineItem } from './ws-seen.js';
 import type { Channel, Dialect, Json, Verdict } from './ws-session.js';
 import type { TranscriptionMeter } from './ws-transcription.js';
@@ -69,6 +70,8 @@ export interface RealtimeOptions {
   model?: string;
   /** The model the upstream runs for `model` when that is an alias (src/pool/aliases.ts): priced in its place. */
   upstreamModel?: string;
+  /** The model the session's upstream runs for a name an event gives (an alias's target, else the name). */
+  modelFor: (model: string) => string;
   defaultMaxOutput: number;
 }
 
@@ -112,7 +115,7 @@ export class RealtimeDialect implements Dialect {
     return realtimeError(error, event?.event_id, `event_gw_${randomUUID().replaceAll('-', '')}`);
   }
 
-  async client(type: string | undefined, event: Json | undefined, size: number): Promise<Verdict> {
+  async client(type: string | undefined, event: Json | undefined, size: number, message: Buffer): Promise<Verdict> {
     if (type === 'input_audio_buffer.append') {
       // Base64: four characters for three bytes.
       const bytes = ((size - APPEND_FRAMING) * 3) / 4;
@@ -127,7 +130,7 @@ export class RealtimeDialect implements Dialect {
       return { forward: true };
     }
     if (!event) return { forward: true };
-    if (type === 'session.update') return this.sessionUpdate(event);
+    if (type === 'session.update') return this.sessionUpdate(event, message);
     if (type === 'conversation.item.create') {
       this.conversation += itemTokens(event.item, this.inputRate);
       if (!inlineItem(event.item)) this.unseenItem = true;
@@ -137,8 +140,9 @@ export class RealtimeDialect implements Dialect {
     return { forward: true };
   }
 
-  private sessionUpdate(event: Json): Verdict {
+  private sessionUpdate(event: Json, message: Buffer): Verdict {
     const session = isObject(event.session) ? event.session : {};
+    let payload: Buffer | undefined;
     if (session.model !== undefined) {
       if (typeof session.model !== 'string') {
         return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param: 'session.model' }), event) };
@@ -149,14 +153,20 @@ export class RealtimeDialect implements Dialect {
       // Not the model priced: OpenAI keeps a session on the model it opened with and refuses an
       // update that names another, so taking the client's word would price the session's responses
       // at a model it never ran. The upstream's own account (session.created) is read below.
+      // An alias is sent as the upstream's name, as the upgrade's `?model=` is.
+      const sent = this.o.modelFor(session.model);
+      if (sent !== session.model) payload = eventWithModel(message, ['session', 'model'], sent);
     }
     // Input transcription runs a model of its own on every committed buffer: it must be on the
     // list and, under a dollar limit, priced (its audio is reserved at that price).
     const transcription = transcriptionOf(session);
     if (transcription) {
-      const { param, on, model } = transcription;
-      if (model !== undefined && typeof model !== 'string') return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param }), event) };
-      if (model !== undefined && !modelAllowed(this.o.user, model)) return { forward: false, reply: this.refusal(modelRefused(this.o.user, model, param), event) };
+      const { param, on, model: named } = transcription;
+      if (named !== undefined && typeof named !== 'string') return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param }), event) };
+      if (named !== undefined && !modelAllowed(this.o.user, named)) return { forward: false, reply: this.refusal(modelRefused(this.o.user, named, param), event) };
+      // An alias is checked by its name above, priced and sent as the upstream's below.
+      const model = named === undefined ? undefined : this.o.modelFor(named);
+      if (model !== named) payload = transcriptionSent(payload ?? message, event, named as string, model as string);
       // Unnamed, it runs the upstream's default, which a model list may not hold.
       if (on && model === undefined && (this.o.user.models?.length ?? 0) > 0) {
         return { forward: false, reply: this.refusal(new GatewayError('model_not_allowed', { param, message: 'Name the transcription model: this key has a model list.' }), event) };
@@ -172,7 +182,7 @@ export class RealtimeDialect implements Dialect {
       this.o.transcription.configure(on, model, transcription.prompt);
     }
     this.learn(session);
-    return { forward: true };
+    return { forward: true, payload };
   }
 
   /** What the session says of itself (the client's update, then the upstream's own account). */
@@ -229,7 +239,7 @@ export class RealtimeDialect implements Dialect {
     try {
       const worst = this.worstCase(response);
       const eventId = typeof event.event_id === 'string' ? event.event_id : undefined;
-      const pending = await this.o.meter.admit({ model: this.priced(), ...worst, eventId });
+      const pending = await this.o.meter.admit({ model: this.priced(), named: this.model, ...worst, eventId });
       return { forward: true, relayed: () => void (pending.relayed = true) };
     } catch (err) {
       if (err instanceof GatewayError) return { forward: false, reply: this.refusal(err, event) };
@@ -278,7 +288,8 @@ export class RealtimeDialect implements Dialect {
     } else if (type === 'response.done') {
       const pending = meter.byResponse(responseId) ?? (responseId === undefined ? undefined : meter.started(responseId));
       if (!pending) return;
-      const usage = await meter.finish(pending, response?.usage);
+      const status = response?.status;
+      const usage = await meter.finish(pending, response?.usage, status === 'failed' ? 'failed' : status === 'incomplete' || status === 'cancelled' ? 'incomplete' : 'completed');
       if (usage) this.conversation += usage.output;
     } else if (type === 'error') {
       const clientEvent = isObject(event.error) ? event.error.event_id : undefined;
@@ -298,13 +309,13 @@ export class RealtimeDialect implements Dialect {
     let refused: GatewayError | undefined;
     try {
       // Priced as a create is: an alias's target, never the alias's own name (docs/models.md).
-      pending = await this.o.meter.admit({ model: this.priced(), ...worst });
+      pending = await this.o.meter.admit({ model: this.priced(), named: this.model, ...worst });
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err;
       refused = err;
       this.o.channel.toUpstream(Buffer.from(JSON.stringify({ type: 'response.cancel', response_id: responseId })));
       this.o.channel.toClient(this.refusal(err, undefined));
-      pending = await this.o.meter.admit({ model: this.priced(), ...worst }, true);
+      pending = await this.o.meter.admit({ model: this.priced(), named: this.model, ...worst }, true);
     }
     pending.responseId = responseId;
     if (refused) this.o.channel.close(1008, `${refused.code}: a response the server started was past the user's limits and was cancelled`);
@@ -351,6 +362,22 @@ function transcriptionOf(session: Json): TranscriptionSetting | undefined {
     return ga.on ? ga : b;
   }
   return found[0];
+}
+
+const TRANSCRIPTION_MODEL_PATHS = [
+  ['session', 'audio', 'input', 'transcription', 'model'],
+  ['session', 'input_audio_transcription', 'model'],
+];
+
+/** The event with `alias`, at each place a transcription model may be named, replaced by `model`. */
+function transcriptionSent(message: Buffer, event: Json, alias: string, model: string): Buffer {
+  let sent = message;
+  for (const path of TRANSCRIPTION_MODEL_PATHS) {
+    let value: unknown = event;
+    for (const key of path) value = isObject(value) ? value[key] : undefined;
+    if (value === alias) sent = eventWithModel(sent, path, model) ?? sent;
+  }
+  return sent;
 }
 
 /** An item less its base64 audio (counted from its length instead). */

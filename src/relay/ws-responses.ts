@@ -4,6 +4,8 @@
 // its worst case against the limits. The ids it creates become the user's, on the session's pool
 // key; one made on another key cannot be continued here (the upstream would not find it).
 // `response.completed`, `response.failed` and `response.incomplete` settle it with their usage.
+// A model that is an alias (src/pool/aliases.ts) is checked by its name and sent, and priced, as the
+// session's upstream knows it: the create's bytes go on with only that value replaced.
 import { GatewayError } from '../errors.js';
 import { modelAllowed, modelRefused } from '../models.js';
 import { matchOperation } from '../operations/match.js';
@@ -14,7 +16,9 @@ import type { User } from '../store/types.js';
 import { checkModel, factsOf } from './body.js';
 import { type ObjectAccess, pinnedKey } from './object-access.js';
 import { type ObjectSlots, holdObjectSlot } from './object-slots.js';
+import { eventWithModel } from './model-sent.js';
 import { type Pending, type SessionMeter, responsesError } from './ws-meter.js';
+import type { ResponseFacts } from './ws-record.js';
 import { countedTools, inlineInput } from './ws-seen.js';
 import { tooManyInFlight } from './ws-realtime.js';
 import type { Dialect, Json, Verdict } from './ws-session.js';
@@ -36,6 +40,10 @@ export interface ResponsesOptions {
   /** The pool key the session's upstream connection was opened with. */
   owner: ObjectOwner;
   defaultMaxOutput: number;
+  /** The model the session's upstream runs for a name the client gave (an alias's target, else the name). */
+  modelFor: (model: string) => string;
+  /** Told of each create the gateway refused (the kept request log). */
+  refused?: (error: GatewayError, response: ResponseFacts) => void;
 }
 
 export class ResponsesDialect implements Dialect {
@@ -47,6 +55,7 @@ export class ResponsesDialect implements Dialect {
   /** Object slots held by creates in flight, by the gateway's request id. */
   private readonly slotReleases = new Map<string, () => void>();
   private slotCount = 0;
+  private refusedCount = 0;
 
   constructor(private readonly o: ResponsesOptions) {}
 
@@ -54,14 +63,18 @@ export class ResponsesDialect implements Dialect {
     return responsesError(error, event?.stream_id);
   }
 
-  async client(type: string | undefined, event: Json | undefined): Promise<Verdict> {
+  async client(type: string | undefined, event: Json | undefined, _size: number, message: Buffer): Promise<Verdict> {
     if (type !== 'response.create' || !event) return { forward: true };
+    const at = Date.now();
     try {
       const pending = await this.create(event);
-      return { forward: true, relayed: () => void (pending.relayed = true) };
+      const payload = pending.named === undefined ? undefined : eventWithModel(message, ['model'], pending.model as string);
+      return { forward: true, payload, relayed: () => void (pending.relayed = true) };
     } catch (err) {
-      if (err instanceof GatewayError) return { forward: false, reply: this.refusal(err, event) };
-      throw err;
+      if (!(err instanceof GatewayError)) throw err;
+      const model = typeof event.model === 'string' ? event.model : undefined;
+      this.o.refused?.(err, { requestId: `${this.o.meter.sessionId}.refused${++this.refusedCount}`, at, model });
+      return { forward: false, reply: this.refusal(err, event) };
     }
   }
 
@@ -69,10 +82,10 @@ export class ResponsesDialect implements Dialect {
     const { user, meter } = this.o;
     if (meter.full) throw tooManyInFlight();
     const facts = factsOf(event);
-    const model = facts.model === undefined ? undefined : checkModel(facts.model);
-    if (model !== undefined && !modelAllowed(user, model)) throw modelRefused(user, model);
+    const named = facts.model === undefined ? undefined : checkModel(facts.model);
+    if (named !== undefined && !modelAllowed(user, named)) throw modelRefused(user, named);
     const restricted = (user.models?.length ?? 0) > 0 || user.limits?.usdPerDay !== undefined || user.limits?.usdPerMonth !== undefined;
-    if (model === undefined && restricted) throw new GatewayError('model_not_allowed', { param: 'model', message: 'Name the model of each `response.create`: this key has a model list or a dollar limit.' });
+    if (named === undefined && restricted) throw new GatewayError('model_not_allowed', { param: 'model', message: 'Name the model of each `response.create`: this key has a model list or a dollar limit.' });
     const pinned = await pinnedKey(this.o.objects, user.id, CREATE, [], event);
     if (pinned && (pinned.keyId !== this.o.owner.keyId || pinned.upstreamId !== this.o.owner.upstreamId)) {
       throw new GatewayError('invalid_request', {
@@ -80,6 +93,8 @@ export class ResponsesDialect implements Dialect {
         message: 'The objects this response continues were created with another upstream key than this WebSocket session\'s: continue them over HTTP (POST /v1/responses), or in a new session.',
       });
     }
+    // Priced as the upstream model: an alias has no price of its own (docs/models.md).
+    const model = named === undefined ? undefined : this.o.modelFor(named);
     const estimate = estimateRequest(CREATE.cost, model, event, facts, this.o.defaultMaxOutput);
     const previous = typeof event.previous_response_id === 'string' ? event.previous_response_id : undefined;
     const known = previous === undefined ? 0 : this.sizes.get(previous);
@@ -89,7 +104,7 @@ export class ResponsesDialect implements Dialect {
     const lane = typeof event.stream_id === 'string' ? event.stream_id : '';
     const release = createsObjects(CREATE, event) ? await holdObjectSlot(this.o.slots, user.id, `${meter.sessionId}.slot${++this.slotCount}`) : () => {};
     try {
-      const pending = await meter.admit({ model, prompt: estimate.promptTokens + (known ?? 0), maxOutput: estimate.maxOutputTokens, lane, capped });
+      const pending = await meter.admit({ model, named, prompt: estimate.promptTokens + (known ?? 0), maxOutput: estimate.maxOutputTokens, lane, capped });
       this.slotReleases.set(pending.id, release);
       return pending;
     } catch (err) {
@@ -110,7 +125,7 @@ export class ResponsesDialect implements Dialect {
       const pending = meter.byResponse(responseId) ?? meter.started(responseId, lane);
       if (!pending) return;
       this.releaseSlot(pending.id);
-      const usage = await meter.finish(pending, response?.usage);
+      const usage = await meter.finish(pending, response?.usage, type === 'response.failed' ? 'failed' : type === 'response.incomplete' ? 'incomplete' : 'completed');
       if (usage) this.remember(responseId, usage.input + usage.output);
     } else if (type === 'error') {
       // An error on a lane with no response running refused that lane's next create.

@@ -13,8 +13,9 @@ import type { OpenStreams } from './open-streams.js';
 import { FrameError, FrameReader, MAX_MESSAGE_FRAMES, MessageAssembler, OP_CLOSE, OP_TEXT, closeFrame, encodeFrame, eventType } from './ws-frames.js';
 
 export type Json = Record<string, unknown>;
-/** `relayed`: told once the event's frames were written upstream (a create then counts as sent). */
-export type Verdict = { forward: true; relayed?: () => void } | { forward: false; reply: Buffer };
+/** `relayed`: told once the event's frames were written upstream (a create then counts as sent).
+ * `payload`: the event to send in place of the client's (an alias's model replaced), as one frame. */
+export type Verdict = { forward: true; payload?: Buffer; relayed?: () => void } | { forward: false; reply: Buffer };
 
 /** Events the gateway says itself: to the client between the upstream's messages, to the upstream between the client's. */
 export interface Channel {
@@ -29,7 +30,8 @@ export interface Dialect {
   readonly clientTypes: ReadonlySet<string>;
   /** Upstream events parsed for the metering (the rest pass unread, their type and size aside). */
   readonly upstreamTypes: ReadonlySet<string>;
-  client(type: string | undefined, event: Json | undefined, size: number): Promise<Verdict>;
+  /** `message`: the event's bytes as the client sent them (joined from its frames). */
+  client(type: string | undefined, event: Json | undefined, size: number, message: Buffer): Promise<Verdict>;
   /** The dialect's error event for a refused client event. */
   refusal(error: GatewayError, event: Json | undefined): Buffer;
   upstream(type: string | undefined, event: Json | undefined, size: number): Promise<void>;
@@ -180,7 +182,8 @@ export class WebSocketSession implements Channel {
         if (this.ended) return;
         // An upstream that does not keep up stops the client's reads until it drains.
         if (verdict.forward) {
-          for (const frame of item.frames) if (!this.o.upstream.write(frame)) this.o.client.pause();
+          const frames = verdict.payload ? [encodeFrame(OP_TEXT, verdict.payload, true)] : item.frames;
+          for (const frame of frames) if (!this.o.upstream.write(frame)) this.o.client.pause();
           verdict.relayed?.();
         }
         if (!verdict.forward) this.toClient(verdict.reply);
@@ -214,7 +217,7 @@ export class WebSocketSession implements Channel {
       type = typeof event.type === 'string' ? event.type : undefined;
       if (!this.dialect.clientTypes.has(type ?? '')) event = undefined;
     }
-    return this.dialect.client(type, event, message.length);
+    return this.dialect.client(type, event, message.length, message);
   }
 
   private fromUpstream(chunk: Buffer): void {
