@@ -7,6 +7,7 @@ import { type Alerts, createAlerts } from '../src/alerts/alerts.js';
 import { nextAttemptAt } from '../src/alerts/deliver.js';
 import { MemoryAlertStore } from '../src/alerts/types.js';
 import type { Config } from '../src/config.js';
+import { secretBoxFrom } from '../src/secrets/box.js';
 import { capturingLogger } from './helpers/log-capture.js';
 import { type WebhookReceiver, startWebhookReceiver, verify } from './helpers/webhook-receiver.js';
 
@@ -30,7 +31,7 @@ async function setUp(hooks: Array<{ events: string[]; secret: string }>, timing:
   const config = {
     alerts: { webhooks: hooks.map((h, i) => ({ id: `h${i}`, url: rs[i]!.url, events: h.events, secret: h.secret })), firstRetryMs: 100, pollMs: 50, timeoutMs: 500, ...timing },
   } as Pick<Config, 'alerts'>;
-  alerts = createAlerts({ config, store, log: capturingLogger() });
+  alerts = createAlerts({ config, store, box: secretBoxFrom(undefined, undefined), log: capturingLogger() });
   alerts.start();
   return { rs, store, alerts };
 }
