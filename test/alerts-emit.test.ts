@@ -2,7 +2,7 @@
 // real receiver gets `{id, type, time, data}` signed with its secret; only the webhooks that want
 // the event get it; a receiver that answers 500 twice gets the same event a third time, and the
 // attempts are kept; a receiver that never answers neither blocks other deliveries nor the close.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type Alerts, createAlerts } from '../src/alerts/alerts.js';
 import { nextAttemptAt } from '../src/alerts/deliver.js';
 import { MemoryAlertStore } from '../src/alerts/types.js';
@@ -89,7 +89,8 @@ describe('alerts.emit', () => {
     await alerts.emit('pool.exhausted', { upstream: 'main' });
     await rs[1]!.until((got) => got.length === 1, 5000);
     await rs[0]!.until((got) => got.length === 1, 5000);
-    expect(await store.attempts('h1', 10)).toHaveLength(1);
+    // The attempt is recorded once the receiver's answer is in, a moment after the receiver saw it.
+    await vi.waitFor(async () => expect(await store.attempts('h1', 10)).toHaveLength(1), { timeout: 5000, interval: 50 });
     // A later event reaches the other receiver while the first attempt still hangs.
     await alerts.emit('pool.exhausted', { upstream: 'second' });
     await rs[1]!.until((got) => got.length === 2, 5000);
