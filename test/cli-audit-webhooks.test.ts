@@ -47,7 +47,8 @@ describe('keyrelay webhooks', () => {
     expect(added).toMatchObject({ code: 0, stderr: '' });
     expect(added.stdout).toContain('Added webhook cli-hook.');
     const listed = await cli(['webhooks', 'list']);
-    expect(listed.stdout).toMatch(/cli-hook\s+http:\/\/127\.0\.0\.1:\d+\/hook\s+pool\.exhausted,pool_key\.disabled\s+store/);
+    expect(listed.stdout).toMatch(new RegExp(`cli-hook\\s+http://127\\.0\\.0\\.1:\\d+/hook\\s+pool\\.exhausted,pool_key\\.disabled\\s+store\\s+…${SECRET.slice(-4)}\\s`));
+    expect(added.stdout).toContain(`…${SECRET.slice(-4)}`);
     const none = await cli(['webhooks', 'deliveries', 'nope']);
     expect(none.code).toBe(1);
     expect(none.stderr).toContain('No webhook with that id.');
