@@ -3,8 +3,10 @@
 // kept; no raw key or value of Redis holds a secret or any 8-character piece of one; a webhook kept
 // before secrets were sealed (its secret as given) still signs, and `secrets rotate` seals it; a
 // gateway whose secret does not open a webhook's refuses to start naming the setting; during a
-// rotation the two-secret process signs with both, and after it a real receiver still verifies.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// rotation the two-secret process signs with both, and after it a real receiver still verifies; a
+// process already running that meets a secret it cannot open sends nothing unsigned and rotates
+// nothing, and the delivery goes out, signed, from a process that opens it.
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../src/config.js';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
 import { parseSecret } from '../src/secrets/box.js';
@@ -21,6 +23,7 @@ registerPoolKey(POOL_KEY);
 const HOOK_A = 'whsec-Zq8Lm3Np7Rt2Vx6Bc9Df4Gh-a1A';
 const HOOK_OLD = 'whsec-Kx4Wp9Qs2Ty7Hn3Jm8Lv5Rb-o2O';
 const HOOK_B = 'whsec-Pc7Vn2Xr5Mw8Qt3Ks6Yh9Fd-b3B';
+const HOOK_Y = 'whsec-Wd3Jf8Lr6Nb1Xs4Hq7Tv2Cm-y4Y';
 const ID_A = parseSecret(SECRET_A, 'a').id;
 const ID_B = parseSecret(SECRET_B, 'b').id;
 const EVENTS = ['pool_key.disabled', 'pool_key.recovered'];
@@ -35,10 +38,11 @@ let first: TestGateway | undefined;
 const settings = (): Partial<Config> =>
   ({
     upstreams: [{ id: 'main', baseUrl: fake.baseUrl, models: ['*'], strategy: 'round-robin', keys: [{ id: 'k1', key: POOL_KEY, weight: 1 }] }],
-    alerts: { webhooks: [], firstRetryMs: 200, pollMs: 100, timeoutMs: 5000 },
+    alerts: { webhooks: [], firstRetryMs: 200, pollMs: 100, timeoutMs: 1000 },
   }) as Partial<Config>;
 
 async function gatewayWith(secret: string | undefined, previous?: string, redisUrl: string | undefined = redis.url): Promise<TestGateway> {
+  // A claim lasts twice timeoutMs plus 5 s: 7 s here.
   const gateway = await startGateway({ env: { REDIS_URL: redisUrl, KEYRELAY_SECRET: secret, KEYRELAY_SECRET_PREVIOUS: previous }, config: settings() });
   open.push(gateway);
   return gateway;
@@ -70,6 +74,7 @@ beforeAll(async () => {
   receivers.a = await startWebhookReceiver(HOOK_A);
   receivers.old = await startWebhookReceiver(HOOK_OLD);
   receivers.b = await startWebhookReceiver(HOOK_B);
+  receivers.y = await startWebhookReceiver(HOOK_Y);
 });
 afterAll(async () => {
   for (const gateway of open) await gateway.close();
@@ -138,4 +143,42 @@ describe('webhook secrets at rest', () => {
     await raise(fresh, 'enable', ['a', 'old', 'b']);
     await expect(gatewayWith(SECRET_A)).rejects.toThrow(/^KEYRELAY_SECRET: the store holds webhook .* sealed under key id/);
   });
+
+  it('a running process that cannot open a webhook secret sends nothing unsigned, and cannot rotate; one that opens it delivers', async () => {
+    const other = await startRedis();
+    try {
+      // Two processes of different secrets on an empty store: both start.
+      const x = await gatewayWith(SECRET_A, undefined, other.url);
+      const y = await gatewayWith(SECRET_B, undefined, other.url);
+      expect((await adminAt(y.url)('POST', '/webhooks', { id: 'hook-y', url: receivers.y!.url, events: EVENTS, secret: HOOK_Y })).status).toBe(201);
+      await close(y);
+
+      // x raises an event it cannot sign for hook-y: nothing goes out, no attempt is recorded.
+      expect((await adminAt(x.url)('POST', '/upstreams/main/keys/k1/disable')).status).toBe(200);
+      await vi.waitFor(() => expect(x.logs.some((l) => l.msg === 'alerts: could not make or record a delivery attempt')).toBe(true), { timeout: 10_000, interval: 50 });
+      const line = x.logs.find((l) => l.msg === 'alerts: could not make or record a delivery attempt')!;
+      expect(String(line.reason)).toMatch(new RegExp(`^KEYRELAY_SECRET: the store holds webhook hook-y sealed under key id ${ID_B}, and KEYRELAY_SECRET has key id ${ID_A}`));
+      expect(receivers.y!.received).toEqual([]);
+      expect((await adminAt(x.url)('GET', '/webhooks/hook-y/deliveries')).json.data).toEqual([]);
+      // Nor does x rotate: nothing is re-sealed under its secret.
+      const rotated = await adminAt(x.url)('POST', '/secrets/rotate');
+      expect(rotated.status).toBe(409);
+      expect(rotated.json.error).toMatchObject({ code: 'conflict' });
+      expect(rotated.json.error.message).toMatch(/^KEYRELAY_SECRET: .*Nothing was re-sealed\.$/);
+      const after = await rawValues([other.port]);
+      expect(after).toContain(`kr1:${ID_B}:`);
+      expect(after).not.toContain(`kr1:${ID_A}:`);
+
+      // A process of the webhook's secret takes the delivery once x's claim lapses, and signs it
+      // (x is gone first: left running, it might claim it again, and the turn would be chance's).
+      await close(x);
+      const y2 = await gatewayWith(SECRET_B, undefined, other.url);
+      await receivers.y!.until((got) => got.length === 1, 30_000);
+      expect(receivers.y!.received[0]!.verified).toBe(true);
+      expect(receivers.y!.received[0]!.event.type).toBe('pool_key.disabled');
+      await close(y2);
+    } finally {
+      await other.stop();
+    }
+  }, 120_000);
 });
