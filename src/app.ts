@@ -216,16 +216,27 @@ async function buildPool(config: Config, store: Store, log: Logger, alerts: Aler
 export async function buildApp(config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const log = options.log ?? createLogger(config.logLevel, undefined, loggerOptions(config));
   const store = options.store ?? (await createStore(config, log));
-  const alerts = createAlerts({ config, store: store.alerts, log });
+  const secretBox = secretBoxFrom(config.secret, config.secretPrevious);
+  const alerts = createAlerts({ config, store: store.alerts, box: secretBox, log });
   // The warm connections of a key that is removed or disabled are closed (src/relay/warm.ts).
   let outbound: Outbound | undefined;
   const pool = await buildPool(config, store, log, alerts, () => outbound?.refresh());
   outbound = createOutbound(config, { log, keyLive: (ref) => keyLive(pool, ref) });
   pool.onChange(() => outbound?.refresh());
-  const secretBox = secretBoxFrom(config.secret, config.secretPrevious);
   // What the store holds must open before a single request is served (src/pool/runtime.ts).
   const catalog = await startCatalogSync(pool, store.poolCatalog, secretBox, log).catch(async (err: unknown) => {
     if (!(err instanceof SecretError)) throw err;
+    await store.close();
+    throw new ConfigError(err.message);
+  });
+  // The webhooks' signing secrets too (src/alerts/sealed.ts). A store that is down at start is no
+  // reason to refuse: its webhooks are read when a delivery is due.
+  await alerts.checkSecrets().catch(async (err: unknown) => {
+    if (!(err instanceof SecretError)) {
+      log.warn({ reason: (err as Error).message }, 'alerts: cannot read the webhooks at start');
+      return;
+    }
+    catalog.close();
     await store.close();
     throw new ConfigError(err.message);
   });

@@ -2,11 +2,12 @@
 // real receiver gets `{id, type, time, data}` signed with its secret; only the webhooks that want
 // the event get it; a receiver that answers 500 twice gets the same event a third time, and the
 // attempts are kept; a receiver that never answers neither blocks other deliveries nor the close.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type Alerts, createAlerts } from '../src/alerts/alerts.js';
 import { nextAttemptAt } from '../src/alerts/deliver.js';
 import { MemoryAlertStore } from '../src/alerts/types.js';
 import type { Config } from '../src/config.js';
+import { secretBoxFrom } from '../src/secrets/box.js';
 import { capturingLogger } from './helpers/log-capture.js';
 import { type WebhookReceiver, startWebhookReceiver, verify } from './helpers/webhook-receiver.js';
 
@@ -30,7 +31,7 @@ async function setUp(hooks: Array<{ events: string[]; secret: string }>, timing:
   const config = {
     alerts: { webhooks: hooks.map((h, i) => ({ id: `h${i}`, url: rs[i]!.url, events: h.events, secret: h.secret })), firstRetryMs: 100, pollMs: 50, timeoutMs: 500, ...timing },
   } as Pick<Config, 'alerts'>;
-  alerts = createAlerts({ config, store, log: capturingLogger() });
+  alerts = createAlerts({ config, store, box: secretBoxFrom(undefined, undefined), log: capturingLogger() });
   alerts.start();
   return { rs, store, alerts };
 }
@@ -88,7 +89,8 @@ describe('alerts.emit', () => {
     await alerts.emit('pool.exhausted', { upstream: 'main' });
     await rs[1]!.until((got) => got.length === 1, 5000);
     await rs[0]!.until((got) => got.length === 1, 5000);
-    expect(await store.attempts('h1', 10)).toHaveLength(1);
+    // The attempt is recorded once the receiver's answer is in, a moment after the receiver saw it.
+    await vi.waitFor(async () => expect(await store.attempts('h1', 10)).toHaveLength(1), { timeout: 5000, interval: 50 });
     // A later event reaches the other receiver while the first attempt still hangs.
     await alerts.emit('pool.exhausted', { upstream: 'second' });
     await rs[1]!.until((got) => got.length === 2, 5000);

@@ -8,6 +8,7 @@ import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.j
 import { admin, chat, fixedUsage } from './helpers/alert-fixture.js';
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerPoolKey, registerSecret } from './helpers/log-capture.js';
+import { SECRET_A } from './helpers/runtime-fixture.js';
 import { type WebhookReceiver, startWebhookReceiver } from './helpers/webhook-receiver.js';
 
 const POOL_KEY = 'sk-pool-alerts-gateway-0123456789abcdef';
@@ -26,6 +27,7 @@ beforeAll(async () => {
   good = await startWebhookReceiver(SECRET);
   hung = await startWebhookReceiver(SECRET);
   gateway = await startGateway({
+    env: { KEYRELAY_SECRET: SECRET_A },
     config: {
       upstreams: [{ id: 'main', baseUrl: fake.baseUrl, models: ['*'], strategy: 'round-robin', keys: [{ id: 'k1', key: POOL_KEY, weight: 1 }] }],
       alerts: { webhooks: [], firstRetryMs: 200, pollMs: 100, timeoutMs: 60_000 },

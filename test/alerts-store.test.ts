@@ -4,10 +4,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Attempt, Delivery } from '../src/alerts/types.js';
 import { ATTEMPTS_KEPT } from '../src/alerts/types.js';
+import { openSecret, resealed, sealWebhook, storedView } from '../src/alerts/sealed.js';
+import { secretBoxFrom } from '../src/secrets/box.js';
 import { createRedisStore } from '../src/store/redis.js';
 import type { Store } from '../src/store/types.js';
 import { type Backend, STORE_BACKENDS } from './helpers/store-backends.js';
-import { capturingLogger } from './helpers/log-capture.js';
+import { capturingLogger, registerSecret } from './helpers/log-capture.js';
+import { rawValues } from './helpers/redis-raw.js';
+import { SECRET_A, SECRET_B, fragments } from './helpers/runtime-fixture.js';
 
 const delivery = (n: number, webhookId = 'wh1'): Delivery => ({
   id: `evt_${n}.${webhookId}`,
@@ -45,6 +49,40 @@ describe.each(STORE_BACKENDS)('alerts on %s', (name, start) => {
     expect(await other.alerts.removeWebhook('wh-a')).toBe(true);
     expect(await a.removeWebhook('wh-a')).toBe(false);
     expect((await a.listWebhooks()).some((w) => w.id === 'wh-a')).toBe(false);
+  });
+
+  it('keeps a sealed signing secret sealed: no raw value holds a piece of it; rewrites a webhook against other writers', async () => {
+    const box = secretBoxFrom(SECRET_A, undefined);
+    const secret = 'whsec-Store-Ty7Hn3Kx4Wp9Qs2Jm8Lv5';
+    registerSecret(secret, 'webhook secret of the store test');
+    const events = ['pool.exhausted' as const];
+    const stored = sealWebhook({ id: 'wh-sealed', url: 'http://127.0.0.1:1/s', events, secret, last4: '', source: 'store' }, box);
+    expect(await backend.store.alerts.addWebhook(stored)).toBe(true);
+    const read = (await other.alerts.listWebhooks()).find((w) => w.id === 'wh-sealed')!;
+    expect(openSecret(read, box)).toBe(secret);
+    expect(storedView(read)).toEqual({ id: 'wh-sealed', url: 'http://127.0.0.1:1/s', events, source: 'store', last4: secret.slice(-4) });
+    // What someone who reads the Redis sees; in memory, what the store holds.
+    const raw = backend.ports ? await rawValues(backend.ports) : JSON.stringify(await backend.store.alerts.listWebhooks());
+    expect(raw).toContain('wh-sealed');
+    expect(fragments(secret).filter((piece) => raw.includes(piece))).toEqual([]);
+
+    // Re-sealed under another secret by one process; the next rewrite finds nothing to do.
+    const next = secretBoxFrom(SECRET_B, SECRET_A);
+    expect(await other.alerts.updateWebhook('wh-sealed', (w) => resealed(w, next))).toBe(true);
+    expect(await backend.store.alerts.updateWebhook('wh-sealed', (w) => resealed(w, next))).toBe(false);
+    expect(openSecret((await backend.store.alerts.listWebhooks()).find((w) => w.id === 'wh-sealed')!, secretBoxFrom(SECRET_B, undefined))).toBe(secret);
+    expect(await backend.store.alerts.updateWebhook('wh-none', (w) => w)).toBe(false);
+    expect((await backend.store.alerts.listWebhooks()).some((w) => w.id === 'wh-none')).toBe(false);
+
+    // Writers at once, from two processes: each one's change lands on what the others wrote.
+    const added = ['quota.threshold', 'pool_key.added', 'pool_key.removed', 'pool_key.rotated'] as const;
+    const writes = added.map((type, i) =>
+      (i % 2 ? other : backend.store).alerts.updateWebhook('wh-sealed', (w) => ({ ...w, events: [...w.events, type] })),
+    );
+    expect(await Promise.all(writes)).toEqual(added.map(() => true));
+    const final = (await backend.store.alerts.listWebhooks()).find((w) => w.id === 'wh-sealed')!;
+    expect([...final.events].sort()).toEqual(['pool.exhausted', ...added].sort());
+    expect(await backend.store.alerts.removeWebhook('wh-sealed')).toBe(true);
   });
 
   it('gives a mark to the first of many callers at once, across processes, until it lapses', async () => {

@@ -7,6 +7,7 @@ import { admin, chat, fixedUsage } from './helpers/alert-fixture.js';
 import { type ChildGateway, startChildGateway } from './helpers/child-gateway.js';
 import { registerPoolKey, registerSecret } from './helpers/log-capture.js';
 import { type RedisCluster, type RedisServer, startRedis, startRedisCluster } from './helpers/redis-server.js';
+import { SECRET_A } from './helpers/runtime-fixture.js';
 import { type WebhookReceiver, startWebhookReceiver } from './helpers/webhook-receiver.js';
 
 const POOL_KEY = 'sk-pool-alerts-two-processes-0123456789ab';
@@ -44,7 +45,7 @@ describe.each(BACKENDS)('two gateway processes on one %s', (_name, startBackend)
     fake = await startFakeUpstream();
     fixedUsage(fake, 20);
     receiver = await startWebhookReceiver(SECRET);
-    const env = { ...backend.env, OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl };
+    const env = { ...backend.env, OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl, KEYRELAY_SECRET: SECRET_A };
     // Two processes that compile TypeScript at start, on a machine shared with other suites: slow.
     gateways = await Promise.all([startChildGateway(env), startChildGateway(env)]);
   }, 300_000);

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerSecret } from './helpers/log-capture.js';
+import { SECRET_A } from './helpers/runtime-fixture.js';
 
 const PASSWORD = 'Wh-Basic-Pass-7Rq2Kx9';
 registerSecret(PASSWORD);
@@ -15,7 +16,7 @@ let gateway: TestGateway;
 
 beforeAll(async () => {
   fake = await startFakeUpstream();
-  gateway = await startGateway({ env: { OPENAI_API_KEYS: 'sk-webhook-url-test-0000000000000001', KEYRELAY_UPSTREAM_URL: fake.baseUrl } });
+  gateway = await startGateway({ env: { OPENAI_API_KEYS: 'sk-webhook-url-test-0000000000000001', KEYRELAY_UPSTREAM_URL: fake.baseUrl, KEYRELAY_SECRET: SECRET_A } });
 });
 afterAll(async () => {
   await gateway.close();

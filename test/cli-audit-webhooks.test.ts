@@ -7,6 +7,7 @@ import { main } from '../src/cli.js';
 import type { Config } from '../src/config.js';
 import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerPoolKey, registerSecret } from './helpers/log-capture.js';
+import { SECRET_A } from './helpers/runtime-fixture.js';
 import { type WebhookReceiver, startWebhookReceiver } from './helpers/webhook-receiver.js';
 
 const SECRET = 'whsec-cli-test-0123456789abcdefgh';
@@ -19,7 +20,7 @@ let receiver: WebhookReceiver;
 
 beforeAll(async () => {
   receiver = await startWebhookReceiver(SECRET);
-  gateway = await startGateway({ env: { OPENAI_API_KEYS: POOL_KEY }, config: { alerts: { webhooks: [], firstRetryMs: 100, pollMs: 100, timeoutMs: 5000 } } as Partial<Config> });
+  gateway = await startGateway({ env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_SECRET: SECRET_A }, config: { alerts: { webhooks: [], firstRetryMs: 100, pollMs: 100, timeoutMs: 5000 } } as Partial<Config> });
 });
 afterAll(async () => {
   await gateway?.close();
@@ -46,7 +47,8 @@ describe('keyrelay webhooks', () => {
     expect(added).toMatchObject({ code: 0, stderr: '' });
     expect(added.stdout).toContain('Added webhook cli-hook.');
     const listed = await cli(['webhooks', 'list']);
-    expect(listed.stdout).toMatch(/cli-hook\s+http:\/\/127\.0\.0\.1:\d+\/hook\s+pool\.exhausted,pool_key\.disabled\s+store/);
+    expect(listed.stdout).toMatch(new RegExp(`cli-hook\\s+http://127\\.0\\.0\\.1:\\d+/hook\\s+pool\\.exhausted,pool_key\\.disabled\\s+store\\s+…${SECRET.slice(-4)}\\s`));
+    expect(added.stdout).toContain(`…${SECRET.slice(-4)}`);
     const none = await cli(['webhooks', 'deliveries', 'nope']);
     expect(none.code).toBe(1);
     expect(none.stderr).toContain('No webhook with that id.');

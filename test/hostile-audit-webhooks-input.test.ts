@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Config, ConfigError, loadConfig } from '../src/config.js';
 import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerSecret } from './helpers/log-capture.js';
+import { SECRET_A } from './helpers/runtime-fixture.js';
 
 const SECRET = 'whsec-hostile-input-0123456789abcdef';
 registerSecret(SECRET);
@@ -13,6 +14,7 @@ let gateway: TestGateway;
 
 beforeAll(async () => {
   gateway = await startGateway({
+    env: { KEYRELAY_SECRET: SECRET_A },
     config: { alerts: { webhooks: [{ id: 'ops', url: 'https://hooks.example/ops', events: ['pool.exhausted'], secret: SECRET }], firstRetryMs: 1000, pollMs: 1000, timeoutMs: 10_000 } } as Partial<Config>,
   });
 });
@@ -79,7 +81,7 @@ describe('POST /admin/webhooks with bad input', () => {
 
   it('shows webhooks without their secret, and refuses to delete one of the settings', async () => {
     const list = await raw('GET', '/webhooks');
-    expect(list.json.data.find((w: any) => w.id === 'ops')).toEqual({ id: 'ops', url: 'https://hooks.example/ops', events: ['pool.exhausted'], source: 'settings', createdAt: null });
+    expect(list.json.data.find((w: any) => w.id === 'ops')).toEqual({ id: 'ops', url: 'https://hooks.example/ops', events: ['pool.exhausted'], source: 'settings', createdAt: null, last4: SECRET.slice(-4) });
     const before = await state();
     expectError(await raw('DELETE', '/webhooks/ops'), 409, null, 'read_only');
     expectError(await raw('DELETE', '/webhooks/nope'), 404, null, 'not_found');

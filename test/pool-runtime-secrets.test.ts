@@ -10,7 +10,8 @@ import { parseSecret } from '../src/secrets/box.js';
 import { startChildGateway } from './helpers/child-gateway.js';
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 import { registerSecret } from './helpers/log-capture.js';
-import { type RedisServer, redisCli, startRedis } from './helpers/redis-server.js';
+import { rawValues } from './helpers/redis-raw.js';
+import { type RedisServer, startRedis } from './helpers/redis-server.js';
 import { SECRET_A, SECRET_B, adminAt, chat, fragments, runtimeSecret } from './helpers/runtime-fixture.js';
 
 const KEY_ONE = runtimeSecret('sealed-one');
@@ -24,26 +25,7 @@ let redis: RedisServer;
 let fake: FakeUpstream;
 const open: TestGateway[] = [];
 
-/** Every value of every key in the Redis, whatever its type, as text. */
-async function rawValues(): Promise<string> {
-  const keys = (await redisCli(redis.port, '--scan')).split('\n').filter(Boolean);
-  const out: string[] = [];
-  for (const key of keys) {
-    const type = await redisCli(redis.port, 'type', key);
-    const read: Record<string, string[]> = {
-      string: ['get', key],
-      hash: ['hgetall', key],
-      set: ['smembers', key],
-      zset: ['zrange', key, '0', '-1', 'withscores'],
-      list: ['lrange', key, '0', '-1'],
-      stream: ['xrange', key, '-', '+'],
-    };
-    const args = read[type];
-    if (!args) throw new Error(`unexpected type ${type} of ${key}`);
-    out.push(key, await redisCli(redis.port, ...args));
-  }
-  return out.join('\n');
-}
+const rawStore = () => rawValues([redis.port]);
 
 const gatewayWith = async (secret: string | undefined, previous?: string) => {
   const gateway = await startGateway({
@@ -84,7 +66,7 @@ describe('secrets at rest', () => {
     expect((await chat(gateway.url, userKey)).status).toBe(200);
     expect(new Set(fake.requests.map(auth))).toEqual(new Set([KEY_ONE, KEY_TWO]));
 
-    const raw = await rawValues();
+    const raw = await rawStore();
     expect(raw).toContain(`kr1:${ID_A}:`);
     for (const secret of [KEY_ONE, KEY_TWO, PROXY_PASSWORD, SECRET_A]) {
       const found = fragments(secret).filter((piece) => raw.includes(piece));
@@ -116,7 +98,7 @@ describe('secrets at rest', () => {
     // A key added now is sealed under the new secret: the two-secret process holds both kinds at once.
     const KEY_THREE = runtimeSecret('sealed-three');
     expect((await adminAt(both.url)('POST', '/upstreams/default/keys', { id: 'three', key: KEY_THREE })).status).toBe(201);
-    const mixed = await rawValues();
+    const mixed = await rawStore();
     expect(mixed).toContain(`kr1:${ID_A}:`);
     expect(mixed).toContain(`kr1:${ID_B}:`);
 
@@ -124,7 +106,7 @@ describe('secrets at rest', () => {
     expect(rotated.status).toBe(200);
     // one, two, and the upstream's proxy were under A; three was under B already.
     expect(rotated.json).toEqual({ keyId: ID_B, resealed: 3, total: 4 });
-    const raw = await rawValues();
+    const raw = await rawStore();
     expect(raw).not.toContain(`kr1:${ID_A}:`);
     for (const secret of [KEY_ONE, KEY_TWO, KEY_THREE, PROXY_PASSWORD]) expect(fragments(secret).filter((p) => raw.includes(p))).toEqual([]);
     // Rotating again changes nothing.

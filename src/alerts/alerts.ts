@@ -6,12 +6,16 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { newId } from '../keys.js';
+import type { SecretBox } from '../secrets/box.js';
 import { Deliverer } from './deliver.js';
-import type { AlertEvent, AlertStore, Delivery, EventType, Webhook } from './types.js';
+import { openSecret, resealed, sealWebhook, storedView } from './sealed.js';
+import type { AlertEvent, AlertStore, Delivery, EventType, SigningWebhook, Webhook } from './types.js';
 
 export interface AlertsOptions {
   config: Pick<Config, 'alerts'>;
   store: AlertStore;
+  /** Seals and opens the signing secrets of webhooks added at run time (src/alerts/sealed.ts). */
+  box: SecretBox;
   log: Logger;
   now?: () => number;
 }
@@ -19,31 +23,45 @@ export interface AlertsOptions {
 export type Alerts = ReturnType<typeof createAlerts>;
 
 /** The webhooks of the settings, as the API shows them: ids `settings-<n>` unless given. */
-export function settingsWebhooks(config: Pick<Config, 'alerts'>): Webhook[] {
+export function settingsWebhooks(config: Pick<Config, 'alerts'>): SigningWebhook[] {
   return config.alerts.webhooks.map((hook, i) => ({
     id: hook.id ?? `settings-${i + 1}`,
     url: hook.url,
     events: [...hook.events],
     secret: hook.secret,
+    last4: hook.secret.slice(-4),
     source: 'settings' as const,
   }));
 }
 
+/** A webhook of the settings as the API shows it. */
+function settingsView({ secret: _secret, ...view }: SigningWebhook): Webhook {
+  return view;
+}
+
 export function createAlerts(options: AlertsOptions) {
-  const { store, log } = options;
+  const { store, box, log } = options;
   const now = options.now ?? Date.now;
   const fromSettings = settingsWebhooks(options.config);
   const settingsById = new Map(fromSettings.map((w) => [w.id, w]));
 
   async function webhooks(): Promise<Webhook[]> {
-    return [...fromSettings, ...(await store.listWebhooks())];
+    return [...fromSettings.map(settingsView), ...(await store.listWebhooks()).map(storedView)];
   }
 
   async function webhook(id: string): Promise<Webhook | undefined> {
-    return settingsById.get(id) ?? (await store.listWebhooks()).find((w) => w.id === id);
+    return (await webhooks()).find((w) => w.id === id);
   }
 
-  const deliverer = new Deliverer({ store, webhook, ...options.config.alerts, log, now });
+  /** The webhook with its secret opened, to sign a delivery. Throws SecretError when it does not open. */
+  async function signing(id: string): Promise<SigningWebhook | undefined> {
+    const settings = settingsById.get(id);
+    if (settings) return settings;
+    const stored = (await store.listWebhooks()).find((w) => w.id === id);
+    return stored && { ...storedView(stored), secret: openSecret(stored, box) };
+  }
+
+  const deliverer = new Deliverer({ store, webhook: signing, ...options.config.alerts, log, now });
 
   async function queue(type: EventType, data: Record<string, unknown>): Promise<AlertEvent> {
     const at = now();
@@ -65,6 +83,25 @@ export function createAlerts(options: AlertsOptions) {
   return {
     webhooks,
     webhook,
+    /** Adds a webhook at run time, its secret sealed (409 secret_not_configured without
+     * KEYRELAY_SECRET); undefined when the id is taken, by the settings or the store. */
+    async add(hook: SigningWebhook): Promise<Webhook | undefined> {
+      const stored = sealWebhook(hook, box);
+      if (settingsById.has(hook.id) || !(await store.addWebhook(stored))) return undefined;
+      return storedView(stored);
+    },
+    /** Opens every stored secret: throws SecretError, naming KEYRELAY_SECRET, for one that does not. */
+    async checkSecrets(): Promise<void> {
+      for (const stored of await store.listWebhooks()) openSecret(stored, box);
+    },
+    /** Seals every stored secret under KEYRELAY_SECRET (those under the previous one, or kept as
+     * given); `resealed` counts those it changed. Throws SecretError for one that does not open. */
+    async reseal(): Promise<{ resealed: number; total: number }> {
+      const all = await store.listWebhooks();
+      let count = 0;
+      for (const { id } of all) if (await store.updateWebhook(id, (stored) => resealed(stored, box))) count++;
+      return { resealed: count, total: all.length };
+    },
     /**
      * Raises an event: each webhook that wants `type` gets `{id, type, time, data}`. Resolves the
      * event (undefined when the store could not take it; that is logged, never thrown, since the

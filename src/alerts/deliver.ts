@@ -10,7 +10,7 @@
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
 import { SIGNATURE_HEADER, signature } from './signing.js';
-import type { AlertStore, Attempt, Delivery, Webhook } from './types.js';
+import type { AlertStore, Attempt, Delivery, SigningWebhook } from './types.js';
 
 export const RETRY_FOR_MS = 24 * 3_600_000;
 const MAX_WAIT_MS = 3_600_000;
@@ -19,8 +19,10 @@ const IN_FLIGHT_MAX = 50;
 
 export interface DelivererOptions {
   store: AlertStore;
-  /** The webhook of an id, settings or store; undefined once removed. */
-  webhook(id: string): Promise<Webhook | undefined>;
+  /** The webhook of an id, settings or store, its secret opened; undefined once removed. Throws
+   * when its secret does not open here: the delivery is left claimed, and goes out when its claim
+   * lapses, from a process that opens it. */
+  webhook(id: string): Promise<SigningWebhook | undefined>;
   firstRetryMs: number;
   pollMs: number;
   timeoutMs: number;
@@ -91,7 +93,7 @@ export class Deliverer {
     const due = await this.options.store.claim(this.now(), lease, room);
     for (const delivery of due) {
       const attempt: Promise<void> = this.attempt(delivery)
-        .catch((err: unknown) => this.options.log.warn({ delivery: delivery.id, reason: (err as Error).message }, 'alerts: could not record a delivery attempt'))
+        .catch((err: unknown) => this.options.log.warn({ delivery: delivery.id, reason: (err as Error).message }, 'alerts: could not make or record a delivery attempt'))
         .finally(() => this.inFlight.delete(attempt));
       this.inFlight.add(attempt);
     }

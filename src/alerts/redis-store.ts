@@ -1,6 +1,6 @@
 // Alerts on Redis and Redis Cluster. Every key carries the hash tag `{alerts}`, so that they sit in
 // one slot and each script below is one atomic step on a cluster too:
-//   kr:{alerts}:webhooks          hash  id -> webhook JSON (with its signing secret)
+//   kr:{alerts}:webhooks          hash  id -> webhook JSON (its signing secret sealed: sealed.ts)
 //   kr:{alerts}:due               zset  delivery id, scored by when it is due (or its claim ends),
 //                                       in the Redis server's clock (TIME), never a process's
 //   kr:{alerts}:deliveries        hash  delivery id -> delivery JSON
@@ -8,12 +8,13 @@
 //   kr:{alerts}:attempts:<hook>   list  of attempt JSON, newest first, capped
 import type { Result } from 'ioredis';
 import type { RedisClient } from '../store/redis-client.js';
-import { ATTEMPTS_KEPT, type AlertStore, type Attempt, type Delivery, type Webhook } from './types.js';
+import { ATTEMPTS_KEPT, type AlertStore, type Attempt, type Delivery, type StoredWebhook } from './types.js';
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     krAlertsEnqueue(due: string, deliveries: string, ...idsAndJson: string[]): Result<number, Context>;
     krAlertsClaim(due: string, deliveries: string, leaseMs: number, max: number): Result<string[], Context>;
+    krAlertsReplace(webhooks: string, id: string, was: string, json: string): Result<number, Context>;
     krAlertsAttempted(due: string, deliveries: string, attempts: string, id: string, json: string, inMs: string, attempt: string, kept: number): Result<number, Context>;
   }
 }
@@ -72,6 +73,15 @@ redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
 return 1
 `;
 
+// Writes a webhook's new JSON only if it still reads as it did. ARGV: id, the JSON read, the new.
+const REPLACE_LUA = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+`;
+// Another writer between the read and the write is rare (an admin change, a rotation): a few tries.
+const REPLACE_TRIES = 5;
+
 function parsed<T>(json: string): T | undefined {
   try {
     return JSON.parse(json) as T;
@@ -83,14 +93,25 @@ function parsed<T>(json: string): T | undefined {
 export function redisAlertStore(client: RedisClient): AlertStore {
   client.defineCommand('krAlertsEnqueue', { numberOfKeys: 2, lua: ENQUEUE_LUA });
   client.defineCommand('krAlertsClaim', { numberOfKeys: 2, lua: CLAIM_LUA });
+  client.defineCommand('krAlertsReplace', { numberOfKeys: 1, lua: REPLACE_LUA });
   client.defineCommand('krAlertsAttempted', { numberOfKeys: 3, lua: ATTEMPTED_LUA });
   return {
-    async addWebhook(webhook: Webhook) {
+    async addWebhook(webhook: StoredWebhook) {
       return (await client.hsetnx(WEBHOOKS, webhook.id, JSON.stringify(webhook))) === 1;
     },
     async listWebhooks() {
       const all = await client.hvals(WEBHOOKS);
-      return all.map((json) => parsed<Webhook>(json)).filter((w): w is Webhook => w !== undefined);
+      return all.map((json) => parsed<StoredWebhook>(json)).filter((w): w is StoredWebhook => w !== undefined);
+    },
+    async updateWebhook(id: string, change: (webhook: StoredWebhook) => StoredWebhook | undefined) {
+      for (let i = 0; i < REPLACE_TRIES; i++) {
+        const was = await client.hget(WEBHOOKS, id);
+        const found = was === null ? undefined : parsed<StoredWebhook>(was);
+        const next = found && change(found);
+        if (!next || was === null) return false;
+        if ((await client.krAlertsReplace(WEBHOOKS, id, was, JSON.stringify({ ...next, id }))) === 1) return true;
+      }
+      throw new Error(`the webhook ${id} kept changing while it was rewritten`);
     },
     async removeWebhook(id: string) {
       const removed = (await client.hdel(WEBHOOKS, id)) === 1;

@@ -27,14 +27,34 @@ export interface AlertEvent {
   data: Record<string, unknown>;
 }
 
+/** A webhook as the API shows it and events are routed by: no secret, the last 4 characters of it. */
 export interface Webhook {
   id: string;
   url: string;
   events: EventType[];
-  /** The signing secret: never shown by the API. */
-  secret: string;
   source: 'settings' | 'store';
   createdAt?: string;
+  last4: string;
+}
+
+/** A webhook with its signing secret in the clear: held by the process that signs, never kept. */
+export interface SigningWebhook extends Webhook {
+  secret: string;
+}
+
+/** A webhook added at run time, as the store keeps it (src/alerts/sealed.ts). */
+export interface StoredWebhook {
+  id: string;
+  url: string;
+  events: EventType[];
+  source: 'store';
+  createdAt?: string;
+  /** The signing secret sealed under KEYRELAY_SECRET (src/secrets/box.ts). */
+  sealed?: string;
+  last4?: string;
+  /** The signing secret as given, kept so before secrets were sealed: it still signs, and
+   * `keyrelay secrets rotate` seals it. */
+  secret?: string;
 }
 
 /** One event on its way to one webhook. */
@@ -72,8 +92,12 @@ export interface Attempt {
 
 export interface AlertStore {
   /** Adds a webhook; false when the id is taken. */
-  addWebhook(webhook: Webhook): Promise<boolean>;
-  listWebhooks(): Promise<Webhook[]>;
+  addWebhook(webhook: StoredWebhook): Promise<boolean>;
+  listWebhooks(): Promise<StoredWebhook[]>;
+  /** Replaces the webhook of `id` with what `change` makes of it, in one step against other
+   * writers (`change` may be called again with what another wrote meanwhile); undefined from
+   * `change` leaves it as it is. False when nothing was written (no such webhook, or no change). */
+  updateWebhook(id: string, change: (webhook: StoredWebhook) => StoredWebhook | undefined): Promise<boolean>;
   /** Removes it; false when there was none. Its queued deliveries are dropped when their turn comes. */
   removeWebhook(id: string): Promise<boolean>;
   /** True for the first caller of `key` within `ttlMs`, from any process: who raises an event. */
@@ -97,20 +121,28 @@ export interface AlertStore {
 export const ATTEMPTS_KEPT = 100;
 
 export class MemoryAlertStore implements AlertStore {
-  private readonly webhooks = new Map<string, Webhook>();
+  private readonly webhooks = new Map<string, StoredWebhook>();
   private readonly marks = new Map<string, number>();
   private nextPrune = 0;
   private readonly queue = new Map<string, { delivery: Delivery; dueAt: number }>();
   private readonly log = new Map<string, Attempt[]>();
 
-  async addWebhook(webhook: Webhook): Promise<boolean> {
+  async addWebhook(webhook: StoredWebhook): Promise<boolean> {
     if (this.webhooks.has(webhook.id)) return false;
     this.webhooks.set(webhook.id, { ...webhook });
     return true;
   }
 
-  async listWebhooks(): Promise<Webhook[]> {
+  async listWebhooks(): Promise<StoredWebhook[]> {
     return [...this.webhooks.values()].map((w) => ({ ...w }));
+  }
+
+  async updateWebhook(id: string, change: (webhook: StoredWebhook) => StoredWebhook | undefined): Promise<boolean> {
+    const found = this.webhooks.get(id);
+    const next = found && change({ ...found });
+    if (!next) return false;
+    this.webhooks.set(id, { ...next, id });
+    return true;
   }
 
   async removeWebhook(id: string): Promise<boolean> {

@@ -13,6 +13,8 @@ export interface ApiWebhook {
   events: string[];
   source: 'settings' | 'store';
   createdAt: string | null;
+  /** The last 4 characters of the signing secret. */
+  last4: string;
 }
 
 
@@ -27,7 +29,7 @@ export const webhooksCommands: readonly Command[] = [
       const page = await ctx.admin().get<{ data: ApiWebhook[] }>('/webhooks');
       return answer(ctx, page, ({ data }) => {
         if (data.length === 0) return 'No webhooks. Add one with: keyrelay webhooks add <url> --events quota.threshold < secret-file\n';
-        return table(['ID', 'URL', 'EVENTS', 'SOURCE', 'CREATED'], data.map((w) => [w.id, w.url, w.events.join(','), w.source, orDash(w.createdAt)]));
+        return table(['ID', 'URL', 'EVENTS', 'SOURCE', 'SECRET', 'CREATED'], data.map((w) => [w.id, w.url, w.events.join(','), w.source, `…${w.last4}`, orDash(w.createdAt)]));
       });
     },
   },
@@ -46,7 +48,7 @@ export const webhooksCommands: readonly Command[] = [
       if (!events) throw new UsageError(`--events: say which events to send (${EVENT_TYPES.join(', ')})`);
       const secret = await readSecret(ctx.io, 'Signing secret');
       const hook = await ctx.admin().post<ApiWebhook>('/webhooks', { id: text(options, 'id'), url, events, secret });
-      return answer(ctx, hook, (w) => `Added webhook ${w.id}.\n` + fields([['url', w.url], ['events', w.events.join(', ')]]));
+      return answer(ctx, hook, (w) => `Added webhook ${w.id}.\n` + fields([['url', w.url], ['events', w.events.join(', ')], ['secret', `…${w.last4}`]]));
     },
   },
   {

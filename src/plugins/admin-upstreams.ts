@@ -29,6 +29,7 @@ import { type AuditSpec, audited } from '../audit/hook.js';
 import type { Services } from '../services.js';
 import { CreateKey, CreateUpstream, KeyParams, PatchKey, PatchUpstream, RotateKey, TestKey, UpstreamParams } from './admin-upstreams-schemas.js';
 import { keyView, upstreamView } from './admin-upstreams-views.js';
+import { fromStore } from './observability.js';
 
 /** The ids the settings hold, as this process serves them now (a reload may change them). */
 function settingsIds(pool: Pool): SettingsIds {
@@ -311,11 +312,19 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
     },
   );
 
-  // Re-seals every secret of the catalog under KEYRELAY_SECRET; those sealed under
-  // KEYRELAY_SECRET_PREVIOUS are the ones it changes. Run once every process has both secrets.
+  const refused = (err: unknown): never => {
+    if (err instanceof SecretError) throw new GatewayError('conflict', { message: `${err.message}. Nothing was re-sealed.` });
+    throw err;
+  };
+
+  // Re-seals every secret of the catalog, then every webhook's signing secret, under
+  // KEYRELAY_SECRET; those sealed under KEYRELAY_SECRET_PREVIOUS (and webhook secrets kept as given)
+  // are the ones it changes. Run once every process has both secrets.
   app.post('/secrets/rotate', { config: audited('secrets.rotate', () => 'secrets') }, async () => {
     const current = box.currentId;
     if (!current) throw new GatewayError('secret_not_configured');
+    // A webhook secret that does not open stops the rotation before anything is written.
+    await fromStore(() => services.alerts.checkSecrets().catch(refused));
     const counts = await change((catalog) => {
       let resealed = 0;
       let total = 0;
@@ -325,13 +334,13 @@ export async function adminUpstreamsPlugin(app: FastifyInstance, services: Servi
         try {
           value.set(box.seal(box.open(value.get(), value.where), value.where));
         } catch (err) {
-          if (err instanceof SecretError) throw new GatewayError('conflict', { message: `${err.message}. Nothing was re-sealed.` });
-          throw err;
+          refused(err);
         }
         resealed++;
       }
       return { resealed, total };
     });
-    return { keyId: current, ...counts };
+    const hooks = await fromStore(() => services.alerts.reseal().catch(refused));
+    return { keyId: current, resealed: counts.resealed + hooks.resealed, total: counts.total + hooks.total };
   });
 }

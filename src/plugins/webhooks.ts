@@ -1,5 +1,6 @@
 // /admin/webhooks: the alert webhooks added at run time, beside those of the settings (read-only
-// here), and the last delivery attempts of each (docs/alerts.md). The signing secret is write-only.
+// here), and the last delivery attempts of each (docs/alerts.md). The signing secret is write-only:
+// answers show its last 4 characters; it is kept sealed (src/alerts/sealed.ts).
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { Alerts } from '../alerts/alerts.js';
@@ -37,9 +38,9 @@ function shownUrl(raw: string): string {
   }
 }
 
-/** A webhook as the API shows it: never its secret, nor its URL's password. */
+/** A webhook as the API shows it: never its secret (the last 4 characters of it), nor its URL's password. */
 export function webhookView(hook: Webhook) {
-  return { id: hook.id, url: shownUrl(hook.url), events: hook.events, source: hook.source, createdAt: hook.createdAt ?? null };
+  return { id: hook.id, url: shownUrl(hook.url), events: hook.events, source: hook.source, createdAt: hook.createdAt ?? null, last4: hook.last4 };
 }
 
 function checkUrl(raw: string): string {
@@ -79,20 +80,14 @@ export async function webhooksPlugin(app: FastifyInstance, options: { alerts: Al
     async (request, reply) => {
       const { id, url, events, secret } = request.body;
       if (id !== undefined && !new RegExp(WEBHOOK_ID).test(id)) throw invalid('id', '`id` must be 1 to 64 letters, digits, dots, dashes or underscores, starting with a letter or digit.');
-      const hook: Webhook = {
-        id: id ?? newId('wh'),
-        url: checkUrl(url),
-        events: checkEvents(events),
-        secret,
-        source: 'store',
-        createdAt: new Date().toISOString(),
-      };
+      const hookId = id ?? newId('wh');
+      const added = await fromStore(() =>
+        alerts.add({ id: hookId, url: checkUrl(url), events: checkEvents(events), secret, last4: secret.slice(-4), source: 'store', createdAt: new Date().toISOString() }),
+      );
       // An id of the settings is taken too: the two never share one.
-      if ((await fromStore(() => alerts.webhook(hook.id))) || !(await fromStore(() => store.addWebhook(hook)))) {
-        throw new GatewayError('conflict', { message: `A webhook with id "${hook.id}" exists.`, param: 'id' });
-      }
+      if (!added) throw new GatewayError('conflict', { message: `A webhook with id "${hookId}" exists.`, param: 'id' });
       reply.code(201);
-      return webhookView(hook);
+      return webhookView(added);
     },
   );
 
