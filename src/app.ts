@@ -24,6 +24,7 @@ import { refuseOnSocket } from './inbound/raw-answer.js';
 import { closeWithConnection } from './inbound/pipelined.js';
 import { transferCodingError } from './inbound/transfer-codings.js';
 import { HEALTH_PATHS, type RequestCap, createRequestCap } from './inbound/request-cap.js';
+import { type Reading, createSaturation } from './inbound/saturation.js';
 import { refuseExpectation } from './inbound/expectations.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
 import { webSocketUpgradesOnly } from './inbound/upgrade-offers.js';
@@ -114,6 +115,8 @@ interface Inbound {
   guard: SlowClientGuard;
   cap: RequestCap;
   metrics: Metrics;
+  /** Takes the connection cap's reading once the server is made (readiness reads it). */
+  connectionsRead(read: () => Reading): void;
 }
 
 /**
@@ -122,7 +125,7 @@ interface Inbound {
  * timeouts, header limits and caps are the `inbound` settings (src/inbound/), not Fastify's options.
  */
 function serverWithLane(config: Config, inbound: Inbound, log: Logger, cors: Cors, lane: () => ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined) {
-  const { guard, cap, metrics } = inbound;
+  const { guard, cap, metrics, connectionsRead } = inbound;
   return (handler: Handler) => {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       closeWithConnection(req.socket, res);
@@ -150,7 +153,7 @@ function serverWithLane(config: Config, inbound: Inbound, log: Logger, cors: Cor
         )
       : createServer(http, onRequest);
     keepOneFieldMore(server, config.inbound);
-    capConnections(server, config.tls !== undefined, config.inbound.maxConnections, log, () => metrics.overloaded('connections'));
+    connectionsRead(capConnections(server, config.tls !== undefined, config.inbound.maxConnections, log, () => metrics.overloaded('connections')));
     // Node would answer an unknown expectation itself, with an empty 417 (src/inbound/expectations.ts).
     server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
       cors.decorate(req, res);
@@ -267,6 +270,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const slowClients = createSlowClientGuard(config.inbound, log);
   const requestCap = createRequestCap(config.inbound, log, (why) => metrics.overloaded(why));
   metrics.countInboundWith(() => requestCap.inFlight);
+  let readConnections: () => Reading[] = () => [];
+  const saturation = createSaturation(() => [...readConnections(), ...requestCap.readings()]);
   const lane = createLane({ route, observability, log, cors: services.cors, isClosing: () => closing });
 
   const app = Fastify({
@@ -275,7 +280,13 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    serverFactory: serverWithLane(config, { guard: slowClients, cap: requestCap, metrics }, log, services.cors, () => lane),
+    serverFactory: serverWithLane(
+      config,
+      { guard: slowClients, cap: requestCap, metrics, connectionsRead: (read) => (readConnections = () => [read()]) },
+      log,
+      services.cors,
+      () => lane,
+    ),
     clientErrorHandler: slowClients.clientError,
     routerOptions: { maxParamLength: 2048 },
     return503OnClosing: false,
@@ -333,7 +344,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     sendError(reply, new GatewayError('unknown_url', { message: `Unknown request URL: ${request.method} ${path}.` }), request.id);
   });
 
-  await app.register(healthPlugin, { ...services, isClosing: () => closing });
+  await app.register(healthPlugin, { ...services, isClosing: () => closing, saturation });
   await app.register(homePlugin, { metricsToken: config.metrics.token });
   // Before the admin routes: it refuses one that changes something without an audit action.
   auditAdminRoutes(app, { log: store.audit, retention: auditRetention(config), logger: log });
