@@ -47,7 +47,7 @@ import { homePlugin } from './plugins/home.js';
 import { observabilityAdminPlugin, observabilityPlugin } from './plugins/observability.js';
 import { relayPlugin } from './plugins/relay.js';
 import type { HealthRecord } from './pool/health-sync.js';
-import { Pool } from './pool/pool.js';
+import { Pool, type PoolChoice } from './pool/pool.js';
 import { RetryPolicy } from './pool/retry.js';
 import { createLane } from './relay/lane.js';
 import { createGrowingMasker } from './relay/mask.js';
@@ -198,6 +198,11 @@ function keyLive(pool: Pool, ref: string): boolean {
   return pool.upstreams.some((u) => u.keys.some((k) => k.ref === ref));
 }
 
+/** Every upstream and pool key configured now. */
+function* configuredKeys(pool: Pool): Generator<PoolChoice> {
+  for (const upstream of pool.upstreams) for (const key of upstream.keys) yield { upstream, key };
+}
+
 /** The key pool, its health shared through the store, caught up with what other processes saw. */
 async function buildPool(config: Config, store: Store, log: Logger, alerts: Alerts, onKeyChange: () => void): Promise<Pool> {
   const logChange = logKeyState(log);
@@ -223,7 +228,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   // The warm connections of a key that is removed or disabled are closed (src/relay/warm.ts).
   let outbound: Outbound | undefined;
   const pool = await buildPool(config, store, log, alerts, () => outbound?.refresh());
-  outbound = createOutbound(config, { log, keyLive: (ref) => keyLive(pool, ref) });
+  outbound = createOutbound(config, { log, keyLive: (ref) => keyLive(pool, ref), configured: () => configuredKeys(pool) });
   pool.onChange(() => outbound?.refresh());
   const secretBox = secretBoxFrom(config.secret, config.secretPrevious);
   // What the store holds must open before a single request is served (src/pool/runtime.ts).
@@ -270,6 +275,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const slowClients = createSlowClientGuard(config.inbound, log);
   const requestCap = createRequestCap(config.inbound, log, (why) => metrics.overloaded(why));
   metrics.countInboundWith(() => requestCap.inFlight);
+  metrics.countDispatchersWith(() => services.outbound.size());
   let readConnections: () => Reading[] = () => [];
   const saturation = createSaturation(() => [...readConnections(), ...requestCap.readings()]);
   const lane = createLane({ route, observability, log, cors: services.cors, isClosing: () => closing });
