@@ -23,6 +23,7 @@ import { headerCountError, headerSizeOption, keepOneFieldMore } from './inbound/
 import { refuseOnSocket } from './inbound/raw-answer.js';
 import { closeWithConnection } from './inbound/pipelined.js';
 import { transferCodingError } from './inbound/transfer-codings.js';
+import { contentCodingError } from './inbound/content-codings.js';
 import { HEALTH_PATHS, type RequestCap, createRequestCap } from './inbound/request-cap.js';
 import { type Reading, createSaturation } from './inbound/saturation.js';
 import { refuseExpectation } from './inbound/expectations.js';
@@ -132,7 +133,7 @@ function serverWithLane(config: Config, inbound: Inbound, log: Logger, cors: Cor
       guard.watch(req, res);
       // Here, so that every answer to a /v1 request carries them, whoever writes it (lane, Fastify).
       cors.decorate(req, res);
-      const refused = headerCountError(req, config.inbound) ?? transferCodingError(req);
+      const refused = headerCountError(req, config.inbound) ?? transferCodingError(req) ?? contentCodingError(req);
       if (refused) {
         writeError(res, refused, randomUUID());
         return;
