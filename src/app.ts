@@ -23,7 +23,9 @@ import { headerCountError, headerSizeOption, keepOneFieldMore } from './inbound/
 import { refuseOnSocket } from './inbound/raw-answer.js';
 import { closeWithConnection } from './inbound/pipelined.js';
 import { transferCodingError } from './inbound/transfer-codings.js';
+import { contentCodingError } from './inbound/content-codings.js';
 import { HEALTH_PATHS, type RequestCap, createRequestCap } from './inbound/request-cap.js';
+import { type Reading, createSaturation } from './inbound/saturation.js';
 import { refuseExpectation } from './inbound/expectations.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
 import { webSocketUpgradesOnly } from './inbound/upgrade-offers.js';
@@ -46,7 +48,7 @@ import { homePlugin } from './plugins/home.js';
 import { observabilityAdminPlugin, observabilityPlugin } from './plugins/observability.js';
 import { relayPlugin } from './plugins/relay.js';
 import type { HealthRecord } from './pool/health-sync.js';
-import { Pool } from './pool/pool.js';
+import { Pool, type PoolChoice } from './pool/pool.js';
 import { RetryPolicy } from './pool/retry.js';
 import { createLane } from './relay/lane.js';
 import { createGrowingMasker } from './relay/mask.js';
@@ -114,6 +116,8 @@ interface Inbound {
   guard: SlowClientGuard;
   cap: RequestCap;
   metrics: Metrics;
+  /** Takes the connection cap's reading once the server is made (readiness reads it). */
+  connectionsRead(read: () => Reading): void;
 }
 
 /**
@@ -122,14 +126,14 @@ interface Inbound {
  * timeouts, header limits and caps are the `inbound` settings (src/inbound/), not Fastify's options.
  */
 function serverWithLane(config: Config, inbound: Inbound, log: Logger, cors: Cors, lane: () => ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined) {
-  const { guard, cap, metrics } = inbound;
+  const { guard, cap, metrics, connectionsRead } = inbound;
   return (handler: Handler) => {
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       closeWithConnection(req.socket, res);
       guard.watch(req, res);
       // Here, so that every answer to a /v1 request carries them, whoever writes it (lane, Fastify).
       cors.decorate(req, res);
-      const refused = headerCountError(req, config.inbound) ?? transferCodingError(req);
+      const refused = headerCountError(req, config.inbound) ?? transferCodingError(req) ?? contentCodingError(req);
       if (refused) {
         writeError(res, refused, randomUUID());
         return;
@@ -150,7 +154,7 @@ function serverWithLane(config: Config, inbound: Inbound, log: Logger, cors: Cor
         )
       : createServer(http, onRequest);
     keepOneFieldMore(server, config.inbound);
-    capConnections(server, config.tls !== undefined, config.inbound.maxConnections, log, () => metrics.overloaded('connections'));
+    connectionsRead(capConnections(server, config.tls !== undefined, config.inbound.maxConnections, log, () => metrics.overloaded('connections')));
     // Node would answer an unknown expectation itself, with an empty 417 (src/inbound/expectations.ts).
     server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
       cors.decorate(req, res);
@@ -195,6 +199,11 @@ function keyLive(pool: Pool, ref: string): boolean {
   return pool.upstreams.some((u) => u.keys.some((k) => k.ref === ref));
 }
 
+/** Every upstream and pool key configured now. */
+function* configuredKeys(pool: Pool): Generator<PoolChoice> {
+  for (const upstream of pool.upstreams) for (const key of upstream.keys) yield { upstream, key };
+}
+
 /** The key pool, its health shared through the store, caught up with what other processes saw. */
 async function buildPool(config: Config, store: Store, log: Logger, alerts: Alerts, onKeyChange: () => void): Promise<Pool> {
   const logChange = logKeyState(log);
@@ -221,7 +230,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   // The warm connections of a key that is removed or disabled are closed (src/relay/warm.ts).
   let outbound: Outbound | undefined;
   const pool = await buildPool(config, store, log, alerts, () => outbound?.refresh());
-  outbound = createOutbound(config, { log, keyLive: (ref) => keyLive(pool, ref) });
+  outbound = createOutbound(config, { log, keyLive: (ref) => keyLive(pool, ref), configured: () => configuredKeys(pool) });
   pool.onChange(() => outbound?.refresh());
   // What the store holds must open before a single request is served (src/pool/runtime.ts).
   const catalog = await startCatalogSync(pool, store.poolCatalog, secretBox, log).catch(async (err: unknown) => {
@@ -278,6 +287,9 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   const slowClients = createSlowClientGuard(config.inbound, log);
   const requestCap = createRequestCap(config.inbound, log, (why) => metrics.overloaded(why));
   metrics.countInboundWith(() => requestCap.inFlight);
+  metrics.countDispatchersWith(() => services.outbound.size());
+  let readConnections: () => Reading[] = () => [];
+  const saturation = createSaturation(() => [...readConnections(), ...requestCap.readings()]);
   const lane = createLane({ route, observability, log, cors: services.cors, isClosing: () => closing });
 
   const app = Fastify({
@@ -286,7 +298,13 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
-    serverFactory: serverWithLane(config, { guard: slowClients, cap: requestCap, metrics }, log, services.cors, () => lane),
+    serverFactory: serverWithLane(
+      config,
+      { guard: slowClients, cap: requestCap, metrics, connectionsRead: (read) => (readConnections = () => [read()]) },
+      log,
+      services.cors,
+      () => lane,
+    ),
     clientErrorHandler: slowClients.clientError,
     routerOptions: { maxParamLength: 2048 },
     return503OnClosing: false,
@@ -344,7 +362,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     sendError(reply, new GatewayError('unknown_url', { message: `Unknown request URL: ${request.method} ${path}.` }), request.id);
   });
 
-  await app.register(healthPlugin, { ...services, isClosing: () => closing });
+  await app.register(healthPlugin, { ...services, isClosing: () => closing, saturation });
   await app.register(homePlugin, { metricsToken: config.metrics.token });
   // Before the admin routes: it refuses one that changes something without an audit action.
   auditAdminRoutes(app, { log: store.audit, retention: auditRetention(config), logger: log });

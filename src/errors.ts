@@ -23,6 +23,12 @@ export const ERRORS = {
   invalid_header: { status: 400, type: 'invalid_request_error', message: 'A request header is not allowed.' },
   invalid_multipart: { status: 400, type: 'invalid_request_error', message: 'The multipart body is malformed.' },
   request_too_large: { status: 413, type: 'invalid_request_error', message: 'The request body is too large.' },
+  // A compressed request body (src/inbound/content-codings.ts).
+  unsupported_content_encoding: {
+    status: 400,
+    type: 'invalid_request_error',
+    message: 'The request body has a Content-Encoding: this gateway reads request bodies uncompressed, so that it checks what it relays; send the body without one.',
+  },
   // The client did not send its request in time (headers, or the whole request): src/inbound/.
   request_timeout: { status: 408, type: 'invalid_request_error', message: 'The request was not received in time.' },
   unknown_url: { status: 404, type: 'invalid_request_error', message: 'Unknown request URL.' },

@@ -254,6 +254,15 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
       this.set(countInbound());
     },
   });
+  let countDispatchers = () => 0;
+  new Gauge({
+    name: 'keyrelay_outbound_dispatchers',
+    help: 'undici dispatchers kept for upstream traffic: the direct one and one per proxy list a configured key names.',
+    registers: [registry],
+    collect() {
+      this.set(countDispatchers());
+    },
+  });
   const retries = new Counter({
     name: 'keyrelay_upstream_retries_total',
     help: 'Attempts retried on another pool key, by the reason of the failed attempt.',
@@ -329,6 +338,10 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
     },
     overloaded(limit: 'connections' | 'requests' | 'event_loop'): void {
       overloadRefusals.inc({ limit });
+    },
+    /** Where keyrelay_outbound_dispatchers reads its value. */
+    countDispatchersWith(count: () => number): void {
+      countDispatchers = count;
     },
     /** Where keyrelay_inbound_requests_in_flight reads its value. */
     countInboundWith(count: () => number): void {

@@ -20,7 +20,7 @@ afterAll(async () => {
 const ROUTES = [
   { path: '/v1', what: 'the OpenAI API: give this URL to an OpenAI SDK as its base URL, with a key issued by this gateway (sk-kr-…)' },
   { path: '/healthz', what: 'liveness, no token' },
-  { path: '/readyz', what: 'readiness (store reachable, a usable pool key, not shutting down), no token' },
+  { path: '/readyz', what: 'readiness (store reachable, a usable pool key, not saturated, not shutting down), no token' },
   { path: '/metrics', what: 'Prometheus metrics, no token' },
 ];
 

@@ -178,11 +178,15 @@ describe('inbound.maxRequestsInFlight', () => {
     expectOverloaded(await rawRequest(gateway.port, 'GET / HTTP/1.1\r\nhost: x\r\n\r\n'));
     expectOverloaded(await rawRequest(gateway.port, 'GET /admin/users HTTP/1.1\r\nhost: x\r\n\r\n'));
     expectOverloaded(await rawRequest(gateway.port, `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\n\r\n`));
-    for (const path of ['/healthz', '/readyz', '/metrics', '/healthz?probe=1']) {
+    for (const path of ['/healthz', '/metrics', '/healthz?probe=1']) {
       const res = await request(`${gateway.url}${path}`);
       await res.body.text();
       expect(res.statusCode, path).toBe(200);
     }
+    // Readiness answers too, and says the process is saturated (test/readiness-saturation.test.ts).
+    const ready = await request(`${gateway.url}/readyz`);
+    expect(ready.statusCode).toBe(503);
+    expect(await ready.body.json()).toMatchObject({ status: 'not_ready', saturated: [{ limit: 'requests', current: CAP, max: CAP }] });
     releaseAll();
     await expectAllFree();
   });

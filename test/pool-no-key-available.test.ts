@@ -42,10 +42,10 @@ it('answers 503 at once with retry-after the earliest recovery, then recovers by
   expect(refused.headers.get('retry-after')).toBe(String(Math.ceil(waitMs / 1000)));
   expect(pool.fake.requests).toEqual([]);
   expect(await pool.charged()).toMatchObject({ reservedTokens: 0, tokens: 0 });
-  expect(await readiness()).toEqual({ status: 503, json: { status: 'not_ready', store: true, poolKeys: false, closing: false } });
+  expect(await readiness()).toEqual({ status: 503, json: { status: 'not_ready', store: true, poolKeys: false, closing: false, saturated: [] } });
 
   await sleep(Math.max(0, Date.parse(b.until) - Date.now()) + 20);
-  expect(await readiness()).toEqual({ status: 200, json: { status: 'ready', store: true, poolKeys: true, closing: false } });
+  expect(await readiness()).toEqual({ status: 200, json: { status: 'ready', store: true, poolKeys: true, closing: false, saturated: [] } });
   expect((await pool.post('/chat/completions', CHAT)).status).toBe(200);
   expect(pool.keysUsed()).toEqual(['b']);
 });

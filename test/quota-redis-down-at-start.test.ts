@@ -36,7 +36,7 @@ async function readiness(): Promise<{ status: number; json: unknown }> {
 describe('a gateway started while Redis is down', () => {
   it('says so, is not ready, answers 503 quota_backend_unavailable, and recovers when Redis comes up', async () => {
     expect(gateway.logs.some((l) => l.level === 40 && l.msg === 'redis is not reachable at start: quota-gated requests get 503 until it is')).toBe(true);
-    expect(await readiness()).toEqual({ status: 503, json: { status: 'not_ready', store: false, poolKeys: true, closing: false } });
+    expect(await readiness()).toEqual({ status: 503, json: { status: 'not_ready', store: false, poolKeys: true, closing: false, saturated: [] } });
 
     const answer = await post(gateway.url, `sk-kr-${'a'.repeat(40)}`, '/chat/completions', BODY);
     expect(answer.status).toBe(503);

@@ -12,6 +12,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import { refuseOnSocket } from './raw-answer.js';
+import type { Reading } from './saturation.js';
 
 // Connections past the cap that may be open at once while they get their 503.
 const REFUSAL_ROOM = 1000;
@@ -24,9 +25,10 @@ type Listener = (socket: Socket) => void;
  * Puts the cap in front of Node's HTTP connection listener: plain HTTP hands the listener the TCP
  * socket ('connection'), HTTPS the TLS socket once its handshake is done ('secureConnection'), so
  * over TLS the 503 is sent encrypted. Every TCP connection counts, WebSockets and handshakes
- * included. To be called before anything else listens for connections.
+ * included. To be called before anything else listens for connections. Returns where the process
+ * stands against the cap, for readiness (saturation.ts).
  */
-export function capConnections(server: HttpServer | HttpsServer, tls: boolean, maxConnections: number, log: Logger, onRefused: () => void = () => {}): void {
+export function capConnections(server: HttpServer | HttpsServer, tls: boolean, maxConnections: number, log: Logger, onRefused: () => void = () => {}): () => Reading {
   const event = tls ? 'secureConnection' : 'connection';
   const nodeListeners = server.listeners(event) as Listener[];
   server.removeAllListeners(event);
@@ -64,4 +66,7 @@ export function capConnections(server: HttpServer | HttpsServer, tls: boolean, m
       }),
     );
   });
+
+  // `open` counts the probe's own connection: at the limit, the next connection is refused.
+  return () => ({ limit: 'connections', current: open, max: maxConnections, reached: open >= maxConnections });
 }

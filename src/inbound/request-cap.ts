@@ -18,6 +18,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ERRORS, GatewayError, errorBody } from '../errors.js';
+import type { Reading } from './saturation.js';
 
 // One warning line per this long at most while requests are refused.
 const WARN_EVERY_MS = 10_000;
@@ -48,23 +49,25 @@ export interface RequestCap {
   readonly inFlight: number;
   /** True when the request may go on; false when it was refused (the 503 is written). */
   admit(req: IncomingMessage, res: ServerResponse): boolean;
+  /** Where the process stands against its request and event-loop limits (`/readyz`: saturation.ts). */
+  readings(): Reading[];
   /** Stops sampling the event loop. */
   close(): void;
 }
 
 export type Refusal = 'requests' | 'event_loop';
 
-/** Whether the event loop was late by more than `limitMs` at its last sample. */
-function loopDelay(limitMs: number): { behind(): boolean; close(): void } {
-  if (limitMs === 0) return { behind: () => false, close: () => {} };
+/** How late the event loop was at its last sample, and whether that is more than `limitMs`. */
+function loopDelay(limitMs: number): { behind(): boolean; lateMs(): number; close(): void } {
+  if (limitMs === 0) return { behind: () => false, lateMs: () => 0, close: () => {} };
   let last = performance.now();
-  let late = false;
+  let late = 0;
   const timer = setInterval(() => {
     const now = performance.now();
-    late = now - last - SAMPLE_MS > limitMs;
+    late = Math.max(0, now - last - SAMPLE_MS);
     last = now;
   }, SAMPLE_MS).unref();
-  return { behind: () => late, close: () => clearInterval(timer) };
+  return { behind: () => late > limitMs, lateMs: () => late, close: () => clearInterval(timer) };
 }
 
 // Each refusal's body made once: under overload every refusal's cost is taken from the requests
@@ -132,6 +135,12 @@ export function createRequestCap(settings: Config['inbound'], log: Logger, onRef
       // client went away or the answer was cut.
       res.once('finish', release).once('close', release);
       return true;
+    },
+    readings() {
+      const requests: Reading = { limit: 'requests', current: inFlight, max: maxRequestsInFlight, reached: inFlight >= maxRequestsInFlight };
+      if (maxEventLoopDelayMs === 0) return [requests];
+      const lateMs = Math.round(delay.lateMs());
+      return [requests, { limit: 'event_loop', current: lateMs, max: maxEventLoopDelayMs, reached: delay.behind() }];
     },
     close: () => delay.close(),
   };

@@ -22,7 +22,7 @@ export function homeOf(options: { metricsToken?: string }): Home {
   const routes: HomeRoute[] = [
     { path: '/v1', what: 'the OpenAI API: give this URL to an OpenAI SDK as its base URL, with a key issued by this gateway (sk-kr-…)' },
     { path: '/healthz', what: 'liveness, no token' },
-    { path: '/readyz', what: 'readiness (store reachable, a usable pool key, not shutting down), no token' },
+    { path: '/readyz', what: 'readiness (store reachable, a usable pool key, not saturated, not shutting down), no token' },
     { path: '/metrics', what: options.metricsToken ? 'Prometheus metrics, with the metrics token' : 'Prometheus metrics, no token' },
   ];
   // A web console, when there is one, is listed here too (`/console/`).

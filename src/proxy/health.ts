@@ -39,4 +39,9 @@ export class ProxyHealth {
   succeeded(proxy: ProxyEndpoint): void {
     this.coolingUntil.delete(proxy.id);
   }
+
+  /** A proxy no setting names any more (its id, ProxyEndpoint.id). */
+  forget(proxyId: string): void {
+    this.coolingUntil.delete(proxyId);
+  }
 }

@@ -95,6 +95,19 @@ export class WarmConnections {
     for (const route of this.routes.values()) this.settle(route);
   }
 
+  /** Forgets a dispatcher let go (outbound.ts): its warm sockets close, its routes and connector go. */
+  forget(chain: string): void {
+    this.connectors.delete(chain);
+    const prefix = `${chain} `;
+    for (const [id, route] of this.routes) {
+      if (!id.startsWith(prefix)) continue;
+      this.drop(route);
+      for (const ref of route.refs) if (this.routeOfRef.get(ref) === route) this.routeOfRef.delete(ref);
+      route.refs.clear();
+      this.routes.delete(id);
+    }
+  }
+
   close(): void {
     this.closed = true;
     for (const route of this.routes.values()) this.drop(route);
