@@ -4,7 +4,7 @@
 // batches by batchOf like them. KEYS: the seven of the reserve script, for the lease's day and month.
 import { WINDOW_GRACE_MS } from './windows.js';
 import { COMMON } from './scripts.js';
-import { LEASE_DIVISOR, SETTLED_MEMORY_MS, SWEEP_LIMIT } from './rules.js';
+import { LEASE_DIVISOR, SWEEP_LIMIT } from './rules.js';
 
 /**
  * ARGV: 1 lease id, 2 now, 3 lease ms, 4 create (0/1), 5 close (0/1),
@@ -148,8 +148,7 @@ if close and T == 0 and M == 0 and R == 0 and P == 0 and S == 0 then
     redis.call('HINCRBY', KEYS[5], '#later', -1)
     redis.call('ZREM', KEYS[6], id)
   end
-  redis.call('ZADD', KEYS[7], fmt(now), id)
-  redis.call('PEXPIRE', KEYS[7], fmt(leaseMs + ${SETTLED_MEMORY_MS}))
+  remember(id, memoryOf(leaseMs))
   return {1, 0, 0, 0, 0, 0, rpmLevel, tpmLevel}
 end
 redis.call('HSET', KEYS[5], id, fmt(T) .. ':' .. fmt(M) .. ':' .. dayId .. ':' .. monthId .. ':0:0', FIELD, fmt(R) .. ':' .. fmt(P) .. ':' .. fmt(S))

@@ -1,7 +1,9 @@
 // Settles that Redis did not take (down, frozen, out of memory), kept in the process and resent
-// until it does. A settle is idempotent by request id, so a resend that races the original (a
-// frozen Redis runs both once it thaws) still charges once. Bounded: past `limit` the oldest is
-// dropped, and past its lease a reservation is Redis's to release (the next admission sweeps it).
+// until it does, for as long as its reservation holds (at most rules.ts MAX_SETTLE_RETRY_MS). A
+// settle is idempotent by request id, and Redis remembers a settled id longer than any resend of
+// it can come (rules.ts settledMemoryMs), so a resend that races the original (a frozen Redis runs
+// both once it thaws) still charges once. Bounded: past `limit` the oldest is dropped, and past
+// its lease a reservation is Redis's to release (the next admission sweeps it).
 import type { Logger } from 'pino';
 import type { SettleInput } from './types.js';
 
