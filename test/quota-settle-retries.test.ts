@@ -3,7 +3,9 @@
 // must remember a settled request id for as long as a resend of its settle can arrive: a resend
 // that finds the id forgotten would charge the request a second time.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedisStore } from '../src/store/redis.js';
+import { createMemoryStore } from '../src/store/memory.js';
+import { createRedisStore, quotaKeys } from '../src/store/redis.js';
+import { dayWindow, monthWindow } from '../src/quota/windows.js';
 import type { QuotaLimits, Reservation, Store } from '../src/store/types.js';
 import { capturingLogger } from './helpers/log-capture.js';
 import { until } from './helpers/quota-fixture.js';
@@ -64,6 +66,42 @@ describe('a settle whose answer was lost', () => {
       expect((await usage('resent', limits)).day).toMatchObject({ requests: 2, tokens: 30, reservedTokens: 0 });
     } finally {
       if (!closed) await store.close();
+    }
+  });
+});
+
+describe.each([
+  ['memory', async () => createMemoryStore()],
+  ['redis', async () => createRedisStore({ url: redis.url, commandTimeoutMs: 2000, log: capturingLogger() })],
+])('the %s store', (_name, open) => {
+  it('remembers a settled id as long as its settle may be resent, then forgets it', async () => {
+    const store = await open();
+    const userId = `remember-${_name}`;
+    try {
+      const limits = { tokensPerDay: 10_000 };
+      const now = Date.now();
+      const [a, b, c] = [
+        await admitted(store, userId, 'a', limits, now, HOUR),
+        await admitted(store, userId, 'b', limits, now, HOUR),
+        await admitted(store, userId, 'c', limits, now, HOUR),
+      ];
+      const settleA = { reservation: a, limits, tokens: 10, micros: 0, estimated: false, refundRequest: false, now, leaseMs: HOUR };
+      await store.settle(settleA);
+      // 50 minutes on, another settle of the user's runs; then the first is resent.
+      await store.settle({ reservation: b, limits, tokens: 20, micros: 0, estimated: false, refundRequest: false, now: now + 50 * 60_000, leaseMs: HOUR });
+      await store.settle(settleA);
+      expect((await store.usage(userId, limits, now)).day).toMatchObject({ requests: 3, tokens: 30 });
+      if (_name === 'redis') {
+        // Past the hour of its lease and the ten minutes after it, the id is forgotten: the set
+        // holds only what may still be resent.
+        const settled = quotaKeys(userId, dayWindow(now).id, monthWindow(now).id)[6] as string;
+        expect(await redis.cli('ZSCORE', settled, 'a')).not.toBe('');
+        await store.settle({ reservation: c, limits, tokens: 0, micros: 0, estimated: false, refundRequest: false, now: now + HOUR + 11 * 60_000, leaseMs: HOUR });
+        expect(await redis.cli('ZSCORE', settled, 'a')).toBe('');
+        expect(await redis.cli('ZSCORE', settled, 'c')).not.toBe('');
+      }
+    } finally {
+      await store.close();
     }
   });
 });
