@@ -96,6 +96,10 @@ local function expire(eid, dayId, monthId)
   local rec = redis.call('HGET', KEYS[5], eid)
   if rec then
     local t, m, d, mo = string.match(rec, HELD)
+    -- A reservation of a later window than this step's (the step of a lease taken before a
+    -- rollover: a lease keeps its windows) is left to a sweep in its own windows. Released here,
+    -- its amount would stay reserved in them for good. Ids sort as dates: YYYY-MM-DD, YYYY-MM.
+    if d > dayId or mo > monthId then return end
     local windows = {}
     if d == dayId then windows[#windows + 1] = KEYS[1] end
     if mo == monthId then windows[#windows + 1] = KEYS[2] end
