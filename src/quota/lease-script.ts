@@ -4,7 +4,7 @@
 // batches by batchOf like them. KEYS: the seven of the reserve script, for the lease's day and month.
 import { WINDOW_GRACE_MS } from './windows.js';
 import { COMMON } from './scripts.js';
-import { LEASE_DIVISOR, SETTLED_MEMORY_MS, SWEEP_LIMIT } from './rules.js';
+import { LEASE_DIVISOR, SWEEP_LIMIT } from './rules.js';
 
 /**
  * ARGV: 1 lease id, 2 now, 3 lease ms, 4 create (0/1), 5 close (0/1),
@@ -33,12 +33,36 @@ local monthEnd = tonumber(ARGV[36])
 local FIELD = '#lease:' .. id
 local D = ${LEASE_DIVISOR}
 
+-- A unit no window limits is not reserved by a lease (it holds none of it): what its requests
+-- used is charged all the same, or the user's usage would lose it. So is it when the lease is
+-- gone (its full charge holds none of that unit), with the requests this step reports.
+local function unheld(ct, cm)
+  local ut, um = 0, 0
+  if tonumber(ARGV[28]) < 0 and tonumber(ARGV[29]) < 0 then ut = arg(6) - ct end
+  if tonumber(ARGV[30]) < 0 and tonumber(ARGV[31]) < 0 then um = arg(7) - cm end
+  return ut, um
+end
+local function gone()
+  local ut, um = unheld(0, 0)
+  local n, e = tonumber(ARGV[8]) or 0, arg(9)
+  if ut == 0 and um == 0 and n == 0 and e == 0 then return {0} end
+  local ends = {dayEnd + ${WINDOW_GRACE_MS}, monthEnd + ${WINDOW_GRACE_MS}}
+  for k = 1, 2 do
+    redis.call('HINCRBY', KEYS[k], 't', fmt(ut))
+    redis.call('HINCRBY', KEYS[k], 'm', fmt(um))
+    redis.call('HINCRBY', KEYS[k], 'n', fmt(n))
+    redis.call('HINCRBY', KEYS[k], 'e', fmt(e))
+    redis.call('PEXPIREAT', KEYS[k], fmt(ends[k]))
+  end
+  return {0}
+end
+
 local rec = redis.call('HGET', KEYS[5], id)
 local deadline = redis.call('ZSCORE', KEYS[6], id)
 if rec and deadline and tonumber(deadline) <= now then
   -- Past its deadline: charged in full, as a sweep would; what was admitted against it is paid.
   expire(id, dayId, monthId)
-  return {0}
+  return gone()
 end
 -- Other reservations past their deadline (a crashed process's), as an admission sweeps them.
 for _, eid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', fmt(now), 'LIMIT', 0, ${SWEEP_LIMIT})) do expire(eid, dayId, monthId) end
@@ -49,7 +73,7 @@ if rec then
   local units, tokens, slots = string.match(redis.call('HGET', KEYS[5], FIELD) or '0:0:0', '^(%d+):(%d+):(%d+)$')
   R, P, S = tonumber(units), tonumber(tokens), tonumber(slots)
 elseif not create or redis.call('ZSCORE', KEYS[7], id) then
-  return {0}
+  return gone()
 end
 
 -- Charges and returns, never more than the lease holds.
@@ -59,11 +83,7 @@ local bt = math.min(arg(10), T - ct)
 local bm = math.min(arg(11), M - cm)
 T = T - ct - bt
 M = M - cm - bm
--- A unit no window limits is not reserved by a lease (it holds none of it): what its requests
--- used is charged all the same, or the user's usage would lose it.
-local ut, um = 0, 0
-if tonumber(ARGV[28]) < 0 and tonumber(ARGV[29]) < 0 then ut = arg(6) - ct end
-if tonumber(ARGV[30]) < 0 and tonumber(ARGV[31]) < 0 then um = arg(7) - cm end
+local ut, um = unheld(ct, cm)
 local ends = {dayEnd + ${WINDOW_GRACE_MS}, monthEnd + ${WINDOW_GRACE_MS}}
 for k = 1, 2 do
   redis.call('HINCRBY', KEYS[k], 'rt', fmt(-(ct + bt)))
@@ -148,8 +168,7 @@ if close and T == 0 and M == 0 and R == 0 and P == 0 and S == 0 then
     redis.call('HINCRBY', KEYS[5], '#later', -1)
     redis.call('ZREM', KEYS[6], id)
   end
-  redis.call('ZADD', KEYS[7], fmt(now), id)
-  redis.call('PEXPIRE', KEYS[7], fmt(leaseMs + ${SETTLED_MEMORY_MS}))
+  remember(id, memoryOf(leaseMs))
   return {1, 0, 0, 0, 0, 0, rpmLevel, tpmLevel}
 end
 redis.call('HSET', KEYS[5], id, fmt(T) .. ':' .. fmt(M) .. ':' .. dayId .. ':' .. monthId .. ':0:0', FIELD, fmt(R) .. ':' .. fmt(P) .. ':' .. fmt(S))

@@ -12,7 +12,7 @@ import type {
 } from '../store/types.js';
 import { checkCharge, isLedgerAmount } from './amounts.js';
 import { type BucketState, SCALE, levelAt, msUntilFull, rateWindow, waitFor } from './bucket.js';
-import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, LATER_PREFIX, SETTLED_MEMORY_MS, SWEEP_LIMIT, WINDOW_CHECKS, windowDenies } from './rules.js';
+import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, LATER_PREFIX, SWEEP_LIMIT, SWEPT_MEMORY_MS, WINDOW_CHECKS, settledMemoryMs, windowDenies } from './rules.js';
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from './windows.js';
 
 interface Counters {
@@ -45,7 +45,7 @@ interface UserLedger {
   held: Map<string, Held>;
   /** request id -> lease deadline */
   leases: Map<string, number>;
-  /** request id -> when it settled */
+  /** request id -> when it may be forgotten (rules.ts settledMemoryMs) */
   settled: Map<string, number>;
 }
 
@@ -72,14 +72,22 @@ function inFlight(leases: Map<string, number>): number {
   return n;
 }
 
+/** Remembers a settled request id until now + keep, never for less than before (scripts.ts remember). */
+function remember(settled: Map<string, number>, id: string, now: number, keep: number): void {
+  const was = settled.get(id);
+  if (was === undefined || was < now + keep) settled.set(id, now + keep);
+}
+
 /**
- * Forgets settled request ids older than SETTLED_MEMORY_MS. The map is in settling order, so the
- * walk stops at the first one still remembered: O(forgotten), not O(remembered), per settle.
+ * Forgets settled request ids whose time has come. The map is in settling order, nearly the order
+ * they are forgotten in (most share quota.leaseMs), so on a settle the walk stops at the first
+ * one still remembered: O(forgotten), not O(remembered). One remembered longer (swept, charged
+ * later) holds those behind it until the next prune, which walks them all.
  */
-function forgetSettled(settled: Map<string, number>, now: number): void {
-  for (const [id, at] of settled) {
-    if (at > now - SETTLED_MEMORY_MS) return;
-    settled.delete(id);
+function forgetSettled(settled: Map<string, number>, now: number, all = false): void {
+  for (const [id, until] of settled) {
+    if (until <= now) settled.delete(id);
+    else if (!all) return;
   }
 }
 
@@ -152,7 +160,7 @@ export class MemoryLedger {
         ledger.held.delete(id);
       }
       ledger.leases.delete(id);
-      ledger.settled.set(id, now);
+      remember(ledger.settled, id, now, SWEPT_MEMORY_MS);
     }
   }
 
@@ -257,7 +265,10 @@ export class MemoryLedger {
     checkCharge(input);
     const { reservation: r, limits, now } = input;
     const ledger = this.user(r.userId);
-    if (ledger.settled.has(r.requestId)) return;
+    if (ledger.settled.has(r.requestId)) {
+      remember(ledger.settled, r.requestId, now, settledMemoryMs(input.leaseMs));
+      return;
+    }
     const held = ledger.held.get(r.requestId);
     const day = this.countersFor(ledger, `d:${r.day}`, r.day, now);
     const month = this.countersFor(ledger, `m:${r.month}`, r.month, now);
@@ -283,8 +294,8 @@ export class MemoryLedger {
       c.micros += input.micros;
       if (input.estimated) c.estimated += 1;
     }
-    ledger.settled.set(r.requestId, now);
     forgetSettled(ledger.settled, now);
+    remember(ledger.settled, r.requestId, now, settledMemoryMs(input.leaseMs));
   }
 
   usage(userId: string, limits: QuotaLimits, now: number): UsageSnapshot {
@@ -320,7 +331,7 @@ export class MemoryLedger {
       for (const [key, c] of ledger.windows) if (c.expiresAt <= now) ledger.windows.delete(key);
       this.bucket(ledger, 'rpm', now);
       this.bucket(ledger, 'tpm', now);
-      forgetSettled(ledger.settled, now);
+      forgetSettled(ledger.settled, now, true);
       if (!ledger.windows.size && !ledger.rpm && !ledger.tpm && !ledger.held.size && !ledger.settled.size) this.users.delete(id);
     }
   }

@@ -8,8 +8,30 @@ import type { Denial, QuotaLimits } from '../store/types.js';
 
 /** Expired leases released per admission: bounded work inside the atomic step. */
 export const SWEEP_LIMIT = 64;
-/** How long a settled request id is remembered, so that a resent reserve or settle is a no-op. */
+/**
+ * A settle that Redis did not answer is resent (src/store/pending-settles.ts) for as long as its
+ * reservation holds (quota.leaseMs), and never longer than this: past it, the reservation is left
+ * to lapse and be charged in full.
+ */
+export const MAX_SETTLE_RETRY_MS = 24 * 3_600_000;
+/** How long a settle of a reservation made with `leaseMs` may be resent. */
+export function settleRetryMs(leaseMs: number): number {
+  return Math.min(leaseMs, MAX_SETTLE_RETRY_MS);
+}
+/** Margin a settled request id is remembered past the last resend of its settle: a resend that
+ * lingered on its way, clocks of processes that differ. */
 export const SETTLED_MEMORY_MS = 10 * 60 * 1000;
+/**
+ * How long a settled request id is remembered, so that a resent reserve or settle is a no-op: as
+ * long as its settle may be resent, and SETTLED_MEMORY_MS more. A resend that came after the id
+ * was forgotten would charge the request again.
+ */
+export function settledMemoryMs(leaseMs: number): number {
+  return settleRetryMs(leaseMs) + SETTLED_MEMORY_MS;
+}
+/** A reservation swept past its lease is remembered this long: its lease is not known then, and
+ * a settle of it may still be resent for up to MAX_SETTLE_RETRY_MS. Sweeps are rare. */
+export const SWEPT_MEMORY_MS = MAX_SETTLE_RETRY_MS + SETTLED_MEMORY_MS;
 /**
  * Reservations whose request id starts with this are charged later (a batch, a background
  * response: src/quota/later.ts). They hold the user's windows until then, but they are not

@@ -6,13 +6,14 @@
 // ledger.ts is the same algorithm in JavaScript; rules.ts names the order of the checks.
 //
 // KEYS, for all three: 1 day counters, 2 month counters, 3 rpm bucket, 4 tpm bucket,
-// 5 held reservations (hash id -> record), 6 leases (zset id -> deadline), 7 settled ids (zset).
+// 5 held reservations (hash id -> record), 6 leases (zset id -> deadline), 7 settled ids (zset id ->
+// when it may be forgotten).
 //
 // Numbers handed to redis.call go through fmt(): Lua would print 15 digits and more in
 // exponent form, which HINCRBY and ZADD refuse or round.
 
 import { MAX_AMOUNT } from './amounts.js';
-import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, LATER_PREFIX, LEASE_BUCKET_KEEP_MS, LEASE_PREFIX, SETTLED_MEMORY_MS, SWEEP_LIMIT } from './rules.js';
+import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, LATER_PREFIX, LEASE_BUCKET_KEEP_MS, LEASE_PREFIX, MAX_SETTLE_RETRY_MS, SETTLED_MEMORY_MS, SWEEP_LIMIT, SWEPT_MEMORY_MS } from './rules.js';
 import { WINDOW_GRACE_MS } from './windows.js';
 
 export const COMMON = `
@@ -77,6 +78,16 @@ local function inFlight()
   local v = redis.call('HMGET', KEYS[5], '#later', '#slots')
   return redis.call('ZCARD', KEYS[6]) - num(v[1]) + num(v[2])
 end
+-- Settled request ids (KEYS[7]) are scored with the time they may be forgotten: as long as a
+-- settle may be resent (rules.ts settledMemoryMs), so that no resend finds its id forgotten and
+-- charges again. Never remembered for less than before; the set lives as long as its last id.
+local function memoryOf(leaseMs) return math.min(leaseMs, ${MAX_SETTLE_RETRY_MS}) + ${SETTLED_MEMORY_MS} end
+local function remember(id, keep)
+  local at = now + keep
+  local was = redis.call('ZSCORE', KEYS[7], id)
+  if not (was and tonumber(was) >= at) then redis.call('ZADD', KEYS[7], fmt(at), id) end
+  if redis.call('PTTL', KEYS[7]) < keep then redis.call('PEXPIRE', KEYS[7], fmt(keep)) end
+end
 -- Releases a reservation whose lease expired (its holder never settled it: a crashed process):
 -- its amounts are charged in full, as estimated, in the windows of dayId and monthId it sits in.
 -- A quota lease's bucket units and slots are spent: they leave r and '#slots', and do not go
@@ -85,6 +96,10 @@ local function expire(eid, dayId, monthId)
   local rec = redis.call('HGET', KEYS[5], eid)
   if rec then
     local t, m, d, mo = string.match(rec, HELD)
+    -- A reservation of a later window than this step's (the step of a lease taken before a
+    -- rollover: a lease keeps its windows) is left to a sweep in its own windows. Released here,
+    -- its amount would stay reserved in them for good. Ids sort as dates: YYYY-MM-DD, YYYY-MM.
+    if d > dayId or mo > monthId then return end
     local windows = {}
     if d == dayId then windows[#windows + 1] = KEYS[1] end
     if mo == monthId then windows[#windows + 1] = KEYS[2] end
@@ -114,7 +129,7 @@ local function expire(eid, dayId, monthId)
     end
   end
   redis.call('ZREM', KEYS[6], eid)
-  redis.call('ZADD', KEYS[7], fmt(now), eid)
+  remember(eid, ${SWEPT_MEMORY_MS})
 end
 `;
 
@@ -135,7 +150,6 @@ local dayEnd = tonumber(ARGV[14])
 local monthEnd = tonumber(ARGV[15])
 local leaseMs = tonumber(ARGV[16])
 local grace = ${WINDOW_GRACE_MS}
-local keep = leaseMs + ${SETTLED_MEMORY_MS}
 
 local rpmLevel = level(KEYS[3], rpm)
 local tpmLevel = level(KEYS[4], tpm)
@@ -216,7 +230,6 @@ local hold = math.max(monthEnd + grace, now + leaseMs) - now
 for k = 5, 6 do
   if redis.call('PTTL', KEYS[k]) < hold then redis.call('PEXPIRE', KEYS[k], fmt(hold)) end
 end
-redis.call('PEXPIRE', KEYS[7], fmt(keep))
 return {1, '', 0, rpmLevel, tpmLevel}
 `;
 
@@ -230,10 +243,14 @@ local tokens = amount(ARGV[3])
 local micros = amount(ARGV[4])
 local rpm = tonumber(ARGV[7])
 local tpm = tonumber(ARGV[8])
-local memory = ${SETTLED_MEMORY_MS}
+local keep = memoryOf(tonumber(ARGV[11]))
 -- The gate never charges more than MAX_AMOUNT; anything else is refused, for this settle alone.
 if not (tokens and micros) then return redis.error_reply('ERR keyrelay: settle amounts out of range') end
-if redis.call('ZSCORE', KEYS[7], id) then return 0 end
+if redis.call('ZSCORE', KEYS[7], id) then
+  -- A settle made after a sweep (a request that outran its lease) may be resent from now on too.
+  remember(id, keep)
+  return 0
+end
 
 local rec = redis.call('HGET', KEYS[5], id)
 if rec then
@@ -265,10 +282,9 @@ for k = 1, 2 do
   if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[k], 'e', 1) end
   redis.call('PEXPIREAT', KEYS[k], ARGV[8 + k])
 end
-redis.call('ZADD', KEYS[7], fmt(now), id)
-redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', fmt(now - memory))
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', fmt(now))
+remember(id, keep)
 -- The held records and leases keep the lifetime their reserve gave them (see RESERVE_LUA).
-redis.call('PEXPIRE', KEYS[7], fmt(tonumber(ARGV[11]) + memory))
 return 1
 `;
 

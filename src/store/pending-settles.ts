@@ -1,7 +1,9 @@
 // Settles that Redis did not take (down, frozen, out of memory), kept in the process and resent
-// until it does. A settle is idempotent by request id, so a resend that races the original (a
-// frozen Redis runs both once it thaws) still charges once. Bounded: past `limit` the oldest is
-// dropped, and past its lease a reservation is Redis's to release (the next admission sweeps it).
+// until it does, for as long as its reservation holds (at most rules.ts MAX_SETTLE_RETRY_MS). A
+// settle is idempotent by request id, and Redis remembers a settled id longer than any resend of
+// it can come (rules.ts settledMemoryMs), so a resend that races the original (a frozen Redis runs
+// both once it thaws) still charges once. Bounded: past `limit` the oldest is dropped, and past
+// its lease a reservation is Redis's to release (the next admission sweeps it).
 import type { Logger } from 'pino';
 import type { SettleInput } from './types.js';
 
@@ -22,14 +24,28 @@ export class PendingSettles {
     return this.entries.size;
   }
 
-  add(input: SettleInput, until: number): void {
+  /**
+   * Keeps `input` and resends it until Redis takes it or `until` passes. `now`: a first try at once,
+   * not at the next round of retries (a settle never tried yet: the cancel of a reserve whose
+   * answer never came); it leaves with the settles of the next round of the event loop.
+   */
+  add(input: SettleInput, until: number, now = false): void {
     const id = `${input.reservation.userId}\n${input.reservation.requestId}`;
     if (!this.entries.has(id) && this.entries.size >= this.limit) {
       const oldest = this.entries.keys().next().value;
       if (oldest !== undefined) this.entries.delete(oldest);
       this.log.warn({ pending: this.entries.size }, 'too many settles waiting for redis: dropped the oldest (its lease will release it)');
     }
-    this.entries.set(id, { input, until });
+    const entry = { input, until };
+    this.entries.set(id, entry);
+    if (now) {
+      this.run(input).then(
+        () => {
+          if (this.entries.get(id) === entry) this.entries.delete(id);
+        },
+        () => {},
+      );
+    }
     this.schedule();
   }
 

@@ -6,6 +6,7 @@ import { Cluster, type Result } from 'ioredis';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import { checkCharge } from '../quota/amounts.js';
+import { settleRetryMs } from '../quota/rules.js';
 import { SCALE, levelAt, rateWindow } from '../quota/bucket.js';
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from '../quota/windows.js';
 import { BoundedMap } from '../bounded-map.js';
@@ -173,8 +174,14 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
       // batch answers for this request alone: scripts.ts batchOf): release it then. Settling is
       // idempotent, a settle of what was never reserved only marks the id settled, and a reserve
       // that arrives after this cancel is refused.
+      // The cancel is sent at once, behind the reserve on the same connection, and the 503 waits
+      // for the round of the event loop that writes it: a process killed right after answering
+      // has then sent it, and a frozen Redis that thaws runs the reserve and then its release
+      // (never sent upstream, the request costs nothing), instead of letting the reservation lapse
+      // and be charged in full.
       const cancel = { reservation, limits, tokens: 0, micros: 0, estimated: false, refundRequest: true, now, leaseMs: input.leaseMs };
-      pending.add(cancel, now + input.leaseMs);
+      pending.add(cancel, now + settleRetryMs(input.leaseMs), true);
+      await new Promise((resolve) => setImmediate(resolve));
       throw unavailable(err);
     }
     const [code, denial, retryMs, rpmLevel, tpmLevel] = reply as [number, string, number, number, number];
@@ -189,7 +196,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
       await runSettle(input);
     } catch (err) {
       // Kept and retried until Redis takes it: the request happened, its usage must land.
-      pending.add(input, input.now + input.leaseMs);
+      pending.add(input, input.now + settleRetryMs(input.leaseMs));
       log.warn({ requestId: input.reservation.requestId, reason: (err as Error).message }, 'settle failed: retrying when redis answers');
     }
   }
