@@ -12,7 +12,7 @@ import type {
 } from '../store/types.js';
 import { checkCharge, isLedgerAmount } from './amounts.js';
 import { type BucketState, SCALE, levelAt, msUntilFull, rateWindow, waitFor } from './bucket.js';
-import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, LATER_PREFIX, SWEEP_LIMIT, SWEPT_MEMORY_MS, WINDOW_CHECKS, settledMemoryMs, windowDenies } from './rules.js';
+import { BLOCKED_RETRY_MS, CONCURRENCY_RETRY_MS, LATER_PREFIX, SETTLED_MEMORY_MS, SWEEP_LIMIT, WINDOW_CHECKS, windowDenies } from './rules.js';
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from './windows.js';
 
 interface Counters {
@@ -45,7 +45,12 @@ interface UserLedger {
   held: Map<string, Held>;
   /** request id -> lease deadline */
   leases: Map<string, number>;
-  /** request id -> when it may be forgotten (rules.ts settledMemoryMs) */
+  /**
+   * request id -> when it may be forgotten. SETTLED_MEMORY_MS, not the store's longer
+   * settledMemoryMs: in one process nothing between a settle and this ledger can fail, so no
+   * settle is ever resent here (the Redis store resends them: src/store/pending-settles.ts), and a
+   * busy process would hold an hour of request ids for nothing.
+   */
   settled: Map<string, number>;
 }
 
@@ -160,7 +165,7 @@ export class MemoryLedger {
         ledger.held.delete(id);
       }
       ledger.leases.delete(id);
-      remember(ledger.settled, id, now, SWEPT_MEMORY_MS);
+      remember(ledger.settled, id, now, SETTLED_MEMORY_MS);
     }
   }
 
@@ -266,7 +271,7 @@ export class MemoryLedger {
     const { reservation: r, limits, now } = input;
     const ledger = this.user(r.userId);
     if (ledger.settled.has(r.requestId)) {
-      remember(ledger.settled, r.requestId, now, settledMemoryMs(input.leaseMs));
+      remember(ledger.settled, r.requestId, now, SETTLED_MEMORY_MS);
       return;
     }
     const held = ledger.held.get(r.requestId);
@@ -295,7 +300,7 @@ export class MemoryLedger {
       if (input.estimated) c.estimated += 1;
     }
     forgetSettled(ledger.settled, now);
-    remember(ledger.settled, r.requestId, now, settledMemoryMs(input.leaseMs));
+    remember(ledger.settled, r.requestId, now, SETTLED_MEMORY_MS);
   }
 
   usage(userId: string, limits: QuotaLimits, now: number): UsageSnapshot {
