@@ -227,6 +227,9 @@ export const ConfigSchema = Type.Object(
     ),
     // SIGTERM: requests in flight get this long to finish; then streams get a last error event.
     shutdownGraceMs: Type.Integer({ minimum: 0, default: 10_000 }),
+    // Live keys (not revoked, not expired) one user may hold, whoever creates them (the admin API,
+    // the console): each is kept in the store, so one user could otherwise fill it.
+    maxKeysPerUser: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
     // Processes sharing the port (node:cluster). More than one needs a shared store (Redis).
     workers: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
     pool: Type.Object(
@@ -422,6 +425,7 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   }
   set('workers', intFromEnv(env, 'KEYRELAY_WORKERS'));
   set('shutdownGraceMs', intFromEnv(env, 'KEYRELAY_SHUTDOWN_GRACE_MS'));
+  set('maxKeysPerUser', intFromEnv(env, 'KEYRELAY_MAX_KEYS_PER_USER'));
   const consoleOn = boolFromEnv(env, 'KEYRELAY_CONSOLE');
   if (consoleOn !== undefined) out.console = { ...((out.console as { [k: string]: Json } | undefined) ?? {}), enabled: consoleOn };
   const maxConnections = intFromEnv(env, 'KEYRELAY_MAX_CONNECTIONS');

@@ -7,6 +7,7 @@ import { MemoryObjectOwners } from '../pool/object-owners.js';
 import { MemoryLedger } from '../quota/ledger.js';
 import { MemoryLaterCharges } from './later-charges.js';
 import { MemorySessionStore } from '../console-server/sessions.js';
+import { isLiveKey } from '../keys.js';
 import type { KeyRecord, Store, User, UserPatch } from './types.js';
 
 const PRUNE_EVERY_MS = 60_000;
@@ -73,9 +74,16 @@ export function createMemoryStore(): Store {
       }
       return true;
     },
-    async createKey(key: KeyRecord) {
+    async createKey(key: KeyRecord, maxLive?: number) {
+      if (maxLive !== undefined) {
+        const now = Date.now();
+        let live = 0;
+        for (const k of keys.values()) if (k.userId === key.userId && isLiveKey(k, now)) live++;
+        if (live >= maxLive) return false;
+      }
       keys.set(key.id, { ...key });
       byDigest.set(key.digest, key.id);
+      return true;
     },
     async findKeyByDigest(digest) {
       const id = byDigest.get(digest);

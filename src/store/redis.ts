@@ -5,6 +5,7 @@
 import { Cluster, type Result } from 'ioredis';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
+import { isLiveKey } from '../keys.js';
 import { checkCharge } from '../quota/amounts.js';
 import { SCALE, levelAt, rateWindow } from '../quota/bucket.js';
 import { WINDOW_GRACE_MS, dayWindow, monthWindow, windowEnd } from '../quota/windows.js';
@@ -51,6 +52,7 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     krCreateUser(user: string, retired: string, json: string): Result<number, Context>;
     krDeleteUser(user: string, retired: string, at: string): Result<number, Context>;
+    krTakeKeySlot(liveKeys: string, now: number, max: number, expiresAt: string, keyId: string): Result<number, Context>;
   }
 }
 
@@ -64,6 +66,16 @@ return 1
 const DELETE_USER_LUA = `
 if redis.call('DEL', KEYS[1]) == 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1])
+return 1
+`;
+
+// A user's live keys, scored by expiry (ms, or +inf), for the cap on them: expired ones are
+// dropped, the rest counted and the new one added in one step, so that keys created at once
+// cannot all see room for one more. Revoking takes its id out.
+const TAKE_KEY_SLOT_LUA = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 return 1
 `;
 
@@ -83,6 +95,7 @@ const USERS = 'kr:users';
 const userKey = (id: string): string => `kr:${userTag(id)}:user`;
 const userKeysKey = (id: string): string => `kr:${userTag(id)}:keys`;
 const retiredKey = (id: string): string => `kr:${userTag(id)}:retired`;
+const liveKeysKey = (id: string): string => `kr:${userTag(id)}:live-keys`;
 const keyKey = (keyId: string): string => `kr:key:${keyId}`;
 const digestKey = (digest: string): string => `kr:digest:${digest}`;
 
@@ -93,6 +106,9 @@ export function quotaKeys(userId: string, day: string, month: string): string[] 
 }
 
 const MAX_OWNERS = 100_000;
+
+/** A key's score in its user's live keys: when it expires, in ms; never: +inf. */
+const expiryScore = (key: KeyRecord): string => (key.expiresAt === undefined ? '+inf' : String(Date.parse(key.expiresAt)));
 
 const limitArg = (value: number | undefined): number => (value === undefined ? -1 : value);
 
@@ -116,6 +132,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
   const quota = createRedisClient(options, 'quota', commandTimeoutMs, log);
   data.defineCommand('krCreateUser', { numberOfKeys: 2, lua: CREATE_USER_LUA });
   data.defineCommand('krDeleteUser', { numberOfKeys: 2, lua: DELETE_USER_LUA });
+  data.defineCommand('krTakeKeySlot', { numberOfKeys: 1, lua: TAKE_KEY_SLOT_LUA });
 
   // One script call per round of the event loop for the admissions, one for the settles (per
   // user on a cluster, whose slots differ by user): src/store/script-batch.ts.
@@ -252,6 +269,20 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     return { key, user };
   }
 
+  /** Takes one of the user's `max` live-key places for `key` (TAKE_KEY_SLOT_LUA). A user whose
+   * keys were made before the places were kept has their live keys listed in first; adding one
+   * twice changes nothing, so places taken meanwhile are not counted twice. */
+  async function takeKeySlot(key: KeyRecord, max: number): Promise<boolean> {
+    const live = liveKeysKey(key.userId);
+    const now = Date.now();
+    if ((await data.exists(live)) === 0) {
+      const ids = await data.smembers(userKeysKey(key.userId));
+      const held = (await Promise.all(ids.map((id) => getJson<KeyRecord>(keyKey(id))))).filter((k): k is KeyRecord => k !== undefined && isLiveKey(k, now));
+      if (held.length > 0) await data.zadd(live, ...held.flatMap((k) => [expiryScore(k), k.id]));
+    }
+    return (await data.krTakeKeySlot(live, now, max, expiryScore(key), key.id)) === 1;
+  }
+
   async function guard<T>(op: () => Promise<T>): Promise<T> {
     try {
       return await op();
@@ -296,16 +327,18 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
         await Promise.all(
           records.flatMap((k) => (k ? [data.del(digestKey(k.digest)), data.del(keyKey(k.id))] : [])),
         );
-        await data.del(userKeysKey(id));
+        await data.del(userKeysKey(id), liveKeysKey(id));
         return true;
       }),
 
-    createKey: (key: KeyRecord) =>
+    createKey: (key: KeyRecord, maxLive?: number) =>
       guard(async () => {
+        if (maxLive !== undefined && !(await takeKeySlot(key, maxLive))) return false;
         await data.set(keyKey(key.id), JSON.stringify(key));
         await data.sadd(userKeysKey(key.userId), key.id);
         // Last: the key works only once everything about it is written.
         await data.set(digestKey(key.digest), key.id);
+        return true;
       }),
     findKeyByDigest: (digest) =>
       guard(async () => {
@@ -335,6 +368,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
         if (key.revokedAt === undefined) {
           key.revokedAt = at;
           await data.set(keyKey(id), JSON.stringify(key), 'XX').finally(() => callers.clear());
+          await data.zrem(liveKeysKey(key.userId), id);
         }
         return key;
       }),

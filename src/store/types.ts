@@ -171,7 +171,12 @@ export interface Store {
   /** Deletes the user and every key of theirs, and retires the id; resolves false when there was none. */
   deleteUser(id: string): Promise<boolean>;
 
-  createKey(key: KeyRecord): Promise<void>;
+  /**
+   * Stores the key; with `maxLive`, only while its user holds fewer live keys (not revoked, not
+   * expired) than that, checked and taken in one atomic step: resolves false, storing nothing, at
+   * the cap.
+   */
+  createKey(key: KeyRecord, maxLive?: number): Promise<boolean>;
   findKeyByDigest(digest: string): Promise<KeyRecord | undefined>;
   /** The key of a digest and its user (undefined when either is missing), read as currently stored. */
   findCaller(digest: string): Promise<{ key: KeyRecord; user: User | undefined } | undefined>;
