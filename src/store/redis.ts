@@ -107,8 +107,13 @@ export function quotaKeys(userId: string, day: string, month: string): string[] 
 
 const MAX_OWNERS = 100_000;
 
-/** A key's score in its user's live keys: when it expires, in ms; never: +inf. */
-const expiryScore = (key: KeyRecord): string => (key.expiresAt === undefined ? '+inf' : String(Date.parse(key.expiresAt)));
+/** A key's score in its user's live keys: when it expires, in ms; never: +inf; a time that does
+ * not read is past, as isPast has it. */
+function expiryScore(key: KeyRecord): string {
+  if (key.expiresAt === undefined) return '+inf';
+  const ms = Date.parse(key.expiresAt);
+  return Number.isNaN(ms) ? '0' : String(ms);
+}
 
 const limitArg = (value: number | undefined): number => (value === undefined ? -1 : value);
 
