@@ -7,7 +7,7 @@ import { KeyRejected, authenticate } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { fromStore } from '../plugins/observability.js';
 import type { Store, User } from '../store/types.js';
-import { adminTag, clearCookie, cookieDigest, newCookieValue, sessionCookie, setCookie } from './cookie.js';
+import { adminTag, clearCookies, cookieDigest, formerCookies, newCookieValue, overHttps, sessionCookie, setCookie } from './cookie.js';
 import { type SignedIn, fromOwnOrigin } from './session-auth.js';
 import type { ConsoleSession } from './sessions.js';
 import { FailureThrottle, throttleKey } from './throttle.js';
@@ -41,8 +41,6 @@ export function signedIn(request: FastifyRequest): SignedIn {
   if (!request.consoleSession) throw new GatewayError('no_session', { message: 'Not signed in: POST /console/api/session with the admin token or your key.' });
   return request.consoleSession;
 }
-
-const secure = (request: FastifyRequest): boolean => request.protocol === 'https';
 
 function noStore(reply: FastifyReply): FastifyReply {
   return reply.header('cache-control', 'no-store');
@@ -90,8 +88,10 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
     }
     throttle.forgive(address);
     // A new session replaces the one this browser had (a user signing in as the admin, say).
-    const previous = sessionCookie(request);
-    if (previous !== undefined) await fromStore(() => store.consoleSessions.delete(cookieDigest(previous)));
+    const secure = overHttps(request);
+    const previous = sessionCookie(request, secure);
+    const former = formerCookies(request, secure);
+    for (const value of previous === undefined ? former : [previous, ...former]) await fromStore(() => store.consoleSessions.delete(cookieDigest(value)));
     const cookie = newCookieValue();
     const session: ConsoleSession = {
       role: who.role,
@@ -102,7 +102,9 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
       expiresAt: now + ttlMs,
     };
     await fromStore(() => store.consoleSessions.put(cookieDigest(cookie), session));
-    noStore(reply).header('set-cookie', setCookie(cookie, Math.max(1, Math.floor(ttlMs / 1000)), secure(request)));
+    const issued = setCookie(cookie, Math.max(1, Math.floor(ttlMs / 1000)), secure);
+    // A cookie of the former name goes with its session, or the browser would send both.
+    noStore(reply).header('set-cookie', former.length > 0 ? [issued, ...clearCookies(secure).slice(1)] : issued);
     return sessionView(session, who.user);
   });
 
@@ -113,13 +115,15 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
   });
 
   // The CSRF rule was applied before (session-auth.ts); without a session there is nothing to
-  // end, and the cookie is cleared all the same.
+  // end, and the cookie is cleared all the same. A session of a cookie of the former name ends
+  // too: only the browser that holds that cookie can name it, and SameSite=Strict kept it from
+  // other sites' pages.
   app.delete('/session', async (request, reply) => {
-    if (request.consoleSession) {
-      const { digest } = request.consoleSession;
-      await fromStore(() => store.consoleSessions.delete(digest));
-    }
-    noStore(reply).header('set-cookie', clearCookie(secure(request))).code(204);
+    const secure = overHttps(request);
+    const digests = formerCookies(request, secure).map(cookieDigest);
+    if (request.consoleSession) digests.push(request.consoleSession.digest);
+    for (const digest of digests) await fromStore(() => store.consoleSessions.delete(digest));
+    noStore(reply).header('set-cookie', clearCookies(secure)).code(204);
     return reply.send();
   });
 }
