@@ -9,6 +9,7 @@ import { AlertsSettings } from './alerts/settings.js';
 import { AuditSettings } from './audit/settings.js';
 import { ConsoleSettings } from './console-server/settings.js';
 import { CorsSettings, OriginError, parseOrigins } from './inbound/origins.js';
+import { trustedProxyProblem } from './inbound/trusted-proxies.js';
 import { aliasProblem } from './pool/aliases.js';
 import { STRATEGIES } from './pool/strategies.js';
 import { API_VERSION_PATTERN, DEPLOYMENT_PATTERN, UPSTREAM_KINDS, defaultModels, kindFault } from './pool/upstream-kind.js';
@@ -213,6 +214,9 @@ export const ConfigSchema = Type.Object(
         requestMs: Type.Integer({ minimum: 0, default: 0 }),
         // An idle keep-alive connection is closed after this; longer than a load balancer's 60 s.
         keepAliveMs: Type.Integer({ minimum: 100, default: 72_000 }),
+        // Reverse proxies whose X-Forwarded-For/-Proto/-Host are believed (src/inbound/trusted-proxies.ts).
+        // Unset or empty: none.
+        trustedProxies: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100 })),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -432,6 +436,10 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   if (maxConnections !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxConnections };
   const maxRequestsInFlight = intFromEnv(env, 'KEYRELAY_MAX_REQUESTS_IN_FLIGHT');
   if (maxRequestsInFlight !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxRequestsInFlight };
+  if (env.KEYRELAY_TRUSTED_PROXIES !== undefined && env.KEYRELAY_TRUSTED_PROXIES.trim() !== '') {
+    const trustedProxies = env.KEYRELAY_TRUSTED_PROXIES.split(',').map((s) => s.trim()).filter(Boolean);
+    out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), trustedProxies };
+  }
   const maxEventLoopDelayMs = intFromEnv(env, 'KEYRELAY_MAX_EVENT_LOOP_DELAY_MS');
   if (maxEventLoopDelayMs !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxEventLoopDelayMs };
   if (env.KEYRELAY_TLS_CERT || env.KEYRELAY_TLS_KEY) {
@@ -513,6 +521,10 @@ function checkConsistency(config: Config): void {
   } catch (err) {
     if (err instanceof SecretError) throw new ConfigError(err.message);
     throw err;
+  }
+  for (const entry of config.inbound.trustedProxies ?? []) {
+    const problem = trustedProxyProblem(entry);
+    if (problem !== undefined) throw new ConfigError(`setting inbound/trustedProxies: ${problem}`);
   }
   const { requestMs, headersMs } = config.inbound;
   // Node refuses a headers timeout longer than a request timeout that is set.

@@ -10,7 +10,7 @@ import type { Store, User } from '../store/types.js';
 import { adminTag, clearCookies, cookieDigest, formerCookies, newCookieValue, overHttps, sessionCookie, setCookie } from './cookie.js';
 import { type SignedIn, fromOwnOrigin } from './session-auth.js';
 import type { ConsoleSession } from './sessions.js';
-import { FailureThrottle, throttleKey } from './throttle.js';
+import { beginSignIn, forgiveSignIn, signInBuckets } from './throttle.js';
 
 const SignIn = Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false });
 
@@ -21,7 +21,6 @@ export interface SessionRoutesOptions {
   store: Store;
   adminToken?: string;
   sessionHours: number;
-  throttle?: FailureThrottle;
 }
 
 const digestOf = (value: string): Buffer => createHash('sha256').update(value).digest();
@@ -48,7 +47,6 @@ function noStore(reply: FastifyReply): FastifyReply {
 
 export async function sessionRoutes(app: FastifyInstance, options: SessionRoutesOptions): Promise<void> {
   const { store } = options;
-  const throttle = options.throttle ?? new FailureThrottle();
   const adminDigest = options.adminToken === undefined ? undefined : digestOf(options.adminToken);
   const ttlMs = Math.round(options.sessionHours * 3_600_000);
 
@@ -70,12 +68,12 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
     // Another site's page must not sign a browser in (to an account of the attacker's choosing).
     if (!fromOwnOrigin(request)) throw new GatewayError('csrf_failed', { message: 'The request comes from another origin than this gateway.' });
     const now = Date.now();
-    const address = throttleKey(request.ip);
-    // Counted as a failure until the token proves right: see FailureThrottle.begin.
-    const wait = throttle.begin(address, now);
+    const buckets = signInBuckets(request.ip, request.body.token);
+    // Counted as a failure until the token proves right: see beginSignIn.
+    const wait = await fromStore(() => beginSignIn(store.signInFailures, buckets, now));
     if (wait > 0) {
       throw new GatewayError('rate_limit_exceeded', {
-        message: `Too many failed sign-ins from this address. Try again in ${wait} s.`,
+        message: `Too many failed sign-ins from this address or with this key. Try again in ${wait} s.`,
         headers: { 'retry-after': String(wait) },
       });
     }
@@ -83,10 +81,10 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
     try {
       who = await fromStore(() => whoIs(request.body.token));
     } catch (err) {
-      if (!(err instanceof GatewayError && err.code === 'invalid_api_key')) throttle.forgive(address);
+      if (!(err instanceof GatewayError && err.code === 'invalid_api_key')) await fromStore(() => forgiveSignIn(store.signInFailures, buckets));
       throw err;
     }
-    throttle.forgive(address);
+    await fromStore(() => forgiveSignIn(store.signInFailures, buckets));
     // A new session replaces the one this browser had (a user signing in as the admin, say).
     const secure = overHttps(request);
     const previous = sessionCookie(request, secure);

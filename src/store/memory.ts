@@ -7,6 +7,7 @@ import { MemoryObjectOwners } from '../pool/object-owners.js';
 import { MemoryLedger } from '../quota/ledger.js';
 import { MemoryLaterCharges } from './later-charges.js';
 import { MemorySessionStore } from '../console-server/sessions.js';
+import { MemoryFailureCounter } from '../console-server/throttle.js';
 import { isLiveKey } from '../keys.js';
 import type { KeyRecord, Store, User, UserPatch } from './types.js';
 
@@ -127,6 +128,7 @@ export function createMemoryStore(): Store {
     alerts: new MemoryAlertStore(),
     laterCharges: new MemoryLaterCharges(),
     consoleSessions: new MemorySessionStore(),
+    signInFailures: new MemoryFailureCounter(),
     async ping() {
       return true;
     },

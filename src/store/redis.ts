@@ -22,6 +22,7 @@ import { redisObjectOwners } from './redis-owners.js';
 import { redisAlertStore } from '../alerts/redis-store.js';
 import { redisAuditLog } from '../audit/redis-log.js';
 import { redisSessionStore } from '../console-server/redis-sessions.js';
+import { redisFailureCounter } from '../console-server/redis-throttle.js';
 import {
   type RedisClient,
   type RedisTarget,
@@ -418,6 +419,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     alerts: redisAlertStore(data),
     laterCharges: redisLaterCharges(data, guard),
     consoleSessions: redisSessionStore(data),
+    signInFailures: redisFailureCounter(data),
 
     async ping() {
       try {

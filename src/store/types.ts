@@ -9,6 +9,7 @@ import type { HealthSync } from '../pool/health-sync.js';
 import type { ObjectOwners } from '../pool/object-owners.js';
 import type { LaterCharges } from './later-charges.js';
 import type { SessionStore } from '../console-server/sessions.js';
+import type { FailureCounter } from '../console-server/throttle.js';
 
 export interface Limits {
   rpm?: number;
@@ -207,6 +208,8 @@ export interface Store {
   readonly laterCharges: LaterCharges;
   /** The web console's sign-in sessions (src/console-server/sessions.ts). */
   readonly consoleSessions: SessionStore;
+  /** Failed console sign-ins per client address and per key tried (src/console-server/throttle.ts). */
+  readonly signInFailures: FailureCounter;
 
   /** True when the backend answers (readiness). */
   ping(): Promise<boolean>;
