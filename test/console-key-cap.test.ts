@@ -3,6 +3,7 @@
 // maxKeysPerUser live keys, whoever creates them (the console, the admin API): past it a 409
 // `too_many_keys` and nothing stored, also when the creations are sent all at once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENDED_KEYS_KEPT } from '../src/plugins/admin.js';
 import { ADMIN_TOKEN, type TestGateway, startGateway } from './helpers/gateway.js';
 import { SESSION_BACKENDS, call, signIn } from './helpers/console-client.js';
 import { registerSecret } from './helpers/log-capture.js';
@@ -97,6 +98,37 @@ describe.each(SESSION_BACKENDS)('the cap on a user\'s keys on the %s store', (_n
     expect(answers.filter((a) => a.status === 201)).toHaveLength(CAP);
     expect(answers.filter((a) => a.status === 409 && a.json.error.code === 'too_many_keys')).toHaveLength(20 - CAP);
     expect(await liveKeys('carol')).toHaveLength(CAP);
+  });
+
+  it('keeps a bounded number of ended keys: making and revoking keys in a loop does not fill the store', async () => {
+    const key = await gw.createUserKey('looper');
+    registerSecret(key);
+    const session = await signIn(gw.url, key);
+    const rounds = ENDED_KEYS_KEPT + 30;
+    let first = '';
+    for (let i = 0; i < rounds; i++) {
+      const made = await call(gw.url, 'POST', '/console/api/me/keys', { cookie: session.cookie, csrf: session.csrf, body: { name: `loop ${i}` } });
+      expect(made.status).toBe(201);
+      registerSecret(made.json.key);
+      first ||= made.json.key;
+      expect((await call(gw.url, 'DELETE', `/console/api/me/keys/${made.json.id}`, { cookie: session.cookie, csrf: session.csrf })).status).toBe(200);
+    }
+    const listed = (await call(gw.url, 'GET', '/console/api/me/keys', { cookie: session.cookie })).json.data as Array<{ name?: string; revokedAt?: string }>;
+    // The key signed in with, and the ENDED_KEYS_KEPT ended keys before the last one made (which
+    // was revoked after its creation forgot the older ones).
+    expect(listed).toHaveLength(ENDED_KEYS_KEPT + 2);
+    expect(listed.filter((k) => k.revokedAt === undefined)).toHaveLength(1);
+    expect(listed.some((k) => k.name === 'loop 0')).toBe(false);
+    expect(listed.some((k) => k.name === `loop ${rounds - 1}`)).toBe(true);
+    if (redis) {
+      expect(Number(await redis.cli('scard', 'kr:{u:looper}:keys'))).toBe(ENDED_KEYS_KEPT + 2);
+      const digests = (await redis.cli('--scan', '--pattern', 'kr:digest:*')).split('\n').filter(Boolean);
+      const records = (await redis.cli('--scan', '--pattern', 'kr:key:*')).split('\n').filter(Boolean);
+      expect(digests.length).toBe(records.length);
+    }
+    // A forgotten key is still no key; the session of the live one goes on.
+    expect((await call(gw.url, 'POST', '/console/api/session', { body: { token: first } })).json.error.code).toBe('invalid_api_key');
+    expect((await call(gw.url, 'GET', '/console/api/me', { cookie: session.cookie })).status).toBe(200);
   });
 
   it('forgets a deleted user\'s places with their keys', async () => {

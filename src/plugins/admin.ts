@@ -191,6 +191,10 @@ export async function keysOf(store: Services['store'], userId: string) {
   return { data: (await store.listKeys(userId)).map(publicKey) };
 }
 
+/** Revoked and expired keys kept per user (listed, and named in a refusal as revoked); older ones
+ * are forgotten when the user gets another key. */
+export const ENDED_KEYS_KEPT = 100;
+
 /** Makes a key for the user, who holds fewer than `maxKeys` live keys; the answer shows its
  * secret, this once. */
 export async function createKeyFor(store: Services['store'], userId: string, body: Static<typeof CreateKey> | undefined, allowPast: boolean, maxKeys: number) {
@@ -212,6 +216,9 @@ export async function createKeyFor(store: Services['store'], userId: string, bod
       message: `User ${user.id} already holds ${maxKeys} live keys, as many as a user may (maxKeysPerUser). Revoke one before creating another.`,
     });
   }
+  // Ended keys stay listed, but not without end: a user making and revoking keys in a loop
+  // would otherwise fill the store as surely as one making them.
+  await store.forgetEndedKeys(user.id, ENDED_KEYS_KEPT, Date.now());
   return { ...publicKey(record), key };
 }
 

@@ -106,6 +106,15 @@ export function createMemoryStore(): Store {
     async listKeys(userId) {
       return [...keys.values()].filter((k) => k.userId === userId).map((k) => ({ ...k })).sort(byCreation);
     },
+    async forgetEndedKeys(userId, keep, now) {
+      const ended = [...keys.values()].filter((k) => k.userId === userId && !isLiveKey(k, now)).sort(byCreation);
+      const gone = ended.slice(0, Math.max(0, ended.length - keep));
+      for (const k of gone) {
+        keys.delete(k.id);
+        byDigest.delete(k.digest);
+      }
+      return gone.length;
+    },
     async revokeKey(id, at) {
       const key = keys.get(id);
       if (!key) return undefined;

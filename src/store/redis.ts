@@ -367,6 +367,21 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
         const keys = await Promise.all(ids.map((id) => getJson<KeyRecord>(keyKey(id))));
         return keys.filter((k): k is KeyRecord => k !== undefined).sort(byCreation);
       }),
+    forgetEndedKeys: (userId, keep, now) =>
+      guard(async () => {
+        const ids = await data.smembers(userKeysKey(userId));
+        const stored = await Promise.all(ids.map((id) => getJson<KeyRecord>(keyKey(id))));
+        const ended = stored.filter((k): k is KeyRecord => k !== undefined && !isLiveKey(k, now)).sort(byCreation);
+        const gone = ended.slice(0, Math.max(0, ended.length - keep));
+        // The digest first: from then on the key is unknown, as a forgotten one should be.
+        for (const k of gone) {
+          await data.del(digestKey(k.digest));
+          await data.del(keyKey(k.id));
+          await data.srem(userKeysKey(userId), k.id);
+        }
+        if (gone.length > 0) callers.clear();
+        return gone.length;
+      }),
     revokeKey: (id, at) =>
       guard(async () => {
         const key = await getJson<KeyRecord>(keyKey(id));

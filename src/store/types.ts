@@ -185,6 +185,9 @@ export interface Store {
   listKeys(userId: string): Promise<KeyRecord[]>;
   /** Marks the key revoked; resolves the updated record, or undefined when there is none. */
   revokeKey(id: string, at: string): Promise<KeyRecord | undefined>;
+  /** Forgets the user's ended keys (revoked or expired) past the `keep` most recently made:
+   * their records and digests. Resolves how many were forgotten. */
+  forgetEndedKeys(userId: string, keep: number, now: number): Promise<number>;
 
   /** Checks every limit and, when all hold, reserves the worst case: one atomic step. */
   reserve(input: ReserveInput): Promise<Admission>;
