@@ -72,9 +72,11 @@ export function setCookie(value: string, maxAgeSeconds: number, secure: boolean)
   return `${cookieName(secure)}=${value}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${maxAgeSeconds}${secure ? '; Secure' : ''}`;
 }
 
+/** The Set-Cookie value that ends a cookie of the former, plain name over https. */
+export const clearFormerCookie = (): string => `${PLAIN_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0; Secure`;
+
 /** The Set-Cookie values that end the session cookie: over https the plain name as well, so a
  * browser signed in before the __Host- name keeps no stale cookie. */
 export function clearCookies(secure: boolean): string[] {
-  const plain = `${PLAIN_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0${secure ? '; Secure' : ''}`;
-  return secure ? [setCookie('', 0, true), plain] : [plain];
+  return secure ? [setCookie('', 0, true), clearFormerCookie()] : [setCookie('', 0, false)];
 }

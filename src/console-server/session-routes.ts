@@ -7,7 +7,7 @@ import { KeyRejected, authenticate } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { fromStore } from '../plugins/observability.js';
 import type { Store, User } from '../store/types.js';
-import { adminTag, clearCookies, cookieDigest, formerCookies, newCookieValue, overHttps, sessionCookie, setCookie } from './cookie.js';
+import { adminTag, clearCookies, clearFormerCookie, cookieDigest, formerCookies, newCookieValue, overHttps, sessionCookie, setCookie } from './cookie.js';
 import { type SignedIn, fromOwnOrigin } from './session-auth.js';
 import type { ConsoleSession } from './sessions.js';
 import { beginSignIn, forgiveSignIn, signInBuckets } from './throttle.js';
@@ -102,7 +102,7 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
     await fromStore(() => store.consoleSessions.put(cookieDigest(cookie), session));
     const issued = setCookie(cookie, Math.max(1, Math.floor(ttlMs / 1000)), secure);
     // A cookie of the former name goes with its session, or the browser would send both.
-    noStore(reply).header('set-cookie', former.length > 0 ? [issued, ...clearCookies(secure).slice(1)] : issued);
+    noStore(reply).header('set-cookie', former.length > 0 ? [issued, clearFormerCookie()] : issued);
     return sessionView(session, who.user);
   });
 
