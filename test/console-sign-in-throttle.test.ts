@@ -190,6 +190,31 @@ describe('behind a reverse proxy listed in KEYRELAY_TRUSTED_PROXIES', () => {
     expect(String(admin.headers['set-cookie'])).toMatch(/^__Host-keyrelay_session=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=\/; Max-Age=43200; Secure$/);
   });
 
+  it('records in the audit log the client the proxy names', async () => {
+    const body = JSON.stringify({ id: 'behind-proxy' });
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port: proxyPort,
+          localAddress: '127.0.6.3',
+          method: 'POST',
+          path: '/admin/users',
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-forwarded-for': '203.0.113.77' },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+    expect(status).toBe(201);
+    const audit = await gw.admin('GET', '/audit?target=user:behind-proxy');
+    expect(audit.json.data.map((e: { ip: string }) => e.ip)).toEqual(['127.0.6.3']);
+  });
+
   it('believes no X-Forwarded-For from an address it does not list', async () => {
     const statuses: number[] = [];
     for (let i = 0; i < 12; i++) statuses.push((await signInFrom(gw.port, '127.0.7.1', `wrong-token-${i}-0123456789`, { 'x-forwarded-for': `198.51.100.${i + 1}` })).status);
