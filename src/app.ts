@@ -29,6 +29,7 @@ import { type Reading, createSaturation } from './inbound/saturation.js';
 import { refuseExpectation } from './inbound/expectations.js';
 import { createSlowClientGuard, serverTimeouts } from './inbound/slow-clients.js';
 import { webSocketUpgradesOnly } from './inbound/upgrade-offers.js';
+import { trustProxyOption } from './inbound/trusted-proxies.js';
 import { createLogger, loggerOptions } from './logger.js';
 import { type Metrics, createMetrics } from './metrics.js';
 import { createObservability } from './observability/index.js';
@@ -298,6 +299,8 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     requestIdHeader: false,
+    // request.ip, .protocol and .host: the connection's, or what a listed proxy says.
+    trustProxy: trustProxyOption(config.inbound.trustedProxies),
     serverFactory: serverWithLane(
       config,
       { guard: slowClients, cap: requestCap, metrics, connectionsRead: (read) => (readConnections = () => [read()]) },

@@ -9,6 +9,7 @@ import { AlertsSettings } from './alerts/settings.js';
 import { AuditSettings } from './audit/settings.js';
 import { ConsoleSettings } from './console-server/settings.js';
 import { CorsSettings, OriginError, parseOrigins } from './inbound/origins.js';
+import { trustedProxyProblem } from './inbound/trusted-proxies.js';
 import { aliasProblem } from './pool/aliases.js';
 import { STRATEGIES } from './pool/strategies.js';
 import { API_VERSION_PATTERN, DEPLOYMENT_PATTERN, UPSTREAM_KINDS, defaultModels, kindFault } from './pool/upstream-kind.js';
@@ -213,6 +214,9 @@ export const ConfigSchema = Type.Object(
         requestMs: Type.Integer({ minimum: 0, default: 0 }),
         // An idle keep-alive connection is closed after this; longer than a load balancer's 60 s.
         keepAliveMs: Type.Integer({ minimum: 100, default: 72_000 }),
+        // Reverse proxies whose X-Forwarded-For/-Proto/-Host are believed (src/inbound/trusted-proxies.ts).
+        // Unset or empty: none.
+        trustedProxies: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 64 }), { maxItems: 100 })),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -227,6 +231,9 @@ export const ConfigSchema = Type.Object(
     ),
     // SIGTERM: requests in flight get this long to finish; then streams get a last error event.
     shutdownGraceMs: Type.Integer({ minimum: 0, default: 10_000 }),
+    // Live keys (not revoked, not expired) one user may hold, whoever creates them (the admin API,
+    // the console): each is kept in the store, so one user could otherwise fill it.
+    maxKeysPerUser: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
     // Processes sharing the port (node:cluster). More than one needs a shared store (Redis).
     workers: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
     pool: Type.Object(
@@ -422,12 +429,17 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   }
   set('workers', intFromEnv(env, 'KEYRELAY_WORKERS'));
   set('shutdownGraceMs', intFromEnv(env, 'KEYRELAY_SHUTDOWN_GRACE_MS'));
+  set('maxKeysPerUser', intFromEnv(env, 'KEYRELAY_MAX_KEYS_PER_USER'));
   const consoleOn = boolFromEnv(env, 'KEYRELAY_CONSOLE');
   if (consoleOn !== undefined) out.console = { ...((out.console as { [k: string]: Json } | undefined) ?? {}), enabled: consoleOn };
   const maxConnections = intFromEnv(env, 'KEYRELAY_MAX_CONNECTIONS');
   if (maxConnections !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxConnections };
   const maxRequestsInFlight = intFromEnv(env, 'KEYRELAY_MAX_REQUESTS_IN_FLIGHT');
   if (maxRequestsInFlight !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxRequestsInFlight };
+  if (env.KEYRELAY_TRUSTED_PROXIES !== undefined && env.KEYRELAY_TRUSTED_PROXIES.trim() !== '') {
+    const trustedProxies = env.KEYRELAY_TRUSTED_PROXIES.split(',').map((s) => s.trim()).filter(Boolean);
+    out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), trustedProxies };
+  }
   const maxEventLoopDelayMs = intFromEnv(env, 'KEYRELAY_MAX_EVENT_LOOP_DELAY_MS');
   if (maxEventLoopDelayMs !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxEventLoopDelayMs };
   if (env.KEYRELAY_TLS_CERT || env.KEYRELAY_TLS_KEY) {
@@ -509,6 +521,10 @@ function checkConsistency(config: Config): void {
   } catch (err) {
     if (err instanceof SecretError) throw new ConfigError(err.message);
     throw err;
+  }
+  for (const entry of config.inbound.trustedProxies ?? []) {
+    const problem = trustedProxyProblem(entry);
+    if (problem !== undefined) throw new ConfigError(`setting inbound/trustedProxies: ${problem}`);
   }
   const { requestMs, headersMs } = config.inbound;
   // Node refuses a headers timeout longer than a request timeout that is set.

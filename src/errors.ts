@@ -38,6 +38,13 @@ export const ERRORS = {
   request_not_found: { status: 404, type: 'invalid_request_error', message: 'No kept request has that id.' },
   model_not_found: { status: 404, type: 'invalid_request_error', message: 'The model does not exist or you do not have access to it.' },
   conflict: { status: 409, type: 'invalid_request_error', message: 'It already exists.' },
+  // A user holding maxKeysPerUser live keys gets no more until one is revoked or expires
+  // (src/plugins/admin.ts createKeyFor).
+  too_many_keys: {
+    status: 409,
+    type: 'invalid_request_error',
+    message: 'This user already holds as many live keys as a user may. Revoke one before creating another.',
+  },
   read_only: { status: 409, type: 'invalid_request_error', message: 'This comes from the settings file or the environment: change it there.' },
   secret_not_configured: {
     status: 409,

@@ -1,5 +1,7 @@
 // Gateway keys: `sk-kr-` and 40 random base62 characters, kept only as a SHA-256 digest.
 import { hash, randomBytes } from 'node:crypto';
+import { isPast } from './iso-time.js';
+import type { KeyRecord } from './store/types.js';
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 export const KEY_PREFIX = 'sk-kr-';
@@ -35,4 +37,9 @@ export function displayPrefix(key: string): string {
 
 export function newId(prefix: string): string {
   return `${prefix}_${randomBase62(16)}`;
+}
+
+/** A key that still works: not revoked, not expired. What the cap on a user's keys counts. */
+export function isLiveKey(key: KeyRecord, now: number): boolean {
+  return key.revokedAt === undefined && !isPast(key.expiresAt, now);
 }

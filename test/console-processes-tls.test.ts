@@ -72,7 +72,7 @@ describe('over TLS', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('sets Secure on the cookie, and takes a change only from its own https origin', async () => {
+  it('sets the cookie as __Host-, Secure, and takes a change only from its own https origin', async () => {
     const origin = `https://127.0.0.1:${gw.port}`;
     const res = await request(`${origin}/console/api/session`, {
       method: 'POST',
@@ -84,7 +84,7 @@ describe('over TLS', () => {
     const session = (await res.body.json()) as { csrfToken: string };
     registerSecret(session.csrfToken);
     const setCookie = String(res.headers['set-cookie']);
-    expect(setCookie).toMatch(/^keyrelay_session=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=\/; Max-Age=43200; Secure$/);
+    expect(setCookie).toMatch(/^__Host-keyrelay_session=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=\/; Max-Age=43200; Secure$/);
     const cookie = setCookie.split(';')[0] as string;
     registerSecret(cookie.split('=')[1] as string);
 
@@ -104,6 +104,9 @@ describe('over TLS', () => {
     await same.body.dump();
     const out = await request(`${origin}/console/api/session`, { method: 'DELETE', dispatcher: agent, headers: { cookie, 'x-csrf-token': session.csrfToken } });
     expect(out.statusCode).toBe(204);
-    expect(String(out.headers['set-cookie'])).toBe('keyrelay_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0; Secure');
+    expect(out.headers['set-cookie']).toEqual([
+      '__Host-keyrelay_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0; Secure',
+      'keyrelay_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0; Secure',
+    ]);
   });
 });

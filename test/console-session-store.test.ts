@@ -52,7 +52,7 @@ describe.each(STORE_BACKENDS)('console sessions in the %s store', (_name, start)
 
 describe('the sign-in throttle', () => {
   it('slows an address past its limit within the window, and no longer after it', () => {
-    const throttle = new FailureThrottle({ limit: 3, windowMs: 60_000, maxAddresses: 100 });
+    const throttle = new FailureThrottle({ limit: 3, windowMs: 60_000, maxEntries: 100 });
     for (let i = 0; i < 3; i++) {
       expect(throttle.retryAfter('10.0.0.1', 1000)).toBe(0);
       throttle.failed('10.0.0.1', 1000);
@@ -62,8 +62,8 @@ describe('the sign-in throttle', () => {
     expect(throttle.retryAfter('10.0.0.1', 61_000)).toBe(0);
   });
 
-  it('remembers at most maxAddresses addresses, however many fail', () => {
-    const throttle = new FailureThrottle({ limit: 3, windowMs: 60_000, maxAddresses: 100 });
+  it('remembers at most maxEntries addresses, however many fail', () => {
+    const throttle = new FailureThrottle({ limit: 3, windowMs: 60_000, maxEntries: 100 });
     for (let i = 0; i < 10_000; i++) throttle.failed(`10.1.${i >> 8}.${i & 255}`, 1000 + i);
     expect(throttle.size).toBe(100);
   });

@@ -34,6 +34,8 @@ const KeyParams = Type.Object({ keyId: Type.String({ maxLength: 200 }) });
 export interface MeRoutesOptions {
   store: Store;
   observability: Observability;
+  /** maxKeysPerUser */
+  maxKeys: number;
 }
 
 /** The id of the signed-in user; 401 without a session, 403 for an admin's (who has no "me"). */
@@ -46,7 +48,7 @@ function me(request: FastifyRequest): string {
 }
 
 export async function meRoutes(app: FastifyInstance, options: MeRoutesOptions): Promise<void> {
-  const { store, observability } = options;
+  const { store, observability, maxKeys } = options;
 
   app.get('/me', async (request) => ({ user: await fromStore(() => userWithUsage(store, me(request))) }));
 
@@ -56,7 +58,7 @@ export async function meRoutes(app: FastifyInstance, options: MeRoutesOptions): 
     '/me/keys',
     { schema: { body: NewKey }, config: audited('key.create', (_r, answer) => `key:${String(answer.id)}`) },
     async (request, reply) => {
-      const created = await fromStore(() => createKeyFor(store, me(request), { name: request.body?.name }, false));
+      const created = await fromStore(() => createKeyFor(store, me(request), { name: request.body?.name }, false, maxKeys));
       reply.code(201);
       return created;
     },

@@ -25,6 +25,6 @@ export async function installConsole(app: FastifyInstance, options: ConsoleOptio
     return payload;
   });
   await app.register(sessionRoutes, { prefix: '/console/api', store, adminToken: config.adminToken, sessionHours: config.console.sessionHours });
-  await app.register(meRoutes, { prefix: '/console/api', store, observability: options.observability });
+  await app.register(meRoutes, { prefix: '/console/api', store, observability: options.observability, maxKeys: config.maxKeysPerUser });
   await app.register(staticRoutes, { root: options.root });
 }

@@ -10,7 +10,7 @@ import { GatewayError } from '../errors.js';
 import { isPast } from '../iso-time.js';
 import { fromStore } from '../plugins/observability.js';
 import type { Store, User } from '../store/types.js';
-import { adminTag, cookieDigest, sessionCookie } from './cookie.js';
+import { adminTag, cookieDigest, overHttps, sessionCookie } from './cookie.js';
 import type { ConsoleSession } from './sessions.js';
 
 export interface SignedIn {
@@ -117,7 +117,7 @@ export function installSessionHook(app: FastifyInstance, store: Store, adminToke
     if (where === undefined || request.headers.authorization !== undefined) return;
     // Signing in is not authenticated by the cookie: it replaces whatever session was there.
     if (request.method === 'POST' && request.target.path === SIGN_IN_PATH) return;
-    const cookie = sessionCookie(request);
+    const cookie = sessionCookie(request, overHttps(request));
     if (cookie === undefined) return;
     const signedIn = await fromStore(() => liveSession(store, cookie, adminToken, Date.now()));
     // On /admin a user session is no session at all: the admin API answers it as a missing token.

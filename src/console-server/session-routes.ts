@@ -7,10 +7,10 @@ import { KeyRejected, authenticate } from '../auth.js';
 import { GatewayError } from '../errors.js';
 import { fromStore } from '../plugins/observability.js';
 import type { Store, User } from '../store/types.js';
-import { adminTag, clearCookie, cookieDigest, newCookieValue, sessionCookie, setCookie } from './cookie.js';
+import { adminTag, clearCookies, clearFormerCookie, cookieDigest, formerCookies, newCookieValue, overHttps, sessionCookie, setCookie } from './cookie.js';
 import { type SignedIn, fromOwnOrigin } from './session-auth.js';
 import type { ConsoleSession } from './sessions.js';
-import { FailureThrottle, throttleKey } from './throttle.js';
+import { beginSignIn, forgiveSignIn, signInBuckets } from './throttle.js';
 
 const SignIn = Type.Object({ token: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false });
 
@@ -21,7 +21,6 @@ export interface SessionRoutesOptions {
   store: Store;
   adminToken?: string;
   sessionHours: number;
-  throttle?: FailureThrottle;
 }
 
 const digestOf = (value: string): Buffer => createHash('sha256').update(value).digest();
@@ -42,15 +41,12 @@ export function signedIn(request: FastifyRequest): SignedIn {
   return request.consoleSession;
 }
 
-const secure = (request: FastifyRequest): boolean => request.protocol === 'https';
-
 function noStore(reply: FastifyReply): FastifyReply {
   return reply.header('cache-control', 'no-store');
 }
 
 export async function sessionRoutes(app: FastifyInstance, options: SessionRoutesOptions): Promise<void> {
   const { store } = options;
-  const throttle = options.throttle ?? new FailureThrottle();
   const adminDigest = options.adminToken === undefined ? undefined : digestOf(options.adminToken);
   const ttlMs = Math.round(options.sessionHours * 3_600_000);
 
@@ -72,12 +68,12 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
     // Another site's page must not sign a browser in (to an account of the attacker's choosing).
     if (!fromOwnOrigin(request)) throw new GatewayError('csrf_failed', { message: 'The request comes from another origin than this gateway.' });
     const now = Date.now();
-    const address = throttleKey(request.ip);
-    // Counted as a failure until the token proves right: see FailureThrottle.begin.
-    const wait = throttle.begin(address, now);
+    const buckets = signInBuckets(request.ip, request.body.token);
+    // Counted as a failure until the token proves right: see beginSignIn.
+    const wait = await fromStore(() => beginSignIn(store.signInFailures, buckets, now));
     if (wait > 0) {
       throw new GatewayError('rate_limit_exceeded', {
-        message: `Too many failed sign-ins from this address. Try again in ${wait} s.`,
+        message: `Too many failed sign-ins from this address or with this key. Try again in ${wait} s.`,
         headers: { 'retry-after': String(wait) },
       });
     }
@@ -85,13 +81,15 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
     try {
       who = await fromStore(() => whoIs(request.body.token));
     } catch (err) {
-      if (!(err instanceof GatewayError && err.code === 'invalid_api_key')) throttle.forgive(address);
+      if (!(err instanceof GatewayError && err.code === 'invalid_api_key')) await fromStore(() => forgiveSignIn(store.signInFailures, buckets));
       throw err;
     }
-    throttle.forgive(address);
+    await fromStore(() => forgiveSignIn(store.signInFailures, buckets));
     // A new session replaces the one this browser had (a user signing in as the admin, say).
-    const previous = sessionCookie(request);
-    if (previous !== undefined) await fromStore(() => store.consoleSessions.delete(cookieDigest(previous)));
+    const secure = overHttps(request);
+    const previous = sessionCookie(request, secure);
+    const former = formerCookies(request, secure);
+    for (const value of previous === undefined ? former : [previous, ...former]) await fromStore(() => store.consoleSessions.delete(cookieDigest(value)));
     const cookie = newCookieValue();
     const session: ConsoleSession = {
       role: who.role,
@@ -102,7 +100,9 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
       expiresAt: now + ttlMs,
     };
     await fromStore(() => store.consoleSessions.put(cookieDigest(cookie), session));
-    noStore(reply).header('set-cookie', setCookie(cookie, Math.max(1, Math.floor(ttlMs / 1000)), secure(request)));
+    const issued = setCookie(cookie, Math.max(1, Math.floor(ttlMs / 1000)), secure);
+    // A cookie of the former name goes with its session, or the browser would send both.
+    noStore(reply).header('set-cookie', former.length > 0 ? [issued, clearFormerCookie()] : issued);
     return sessionView(session, who.user);
   });
 
@@ -113,13 +113,15 @@ export async function sessionRoutes(app: FastifyInstance, options: SessionRoutes
   });
 
   // The CSRF rule was applied before (session-auth.ts); without a session there is nothing to
-  // end, and the cookie is cleared all the same.
+  // end, and the cookie is cleared all the same. A session of a cookie of the former name ends
+  // too: only the browser that holds that cookie can name it, and SameSite=Strict kept it from
+  // other sites' pages.
   app.delete('/session', async (request, reply) => {
-    if (request.consoleSession) {
-      const { digest } = request.consoleSession;
-      await fromStore(() => store.consoleSessions.delete(digest));
-    }
-    noStore(reply).header('set-cookie', clearCookie(secure(request))).code(204);
+    const secure = overHttps(request);
+    const digests = formerCookies(request, secure).map(cookieDigest);
+    if (request.consoleSession) digests.push(request.consoleSession.digest);
+    for (const digest of digests) await fromStore(() => store.consoleSessions.delete(digest));
+    noStore(reply).header('set-cookie', clearCookies(secure)).code(204);
     return reply.send();
   });
 }

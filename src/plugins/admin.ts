@@ -191,8 +191,13 @@ export async function keysOf(store: Services['store'], userId: string) {
   return { data: (await store.listKeys(userId)).map(publicKey) };
 }
 
-/** Makes a key for the user; the answer shows its secret, this once. */
-export async function createKeyFor(store: Services['store'], userId: string, body: Static<typeof CreateKey> | undefined, allowPast: boolean) {
+/** Revoked and expired keys kept per user (listed, and named in a refusal as revoked); older ones
+ * are forgotten when the user gets another key. */
+export const ENDED_KEYS_KEPT = 100;
+
+/** Makes a key for the user, who holds fewer than `maxKeys` live keys; the answer shows its
+ * secret, this once. */
+export async function createKeyFor(store: Services['store'], userId: string, body: Static<typeof CreateKey> | undefined, allowPast: boolean, maxKeys: number) {
   const expiresAt = checkFuture(some(checkTime(body?.expiresAt)), allowPast, 'key');
   const user = await store.getUser(userId);
   if (!user) throw notFound('user');
@@ -206,7 +211,14 @@ export async function createKeyFor(store: Services['store'], userId: string, bod
     createdAt: new Date().toISOString(),
     expiresAt,
   };
-  await store.createKey(record);
+  if (!(await store.createKey(record, maxKeys))) {
+    throw new GatewayError('too_many_keys', {
+      message: `User ${user.id} already holds ${maxKeys} live keys, as many as a user may (maxKeysPerUser). Revoke one before creating another.`,
+    });
+  }
+  // Ended keys stay listed, but not without end: a user making and revoking keys in a loop
+  // would otherwise fill the store as surely as one making them.
+  await store.forgetEndedKeys(user.id, ENDED_KEYS_KEPT, Date.now());
   return { ...publicKey(record), key };
 }
 
@@ -308,7 +320,7 @@ export async function adminPlugin(app: FastifyInstance, services: Services): Pro
     '/users/:id/keys',
     { schema: { body: Type.Union([CreateKey, Type.Null()]), querystring: CreateQuery }, config: audited('key.create', (_r, answer) => `key:${String(answer.id)}`) },
     async (request, reply) => {
-      const created = await createKeyFor(store, request.params.id, request.body ?? undefined, request.query.allowPast === 'true');
+      const created = await createKeyFor(store, request.params.id, request.body ?? undefined, request.query.allowPast === 'true', services.config.maxKeysPerUser);
       reply.code(201);
       return created;
     },

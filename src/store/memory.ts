@@ -7,6 +7,8 @@ import { MemoryObjectOwners } from '../pool/object-owners.js';
 import { MemoryLedger } from '../quota/ledger.js';
 import { MemoryLaterCharges } from './later-charges.js';
 import { MemorySessionStore } from '../console-server/sessions.js';
+import { MemoryFailureCounter } from '../console-server/throttle.js';
+import { isLiveKey } from '../keys.js';
 import type { KeyRecord, Store, User, UserPatch } from './types.js';
 
 const PRUNE_EVERY_MS = 60_000;
@@ -73,9 +75,16 @@ export function createMemoryStore(): Store {
       }
       return true;
     },
-    async createKey(key: KeyRecord) {
+    async createKey(key: KeyRecord, maxLive?: number) {
+      if (maxLive !== undefined) {
+        const now = Date.now();
+        let live = 0;
+        for (const k of keys.values()) if (k.userId === key.userId && isLiveKey(k, now)) live++;
+        if (live >= maxLive) return false;
+      }
       keys.set(key.id, { ...key });
       byDigest.set(key.digest, key.id);
+      return true;
     },
     async findKeyByDigest(digest) {
       const id = byDigest.get(digest);
@@ -96,6 +105,15 @@ export function createMemoryStore(): Store {
     },
     async listKeys(userId) {
       return [...keys.values()].filter((k) => k.userId === userId).map((k) => ({ ...k })).sort(byCreation);
+    },
+    async forgetEndedKeys(userId, keep, now) {
+      const ended = [...keys.values()].filter((k) => k.userId === userId && !isLiveKey(k, now)).sort(byCreation);
+      const gone = ended.slice(0, Math.max(0, ended.length - keep));
+      for (const k of gone) {
+        keys.delete(k.id);
+        byDigest.delete(k.digest);
+      }
+      return gone.length;
     },
     async revokeKey(id, at) {
       const key = keys.get(id);
@@ -119,6 +137,7 @@ export function createMemoryStore(): Store {
     alerts: new MemoryAlertStore(),
     laterCharges: new MemoryLaterCharges(),
     consoleSessions: new MemorySessionStore(),
+    signInFailures: new MemoryFailureCounter(),
     async ping() {
       return true;
     },

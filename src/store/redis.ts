@@ -5,6 +5,7 @@
 import { Cluster, type Result } from 'ioredis';
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
+import { isLiveKey } from '../keys.js';
 import { checkCharge } from '../quota/amounts.js';
 import { settleRetryMs } from '../quota/rules.js';
 import { SCALE, levelAt, rateWindow } from '../quota/bucket.js';
@@ -22,6 +23,7 @@ import { redisObjectOwners } from './redis-owners.js';
 import { redisAlertStore } from '../alerts/redis-store.js';
 import { redisAuditLog } from '../audit/redis-log.js';
 import { redisSessionStore } from '../console-server/redis-sessions.js';
+import { redisFailureCounter } from '../console-server/redis-throttle.js';
 import {
   type RedisClient,
   type RedisTarget,
@@ -52,6 +54,7 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     krCreateUser(user: string, retired: string, json: string): Result<number, Context>;
     krDeleteUser(user: string, retired: string, at: string): Result<number, Context>;
+    krTakeKeySlot(liveKeys: string, now: number, max: number, expiresAt: string, keyId: string): Result<number, Context>;
   }
 }
 
@@ -65,6 +68,16 @@ return 1
 const DELETE_USER_LUA = `
 if redis.call('DEL', KEYS[1]) == 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1])
+return 1
+`;
+
+// A user's live keys, scored by expiry (ms, or +inf), for the cap on them: expired ones are
+// dropped, the rest counted and the new one added in one step, so that keys created at once
+// cannot all see room for one more. Revoking takes its id out.
+const TAKE_KEY_SLOT_LUA = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 return 1
 `;
 
@@ -84,6 +97,7 @@ const USERS = 'kr:users';
 const userKey = (id: string): string => `kr:${userTag(id)}:user`;
 const userKeysKey = (id: string): string => `kr:${userTag(id)}:keys`;
 const retiredKey = (id: string): string => `kr:${userTag(id)}:retired`;
+const liveKeysKey = (id: string): string => `kr:${userTag(id)}:live-keys`;
 const keyKey = (keyId: string): string => `kr:key:${keyId}`;
 const digestKey = (digest: string): string => `kr:digest:${digest}`;
 
@@ -94,6 +108,14 @@ export function quotaKeys(userId: string, day: string, month: string): string[] 
 }
 
 const MAX_OWNERS = 100_000;
+
+/** A key's score in its user's live keys: when it expires, in ms; never: +inf; a time that does
+ * not read is past, as isPast has it. */
+function expiryScore(key: KeyRecord): string {
+  if (key.expiresAt === undefined) return '+inf';
+  const ms = Date.parse(key.expiresAt);
+  return Number.isNaN(ms) ? '0' : String(ms);
+}
 
 const limitArg = (value: number | undefined): number => (value === undefined ? -1 : value);
 
@@ -117,6 +139,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
   const quota = createRedisClient(options, 'quota', commandTimeoutMs, log);
   data.defineCommand('krCreateUser', { numberOfKeys: 2, lua: CREATE_USER_LUA });
   data.defineCommand('krDeleteUser', { numberOfKeys: 2, lua: DELETE_USER_LUA });
+  data.defineCommand('krTakeKeySlot', { numberOfKeys: 1, lua: TAKE_KEY_SLOT_LUA });
 
   // One script call per round of the event loop for the admissions, one for the settles (per
   // user on a cluster, whose slots differ by user): src/store/script-batch.ts.
@@ -259,6 +282,20 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     return { key, user };
   }
 
+  /** Takes one of the user's `max` live-key places for `key` (TAKE_KEY_SLOT_LUA). A user whose
+   * keys were made before the places were kept has their live keys listed in first; adding one
+   * twice changes nothing, so places taken meanwhile are not counted twice. */
+  async function takeKeySlot(key: KeyRecord, max: number): Promise<boolean> {
+    const live = liveKeysKey(key.userId);
+    const now = Date.now();
+    if ((await data.exists(live)) === 0) {
+      const ids = await data.smembers(userKeysKey(key.userId));
+      const held = (await Promise.all(ids.map((id) => getJson<KeyRecord>(keyKey(id))))).filter((k): k is KeyRecord => k !== undefined && isLiveKey(k, now));
+      if (held.length > 0) await data.zadd(live, ...held.flatMap((k) => [expiryScore(k), k.id]));
+    }
+    return (await data.krTakeKeySlot(live, now, max, expiryScore(key), key.id)) === 1;
+  }
+
   async function guard<T>(op: () => Promise<T>): Promise<T> {
     try {
       return await op();
@@ -303,16 +340,18 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
         await Promise.all(
           records.flatMap((k) => (k ? [data.del(digestKey(k.digest)), data.del(keyKey(k.id))] : [])),
         );
-        await data.del(userKeysKey(id));
+        await data.del(userKeysKey(id), liveKeysKey(id));
         return true;
       }),
 
-    createKey: (key: KeyRecord) =>
+    createKey: (key: KeyRecord, maxLive?: number) =>
       guard(async () => {
+        if (maxLive !== undefined && !(await takeKeySlot(key, maxLive))) return false;
         await data.set(keyKey(key.id), JSON.stringify(key));
         await data.sadd(userKeysKey(key.userId), key.id);
         // Last: the key works only once everything about it is written.
         await data.set(digestKey(key.digest), key.id);
+        return true;
       }),
     findKeyByDigest: (digest) =>
       guard(async () => {
@@ -335,6 +374,21 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
         const keys = await Promise.all(ids.map((id) => getJson<KeyRecord>(keyKey(id))));
         return keys.filter((k): k is KeyRecord => k !== undefined).sort(byCreation);
       }),
+    forgetEndedKeys: (userId, keep, now) =>
+      guard(async () => {
+        const ids = await data.smembers(userKeysKey(userId));
+        const stored = await Promise.all(ids.map((id) => getJson<KeyRecord>(keyKey(id))));
+        const ended = stored.filter((k): k is KeyRecord => k !== undefined && !isLiveKey(k, now)).sort(byCreation);
+        const gone = ended.slice(0, Math.max(0, ended.length - keep));
+        // The digest first: from then on the key is unknown, as a forgotten one should be.
+        for (const k of gone) {
+          await data.del(digestKey(k.digest));
+          await data.del(keyKey(k.id));
+          await data.srem(userKeysKey(userId), k.id);
+        }
+        if (gone.length > 0) callers.clear();
+        return gone.length;
+      }),
     revokeKey: (id, at) =>
       guard(async () => {
         const key = await getJson<KeyRecord>(keyKey(id));
@@ -342,6 +396,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
         if (key.revokedAt === undefined) {
           key.revokedAt = at;
           await data.set(keyKey(id), JSON.stringify(key), 'XX').finally(() => callers.clear());
+          await data.zrem(liveKeysKey(key.userId), id);
         }
         return key;
       }),
@@ -386,6 +441,7 @@ export async function createRedisStore(options: RedisStoreOptions): Promise<Stor
     alerts: redisAlertStore(data),
     laterCharges: redisLaterCharges(data, guard),
     consoleSessions: redisSessionStore(data),
+    signInFailures: redisFailureCounter(data),
 
     async ping() {
       try {

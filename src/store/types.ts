@@ -9,6 +9,7 @@ import type { HealthSync } from '../pool/health-sync.js';
 import type { ObjectOwners } from '../pool/object-owners.js';
 import type { LaterCharges } from './later-charges.js';
 import type { SessionStore } from '../console-server/sessions.js';
+import type { FailureCounter } from '../console-server/throttle.js';
 
 export interface Limits {
   rpm?: number;
@@ -171,7 +172,12 @@ export interface Store {
   /** Deletes the user and every key of theirs, and retires the id; resolves false when there was none. */
   deleteUser(id: string): Promise<boolean>;
 
-  createKey(key: KeyRecord): Promise<void>;
+  /**
+   * Stores the key; with `maxLive`, only while its user holds fewer live keys (not revoked, not
+   * expired) than that, checked and taken in one atomic step: resolves false, storing nothing, at
+   * the cap.
+   */
+  createKey(key: KeyRecord, maxLive?: number): Promise<boolean>;
   findKeyByDigest(digest: string): Promise<KeyRecord | undefined>;
   /** The key of a digest and its user (undefined when either is missing), read as currently stored. */
   findCaller(digest: string): Promise<{ key: KeyRecord; user: User | undefined } | undefined>;
@@ -179,6 +185,9 @@ export interface Store {
   listKeys(userId: string): Promise<KeyRecord[]>;
   /** Marks the key revoked; resolves the updated record, or undefined when there is none. */
   revokeKey(id: string, at: string): Promise<KeyRecord | undefined>;
+  /** Forgets the user's ended keys (revoked or expired) past the `keep` most recently made:
+   * their records and digests. Resolves how many were forgotten. */
+  forgetEndedKeys(userId: string, keep: number, now: number): Promise<number>;
 
   /** Checks every limit and, when all hold, reserves the worst case: one atomic step. */
   reserve(input: ReserveInput): Promise<Admission>;
@@ -202,6 +211,8 @@ export interface Store {
   readonly laterCharges: LaterCharges;
   /** The web console's sign-in sessions (src/console-server/sessions.ts). */
   readonly consoleSessions: SessionStore;
+  /** Failed console sign-ins per client address and per key tried (src/console-server/throttle.ts). */
+  readonly signInFailures: FailureCounter;
 
   /** True when the backend answers (readiness). */
   ping(): Promise<boolean>;

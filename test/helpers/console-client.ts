@@ -46,7 +46,7 @@ export async function call(base: string, method: string, path: string, options: 
 }
 
 export interface SignedIn {
-  /** `keyrelay_session=<value>`, as a Cookie header. */
+  /** `keyrelay_session=<value>` (`__Host-keyrelay_session=` over https), as a Cookie header. */
   cookie: string;
   csrf: string;
   setCookie: string;
@@ -59,10 +59,10 @@ export async function signIn(base: string, token: string): Promise<SignedIn> {
   const answer = await call(base, 'POST', '/console/api/session', { body: { token } });
   if (answer.status !== 200) throw new Error(`sign-in: ${answer.status} ${answer.text}`);
   const setCookie = answer.headers.get('set-cookie') ?? '';
-  const value = /^keyrelay_session=([^;]+)/.exec(setCookie)?.[1] ?? '';
+  const [, name = '', value = ''] = /^((?:__Host-)?keyrelay_session)=([^;]+)/.exec(setCookie) ?? [];
   registerSecret(value);
   registerSecret(answer.json.csrfToken);
-  return { cookie: `keyrelay_session=${value}`, csrf: answer.json.csrfToken as string, setCookie, answer };
+  return { cookie: `${name}=${value}`, csrf: answer.json.csrfToken as string, setCookie, answer };
 }
 
 /** The stores the console's sessions are tested on: none started for memory, a real redis-server. */

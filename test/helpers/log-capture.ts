@@ -35,7 +35,7 @@ const KEY_ROUTE = /^POST (\/admin\/users\/[^/]+\/keys|\/console\/api\/me\/keys)$
 const CREATED_KEY = /^sk-kr-[A-Za-z0-9]{32,128}$/;
 /** The console's session routes: their answers show the session's CSRF token to its holder. */
 const SESSION_ROUTE = /^(GET|POST) \/console\/api\/session$/;
-const SESSION_COOKIE = /^set-cookie:\s*keyrelay_session=([^;\r\n]+)/gim;
+const SESSION_COOKIE = /^set-cookie:\s*(?:__Host-)?keyrelay_session=([^;\r\n]+)/gim;
 
 function jsonOf(text: string): any {
   if (!text.startsWith('{')) return undefined;
