@@ -11,7 +11,7 @@ const both = { tokens: true, micros: true };
 
 function confirmedDear(): TranscriptionSettings {
   const s = new TranscriptionSettings(rate, both);
-  s.sent('e0', on('dear'));
+  s.sent(on('dear'));
   s.account(on('dear'), true);
   return s;
 }
@@ -19,17 +19,17 @@ function confirmedDear(): TranscriptionSettings {
 describe('the transcription in force', () => {
   it('is a dearer or "on" setting as soon as the client sends it', () => {
     const s = new TranscriptionSettings(rate, both);
-    s.sent('e1', on('cheap'));
+    s.sent(on('cheap'));
     expect(s.inForce).toEqual(on('cheap'));
-    s.sent('e2', on('dear'));
+    s.sent(on('dear'));
     expect(s.inForce).toEqual(on('dear'));
   });
 
   it('is a cheaper, shorter or "off" setting only once the upstream\'s account shows it', () => {
     const s = confirmedDear();
-    s.sent('e1', on('cheap'));
-    s.sent('e2', OFF);
-    s.sent('e3', on('dear', 1));
+    s.sent(on('cheap'));
+    s.sent(OFF);
+    s.sent(on('dear', 1));
     expect(s.inForce).toEqual(on('dear', 1));
     s.account(on('cheap'), true);
     expect(s.inForce).toEqual(on('dear', 1));
@@ -38,30 +38,28 @@ describe('the transcription in force', () => {
     expect(s.inForce).toEqual(on('dear'));
   });
 
-  it('drops an update the upstream refused by its event_id, and keeps what was in force', () => {
+  it('never takes an error for an answer: a refused update counts until the next account, which answers the oldest', () => {
     const s = confirmedDear();
-    s.sent('e1', OFF);
-    s.refused('e1');
+    s.sent(OFF); // refused by the upstream: an error, no account
+    s.sent(on('cheap'));
     expect(s.inForce).toEqual(on('dear'));
-    s.sent('e2', on('cheap'));
+    // The account answers the cheap update; the gateway pops the refused one, the oldest.
     s.account(on('cheap'), true);
     expect(s.inForce).toEqual(on('cheap'));
   });
 
-  it('takes an error naming no update for no answer: the update stays unanswered, never believed early', () => {
+  it('never counts fewer updates than the upstream has not answered: a dearer one sent last is reserved for until answered', () => {
     const s = confirmedDear();
-    s.sent(undefined, OFF);
-    s.refused(undefined);
-    s.refused('some other event');
-    s.sent('e2', on('dear'));
-    // The upstream answers the second update; the first, refused, was never answered by name.
-    s.account(on('dear'), true);
-    expect(s.inForce).toEqual(on('dear'));
+    s.sent(OFF); // refused
+    s.sent(OFF); // taken
+    s.sent(on('dear', 2)); // not answered yet
+    s.account(OFF, true);
+    expect(s.inForce).toEqual(on('dear', 2));
   });
 
   it('keeps what it knew when an account names no transcription', () => {
     const s = confirmedDear();
-    s.sent('e1', OFF);
+    s.sent(OFF);
     s.account(undefined, true);
     expect(s.inForce).toEqual(on('dear'));
   });
@@ -73,7 +71,7 @@ describe('the transcription in force', () => {
     const money = new TranscriptionSettings(rate, { tokens: false, micros: true });
     money.account(on('dear'), false);
     expect(money.comparable(on('odd'))).toBe(true);
-    money.sent('e1', on('odd'));
+    money.sent(on('odd'));
     expect(money.inForce).toEqual(on('odd'));
   });
 });

@@ -288,6 +288,8 @@ export class QuotaGate {
       try {
         const admission = await this.options.store.reserve({ userId: old.userId, requestId: renewalId, limits: {}, tokens: old.tokens, micros: old.micros, now: this.now(), leaseMs: this.options.leaseMs });
         if (!admission.admitted) return;
+        // Settled from now on as the new one. An old one that cannot be given back (a store
+        // fault) lapses, charged whole: never less than was held.
         ticket.reservation = admission.reservation;
         await this.options.store.settle({ reservation: old, limits: {}, tokens: 0, micros: 0, estimated: false, refundRequest: true, now: this.now(), leaseMs: this.options.leaseMs });
       } catch (err) {

@@ -187,8 +187,8 @@ export class RealtimeDialect implements Dialect {
         const message = 'Turn transcription off, and wait for the upstream\'s session.updated, before switching to this model: until the upstream answers, either model may be in force, and neither is the dearer in both the tokens and the money this key\'s limits count.';
         return { forward: false, reply: this.refusal(new GatewayError('invalid_request', { param, message }), event) };
       }
-      this.o.transcription.requested(event.event_id, setting);
-    } else this.o.transcription.requested(event.event_id, undefined);
+      this.o.transcription.requested(setting);
+    } else this.o.transcription.requested(undefined);
     this.learn(session);
     return { forward: true };
   }
@@ -305,7 +305,6 @@ export class RealtimeDialect implements Dialect {
     } else if (type === 'error') {
       const clientEvent = isObject(event.error) ? event.error.event_id : undefined;
       if (typeof clientEvent === 'string') meter.refusedBeforeStart((p) => p.eventId === clientEvent);
-      transcription.refusedUpdate(clientEvent);
     } else if (typeof event.delta === 'string') {
       const pending = meter.streaming(typeof event.response_id === 'string' ? event.response_id : undefined);
       if (pending) pending.streamedTokens += Math.ceil(Buffer.byteLength(event.delta) / 4) || 0;

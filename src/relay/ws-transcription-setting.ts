@@ -1,11 +1,15 @@
 // Which input transcription a realtime session's audio must be reserved for (docs/websockets.md
 // "Input audio transcription"). The upstream applies the client's updates in order and answers
 // each one: its own account of the session (`session.updated`, `transcription_session.updated`)
-// or an `error` naming the update's `event_id`. An update that turns transcription on, or makes it
-// dearer, is reserved for at once, before the upstream has audio under it; one that turns it off,
-// makes it cheaper or shortens its prompt counts only once the upstream's account shows it, as the
-// upstream may refuse it and go on transcribing as before. So the setting in force for the
-// reservations is the dearest of the upstream's last account and of every update not yet answered.
+// or an `error`. An update that turns transcription on, or makes it dearer, is reserved for at
+// once, before the upstream has audio under it; one that turns it off, makes it cheaper or
+// shortens its prompt counts only once the upstream's account shows it, as the upstream may refuse
+// it and go on transcribing as before. So the setting in force for the reservations is the dearest
+// of the upstream's last account and of every update it may not have answered yet. An error is
+// never taken for an answer: the client chooses the `event_id` it names, and may have given it to
+// another event too; so an update the upstream refused counts until the next account. Each
+// account answers the oldest update: as answers come in order, and some were errors, the updates
+// still counted are never fewer than those the upstream has not answered.
 
 export interface Setting {
   on: boolean;
@@ -25,16 +29,11 @@ export interface Limited {
   micros: boolean;
 }
 
-interface Update {
-  eventId: string | undefined;
-  /** What the update sets, or undefined when it names no transcription. */
-  setting: Setting | undefined;
-}
 
 export class TranscriptionSettings {
   private confirmed: Setting = OFF;
-  /** Updates sent upstream and not yet answered, oldest first. */
-  private readonly unanswered: Update[] = [];
+  /** What each update sent upstream and not yet answered sets (undefined: no transcription), oldest first. */
+  private readonly unanswered: Array<Setting | undefined> = [];
 
   constructor(
     private readonly rate: Rate,
@@ -59,8 +58,8 @@ export class TranscriptionSettings {
   }
 
   /** The client sent an update upstream (`setting` undefined: it names no transcription). */
-  sent(eventId: unknown, setting: Setting | undefined): void {
-    this.unanswered.push({ eventId: typeof eventId === 'string' ? eventId : undefined, setting });
+  sent(setting: Setting | undefined): void {
+    this.unanswered.push(setting);
   }
 
   /** The upstream's account of the session: `answers`, it answers the oldest update not yet
@@ -72,16 +71,8 @@ export class TranscriptionSettings {
     if (setting) this.confirmed = setting;
   }
 
-  /** The upstream refused the update with this `event_id`: it never takes effect. An error naming
-   * no update the gateway knows answers nothing (it may be another event's). */
-  refused(eventId: unknown): void {
-    if (typeof eventId !== 'string') return;
-    const at = this.unanswered.findIndex((u) => u.eventId === eventId);
-    if (at !== -1) this.unanswered.splice(at, 1);
-  }
-
   private candidates(): Setting[] {
-    return [this.confirmed, ...this.unanswered.flatMap((u) => (u.setting ? [u.setting] : []))];
+    return [this.confirmed, ...this.unanswered.flatMap((u) => (u ? [u] : []))];
   }
 
   private covering(models: Array<string | undefined>): string | undefined | null {

@@ -146,20 +146,14 @@ export class TranscriptionMeter {
   }
 
   /** The client sent an update upstream; `setting` is its transcription, undefined when it names none. */
-  requested(eventId: unknown, setting: SettingEvent | undefined): void {
-    this.settings.sent(eventId, setting && settingOf(setting));
+  requested(setting: SettingEvent | undefined): void {
+    this.settings.sent(setting && settingOf(setting));
     this.apply(this.settings.inForce);
   }
 
   /** The upstream's account of the session (`answers`: of an update, else its first). */
   accounted(setting: SettingEvent | undefined, answers: boolean): void {
     this.settings.account(setting && settingOf(setting), answers);
-    this.apply(this.settings.inForce);
-  }
-
-  /** The upstream refused the client's event with this `event_id` (an update, or another). */
-  refusedUpdate(eventId: unknown): void {
-    this.settings.refused(eventId);
     this.apply(this.settings.inForce);
   }
 
