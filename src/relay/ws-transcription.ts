@@ -6,6 +6,8 @@
 // order, once all the audio it covers has been reported (completed, failed or cleared), charged
 // the usage reported for it, never more than it reserved. At the session's end the audio never
 // reported is charged its worst case, marked estimated, and what no audio used is released.
+// The model reserved for is the dearest that may be in force (ws-transcription-setting.ts); the
+// input audio of a created item is reserved on its own; blocks held past a lease are renewed.
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import type { Charge, QuotaGate, Ticket } from '../quota/gate.js';
@@ -134,7 +136,7 @@ export class TranscriptionMeter {
   }
 
   /** Whether this setting can be reserved for with those that may be in force until the upstream
-   * answers: one of their models must be dearest both in tokens and in money. */
+   * answers: one of their models must be the dearest in all the user's limits count (tokens, money). */
   comparable({ on, model }: SettingEvent): boolean {
     return this.settings.comparable({ on, model, promptSeconds: 0 });
   }
