@@ -115,9 +115,15 @@ describe('realtime with an Authorization header', () => {
     await opened(ws);
     expect(await greeting).toEqual({ type: 'session.created', session: { model: 'gpt-realtime' } });
 
-    const echoed = nextMessage(ws);
+    // The fake answers an update with session.updated, then echoes it.
+    const two = new Promise<unknown[]>((resolve) => {
+      const got: unknown[] = [];
+      ws.on('message', (data) => got.push(JSON.parse(String(data))) === 2 && resolve(got));
+    });
     ws.send('{"type":"session.update","session":{"instructions":"héllo"}}');
-    expect(await echoed).toEqual({ type: 'echo', data: '{"type":"session.update","session":{"instructions":"héllo"}}' });
+    const [answer, echoed] = await two;
+    expect(answer).toMatchObject({ type: 'session.updated' });
+    expect(echoed).toEqual({ type: 'echo', data: '{"type":"session.update","session":{"instructions":"héllo"}}' });
 
     expect(fake.wsConnections).toHaveLength(1);
     const upgrade = fake.wsConnections[0]!;

@@ -14,6 +14,12 @@
 // transcription's `prompt` is "fake:hang" (committed, then nothing), "fake:fail" (`.failed`) or
 // "fake:nousage" (completed without a usage).
 // A session whose update sets `turn_detection: null` starts no response on commit.
+// Each `session.update` (`transcription_session.update`) is answered, before its echo, with
+// `session.updated` (`transcription_session.updated`) giving the transcription in force, unless its
+// session's `instructions` is "fake:refuse": then an `error` naming its `event_id` (null without
+// one) answers it, and it changes nothing (no echo). A `conversation.item.create` whose input
+// audio part has the `transcript` "fake:transcribe" has that audio transcribed (when transcription
+// is on), as the input buffer's is.
 import type { WebSocket } from 'ws';
 import { fakeId } from './fake-openai-answers.js';
 import { isObject } from '../json-object.js';
@@ -79,7 +85,17 @@ export function serveFakeWebSocket(ws: WebSocket, path: string, model: string | 
     if (path === '/v1/realtime' && event?.type === 'input_audio_buffer.append' && typeof event.audio === 'string') {
       realtime.buffered += Buffer.from(event.audio, 'base64').length;
     }
-    if (path === '/v1/realtime' && event?.type === 'session.update' && isObject(event.session)) learnSession(realtime, event.session);
+    if (path === '/v1/realtime' && (event?.type === 'session.update' || event?.type === 'transcription_session.update') && isObject(event.session)) {
+      if (event.session.instructions === 'fake:refuse') {
+        const error = { type: 'invalid_request_error', code: 'invalid_value', message: 'Refused by the fake.', param: 'session', event_id: event.event_id ?? null };
+        return send({ type: 'error', event_id: fakeId('event_'), error });
+      }
+      learnSession(realtime, event.session);
+      const transcription = realtime.transcription ?? null;
+      if (event.type === 'session.update') send({ type: 'session.updated', event_id: fakeId('event_'), session: { model, audio: { input: { transcription } } } });
+      else send({ type: 'transcription_session.updated', event_id: fakeId('event_'), session: { input_audio_transcription: transcription } });
+    }
+    if (path === '/v1/realtime' && event?.type === 'conversation.item.create' && isObject(event.item)) transcribeItem(send, realtime, event.item);
     if (event?.type === 'input_audio_buffer.commit' && path === '/v1/realtime') {
       transcribe(send, realtime);
       // Server VAD: the end of the user's turn starts a response no create asked for.
@@ -113,6 +129,18 @@ function transcribe(send: (event: Json) => void, state: RealtimeState): void {
   state.buffered = 0;
   const itemId = fakeId('item_');
   send({ type: 'input_audio_buffer.committed', event_id: fakeId('event_'), previous_item_id: null, item_id: itemId });
+  transcribed(send, state, itemId, seconds);
+}
+
+function transcribeItem(send: (event: Json) => void, state: RealtimeState, item: Json): void {
+  const parts = Array.isArray(item.content) ? item.content.filter(isObject) : [];
+  const audio = parts.filter((p) => p.transcript === 'fake:transcribe' && typeof p.audio === 'string');
+  if (audio.length === 0) return;
+  const seconds = audio.reduce((sum, p) => sum + Buffer.from(String(p.audio), 'base64').length, 0) / 48_000;
+  transcribed(send, state, typeof item.id === 'string' ? item.id : fakeId('item_'), seconds);
+}
+
+function transcribed(send: (event: Json) => void, state: RealtimeState, itemId: string, seconds: number): void {
   const t = state.transcription;
   if (!t || t.prompt === 'fake:hang') return;
   const base = { event_id: fakeId('event_'), item_id: itemId, content_index: 0 };

@@ -34,6 +34,10 @@ export interface Ticket {
   flatMicros: number;
   /** The user's x-ratelimit-* headers after this admission. */
   headers: Record<string, string>;
+  /** A renewal under way (renew()): its settle waits for it. */
+  renewal?: Promise<void>;
+  /** It was settled: a renewal leaves it alone. */
+  settled?: boolean;
 }
 
 export interface Charge {
@@ -232,6 +236,9 @@ export class QuotaGate {
    * the usage is a worst case, not a report, so its tokens are priced as admit() priced them, at the
    * model's dearest rates (a cut audio answer is not charged as text). */
   async settle(ticket: Ticket, used: { usage: TokenUsage; estimated: boolean; atWorst?: boolean } | undefined): Promise<Charge | undefined> {
+    ticket.settled = true;
+    // Settled where it is held now: a renewal under way moves it first.
+    await ticket.renewal;
     const priced = (price: Price, usage: TokenUsage): number =>
       used?.atWorst ? worstCostMicros(price, usage, { images: usage.images, seconds: usage.seconds, characters: usage.characters }) : costMicros(price, usage);
     const charge = used && {
@@ -257,5 +264,40 @@ export class QuotaGate {
       this.options.log.error({ err, requestId: ticket.reservation.requestId }, 'settle failed');
     }
     return charge;
+  }
+
+  /** How long a reservation holds when its process never settles it (quota.leaseMs). */
+  get leaseMs(): number {
+    return this.options.leaseMs;
+  }
+
+  /**
+   * Keeps a reservation held longer than its lease from lapsing (a lapsed one is charged whole,
+   * however little was used): what it holds moves to a fresh reservation, `<request id>.renew<n>`,
+   * taken with no limits (it is never refused and takes no rpm nor tpm: the first took them), and
+   * the old one is given back as a request that did not count, its tokens kept out of tpm. The
+   * user's counters stay as the first admission left them. A renewal that fails leaves the old
+   * one held (it lapses unless a later renewal succeeds).
+   */
+  renew(ticket: Ticket, renewalId: string): Promise<void> {
+    if (ticket.settled) return Promise.resolve();
+    const previous = ticket.renewal ?? Promise.resolve();
+    const renewal = previous.then(async () => {
+      if (ticket.settled) return;
+      const old = ticket.reservation;
+      try {
+        const admission = await this.options.store.reserve({ userId: old.userId, requestId: renewalId, limits: {}, tokens: old.tokens, micros: old.micros, now: this.now(), leaseMs: this.options.leaseMs });
+        if (!admission.admitted) return;
+        // Settled from now on as the new one. An old one that cannot be given back (a store
+        // fault) lapses, charged whole: never less than was held.
+        ticket.reservation = admission.reservation;
+        await this.options.store.settle({ reservation: old, limits: {}, tokens: 0, micros: 0, estimated: false, refundRequest: true, now: this.now(), leaseMs: this.options.leaseMs });
+      } catch (err) {
+        this.options.onStoreError?.('reserve');
+        this.options.log.warn({ requestId: renewalId, reason: (err as Error).message }, 'could not renew a reservation: it lapses after its lease unless a later renewal succeeds');
+      }
+    });
+    ticket.renewal = renewal;
+    return renewal;
   }
 }

@@ -293,7 +293,7 @@ export function createUpgradeHandler(deps: UpgradeDeps) {
       // Once: the public name routes and was checked; the upstream's is sent in the query and priced.
       const models = decideModel(deps.pool, model);
       // Admitted before any upstream connection: a refusal is an HTTP answer, the upstream never sees it.
-      slot = await SessionSlot.take({ gate, store, leaseMs: config.quota.leaseMs, log: deps.log }, caller.user, requestId, models.upstream);
+      slot = await SessionSlot.take({ gate, log: deps.log }, caller.user, requestId, models.upstream);
 
       const sent = models.aliased ? { ...target, search: withQueryModel(target.search, models.upstream as string) } : target;
       const opened = await openUpstream(deps, { req, socket, target: sent, model, protocols: protocols.others, requestId }, tried);

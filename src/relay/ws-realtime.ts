@@ -76,10 +76,12 @@ export interface RealtimeOptions {
 }
 
 export class RealtimeDialect implements Dialect {
-  readonly clientTypes = new Set(['session.update', 'response.create', 'conversation.item.create']);
+  readonly clientTypes = new Set(['session.update', 'transcription_session.update', 'response.create', 'conversation.item.create']);
   readonly upstreamTypes = new Set([
     'session.created',
     'session.updated',
+    'transcription_session.created',
+    'transcription_session.updated',
     'response.created',
     'response.done',
     'error',
@@ -130,8 +132,16 @@ export class RealtimeDialect implements Dialect {
       return { forward: true };
     }
     if (!event) return { forward: true };
-    if (type === 'session.update') return this.sessionUpdate(event, message);
+    if (type === 'session.update' || type === 'transcription_session.update') return this.sessionUpdate(event, message);
     if (type === 'conversation.item.create') {
+      const item = isObject(event.item) ? event.item : undefined;
+      try {
+        // Its input audio is reserved for a transcription as appended audio is, before the upstream has it.
+        await this.o.transcription.itemAudio(typeof item?.id === 'string' ? item.id : undefined, audioBytes(item) / this.inputRate);
+      } catch (err) {
+        if (err instanceof GatewayError) return { forward: false, reply: this.refusal(err, event) };
+        throw err;
+      }
       this.conversation += itemTokens(event.item, this.inputRate);
       if (!inlineItem(event.item)) this.unseenItem = true;
       return { forward: true };
@@ -140,6 +150,8 @@ export class RealtimeDialect implements Dialect {
     return { forward: true };
   }
 
+  /** `session.update`, or `transcription_session.update` (the transcription-only dialect): the
+   * transcription it sets is judged the same way. */
   private sessionUpdate(event: Json, message: Buffer): Verdict {
     const session = isObject(event.session) ? event.session : {};
     let payload: Buffer | undefined;
@@ -175,12 +187,18 @@ export class RealtimeDialect implements Dialect {
       if (unpriced) return { forward: false, reply: this.refusal(unpriced, event) };
       // The buffer is transcribed by the model in force at its commit: audio appended under one
       // model (or with transcription off, reserved by none) must not be transcribed by another.
-      if (this.o.transcription.limited && this.o.transcription.changes(on, model, transcription.prompt) && this.o.transcription.holdsAudio) {
+      const setting = { on, model, prompt: transcription.prompt };
+      if (this.o.transcription.limited && this.o.transcription.changes(setting) && this.o.transcription.holdsAudio) {
         const message = 'Commit or clear the input audio buffer before turning transcription on or off or changing its model or prompt: its audio was reserved under the setting it was appended with.';
         return { forward: false, reply: this.refusal(new GatewayError('invalid_request', { param, message }), event) };
       }
-      this.o.transcription.configure(on, model, transcription.prompt);
-    }
+      // Until the upstream answers, the audio is reserved at the dearest setting that may be in force.
+      if (this.o.transcription.limited && !this.o.transcription.comparable(setting)) {
+        const message = 'Turn transcription off, and wait for the upstream\'s session.updated, before switching to this model: until the upstream answers, either model may be in force, and neither is the dearer in both the tokens and the money this key\'s limits count.';
+        return { forward: false, reply: this.refusal(new GatewayError('invalid_request', { param, message }), event) };
+      }
+      this.o.transcription.requested(setting);
+    } else this.o.transcription.requested(undefined);
     this.learn(session);
     return { forward: true, payload };
   }
@@ -270,13 +288,17 @@ export class RealtimeDialect implements Dialect {
       }
       return;
     }
-    if (type === 'session.created' || type === 'session.updated') {
-      if (!isObject(event.session)) return;
+    if (ACCOUNTS.has(type ?? '')) {
+      const answers = type?.endsWith('.updated') ?? false;
+      if (!isObject(event.session)) {
+        if (answers) transcription.accounted(undefined, true);
+        return;
+      }
       this.learn(event.session);
-      // A session that opens with transcription on (never so today) is metered from the start;
-      // later accounts are not read for it, as one may answer an update older than the client's last.
-      const opened = type === 'session.created' ? transcriptionOf(event.session) : undefined;
-      if (opened?.on) transcription.configure(true, typeof opened.model === 'string' ? opened.model : undefined, opened.prompt);
+      // The upstream's account of the transcription in force: a cheaper one than the client's
+      // updates is believed only from it (ws-transcription-setting.ts).
+      const told = transcriptionOf(event.session);
+      transcription.accounted(told && { on: told.on, model: typeof told.model === 'string' ? told.model : undefined, prompt: told.prompt }, answers);
       // A session opened without `?model=` runs the upstream's default: priced as the upstream says.
       if (this.o.model === undefined && typeof event.session.model === 'string') this.model = event.session.model;
       return;
@@ -321,6 +343,8 @@ export class RealtimeDialect implements Dialect {
     if (refused) this.o.channel.close(1008, `${refused.code}: a response the server started was past the user's limits and was cancelled`);
   }
 }
+
+const ACCOUNTS = new Set(['session.created', 'session.updated', 'transcription_session.created', 'transcription_session.updated']);
 
 export function tooManyInFlight(): GatewayError {
   return new GatewayError('rate_limit_exceeded', {
@@ -384,6 +408,14 @@ function transcriptionSent(message: Buffer, event: Json, alias: string, model: s
 function withoutAudio(item: unknown): unknown {
   if (!isObject(item) || !Array.isArray(item.content)) return item;
   return { ...item, content: item.content.map((part) => (isObject(part) && typeof part.audio === 'string' ? { ...part, audio: '' } : part)) };
+}
+
+/** The bytes of the audio an item carries (base64: four characters for three bytes). */
+function audioBytes(item: unknown): number {
+  if (!isObject(item) || !Array.isArray(item.content)) return 0;
+  let bytes = 0;
+  for (const part of item.content) if (isObject(part) && typeof part.audio === 'string') bytes += (part.audio.length * 3) / 4;
+  return bytes;
 }
 
 function audioOf(item: unknown, rate: number): number {

@@ -6,12 +6,16 @@
 // order, once all the audio it covers has been reported (completed, failed or cleared), charged
 // the usage reported for it, never more than it reserved. At the session's end the audio never
 // reported is charged its worst case, marked estimated, and what no audio used is released.
+// The model reserved for is the dearest that may be in force (ws-transcription-setting.ts); the
+// input audio of a created item is reserved on its own; blocks held past a lease are renewed.
 import type { Logger } from 'pino';
 import { GatewayError } from '../errors.js';
 import type { Charge, QuotaGate, Ticket } from '../quota/gate.js';
+import { worstCostMicros } from '../quota/prices.js';
 import { chargeFields } from './ws-meter.js';
 import { type TokenUsage, normalizeUsage } from '../quota/usage.js';
 import type { User } from '../store/types.js';
+import { OFF, type Setting, TranscriptionSettings } from './ws-transcription-setting.js';
 
 /** Audio reserved at once: a refusal falls back to just what the append needs. */
 export const BLOCK_SECONDS = 10;
@@ -22,6 +26,8 @@ export const TRANSCRIPTION_TOKENS_PER_SECOND = 20;
 const EPSILON = 1e-6;
 
 interface Block {
+  /** Its request id as first admitted (renewals are named after it). */
+  id: string;
   ticket: Ticket;
   model?: string;
   /** Seconds of audio it reserved, and of those the seconds appended. */
@@ -29,6 +35,13 @@ interface Block {
   filled: number;
   /** No more audio goes into it (its model changed, or it is full). */
   sealed: boolean;
+}
+
+/** A transcription setting as a session event writes it: its prompt is text. */
+export interface SettingEvent {
+  on: boolean;
+  model: string | undefined;
+  prompt: unknown;
 }
 
 export interface TranscriptionOptions {
@@ -41,6 +54,14 @@ export interface TranscriptionOptions {
 
 export class TranscriptionMeter {
   private readonly blocks: Block[] = [];
+  /** Audio inside items the client created (`conversation.item.create`), each reserved on its own,
+   * by the item's id or, unnamed, in the order created. */
+  private readonly itemBlocks = new Map<string, Block>();
+  private readonly unnamedItems: Block[] = [];
+  /** Which transcription is in force for the reservations (ws-transcription-setting.ts). */
+  private readonly settings: TranscriptionSettings;
+  private readonly renewTimer: NodeJS.Timeout;
+  private renewals = 0;
   private count = 0;
   private closed = false;
   /** An append is waiting for its reservation. */
@@ -76,6 +97,23 @@ export class TranscriptionMeter {
     this.blockUser = { ...o.user, limits };
     this.limited = Object.keys(limits).length > 0;
     this.dollarLimited = limits.usdPerDay !== undefined || limits.usdPerMonth !== undefined;
+    const tokenLimited = limits.tpm !== undefined || limits.tokensPerDay !== undefined || limits.tokensPerMonth !== undefined;
+    this.settings = new TranscriptionSettings((model) => this.rate(model), { tokens: tokenLimited, micros: this.dollarLimited });
+    // A block may be held longer than a lease (audio left in the buffer, a transcription slow to
+    // come): each is moved to a fresh reservation every third of one, so none lapses in use.
+    this.renewTimer = setInterval(() => this.renew(), Math.max(250, Math.floor(o.gate.leaseMs / 3)));
+    this.renewTimer.unref();
+  }
+
+  private renew(): void {
+    for (const block of [...this.blocks, ...this.itemBlocks.values(), ...this.unnamedItems]) void this.o.gate.renew(block.ticket, `${block.id}.renew${++this.renewals}`);
+  }
+
+  /** The worst case of a second transcribed by this model, in tokens and micro-dollars. */
+  private rate(model: string | undefined): { tokens: number; micros: number } {
+    const worst = worstUsage(this.priceBySeconds(model), 1);
+    const price = this.o.gate.priceOf(model);
+    return { tokens: worst.input + worst.output, micros: price ? worstCostMicros(price, worst, { seconds: worst.seconds }) : 0 };
   }
 
   /** Why this transcription model cannot run for the user (a dollar limit and no price), if it cannot. */
@@ -93,8 +131,14 @@ export class TranscriptionMeter {
 
   /** Whether this setting turns transcription on or off, changes its model, or lengthens its
    * prompt (billed with the buffer's transcription, reserved with its first audio). */
-  changes(on: boolean, model: string | undefined, prompt?: unknown): boolean {
+  changes({ on, model, prompt }: SettingEvent): boolean {
     return on !== this.on || (on && (model !== this.model || promptSecondsOf(prompt) > this.promptSeconds + EPSILON));
+  }
+
+  /** Whether this setting can be reserved for with those that may be in force until the upstream
+   * answers: one of their models must be the dearest in all the user's limits count (tokens, money). */
+  comparable({ on, model }: SettingEvent): boolean {
+    return this.settings.comparable({ on, model, promptSeconds: 0 });
   }
 
   /** The input buffer holds audio: OpenAI transcribes a buffer with the model in force when it is
@@ -103,13 +147,32 @@ export class TranscriptionMeter {
     return this.inBuffer > EPSILON;
   }
 
-  /** The session's transcription turned on (with its model and prompt) or off. */
-  configure(on: boolean, model: string | undefined, prompt?: unknown): void {
+  /** The client sent an update upstream; `setting` is its transcription, undefined when it names none. */
+  requested(setting: SettingEvent | undefined): void {
+    this.settings.sent(setting && settingOf(setting));
+    this.apply(this.settings.inForce);
+  }
+
+  /** The upstream's account of the session (`answers`: of an update, else its first). */
+  accounted(setting: SettingEvent | undefined, answers: boolean): void {
+    this.settings.account(setting && settingOf(setting), answers);
+    this.apply(this.settings.inForce);
+  }
+
+  /** The setting the reservations are made for. */
+  private apply({ on, model, promptSeconds }: Setting): void {
     // Each transcription bills its prompt's text tokens again; a token is at least a byte.
-    this.promptSeconds = on ? promptSecondsOf(prompt) : 0;
+    this.promptSeconds = on ? promptSeconds : 0;
     if (on === this.on && model === this.model) return;
     // Reserved at another model's price: no more audio goes into the blocks open so far.
     for (const block of this.blocks) block.sealed = true;
+    if (this.on && !on) {
+      // The upstream took an update turning it off: a buffer is transcribed by the setting in
+      // force at its commit, so what the buffer holds now will not be (what was reserved goes back).
+      this.resolved += this.buffered;
+      this.buffered = 0;
+      this.track(this.settleDone());
+    }
     this.on = on;
     this.model = on ? model : undefined;
     if (on && model !== undefined) this.lastModel = model;
@@ -125,6 +188,14 @@ export class TranscriptionMeter {
     // The first audio of a buffer starts a transcription: its prompt is reserved with it, and
     // reported (or charged its worst case) with that buffer's audio.
     const seconds = audio + (this.buffered === 0 ? this.promptSeconds : 0);
+    if (!(await this.fill(seconds))) return;
+    this.buffered += seconds;
+    this.inBuffer += audio;
+  }
+
+  /** Puts these seconds into the open block, reserving a new one for what does not fit; false
+   * when the session closed meanwhile. */
+  private async fill(seconds: number): Promise<boolean> {
     const last = this.blocks.at(-1);
     const room = last && !last.sealed ? last.capacity - last.filled : 0;
     const need = seconds - room;
@@ -142,7 +213,7 @@ export class TranscriptionMeter {
       }
       if (this.closed) {
         this.track(this.o.gate.settle(block.ticket, undefined));
-        return;
+        return false;
       }
     }
     // Filled after the wait: the blocks before may have settled meanwhile, never the open one.
@@ -154,8 +225,27 @@ export class TranscriptionMeter {
       this.blocks.push(block);
     }
     for (const b of this.blocks.slice(0, -1)) b.sealed = true;
-    this.buffered += seconds;
-    this.inBuffer += audio;
+    return true;
+  }
+
+  /** Reserves, as its own block, what transcribing the input audio of an item the client creates
+   * may cost, when transcription is on; a refusal is thrown (the item is not relayed). OpenAI
+   * transcribes the input buffer, not such audio; an upstream that reports a transcription for the
+   * item is charged within this reservation, and at the session's end one never reported is released. */
+  async itemAudio(itemId: string | undefined, audio: number): Promise<void> {
+    if (audio <= 0 || this.closed || !this.on) return;
+    const block = await this.reserve(audio + this.promptSeconds);
+    block.filled = block.capacity;
+    block.sealed = true;
+    if (this.closed) {
+      this.track(this.o.gate.settle(block.ticket, undefined));
+      return;
+    }
+    const earlier = itemId === undefined ? undefined : this.itemBlocks.get(itemId);
+    // An id given twice: the earlier one's reservation stays, unnamed, until the session ends.
+    if (earlier) this.unnamedItems.push(earlier);
+    if (itemId === undefined) this.unnamedItems.push(block);
+    else this.itemBlocks.set(itemId, block);
   }
 
   private async reserve(seconds: number): Promise<Block> {
@@ -167,8 +257,9 @@ export class TranscriptionMeter {
       metered: this.model !== undefined,
       units: worst.seconds ? { seconds: worst.seconds } : undefined,
     };
-    const ticket = await this.o.gate.admit(this.blockUser, `${this.o.sessionId}.t${++this.count}`, estimate);
-    return { ticket, model: this.model, capacity: seconds, filled: 0, sealed: false };
+    const id = `${this.o.sessionId}.t${++this.count}`;
+    const ticket = await this.o.gate.admit(this.blockUser, id, estimate);
+    return { id, ticket, model: this.model, capacity: seconds, filled: 0, sealed: false };
   }
 
   private priceBySeconds(model: string | undefined): boolean {
@@ -201,6 +292,17 @@ export class TranscriptionMeter {
   async reported(itemId: string | undefined, usage: unknown, failed: boolean): Promise<boolean> {
     const seconds = itemId === undefined ? undefined : this.items.get(itemId);
     const used = failed ? undefined : normalizeUsage(usage);
+    const item = seconds === undefined ? this.createdItem(itemId, used) : undefined;
+    if (item) {
+      const worst = worstUsage(this.priceBySeconds(item.model), item.capacity);
+      // What it reserved, at most; no usage it can read: its worst case, estimated.
+      if (failed) {
+        const released = this.o.gate.settle(item.ticket, undefined);
+        this.track(released);
+        await released;
+      } else await this.settle(item, used ? within(used, worst) : worst, !used, !used);
+      return false;
+    }
     if (itemId !== undefined && seconds === undefined && used && used.input + used.output + (used.seconds ?? 0) > 0) {
       await this.chargeUnreserved(used);
       return this.limited;
@@ -230,9 +332,24 @@ export class TranscriptionMeter {
       metered: model !== undefined,
       units: used.seconds ? { seconds: used.seconds } : undefined,
     };
-    const ticket = await this.o.gate.admit({ ...this.blockUser, limits: {} }, `${this.o.sessionId}.t${++this.count}`, estimate);
-    await this.settle({ ticket, model, capacity: 0, filled: 0, sealed: true }, used, false);
+    const id = `${this.o.sessionId}.t${++this.count}`;
+    const ticket = await this.o.gate.admit({ ...this.blockUser, limits: {} }, id, estimate);
+    await this.settle({ id, ticket, model, capacity: 0, filled: 0, sealed: true }, used, false);
   }
+
+  /** The reservation of an item's audio a report is for: by its id, else the oldest unnamed one
+   * whose worst case holds the usage reported (a usage past it may be audio no append reserved). */
+  private createdItem(itemId: string | undefined, used: TokenUsage | undefined): Block | undefined {
+    const named = itemId === undefined ? undefined : this.itemBlocks.get(itemId);
+    if (named && itemId !== undefined) {
+      this.itemBlocks.delete(itemId);
+      return named;
+    }
+    if (!used) return undefined;
+    const at = this.unnamedItems.findIndex((b) => fits(used, worstUsage(this.priceBySeconds(b.model), b.capacity)));
+    return at === -1 ? undefined : this.unnamedItems.splice(at, 1)[0];
+  }
+
 
   /** Settles, oldest first, the blocks whose audio was all reported (an empty one that takes no
    * more audio is released). The open block settles too, once its audio was all reported: the
@@ -262,17 +379,8 @@ export class TranscriptionMeter {
   /** What of the usage owed a block covering these seconds may be charged: at most its worst case. */
   private take(block: Block, seconds: number): TokenUsage {
     // Never past what the block reserved.
-    const cap = worstUsage(this.priceBySeconds(block.model), Math.min(seconds, block.capacity));
-    const o = this.owed;
-    const input = Math.min(o.input, cap.input);
-    const usage: TokenUsage = { input, cachedInput: Math.min(o.cachedInput, input), output: Math.min(o.output, cap.output) };
-    const audio = Math.min(o.audioInput ?? 0, input);
-    if (audio > 0) usage.audioInput = audio;
-    const cachedAudio = Math.min(o.cachedAudioInput ?? 0, usage.cachedInput, audio);
-    if (cachedAudio > 0) usage.cachedAudioInput = cachedAudio;
-    const secs = Math.min(o.seconds ?? 0, cap.seconds ?? 0);
-    if (secs > 0) usage.seconds = secs;
-    this.owed = subtract(o, usage);
+    const usage = within(this.owed, worstUsage(this.priceBySeconds(block.model), Math.min(seconds, block.capacity)));
+    this.owed = subtract(this.owed, usage);
     return usage;
   }
 
@@ -310,6 +418,10 @@ export class TranscriptionMeter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.renewTimer);
+    for (const block of [...this.itemBlocks.values(), ...this.unnamedItems]) this.track(this.o.gate.settle(block.ticket, undefined));
+    this.itemBlocks.clear();
+    this.unnamedItems.length = 0;
     let unreported = this.buffered + [...this.items.values()].reduce((a, b) => a + b, 0);
     this.buffered = 0;
     this.items.clear();
@@ -330,6 +442,27 @@ export class TranscriptionMeter {
     }
     await Promise.allSettled([...this.settling]);
   }
+}
+
+function settingOf({ on, model, prompt }: SettingEvent): Setting {
+  return on ? { on, model, promptSeconds: promptSecondsOf(prompt) } : OFF;
+}
+
+function fits(used: TokenUsage, cap: TokenUsage): boolean {
+  return used.input <= cap.input && used.output <= cap.output && (used.seconds ?? 0) <= (cap.seconds ?? 0);
+}
+
+/** A usage, at most this worst case. */
+function within(o: TokenUsage, cap: TokenUsage): TokenUsage {
+  const input = Math.min(o.input, cap.input);
+  const usage: TokenUsage = { input, cachedInput: Math.min(o.cachedInput, input), output: Math.min(o.output, cap.output) };
+  const audio = Math.min(o.audioInput ?? 0, input);
+  if (audio > 0) usage.audioInput = audio;
+  const cachedAudio = Math.min(o.cachedAudioInput ?? 0, usage.cachedInput, audio);
+  if (cachedAudio > 0) usage.cachedAudioInput = cachedAudio;
+  const secs = Math.min(o.seconds ?? 0, cap.seconds ?? 0);
+  if (secs > 0) usage.seconds = secs;
+  return usage;
 }
 
 /** A transcription prompt as the seconds of audio whose worst case covers its tokens (a token is at least a byte). */
