@@ -39,6 +39,9 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     'cap-factor': { type: 'string', default: '2' },
     'loop-delay': { type: 'string', default: '50' },
+    utilization: { type: 'string', default: '0.9' },
+    runs: { type: 'string', default: 'default,cap,delay,utilization' },
+    capacity: { type: 'string' },
     pin: { type: 'boolean', default: false },
     json: { type: 'string', default: join(ROOT, 'bench/results/overload.json') },
   },
@@ -46,6 +49,8 @@ const { values } = parseArgs({
 const SECONDS = Number(values.seconds);
 const CAP_FACTOR = Number(values['cap-factor']);
 const LOOP_DELAY = Number(values['loop-delay']);
+const UTILIZATION = Number(values.utilization);
+const RUNS = new Set(values.runs.split(','));
 const CONCURRENCY = [8, 16, 32, 64, 128, 256];
 const MAX_CONNECTIONS = 512;
 const BODY = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello.' }], max_tokens: 100, metadata: { bench: 'delayed' } });
@@ -255,45 +260,61 @@ function line(label, r) {
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'keyrelay-overload-'));
   const upstream = await startUpstream();
+  const results = { machine: machine() };
   const pinned = PIN && pin(process.pid, 1) && pin(upstream.child.pid, 1);
   const ms = SECONDS * 1000;
-  const results = { machine: machine(), pinned, seconds: SECONDS, upstreamDelayMs: 20 };
+  Object.assign(results, { pinned, seconds: SECONDS, upstreamDelayMs: 20 });
   process.stdout.write(`${pinned ? 'keyrelay on core 0, load generator and upstream on core 1' : 'not pinned to cores'}; load average ${results.machine.loadAverage.join(' ')}\n`);
 
   let target = await start(upstream, dir);
   await closedLoop(target, 32, 1000); // warm up
   const rates = [];
-  for (const concurrency of CONCURRENCY) {
+  for (const concurrency of values.capacity ? [] : CONCURRENCY) {
     const rps = Math.round(await closedLoop(target, concurrency, Math.min(ms, 3000)));
     rates.push({ concurrency, rps });
     process.stdout.write(`capacity: concurrency ${concurrency}: ${rps} requests/s\n`);
   }
-  const capacity = Math.max(...rates.map((r) => r.rps));
+  const capacity = values.capacity ? Number(values.capacity) : Math.max(...rates.map((r) => r.rps));
   results.capacity = { perSecond: capacity, byConcurrency: rates };
 
   const light = await openLoop(target, Math.max(1, Math.round(capacity / 10)), ms);
   results.light = light;
   process.stdout.write(`${line('light load (a tenth of the capacity)', light)}\n`);
 
-  const defaultCap = await openLoop(target, 2 * capacity, ms);
-  results.twiceDefaultCap = defaultCap;
-  process.stdout.write(`${line('twice the capacity, default cap (5,000)', defaultCap)}\n`);
+  if (RUNS.has('default')) {
+    const defaultCap = await openLoop(target, 2 * capacity, ms);
+    results.twiceDefaultCap = defaultCap;
+    process.stdout.write(`${line('twice the capacity, default cap (5,000)', defaultCap)}\n`);
+  }
   await target.close();
 
-  const cap = Math.max(1, Math.ceil((capacity * light.admitted.p50 * CAP_FACTOR) / 1000));
-  target = await start(upstream, dir, { KEYRELAY_MAX_REQUESTS_IN_FLIGHT: String(cap) });
-  await closedLoop(target, 32, 1000);
-  const capped = await openLoop(target, 2 * capacity, ms);
-  results.twiceCapped = { maxRequestsInFlight: cap, ...capped };
-  process.stdout.write(`${line(`twice the capacity, maxRequestsInFlight ${cap} (capacity × light p50 × ${CAP_FACTOR})`, capped)}\n`);
-  await target.close();
+  if (RUNS.has('cap')) {
+    const cap = Math.max(1, Math.ceil((capacity * light.admitted.p50 * CAP_FACTOR) / 1000));
+    target = await start(upstream, dir, { KEYRELAY_MAX_REQUESTS_IN_FLIGHT: String(cap) });
+    await closedLoop(target, 32, 1000);
+    const capped = await openLoop(target, 2 * capacity, ms);
+    results.twiceCapped = { maxRequestsInFlight: cap, ...capped };
+    process.stdout.write(`${line(`twice the capacity, maxRequestsInFlight ${cap} (capacity × light p50 × ${CAP_FACTOR})`, capped)}\n`);
+    await target.close();
+  }
 
-  target = await start(upstream, dir, { KEYRELAY_MAX_EVENT_LOOP_DELAY_MS: String(LOOP_DELAY) });
-  await closedLoop(target, 32, 1000);
-  const shed = await openLoop(target, 2 * capacity, ms);
-  results.twiceLoopDelay = { maxEventLoopDelayMs: LOOP_DELAY, ...shed };
-  process.stdout.write(`${line(`twice the capacity, maxEventLoopDelayMs ${LOOP_DELAY}`, shed)}\n`);
-  await target.close();
+  if (RUNS.has('delay')) {
+    target = await start(upstream, dir, { KEYRELAY_MAX_EVENT_LOOP_DELAY_MS: String(LOOP_DELAY) });
+    await closedLoop(target, 32, 1000);
+    const shed = await openLoop(target, 2 * capacity, ms);
+    results.twiceLoopDelay = { maxEventLoopDelayMs: LOOP_DELAY, ...shed };
+    process.stdout.write(`${line(`twice the capacity, maxEventLoopDelayMs ${LOOP_DELAY}`, shed)}\n`);
+    await target.close();
+  }
+
+  if (RUNS.has('utilization')) {
+    target = await start(upstream, dir, { KEYRELAY_MAX_EVENT_LOOP_UTILIZATION: String(UTILIZATION), KEYRELAY_DEBUG_BUSY: process.env.KEYRELAY_DEBUG_BUSY ?? '' });
+    await closedLoop(target, 32, 1000);
+    const busy = await openLoop(target, 2 * capacity, ms);
+    results.twiceUtilization = { maxEventLoopUtilization: UTILIZATION, ...busy };
+    process.stdout.write(`${line(`twice the capacity, maxEventLoopUtilization ${UTILIZATION}`, busy)}\n`);
+    await target.close();
+  }
 
   mkdirSync(dirname(values.json), { recursive: true });
   writeFileSync(values.json, `${JSON.stringify(results, null, 2)}\n`);

@@ -287,7 +287,7 @@ export async function buildApp(config: Config, options: AppOptions = {}): Promis
   let closing = false;
   const slowClients = createSlowClientGuard(config.inbound, log);
   const requestCap = createRequestCap(config.inbound, log, (why) => metrics.overloaded(why));
-  metrics.countInboundWith(() => requestCap.inFlight);
+  metrics.countInboundWith(() => requestCap.inFlight, () => requestCap.limit);
   metrics.countDispatchersWith(() => services.outbound.size());
   let readConnections: () => Reading[] = () => [];
   const saturation = createSaturation(() => [...readConnections(), ...requestCap.readings()]);

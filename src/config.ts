@@ -199,6 +199,10 @@ export const ConfigSchema = Type.Object(
         // Past this delay of the event loop (its last 20 ms sample), new requests are answered 503
         // as well, so that a CPU-bound process keeps its latency (0: off).
         maxEventLoopDelayMs: Type.Integer({ minimum: 0, default: 0 }),
+        // Past this share of time the event loop is busy (two 100 ms windows in a row), the limit
+        // on requests in flight is lowered under what is in flight, and raised again once the loop
+        // has idle time (src/inbound/busy-limit.ts; 0: off).
+        maxEventLoopUtilization: Type.Number({ minimum: 0, maximum: 1, default: 0 }),
         // A request's start line and headers together (Node's maxHeaderSize); past it: 431.
         maxHeaderBytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024, default: 64 * 1024 }),
         // Header fields of one request (Apache's LimitRequestFields); past it: 431.
@@ -402,6 +406,13 @@ function intFromEnv(env: Env, name: string): number | undefined {
   return Number(raw);
 }
 
+function shareFromEnv(env: Env, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^(0(\.[0-9]+)?|1(\.0+)?|\.[0-9]+)$/.test(raw)) throw new ConfigError(`${name}: expected a number from 0 to 1, got "${raw}"`);
+  return Number(raw);
+}
+
 function boolFromEnv(env: Env, name: string): boolean | undefined {
   const raw = env[name];
   if (raw === undefined || raw === '') return undefined;
@@ -442,6 +453,8 @@ function applyEnv(file: { [k: string]: Json }, env: Env): { [k: string]: Json } 
   }
   const maxEventLoopDelayMs = intFromEnv(env, 'KEYRELAY_MAX_EVENT_LOOP_DELAY_MS');
   if (maxEventLoopDelayMs !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxEventLoopDelayMs };
+  const maxEventLoopUtilization = shareFromEnv(env, 'KEYRELAY_MAX_EVENT_LOOP_UTILIZATION');
+  if (maxEventLoopUtilization !== undefined) out.inbound = { ...((out.inbound as { [k: string]: Json } | undefined) ?? {}), maxEventLoopUtilization };
   if (env.KEYRELAY_TLS_CERT || env.KEYRELAY_TLS_KEY) {
     out.tls = { cert: env.KEYRELAY_TLS_CERT ?? '', key: env.KEYRELAY_TLS_KEY ?? '' };
   }

@@ -246,12 +246,21 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
   for (const limit of ['connections', 'requests', 'event_loop']) overloadRefusals.inc({ limit }, 0);
   // Read when scraped: counting it per request would cost every request a gauge update.
   let countInbound = () => 0;
+  let inboundLimit = () => 0;
   new Gauge({
     name: 'keyrelay_inbound_requests_in_flight',
     help: 'HTTP requests being handled now, counted against inbound.maxRequestsInFlight.',
     registers: [registry],
     collect() {
       this.set(countInbound());
+    },
+  });
+  new Gauge({
+    name: 'keyrelay_inbound_request_limit',
+    help: 'The limit on HTTP requests in flight now: inbound.maxRequestsInFlight, lowered while the event loop is busier than inbound.maxEventLoopUtilization.',
+    registers: [registry],
+    collect() {
+      this.set(inboundLimit());
     },
   });
   let countDispatchers = () => 0;
@@ -343,9 +352,10 @@ export function createMetrics(options: { userLabels?: boolean } = {}) {
     countDispatchersWith(count: () => number): void {
       countDispatchers = count;
     },
-    /** Where keyrelay_inbound_requests_in_flight reads its value. */
-    countInboundWith(count: () => number): void {
+    /** Where keyrelay_inbound_requests_in_flight and keyrelay_inbound_request_limit read their values. */
+    countInboundWith(count: () => number, limit: () => number): void {
       countInbound = count;
+      inboundLimit = limit;
     },
     retried(reason: string): void {
       retries.inc({ reason });

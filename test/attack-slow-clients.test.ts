@@ -11,7 +11,7 @@ import type { Config } from '../src/config.js';
 import { type FakeUpstream, startFakeUpstream } from '../src/dev/fake-upstream.js';
 import { type TestGateway, startGateway } from './helpers/gateway.js';
 
-const INBOUND: Config['inbound'] = { maxConnections: 10_000, maxRequestsInFlight: 5000, maxEventLoopDelayMs: 0, maxHeaderBytes: 64 * 1024, maxHeadersCount: 100, headersMs: 1000, idleMs: 1000, bodyMinBytesPerSecond: 1024, requestMs: 0, keepAliveMs: 2000 };
+const INBOUND: Config['inbound'] = { maxConnections: 10_000, maxRequestsInFlight: 5000, maxEventLoopDelayMs: 0, maxEventLoopUtilization: 0, maxHeaderBytes: 64 * 1024, maxHeadersCount: 100, headersMs: 1000, idleMs: 1000, bodyMinBytesPerSecond: 1024, requestMs: 0, keepAliveMs: 2000 };
 // Far past idleMs and headersMs, far short of Node's 120 s handshake timeout.
 const CUT_WITHIN_MS = 8000;
 

@@ -23,7 +23,7 @@ describe('defaults', () => {
       expect.objectContaining({ id: 'default', baseUrl: DEFAULT_UPSTREAM_URL, keys: [], models: ['*'] }),
     ]);
     expect(config.limits).toEqual({ jsonBodyBytes: 50 * 1024 * 1024, multipartBodyBytes: 512 * 1024 * 1024, otherBodyBytes: 512 * 1024 * 1024 });
-    expect(config.inbound).toEqual({ maxConnections: 10_000, maxRequestsInFlight: 5000, maxEventLoopDelayMs: 0, maxHeaderBytes: 64 * 1024, maxHeadersCount: 100, headersMs: 20_000, idleMs: 30_000, bodyMinBytesPerSecond: 1024, requestMs: 0, keepAliveMs: 72_000 });
+    expect(config.inbound).toEqual({ maxConnections: 10_000, maxRequestsInFlight: 5000, maxEventLoopDelayMs: 0, maxEventLoopUtilization: 0, maxHeaderBytes: 64 * 1024, maxHeadersCount: 100, headersMs: 20_000, idleMs: 30_000, bodyMinBytesPerSecond: 1024, requestMs: 0, keepAliveMs: 72_000 });
   });
 
   it('the annotated example loads', () => {
@@ -83,6 +83,13 @@ upstreams:
     expect(loadConfig({ KEYRELAY_CONFIG: path, KEYRELAY_MAX_EVENT_LOOP_DELAY_MS: '150' }).inbound).toMatchObject({ maxRequestsInFlight: 500, maxEventLoopDelayMs: 150 });
   });
 
+  it('KEYRELAY_MAX_EVENT_LOOP_UTILIZATION sets inbound/maxEventLoopUtilization, off by default', () => {
+    expect(loadConfig({}).inbound.maxEventLoopUtilization).toBe(0);
+    expect(loadConfig({ KEYRELAY_MAX_EVENT_LOOP_UTILIZATION: '0.9' }).inbound.maxEventLoopUtilization).toBe(0.9);
+    expect(loadConfig({ KEYRELAY_MAX_EVENT_LOOP_UTILIZATION: '1' }).inbound.maxEventLoopUtilization).toBe(1);
+    expect(loadConfig({ KEYRELAY_CONFIG: file('inbound:\n  maxEventLoopUtilization: 0.85\n') }).inbound.maxEventLoopUtilization).toBe(0.85);
+  });
+
   it('reads env:NAME secrets from the file', () => {
     const path = file('adminToken: env:MY_TOKEN\n');
     expect(loadConfig({ KEYRELAY_CONFIG: path, MY_TOKEN: 'a-long-enough-admin-token' }).adminToken).toBe('a-long-enough-admin-token');
@@ -99,6 +106,8 @@ describe('a bad setting stops the start with its name', () => {
     ['a bad Redis URL', { REDIS_URL: 'http://x' }, /^setting redis\/url: /],
     ['a missing settings file', { KEYRELAY_CONFIG: '/nonexistent/keyrelay.yaml' }, /^KEYRELAY_CONFIG: file not found/],
     ['no connections allowed', { KEYRELAY_MAX_CONNECTIONS: '0' }, /^setting inbound\/maxConnections: /],
+    ['a utilisation past 1', { KEYRELAY_MAX_EVENT_LOOP_UTILIZATION: '1.5' }, /^KEYRELAY_MAX_EVENT_LOOP_UTILIZATION: expected a number from 0 to 1, got "1.5"/],
+    ['a utilisation in percent', { KEYRELAY_MAX_EVENT_LOOP_UTILIZATION: '90%' }, /^KEYRELAY_MAX_EVENT_LOOP_UTILIZATION: expected a number from 0 to 1/],
   ];
   it.each(cases)('%s', (_name, env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);

@@ -275,6 +275,71 @@ describe('inbound.maxEventLoopDelayMs', () => {
   });
 });
 
+describe('inbound.maxEventLoopUtilization', () => {
+  it('lowers the limit under what is in flight while the loop stays busy, refuses new requests fast, serves those in flight, and rises again once the loop has idle time', async () => {
+    const busy = await startGateway({
+      env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl },
+      config: { inbound: { maxEventLoopUtilization: 0.5 } as never },
+    });
+    const userKey = await busy.createUserKey('bob');
+    registerSecret(userKey);
+    const chat = (hold: string | undefined) =>
+      fetch(`${busy.baseUrl}/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${userKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], ...(hold ? { metadata: { hold } } : {}) }),
+      });
+    const scrape = async () => parsePrometheusText(await (await fetch(`${busy.url}/metrics`)).text());
+    const limitNow = async () => sampleValue(await scrape(), 'keyrelay_inbound_request_limit');
+    let spinning = true;
+    let spinner: Promise<void> | undefined;
+    try {
+      expect(await limitNow()).toBe(5000);
+      const before = held.size;
+      const admitted = Array.from({ length: 20 }, () => chat('ok'));
+      await until(() => held.size === before + 20, 'the fake to hold the requests');
+      // Keep the loop busy in 60 ms slices, giving it a moment between them to read sockets and
+      // run its timers: every window is then far busier than half.
+      spinner = (async () => {
+        while (spinning) {
+          holdLoop(60);
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+      })();
+      await until(async () => (await limitNow()) < 20, 'the limit to go under the requests in flight');
+      expect(await limitNow()).toBeGreaterThanOrEqual(4);
+      const api = await openConnection(busy.port);
+      api.socket.write(`GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${userKey}\r\nconnection: close\r\n\r\n`);
+      const refused = await within(api.closed, FAST_MS, 'the refusal');
+      expect(refused.status).toBe(503);
+      expect(refused.headers['retry-after']).toBe('1');
+      expect(JSON.parse(refused.body)).toEqual({
+        error: { message: 'The gateway is overloaded. Try again later.', type: 'server_error', param: null, code: 'server_overloaded' },
+      });
+      const ready = await fetch(`${busy.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { saturated: { limit: string }[] }).saturated.map((r) => r.limit)).toContain('event_loop');
+      expect((await fetch(`${busy.url}/healthz`)).status).toBe(200);
+      expect(sampleValue(await scrape(), 'keyrelay_overload_refusals_total', { limit: 'event_loop' })).toBeGreaterThanOrEqual(1);
+      spinning = false;
+      await spinner;
+      // The loop is idle again: the limit goes back up and a new request is served beside the 20.
+      await until(async () => (await limitNow()) === 5000, 'the limit to rise back to maxRequestsInFlight');
+      expect((await chat(undefined)).status).toBe(200);
+      releaseAll();
+      for (const answer of await Promise.all(admitted)) {
+        expect(answer.status).toBe(200);
+        expect(((await answer.json()) as { object: string }).object).toBe('chat.completion');
+      }
+    } finally {
+      spinning = false;
+      await spinner;
+      releaseAll();
+      await busy.close();
+    }
+  });
+});
+
 function head(path: string, fields: number, extra = ''): string {
   const lines = extra === '' ? ['host: x', 'connection: close'] : ['host: x'];
   for (let i = lines.length; i < fields; i++) lines.push(`x-field-${i}: ${i}`);

@@ -11,7 +11,7 @@ import { until } from './helpers/quota-fixture.js';
 
 const POOL_KEY = 'sk-pool-stalled-loop-000001';
 const IDLE_MS = 1000;
-const INBOUND: Config['inbound'] = { maxConnections: 10_000, maxRequestsInFlight: 5000, maxEventLoopDelayMs: 0, maxHeaderBytes: 64 * 1024, maxHeadersCount: 100, headersMs: 5000, idleMs: IDLE_MS, bodyMinBytesPerSecond: 0, requestMs: 0, keepAliveMs: 2000 };
+const INBOUND: Config['inbound'] = { maxConnections: 10_000, maxRequestsInFlight: 5000, maxEventLoopDelayMs: 0, maxEventLoopUtilization: 0, maxHeaderBytes: 64 * 1024, maxHeadersCount: 100, headersMs: 5000, idleMs: IDLE_MS, bodyMinBytesPerSecond: 0, requestMs: 0, keepAliveMs: 2000 };
 
 let fake: FakeUpstream;
 

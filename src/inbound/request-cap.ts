@@ -11,13 +11,16 @@
 //
 // A count alone does not keep latency when the CPU is what runs out: requests then wait in the
 // socket buffers for the event loop before any of them is counted, refused ones too. With
-// `maxEventLoopDelayMs`, the loop's own delay is sampled, and while the last sample is past it
-// new requests are refused as well, which costs the loop little and lets it catch up.
+// `maxEventLoopUtilization`, the limit follows how busy the loop is (busy-limit.ts), which keeps
+// the admitted requests at their normal latency under twice the load the process can serve. With
+// `maxEventLoopDelayMs`, new requests are refused while the loop's last sampled delay is past it:
+// that sheds less and later, since a loop that is late is already full of work.
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { ERRORS, GatewayError, errorBody } from '../errors.js';
+import { createBusyLimit } from './busy-limit.js';
 import type { Reading } from './saturation.js';
 
 // One warning line per this long at most while requests are refused.
@@ -47,6 +50,8 @@ function exempt(url: string | undefined): boolean {
 export interface RequestCap {
   /** Requests holding a place now. */
   readonly inFlight: number;
+  /** How many may hold one now: maxRequestsInFlight, or less while the event loop is busy. */
+  readonly limit: number;
   /** True when the request may go on; false when it was refused (the 503 is written). */
   admit(req: IncomingMessage, res: ServerResponse): boolean;
   /** Where the process stands against its request and event-loop limits (`/readyz`: saturation.ts). */
@@ -82,9 +87,10 @@ const BODIES: Record<Refusal, Buffer> = {
 const STATUS = ERRORS.server_overloaded.status;
 
 export function createRequestCap(settings: Config['inbound'], log: Logger, onRefused: (why: Refusal) => void): RequestCap {
-  const { maxRequestsInFlight, maxEventLoopDelayMs } = settings;
+  const { maxRequestsInFlight, maxEventLoopDelayMs, maxEventLoopUtilization } = settings;
   const delay = loopDelay(maxEventLoopDelayMs);
   let inFlight = 0;
+  const busy = createBusyLimit(maxRequestsInFlight, maxEventLoopUtilization, () => inFlight);
   let refused = 0;
   let warnedAt = 0;
 
@@ -114,6 +120,9 @@ export function createRequestCap(settings: Config['inbound'], log: Logger, onRef
     get inFlight() {
       return inFlight;
     },
+    get limit() {
+      return busy.current();
+    },
     admit(req, res) {
       if (exempt(req.url)) return true;
       if (inFlight >= maxRequestsInFlight) {
@@ -121,6 +130,11 @@ export function createRequestCap(settings: Config['inbound'], log: Logger, onRef
         return false;
       }
       if (delay.behind()) {
+        refuse(req, res, 'event_loop');
+        return false;
+      }
+      if (inFlight >= busy.current()) {
+        busy.refused();
         refuse(req, res, 'event_loop');
         return false;
       }
@@ -138,10 +152,19 @@ export function createRequestCap(settings: Config['inbound'], log: Logger, onRef
     },
     readings() {
       const requests: Reading = { limit: 'requests', current: inFlight, max: maxRequestsInFlight, reached: inFlight >= maxRequestsInFlight };
+      // With both event-loop settings, the busy limit is what readiness reports (the one that
+      // sheds load early); a late loop still counts as reached.
+      if (maxEventLoopUtilization > 0) {
+        const max = busy.current();
+        return [requests, { limit: 'event_loop', current: inFlight, max, reached: inFlight >= max || delay.behind() }];
+      }
       if (maxEventLoopDelayMs === 0) return [requests];
       const lateMs = Math.round(delay.lateMs());
       return [requests, { limit: 'event_loop', current: lateMs, max: maxEventLoopDelayMs, reached: delay.behind() }];
     },
-    close: () => delay.close(),
+    close: () => {
+      delay.close();
+      busy.close();
+    },
   };
 }
