@@ -17,7 +17,9 @@
 //
 // --baseline DIR runs the same keyrelay from another built checkout (`git worktree add DIR <commit>`,
 // then `npx tsc -p tsconfig.build.json` there) beside this one, measured in turn with it: one change
-// against the code before it, in one run. With --profile, each keyrelay writes its own profile.
+// against the code before it, in one run. Then as many rounds again with both
+// under load at the same moment: the ratio least moved by a machine whose speed changes from one
+// moment to the next. With --profile, each keyrelay writes its own profile.
 //
 // Builds nothing: run `npm run build` first. Uses 127.0.0.1 only and stops all it started.
 import { randomBytes } from 'node:crypto';
@@ -96,6 +98,8 @@ async function main() {
   const named = [['bare', bare], ['keyrelay', keyrelay], ...(withLeases ? [['leases', withLeases]] : []), ...(before ? [['baseline', before]] : [])];
   const perRequest = Object.fromEntries(named.map(([name]) => [name, []]));
   const rates = Object.fromEntries(named.map(([name]) => [name, []]));
+  // Requests each answered in the measured rounds: what a profile's samples are divided by.
+  const served = Object.fromEntries(named.map(([name]) => [name, 0]));
   for (let round = 0; round < rounds; round++) {
     // Each round in another order, so that no target always runs first.
     const order = named.map((_, i) => named[(i + round) % named.length]);
@@ -104,8 +108,27 @@ async function main() {
       const before = cpuMs(pids);
       const r = await loadgen.call('rate', { spec: specFor(t), connections, warmupMs: 0, durationMs: seconds * 1000 });
       perRequest[name].push((cpuMs(pids) - before) / Math.max(1, r.requests));
+      served[name] += r.requests;
       rates[name].push(r.rps);
       process.stderr.write(`round ${round + 1} ${name}: ${r.rps.toFixed(0)} req/s, ${perRequest[name].at(-1).toFixed(3)} ms CPU per request\n`);
+    }
+  }
+  // Side by side: keyrelay and the baseline under load at the same moment, each from its own
+  // connections, so that a phase of a busy or slow machine falls on both alike. Their CPU per
+  // request over the same window is the fairest comparison a shared machine allows.
+  const together = [];
+  if (before) {
+    for (let round = 0; round < rounds; round++) {
+      const pairs = [['keyrelay', keyrelay], ['baseline', before]];
+      const cpu = pairs.map(([, t]) => cpuMs(t.pids()));
+      const done = await Promise.all(
+        pairs.map(([, t]) => loadgen.call('rate', { spec: specFor(t), connections, warmupMs: 0, durationMs: seconds * 1000 })),
+      );
+      const [k, b] = pairs.map(([, t], i) => (cpuMs(t.pids()) - cpu[i]) / Math.max(1, done[i].requests));
+      together.push(k / b);
+      served.keyrelay += done[0].requests;
+      served.baseline += done[1].requests;
+      process.stderr.write(`side by side ${round + 1}: keyrelay ${k.toFixed(3)} ms, baseline ${b.toFixed(3)} ms CPU per request, keyrelay / baseline ${(k / b).toFixed(2)}\n`);
     }
   }
   const sent = await loadgen.call('sent');
@@ -125,7 +148,10 @@ async function main() {
       leaseLine +
       (before
         ? `baseline ${median(perRequest.baseline).toFixed(3)} ms, baseline / bare ${ratio('baseline').toFixed(2)}, keyrelay / baseline ${ratio('keyrelay', 'baseline').toFixed(2)}; ` +
-          `req/s, median: baseline ${median(rates.baseline).toFixed(0)}, keyrelay / baseline ${ratio('keyrelay', 'baseline', rates).toFixed(2)} (medians of the rounds' ratios)\n`
+          `req/s, median: baseline ${median(rates.baseline).toFixed(0)}, keyrelay / baseline ${ratio('keyrelay', 'baseline', rates).toFixed(2)} (medians of the rounds' ratios)\n` +
+          (together.length > 0
+            ? `side by side (both under load at once, ${together.length} rounds): CPU per request keyrelay / baseline ${median(together).toFixed(2)} (median), rounds ${together.map((r) => r.toFixed(2)).join(' ')}\n`
+            : '')
         : ''),
   );
 
@@ -137,7 +163,8 @@ async function main() {
     const files = targets.slice(1).map((t) => profiles.find((f) => f.endsWith(`-${t.pids()[0]}.cpuprofile`))).filter((f) => f !== undefined);
     for (const file of files.map((f) => join(profileDir, f))) {
       const summary = summariseProfile(file);
-      process.stdout.write(`\nprofile: ${file} (${summary.busy} busy samples)\nby package or module:\n`);
+      const name = named.find(([, t]) => file.endsWith(`-${t.pids()[0]}.cpuprofile`))?.[0];
+      process.stdout.write(`\nprofile: ${file} (${summary.busy} busy samples, ${served[name] ?? '?'} requests of ${name} measured)\nby package or module:\n`);
       for (const [name, share] of summary.groups) process.stdout.write(`  ${pct(share)}  ${name}\n`);
       process.stdout.write('functions, self time:\n');
       for (const [name, share] of summary.functions) process.stdout.write(`  ${pct(share)}  ${name}\n`);

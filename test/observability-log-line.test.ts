@@ -12,7 +12,10 @@ import { registerSecret } from './helpers/log-capture.js';
 import { until } from './helpers/quota-fixture.js';
 
 const POOL_KEY = 'sk-pool-logline-0123456789abcdef';
+// A second key: with one there is nothing to choose, and no line says affinity.
+const SECOND_POOL_KEY = 'sk-pool-logline-fedcba9876543210';
 registerSecret(POOL_KEY);
+registerSecret(SECOND_POOL_KEY);
 registerSecret(ADMIN_TOKEN);
 
 let fake: FakeUpstream;
@@ -21,7 +24,7 @@ let key: string;
 
 beforeAll(async () => {
   fake = await startFakeUpstream();
-  gateway = await startGateway({ env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl } });
+  gateway = await startGateway({ env: { OPENAI_API_KEYS: `${POOL_KEY},${SECOND_POOL_KEY}`, KEYRELAY_UPSTREAM_URL: fake.baseUrl } });
   key = await gateway.createUserKey('alice', { limits: { rpm: 1000 } });
   registerSecret(key);
 });
@@ -76,7 +79,7 @@ describe('one line per request', () => {
         upstreamRequestId: sent.headers['x-request-id'],
         userId: 'alice',
         keyId: expect.stringMatching(/^key_/),
-        poolKeyId: 'env-1',
+        poolKeyId: expect.stringMatching(/^env-[12]$/),
         upstream: 'default',
         // The body's `user` chose the pool key (docs/key-pool.md, Prompt cache affinity).
         affinity: 'user',

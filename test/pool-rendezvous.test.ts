@@ -98,7 +98,7 @@ describe('the pool with affinities', () => {
   };
   const affinity = (i: number): Affinity => ({ source: 'prefix', hash: HASHES[i] as number });
   const pick = (p: Pool, a?: Affinity, exclude?: Set<string>) => {
-    const s = p.choose({ model: 'gpt-4o-mini', affinity: a, exclude });
+    const s = p.choose({ model: 'gpt-4o-mini', affinity: a && (() => a), exclude });
     return s.ok ? s.choice : undefined;
   };
 
@@ -130,11 +130,26 @@ describe('the pool with affinities', () => {
     expect(pick(p, affinity(7))?.key.id).toBe(order[0]);
   });
 
+  it('does not ask for the affinity when one key is left to choose', () => {
+    const { p } = make();
+    let asked = 0;
+    const lazy = () => {
+      asked += 1;
+      return affinity(5);
+    };
+    const tried = new Set(['main/a', 'main/b', 'main/c']);
+    const s = p.choose({ model: 'gpt-4o-mini', affinity: lazy, exclude: tried });
+    expect(s.ok && s.choice.key.id).toBe('d');
+    expect(s.ok && s.choice.affinity).toBeUndefined();
+    expect(asked).toBe(0);
+    expect(pick(p, affinity(5))?.affinity).toBe('prefix');
+  });
+
   it('a pinned object wins over the affinity', () => {
     const { p } = make();
     const keys = p.upstreams[0]?.keys ?? [];
     const other = rendezvousOrder(affinity(3).hash, keys)[3]?.id as string;
-    const s = p.choose({ model: 'gpt-4o-mini', affinity: affinity(3), pinned: { upstreamId: 'main', keyId: other } });
+    const s = p.choose({ model: 'gpt-4o-mini', affinity: () => affinity(3), pinned: { upstreamId: 'main', keyId: other } });
     expect(s.ok && s.choice.key.id).toBe(other);
     expect(s.ok && s.choice.affinity).toBeUndefined();
   });

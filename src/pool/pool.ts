@@ -120,8 +120,9 @@ export interface SelectRequest {
   exclude?: ReadonlySet<string>;
   /** The key that holds an object the request names (objects.ts): that key or none. */
   pinned?: { upstreamId: string; keyId: string };
-  /** What groups the request with others that share its prompt cache (src/relay/affinity.ts). */
-  affinity?: Affinity;
+  /** What groups the request with others that share its prompt cache (src/relay/affinity.ts),
+   * asked for only when there is more than one usable key to choose from. */
+  affinity?: () => Affinity | undefined;
 }
 
 export type Selection =
@@ -377,10 +378,11 @@ export class Pool {
     // smooth weights) for a pick it did not make, skewing the unpinned traffic. So would one that
     // goes by its affinity: the first usable key by rendezvous rank, so that a retry (which leaves
     // out the keys tried) goes on down the same ranking.
-    const byAffinity = !pinned && affinity !== undefined && this.affinityOn;
-    const picked = pinned ? usable[0] : byAffinity ? rendezvousPick(affinity.hash, usable) : this.strategies.get(upstream.id)?.strategy.pick(usable);
+    // With one usable key there is nothing to rank: the prompt is not read for it.
+    const byAffinity = !pinned && affinity !== undefined && this.affinityOn && usable.length > 1 ? affinity() : undefined;
+    const picked = pinned ? usable[0] : byAffinity ? rendezvousPick(byAffinity.hash, usable) : this.strategies.get(upstream.id)?.strategy.pick(usable);
     if (!picked) return { ok: false, reason: 'unavailable', ...(retryAt === undefined ? {} : { retryAt }) };
-    return { ok: true, choice: byAffinity ? { upstream, key: picked.key, affinity: affinity.source } : { upstream, key: picked.key } };
+    return { ok: true, choice: byAffinity ? { upstream, key: picked.key, affinity: byAffinity.source } : { upstream, key: picked.key } };
   }
 
   /** Starts a request on the chosen key; call `finish` with its outcome, whatever it is. */

@@ -105,27 +105,49 @@ function grouping(json: Record<string, unknown>, field: string): string | undefi
   return value === '' ? undefined : value.slice(0, PREFIX_CHARS);
 }
 
+/** A request's affinity, worked out when first asked for (the pool asks only when it has more
+ * than one key to choose from) and kept for its retries. */
+export type AffinityOf = () => Affinity | undefined;
+
 /**
  * The request's affinity, or undefined when it has nothing to hash (the upstream's strategy then
  * picks). `whole`: the body was parsed whole; a body too large to parse shows only its top-level
- * settings (src/relay/json-digest.ts), so it can have a key or a user but no prefix.
+ * settings (src/relay/json-digest.ts), so it can have a key or a user but no prefix. The groupings
+ * are checked here, at once (a bad one is refused whatever the pool holds); the prompt's start is
+ * read and hashed only when the pool asks.
  *
  * `userId`, the gateway user's, is hashed first: the same values sent by two users rank the keys
  * apart, so no user can send another's conversation key (or prompt start) to find, in their own
  * request log, the pool key that conversation uses, nor aim their own traffic at it.
  */
-export function affinityOf(operation: Operation, json: Record<string, unknown> | undefined, whole: boolean, userId: string): Affinity | undefined {
+export function affinityOf(operation: Operation, json: Record<string, unknown> | undefined, whole: boolean, userId: string): AffinityOf | undefined {
   const parts = PREFIX_PARTS[operation.id];
   if (!parts || !json) return undefined;
   const scope = `${userId}\u0000`;
   const key = grouping(json, 'prompt_cache_key');
-  if (key !== undefined) return { source: 'prompt_cache_key', hash: hashText(`${scope}k${key}`) };
+  if (key !== undefined) return once(() => ({ source: 'prompt_cache_key', hash: hashText(`${scope}k${key}`) }));
   const user = grouping(json, 'safety_identifier') ?? grouping(json, 'user');
-  if (user !== undefined) return { source: 'user', hash: hashText(`${scope}u${user}`) };
+  if (user !== undefined) return once(() => ({ source: 'user', hash: hashText(`${scope}u${user}`) }));
   if (!whole) return undefined;
+  return once(() => prefixAffinity(parts(json), scope));
+}
+
+function once(work: () => Affinity | undefined): AffinityOf {
+  let done = false;
+  let value: Affinity | undefined;
+  return () => {
+    if (!done) {
+      value = work();
+      done = true;
+    }
+    return value;
+  };
+}
+
+function prefixAffinity(parts: unknown[], scope: string): Affinity | undefined {
   // Each part has its own PREFIX_CHARS: a long system prompt leaves room for the first user turn.
   let text = scope;
-  for (const part of parts(json)) {
+  for (const part of parts) {
     const prefix = new Prefix();
     prefix.add(part);
     text += `\u0004${prefix.text}`;

@@ -44,7 +44,11 @@ class Route {
   waiter?: Callback;
   connectOptions?: ConnectOptions;
 
-  constructor(readonly connector: buildConnector.connector) {}
+  constructor(
+    readonly connector: buildConnector.connector,
+    readonly chain: string,
+    readonly origin: string,
+  ) {}
 }
 
 export class WarmConnections {
@@ -78,9 +82,10 @@ export class WarmConnections {
 
   /** A request is about to go by `chain` to `origin` on this key. */
   use(chain: string, origin: string, keyRef: string): void {
-    const route = this.route(chain, origin);
-    route.lastUsed = this.now();
     const before = this.routeOfRef.get(keyRef);
+    // Most requests go the way their key went last: no route id to make.
+    const route = before !== undefined && before.chain === chain && before.origin === origin ? before : this.route(chain, origin);
+    route.lastUsed = this.now();
     if (before !== route) {
       before?.refs.delete(keyRef);
       route.refs.add(keyRef);
@@ -119,7 +124,7 @@ export class WarmConnections {
     const id = `${chain} ${origin}`;
     let route = this.routes.get(id);
     if (!route) {
-      route = new Route(this.connectors.get(chain) as buildConnector.connector);
+      route = new Route(this.connectors.get(chain) as buildConnector.connector, chain, origin);
       this.routes.set(id, route);
     }
     return route;
