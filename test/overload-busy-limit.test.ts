@@ -30,6 +30,8 @@ describe('nextWindow', () => {
 
   it('never lowers it under the floor of 4, and never raises it while busy', () => {
     expect(run([1, 1, 1, 1, 1, 1], 2).limit).toBe(4);
+    // A maximum under the floor stays the most it can be.
+    expect(nextWindow({ limit: 2, busy: 1, refusals: false }, 1, 2, 2, TARGET).limit).toBe(2);
     // Fewer in flight than the limit: the limit goes down to them, not up.
     expect(run([1, 1], 100, false, { limit: 50, busy: 0, refusals: false }).limit).toBe(50);
   });
