@@ -166,6 +166,19 @@ describe('the pool with affinities', () => {
     expect(seen).toEqual(['a', 'b', 'c', 'd', 'a', 'b', 'c', 'd']);
   });
 
+  it('an affinity retry left with one key does not move the cursor either', () => {
+    const { p } = make();
+    const seen: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      seen.push(pick(p)?.key.id as string);
+      // Every key but one tried (or cooling): the one left serves, the strategy is not asked.
+      const order = rendezvousOrder(affinity(i).hash, p.upstreams[0]?.keys ?? []).map((k) => k.id);
+      const tried = new Set(order.slice(0, 3).map((id) => `main/${id}`));
+      expect(pick(p, affinity(i), tried)?.key.id).toBe(order[3]);
+    }
+    expect(seen).toEqual(['a', 'b', 'c', 'd', 'a', 'b', 'c', 'd']);
+  });
+
   it('cacheAffinity false: the strategy picks every key', () => {
     const { p } = make({ pool: { cacheAffinity: false } });
     expect(p.cacheAffinity).toBe(false);

@@ -378,9 +378,12 @@ export class Pool {
     // smooth weights) for a pick it did not make, skewing the unpinned traffic. So would one that
     // goes by its affinity: the first usable key by rendezvous rank, so that a retry (which leaves
     // out the keys tried) goes on down the same ranking.
-    // With one usable key there is nothing to rank: the prompt is not read for it.
-    const byAffinity = !pinned && affinity !== undefined && this.affinityOn && usable.length > 1 ? affinity() : undefined;
-    const picked = pinned ? usable[0] : byAffinity ? rendezvousPick(byAffinity.hash, usable) : this.strategies.get(upstream.id)?.strategy.pick(usable);
+    // With one usable key there is nothing to rank: the prompt is not read for it, and that key
+    // serves without asking the strategy (a retry down the ranking must not move its cursor either).
+    const ranked = !pinned && affinity !== undefined && this.affinityOn;
+    const byAffinity = ranked && usable.length > 1 ? affinity() : undefined;
+    const picked =
+      pinned || (ranked && usable.length === 1) ? usable[0] : byAffinity ? rendezvousPick(byAffinity.hash, usable) : this.strategies.get(upstream.id)?.strategy.pick(usable);
     if (!picked) return { ok: false, reason: 'unavailable', ...(retryAt === undefined ? {} : { retryAt }) };
     return { ok: true, choice: byAffinity ? { upstream, key: picked.key, affinity: byAffinity.source } : { upstream, key: picked.key } };
   }
