@@ -276,6 +276,40 @@ describe('inbound.maxEventLoopDelayMs', () => {
 });
 
 describe('inbound.maxEventLoopUtilization', () => {
+  it('a process at maxRequestsInFlight with an idle loop is saturated for its requests, not its event loop', async () => {
+    const capped = await startGateway({
+      env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl },
+      // A share of 1 is never passed: the busy limit stays at maxRequestsInFlight.
+      config: { inbound: { maxRequestsInFlight: CAP, maxEventLoopUtilization: 1 } as never },
+    });
+    const userKey = await capped.createUserKey('carol');
+    registerSecret(userKey);
+    const before = held.size;
+    const admitted = Array.from({ length: CAP }, () =>
+      fetch(`${capped.baseUrl}/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${userKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], metadata: { hold: 'ok' } }),
+      }),
+    );
+    try {
+      await until(() => held.size === before + CAP, 'the fake to hold the requests');
+      const refused = await fetch(`${capped.baseUrl}/models`, { headers: { authorization: `Bearer ${userKey}` } });
+      expect(refused.status).toBe(503);
+      expect(await refused.json()).toEqual(OVERLOADED);
+      const ready = await fetch(`${capped.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { saturated: { limit: string }[] }).saturated.map((r) => r.limit)).toEqual(['requests']);
+      const metrics = parsePrometheusText(await (await fetch(`${capped.url}/metrics`)).text());
+      expect(sampleValue(metrics, 'keyrelay_overload_refusals_total', { limit: 'event_loop' })).toBe(0);
+      expect(sampleValue(metrics, 'keyrelay_inbound_request_limit')).toBe(CAP);
+    } finally {
+      releaseAll();
+      await Promise.all(admitted);
+      await capped.close();
+    }
+  });
+
   it('lowers the limit under what is in flight while the loop stays busy, refuses new requests fast, serves those in flight, and rises again once the loop has idle time', async () => {
     const busy = await startGateway({
       env: { OPENAI_API_KEYS: POOL_KEY, KEYRELAY_UPSTREAM_URL: fake.baseUrl },

@@ -153,10 +153,12 @@ export function createRequestCap(settings: Config['inbound'], log: Logger, onRef
     readings() {
       const requests: Reading = { limit: 'requests', current: inFlight, max: maxRequestsInFlight, reached: inFlight >= maxRequestsInFlight };
       // With both event-loop settings, the busy limit is what readiness reports (the one that
-      // sheds load early); a late loop still counts as reached.
+      // sheds load early); a late loop still counts as reached. A limit not lowered is the request
+      // cap itself: at it, the process is saturated for its requests (as its refusals are counted),
+      // not for its event loop.
       if (maxEventLoopUtilization > 0) {
         const max = busy.current();
-        return [requests, { limit: 'event_loop', current: inFlight, max, reached: inFlight >= max || delay.behind() }];
+        return [requests, { limit: 'event_loop', current: inFlight, max, reached: (max < maxRequestsInFlight && inFlight >= max) || delay.behind() }];
       }
       if (maxEventLoopDelayMs === 0) return [requests];
       const lateMs = Math.round(delay.lateMs());
