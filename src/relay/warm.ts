@@ -68,6 +68,9 @@ export class WarmConnections {
   wrap(chain: string, connector: buildConnector.connector): buildConnector.connector {
     this.connectors.set(chain, connector);
     return (connectOptions, callback) => {
+      // A dispatcher let go (forget) still opens connections for the requests queued on it: those
+      // go straight, and make no route that a new dispatcher of the same list would find.
+      if (this.connectors.get(chain) !== connector) return connector(connectOptions, callback);
       const route = this.route(chain, originOf(connectOptions));
       route.connectOptions = { ...connectOptions, httpSocket: undefined };
       const spare = this.take(route);
