@@ -8,8 +8,8 @@
 // admitted requests and the cheap refusals together leave the loop some idle time in every
 // window: nothing then waits in a buffer, and the admitted requests keep their normal latency.
 // A window under it raises the limit again, by the idle time there was while refusals are still
-// happening and by half once none are, back up to `maxRequestsInFlight`. One busy window is not enough to refuse: a
-// burst the loop clears within a window or two is served, not refused.
+// happening and by half once none are, back up to `maxRequestsInFlight`. One busy window is not
+// enough to refuse: a burst the loop clears within a window or two is served, not refused.
 import { performance } from 'node:perf_hooks';
 
 /** How often the event loop's utilisation is read. */

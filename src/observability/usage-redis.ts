@@ -39,7 +39,7 @@ const BY_LETTER = new Map(Object.entries(LETTERS).map(([name, letter]) => [lette
 export const usageKey = (day: string): string => `kr:usage:{${day}}`;
 export const seriesKey = (step: Step, bucket: string): string => (step === 'day' ? usageKey(bucket) : `kr:usage:${step === 'minute' ? 'm' : 'h'}:{${bucket}}`);
 /** How long a row waits for others to go with it. */
-export const BATCH_MS = 50;
+const BATCH_MS = 50;
 const SERIES_NAMES = ['requests', 'errors', 'input', 'output', 'micros'] as const;
 const SECONDS_KEPT = { day: RETENTION_DAYS * 86_400, hour: SERIES_RETENTION_MS.hour / 1000, minute: SERIES_RETENTION_MS.minute / 1000 };
 
