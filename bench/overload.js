@@ -1,7 +1,8 @@
 // Overload: what one keyrelay process does under twice the load it can serve (docs/connections.md,
-// "Requests past the in-flight cap"). Not part of `npm test` nor of `npm run bench`.
+// "Measuring it"). Not part of `npm test` nor of `npm run bench`.
 //
-//   node bench/overload.js [--seconds N] [--cap-factor F] [--loop-delay MS] [--json PATH]
+//   node bench/overload.js [--pin] [--seconds N] [--cap-factor F] [--loop-delay MS] [--utilization U]
+//                          [--runs default,cap,delay,utilization] [--capacity N] [--json PATH]
 //
 // 1. capacity: closed loops of rising concurrency against keyrelay (memory store) in front of the
 //    fake upstream, whose answers take 20 ms; the best rate of 200s is the capacity.
@@ -10,8 +11,10 @@
 //    first with the default cap (5,000 requests in flight: nothing is refused at this scale, so
 //    every request queues), then with `inbound.maxRequestsInFlight` set to the capacity times the
 //    light-load p50 times `--cap-factor` (default 2), then with the default cap and
-//    `inbound.maxEventLoopDelayMs` set to `--loop-delay` (default 50): what is admitted, at what
-//    latency, and how fast the rest are refused.
+//    `inbound.maxEventLoopDelayMs` set to `--loop-delay` (default 50), then with
+//    `inbound.maxEventLoopUtilization` set to `--utilization` (default 0.9): what is admitted, at
+//    what latency, and how fast the rest are refused. `--runs` picks some of the four;
+//    `--capacity N` takes N as the capacity instead of searching for it.
 // With `--pin` (two cores or more, `taskset`), keyrelay runs on the first core and this script and
 // the upstream on the second: the capacity is then keyrelay's alone, not the whole harness's, and
 // at twice that load the generator does not take its extra CPU from keyrelay. Only on a machine
@@ -308,7 +311,7 @@ async function main() {
   }
 
   if (RUNS.has('utilization')) {
-    target = await start(upstream, dir, { KEYRELAY_MAX_EVENT_LOOP_UTILIZATION: String(UTILIZATION), KEYRELAY_DEBUG_BUSY: process.env.KEYRELAY_DEBUG_BUSY ?? '' });
+    target = await start(upstream, dir, { KEYRELAY_MAX_EVENT_LOOP_UTILIZATION: String(UTILIZATION) });
     await closedLoop(target, 32, 1000);
     const busy = await openLoop(target, 2 * capacity, ms);
     results.twiceUtilization = { maxEventLoopUtilization: UTILIZATION, ...busy };
