@@ -101,6 +101,12 @@ describe('bench/profile.js', () => {
     expect(stdout).toContain('package undici');
   }, 120_000);
 
+  it('measures another built checkout in turn and side by side (--baseline), here this one against itself', async () => {
+    const { stdout } = await run(process.execPath, ['bench/profile.js', '--store', 'memory', '--seconds', '1', '--rounds', '2', '--baseline', '.'], { timeout: 90_000 });
+    expect(stdout).toMatch(/keyrelay \/ baseline [0-9.]+; req\/s, median: baseline [0-9]+/);
+    expect(stdout).toMatch(/side by side \(both under load at once, 2 rounds\): CPU per request keyrelay \/ baseline [0-9.]+ \(median\), rounds [0-9.]+ [0-9.]+\n/);
+  }, 120_000);
+
   it.each(['stream-plain', 'users'])('measures the %s workload, in steady use and over the whole run', async (workload) => {
     const { stdout } = await run(process.execPath, ['bench/profile.js', '--store', 'memory', '--workload', workload, '--seconds', '1', '--rounds', '1'], { timeout: 90_000 });
     expect(stdout).toContain(`${workload} on keyrelay memory`);
