@@ -29,7 +29,7 @@ describe('nextWindow', () => {
   });
 
   it('never lowers it under the floor of 4, and never raises it while busy', () => {
-    expect(run([1, 1, 1, 1, 1, 1], 2).limit).toBe(4);
+    expect(run([1, 1, 1, 1, 1, 1], 5).limit).toBe(4);
     // A maximum under the floor stays the most it can be.
     expect(nextWindow({ limit: 2, busy: 1, refusals: false }, 1, 2, 2, TARGET).limit).toBe(2);
     // Fewer in flight than the limit: the limit goes down to them, not up.
@@ -54,6 +54,11 @@ describe('nextWindow', () => {
     expect(state.limit).toBe(MAX);
     expect(windows).toBeLessThanOrEqual(20);
     expect(run([0.1, 0.1], 0, true).limit).toBe(MAX);
+  });
+
+  it('leaves it alone while no more than 4 are in flight: a start or one huge body keeps the loop busy, not the requests', () => {
+    expect(run([1, 1, 1, 1, 1, 1], 0).limit).toBe(MAX);
+    expect(run([1, 1, 1, 1], 4).limit).toBe(MAX);
   });
 
   it('forgets the refusals of a window once it has ended', () => {

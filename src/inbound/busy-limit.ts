@@ -20,7 +20,8 @@ const BUSY_WINDOWS = 2;
 const DECREASE = 0.9;
 /** Under the target: the limit grows at most by this factor in a window. */
 const RECOVER = 1.5;
-/** The limit never goes under this (nor over `maxRequestsInFlight`), so that a saturated process still serves. */
+/** The limit never goes under this, so that a saturated process still serves; nor is it lowered
+ * while no more than this many are in flight (so never above `maxRequestsInFlight` either). */
 const FLOOR = 4;
 
 /** What the limit knows between windows. */
@@ -38,7 +39,9 @@ export function nextWindow(state: BusyState, utilization: number, inFlight: numb
   let limit = state.limit;
   if (busy >= BUSY_WINDOWS) {
     // Lowered once per BUSY_WINDOWS: what the last cut refused shows in the window after it.
-    if (busy % BUSY_WINDOWS === 0) limit = Math.max(Math.min(FLOOR, max), Math.min(limit, Math.floor(inFlight * DECREASE)));
+    // With no more than FLOOR in flight, what keeps the loop busy is not the number of requests
+    // (a start, one huge body, a collection): refusing more would not help it.
+    if (busy % BUSY_WINDOWS === 0 && inFlight > FLOOR) limit = Math.max(FLOOR, Math.min(limit, Math.floor(inFlight * DECREASE)));
   } else if (busy === 0) {
     // Refusals mean the limit is what holds the load back: grow it by how much idle time there
     // is, at most RECOVER times. With none it is not holding anything back: back to the maximum soon.
