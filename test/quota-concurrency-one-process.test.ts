@@ -39,6 +39,9 @@ describe.each([
   let redis: RedisServer | undefined;
   let cluster: RedisCluster | undefined;
   let gateway: TestGateway;
+  // Requests the fake upstream holds; opened in afterAll too, so that a failed assertion does not
+  // leave them waiting and the gateway's close with them.
+  const held: Array<{ open(): void }> = [];
 
   beforeAll(async () => {
     fake = await startFake();
@@ -47,6 +50,7 @@ describe.each([
     gateway = await startQuotaGateway(fake, cluster?.nodes ?? redis?.url, { leases });
   });
   afterAll(async () => {
+    for (const release of held) release.open();
     await gateway?.close();
     await fake?.close();
     await redis?.stop();
@@ -56,6 +60,7 @@ describe.each([
   it('admits exactly 10 of 50 concurrent requests and charges their real usage', async () => {
     const key = await userWithKey(gateway, 'ten', { tokensPerDay: LIMIT });
     const release = latch();
+    held.push(release);
     let arrived = 0;
     fake.handle(async () => {
       arrived++;
@@ -72,8 +77,13 @@ describe.each([
     );
     // Every request has been decided: the admitted ones wait at the upstream, the rest are back.
     await until(() => arrived + refused === 50, 'all 50 requests to be admitted or refused');
-    const held = await usageOf(gateway, 'ten');
-    expect(held.day).toMatchObject({ requests: 10, tokens: 0, reservedTokens: LIMIT, limits: { tokens: LIMIT, usd: null } });
+    const peak = await usageOf(gateway, 'ten');
+    expect(peak.day).toMatchObject({ tokens: 0, reservedTokens: LIMIT, limits: { tokens: LIMIT, usd: null } });
+    // With leases, the lease the first admission asked for may be granted while the 50 are admitted
+    // (a request's worth, while an eighth of what is left still holds one): a request admitted from
+    // it is counted in `requests` once it settles.
+    if (leases === 'off') expect(peak.day.requests).toBe(10);
+    else expect(peak.day.requests).toBeLessThanOrEqual(10);
 
     release.open();
     const results = await Promise.all(answers);
@@ -98,7 +108,7 @@ describe.each([
     expectSettled(settled.day, leases, 10, LIMIT);
     console.info(
       `quota concurrency, one process (${kind}, leases ${leases}): 50 sent, ${ok.length} admitted, ${no.length} refused; ` +
-        `reserved at peak ${held.day.reservedTokens} of ${LIMIT} tokens; charged ${settled.day.tokens} tokens (limit ${LIMIT})`,
+        `reserved at peak ${peak.day.reservedTokens} of ${LIMIT} tokens; charged ${settled.day.tokens} tokens (limit ${LIMIT})`,
     );
   });
 
@@ -115,6 +125,7 @@ describe.each([
       return day.tokens === REAL && (leases === 'off' || day.reservedTokens >= WORST);
     }, 'the first request to be charged (and a lease taken)');
     const release = latch();
+    held.push(release);
     let arrived = 0;
     fake.handle(async () => {
       arrived++;
@@ -129,12 +140,12 @@ describe.each([
       }),
     );
     await until(() => arrived + refused === 50, 'all 50 requests to be admitted or refused');
-    const held = await usageOf(gateway, 'ten-after-one');
+    const peak = await usageOf(gateway, 'ten-after-one');
     // Everything left is reserved: the 10 in flight (a lease holds those it admitted, and no more
     // than is left). A request admitted from a lease is counted in `requests` once it settles.
-    expect(held.day).toMatchObject({ tokens: REAL, reservedTokens: 10 * WORST });
-    if (leases === 'off') expect(held.day.requests).toBe(11);
-    else expect(held.day.requests).toBeLessThanOrEqual(11);
+    expect(peak.day).toMatchObject({ tokens: REAL, reservedTokens: 10 * WORST });
+    if (leases === 'off') expect(peak.day.requests).toBe(11);
+    else expect(peak.day.requests).toBeLessThanOrEqual(11);
     release.open();
     const results = await Promise.all(answers);
     const ok = results.filter((a) => a.status === 200).length;
