@@ -58,6 +58,20 @@ describe.each(STORE_BACKENDS)('later charges on the %s store', (_name, make) => 
     expect(big).toMatchObject({ admitted: false, denial: 'tokens_per_day' });
   });
 
+  it('counts requests in flight exactly once a later reservation has been swept at its deadline', async () => {
+    clock = NOON;
+    const user = fresh({ maxConcurrent: 2, tokensPerDay: 100_000 });
+    await ledger(HOUR).reserve(user, 'batch-swept', 'batch', 'gpt-4o-mini', WORST);
+    clock = NOON + 2 * HOUR;
+    const limits = { maxConcurrent: 2, tokensPerDay: 100_000 };
+    const reserve = (requestId: string) => store.reserve({ userId: user.id, requestId, limits, tokens: 10, micros: 0, now: clock, leaseMs: HOUR });
+    // The first admission sweeps the batch's lease: what is left in flight is the two requests.
+    expect((await reserve('s1')).admitted).toBe(true);
+    expect((await reserve('s2')).admitted).toBe(true);
+    expect(await reserve('s3')).toMatchObject({ admitted: false, denial: 'max_concurrent' });
+    expect((await store.usage(user.id, limits, clock)).inFlight).toBe(2);
+  });
+
   it('gives its record to one taker of many', async () => {
     clock = NOON;
     const user = fresh({});

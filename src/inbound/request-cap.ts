@@ -145,9 +145,10 @@ export function createRequestCap(settings: Config['inbound'], log: Logger, onRef
         held = false;
         inFlight -= 1;
       };
-      // 'finish' when the answer is written whole; 'close' always comes too, and alone when the
-      // client went away or the answer was cut.
-      res.once('finish', release).once('close', release);
+      // 'close' comes once for every answer: in the tick after 'finish' when it was written whole,
+      // alone when the client went away or the answer was cut (pipelined.ts closes the answers
+      // Node forgets).
+      res.on('close', release);
       return true;
     },
     readings() {

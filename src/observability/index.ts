@@ -60,7 +60,7 @@ export function createObservability(config: Config, log: Logger, metrics: Metric
     const micros = record.costMicros ?? 0;
     if (relayed) {
       // The first `retries` keys tried were each followed by another attempt.
-      for (const tried of record.tried?.slice(0, record.retries) ?? []) metrics.retried(tried.code ?? String(tried.status ?? 'unknown'));
+      if (record.retries > 0) for (const tried of record.tried?.slice(0, record.retries) ?? []) metrics.retried(tried.code ?? String(tried.status ?? 'unknown'));
       metrics.timing(record.stream, record.ttfbMs, record.durationMs);
       if (tokens) metrics.usage(record.model ?? NO_MODEL, tokens.input, tokens.output, micros / 1_000_000, record.userId);
     }

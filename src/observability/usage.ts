@@ -137,10 +137,10 @@ class Buckets {
     private readonly labelOf: (ms: number) => string,
   ) {}
   /** `key`: the row's user, model and pool key, as the day counters key it. */
-  add(bucket: string, key: string, row: UsageRow, poolKey: string, now: number): void {
+  add(bucket: string, key: string, row: UsageRow, poolKey: string, now: () => number): void {
     let rows = this.buckets.get(bucket);
     if (!rows) {
-      const oldest = this.labelOf(now - this.retentionMs);
+      const oldest = this.labelOf(now() - this.retentionMs);
       for (const label of this.buckets.keys()) if (label < oldest) this.buckets.delete(label);
       rows = new Map();
       this.buckets.set(bucket, rows);
@@ -185,8 +185,8 @@ export function createMemoryUsage(now: () => number = Date.now): UsageStore {
       const kept = rows.get(key);
       if (kept) addCounts(kept, row);
       else rows.set(key, { day: row.day, user: row.user, model: row.model, poolKey, requests: row.requests, errors: row.errors, input: row.input, cachedInput: row.cachedInput, output: row.output, micros: row.micros, estimated: row.estimated });
-      if (row.minute !== undefined) minutes.add(row.minute, key, row, poolKey, now());
-      if (row.hour !== undefined) hours.add(row.hour, key, row, poolKey, now());
+      if (row.minute !== undefined) minutes.add(row.minute, key, row, poolKey, now);
+      if (row.hour !== undefined) hours.add(row.hour, key, row, poolKey, now);
     },
     async read(wanted, user) {
       const out: UsageRow[] = [];

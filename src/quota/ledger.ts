@@ -45,6 +45,8 @@ interface UserLedger {
   held: Map<string, Held>;
   /** request id -> lease deadline */
   leases: Map<string, number>;
+  /** How many of `leases` are charges made later (rules.ts LATER_PREFIX), not requests in flight. */
+  later: number;
   /**
    * request id -> when it may be forgotten. SETTLED_MEMORY_MS, not the store's longer
    * settledMemoryMs: in one process nothing between a settle and this ledger can fail, so no
@@ -71,10 +73,17 @@ function hasExpired(leases: Map<string, number>, now: number): boolean {
 }
 
 /** Leases of requests in flight: those charged later (rules.ts LATER_PREFIX) are not. */
-function inFlight(leases: Map<string, number>): number {
-  let n = 0;
-  for (const id of leases.keys()) if (!id.startsWith(LATER_PREFIX)) n++;
-  return n;
+function inFlight(ledger: UserLedger): number {
+  return ledger.leases.size - ledger.later;
+}
+
+function setLease(ledger: UserLedger, id: string, deadline: number): void {
+  if (!ledger.leases.has(id) && id.startsWith(LATER_PREFIX)) ledger.later += 1;
+  ledger.leases.set(id, deadline);
+}
+
+function dropLease(ledger: UserLedger, id: string): void {
+  if (ledger.leases.delete(id) && id.startsWith(LATER_PREFIX)) ledger.later -= 1;
 }
 
 /** Remembers a settled request id until now + keep, never for less than before (scripts.ts remember). */
@@ -102,7 +111,7 @@ export class MemoryLedger {
   private user(id: string): UserLedger {
     let ledger = this.users.get(id);
     if (!ledger) {
-      ledger = { windows: new Map(), held: new Map(), leases: new Map(), settled: new Map() };
+      ledger = { windows: new Map(), held: new Map(), leases: new Map(), later: 0, settled: new Map() };
       this.users.set(id, ledger);
     }
     return ledger;
@@ -164,7 +173,7 @@ export class MemoryLedger {
         }
         ledger.held.delete(id);
       }
-      ledger.leases.delete(id);
+      dropLease(ledger, id);
       remember(ledger.settled, id, now, SETTLED_MEMORY_MS);
     }
   }
@@ -223,7 +232,7 @@ export class MemoryLedger {
         return deny({ admitted: false, denial: check.denial, retryAfterMs: ends[check.window] - now, rate: rateOf(rpmLevel, tpmLevel) });
       }
     }
-    if (limits.maxConcurrent !== undefined && inFlight(ledger.leases) >= limits.maxConcurrent) {
+    if (limits.maxConcurrent !== undefined && inFlight(ledger) >= limits.maxConcurrent) {
       return deny({ admitted: false, denial: 'max_concurrent', retryAfterMs: CONCURRENCY_RETRY_MS, rate: rateOf(rpmLevel, tpmLevel) });
     }
     const rpmDelay = rpmWait();
@@ -262,7 +271,7 @@ export class MemoryLedger {
       rpmTaken: limits.rpm !== undefined,
       tpmTaken: limits.tpm !== undefined,
     });
-    ledger.leases.set(id, now + input.leaseMs);
+    setLease(ledger, id, now + input.leaseMs);
     return { admitted: true, reservation, rate: rateOf(rpmAfter, tpmAfter) };
   }
 
@@ -292,7 +301,7 @@ export class MemoryLedger {
         this.saveBucket(ledger, 'rpm', Math.min(level, limits.rpm * SCALE), limits.rpm, now);
       }
       ledger.held.delete(r.requestId);
-      ledger.leases.delete(r.requestId);
+      dropLease(ledger, r.requestId);
     }
     for (const c of [day, month]) {
       c.tokens += input.tokens;

@@ -9,9 +9,18 @@
 import type { PoolKey, Upstream } from '../pool/pool.js';
 
 export function poolKeyHeaders(upstream: Pick<Upstream, 'kind'>, key: Pick<PoolKey, 'secret' | 'organization' | 'project'>): Record<string, string> {
-  if (upstream.kind === 'azure') return { 'api-key': key.secret };
-  const headers: Record<string, string> = { authorization: `Bearer ${key.secret}` };
+  const headers: Record<string, string> = {};
+  setPoolKeyHeaders(headers, upstream, key);
+  return headers;
+}
+
+/** The same headers, set on `headers` (the relay's request headers, built once per attempt). */
+export function setPoolKeyHeaders(headers: Record<string, string | string[]>, upstream: Pick<Upstream, 'kind'>, key: Pick<PoolKey, 'secret' | 'organization' | 'project'>): void {
+  if (upstream.kind === 'azure') {
+    headers['api-key'] = key.secret;
+    return;
+  }
+  headers.authorization = `Bearer ${key.secret}`;
   if (key.organization) headers['openai-organization'] = key.organization;
   if (key.project) headers['openai-project'] = key.project;
-  return headers;
 }

@@ -1,7 +1,7 @@
 // Which headers cross the gateway, in each direction.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { PoolChoice } from '../pool/pool.js';
-import { poolKeyHeaders } from './credentials.js';
+import { setPoolKeyHeaders } from './credentials.js';
 
 // RFC 9110 section 7.6.1, plus the proxy headers that are hop-by-hop in practice.
 const HOP_BY_HOP = new Set([
@@ -71,7 +71,7 @@ export function upstreamRequestHeaders(
     if (dropped?.has(name)) continue;
     out[name] = value;
   }
-  Object.assign(out, poolKeyHeaders(choice.upstream, choice.key));
+  setPoolKeyHeaders(out, choice.upstream, choice.key);
   // The gateway reads usage from answers, and SSE must never be compressed (README, "Settings").
   out['accept-encoding'] = 'identity';
   if (contentLength !== undefined) out['content-length'] = String(contentLength);
