@@ -42,7 +42,8 @@ function drainable(req: IncomingMessage): boolean {
 }
 
 function exempt(url: string | undefined): boolean {
-  if (url === undefined) return false;
+  // An API request (`/v1/...`) is never one of them: told by its second character.
+  if (url === undefined || url.charCodeAt(1) === 0x76) return false;
   const q = url.indexOf('?');
   return HEALTH_PATHS.has(q === -1 ? url : url.slice(0, q));
 }

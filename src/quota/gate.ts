@@ -237,8 +237,8 @@ export class QuotaGate {
    * model's dearest rates (a cut audio answer is not charged as text). */
   async settle(ticket: Ticket, used: { usage: TokenUsage; estimated: boolean; atWorst?: boolean } | undefined): Promise<Charge | undefined> {
     ticket.settled = true;
-    // Settled where it is held now: a renewal under way moves it first.
-    await ticket.renewal;
+    // Settled where it is held now: a renewal under way moves it first (and only then a wait).
+    if (ticket.renewal) await ticket.renewal;
     const priced = (price: Price, usage: TokenUsage): number =>
       used?.atWorst ? worstCostMicros(price, usage, { images: usage.images, seconds: usage.seconds, characters: usage.characters }) : costMicros(price, usage);
     const charge = used && {
