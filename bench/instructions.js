@@ -17,16 +17,15 @@
 // the defaults on 2 cores.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
-import { exited, freePort, killAllNow, spawnTracked, stop, stopAll } from './lib/children.js';
+import { freePort, killAllNow, spawnTracked, stop, stopAll } from './lib/children.js';
 import { countsOf } from './lib/callgrind.js';
 import { startRedis } from './lib/redis.js';
-import { BENCH_LIMITS, admin, cleanEnv, startUpstream } from './lib/targets.js';
+import { benchUser, keyrelayEnv, startUpstream, waitHealthy } from './lib/targets.js';
 import { requestSpec } from './lib/workloads.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -87,18 +86,6 @@ async function load(origin, authorization, count) {
   await dispatcher.close();
 }
 
-async function waitHealthy(child, origin, logFile) {
-  let gone = false;
-  void exited(child).then(() => (gone = true));
-  for (let i = 0; i < 600; i++) {
-    if (gone) throw new Error(`exited: ${readFileSync(logFile, 'utf8').slice(-500)}`);
-    const res = await fetch(`${origin}/healthz`).catch(() => undefined);
-    if (res?.ok) return;
-    await delay(500);
-  }
-  throw new Error(`no answer on /healthz within 5 minutes: ${readFileSync(logFile, 'utf8').slice(-500)}`);
-}
-
 /**
  * Sends callgrind a command. Valgrind names the pipes it listens on after $HOST, which keyrelay's
  * environment sets to its listening address: callgrind_control must be given the same.
@@ -124,25 +111,15 @@ async function measure(name, checkout, redisUrl) {
     {
       cwd: checkout,
       stdio: ['ignore', fd, fd],
-      env: cleanEnv({
-        HOST: '127.0.0.1',
-        PORT: String(port),
-        KEYRELAY_CONFIG: settings,
-        KEYRELAY_UPSTREAM_URL: `${upstream.url}/v1`,
-        OPENAI_API_KEYS: poolKey,
-        KEYRELAY_ADMIN_TOKEN: adminToken,
-        LOG_LEVEL: 'info',
-        ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
-      }),
+      env: keyrelayEnv({ port, settings, upstream, poolKey, adminToken }, redisUrl ? { REDIS_URL: redisUrl } : {}),
     },
   );
   closeSync(fd);
   const origin = `http://127.0.0.1:${port}`;
   try {
-    await waitHealthy(child, origin, logFile);
-    await admin(origin, adminToken, 'POST', '/users', { id: name, name: 'benchmark', limits: BENCH_LIMITS });
-    const { key } = await admin(origin, adminToken, 'POST', `/users/${name}/keys`, { name: 'benchmark' });
-    const authorization = `Bearer ${key}`;
+    // Under Valgrind a start takes minutes, not seconds.
+    await waitHealthy(child, origin, logFile, 5 * 60_000);
+    const authorization = `Bearer ${await benchUser(origin, adminToken, name)}`;
     await load(origin, authorization, warm);
     control('-i', 'on', child.pid);
     await load(origin, authorization, measured);

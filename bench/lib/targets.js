@@ -106,10 +106,10 @@ function tail(file, lines = 5) {
   }
 }
 
-export async function waitHealthy(child, origin, logFile) {
+export async function waitHealthy(child, origin, logFile, timeoutMs = 15_000) {
   let gone = false;
   void exited(child).then(() => (gone = true));
-  for (let i = 0; i < 300; i++) {
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {
     if (gone) throw new Error(`exited with ${child.exitCode ?? child.signalCode}: ${tail(logFile)}`);
     const res = await fetch(`${origin}/healthz`).catch(() => undefined);
     if (res) {
@@ -118,7 +118,7 @@ export async function waitHealthy(child, origin, logFile) {
     }
     await delay(50);
   }
-  throw new Error(`no answer on /healthz within 15 s: ${tail(logFile)}`);
+  throw new Error(`no answer on /healthz within ${timeoutMs / 1000} s: ${tail(logFile)}`);
 }
 
 export async function admin(origin, token, method, path, body) {
@@ -141,7 +141,7 @@ export async function admin(origin, token, method, path, body) {
 }
 
 /** A user with BENCH_LIMITS and one key; throws unless keyrelay kept every limit as given. */
-async function benchUser(origin, token, userId) {
+export async function benchUser(origin, token, userId) {
   const created = await admin(origin, token, 'POST', '/users', { id: userId, name: 'benchmark', limits: BENCH_LIMITS });
   const limits = created.limits ?? created.user?.limits;
   for (const [kind, value] of Object.entries(BENCH_LIMITS)) {
@@ -149,6 +149,21 @@ async function benchUser(origin, token, userId) {
   }
   const { key } = await admin(origin, token, 'POST', `/users/${userId}/keys`, { name: 'benchmark' });
   return key;
+}
+
+/** The environment of a benchmarked keyrelay: one pool key, the admin token, info-level logs, and
+ * the settings file (empty: everything comes from here), plus `extra`. */
+export function keyrelayEnv({ port, settings, upstream, poolKey, adminToken }, extra = {}) {
+  return cleanEnv({
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    KEYRELAY_CONFIG: settings,
+    KEYRELAY_UPSTREAM_URL: `${upstream.url}/v1`,
+    OPENAI_API_KEYS: poolKey,
+    KEYRELAY_ADMIN_TOKEN: adminToken,
+    LOG_LEVEL: 'info',
+    ...extra,
+  });
 }
 
 /**
@@ -168,16 +183,7 @@ export async function startKeyrelay(options) {
   const child = spawnTracked(process.execPath, [...inspect, join(checkout, 'bin/keyrelay.js'), 'serve'], {
     cwd: checkout,
     stdio: ['ignore', fd, fd],
-    env: cleanEnv({
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      KEYRELAY_CONFIG: emptySettings,
-      KEYRELAY_UPSTREAM_URL: `${upstream.url}/v1`,
-      OPENAI_API_KEYS: poolKey,
-      KEYRELAY_ADMIN_TOKEN: adminToken,
-      LOG_LEVEL: 'info',
-      ...env,
-    }),
+    env: keyrelayEnv({ port, settings: emptySettings, upstream, poolKey, adminToken }, env),
   });
   closeSync(fd); // the child has its own
   const origin = `http://127.0.0.1:${port}`;
