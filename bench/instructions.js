@@ -21,12 +21,11 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync 
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Agent, request } from 'undici';
 import { freePort, killAllNow, spawnTracked, stop, stopAll } from './lib/children.js';
 import { countsOf } from './lib/callgrind.js';
+import { sendRequests } from './lib/count-load.js';
 import { startRedis } from './lib/redis.js';
 import { benchUser, keyrelayEnv, startUpstream, waitHealthy } from './lib/targets.js';
-import { requestSpec } from './lib/workloads.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -65,26 +64,7 @@ const dir = join(ROOT, 'bench/results/instructions');
 mkdirSync(dir, { recursive: true });
 
 /** Sends `count` requests, `concurrency` at a time; throws on any answer but a 200. */
-async function load(origin, authorization, count) {
-  const dispatcher = new Agent({ connections: concurrency });
-  const { body } = requestSpec({ origin, authorization }, values.workload);
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      next += 1;
-      const res = await request(`${origin}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { authorization, 'content-type': 'application/json' },
-        body,
-        dispatcher,
-      });
-      await res.body.arrayBuffer();
-      if (res.statusCode !== 200) throw new Error(`${origin}: answered ${res.statusCode}`);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  await dispatcher.close();
-}
+const load = (origin, authorization, count) => sendRequests({ origin, authorization, workload: values.workload, count, concurrency });
 
 /**
  * Sends callgrind a command. Valgrind names the pipes it listens on after $HOST, which keyrelay's
