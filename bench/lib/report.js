@@ -178,6 +178,17 @@ npm run build && node bench/profile.js --store redis --workload json --profile /
                              # keyrelay's goes (a V8 profile of the measured window, summarised),
                              # and CPU per request over the whole run, warm-up included;
                              # --workload stream-plain or users for the other two workloads
+npm run build && node bench/instructions.js --baseline DIR
+                             # instructions per request of this checkout against another built
+                             # one, both under Valgrind's callgrind (apt-get install valgrind):
+                             # what the machine's load does not move (V8's spread from one start
+                             # to the next remains: 3 runs by default, --runs N); about 10 minutes
+                             # a run
+npm run build && node bench/gc-starts.js --baseline DIR
+                             # fresh starts of this checkout (and of another), each under a steady
+                             # load with --trace-gc: the share of young objects promoted, old
+                             # collections, and which starts are slow (6 starts each by default,
+                             # --starts N; about half a minute a start)
 npx tsc -p tsconfig.build.json && node bench/stream-tap.js
                              # CPU per stream of the usage tap alone, no network: usage taken
                              # out of the stream against chunks passed through
