@@ -13,15 +13,13 @@
 //
 // --baseline DIR: as many starts of another built checkout, alternating with this one's.
 // Builds nothing: run `npm run build` first. Uses 127.0.0.1 only and stops all it started.
-import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort, killAllNow, spawnTracked, stop, stopAll } from './lib/children.js';
-import { sendRequests } from './lib/count-load.js';
+import { killAllNow, stopAll } from './lib/children.js';
+import { sendRequests, startCountedKeyrelay } from './lib/count-load.js';
 import { gcSummary } from './lib/gc-trace.js';
-import { benchUser, keyrelayEnv, startUpstream, waitHealthy } from './lib/targets.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -44,32 +42,16 @@ const dir = join(ROOT, 'bench/results/gc-starts');
 mkdirSync(dir, { recursive: true });
 
 async function oneStart(name, checkout) {
-  const upstream = await startUpstream();
-  const port = await freePort();
-  const poolKey = `sk-bench-${randomBytes(16).toString('hex')}`;
-  const adminToken = randomBytes(24).toString('base64url');
-  const settings = join(dir, 'keyrelay.yaml');
-  writeFileSync(settings, '# the benchmark configures keyrelay through the environment only\n');
-  const logFile = join(dir, `${name}.log`);
-  const fd = openSync(logFile, 'w');
-  const child = spawnTracked(process.execPath, ['--trace-gc', join(checkout, 'bin/keyrelay.js'), 'serve'], {
-    cwd: checkout,
-    stdio: ['ignore', fd, fd],
-    // Warnings only: the trace is the log's content.
-    env: keyrelayEnv({ port, settings, upstream, poolKey, adminToken }, { LOG_LEVEL: 'warn' }),
-  });
-  closeSync(fd);
-  const origin = `http://127.0.0.1:${port}`;
+  // Warnings only: the trace is the log's content.
+  const k = await startCountedKeyrelay({ name, checkout, dir, prefix: ['--trace-gc'], env: { LOG_LEVEL: 'warn' } });
   try {
-    await waitHealthy(child, origin, logFile, 60_000);
-    const authorization = `Bearer ${await benchUser(origin, adminToken, name)}`;
+    const { origin, authorization } = k;
     await sendRequests({ origin, authorization, workload: 'json', count: warm, concurrency });
-    const from = statSync(logFile).size;
+    const from = statSync(k.logFile).size;
     await sendRequests({ origin, authorization, workload: 'json', count: measured, concurrency });
-    return gcSummary(readFileSync(logFile).subarray(from).toString('utf8'));
+    return gcSummary(readFileSync(k.logFile).subarray(from).toString('utf8'));
   } finally {
-    await stop(child, 10_000);
-    await stop(upstream.child);
+    await k.close();
   }
 }
 

@@ -16,16 +16,14 @@
 // tsconfig.build.json`). Uses 127.0.0.1 only and stops all it started. About 10 minutes a run at
 // the defaults on 2 cores.
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { freePort, killAllNow, spawnTracked, stop, stopAll } from './lib/children.js';
+import { killAllNow, stopAll } from './lib/children.js';
 import { countsOf } from './lib/callgrind.js';
-import { sendRequests } from './lib/count-load.js';
+import { sendRequests, startCountedKeyrelay } from './lib/count-load.js';
 import { startRedis } from './lib/redis.js';
-import { benchUser, keyrelayEnv, startUpstream, waitHealthy } from './lib/targets.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -76,41 +74,28 @@ function control(...args) {
 
 /** One keyrelay of `checkout` under callgrind: instructions per measured request. */
 async function measure(name, checkout, redisUrl) {
-  const upstream = await startUpstream();
-  const port = await freePort();
-  const poolKey = `sk-bench-${randomBytes(16).toString('hex')}`;
-  const adminToken = randomBytes(24).toString('base64url');
-  const settings = join(dir, 'keyrelay.yaml');
-  writeFileSync(settings, '# the benchmark configures keyrelay through the environment only\n');
-  const logFile = join(dir, `${name}.log`);
   const out = join(dir, `${name}.callgrind`);
-  const fd = openSync(logFile, 'w');
-  const child = spawnTracked(
-    'valgrind',
-    ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}`, process.execPath, ...NODE_FLAGS, join(checkout, 'bin/keyrelay.js'), 'serve'],
-    {
-      cwd: checkout,
-      stdio: ['ignore', fd, fd],
-      env: keyrelayEnv({ port, settings, upstream, poolKey, adminToken }, redisUrl ? { REDIS_URL: redisUrl } : {}),
-    },
-  );
-  closeSync(fd);
-  const origin = `http://127.0.0.1:${port}`;
-  try {
+  const k = await startCountedKeyrelay({
+    name,
+    checkout,
+    dir,
+    command: 'valgrind',
+    prefix: ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${out}`, process.execPath, ...NODE_FLAGS],
+    env: redisUrl ? { REDIS_URL: redisUrl } : {},
     // Under Valgrind a start takes minutes, not seconds.
-    await waitHealthy(child, origin, logFile, 5 * 60_000);
-    const authorization = `Bearer ${await benchUser(origin, adminToken, name)}`;
-    await load(origin, authorization, warm);
-    control('-i', 'on', child.pid);
-    await load(origin, authorization, measured);
-    control('-d', child.pid);
+    healthMs: 5 * 60_000,
+  });
+  try {
+    await load(k.origin, k.authorization, warm);
+    control('-i', 'on', k.child.pid);
+    await load(k.origin, k.authorization, measured);
+    control('-d', k.child.pid);
     const dumps = readdirSync(dir).filter((f) => f.startsWith(`${name}.callgrind`) && f !== `${name}.callgrind`);
     const last = dumps.sort().at(-1) ?? `${name}.callgrind`;
     const counts = countsOf(join(dir, last));
-    return Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v / measured]));
+    return Object.fromEntries(Object.entries(counts).map(([part, v]) => [part, v / measured]));
   } finally {
-    await stop(child, 10_000);
-    await stop(upstream.child);
+    await k.close();
   }
 }
 
